@@ -1,0 +1,60 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chorus-rtc/chorus/devcluster"
+	"github.com/chorus-rtc/chorus/shared/config"
+)
+
+func devCommand() *cobra.Command {
+	var c devcluster.Config
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole local HA cluster: Redis, 3 masters, 2 media nodes and the proxy, each its own process",
+		Long: `chorus dev runs a local highly available cluster on this machine: redis-server
+from PATH on a free port (unless --redis-addr is given), masters, media nodes and
+the proxy on --port, each as its own OS process of this binary. The demo page is
+served at the printed URL. Environment variables (CHORUS_*, OPENVIDU_*) reach
+every process. SIGINT or SIGTERM stops everything it started.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.Secret == "" {
+				return errors.New("--secret must not be empty")
+			}
+			if c.Masters < 1 || c.MediaNodes < 1 {
+				return errors.New("--masters and --media-nodes must be at least 1")
+			}
+			if c.Port < 1 || c.Port > 65535 {
+				return fmt.Errorf("--port %d is not a port number", c.Port)
+			}
+			bin, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("locate the chorus binary: %w", err)
+			}
+			c.Binary, c.Env, c.Output = bin, os.Environ(), cmd.ErrOrStderr()
+			if c.AssetsDir == "" {
+				c.AssetsDir = devcluster.DefaultAssetsDir(bin)
+			}
+			c.Logger = (config.Log{Level: "info", Format: "text"}).NewLogger(cmd.ErrOrStderr()).With("role", "dev")
+			return devcluster.Run(cmd.Context(), c)
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://localhost:<port>")
+	f.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "Address the proxy binds (0.0.0.0 to reach it from the LAN)")
+	f.StringVar(&c.Secret, "secret", "MY_SECRET", "OpenVidu secret of the cluster")
+	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
+	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
+	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")
+	f.StringVar(&c.MediaIP, "media-ip", "127.0.0.1", "IP the media nodes bind and announce to browsers")
+	f.StringVar(&c.ClusterID, "cluster-id", "chorus", "Cluster id (namespaces the Redis keys)")
+	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
+	f.BoolVar(&c.Demo, "demo", true, "Serve the demo page and its token endpoint")
+	f.StringVar(&c.AssetsDir, "assets-dir", "", "Directory of the demo page and openvidu-browser (default: ./web)")
+	return cmd
+}

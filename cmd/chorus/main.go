@@ -1,0 +1,107 @@
+// Command chorus runs every role of a Chorus cluster: chorus master, chorus
+// media, chorus proxy, and chorus dev for a whole local cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gin-gonic/gin"
+	"github.com/spf13/cobra"
+
+	"github.com/chorus-rtc/chorus/master"
+	"github.com/chorus-rtc/chorus/medianode"
+	"github.com/chorus-rtc/chorus/proxy"
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+func main() {
+	gin.SetMode(gin.ReleaseMode)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := rootCommand().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chorus:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "chorus",
+		Short: "Chorus: an open, highly available OpenVidu 2.x cluster in Go",
+		Long: `Chorus runs OpenVidu 2.x applications unchanged on a highly available cluster:
+stateless masters (REST API and WebSocket signaling) sharing state in Redis,
+pion media nodes, and a proxy in front of the masters.
+
+Configuration comes from defaults, a YAML file (--config), environment
+variables (CHORUS_*, and OpenVidu's own names such as OPENVIDU_SECRET) and
+flags, in increasing order of precedence.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(
+		roleCommand(config.RoleMaster, "master", "Run a master node: OpenVidu REST API and JSON-RPC WebSocket signaling",
+			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+				rdb := store.NewClient(cfg.Redis)
+				defer rdb.Close()
+				return master.New(master.Config{Cluster: cfg, Redis: rdb, Logger: log}).Run(ctx)
+			}),
+		roleCommand(config.RoleMedia, "media", "Run a media node: a pion WebRTC SFU",
+			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+				rdb := store.NewClient(cfg.Redis)
+				defer rdb.Close()
+				n, err := medianode.New(medianode.Config{Cluster: cfg, Redis: rdb, Logger: log})
+				if err != nil {
+					return err
+				}
+				return n.Run(ctx)
+			}),
+		roleCommand(config.RoleProxy, "proxy", "Run the proxy: the public entry point balancing over the masters",
+			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+				rdb := store.NewClient(cfg.Redis)
+				defer rdb.Close()
+				p, err := proxy.New(proxy.Config{Cluster: cfg, Redis: rdb, Logger: log})
+				if err != nil {
+					return err
+				}
+				return p.Run(ctx)
+			}),
+		devCommand(),
+		configCommand(),
+	)
+	return root
+}
+
+// roleCommand builds the command of a long-running role: its flags come from
+// the configuration key table.
+func roleCommand(role config.Role, use, short string, run func(context.Context, *config.Config, *slog.Logger) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), role, os.Environ())
+			if err != nil {
+				return err
+			}
+			if err := cfg.Validate(role); err != nil {
+				return err
+			}
+			log := cfg.Log.NewLogger(os.Stderr).With("role", string(role))
+			err = run(cmd.Context(), cfg, log)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		},
+	}
+	config.RegisterFlags(cmd.Flags(), role)
+	return cmd
+}

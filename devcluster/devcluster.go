@@ -1,0 +1,330 @@
+// Package devcluster runs a whole Chorus cluster on one machine (`chorus
+// dev`): Redis, masters, media nodes and the proxy, each as its own OS
+// process of the chorus binary, on free loopback ports. It is what a
+// newcomer runs first and what the end-to-end tests start.
+package devcluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Config configures a dev cluster.
+type Config struct {
+	// Binary is the chorus executable the processes run.
+	Binary string
+	// Port is the proxy's port: the cluster's URL is http://localhost:Port.
+	Port int
+	// ListenHost is the proxy's bind address (127.0.0.1 keeps it local).
+	ListenHost string
+	Secret     string
+	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
+	RedisAddr  string
+	Masters    int
+	MediaNodes int
+	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
+	// browsers on this machine only.
+	MediaIP string
+	// ClusterID namespaces the cluster's Redis keys.
+	ClusterID string
+	// StateFile, if set, receives the cluster's description once it is up.
+	StateFile string
+	// Demo serves the demo page (it hands out tokens: a dev-only feature).
+	Demo bool
+	// AssetsDir holds the demo page and openvidu-browser (web/).
+	AssetsDir string
+	// Env is the environment of every process (CHORUS_*, OPENVIDU_*, ...).
+	Env []string
+	// Output receives the processes' logs, each line prefixed by its node.
+	Output io.Writer
+	Logger *slog.Logger
+}
+
+// Node describes one process of the cluster in the state file.
+type Node struct {
+	Role string `json:"role"` // master, media, proxy or redis
+	ID   string `json:"id"`
+	PID  int    `json:"pid"`
+	Addr string `json:"addr"`
+}
+
+// State is the state file's content.
+type State struct {
+	URL    string `json:"url"`
+	Secret string `json:"secret"`
+	Redis  string `json:"redis"`
+	Nodes  []Node `json:"nodes"`
+}
+
+type process struct {
+	node Node
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Run starts the cluster, writes the state file and waits until ctx ends;
+// then it stops every process it started (SIGTERM, then SIGKILL after 15 s).
+// A process that dies meanwhile is reported and not restarted: the cluster
+// is meant to survive it.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Output == nil {
+		cfg.Output = os.Stderr
+	}
+	r := &runner{cfg: cfg, log: cfg.Logger}
+	defer r.stopAll()
+	state, err := r.start(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.StateFile != "" {
+		raw, _ := json.MarshalIndent(state, "", "  ")
+		tmp := cfg.StateFile + ".tmp"
+		if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+			return fmt.Errorf("write state file: %w", err)
+		}
+		if err := os.Rename(tmp, cfg.StateFile); err != nil {
+			return fmt.Errorf("write state file: %w", err)
+		}
+	}
+	fmt.Fprintf(cfg.Output, "\nChorus is up: %s  (secret %s)\n", state.URL, state.Secret)
+	if cfg.Demo {
+		fmt.Fprintf(cfg.Output, "Demo page: %s/  (open it in two tabs)\n", state.URL)
+	}
+	fmt.Fprintln(cfg.Output, "Press Ctrl+C to stop the cluster.")
+	<-ctx.Done()
+	return nil
+}
+
+type runner struct {
+	cfg   Config
+	log   *slog.Logger
+	mu    sync.Mutex
+	procs []*process
+	wg    sync.WaitGroup
+}
+
+func (r *runner) start(ctx context.Context) (*State, error) {
+	cfg := r.cfg
+	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret}
+	redisAddr := cfg.RedisAddr
+	if redisAddr == "" {
+		port, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp("", "chorus-redis-")
+		if err != nil {
+			return nil, err
+		}
+		redisAddr = fmt.Sprintf("127.0.0.1:%d", port)
+		p, err := r.spawn(Node{Role: "redis", ID: "redis", Addr: redisAddr}, "redis-server",
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
+		if err != nil {
+			return nil, fmt.Errorf("start redis-server (install it, or pass --redis-addr): %w", err)
+		}
+		if err := waitTCP(ctx, redisAddr, 10*time.Second, p); err != nil {
+			return nil, err
+		}
+	}
+	state.Redis = redisAddr
+	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
+
+	for i := 1; i <= cfg.Masters; i++ {
+		port, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		id := fmt.Sprintf("master_%d", i)
+		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
+			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port)}, common...)
+		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitHealthy(ctx, "http://"+addr+"/chorus/health", 20*time.Second, p); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i <= cfg.MediaNodes; i++ {
+		port, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		udp, err := freeUDPPort(cfg.MediaIP)
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		id := fmt.Sprintf("media_%d", i)
+		args := append([]string{"media", "--media-id", id, "--media-listen", addr,
+			"--media-udp-port", strconv.Itoa(udp), "--media-bind-ip", cfg.MediaIP}, common...)
+		p, err := r.spawn(Node{Role: "media", ID: id, Addr: addr}, cfg.Binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitHealthy(ctx, "http://"+addr+"/chorus/health", 20*time.Second, p); err != nil {
+			return nil, err
+		}
+	}
+	proxyAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
+	args := append([]string{"proxy", "--proxy-listen", proxyAddr,
+		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, common...)
+	p, err := r.spawn(Node{Role: "proxy", ID: "proxy", Addr: proxyAddr}, cfg.Binary, args...)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/chorus/health", cfg.Port), 20*time.Second, p); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	for _, p := range r.procs {
+		state.Nodes = append(state.Nodes, p.node)
+	}
+	r.mu.Unlock()
+	return state, nil
+}
+
+// spawn starts one process; its output goes to cfg.Output line by line,
+// prefixed with its id. The process is killed if this one dies (Pdeathsig).
+func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = r.cfg.Env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", node.ID, err)
+	}
+	node.PID = cmd.Process.Pid
+	p := &process{node: node, cmd: cmd, done: make(chan struct{})}
+	r.mu.Lock()
+	r.procs = append(r.procs, p)
+	r.mu.Unlock()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintf(r.cfg.Output, "%-9s %s\n", node.ID, sc.Text())
+		}
+		err := cmd.Wait()
+		close(p.done)
+		r.log.Info("process exited", "node", node.ID, "pid", node.PID, "err", err)
+	}()
+	return p, nil
+}
+
+// stopAll stops the processes in reverse order of start: proxy, media nodes,
+// masters, then Redis.
+func (r *runner) stopAll() {
+	r.mu.Lock()
+	procs := append([]*process(nil), r.procs...)
+	r.mu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		p := procs[i]
+		select {
+		case <-p.done:
+			continue
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-p.node.PID, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	r.wg.Wait()
+}
+
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func freeUDPPort(ip string) (int, error) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		return 0, fmt.Errorf("find a free UDP port: %w", err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port, nil
+}
+
+var errExited = errors.New("process exited during start-up")
+
+func waitTCP(ctx context.Context, addr string, timeout time.Duration, p *process) error {
+	return waitFor(ctx, timeout, p, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+func waitHealthy(ctx context.Context, url string, timeout time.Duration, p *process) error {
+	client := &http.Client{Timeout: 500 * time.Millisecond}
+	return waitFor(ctx, timeout, p, func() bool {
+		resp, err := client.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, p *process, ok func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.done:
+			return fmt.Errorf("%s: %w", p.node.ID, errExited)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready after %s", p.node.ID, timeout)
+		}
+	}
+	return nil
+}
+
+// DefaultAssetsDir finds web/ next to the binary's source tree: the working
+// directory's web/, or the one beside the executable's parent (bin/..).
+func DefaultAssetsDir(binary string) string {
+	if st, err := os.Stat("web"); err == nil && st.IsDir() {
+		abs, _ := filepath.Abs("web")
+		return abs
+	}
+	return filepath.Join(filepath.Dir(filepath.Dir(binary)), "web")
+}

@@ -1,0 +1,187 @@
+// Package master is a Chorus master node (`chorus master`): the signaling
+// plane. It serves OpenVidu's REST API and JSON-RPC WebSocket, registers
+// itself in Redis with a heartbeat, and runs the cluster housekeeping every
+// master shares (evictions, crashed masters' participants, garbage
+// collection). It holds no session state: only its open WebSockets.
+package master
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/chorus-rtc/chorus/master/restapi"
+	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/master/signaling"
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Config configures a master.
+type Config struct {
+	Cluster *config.Config
+	Redis   redis.UniversalClient
+	Logger  *slog.Logger
+}
+
+// Master is a running master node.
+type Master struct {
+	cfg       config.Master
+	id        string
+	log       *slog.Logger
+	store     *store.Store
+	sessions  *session.Service
+	signaling *signaling.Server
+	api       *restapi.API
+	startedAt time.Time
+	draining  atomic.Bool
+}
+
+// New builds a master. Run serves it.
+func New(cfg Config) *Master {
+	mc := cfg.Cluster.Master
+	id := mc.ID
+	if id == "" {
+		id = protocol.NewMasterNodeID()
+	}
+	log := cfg.Logger.With("master", id)
+	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
+	sessions := session.New(session.Config{
+		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
+		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, MasterID: id,
+		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
+		Logger: log,
+	})
+	return &Master{
+		cfg: mc, id: id, log: log, store: st, sessions: sessions, startedAt: time.Now(),
+		signaling: signaling.New(signaling.Config{
+			Sessions: sessions, Store: st, MasterID: id, Secret: cfg.Cluster.Secret,
+			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, Logger: log,
+		}),
+		api: restapi.New(restapi.Config{
+			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
+			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
+			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold, Logger: log,
+		}),
+	}
+}
+
+// ID is the master's node id.
+func (m *Master) ID() string { return m.id }
+
+// Handler is the master's HTTP handler: REST API, WebSocket and health.
+func (m *Master) Handler() http.Handler {
+	r := gin.New()
+	r.RedirectTrailingSlash, r.RedirectFixedPath, r.HandleMethodNotAllowed = false, false, true
+	r.Use(gin.Recovery())
+	m.api.Register(r)
+	r.GET("/openvidu", gin.WrapH(m.signaling))
+	r.GET("/chorus/health", m.health)
+	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"status": 404, "error": "Not Found", "path": c.Request.URL.Path}) })
+	r.NoMethod(func(c *gin.Context) {
+		c.JSON(http.StatusMethodNotAllowed, gin.H{"status": 405, "error": "Method Not Allowed", "path": c.Request.URL.Path})
+	})
+	return restapi.LegacyPaths(r)
+}
+
+// health is the proxy's active check: 200 while the master serves, 503 while
+// it drains (so no new request or reconnection lands on it).
+func (m *Master) health(c *gin.Context) {
+	if m.draining.Load() {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "DRAINING", "id": m.id})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "UP", "id": m.id, "sockets": m.signaling.Count()})
+}
+
+// Run serves until ctx ends, then shuts down gracefully: it drains (health
+// answers 503), closes its participants' WebSockets (they resume on another
+// master), deregisters and stops.
+func (m *Master) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", m.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	m.log.Info("master started", "listen", ln.Addr().String(), "internal_url", m.cfg.InternalURL, "public_url", m.cfg.PublicURL)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return m.heartbeat(gctx) })
+	g.Go(func() error { return m.signaling.Run(gctx) })
+	g.Go(func() error {
+		return m.sessions.RunSweeper(gctx, session.SweepConfig{
+			Interval:         time.Second,
+			GarbageInterval:  m.cfg.SessionsGarbageInterval,
+			GarbageThreshold: m.cfg.SessionsGarbageThreshold,
+		})
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		m.shutdown(srv)
+		return nil
+	})
+	err = g.Wait()
+	m.log.Info("master stopped")
+	return err
+}
+
+func (m *Master) shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m.draining.Store(true)
+	m.register(ctx, 3*time.Second)
+	m.signaling.Shutdown(ctx)
+	_ = srv.Shutdown(ctx)
+	if err := m.store.DeregisterMaster(ctx, m.id); err != nil {
+		m.log.Warn("deregister", "err", err)
+	}
+}
+
+// heartbeat refreshes the registration every interval. If the registration
+// vanished (Redis lost it, or other masters declared this one dead), the
+// master's sockets are closed: their participants were, or will be, handed
+// over, and must resume through a fresh socket.
+func (m *Master) heartbeat(ctx context.Context) error {
+	ttl := max(3*m.cfg.HeartbeatInterval, 3*time.Second)
+	m.register(ctx, ttl)
+	t := time.NewTicker(m.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		alive, err := m.store.MasterAlive(ctx, m.id)
+		if err == nil && !alive {
+			m.log.Warn("registration lost: closing this master's WebSockets so their participants resume")
+			m.signaling.CloseAll("master registration lost")
+		}
+		m.register(ctx, ttl)
+	}
+}
+
+func (m *Master) register(ctx context.Context, ttl time.Duration) {
+	err := m.store.RegisterMaster(ctx, store.MasterInfo{
+		ID: m.id, InternalURL: m.cfg.InternalURL, StartedAt: m.startedAt.UnixMilli(), Draining: m.draining.Load(),
+	}, ttl)
+	if err != nil && ctx.Err() == nil {
+		m.log.Warn("heartbeat", "err", err)
+	}
+}

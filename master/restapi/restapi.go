@@ -1,0 +1,559 @@
+// Package restapi serves OpenVidu 2.x's REST API on a master (gin):
+// /openvidu/api/..., Basic auth OPENVIDUAPP:<secret>, OpenVidu's bodies,
+// objects and status codes, as openvidu-node-client and openvidu-java-client
+// expect them.
+package restapi
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// maxBodyBytes bounds a REST request body.
+const maxBodyBytes = 1 << 20
+
+// Config configures the API.
+type Config struct {
+	Sessions *session.Service
+	Secret   string
+	// PublicURL is the cluster's public ws(s):// URL (reported by /config).
+	PublicURL        string
+	ForcedVideoCodec string
+	AllowTranscoding bool
+	GarbageInterval  time.Duration
+	GarbageThreshold time.Duration
+	Logger           *slog.Logger
+}
+
+// API is the REST API.
+type API struct {
+	cfg Config
+	svc *session.Service
+	log *slog.Logger
+}
+
+// New returns the API.
+func New(cfg Config) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &API{cfg: cfg, svc: cfg.Sessions, log: cfg.Logger}
+}
+
+// Register adds the API's routes to r.
+func (a *API) Register(r *gin.Engine) {
+	r.GET("/openvidu/api/config/openvidu-publicurl", a.publicURL) // unauthenticated, as in OpenVidu
+	g := r.Group("/openvidu/api", cors, a.authenticate)
+	g.POST("/sessions", a.createSession)
+	g.GET("/sessions", a.listSessions)
+	g.GET("/sessions/:sessionId", a.getSession)
+	g.DELETE("/sessions/:sessionId", a.closeSession)
+	g.POST("/sessions/:sessionId/connection", a.createConnection)
+	g.GET("/sessions/:sessionId/connection", a.listConnections)
+	g.GET("/sessions/:sessionId/connection/:connectionId", a.getConnection)
+	g.PATCH("/sessions/:sessionId/connection/:connectionId", a.updateConnection)
+	g.DELETE("/sessions/:sessionId/connection/:connectionId", a.deleteConnection)
+	g.DELETE("/sessions/:sessionId/stream/:streamId", a.forceUnpublish)
+	g.POST("/signal", a.signal)
+	g.POST("/tokens", a.createToken)
+	g.GET("/config", a.config)
+	g.GET("/health", a.health)
+	for _, route := range []struct{ method, path string }{
+		{http.MethodPost, "/recordings/start"}, {http.MethodPost, "/recordings/stop/:recordingId"},
+		{http.MethodGet, "/recordings"}, {http.MethodGet, "/recordings/:recordingId"},
+		{http.MethodDelete, "/recordings/:recordingId"},
+		{http.MethodPost, "/broadcast/start"}, {http.MethodPost, "/broadcast/stop"},
+	} {
+		g.Handle(route.method, route.path, notImplemented)
+	}
+	r.OPTIONS("/openvidu/api/*path", cors)
+}
+
+// LegacyPaths rewrites OpenVidu's deprecated paths (/api/..., /config) to
+// /openvidu/api/..., as openvidu-server does by default.
+func LegacyPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		switch {
+		case strings.HasPrefix(p, "/api/"):
+			r.URL.Path = "/openvidu" + p
+		case p == "/config" || strings.HasPrefix(p, "/config/"):
+			r.URL.Path = "/openvidu/api" + p
+		}
+		r.URL.RawPath = ""
+		next.ServeHTTP(w, r)
+	})
+}
+
+func cors(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Origin", "*")
+	if c.Request.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+		if req := c.GetHeader("Access-Control-Request-Headers"); req != "" {
+			h.Set("Access-Control-Allow-Headers", req)
+		} else {
+			h.Set("Access-Control-Allow-Headers", "*")
+		}
+		c.AbortWithStatus(http.StatusOK)
+	}
+}
+
+// authenticate checks Basic OPENVIDUAPP:<secret> in constant time. The
+// challenge header matters: openvidu-java-client only sends credentials
+// after a 401 that carries it.
+func (a *API) authenticate(c *gin.Context) {
+	raw, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Basic ")
+	if ok {
+		if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw)); err == nil {
+			user, pass, _ := strings.Cut(string(dec), ":")
+			userOK := subtle.ConstantTimeCompare([]byte(user), []byte("OPENVIDUAPP"))
+			passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(a.cfg.Secret))
+			if userOK&passOK == 1 {
+				return
+			}
+		}
+	}
+	c.Header("WWW-Authenticate", `Basic realm="Realm"`)
+	c.AbortWithStatus(http.StatusUnauthorized)
+}
+
+func notImplemented(c *gin.Context) {
+	writeError(c, http.StatusNotImplemented, "Recording and broadcasting are not enabled in this cluster", c.Request.URL.Path)
+}
+
+// writeJSON writes v without HTML escaping (token URLs keep a literal &).
+func writeJSON(c *gin.Context, status int, v any) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		c.Status(http.StatusInternalServerError)
+		return
+	}
+	c.Data(status, "application/json", bytes.TrimRight(buf.Bytes(), "\n"))
+}
+
+// writeError writes OpenVidu's error JSON.
+func writeError(c *gin.Context, status int, message, path string) {
+	writeJSON(c, status, protocol.Error{
+		Timestamp: store.NowMillis(), Status: status, Error: http.StatusText(status), Message: message, Path: path,
+	})
+}
+
+// fail answers a service error: OpenVidu's status with its error JSON where
+// openvidu-server sends one, an empty body otherwise.
+func (a *API) fail(c *gin.Context, err error, path string) {
+	e := session.AsError(err)
+	if e.Status >= 500 {
+		a.log.Warn("REST request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
+	}
+	if e.Body || e.Status >= 500 {
+		writeError(c, e.Status, e.Message, path)
+		return
+	}
+	c.Status(e.Status)
+}
+
+func readBody(c *gin.Context) ([]byte, error) {
+	return io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes))
+}
+
+// boolQuery reads a boolean query parameter as Spring converts it.
+func boolQuery(c *gin.Context, name string, def bool) (bool, bool) {
+	v, ok := c.GetQuery(name)
+	if !ok || v == "" {
+		return def, true
+	}
+	switch strings.ToLower(v) {
+	case "true", "on", "yes", "1":
+		return true, true
+	case "false", "off", "no", "0":
+		return false, true
+	}
+	return false, false
+}
+
+func (a *API) createSession(c *gin.Context) {
+	const path = "/openvidu/api/sessions"
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return
+	}
+	props, err := SessionPropertiesFromBody(raw)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		props.ForcedVideoCodec = "MEDIA_SERVER_PREFERRED" // openvidu-server's no-body quirk
+	}
+	snap, err := a.svc.CreateSession(c.Request.Context(), props)
+	if err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderSession(snap, false))
+}
+
+func (a *API) listSessions(c *gin.Context) {
+	pending, ok1 := boolQuery(c, "pendingConnections", false)
+	_, ok2 := boolQuery(c, "webRtcStats", false)
+	if !ok1 || !ok2 {
+		c.Status(http.StatusBadRequest)
+		return
+	}
+	snaps, err := a.svc.ListSessions(c.Request.Context())
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	out := protocol.SessionList{Content: []protocol.Session{}}
+	for _, s := range snaps {
+		out.Content = append(out.Content, session.RenderSession(s, pending))
+	}
+	out.NumberOfElements = len(out.Content)
+	writeJSON(c, http.StatusOK, out)
+}
+
+func (a *API) getSession(c *gin.Context) {
+	pending, ok1 := boolQuery(c, "pendingConnections", false)
+	_, ok2 := boolQuery(c, "webRtcStats", false)
+	if !ok1 || !ok2 {
+		c.Status(http.StatusBadRequest)
+		return
+	}
+	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderSession(snap, pending))
+}
+
+func (a *API) closeSession(c *gin.Context) {
+	if err := a.svc.CloseSession(c.Request.Context(), c.Param("sessionId"), protocol.ReasonSessionClosedByServer); err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) createConnection(c *gin.Context) {
+	sid := c.Param("sessionId")
+	path := "/openvidu/api/sessions/" + sid + "/connection"
+	if _, err := a.svc.GetSession(c.Request.Context(), sid); err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return
+	}
+	b, err := parseBody(raw, true)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	props, err := ConnectionPropertiesFromBody(b)
+	var unsupported ErrNotSupported
+	if errors.As(err, &unsupported) {
+		writeError(c, http.StatusNotImplemented, unsupported.Message, path)
+		return
+	}
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	snap, conn, err := a.svc.CreateConnection(c.Request.Context(), sid, props)
+	if err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderConnection(snap, conn))
+}
+
+func (a *API) listConnections(c *gin.Context) {
+	pending, ok1 := boolQuery(c, "pendingConnections", true)
+	_, ok2 := boolQuery(c, "webRtcStats", false)
+	if !ok1 || !ok2 {
+		c.Status(http.StatusBadRequest)
+		return
+	}
+	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderConnections(snap, pending))
+}
+
+func (a *API) getConnection(c *gin.Context) {
+	snap, conn, err := a.svc.GetConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId"))
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderConnection(snap, conn))
+}
+
+func (a *API) updateConnection(c *gin.Context) {
+	sid, cid := c.Param("sessionId"), c.Param("connectionId")
+	path := "/openvidu/api/sessions/" + sid + "/connection/" + cid
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return
+	}
+	b, err := parseBody(raw, true)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	role, err := b.string("role")
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Type error in parameter 'role': "+err.Error(), path)
+		return
+	}
+	if role != nil && !(*role == protocol.RoleSubscriber || *role == protocol.RolePublisher || *role == protocol.RoleModerator) {
+		writeError(c, http.StatusBadRequest, "Parameter role "+*role+" is not defined", path)
+		return
+	}
+	record, err := b.bool("record")
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Type error in parameter 'record': "+err.Error(), path)
+		return
+	}
+	snap, conn, err := a.svc.UpdateConnection(c.Request.Context(), sid, cid, role, record)
+	if err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	writeJSON(c, http.StatusOK, session.RenderConnection(snap, conn))
+}
+
+func (a *API) deleteConnection(c *gin.Context) {
+	if err := a.svc.DeleteConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId")); err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+func (a *API) forceUnpublish(c *gin.Context) {
+	err := a.svc.ForceUnpublish(c.Request.Context(), c.Param("sessionId"), c.Param("streamId"), protocol.ReasonForceUnpublishByServer)
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/sessions")
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// SignalFromBody validates POST /openvidu/api/signal's body.
+func SignalFromBody(raw []byte) (sid string, to []string, typ, data *string, err error) {
+	b, err := parseBody(raw, false)
+	if err != nil {
+		return "", nil, nil, nil, err
+	}
+	typeErr := errors.New("Type error in some parameter")
+	s, err := b.string("session")
+	if err != nil {
+		return "", nil, nil, nil, typeErr
+	}
+	if typ, err = b.string("type"); err != nil {
+		return "", nil, nil, nil, typeErr
+	}
+	if data, err = b.string("data"); err != nil {
+		return "", nil, nil, nil, typeErr
+	}
+	if b.present("to") {
+		var list []*string
+		if json.Unmarshal(b["to"], &list) != nil {
+			return "", nil, nil, nil, typeErr
+		}
+		for _, t := range list {
+			if t == nil {
+				to = append(to, "") // a null recipient: no connection has that id (406)
+				continue
+			}
+			to = append(to, *t)
+		}
+	}
+	if s == nil {
+		return "", nil, nil, nil, errors.New(`"session" parameter is mandatory`)
+	}
+	return *s, to, typ, data, nil
+}
+
+func (a *API) signal(c *gin.Context) {
+	const path = "/openvidu/api/signal"
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return
+	}
+	sid, to, typ, data, err := SignalFromBody(raw)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	if err := a.svc.Signal(c.Request.Context(), sid, to, typ, data, ""); err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	c.Status(http.StatusOK)
+}
+
+func (a *API) createToken(c *gin.Context) {
+	const path = "/openvidu/api/tokens"
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return
+	}
+	b, err := parseBody(raw, false)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return
+	}
+	sid, err := b.string("session")
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Type error in some parameter", path)
+		return
+	}
+	if sid == nil {
+		writeError(c, http.StatusBadRequest, `"session" parameter is mandatory`, path)
+		return
+	}
+	if _, err := a.svc.GetSession(c.Request.Context(), *sid); err != nil {
+		writeError(c, http.StatusNotFound, "Session "+*sid+" not found", path)
+		return
+	}
+	delete(b, "record")
+	props, err := ConnectionPropertiesFromBody(b)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), "/openvidu/api/sessions/"+*sid+"/connection")
+		return
+	}
+	_, conn, err := a.svc.CreateConnection(c.Request.Context(), *sid, props)
+	if err != nil {
+		a.fail(c, err, path)
+		return
+	}
+	writeJSON(c, http.StatusOK, protocol.Token{
+		ID: conn.Token, Token: conn.Token, CreatedAt: conn.CreatedAt, ConnectionID: conn.ID,
+		Session: conn.SessionID, Data: conn.ServerData, Role: conn.Role, KurentoOptions: conn.KurentoOptions,
+	})
+}
+
+func (a *API) publicURL(c *gin.Context) {
+	c.String(http.StatusOK, httpURL(a.cfg.PublicURL)+"/")
+}
+
+// httpURL turns the public ws(s):// URL into the http(s):// one.
+func httpURL(ws string) string {
+	switch {
+	case strings.HasPrefix(ws, "wss://"):
+		return "https://" + strings.TrimPrefix(ws, "wss://")
+	case strings.HasPrefix(ws, "ws://"):
+		return "http://" + strings.TrimPrefix(ws, "ws://")
+	}
+	return ws
+}
+
+func (a *API) config(c *gin.Context) {
+	type kv struct {
+		k string
+		v any
+	}
+	pub := httpURL(a.cfg.PublicURL)
+	host := strings.TrimPrefix(strings.TrimPrefix(pub, "https://"), "http://")
+	hostname, port := host, 443
+	if h, p, ok := strings.Cut(host, ":"); ok {
+		hostname = h
+		if n, err := json.Number(p).Int64(); err == nil {
+			port = int(n)
+		}
+	}
+	fields := []kv{
+		{"VERSION", protocol.Version}, {"DOMAIN_OR_PUBLIC_IP", hostname}, {"HTTPS_PORT", port},
+		{"OPENVIDU_PUBLICURL", pub}, {"OPENVIDU_CDR", false},
+		{"OPENVIDU_STREAMS_FORCED_VIDEO_CODEC", a.cfg.ForcedVideoCodec},
+		{"OPENVIDU_STREAMS_ALLOW_TRANSCODING", a.cfg.AllowTranscoding},
+		{"OPENVIDU_WEBRTC_SIMULCAST", false},
+		{"OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())},
+		{"OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())},
+		{"OPENVIDU_RECORDING", false}, {"OPENVIDU_WEBHOOK", false},
+	}
+	var buf bytes.Buffer
+	buf.WriteByte('{')
+	for i, f := range fields {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		k, _ := json.Marshal(f.k)
+		v, _ := json.Marshal(f.v)
+		buf.Write(k)
+		buf.WriteByte(':')
+		buf.Write(v)
+	}
+	buf.WriteByte('}')
+	c.Data(http.StatusOK, "application/json", buf.Bytes())
+}
+
+// health answers OpenVidu Pro's GET /openvidu/api/health: UP (200) when every
+// registered media node is heartbeating, UNSTABLE (409) when some stopped,
+// DOWN (503) when none is left; plus OpenVidu Enterprise's view of the masters.
+func (a *API) health(c *gin.Context) {
+	ctx := c.Request.Context()
+	st := a.svc.Store()
+	nodes, err := st.MediaNodes(ctx)
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/health")
+		return
+	}
+	masters, _, err := st.Masters(ctx)
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/health")
+		return
+	}
+	now := time.Now().UnixMilli()
+	disconnected := []string{}
+	for _, n := range nodes {
+		if now-n.HeartbeatAt > 3000 {
+			disconnected = append(disconnected, n.ID)
+		}
+	}
+	status, code := protocol.HealthUp, http.StatusOK
+	switch {
+	case len(nodes) == 0 || len(disconnected) == len(nodes):
+		status, code = protocol.HealthDown, http.StatusServiceUnavailable
+	case len(disconnected) > 0:
+		status, code = protocol.HealthUnstable, http.StatusConflict
+	}
+	out := protocol.Health{Status: status, DisconnectedMediaNodes: disconnected, ClusterStatus: status, Nodes: map[string]protocol.NodeHealth{}}
+	for _, m := range masters {
+		ms := protocol.HealthUp
+		if m.Draining {
+			ms = "DRAINING"
+		}
+		out.Nodes[m.ID] = protocol.NodeHealth{Status: ms, ID: m.ID, URI: m.InternalURL, DisconnectedMediaNodes: disconnected}
+	}
+	writeJSON(c, code, out)
+}

@@ -1,0 +1,473 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// PublishRequest is a participant's publishVideo.
+type PublishRequest struct {
+	SDPOffer     string
+	MediaOptions store.MediaOptions
+}
+
+// Published is publishVideo's (and a publisher's reconnectStream's) result.
+type Published struct {
+	StreamID  string
+	CreatedAt int64
+	SDPAnswer string
+}
+
+// participantNotFound is the error for a request from a participant the
+// session no longer has (evicted meanwhile).
+func participantNotFound(sid, cid string) *Error {
+	return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
+}
+
+func activeParticipant(tx *store.Tx, sid, cid string) (*store.Connection, error) {
+	if tx.Session == nil {
+		return nil, participantNotFound(sid, cid)
+	}
+	c := tx.Conns[cid]
+	if c == nil || !c.Active() {
+		return nil, participantNotFound(sid, cid)
+	}
+	return c, nil
+}
+
+// streamTypeCode is the TYPE3 part of a stream id: the first three letters of
+// typeOfVideo, or MIC for an audio-only stream.
+func streamTypeCode(m store.MediaOptions) string {
+	if !m.HasVideo {
+		return "MIC"
+	}
+	if m.TypeOfVideo == "" {
+		return "CAM"
+	}
+	return m.TypeOfVideo
+}
+
+// Publish creates the participant's publisher endpoint on the session's media
+// node from its SDP offer and tells the other participants
+// (participantPublished) once the node answered.
+func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishRequest) (*Published, error) {
+	streamID := protocol.NewStreamID(streamTypeCode(req.MediaOptions), cid)
+	now := store.NowMillis()
+	var node, codec string
+	var stale []endpointRef
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		stale = nil
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		if !protocol.CanPublish(c.Role) {
+			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to publish video. The user does not have a valid token")
+		}
+		if p := c.Publisher; p != nil {
+			if p.State == store.EndpointReady {
+				return newError(protocol.CodeUserAlreadyStreaming, http.StatusConflict, "User %s is already publishing in session %s", cid, sid)
+			}
+			stale = []endpointRef{{p.Node, p.StreamID}} // a publishVideo that died half-way
+		}
+		node, codec = tx.Session.MediaNodeID, tx.Session.Properties.ForcedVideoCodecResolved
+		c.Publisher = &store.Publisher{StreamID: streamID, CreatedAt: now, MediaOptions: req.MediaOptions, Node: node, State: store.EndpointCreating}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(stale) > 0 {
+		s.releaseEndpoints(ctx, sid, stale)
+	}
+	if codec == "" {
+		codec = ResolveCodec("", s.cfg.ForcedVideoCodec)
+	}
+	mc, err := s.mediaClient(ctx, node)
+	var answer mediaapi.SDPAnswer
+	if err == nil {
+		answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: req.SDPOffer, VideoCodec: codec})
+	}
+	if err != nil {
+		s.rollbackPublisher(ctx, sid, cid, streamID, node)
+		return nil, publishError(err, cid, codec)
+	}
+	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		if c.Publisher == nil || c.Publisher.StreamID != streamID {
+			return participantNotFound(sid, cid) // unpublished or replaced meanwhile
+		}
+		c.Publisher.State = store.EndpointReady
+		return tx.NotifyParticipants(cid, protocol.NotifyParticipantPublished, RenderRemote(c, true))
+	})
+	if err != nil {
+		bctx, cancel := background(ctx)
+		defer cancel()
+		s.releaseEndpoints(bctx, sid, []endpointRef{{node, streamID}})
+		return nil, err
+	}
+	return &Published{StreamID: streamID, CreatedAt: now, SDPAnswer: answer.SDPAnswer}, nil
+}
+
+// rollbackPublisher undoes a failed publishVideo: the record goes, and the
+// endpoint is released in case the node made it before failing to answer.
+func (s *Service) rollbackPublisher(ctx context.Context, sid, cid, streamID, node string) {
+	ctx, cancel := background(ctx)
+	defer cancel()
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if c := tx.Conns[cid]; c != nil && c.Publisher != nil && c.Publisher.StreamID == streamID {
+			c.Publisher = nil
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("roll back publisher", "session", sid, "stream", streamID, "err", err)
+	}
+	s.releaseEndpoints(ctx, sid, []endpointRef{{node, streamID}})
+}
+
+func publishError(err error, cid, codec string) error {
+	var me *mediaapi.Error
+	if errors.As(err, &me) {
+		switch me.Code {
+		case mediaapi.CodeCodecNotOffered:
+			return &Error{Code: protocol.CodeForcedCodecNotFound, Status: http.StatusBadRequest, cause: err,
+				Message: "Error forcing codec: '" + codec + "' not found in the SDP offer of publisher " + cid}
+		case mediaapi.CodeBadSDP:
+			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
+				Message: "Error generating SDP response for publishing user " + cid}
+		}
+	}
+	return err
+}
+
+// ReconnectPublisher gives a publisher a new peer connection for the same
+// stream (reconnectStream from the stream's owner): subscribers keep their
+// endpoints and nobody is notified.
+func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, offer string) (*Published, error) {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, participantNotFound(sid, cid)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := snap.Conns[cid]
+	if c == nil || !c.Active() {
+		return nil, participantNotFound(sid, cid)
+	}
+	if c.Publisher == nil || c.Publisher.StreamID != streamID || c.Publisher.State != store.EndpointReady {
+		return nil, newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+	}
+	codec := snap.Session.Properties.ForcedVideoCodecResolved
+	mc, err := s.mediaClient(ctx, c.Publisher.Node)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: offer, VideoCodec: codec, Reconnect: true})
+	if err != nil {
+		return nil, publishError(err, cid, codec)
+	}
+	return &Published{StreamID: streamID, CreatedAt: c.Publisher.CreatedAt, SDPAnswer: answer.SDPAnswer}, nil
+}
+
+// resolveSender finds the publishing connection a subscription request names:
+// by stream id, or by connection id as openvidu-server also accepts.
+func resolveSender(conns map[string]*store.Connection, sender string) *store.Connection {
+	if c := streamOwner(conns, sender); c != nil {
+		return c
+	}
+	if c := conns[sender]; c != nil && c.Active() {
+		return c
+	}
+	if c := conns[protocol.ConnectionOfStream(sender)]; c != nil && c.Active() {
+		return c
+	}
+	return nil
+}
+
+func senderConnectionID(sender string) string {
+	if id := protocol.ConnectionOfStream(sender); id != "" {
+		return id
+	}
+	return sender
+}
+
+// PrepareSubscribe creates a subscriber endpoint for the sender's stream and
+// returns the node's SDP offer (prepareReceiveVideoFrom). An existing
+// subscription to the same stream is replaced (a subscriber's reconnection).
+func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string) (string, error) {
+	now := store.NowMillis()
+	var streamID, node, ownerID string
+	var replace bool
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		owner := resolveSender(tx.Conns, sender)
+		if owner == nil {
+			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
+		}
+		if owner.Publisher == nil || owner.Publisher.State != store.EndpointReady {
+			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
+		}
+		ownerID, streamID, node = owner.ID, owner.Publisher.StreamID, owner.Publisher.Node
+		if c.Subscriptions == nil {
+			c.Subscriptions = map[string]*store.Subscription{}
+		}
+		replace = c.Subscriptions[streamID] != nil
+		c.Subscriptions[streamID] = &store.Subscription{StreamID: streamID, CreatedAt: now, Node: node, State: store.EndpointCreating}
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	endpoint := store.SubscriberEndpointID(cid, streamID)
+	mc, err := s.mediaClient(ctx, node)
+	var offer mediaapi.SDPOffer
+	if err == nil {
+		offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: endpoint, StreamID: streamID, Reconnect: replace})
+	}
+	if err != nil {
+		s.rollbackSubscription(ctx, sid, cid, streamID, now, node)
+		var me *mediaapi.Error
+		if errors.As(err, &me) {
+			return "", &Error{Code: protocol.CodeMediaSDP, Status: http.StatusInternalServerError, cause: err,
+				Message: "Unable to generate SDP offer when subscribing '" + cid + "' to '" + ownerID + "'"}
+		}
+		return "", err
+	}
+	return offer.SDPOffer, nil
+}
+
+func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID string, createdAt int64, node string) {
+	ctx, cancel := background(ctx)
+	defer cancel()
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if c := tx.Conns[cid]; c != nil {
+			if sub := c.Subscriptions[streamID]; sub != nil && sub.CreatedAt == createdAt {
+				delete(c.Subscriptions, streamID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("roll back subscription", "session", sid, "stream", streamID, "err", err)
+	}
+	s.releaseEndpoints(ctx, sid, []endpointRef{{node, store.SubscriberEndpointID(cid, streamID)}})
+}
+
+// CompleteSubscribe applies the subscriber's SDP answer to the endpoint that
+// PrepareSubscribe made (receiveVideoFrom with sdpAnswer, or reconnectStream
+// with sdpString from a subscriber).
+func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answer string) error {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return participantNotFound(sid, cid)
+	}
+	if err != nil {
+		return err
+	}
+	c := snap.Conns[cid]
+	if c == nil || !c.Active() {
+		return participantNotFound(sid, cid)
+	}
+	owner := resolveSender(snap.Conns, sender)
+	if owner == nil || owner.Publisher == nil {
+		return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", sender, sid)
+	}
+	streamID := owner.Publisher.StreamID
+	sub := c.Subscriptions[streamID]
+	if sub == nil {
+		return newError(protocol.CodeUserNotFound, http.StatusNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
+	}
+	mc, err := s.mediaClient(ctx, sub.Node)
+	if err != nil {
+		return err
+	}
+	if err := mc.Answer(ctx, sid, store.SubscriberEndpointID(cid, streamID), answer); err != nil {
+		var me *mediaapi.Error
+		if errors.As(err, &me) {
+			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
+				Message: "Unable to generate SDP answer when subscribing '" + cid + "' to '" + owner.ID + "'"}
+		}
+		return err
+	}
+	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if c := tx.Conns[cid]; c != nil {
+			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt {
+				cur.State = store.EndpointReady
+			}
+		}
+		return nil
+	})
+}
+
+// Unsubscribe ends the participant's subscription to the stream of the
+// sender connection (unsubscribeFromVideo).
+func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) error {
+	var released []endpointRef
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		released = nil
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		for streamID, sub := range c.Subscriptions {
+			if streamID == sender || protocol.ConnectionOfStream(streamID) == sender {
+				delete(c.Subscriptions, streamID)
+				released = append(released, endpointRef{sub.Node, store.SubscriberEndpointID(cid, streamID)})
+			}
+		}
+		if len(released) == 0 {
+			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User %s not found in session %s", sender, sid)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.releaseEndpoints(ctx, sid, released)
+	return nil
+}
+
+// Unpublish stops the participant's stream (unpublishVideo): the others get
+// participantUnpublished with reason unpublish.
+func (s *Service) Unpublish(ctx context.Context, sid, cid string) error {
+	var released []endpointRef
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		if c.Publisher == nil {
+			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+		}
+		released, err = unpublish(tx, c, protocol.ReasonUnpublish, false)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.releaseEndpoints(ctx, sid, released)
+	return nil
+}
+
+// ForceUnpublishByUser unpublishes someone's stream on behalf of a moderator.
+func (s *Service) ForceUnpublishByUser(ctx context.Context, sid, moderator, streamID string) error {
+	var released []endpointRef
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		m, err := activeParticipant(tx, sid, moderator)
+		if err != nil {
+			return err
+		}
+		if m.Role != protocol.RoleModerator {
+			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to force unpublish. The user does not have a valid token")
+		}
+		owner := streamOwner(tx.Conns, streamID)
+		if owner == nil {
+			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+		}
+		released, err = unpublish(tx, owner, protocol.ReasonForceUnpublishByUser, true)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	s.releaseEndpoints(ctx, sid, released)
+	return nil
+}
+
+// ICECandidate is a client's trickled candidate.
+type ICECandidate struct {
+	Candidate     string
+	SDPMid        *string
+	SDPMLineIndex *uint16
+}
+
+// AddICECandidate passes a client's candidate to the endpoint it belongs to:
+// endpointName is the participant's own id for its publisher, the publisher's
+// id for a subscription. Candidates for an endpoint the node does not know
+// (yet) are dropped: the node is ICE-lite and learns the browser's address
+// from its connectivity checks.
+func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName string, cand ICECandidate) error {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return participantNotFound(sid, cid)
+	}
+	if err != nil {
+		return err
+	}
+	c := snap.Conns[cid]
+	if c == nil || !c.Active() {
+		return participantNotFound(sid, cid)
+	}
+	var endpoint, node string
+	if endpointName == cid {
+		if c.Publisher == nil {
+			return nil
+		}
+		endpoint, node = c.Publisher.StreamID, c.Publisher.Node
+	} else {
+		owner := snap.Conns[endpointName]
+		if owner == nil || owner.Publisher == nil || c.Subscriptions[owner.Publisher.StreamID] == nil {
+			return nil
+		}
+		endpoint, node = store.SubscriberEndpointID(cid, owner.Publisher.StreamID), c.Subscriptions[owner.Publisher.StreamID].Node
+	}
+	mc, err := s.mediaClient(ctx, node)
+	if err != nil {
+		return err
+	}
+	err = mc.AddICECandidate(ctx, endpoint, mediaapi.ICECandidate{SessionID: sid, Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
+	var me *mediaapi.Error
+	if errors.As(err, &me) {
+		s.log.Debug("ICE candidate not applied", "session", sid, "endpoint", endpoint, "err", err)
+		return nil
+	}
+	return err
+}
+
+// StreamPropertyChanged records a change of the participant's published
+// stream (audioActive, videoActive, videoDimensions, ...) and tells the
+// others; newValue is forwarded as the JSON text of what the client sent.
+func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property string, newValue json.RawMessage, reason string) error {
+	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		p := c.Publisher
+		if p == nil {
+			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+		}
+		switch property {
+		case "audioActive":
+			_ = json.Unmarshal(newValue, &p.MediaOptions.AudioActive)
+		case "videoActive":
+			_ = json.Unmarshal(newValue, &p.MediaOptions.VideoActive)
+		case "videoDimensions":
+			var dims string
+			if json.Unmarshal(newValue, &dims) == nil && strings.HasPrefix(dims, "{") {
+				p.MediaOptions.VideoDimensions = dims
+			}
+		}
+		if p.State != store.EndpointReady {
+			return nil
+		}
+		return tx.NotifyParticipants(cid, protocol.NotifyStreamPropertyChanged, protocol.StreamPropertyChangedNotification{
+			ConnectionID: cid, StreamID: p.StreamID, Property: property, NewValue: string(newValue), Reason: reason,
+		})
+	})
+}

@@ -1,0 +1,455 @@
+package session
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// CreateSession stores a new session with normalised properties (see the REST
+// layer). It answers 409 when customSessionId is taken, 404 when the requested
+// media node is unknown.
+func (s *Service) CreateSession(ctx context.Context, props store.SessionProperties) (*store.Snapshot, error) {
+	if props.ForcedVideoCodec == "" {
+		props.ForcedVideoCodec = s.cfg.ForcedVideoCodec
+	}
+	props.ForcedVideoCodecResolved = ResolveCodec(props.ForcedVideoCodec, s.cfg.ForcedVideoCodec)
+	id := props.CustomSessionID
+	if id == "" {
+		id = protocol.NewSessionID()
+	}
+	sess := &store.Session{ID: id, CreatedAt: store.NowMillis(), Properties: props, Life: 1}
+	if n := props.MediaNodeRequested; n != "" {
+		if _, err := s.store.MediaNode(ctx, n); errors.Is(err, store.ErrNotFound) {
+			return nil, &Error{Code: protocol.CodeMediaNodeNotFound, Status: http.StatusNotFound, Message: "Media Node " + n + " not found"}
+		} else if err != nil {
+			return nil, err
+		}
+		sess.MediaNodeID = n
+	}
+	if err := s.store.CreateSession(ctx, sess); err != nil {
+		if errors.Is(err, store.ErrSessionExists) {
+			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusConflict, Message: "Session " + id + " already exists"}
+		}
+		return nil, err
+	}
+	return &store.Snapshot{Session: sess, Conns: map[string]*store.Connection{}}, nil
+}
+
+// ResolveCodec maps a session's forcedVideoCodec to the codec its media
+// node forwards: VP8 or H264 (MEDIA_SERVER_PREFERRED and NONE mean the
+// cluster default; Chorus never transcodes, so VP9 is not offered).
+func ResolveCodec(forced, clusterDefault string) string {
+	switch forced {
+	case "VP8", "H264":
+		return forced
+	}
+	if clusterDefault == "H264" {
+		return "H264"
+	}
+	return "VP8"
+}
+
+// GetSession returns a session, or a 404 Error.
+func (s *Service) GetSession(ctx context.Context, sid string) (*store.Snapshot, error) {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+	}
+	return snap, err
+}
+
+// ListSessions returns every session.
+func (s *Service) ListSessions(ctx context.Context) ([]*store.Snapshot, error) {
+	ids, err := s.store.ListSessionIDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*store.Snapshot, 0, len(ids))
+	for _, id := range ids {
+		snap, err := s.store.Load(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // closed meanwhile, or an index entry the GC will drop
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, snap)
+	}
+	return out, nil
+}
+
+// CloseSession closes a session (DELETE /sessions/{id}): every participant is
+// evicted with the reason, the media node releases the session.
+func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
+	var closed *store.Session
+	var evicted []*store.Connection
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		}
+		closed, evicted = tx.Session, nil
+		remaining := activeConns(tx.SortedConns())
+		for len(remaining) > 0 {
+			victim := remaining[0]
+			remaining = remaining[1:]
+			if err := evictNotify(tx, victim.ID, remaining, reason); err != nil {
+				return err
+			}
+			evicted = append(evicted, victim)
+		}
+		tx.DeleteSession()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.afterSessionClosed(ctx, closed, evicted)
+	return nil
+}
+
+// evictNotify queues the notifications of one eviction: participantLeft to
+// the remaining participants, then participantEvicted to them and to the
+// victim (whose client leaves on it), as openvidu-server sends them.
+func evictNotify(tx *store.Tx, victim string, remaining []*store.Connection, reason string) error {
+	params := protocol.ConnectionReason{ConnectionID: victim, Reason: reason}
+	for _, c := range remaining {
+		if err := tx.Notify(c.ID, protocol.NotifyParticipantLeft, params); err != nil {
+			return err
+		}
+	}
+	for _, c := range remaining {
+		if err := tx.Notify(c.ID, protocol.NotifyParticipantEvicted, params); err != nil {
+			return err
+		}
+	}
+	return tx.Notify(victim, protocol.NotifyParticipantEvicted, params)
+}
+
+// afterSessionClosed releases what a closed session held outside its keys.
+func (s *Service) afterSessionClosed(ctx context.Context, sess *store.Session, conns []*store.Connection) {
+	ctx, cancel := background(ctx)
+	defer cancel()
+	for _, c := range conns {
+		_ = s.store.CancelEviction(ctx, sess.ID, c.ID)
+		if c.Master != "" {
+			_ = s.store.RemoveMasterConnection(ctx, c.Master, sess.ID, c.ID)
+		}
+	}
+	if err := s.store.UnindexSession(ctx, sess.ID); err != nil {
+		s.log.Warn("unindex session", "session", sess.ID, "err", err)
+	}
+	if sess.MediaNodeID == "" {
+		return
+	}
+	_ = s.store.UnpinSession(ctx, sess.MediaNodeID, sess.ID)
+	mc, err := s.mediaClient(ctx, sess.MediaNodeID)
+	if err == nil {
+		err = mc.ReleaseSession(ctx, sess.ID)
+	}
+	if err != nil {
+		s.log.Warn("release session on media node", "session", sess.ID, "node", sess.MediaNodeID, "err", err)
+	}
+}
+
+// ConnectionProperties are the properties of POST /sessions/{id}/connection
+// after validation.
+type ConnectionProperties struct {
+	Type             string
+	Data             string
+	Record           bool
+	Role             string
+	KurentoOptions   json.RawMessage
+	CustomIceServers json.RawMessage
+}
+
+// CreateConnection adds a pending connection (a token) to a session.
+func (s *Service) CreateConnection(ctx context.Context, sid string, p ConnectionProperties) (*store.Snapshot, *store.Connection, error) {
+	tokenID := protocol.NewToken()
+	c := &store.Connection{
+		ID: protocol.NewConnectionID(), SessionID: sid, Type: p.Type, Status: store.StatusPending,
+		CreatedAt: store.NowMillis(), TokenID: tokenID, Token: s.TokenURL(sid, tokenID),
+		Role: p.Role, Record: p.Record, ServerData: p.Data,
+		KurentoOptions: p.KurentoOptions, CustomIceServers: p.CustomIceServers,
+	}
+	var snap *store.Snapshot
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		}
+		tx.Conns[c.ID] = c
+		snap = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, c, nil
+}
+
+// GetConnection returns one connection. As openvidu-server, an unknown
+// session is a 400 and an unknown connection a 404.
+func (s *Service) GetConnection(ctx context.Context, sid, cid string) (*store.Snapshot, *store.Connection, error) {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c := snap.Conns[cid]
+	if c == nil {
+		return nil, nil, &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+	}
+	return snap, c, nil
+}
+
+// DeleteConnection revokes a pending connection's token or evicts an active
+// participant with reason forceDisconnectByServer (DELETE .../connection/{cid}).
+func (s *Service) DeleteConnection(ctx context.Context, sid, cid string) error {
+	var evicted *store.Connection
+	var closed *store.Session
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		evicted, closed = nil, nil
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+		}
+		c := tx.Conns[cid]
+		if c == nil {
+			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+		}
+		if !c.Active() {
+			delete(tx.Conns, cid)
+			return nil
+		}
+		var err error
+		evicted, closed, err = removeParticipant(tx, c, protocol.ReasonForceDisconnectByServer, true)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if evicted != nil {
+		s.afterRemoval(ctx, sid, evicted, closed)
+	}
+	return nil
+}
+
+// UpdateConnection changes a connection's role and/or record flag (PATCH
+// .../connection/{cid}, OpenVidu Pro). An active participant is told about
+// each property that changed with connectionPropertyChanged.
+func (s *Service) UpdateConnection(ctx context.Context, sid, cid string, role *string, record *bool) (*store.Snapshot, *store.Connection, error) {
+	var snap *store.Snapshot
+	var updated *store.Connection
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		}
+		c := tx.Conns[cid]
+		if c == nil {
+			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+		}
+		if role != nil && *role != c.Role {
+			c.Role = *role
+			if c.Active() {
+				if err := tx.Notify(cid, protocol.NotifyConnectionPropertyChange, protocol.ConnectionPropertyChangedNotification{Property: "role", NewValue: *role}); err != nil {
+					return err
+				}
+			}
+		}
+		if record != nil && *record != c.Record {
+			c.Record = *record
+			if c.Active() {
+				v := "false"
+				if *record {
+					v = "true"
+				}
+				if err := tx.Notify(cid, protocol.NotifyConnectionPropertyChange, protocol.ConnectionPropertyChangedNotification{Property: "record", NewValue: v}); err != nil {
+					return err
+				}
+			}
+		}
+		snap, updated = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}, c
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return snap, updated, nil
+}
+
+// Signal sends a signal to participants (POST /signal, and sendMessage from a
+// participant when from is set). An empty to means everybody, the sender
+// included. An unknown recipient fails the whole signal.
+func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data *string, from string) error {
+	fromREST := from == ""
+	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		}
+		if fromREST && tx.Session.ActivatedAt == 0 {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotAcceptable, Message: "Session " + sid + " has no participants"}
+		}
+		recipients := to
+		if len(recipients) == 0 {
+			for _, c := range activeConns(tx.SortedConns()) {
+				recipients = append(recipients, c.ID)
+			}
+		}
+		for _, r := range recipients {
+			if c := tx.Conns[r]; c == nil || !c.Active() {
+				if fromREST {
+					return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusNotAcceptable, Body: true,
+						Message: `"to" array has no valid connection identifiers`}
+				}
+				return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusBadRequest,
+					Message: `Signal "to" field invalid format: some connectionId does not exist in this session`}
+			}
+		}
+		msg := protocol.SignalNotification{Data: data, Type: typ, From: from}
+		seen := map[string]bool{}
+		for _, r := range recipients {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			if err := tx.Notify(r, protocol.NotifySendMessage, msg); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ForceUnpublish unpublishes a stream on behalf of the server (DELETE
+// .../stream/{streamId}: reason forceUnpublishByServer) or a moderator
+// (forceUnpublish: forceUnpublishByUser). Every participant, owner included,
+// gets participantUnpublished.
+func (s *Service) ForceUnpublish(ctx context.Context, sid, streamID, reason string) error {
+	var released []endpointRef
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		released = nil
+		if tx.Session == nil {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+		}
+		if tx.Session.ActivatedAt == 0 {
+			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " is not active"}
+		}
+		owner := streamOwner(tx.Conns, streamID)
+		if owner == nil {
+			return &Error{Code: protocol.CodeUserNotStreaming, Status: http.StatusNotFound, Message: "Stream '" + streamID + "' does not exist in Session '" + sid + "'"}
+		}
+		var err error
+		released, err = unpublish(tx, owner, reason, true)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := background(ctx)
+	defer cancel()
+	s.releaseEndpoints(ctx, sid, released)
+	return nil
+}
+
+// streamOwner returns the connection publishing streamID, or nil.
+func streamOwner(conns map[string]*store.Connection, streamID string) *store.Connection {
+	if c := conns[protocol.ConnectionOfStream(streamID)]; c != nil && c.Publisher != nil && c.Publisher.StreamID == streamID {
+		return c
+	}
+	for _, c := range conns {
+		if c.Publisher != nil && c.Publisher.StreamID == streamID {
+			return c
+		}
+	}
+	return nil
+}
+
+// unpublish removes owner's publisher and every subscription to it, queues
+// participantUnpublished (to everybody else, and to the owner too when
+// notifyOwner), and returns the endpoints to release.
+func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner bool) ([]endpointRef, error) {
+	p := owner.Publisher
+	if p == nil {
+		return nil, nil
+	}
+	released := []endpointRef{{p.Node, p.StreamID}}
+	owner.Publisher = nil
+	for _, c := range tx.Conns {
+		if sub := c.Subscriptions[p.StreamID]; sub != nil {
+			delete(c.Subscriptions, p.StreamID)
+			released = append(released, endpointRef{sub.Node, store.SubscriberEndpointID(c.ID, p.StreamID)})
+		}
+	}
+	if p.State != store.EndpointReady {
+		return released, nil // nobody was told it existed
+	}
+	params := protocol.ConnectionReason{ConnectionID: owner.ID, Reason: reason}
+	except := owner.ID
+	if notifyOwner {
+		except = ""
+	}
+	return released, tx.NotifyParticipants(except, protocol.NotifyParticipantUnpublished, params)
+}
+
+// removeParticipant deletes an active participant from the session within tx:
+// subscriptions to its stream go, the others get participantLeft (and
+// participantEvicted with notifyEvicted, the victim included). When nobody is
+// left the session is deleted (reason lastParticipantLeft). It returns the
+// removed connection and, if closed, the session.
+func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyEvicted bool) (*store.Connection, *store.Session, error) {
+	removed := *c
+	if p := c.Publisher; p != nil {
+		for _, other := range tx.Conns {
+			if sub := other.Subscriptions[p.StreamID]; sub != nil {
+				delete(other.Subscriptions, p.StreamID)
+				// The node releases a publisher's subscribers with it.
+			}
+		}
+	}
+	delete(tx.Conns, c.ID)
+	remaining := activeConns(tx.SortedConns())
+	if notifyEvicted {
+		if err := evictNotify(tx, c.ID, remaining, reason); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		for _, r := range remaining {
+			if err := tx.Notify(r.ID, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: c.ID, Reason: reason}); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	if len(remaining) > 0 {
+		return &removed, nil, nil
+	}
+	closed := tx.Session
+	tx.DeleteSession()
+	return &removed, closed, nil
+}
+
+// afterRemoval releases what a removed participant held, and the session's
+// resources if it closed.
+func (s *Service) afterRemoval(ctx context.Context, sid string, c *store.Connection, closed *store.Session) {
+	ctx, cancel := background(ctx)
+	defer cancel()
+	_ = s.store.CancelEviction(ctx, sid, c.ID)
+	if c.Master != "" {
+		_ = s.store.RemoveMasterConnection(ctx, c.Master, sid, c.ID)
+	}
+	if closed != nil {
+		s.afterSessionClosed(ctx, closed, nil)
+		return
+	}
+	s.releaseEndpoints(ctx, sid, endpointsOf(c))
+}
+
+// validRole reports whether r is an OpenVidu role.
+func validRole(r string) bool {
+	return slices.Contains([]string{protocol.RoleSubscriber, protocol.RolePublisher, protocol.RoleModerator}, r)
+}

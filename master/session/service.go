@@ -1,0 +1,192 @@
+// Package session is the master's session logic: every operation of the
+// OpenVidu REST API and of the participants' JSON-RPC, on the cluster state in
+// Redis (shared/store) and the media nodes' internal API (shared/mediaapi).
+// It keeps no session state in memory: any master can serve any request.
+//
+// Each change of a session is one store transaction that also queues the
+// notifications it causes, so participants see changes exactly once and in
+// order. Media node calls happen outside transactions: an endpoint is first
+// recorded as "creating", then created on the node, then marked "ready"; a
+// request that dies half-way leaves a record that the connection's cleanup
+// uses to release the endpoint (releases are idempotent).
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Config configures a Service.
+type Config struct {
+	Store *store.Store
+	// HTTPClient calls media nodes.
+	HTTPClient    *http.Client
+	ClusterSecret string
+	// PublicURL is the cluster's public ws(s):// URL, the base of tokens.
+	PublicURL string
+	// MasterID identifies this master in connection records.
+	MasterID string
+	// ReconnectGrace is how long a participant whose WebSocket broke may take
+	// to come back before it is evicted with reason networkDisconnect.
+	ReconnectGrace time.Duration
+	// Defaults of new sessions (OPENVIDU_STREAMS_FORCED_VIDEO_CODEC, _ALLOW_TRANSCODING).
+	ForcedVideoCodec string
+	AllowTranscoding bool
+	Logger           *slog.Logger
+}
+
+// Service runs session operations.
+type Service struct {
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+}
+
+// New returns a Service.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	return &Service{cfg: cfg, store: cfg.Store, log: cfg.Logger}
+}
+
+// Store returns the service's store.
+func (s *Service) Store() *store.Store { return s.store }
+
+// Error is a failure with OpenVidu's meaning: Code is the JSON-RPC error code
+// and Status the REST status openvidu-server answers in that case; Message is
+// its wording. Body tells REST handlers to send OpenVidu's error JSON rather
+// than an empty body.
+type Error struct {
+	Code    int
+	Status  int
+	Message string
+	Body    bool
+	cause   error
+}
+
+func (e *Error) Error() string {
+	if e.cause != nil {
+		return e.Message + ": " + e.cause.Error()
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.cause }
+
+func newError(code, status int, format string, args ...any) *Error {
+	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
+}
+
+// AsError returns err as an *Error, wrapping unexpected errors as 500s (and
+// Redis being unreachable as a 503, so clients and proxies retry).
+func AsError(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var me *mediaapi.Error
+	if errors.As(err, &me) {
+		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusBadGateway, Message: "Media node error: " + me.Message, cause: err}
+	}
+	if store.IsUnavailable(err) {
+		return &Error{Code: protocol.CodeGeneric, Status: http.StatusServiceUnavailable, Message: "Cluster state unavailable", Body: true, cause: err}
+	}
+	return &Error{Code: protocol.CodeGeneric, Status: http.StatusInternalServerError, Message: "Internal error", Body: true, cause: err}
+}
+
+// TokenURL returns the token string handed to clients:
+// <public url>?sessionId=<sid>&token=<tok_...>.
+func (s *Service) TokenURL(sid, tokenID string) string {
+	return s.cfg.PublicURL + "?sessionId=" + url.QueryEscape(sid) + "&token=" + tokenID
+}
+
+// ParseToken extracts the tok_ id from a token as a client presents it: the
+// full URL (whose sessionId must be sid) or the bare id.
+func ParseToken(token, sid string) (string, bool) {
+	if strings.HasPrefix(token, protocol.PrefixToken) {
+		return token, true
+	}
+	u, err := url.Parse(token)
+	if err != nil {
+		return "", false
+	}
+	q := u.Query()
+	if q.Get("sessionId") != sid || !strings.HasPrefix(q.Get("token"), protocol.PrefixToken) {
+		return "", false
+	}
+	return q.Get("token"), true
+}
+
+// mediaClient returns a client for a media node by id.
+func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Client, error) {
+	if nodeID == "" {
+		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "The session has no media node")
+	}
+	n, err := s.store.MediaNode(ctx, nodeID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "Media node %s is not available", nodeID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return mediaapi.NewClient(s.cfg.HTTPClient, n.URI, s.cfg.ClusterSecret), nil
+}
+
+// releaseEndpoints releases media node endpoints in the background of a
+// finished operation; failures are logged (the node's own cleanup catches
+// what is left).
+func (s *Service) releaseEndpoints(ctx context.Context, sid string, rel []endpointRef) {
+	for _, r := range rel {
+		mc, err := s.mediaClient(ctx, r.node)
+		if err != nil {
+			s.log.Warn("release endpoint: no media node", "session", sid, "endpoint", r.id, "node", r.node, "err", err)
+			continue
+		}
+		if err := mc.Release(ctx, sid, r.id); err != nil {
+			s.log.Warn("release endpoint", "session", sid, "endpoint", r.id, "node", r.node, "err", err)
+		}
+	}
+}
+
+// endpointRef names an endpoint on a media node.
+type endpointRef struct{ node, id string }
+
+// endpointsOf lists the endpoints a connection holds.
+func endpointsOf(c *store.Connection) []endpointRef {
+	var out []endpointRef
+	if p := c.Publisher; p != nil {
+		out = append(out, endpointRef{p.Node, p.StreamID})
+	}
+	for _, sub := range c.Subscriptions {
+		out = append(out, endpointRef{sub.Node, store.SubscriberEndpointID(c.ID, sub.StreamID)})
+	}
+	return out
+}
+
+func activeConns(conns []*store.Connection) []*store.Connection {
+	var out []*store.Connection
+	for _, c := range conns {
+		if c.Active() {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// background returns a context for cleanup that must finish even when the
+// request that caused it was cancelled.
+func background(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+}

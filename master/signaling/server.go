@@ -1,0 +1,182 @@
+// Package signaling serves openvidu-browser's JSON-RPC 2.0 over WebSocket at
+// /openvidu (coder/websocket). A master holds nothing but its open sockets:
+// each request is handed to the session service, and each participant's
+// notifications are read from its outbox in Redis, whichever master queued
+// them, and written to its socket in order.
+package signaling
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Config configures a Server.
+type Config struct {
+	Sessions *session.Service
+	Store    *store.Store
+	MasterID string
+	// Secret is the OpenVidu secret (joinRoom's "secret" joins without a token).
+	Secret string
+	// MaxMessageBytes is the largest frame accepted; a larger one closes the
+	// socket with status 1009 (message too big).
+	MaxMessageBytes int64
+	// RequestTimeout bounds the handling of one request.
+	RequestTimeout time.Duration
+	// PollInterval is how often outboxes are read without a wake-up (pub/sub
+	// wakes may be lost).
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Server accepts participants' WebSockets.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	closing bool
+	all     map[*socket]struct{}
+	joined  map[string]*socket // by "<sid> <cid>"
+	wg      sync.WaitGroup
+}
+
+// New returns a Server.
+func New(cfg Config) *Server {
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{cfg: cfg, log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[string]*socket{}}
+}
+
+func key(sid, cid string) string { return sid + " " + cid }
+
+// ServeHTTP upgrades a request to /openvidu and serves the socket until it
+// closes. Any Origin is accepted, as openvidu-server does.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		http.Error(w, "master shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		s.log.Debug("websocket upgrade failed", "err", err)
+		return
+	}
+	conn.SetReadLimit(s.cfg.MaxMessageBytes)
+	sk := newSocket(s, conn, clientIP(r), r.URL.Query().Get("sessionId"))
+	s.mu.Lock()
+	s.all[sk] = struct{}{}
+	s.mu.Unlock()
+	sk.serve(r.Context())
+	s.mu.Lock()
+	delete(s.all, sk)
+	s.mu.Unlock()
+}
+
+// register makes sk the socket of participant (sid, cid) on this master,
+// closing any older socket of the same participant (a reconnection that
+// arrived before the old socket's death was noticed).
+func (s *Server) register(sk *socket, sid, cid string) {
+	s.mu.Lock()
+	old := s.joined[key(sid, cid)]
+	s.joined[key(sid, cid)] = sk
+	s.mu.Unlock()
+	if old != nil && old != sk {
+		old.replaced()
+	}
+}
+
+// unregister forgets sk; it reports whether sk was still the participant's
+// current socket (only then is the participant detached).
+func (s *Server) unregister(sk *socket, sid, cid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.joined[key(sid, cid)] != sk {
+		return false
+	}
+	delete(s.joined, key(sid, cid))
+	return true
+}
+
+// Run dispatches outbox wake-ups to sockets until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	for w := range s.cfg.Store.SubscribeWakes(ctx, s.cfg.MasterID) {
+		s.mu.Lock()
+		sk := s.joined[key(w.SessionID, w.ConnectionID)]
+		s.mu.Unlock()
+		if sk != nil {
+			sk.wake()
+		}
+	}
+	return nil
+}
+
+// CloseAll closes every socket with "going away": openvidu-browser reconnects
+// at once (through the proxy, to another master) and resumes its participant.
+func (s *Server) CloseAll(reason string) {
+	s.mu.Lock()
+	sockets := make([]*socket, 0, len(s.all))
+	for sk := range s.all {
+		sockets = append(sockets, sk)
+	}
+	s.mu.Unlock()
+	for _, sk := range sockets {
+		sk.close(websocket.StatusGoingAway, reason)
+	}
+}
+
+// Shutdown stops accepting sockets, closes the open ones and waits for their
+// handlers to finish (participants are detached, not evicted: they resume on
+// another master) or for ctx to end.
+func (s *Server) Shutdown(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.CloseAll("master shutting down")
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Count returns the number of open sockets.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.all)
+}
+
+// clientIP is the participant's address: the last X-Forwarded-For entry (the
+// one our proxy appended), else the peer address.
+func clientIP(r *http.Request) string {
+	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+		parts := strings.Split(xff, ",")
+		return strings.TrimSpace(parts[len(parts)-1])
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

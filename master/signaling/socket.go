@@ -1,0 +1,313 @@
+package signaling
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
+
+const (
+	// requestQueue bounds the requests of one socket waiting to be handled.
+	requestQueue = 256
+	// writeTimeout bounds one frame write; a client that does not read is dropped.
+	writeTimeout = 5 * time.Second
+	// evictedCloseDelay: an evicted participant's client closes its socket
+	// itself; the server closes it after this delay otherwise (as openvidu-server).
+	evictedCloseDelay = 10 * time.Second
+	// defaultPingInterval is assumed until the client's first ping says
+	// otherwise; a socket silent for three intervals is closed.
+	defaultPingInterval = 20 * time.Second
+	outboxBatch         = 100
+)
+
+// socket is one participant's WebSocket. The reader goroutine answers pings
+// itself and queues other requests for the worker, which handles them one at
+// a time, in order. Once joined, a delivery goroutine writes the
+// participant's notifications.
+type socket struct {
+	srv    *Server
+	conn   *websocket.Conn
+	ip     string
+	urlSID string // ?sessionId= of the WebSocket URL
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	requests chan *protocol.Request
+	wakeCh   chan struct{}
+
+	mu       sync.Mutex
+	sid, cid string
+	rpcID    string
+	joined   bool
+	gone     bool // left, evicted or replaced: do not detach on close
+	lastPing time.Time
+	interval time.Duration
+
+	tasks sync.WaitGroup
+}
+
+func newSocket(srv *Server, conn *websocket.Conn, ip, urlSID string) *socket {
+	return &socket{
+		srv: srv, conn: conn, ip: ip, urlSID: urlSID,
+		requests: make(chan *protocol.Request, requestQueue),
+		wakeCh:   make(chan struct{}, 1),
+		lastPing: time.Now(), interval: defaultPingInterval,
+	}
+}
+
+// serve runs the socket until it closes, then detaches the participant (it
+// may reconnect, here or on another master, within the grace period).
+func (sk *socket) serve(parent context.Context) {
+	sk.ctx, sk.cancel = context.WithCancel(context.WithoutCancel(parent))
+	defer sk.cancel()
+	sk.tasks.Add(2)
+	go func() { defer sk.tasks.Done(); sk.work() }()
+	go func() { defer sk.tasks.Done(); sk.watchdog() }()
+	sk.read()
+	sk.cancel()
+	close(sk.requests)
+	sk.tasks.Wait()
+	_ = sk.conn.CloseNow()
+
+	sk.mu.Lock()
+	sid, cid, joined, gone := sk.sid, sk.cid, sk.joined, sk.gone
+	sk.mu.Unlock()
+	if !joined {
+		return
+	}
+	if sk.srv.unregister(sk, sid, cid) && !gone {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := sk.srv.cfg.Sessions.Detach(ctx, sid, cid); err != nil {
+			sk.srv.log.Warn("detach participant", "session", sid, "connection", cid, "err", err)
+		}
+	}
+}
+
+func (sk *socket) read() {
+	for {
+		typ, frame, err := sk.conn.Read(sk.ctx)
+		if err != nil {
+			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
+				sk.srv.log.Info("closed a socket that sent an oversized message", "ip", sk.ip)
+			}
+			return
+		}
+		if typ != websocket.MessageText {
+			sk.reply(nil, nil, &protocol.RPCError{Code: protocol.CodeInvalidRequest, Message: "Invalid request: binary frames are not JSON-RPC"})
+			continue
+		}
+		req, rerr := protocol.DecodeRequest(frame)
+		if rerr != nil {
+			var id json.RawMessage
+			if req != nil {
+				id = req.ID
+			}
+			sk.reply(id, nil, rerr)
+			continue
+		}
+		if req.Method == "ping" {
+			sk.ping(req)
+			continue
+		}
+		select {
+		case sk.requests <- req:
+		default:
+			sk.reply(req.ID, nil, &protocol.RPCError{Code: protocol.CodeGeneric, Message: "Too many requests in flight on this connection"})
+		}
+	}
+}
+
+// ping answers the heartbeat at once, whatever the worker is doing.
+func (sk *socket) ping(req *protocol.Request) {
+	var p struct {
+		Interval float64 `json:"interval"`
+	}
+	_ = json.Unmarshal(req.Params, &p)
+	sk.mu.Lock()
+	sk.lastPing = time.Now()
+	if p.Interval > 0 {
+		sk.interval = time.Duration(p.Interval) * time.Millisecond
+	}
+	sk.mu.Unlock()
+	sk.reply(req.ID, map[string]any{"value": "pong"}, nil)
+}
+
+// watchdog closes a socket whose client stopped pinging for three intervals
+// (its network is gone even if TCP has not noticed).
+func (sk *socket) watchdog() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-sk.ctx.Done():
+			return
+		case <-t.C:
+			sk.mu.Lock()
+			silent := time.Since(sk.lastPing) > 3*sk.interval
+			sk.mu.Unlock()
+			if silent {
+				sk.close(websocket.StatusNormalClosure, "Close for not receive ping from client")
+				return
+			}
+		}
+	}
+}
+
+func (sk *socket) work() {
+	for req := range sk.requests {
+		ctx, cancel := context.WithTimeout(sk.ctx, sk.srv.cfg.RequestTimeout)
+		result, err := sk.handle(ctx, req)
+		cancel()
+		var rerr *protocol.RPCError
+		if err != nil {
+			rerr = toRPCError(err)
+			if rerr.Code == protocol.CodeGeneric {
+				sk.srv.log.Warn("request failed", "method", req.Method, "err", err)
+			}
+		}
+		sk.reply(req.ID, result, rerr)
+		if after, ok := result.(afterReply); ok {
+			after.run()
+		}
+	}
+}
+
+// afterReply is a result whose follow-up must wait until the reply is
+// written (a participant's notifications come after its joinRoom answer).
+type afterReply struct {
+	value any
+	run   func()
+}
+
+func (a afterReply) MarshalJSON() ([]byte, error) { return json.Marshal(a.value) }
+
+// reply writes a response, adding the JSON-RPC session id to object results
+// as openvidu-server's JSON-RPC layer does.
+func (sk *socket) reply(id json.RawMessage, result any, rerr *protocol.RPCError) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	resp := protocol.Response{ID: id, JSONRPC: "2.0"}
+	if rerr != nil {
+		resp.Error = rerr
+	} else {
+		if result == nil {
+			result = map[string]any{}
+		}
+		if m, ok := result.(map[string]any); ok {
+			sk.mu.Lock()
+			if sk.rpcID != "" {
+				if _, has := m["value"]; !has || len(m) > 1 {
+					m["sessionId"] = sk.rpcID
+				}
+			}
+			sk.mu.Unlock()
+		}
+		resp.Result = result
+	}
+	sk.write(resp)
+}
+
+func (sk *socket) write(v any) {
+	frame, err := json.Marshal(v)
+	if err != nil {
+		sk.srv.log.Error("encode frame", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(sk.ctx, writeTimeout)
+	defer cancel()
+	if err := sk.conn.Write(ctx, websocket.MessageText, frame); err != nil {
+		sk.cancel()
+	}
+}
+
+func (sk *socket) wake() {
+	select {
+	case sk.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// replaced is called when the participant's newer socket registered on this
+// master: this one must stop delivering and must not detach.
+func (sk *socket) replaced() {
+	sk.mu.Lock()
+	sk.gone = true
+	sk.mu.Unlock()
+	sk.close(websocket.StatusGoingAway, "replaced by a newer connection")
+}
+
+func (sk *socket) close(code websocket.StatusCode, reason string) {
+	go func() { _ = sk.conn.Close(code, reason) }()
+}
+
+// startDelivery writes the participant's queued notifications from now on.
+func (sk *socket) startDelivery(sid, cid string) {
+	sk.tasks.Add(1)
+	go func() {
+		defer sk.tasks.Done()
+		sk.deliver(sid, cid)
+	}()
+}
+
+func (sk *socket) deliver(sid, cid string) {
+	st := sk.srv.cfg.Store
+	tick := time.NewTicker(sk.srv.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		entries, err := st.ReadOutbox(sk.ctx, sid, cid, outboxBatch)
+		if err != nil && sk.ctx.Err() == nil {
+			sk.srv.log.Warn("read outbox", "session", sid, "connection", cid, "err", err)
+		}
+		for _, e := range entries {
+			sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
+			if e.Method == protocol.NotifyParticipantEvicted {
+				sk.maybeEvicted(cid, e.Params)
+			}
+		}
+		if len(entries) > 0 && sk.ctx.Err() == nil {
+			if err := st.AckOutbox(sk.ctx, sid, cid, entries[len(entries)-1].ID); err != nil {
+				sk.srv.log.Warn("ack outbox", "session", sid, "connection", cid, "err", err)
+			}
+			if len(entries) == outboxBatch {
+				continue
+			}
+		}
+		select {
+		case <-sk.ctx.Done():
+			return
+		case <-sk.wakeCh:
+		case <-tick.C:
+		}
+	}
+}
+
+// maybeEvicted notes an eviction of this socket's own participant: its client
+// leaves and closes the socket; if it does not, the server does.
+func (sk *socket) maybeEvicted(cid string, params json.RawMessage) {
+	var p protocol.ConnectionReason
+	if json.Unmarshal(params, &p) != nil || p.ConnectionID != cid {
+		return
+	}
+	sk.mu.Lock()
+	sk.gone = true
+	sk.mu.Unlock()
+	time.AfterFunc(evictedCloseDelay, func() { sk.close(websocket.StatusNormalClosure, "evicted") })
+}
+
+func toRPCError(err error) *protocol.RPCError {
+	var rerr *protocol.RPCError
+	if errors.As(err, &rerr) {
+		return rerr
+	}
+	e := asSessionError(err)
+	return &protocol.RPCError{Code: e.Code, Message: e.Message}
+}

@@ -1,0 +1,204 @@
+// Package medianode is a Chorus media node (`chorus media`): a pion SFU with
+// an internal HTTP API for masters, registered in Redis with a heartbeat and
+// the CPU load of its own process.
+package medianode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chorus-rtc/chorus/medianode/sfu"
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Config configures a media node.
+type Config struct {
+	Cluster *config.Config
+	Redis   redis.UniversalClient
+	Logger  *slog.Logger
+}
+
+// Node is a running media node.
+type Node struct {
+	cfg   config.Media
+	id    string
+	ip    string
+	store *store.Store
+	log   *slog.Logger
+	sfu   *sfu.SFU
+	udp   *net.UDPConn
+	load  *loadMeter
+
+	secret      string
+	startedAt   time.Time
+	currentLoad atomic.Uint64 // float64 bits
+}
+
+// New binds the node's UDP port and builds its SFU. Run serves it.
+func New(cfg Config) (*Node, error) {
+	mc := cfg.Cluster.Media
+	id := mc.ID
+	if id == "" {
+		id = protocol.NewMediaNodeID()
+	}
+	log := cfg.Logger.With("node", id)
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(mc.BindIP), Port: mc.UDPPort})
+	if err != nil {
+		return nil, fmt.Errorf("bind media UDP port %s:%d: %w", mc.BindIP, mc.UDPPort, err)
+	}
+	s, err := sfu.New(sfu.Config{
+		Engine:               sfu.EngineConfig{UDPConn: udp, PublicIPs: mc.PublicIPs},
+		RetransmissionBuffer: mc.RetransmissionBuffer,
+		Logger:               log,
+	})
+	if err != nil {
+		_ = udp.Close()
+		return nil, err
+	}
+	lm, err := newLoadMeter()
+	if err != nil {
+		_ = udp.Close()
+		return nil, err
+	}
+	ip := mc.BindIP
+	if len(mc.PublicIPs) > 0 {
+		ip = mc.PublicIPs[0]
+	}
+	return &Node{
+		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: udp, load: lm,
+		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
+		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
+	}, nil
+}
+
+// ID is the node's id (media_...).
+func (n *Node) ID() string { return n.id }
+
+// Run serves the internal API and keeps the registration fresh until ctx
+// ends, then deregisters, closes every peer connection and returns.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.udp.Close()
+	defer n.sfu.Close()
+
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "announce", n.ip)
+
+	err = n.heartbeat(ctx, serveErr)
+
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if derr := n.store.DeregisterMediaNode(shutdownCtx, n.id); derr != nil {
+		n.log.Warn("deregister", "err", derr)
+	}
+	_ = srv.Shutdown(shutdownCtx)
+	n.log.Info("media node stopped")
+	return err
+}
+
+// heartbeat registers the node with its load every interval until ctx ends
+// or the HTTP server fails.
+func (n *Node) heartbeat(ctx context.Context, serveErr <-chan error) error {
+	ttl := max(3*n.cfg.HeartbeatInterval, 3*time.Second)
+	tick := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for {
+		n.register(ctx, ttl)
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-serveErr:
+			if errors.Is(err, http.ErrServerClosed) {
+				return nil
+			}
+			return fmt.Errorf("internal API: %w", err)
+		case <-tick.C:
+		}
+	}
+}
+
+func (n *Node) register(ctx context.Context, ttl time.Duration) {
+	load, err := n.load.sample()
+	if err != nil {
+		n.log.Warn("measure load", "err", err)
+	}
+	n.currentLoad.Store(math.Float64bits(load))
+	info := store.MediaNodeInfo{
+		ID: n.id, EnvironmentID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Status: "running",
+		Load: load, StartedAt: n.startedAt.UnixMilli(), HeartbeatAt: time.Now().UnixMilli(),
+	}
+	rctx, cancel := context.WithTimeout(ctx, ttl)
+	defer cancel()
+	if err := n.store.RegisterMediaNode(rctx, info, ttl); err != nil {
+		n.log.Warn("heartbeat", "err", err)
+		return
+	}
+	_ = n.store.RefreshNodeSessions(rctx, n.id, ttl)
+}
+
+func (n *Node) metrics() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	st := n.sfu.Stats()
+	counter := func(name, help string, v *atomic.Uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "chorus_media_" + name, Help: help, ConstLabels: prometheus.Labels{"node": n.id},
+		}, func() float64 { return float64(v.Load()) }))
+	}
+	counter("received_packets_total", "RTP packets received from publishers.", &st.ReceivedPackets)
+	counter("received_bytes_total", "RTP bytes received from publishers.", &st.ReceivedBytes)
+	counter("forwarded_packets_total", "RTP packets sent to subscribers.", &st.ForwardedPackets)
+	counter("forwarded_bytes_total", "RTP bytes sent to subscribers.", &st.ForwardedBytes)
+	counter("retransmissions_total", "Packets resent to subscribers from the retransmission buffer.", &st.Retransmissions)
+	counter("nack_misses_total", "NACKed packets no longer buffered.", &st.NACKMisses)
+	counter("keyframe_requests_total", "Keyframe requests (PLI) sent to publishers.", &st.KeyframeRequests)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": n.id},
+	}, func() float64 { _, e := n.sfu.Counts(); return float64(e) }))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_media_sessions", Help: "Sessions with at least one endpoint on this node.", ConstLabels: prometheus.Labels{"node": n.id},
+	}, func() float64 { s, _ := n.sfu.Counts(); return float64(s) }))
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": n.id},
+	}, n.load.cpuSeconds))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": n.id},
+	}, func() float64 { return math.Float64frombits(n.currentLoad.Load()) }))
+	return reg
+}
+
+func (n *Node) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": n.id})
+	})
+	api := http.NewServeMux()
+	api.HandleFunc("POST /internal/v1/publishers", n.handlePublish)
+	api.HandleFunc("POST /internal/v1/subscribers", n.handleSubscribe)
+	api.HandleFunc("POST /internal/v1/endpoints/{id}/answer", n.handleAnswer)
+	api.HandleFunc("POST /internal/v1/endpoints/{id}/ice", n.handleICE)
+	api.HandleFunc("DELETE /internal/v1/endpoints/{id}", n.handleRelease)
+	api.HandleFunc("DELETE /internal/v1/sessions/{sid}", n.handleReleaseSession)
+	api.HandleFunc("GET /internal/v1/endpoints", n.handleEndpoints)
+	api.HandleFunc("GET /internal/v1/health", n.handleHealth)
+	mux.Handle("/internal/", n.authenticated(api))
+	return mux
+}

@@ -1,0 +1,205 @@
+package sfu
+
+import (
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/nack"
+	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/webrtc/v4"
+)
+
+// Codec names a session's video codec (OpenVidu's forcedVideoCodec).
+const (
+	CodecVP8  = "VP8"
+	CodecH264 = "H264"
+)
+
+var (
+	opusCodec = webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2,
+			SDPFmtpLine: "minptime=10;useinbandfec=1",
+		},
+		PayloadType: 111,
+	}
+	videoFeedback = []webrtc.RTCPFeedback{
+		{Type: "nack"}, {Type: "nack", Parameter: "pli"}, {Type: "ccm", Parameter: "fir"},
+	}
+	vp8Codec = webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeVP8, ClockRate: 90000, RTCPFeedback: videoFeedback,
+		},
+		PayloadType: 96,
+	}
+	h264Codec = webrtc.RTPCodecParameters{
+		RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: webrtc.MimeTypeH264, ClockRate: 90000, RTCPFeedback: videoFeedback,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+		},
+		PayloadType: 102,
+	}
+)
+
+func videoCodec(name string) (webrtc.RTPCodecParameters, error) {
+	switch strings.ToUpper(name) {
+	case CodecVP8, "":
+		return vp8Codec, nil
+	case CodecH264:
+		return h264Codec, nil
+	}
+	return webrtc.RTPCodecParameters{}, fmt.Errorf("unsupported video codec %q (VP8 or H264)", name)
+}
+
+// engine builds the pion API objects of the node's peer connections: every
+// one shares the node's single UDP port (UDP mux), uses ICE-lite (the node
+// answers connectivity checks and never starts them, like mediasoup) and
+// announces the configured IPs.
+type engine struct {
+	settings webrtc.SettingEngine
+}
+
+// EngineConfig configures the node's ICE.
+type EngineConfig struct {
+	// UDPConn is the node's single media socket.
+	UDPConn net.PacketConn
+	// PublicIPs replace the local address in host candidates (NAT 1:1).
+	PublicIPs []string
+	// LoggerFactory receives pion's logs (nil: pion's default, warnings only).
+	LoggerFactory logging.LoggerFactory
+}
+
+func newEngine(cfg EngineConfig) (*engine, error) {
+	var s webrtc.SettingEngine
+	if cfg.LoggerFactory != nil {
+		s.LoggerFactory = cfg.LoggerFactory
+	}
+	s.SetLite(true)
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	var logger logging.LeveledLogger
+	if cfg.LoggerFactory != nil {
+		logger = cfg.LoggerFactory.NewLogger("udpmux")
+	}
+	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger, cfg.UDPConn))
+	local, _ := cfg.UDPConn.LocalAddr().(*net.UDPAddr)
+	if local != nil && local.IP.IsLoopback() {
+		s.SetIncludeLoopbackCandidate(true)
+	}
+	if len(cfg.PublicIPs) > 0 {
+		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        cfg.PublicIPs,
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("announce public IPs %v: %w", cfg.PublicIPs, err)
+		}
+	}
+	// A subscriber's answer comes from a browser; when it never comes the
+	// master releases the endpoint. Disconnection is detected quickly so that
+	// openvidu-browser's own ICE-failure reconnection can start.
+	return &engine{settings: s}, nil
+}
+
+// publisherAPI returns the API for a publisher's peer connection: Opus and the
+// session's video codec, NACK generation towards the publisher, receiver
+// reports and transport-wide congestion control feedback so that the
+// browser's bandwidth estimation can ramp up.
+func (e *engine) publisherAPI(video webrtc.RTPCodecParameters) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m, video); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	gen, err := nack.NewGeneratorInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(gen)
+	rr, err := report.NewReceiverInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(rr)
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return nil, err
+	}
+	tw, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(tw)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.settings), webrtc.WithInterceptorRegistry(ir)), nil
+}
+
+// subscriberAPI returns the API for a subscriber's peer connection: the
+// publisher's codecs and sender reports. NACKs are answered by the SFU from
+// the track's shared retransmission buffer, not by a per-subscriber interceptor.
+func (e *engine) subscriberAPI(video webrtc.RTPCodecParameters) (*webrtc.API, error) {
+	m := &webrtc.MediaEngine{}
+	if err := registerCodecs(m, video); err != nil {
+		return nil, err
+	}
+	ir := &interceptor.Registry{}
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return nil, err
+	}
+	ir.Add(sr)
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.settings), webrtc.WithInterceptorRegistry(ir)), nil
+}
+
+func registerCodecs(m *webrtc.MediaEngine, video webrtc.RTPCodecParameters) error {
+	if err := m.RegisterCodec(opusCodec, webrtc.RTPCodecTypeAudio); err != nil {
+		return fmt.Errorf("register opus: %w", err)
+	}
+	if err := m.RegisterCodec(video, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("register %s: %w", video.MimeType, err)
+	}
+	return nil
+}
+
+// offeredKinds parses an SDP offer and returns the media kinds it sends,
+// checking that every audio and video section proposes a codec the node can
+// forward for this session (otherwise the answer would silently reject it).
+func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCodecType, error) {
+	var parsed sdp.SessionDescription
+	if err := parsed.UnmarshalString(offer); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	want := map[string]string{"audio": "opus", "video": strings.TrimPrefix(strings.ToLower(video.MimeType), "video/")}
+	var kinds []webrtc.RTPCodecType
+	for _, md := range parsed.MediaDescriptions {
+		codec, ok := want[md.MediaName.Media]
+		if !ok || md.MediaName.Port.Value == 0 {
+			continue
+		}
+		found := false
+		for _, a := range md.Attributes {
+			if a.Key == "rtpmap" && strings.Contains(strings.ToLower(a.Value), " "+codec+"/") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: the %s section offers no %s", ErrCodecNotOffered, md.MediaName.Media, strings.ToUpper(codec))
+		}
+		kind := webrtc.NewRTPCodecType(md.MediaName.Media)
+		if !slices.Contains(kinds, kind) {
+			kinds = append(kinds, kind)
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, fmt.Errorf("%w: no audio or video section", ErrBadSDP)
+	}
+	return kinds, nil
+}

@@ -1,0 +1,478 @@
+// Package sfu is Chorus's selective forwarding unit: pion peer connections, one
+// per published stream and one per subscription (OpenVidu 2's model), with
+// RTP forwarded from each publisher to its subscribers without transcoding.
+// VP8, H.264 and Opus are forwarded; subscribers' keyframe requests go to the
+// publisher, their NACKs are answered from a per-track retransmission buffer.
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
+)
+
+// Errors returned by the SFU. The node's API maps them to HTTP statuses.
+var (
+	ErrBadSDP          = errors.New("invalid SDP")
+	ErrCodecNotOffered = errors.New("the offer does not include the session's codec")
+	ErrEndpointExists  = errors.New("endpoint already exists")
+	ErrUnknownEndpoint = errors.New("unknown endpoint")
+	ErrUnknownStream   = errors.New("unknown stream")
+	ErrClosed          = errors.New("sfu closed")
+)
+
+// Config configures an SFU.
+type Config struct {
+	Engine EngineConfig
+	// RetransmissionBuffer is the number of packets kept per video track (a
+	// power of two).
+	RetransmissionBuffer int
+	// GatherTimeout bounds ICE gathering (instant with a UDP mux).
+	GatherTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// SFU owns every peer connection of a media node.
+type SFU struct {
+	cfg   Config
+	eng   *engine
+	log   *slog.Logger
+	stats Stats
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[string]*room
+}
+
+// room holds one session's endpoints.
+type room struct {
+	publishers  map[string]*publisher  // by stream id
+	subscribers map[string]*subscriber // by endpoint id
+}
+
+type publisher struct {
+	streamID   string
+	sessionID  string
+	video      webrtc.RTPCodecParameters
+	pc         *webrtc.PeerConnection
+	forwarders map[webrtc.RTPCodecType]*forwarder
+}
+
+type subscriber struct {
+	id         string
+	sessionID  string
+	streamID   string
+	pc         *webrtc.PeerConnection
+	downTracks []*downTrack
+}
+
+// New returns an SFU using the given UDP socket for all media.
+func New(cfg Config) (*SFU, error) {
+	if cfg.RetransmissionBuffer == 0 {
+		cfg.RetransmissionBuffer = 512
+	}
+	if cfg.GatherTimeout == 0 {
+		cfg.GatherTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	eng, err := newEngine(cfg.Engine)
+	if err != nil {
+		return nil, err
+	}
+	return &SFU{cfg: cfg, eng: eng, log: cfg.Logger, sessions: map[string]*room{}}, nil
+}
+
+// Stats returns the SFU's counters.
+func (s *SFU) Stats() *Stats { return &s.stats }
+
+func (s *SFU) roomLocked(sid string) *room {
+	r := s.sessions[sid]
+	if r == nil {
+		r = &room{publishers: map[string]*publisher{}, subscribers: map[string]*subscriber{}}
+		s.sessions[sid] = r
+	}
+	return r
+}
+
+// Publish creates a publisher endpoint from the browser's offer and returns
+// the answer. With req.Reconnect, an existing endpoint of the same stream
+// gets a new peer connection and its subscribers keep receiving.
+func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string, error) {
+	video, err := videoCodec(req.VideoCodec)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	kinds, err := offeredKinds(req.SDPOffer, video)
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", ErrClosed
+	}
+	pub := s.roomLocked(req.SessionID).publishers[req.StreamID]
+	if pub != nil && !req.Reconnect {
+		s.mu.Unlock()
+		return "", ErrEndpointExists
+	}
+	if pub == nil {
+		pub = &publisher{streamID: req.StreamID, sessionID: req.SessionID, video: video, forwarders: map[webrtc.RTPCodecType]*forwarder{}}
+	}
+	for _, kind := range kinds {
+		if pub.forwarders[kind] == nil {
+			codec := opusCodec
+			if kind == webrtc.RTPCodecTypeVideo {
+				codec = pub.video
+			}
+			pub.forwarders[kind] = newForwarder(kind, codec, req.StreamID, s.cfg.RetransmissionBuffer, &s.stats, s.log)
+		}
+	}
+	forwarders := pub.forwarders
+	s.mu.Unlock()
+
+	api, err := s.eng.publisherAPI(pub.video)
+	if err != nil {
+		return "", err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", fmt.Errorf("create peer connection: %w", err)
+	}
+	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+		go drainRTCP(recv)
+		if fw := forwarders[remote.Kind()]; fw != nil {
+			fw.attach(pc, remote)
+		}
+	})
+	s.watchState(pc, "publisher", req.StreamID)
+	answer, err := s.negotiateAnswer(ctx, pc, req.SDPOffer)
+	if err != nil {
+		_ = pc.Close()
+		return "", err
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = pc.Close()
+		return "", ErrClosed
+	}
+	r := s.roomLocked(req.SessionID)
+	if cur := r.publishers[req.StreamID]; cur != nil && cur != pub {
+		// Released and re-created concurrently: keep the newer one.
+		s.mu.Unlock()
+		_ = pc.Close()
+		return "", ErrEndpointExists
+	}
+	old := pub.pc
+	pub.pc = pc
+	r.publishers[req.StreamID] = pub
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.Close()
+	}
+	return answer, nil
+}
+
+func (s *SFU) negotiateAnswer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: create answer: %v", ErrBadSDP, err)
+	}
+	if err := s.setLocalAndGather(ctx, pc, answer); err != nil {
+		return "", err
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+func (s *SFU) setLocalAndGather(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.SessionDescription) error {
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(desc); err != nil {
+		return fmt.Errorf("set local description: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.GatherTimeout)
+	defer cancel()
+	select {
+	case <-gathered:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("ICE gathering: %w", ctx.Err())
+	}
+}
+
+// Subscribe creates a subscriber endpoint for a published stream and returns
+// the node's offer; Answer completes it. With req.Reconnect an existing
+// endpoint of the same id is replaced.
+func (s *SFU) Subscribe(ctx context.Context, req mediaapi.SubscribeRequest) (string, error) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return "", ErrClosed
+	}
+	r := s.roomLocked(req.SessionID)
+	pub := r.publishers[req.StreamID]
+	if pub == nil {
+		s.mu.Unlock()
+		return "", ErrUnknownStream
+	}
+	if r.subscribers[req.EndpointID] != nil && !req.Reconnect {
+		s.mu.Unlock()
+		return "", ErrEndpointExists
+	}
+	forwarders := make([]*forwarder, 0, 2)
+	for _, kind := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeAudio, webrtc.RTPCodecTypeVideo} {
+		if fw := pub.forwarders[kind]; fw != nil {
+			forwarders = append(forwarders, fw)
+		}
+	}
+	video := pub.video
+	s.mu.Unlock()
+
+	api, err := s.eng.subscriberAPI(video)
+	if err != nil {
+		return "", err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return "", fmt.Errorf("create peer connection: %w", err)
+	}
+	sub := &subscriber{id: req.EndpointID, sessionID: req.SessionID, streamID: req.StreamID, pc: pc}
+	for _, fw := range forwarders {
+		dt := newDownTrack(fw, &s.stats)
+		tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			_ = pc.Close()
+			return "", fmt.Errorf("add %s track: %w", fw.kind, err)
+		}
+		sub.downTracks = append(sub.downTracks, dt)
+		go readSenderRTCP(tr.Sender(), dt)
+	}
+	s.watchState(pc, "subscriber", req.EndpointID)
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		_ = pc.Close()
+		return "", fmt.Errorf("create offer: %w", err)
+	}
+	if err := s.setLocalAndGather(ctx, pc, offer); err != nil {
+		_ = pc.Close()
+		return "", err
+	}
+
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		_ = pc.Close()
+		return "", ErrClosed
+	}
+	r = s.roomLocked(req.SessionID)
+	if r.publishers[req.StreamID] == nil { // the publisher left meanwhile
+		s.mu.Unlock()
+		_ = pc.Close()
+		return "", ErrUnknownStream
+	}
+	old := r.subscribers[req.EndpointID]
+	r.subscribers[req.EndpointID] = sub
+	s.mu.Unlock()
+	if old != nil {
+		_ = old.pc.Close()
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// Answer applies a subscriber's SDP answer.
+func (s *SFU) Answer(ctx context.Context, sessionID, endpointID, sdp string) error {
+	s.mu.Lock()
+	var sub *subscriber
+	if r := s.sessions[sessionID]; r != nil {
+		sub = r.subscribers[endpointID]
+	}
+	s.mu.Unlock()
+	if sub == nil {
+		return ErrUnknownEndpoint
+	}
+	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	return nil
+}
+
+// AddICECandidate adds a client's candidate to an endpoint's peer connection.
+// (The node is ICE-lite: remote candidates are optional, the browser's
+// connectivity checks reveal its address.)
+func (s *SFU) AddICECandidate(sessionID, endpointID string, c mediaapi.ICECandidate) error {
+	pc := s.peerConnection(sessionID, endpointID)
+	if pc == nil {
+		return ErrUnknownEndpoint
+	}
+	if c.Candidate == "" {
+		return nil // end-of-candidates
+	}
+	err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
+	if err != nil {
+		return fmt.Errorf("%w: candidate: %v", ErrBadSDP, err)
+	}
+	return nil
+}
+
+func (s *SFU) peerConnection(sessionID, endpointID string) *webrtc.PeerConnection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.sessions[sessionID]
+	if r == nil {
+		return nil
+	}
+	if p := r.publishers[endpointID]; p != nil {
+		return p.pc
+	}
+	if sub := r.subscribers[endpointID]; sub != nil {
+		return sub.pc
+	}
+	return nil
+}
+
+// Release closes an endpoint. Releasing a publisher also releases every
+// subscriber of its stream. Unknown endpoints are ignored.
+func (s *SFU) Release(sessionID, endpointID string) {
+	var toClose []*webrtc.PeerConnection
+	s.mu.Lock()
+	if r := s.sessions[sessionID]; r != nil {
+		if p := r.publishers[endpointID]; p != nil {
+			delete(r.publishers, endpointID)
+			toClose = append(toClose, p.pc)
+			for id, sub := range r.subscribers {
+				if sub.streamID == endpointID {
+					delete(r.subscribers, id)
+					toClose = append(toClose, sub.pc)
+				}
+			}
+		}
+		if sub := r.subscribers[endpointID]; sub != nil {
+			delete(r.subscribers, endpointID)
+			toClose = append(toClose, sub.pc)
+		}
+		if len(r.publishers) == 0 && len(r.subscribers) == 0 {
+			delete(s.sessions, sessionID)
+		}
+	}
+	s.mu.Unlock()
+	closeAll(toClose)
+}
+
+// ReleaseSession closes every endpoint of a session.
+func (s *SFU) ReleaseSession(sessionID string) {
+	s.mu.Lock()
+	r := s.sessions[sessionID]
+	delete(s.sessions, sessionID)
+	s.mu.Unlock()
+	if r != nil {
+		closeAll(r.peerConnections())
+	}
+}
+
+// Close closes every endpoint; the SFU accepts no new ones.
+func (s *SFU) Close() {
+	s.mu.Lock()
+	s.closed = true
+	var toClose []*webrtc.PeerConnection
+	for _, r := range s.sessions {
+		toClose = append(toClose, r.peerConnections()...)
+	}
+	s.sessions = map[string]*room{}
+	s.mu.Unlock()
+	closeAll(toClose)
+}
+
+func (r *room) peerConnections() []*webrtc.PeerConnection {
+	var out []*webrtc.PeerConnection
+	for _, p := range r.publishers {
+		out = append(out, p.pc)
+	}
+	for _, sub := range r.subscribers {
+		out = append(out, sub.pc)
+	}
+	return out
+}
+
+// Endpoints lists every endpoint, sorted by session and id.
+func (s *SFU) Endpoints() []mediaapi.Endpoint {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []mediaapi.Endpoint
+	for sid, r := range s.sessions {
+		for id, p := range r.publishers {
+			out = append(out, mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "publisher", StreamID: id, State: p.pc.ConnectionState().String()})
+		}
+		for id, sub := range r.subscribers {
+			out = append(out, mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "subscriber", StreamID: sub.streamID, State: sub.pc.ConnectionState().String()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].SessionID != out[j].SessionID {
+			return out[i].SessionID < out[j].SessionID
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Counts returns the number of sessions and of endpoints.
+func (s *SFU) Counts() (sessions, endpoints int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.sessions {
+		endpoints += len(r.publishers) + len(r.subscribers)
+	}
+	return len(s.sessions), endpoints
+}
+
+func (s *SFU) watchState(pc *webrtc.PeerConnection, kind, id string) {
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("peer connection state", "kind", kind, "endpoint", id, "state", st.String())
+	})
+}
+
+func closeAll(pcs []*webrtc.PeerConnection) {
+	for _, pc := range pcs {
+		if pc != nil {
+			_ = pc.Close()
+		}
+	}
+}
+
+// drainRTCP reads a receiver's incoming RTCP so pion's interceptors see it
+// (sender reports feed the receiver reports); it ends when the peer
+// connection closes.
+func drainRTCP(recv *webrtc.RTPReceiver) {
+	buf := make([]byte, maxPacketSize)
+	for {
+		if _, _, err := recv.Read(buf); err != nil {
+			return
+		}
+	}
+}
+
+// readSenderRTCP handles a subscriber's feedback for one down track until the
+// peer connection closes.
+func readSenderRTCP(sender *webrtc.RTPSender, dt *downTrack) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		dt.handleRTCP(pkts)
+	}
+}

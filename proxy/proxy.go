@@ -1,0 +1,389 @@
+// Package proxy is Chorus's public entry point (`chorus proxy`): a reverse
+// proxy balancing HTTP and WebSocket traffic over the healthy masters. It
+// checks masters actively (sub-second) and passively, retries on another
+// master a request that could not even be connected, and otherwise answers
+// 503 (no healthy master), 502 (the master failed mid-request) or 504 (it
+// timed out), so that clients retry. It also serves the demo page.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// maxBufferedBody is the largest request body the proxy buffers so that it
+// can retry the request on another master.
+const maxBufferedBody = 1 << 20
+
+var errNoHealthyMaster = errors.New("no healthy master")
+
+// Config configures a proxy.
+type Config struct {
+	Cluster *config.Config
+	// Redis discovers masters when Cluster.Proxy.Masters is empty.
+	Redis  redis.UniversalClient
+	Logger *slog.Logger
+}
+
+// Proxy is a running proxy.
+type Proxy struct {
+	cfg    config.Proxy
+	secret string
+	log    *slog.Logger
+	store  *store.Store
+
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+	checker   *http.Client
+
+	mu       sync.RWMutex
+	backends map[string]*backend // by URL
+	next     atomic.Uint64
+}
+
+// backend is one master as the proxy sees it.
+type backend struct {
+	id      string
+	url     *url.URL
+	healthy atomic.Bool
+	fails   atomic.Int32
+}
+
+// New builds a proxy; Run serves it.
+func New(cfg Config) (*Proxy, error) {
+	p := &Proxy{
+		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
+		transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: cfg.Cluster.Proxy.RequestTimeout,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+		},
+		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+	}
+	if cfg.Redis != nil {
+		p.store = store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
+	}
+	if len(p.cfg.Masters) == 0 && p.store == nil {
+		return nil, errors.New("proxy: no static masters and no Redis to discover them")
+	}
+	for _, raw := range p.cfg.Masters {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: master URL %q: %w", raw, err)
+		}
+		p.backends[u.String()] = &backend{id: u.Host, url: u}
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetXForwarded()
+			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "master" // the transport picks the master
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:     roundTripperFunc(p.roundTrip),
+		ErrorHandler:  p.errorHandler,
+		FlushInterval: -1,
+	}
+	return p, nil
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// roundTrip sends the request to a healthy master; when the master cannot
+// even be connected to, nothing reached it, so the request is tried on the
+// next healthy one.
+func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
+	var body []byte
+	if req.Body != nil && req.Body != http.NoBody {
+		var err error
+		body, err = io.ReadAll(io.LimitReader(req.Body, maxBufferedBody+1))
+		_ = req.Body.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read request body: %w", err)
+		}
+		if len(body) > maxBufferedBody {
+			return nil, errBodyTooLarge
+		}
+	}
+	tried := map[*backend]bool{}
+	for {
+		b := p.pick(tried)
+		if b == nil {
+			return nil, errNoHealthyMaster
+		}
+		tried[b] = true
+		out := req.Clone(req.Context())
+		out.URL.Scheme, out.URL.Host = b.url.Scheme, b.url.Host
+		if body != nil {
+			out.Body = io.NopCloser(bytes.NewReader(body))
+			out.ContentLength = int64(len(body))
+		}
+		resp, err := p.transport.RoundTrip(out)
+		if err == nil {
+			return resp, nil
+		}
+		if isConnectError(err) {
+			p.log.Info("master unreachable, trying another", "master", b.url.Host, "err", err)
+			p.markDown(b)
+			continue
+		}
+		p.recordFailure(b)
+		return nil, err
+	}
+}
+
+var errBodyTooLarge = errors.New("request body too large")
+
+// isConnectError reports whether err happened before the request reached the
+// master (dial refused, unreachable, timed out connecting).
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	var ne net.Error
+	switch {
+	case errors.Is(err, errNoHealthyMaster):
+		status = http.StatusServiceUnavailable
+	case errors.Is(err, errBodyTooLarge):
+		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		status = http.StatusGatewayTimeout
+	case errors.Is(err, context.Canceled):
+		return // the client went away
+	}
+	if status != http.StatusServiceUnavailable {
+		p.log.Warn("proxy error", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"timestamp": time.Now().UnixMilli(), "status": status, "error": http.StatusText(status),
+		"message": err.Error(), "path": r.URL.Path,
+	})
+}
+
+// pick returns the next healthy master not yet tried (round robin), or nil.
+func (p *Proxy) pick(tried map[*backend]bool) *backend {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var healthy []*backend
+	for _, b := range p.backends {
+		if b.healthy.Load() && !tried[b] {
+			healthy = append(healthy, b)
+		}
+	}
+	if len(healthy) == 0 {
+		return nil
+	}
+	sort.Slice(healthy, func(i, j int) bool { return healthy[i].url.String() < healthy[j].url.String() })
+	return healthy[p.next.Add(1)%uint64(len(healthy))]
+}
+
+func (p *Proxy) markDown(b *backend) {
+	b.fails.Store(int32(p.cfg.UnhealthyAfter))
+	if b.healthy.Swap(false) {
+		p.log.Warn("master marked unhealthy", "master", b.url.Host)
+	}
+}
+
+func (p *Proxy) recordFailure(b *backend) {
+	if b.fails.Add(1) >= int32(p.cfg.UnhealthyAfter) && b.healthy.Swap(false) {
+		p.log.Warn("master marked unhealthy after failed requests", "master", b.url.Host)
+	}
+}
+
+// Healthy returns the URLs of the masters currently receiving traffic.
+func (p *Proxy) Healthy() []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []string
+	for u, b := range p.backends {
+		if b.healthy.Load() {
+			out = append(out, u)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Handler is the proxy's HTTP handler.
+func (p *Proxy) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
+		healthy := p.Healthy()
+		status := http.StatusOK
+		if len(healthy) == 0 {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]any{"healthyMasters": healthy})
+	})
+	if p.cfg.Demo.Enabled {
+		p.registerDemo(mux)
+	}
+	mux.Handle("/", p.rp)
+	return mux
+}
+
+// Run serves until ctx ends.
+func (p *Proxy) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", p.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	p.refresh(ctx)
+	var wg sync.WaitGroup
+	checkCtx, stopChecks := context.WithCancel(ctx)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.checkLoop(checkCtx)
+	}()
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	p.log.Info("proxy started", "listen", ln.Addr().String(), "demo", p.cfg.Demo.Enabled)
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	stopChecks()
+	wg.Wait()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	p.transport.CloseIdleConnections()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	p.log.Info("proxy stopped")
+	return nil
+}
+
+// checkLoop discovers masters and checks each of them every health interval.
+func (p *Proxy) checkLoop(ctx context.Context) {
+	t := time.NewTicker(p.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.refresh(ctx)
+		}
+	}
+}
+
+// refresh updates the master list (from Redis unless static) and checks
+// every master once, concurrently.
+func (p *Proxy) refresh(ctx context.Context) {
+	if len(p.cfg.Masters) == 0 {
+		p.discover(ctx)
+	}
+	p.mu.RLock()
+	list := make([]*backend, 0, len(p.backends))
+	for _, b := range p.backends {
+		list = append(list, b)
+	}
+	p.mu.RUnlock()
+	var wg sync.WaitGroup
+	for _, b := range list {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.check(ctx, b)
+		}()
+	}
+	wg.Wait()
+}
+
+func (p *Proxy) discover(ctx context.Context) {
+	masters, _, err := p.store.Masters(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("discover masters", "err", err)
+		}
+		return // keep the last known list: Redis being away must not stop traffic
+	}
+	seen := map[string]bool{}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range masters {
+		u, err := url.Parse(m.InternalURL)
+		if err != nil || u.Host == "" {
+			continue
+		}
+		key := u.String()
+		seen[key] = true
+		if _, ok := p.backends[key]; !ok {
+			p.backends[key] = &backend{id: m.ID, url: u}
+			p.log.Info("master discovered", "master", m.ID, "url", key)
+		}
+	}
+	for key, b := range p.backends {
+		if !seen[key] {
+			delete(p.backends, key)
+			p.log.Info("master gone from the registry", "master", b.id, "url", key)
+		}
+	}
+}
+
+// check probes one master's /chorus/health: 200 makes it healthy at once;
+// a 503 (draining) makes it unhealthy at once; other failures count towards
+// unhealthy_after.
+func (p *Proxy) check(ctx context.Context, b *backend) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.HealthTimeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url.String()+"/chorus/health", nil)
+	resp, err := p.checker.Do(req)
+	if err == nil {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+	}
+	switch {
+	case err == nil && resp.StatusCode == http.StatusOK:
+		b.fails.Store(0)
+		if !b.healthy.Swap(true) {
+			p.log.Info("master healthy", "master", b.url.Host)
+		}
+	case err == nil && resp.StatusCode == http.StatusServiceUnavailable:
+		p.markDown(b)
+	default:
+		if ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) {
+			return
+		}
+		p.recordFailure(b)
+	}
+}

@@ -1,0 +1,410 @@
+// Package config loads the configuration of every Chorus role with viper:
+// defaults, then a YAML file (--config), then environment variables (CHORUS_*
+// and OpenVidu's own names, see Keys), then command-line flags. Unknown YAML
+// keys are an error, and Validate lists every problem at once.
+package config
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"fmt"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// Config is the whole configuration; each role reads its own section.
+type Config struct {
+	ClusterID     string `mapstructure:"cluster_id"`
+	Secret        string `mapstructure:"secret"`
+	ClusterSecret string `mapstructure:"cluster_secret"`
+	Redis         Redis  `mapstructure:"redis"`
+	Log           Log    `mapstructure:"log"`
+	Master        Master `mapstructure:"master"`
+	Media         Media  `mapstructure:"media"`
+	Proxy         Proxy  `mapstructure:"proxy"`
+}
+
+// Redis selects the Redis deployment: one address, a Sentinel set (with
+// SentinelMasterName) or a Redis Cluster (several addresses).
+type Redis struct {
+	Addrs              []string      `mapstructure:"addrs"`
+	Username           string        `mapstructure:"username"`
+	Password           string        `mapstructure:"password"`
+	DB                 int           `mapstructure:"db"`
+	SentinelMasterName string        `mapstructure:"sentinel_master_name"`
+	Timeout            time.Duration `mapstructure:"timeout"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Master is the signaling plane's configuration.
+type Master struct {
+	ID                       string        `mapstructure:"id"`
+	Listen                   string        `mapstructure:"listen"`
+	InternalURL              string        `mapstructure:"internal_url"`
+	PublicURL                string        `mapstructure:"public_url"`
+	DomainOrPublicIP         string        `mapstructure:"domain_or_public_ip"`
+	HTTPSPort                int           `mapstructure:"https_port"`
+	SessionsGarbageInterval  time.Duration `mapstructure:"sessions_garbage_interval"`
+	SessionsGarbageThreshold time.Duration `mapstructure:"sessions_garbage_threshold"`
+	ForcedVideoCodec         string        `mapstructure:"forced_video_codec"`
+	AllowTranscoding         bool          `mapstructure:"allow_transcoding"`
+	ReconnectGrace           time.Duration `mapstructure:"reconnect_grace"`
+	HeartbeatInterval        time.Duration `mapstructure:"heartbeat_interval"`
+	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
+	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
+}
+
+// Media is a media node's configuration.
+type Media struct {
+	ID                   string        `mapstructure:"id"`
+	Listen               string        `mapstructure:"listen"`
+	InternalURL          string        `mapstructure:"internal_url"`
+	UDPPort              int           `mapstructure:"udp_port"`
+	BindIP               string        `mapstructure:"bind_ip"`
+	PublicIPs            []string      `mapstructure:"public_ips"`
+	HeartbeatInterval    time.Duration `mapstructure:"heartbeat_interval"`
+	RetransmissionBuffer int           `mapstructure:"retransmission_buffer"`
+}
+
+// Proxy is the public entry point's configuration.
+type Proxy struct {
+	Listen         string        `mapstructure:"listen"`
+	Masters        []string      `mapstructure:"masters"`
+	HealthInterval time.Duration `mapstructure:"health_interval"`
+	HealthTimeout  time.Duration `mapstructure:"health_timeout"`
+	UnhealthyAfter int           `mapstructure:"unhealthy_after"`
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
+	Demo           Demo          `mapstructure:"demo"`
+}
+
+// Demo is the demo page served by the proxy.
+type Demo struct {
+	Enabled   bool   `mapstructure:"enabled"`
+	AssetsDir string `mapstructure:"assets_dir"`
+}
+
+// RegisterFlags adds a flag for every key the role reads, with the key's
+// default and usage, plus --config.
+func RegisterFlags(fs *pflag.FlagSet, role Role) {
+	fs.String("config", "", "YAML configuration file (see configs/)")
+	for _, k := range Keys() {
+		if !k.usedBy(role) {
+			continue
+		}
+		usage := k.Usage + " Env: " + strings.Join(k.Env, ", ") + "."
+		switch d := k.Default.(type) {
+		case string:
+			fs.String(k.Flag(), d, usage)
+		case int:
+			fs.Int(k.Flag(), d, usage)
+		case bool:
+			fs.Bool(k.Flag(), d, usage)
+		case time.Duration:
+			fs.Duration(k.Flag(), d, usage)
+		case []string:
+			fs.StringSlice(k.Flag(), d, usage)
+		default:
+			panic(fmt.Sprintf("config: key %s has an unsupported default type %T", k.Name, d))
+		}
+	}
+}
+
+// Load builds the configuration for a role from defaults, the file named by
+// --config, the environment (env is the process environment as os.Environ
+// gives it; nil means none) and the flags that were set on fs.
+func Load(fs *pflag.FlagSet, role Role, env []string) (*Config, error) {
+	v := viper.New()
+	envMap := make(map[string]string, len(env))
+	for _, kv := range env {
+		if k, val, ok := strings.Cut(kv, "="); ok {
+			envMap[k] = val
+		}
+	}
+	for _, k := range Keys() {
+		v.SetDefault(k.Name, k.Default)
+		// Environment: the first variable that is set wins, CHORUS_* before OpenVidu's.
+		for _, name := range k.Env {
+			if val, ok := envMap[name]; ok {
+				v.Set(k.Name, val)
+				break
+			}
+		}
+		if fs != nil && k.usedBy(role) {
+			if f := fs.Lookup(k.Flag()); f != nil && f.Changed {
+				v.Set(k.Name, flagValue(f))
+			}
+		}
+	}
+	if fs != nil {
+		if f := fs.Lookup("config"); f != nil && f.Value.String() != "" {
+			fileV := viper.New()
+			fileV.SetConfigFile(f.Value.String())
+			if err := fileV.ReadInConfig(); err != nil {
+				return nil, fmt.Errorf("read config file %s: %w", f.Value.String(), err)
+			}
+			// The file sits between defaults and env/flags: apply only keys
+			// that env and flags did not set.
+			for _, key := range fileV.AllKeys() {
+				if !setByEnvOrFlag(key, envMap, fs, role) {
+					v.Set(key, fileV.Get(key))
+				}
+			}
+		}
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		secondsOrDurationHook,
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.applyDerived()
+	return &c, nil
+}
+
+func setByEnvOrFlag(key string, envMap map[string]string, fs *pflag.FlagSet, role Role) bool {
+	for _, k := range Keys() {
+		if k.Name != key {
+			continue
+		}
+		for _, name := range k.Env {
+			if _, ok := envMap[name]; ok {
+				return true
+			}
+		}
+		if fs != nil && k.usedBy(role) {
+			if f := fs.Lookup(k.Flag()); f != nil && f.Changed {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func flagValue(f *pflag.Flag) any {
+	if sv, ok := f.Value.(pflag.SliceValue); ok {
+		return sv.GetSlice()
+	}
+	return f.Value.String()
+}
+
+// secondsOrDurationHook decodes durations from Go duration strings ("1.5s")
+// and, as OpenVidu's variables are plain seconds, from bare numbers ("900").
+func secondsOrDurationHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	switch d := data.(type) {
+	case string:
+		if n, err := strconv.ParseFloat(strings.TrimSpace(d), 64); err == nil {
+			return time.Duration(n * float64(time.Second)), nil
+		}
+		dur, err := time.ParseDuration(strings.TrimSpace(d))
+		if err != nil {
+			return nil, fmt.Errorf("invalid duration %q (use 1.5s, 200ms or a number of seconds)", d)
+		}
+		return dur, nil
+	case int:
+		return time.Duration(d) * time.Second, nil
+	case float64:
+		return time.Duration(d * float64(time.Second)), nil
+	}
+	return data, nil
+}
+
+// applyDerived fills settings whose default depends on other settings.
+func (c *Config) applyDerived() {
+	if c.ClusterSecret == "" {
+		c.ClusterSecret = c.Secret
+	}
+	if c.Master.InternalURL == "" && c.Master.Listen != "" {
+		c.Master.InternalURL = "http://" + dialable(c.Master.Listen)
+	}
+	if c.Master.PublicURL == "" {
+		if c.Master.DomainOrPublicIP != "" {
+			c.Master.PublicURL = fmt.Sprintf("wss://%s:%d", c.Master.DomainOrPublicIP, c.Master.HTTPSPort)
+		} else {
+			c.Master.PublicURL = "ws://localhost:4443"
+		}
+	}
+	// OPENVIDU_PUBLICURL is an http(s) URL; tokens need its ws(s) form.
+	if rest, ok := strings.CutPrefix(c.Master.PublicURL, "https://"); ok {
+		c.Master.PublicURL = "wss://" + rest
+	} else if rest, ok := strings.CutPrefix(c.Master.PublicURL, "http://"); ok {
+		c.Master.PublicURL = "ws://" + rest
+	}
+	c.Master.PublicURL = strings.TrimRight(c.Master.PublicURL, "/")
+	if c.Media.InternalURL == "" && c.Media.Listen != "" {
+		c.Media.InternalURL = "http://" + dialable(c.Media.Listen)
+	}
+	if c.Master.ForcedVideoCodec == "MEDIA_SERVER_PREFERRED" {
+		c.Master.ForcedVideoCodec = "VP8"
+	}
+}
+
+// dialable turns a listen address such as ":5443" or "0.0.0.0:5443" into one a
+// peer on the same host can dial.
+func dialable(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Validate checks the settings the role uses and returns every problem found,
+// joined, or nil.
+func (c *Config) Validate(role Role) error {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+
+	if c.ClusterID == "" || strings.ContainsAny(c.ClusterID, "{}: \t") {
+		bad("cluster_id %q must be non-empty and contain none of '{', '}', ':' or spaces", c.ClusterID)
+	}
+	if len(c.Redis.Addrs) == 0 {
+		bad("redis.addrs is empty: give at least one host:port")
+	}
+	for _, a := range c.Redis.Addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("redis.addrs: %q is not host:port", a)
+		}
+	}
+	if c.Redis.Timeout <= 0 {
+		bad("redis.timeout must be positive, got %s", c.Redis.Timeout)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q must be debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q must be text or json", c.Log.Format)
+	}
+	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
+		if c.Secret == "" && role != RoleMedia {
+			bad("secret is empty: set OPENVIDU_SECRET, CHORUS_SECRET or --secret")
+		}
+		if c.ClusterSecret == "" {
+			bad("cluster_secret is empty: set CHORUS_CLUSTER_SECRET or secret")
+		}
+	}
+	switch role {
+	case RoleMaster:
+		m := c.Master
+		checkListen(bad, "master.listen", m.Listen)
+		checkURL(bad, "master.internal_url", m.InternalURL, "http", "https")
+		checkURL(bad, "master.public_url", m.PublicURL, "ws", "wss")
+		if m.SessionsGarbageInterval < 0 {
+			bad("master.sessions_garbage_interval must not be negative")
+		}
+		if m.SessionsGarbageThreshold < 0 {
+			bad("master.sessions_garbage_threshold must not be negative")
+		}
+		switch m.ForcedVideoCodec {
+		case "VP8", "H264":
+		default:
+			bad("master.forced_video_codec %q must be VP8, H264 or MEDIA_SERVER_PREFERRED", m.ForcedVideoCodec)
+		}
+		positive(bad, "master.reconnect_grace", m.ReconnectGrace)
+		positive(bad, "master.heartbeat_interval", m.HeartbeatInterval)
+		positive(bad, "master.request_timeout", m.RequestTimeout)
+		if m.MaxMessageBytes < 64<<10 {
+			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
+		}
+	case RoleMedia:
+		m := c.Media
+		checkListen(bad, "media.listen", m.Listen)
+		checkURL(bad, "media.internal_url", m.InternalURL, "http", "https")
+		if m.UDPPort < 1 || m.UDPPort > 65535 {
+			bad("media.udp_port %d is not a port number", m.UDPPort)
+		}
+		if net.ParseIP(m.BindIP) == nil {
+			bad("media.bind_ip %q is not an IP address", m.BindIP)
+		}
+		for _, ip := range m.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				bad("media.public_ips: %q is not an IP address", ip)
+			}
+		}
+		positive(bad, "media.heartbeat_interval", m.HeartbeatInterval)
+		if n := m.RetransmissionBuffer; n < 64 || n > 1<<15 || n&(n-1) != 0 {
+			bad("media.retransmission_buffer %d must be a power of two between 64 and 32768", n)
+		}
+	case RoleProxy:
+		p := c.Proxy
+		checkListen(bad, "proxy.listen", p.Listen)
+		for _, m := range p.Masters {
+			checkURL(bad, "proxy.masters", m, "http", "https")
+		}
+		positive(bad, "proxy.health_interval", p.HealthInterval)
+		positive(bad, "proxy.health_timeout", p.HealthTimeout)
+		positive(bad, "proxy.request_timeout", p.RequestTimeout)
+		if p.UnhealthyAfter < 1 {
+			bad("proxy.unhealthy_after must be at least 1, got %d", p.UnhealthyAfter)
+		}
+		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
+			bad("proxy.demo.assets_dir is empty while the demo is enabled")
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+}
+
+func checkListen(bad func(string, ...any), name, addr string) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+		bad("%s %q is not host:port", name, addr)
+	}
+}
+
+func checkURL(bad func(string, ...any), name, raw string, schemes ...string) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		bad("%s %q is not an absolute URL", name, raw)
+		return
+	}
+	for _, s := range schemes {
+		if u.Scheme == s {
+			return
+		}
+	}
+	bad("%s %q must use scheme %s", name, raw, strings.Join(schemes, " or "))
+}
+
+func positive(bad func(string, ...any), name string, d time.Duration) {
+	if d <= 0 {
+		bad("%s must be positive, got %s", name, d)
+	}
+}
+
+// NewLogger builds the process logger the configuration asks for, writing to w.
+func (l Log) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level)) // validated by Validate; info otherwise
+	opts := &slog.HandlerOptions{Level: level}
+	if l.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,139 @@
+package config
+
+import "time"
+
+// Role names a Chorus process kind. A key is offered as a command-line flag only
+// to the roles that read it.
+type Role string
+
+// The roles of a Chorus cluster.
+const (
+	RoleMaster Role = "master"
+	RoleMedia  Role = "media"
+	RoleProxy  Role = "proxy"
+	RoleTool   Role = "tool" // operator commands that only need Redis and the cluster id
+)
+
+// Key describes one configuration setting: its viper key (the YAML path), the
+// environment variables that set it (CHORUS_* first, then OpenVidu's own name
+// where the meaning is the same, so an OpenVidu .env carries over), its
+// default, and the roles that use it. The table below is the single source of
+// flags, environment bindings, defaults and the README's reference.
+type Key struct {
+	Name    string
+	Env     []string
+	Default any
+	Roles   []Role
+	Usage   string
+}
+
+// Flag is the command-line flag for the key: dots and underscores become dashes.
+func (k Key) Flag() string {
+	out := []byte(k.Name)
+	for i, c := range out {
+		if c == '.' || c == '_' {
+			out[i] = '-'
+		}
+	}
+	return string(out)
+}
+
+func (k Key) usedBy(r Role) bool {
+	for _, kr := range k.Roles {
+		if kr == r {
+			return true
+		}
+	}
+	return false
+}
+
+var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTool}
+
+// Keys returns every configuration setting Chorus reads. It is a function, not
+// a package variable, so that nobody can mutate the table.
+func Keys() []Key {
+	return []Key{
+		{"cluster_id", []string{"CHORUS_CLUSTER_ID", "OPENVIDU_PRO_CLUSTER_ID"}, "chorus", all,
+			"Cluster identifier: namespaces every Redis key and appears in events as clusterId."},
+		{"secret", []string{"CHORUS_SECRET", "OPENVIDU_SECRET"}, "", []Role{RoleMaster, RoleMedia, RoleProxy},
+			"OpenVidu secret: REST clients authenticate with Basic OPENVIDUAPP:<secret>."},
+		{"cluster_secret", []string{"CHORUS_CLUSTER_SECRET"}, "", []Role{RoleMaster, RoleMedia, RoleProxy},
+			"Secret for internal traffic between masters, media nodes and proxies (defaults to secret)."},
+		{"redis.addrs", []string{"CHORUS_REDIS_ADDRS"}, []string{"127.0.0.1:6379"}, all,
+			"Redis addresses (host:port, comma-separated). Several addresses without a master name mean Redis Cluster."},
+		{"redis.username", []string{"CHORUS_REDIS_USERNAME"}, "", all, "Redis ACL user name."},
+		{"redis.password", []string{"CHORUS_REDIS_PASSWORD"}, "", all, "Redis password."},
+		{"redis.db", []string{"CHORUS_REDIS_DB"}, 0, all, "Redis database number (single node or Sentinel only)."},
+		{"redis.sentinel_master_name", []string{"CHORUS_REDIS_SENTINEL_MASTER_NAME"}, "", all,
+			"Redis Sentinel master name; when set, redis.addrs are the Sentinel addresses."},
+		{"redis.timeout", []string{"CHORUS_REDIS_TIMEOUT"}, 2 * time.Second, all,
+			"Dial, read and write timeout of each Redis command."},
+		{"log.level", []string{"CHORUS_LOG_LEVEL"}, "info", all, "Log level: debug, info, warn or error."},
+		{"log.format", []string{"CHORUS_LOG_FORMAT"}, "text", all, "Log format: text or json."},
+
+		{"master.id", []string{"CHORUS_MASTER_ID"}, "", []Role{RoleMaster},
+			"Master node id (default: master_ plus a random suffix, new at every start)."},
+		{"master.listen", []string{"CHORUS_MASTER_LISTEN"}, "127.0.0.1:5443", []Role{RoleMaster},
+			"Address the master's HTTP server (REST API, WebSocket, internal API) listens on."},
+		{"master.internal_url", []string{"CHORUS_MASTER_INTERNAL_URL"}, "", []Role{RoleMaster},
+			"URL at which proxies and other masters reach this master (default: http://<listen address>)."},
+		{"master.public_url", []string{"CHORUS_MASTER_PUBLIC_URL", "OPENVIDU_PUBLICURL"}, "", []Role{RoleMaster},
+			"Public URL of the cluster (the proxy's), used in tokens: ws(s)://host:port. Default from OPENVIDU_DOMAIN_OR_PUBLIC_IP and HTTPS_PORT, else ws://localhost:4443."},
+		{"master.domain_or_public_ip", []string{"OPENVIDU_DOMAIN_OR_PUBLIC_IP"}, "", []Role{RoleMaster},
+			"OpenVidu's public host name; with https_port it gives the public URL wss://<host>:<port>."},
+		{"master.https_port", []string{"HTTPS_PORT"}, 443, []Role{RoleMaster}, "OpenVidu's public HTTPS port."},
+		{"master.sessions_garbage_interval", []string{"CHORUS_MASTER_SESSIONS_GARBAGE_INTERVAL", "OPENVIDU_SESSIONS_GARBAGE_INTERVAL"},
+			900 * time.Second, []Role{RoleMaster},
+			"How often unused sessions are garbage-collected (a bare number is seconds, as in OpenVidu; 0 disables)."},
+		{"master.sessions_garbage_threshold", []string{"CHORUS_MASTER_SESSIONS_GARBAGE_THRESHOLD", "OPENVIDU_SESSIONS_GARBAGE_THRESHOLD"},
+			3600 * time.Second, []Role{RoleMaster},
+			"Minimum age of a session that nobody ever joined before it is garbage-collected (bare number: seconds)."},
+		{"master.forced_video_codec", []string{"CHORUS_MASTER_FORCED_VIDEO_CODEC", "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC"},
+			"VP8", []Role{RoleMaster},
+			"Default forcedVideoCodec of new sessions: VP8, H264 or MEDIA_SERVER_PREFERRED (VP8)."},
+		{"master.allow_transcoding", []string{"CHORUS_MASTER_ALLOW_TRANSCODING", "OPENVIDU_STREAMS_ALLOW_TRANSCODING"},
+			false, []Role{RoleMaster}, "Default allowTranscoding of new sessions (reported only: Chorus never transcodes)."},
+		{"master.reconnect_grace", []string{"CHORUS_MASTER_RECONNECT_GRACE"}, 12 * time.Second, []Role{RoleMaster},
+			"How long a participant whose WebSocket broke may take to reconnect before it is evicted with reason networkDisconnect."},
+		{"master.heartbeat_interval", []string{"CHORUS_MASTER_HEARTBEAT_INTERVAL"}, time.Second, []Role{RoleMaster},
+			"How often a master refreshes its registration in Redis."},
+		{"master.request_timeout", []string{"CHORUS_MASTER_REQUEST_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
+			"Upper bound of one REST or JSON-RPC request, media node calls included."},
+		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 1 << 20, []Role{RoleMaster},
+			"Largest JSON-RPC message accepted on the WebSocket; larger ones close it with status 1009."},
+
+		{"media.id", []string{"CHORUS_MEDIA_ID"}, "", []Role{RoleMedia},
+			"Media node id (default: media_ plus a random suffix, new at every start)."},
+		{"media.listen", []string{"CHORUS_MEDIA_LISTEN"}, "127.0.0.1:8888", []Role{RoleMedia},
+			"Address of the media node's internal HTTP API (masters create endpoints through it)."},
+		{"media.internal_url", []string{"CHORUS_MEDIA_INTERNAL_URL"}, "", []Role{RoleMedia},
+			"URL at which masters reach this node's internal API (default: http://<listen address>)."},
+		{"media.udp_port", []string{"CHORUS_MEDIA_UDP_PORT"}, 40000, []Role{RoleMedia},
+			"The single UDP port every ICE connection of this node uses (UDP mux)."},
+		{"media.bind_ip", []string{"CHORUS_MEDIA_BIND_IP"}, "0.0.0.0", []Role{RoleMedia},
+			"Local IP the UDP port binds to."},
+		{"media.public_ips", []string{"CHORUS_MEDIA_PUBLIC_IPS", "CHORUS_MEDIA_PUBLIC_IP"}, []string{}, []Role{RoleMedia},
+			"IPs announced in ICE candidates instead of the local ones (NAT 1:1, as behind Docker or cloud NAT). Default: bind_ip when it is not 0.0.0.0, else every local interface."},
+		{"media.heartbeat_interval", []string{"CHORUS_MEDIA_HEARTBEAT_INTERVAL"}, time.Second, []Role{RoleMedia},
+			"How often the node refreshes its registration and load in Redis."},
+		{"media.retransmission_buffer", []string{"CHORUS_MEDIA_RETRANSMISSION_BUFFER"}, 512, []Role{RoleMedia},
+			"Packets kept per published track to answer subscribers' NACKs (power of two)."},
+
+		{"proxy.listen", []string{"CHORUS_PROXY_LISTEN"}, "127.0.0.1:4443", []Role{RoleProxy},
+			"Public address of the proxy: REST API, WebSocket and the demo page."},
+		{"proxy.masters", []string{"CHORUS_PROXY_MASTERS"}, []string{}, []Role{RoleProxy},
+			"Static master URLs (comma-separated). Empty: discover masters from their registrations in Redis."},
+		{"proxy.health_interval", []string{"CHORUS_PROXY_HEALTH_INTERVAL"}, 250 * time.Millisecond, []Role{RoleProxy},
+			"Interval of the active health check of every master."},
+		{"proxy.health_timeout", []string{"CHORUS_PROXY_HEALTH_TIMEOUT"}, 500 * time.Millisecond, []Role{RoleProxy},
+			"Timeout of one active health check."},
+		{"proxy.unhealthy_after", []string{"CHORUS_PROXY_UNHEALTHY_AFTER"}, 2, []Role{RoleProxy},
+			"Consecutive failed checks (active or passive) after which a master gets no new requests."},
+		{"proxy.request_timeout", []string{"CHORUS_PROXY_REQUEST_TIMEOUT"}, 30 * time.Second, []Role{RoleProxy},
+			"Time a master has to answer a proxied HTTP request before the proxy answers 504."},
+		{"proxy.demo.enabled", []string{"CHORUS_PROXY_DEMO_ENABLED"}, false, []Role{RoleProxy},
+			"Serve the demo page at / and its token endpoint POST /demo/token (it hands out tokens: keep it off in production)."},
+		{"proxy.demo.assets_dir", []string{"CHORUS_PROXY_DEMO_ASSETS_DIR"}, "web", []Role{RoleProxy},
+			"Directory holding demo/index.html and node_modules/openvidu-browser (run make web)."},
+	}
+}

@@ -1,0 +1,230 @@
+// Package mediaapi is the internal HTTP API between masters and media nodes:
+// its request and response types and a client. Masters create, negotiate and
+// release WebRTC endpoints on a node through it; every call is authenticated
+// with the cluster secret as a bearer token.
+//
+// Endpoints are named by the caller, so that a release is idempotent and can
+// be repeated by whoever cleans up after a crash:
+//
+//	publisher endpoint:  the stream id (str_CAM_xxxx_con_yyyy)
+//	subscriber endpoint: <subscriber connection id>_<stream id>
+//
+// Routes (all JSON; errors are {"error": "..."} with a 4xx/5xx status):
+//
+//	POST   /internal/v1/publishers              PublishRequest  -> SDPAnswer
+//	POST   /internal/v1/subscribers             SubscribeRequest -> SDPOffer
+//	POST   /internal/v1/endpoints/{id}/answer   SDPAnswer       -> 204
+//	POST   /internal/v1/endpoints/{id}/ice      ICECandidate    -> 204
+//	DELETE /internal/v1/endpoints/{id}?session=S                -> 204 (also when unknown)
+//	DELETE /internal/v1/sessions/{sid}                          -> 204 (every endpoint of the session)
+//	GET    /internal/v1/endpoints                               -> EndpointList
+//	GET    /internal/v1/health                                  -> Health
+package mediaapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// PublishRequest creates a publisher endpoint from the client's SDP offer.
+// Reconnect replaces an existing publisher endpoint of the same stream (a
+// publisher's reconnectStream): subscribers keep their endpoints and receive
+// the new media.
+type PublishRequest struct {
+	SessionID  string `json:"sessionId"`
+	StreamID   string `json:"streamId"`
+	SDPOffer   string `json:"sdpOffer"`
+	VideoCodec string `json:"videoCodec"` // VP8 or H264
+	Reconnect  bool   `json:"reconnect,omitempty"`
+}
+
+// SubscribeRequest creates a subscriber endpoint that receives a published
+// stream; the node answers with its SDP offer (the node is the offerer for
+// subscriptions, as mediasoup is for openvidu-browser). Reconnect replaces an
+// existing endpoint of the same id.
+type SubscribeRequest struct {
+	SessionID  string `json:"sessionId"`
+	EndpointID string `json:"endpointId"`
+	StreamID   string `json:"streamId"`
+	Reconnect  bool   `json:"reconnect,omitempty"`
+}
+
+// SDPAnswer carries an SDP answer.
+type SDPAnswer struct {
+	SDPAnswer string `json:"sdpAnswer"`
+}
+
+// SDPOffer carries an SDP offer.
+type SDPOffer struct {
+	SDPOffer string `json:"sdpOffer"`
+}
+
+// ICECandidate is a remote (client) ICE candidate for an endpoint.
+type ICECandidate struct {
+	SessionID     string  `json:"sessionId"`
+	Candidate     string  `json:"candidate"`
+	SDPMid        *string `json:"sdpMid,omitempty"`
+	SDPMLineIndex *uint16 `json:"sdpMLineIndex,omitempty"`
+}
+
+// Endpoint describes one endpoint of a node.
+type Endpoint struct {
+	ID        string `json:"id"`
+	SessionID string `json:"sessionId"`
+	Kind      string `json:"kind"` // publisher or subscriber
+	StreamID  string `json:"streamId"`
+	State     string `json:"state"` // the peer connection state
+}
+
+// EndpointList lists a node's endpoints.
+type EndpointList struct {
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Health is a node's self-description.
+type Health struct {
+	ID        string  `json:"id"`
+	Load      float64 `json:"load"`
+	Endpoints int     `json:"endpoints"`
+	Sessions  int     `json:"sessions"`
+}
+
+// Error is an error answered by a node. Code is one of the Code* constants.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"error"`
+}
+
+// Machine-readable error codes of the node's answers.
+const (
+	CodeBadSDP          = "bad_sdp"
+	CodeCodecNotOffered = "codec_not_offered"
+	CodeUnknown         = "unknown_endpoint"
+	CodeExists          = "endpoint_exists"
+	CodeUnavailable     = "unavailable"
+)
+
+func (e *Error) Error() string { return fmt.Sprintf("media node: %d %s", e.Status, e.Message) }
+
+// ErrNotFound matches an Error with status 404 (unknown endpoint or stream).
+var ErrNotFound = errors.New("media node: not found")
+
+// Is lets errors.Is(err, ErrNotFound) match a 404.
+func (e *Error) Is(target error) bool { return target == ErrNotFound && e.Status == http.StatusNotFound }
+
+// Authorized reports whether r carries the cluster secret (constant time).
+func Authorized(r *http.Request, secret string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(secret)) == 1
+}
+
+// Client calls one media node.
+type Client struct {
+	base   string
+	secret string
+	http   *http.Client
+}
+
+// NewClient returns a client for the node at base (its internal URL).
+func NewClient(httpClient *http.Client, base, secret string) *Client {
+	return &Client{base: strings.TrimRight(base, "/"), secret: secret, http: httpClient}
+}
+
+// Publish creates (or, with Reconnect, replaces) a publisher endpoint.
+func (c *Client) Publish(ctx context.Context, req PublishRequest) (SDPAnswer, error) {
+	var out SDPAnswer
+	err := c.do(ctx, http.MethodPost, "/internal/v1/publishers", req, &out)
+	return out, err
+}
+
+// Subscribe creates (or, with Reconnect, replaces) a subscriber endpoint.
+func (c *Client) Subscribe(ctx context.Context, req SubscribeRequest) (SDPOffer, error) {
+	var out SDPOffer
+	err := c.do(ctx, http.MethodPost, "/internal/v1/subscribers", req, &out)
+	return out, err
+}
+
+// Answer completes a subscriber endpoint's negotiation with the client's answer.
+func (c *Client) Answer(ctx context.Context, sessionID, endpointID, sdp string) error {
+	return c.do(ctx, http.MethodPost, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"/answer?session="+url.QueryEscape(sessionID),
+		SDPAnswer{SDPAnswer: sdp}, nil)
+}
+
+// AddICECandidate adds a client's ICE candidate to an endpoint.
+func (c *Client) AddICECandidate(ctx context.Context, endpointID string, cand ICECandidate) error {
+	return c.do(ctx, http.MethodPost, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"/ice", cand, nil)
+}
+
+// Release closes an endpoint; releasing an unknown endpoint succeeds.
+func (c *Client) Release(ctx context.Context, sessionID, endpointID string) error {
+	return c.do(ctx, http.MethodDelete, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"?session="+url.QueryEscape(sessionID), nil, nil)
+}
+
+// ReleaseSession closes every endpoint of a session.
+func (c *Client) ReleaseSession(ctx context.Context, sessionID string) error {
+	return c.do(ctx, http.MethodDelete, "/internal/v1/sessions/"+url.PathEscape(sessionID), nil, nil)
+}
+
+// Endpoints lists the node's endpoints.
+func (c *Client) Endpoints(ctx context.Context) (EndpointList, error) {
+	var out EndpointList
+	err := c.do(ctx, http.MethodGet, "/internal/v1/endpoints", nil, &out)
+	return out, err
+}
+
+// Health asks the node for its health.
+func (c *Client) Health(ctx context.Context) (Health, error) {
+	var out Health
+	err := c.do(ctx, http.MethodGet, "/internal/v1/health", nil, &out)
+	return out, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		raw, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("media node %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("media node %s %s: read body: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(raw, e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(raw))
+		}
+		return e
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("media node %s %s: decode answer: %w", method, path, err)
+		}
+	}
+	return nil
+}

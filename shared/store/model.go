@@ -1,0 +1,128 @@
+package store
+
+import (
+	"encoding/json"
+)
+
+// Session is the stored state of one OpenVidu session. Every field is owned by
+// the cluster, not by a master: any master loads it, changes it in a
+// transaction and writes it back.
+type Session struct {
+	ID        string `json:"id"`
+	CreatedAt int64  `json:"createdAt"` // Unix ms
+	// Properties are the session's POST /sessions properties, normalised.
+	Properties SessionProperties `json:"properties"`
+	// MediaNodeID is the media node the session is pinned to: chosen when the
+	// first participant joins, or given by mediaNode.id at creation.
+	MediaNodeID string `json:"mediaNodeId,omitempty"`
+	// ActivatedAt is when a participant first joined (Unix ms); 0 while
+	// nobody has. Garbage collection closes sessions nobody joined.
+	ActivatedAt int64 `json:"activatedAt,omitempty"`
+	// Life counts how many times the session lost its state (OpenVidu's
+	// "life", compared by openvidu-browser after a failed reconnection).
+	Life int `json:"life"`
+}
+
+// SessionProperties mirror OpenVidu's SessionProperties.
+type SessionProperties struct {
+	MediaMode                  string          `json:"mediaMode"`
+	RecordingMode              string          `json:"recordingMode"`
+	CustomSessionID            string          `json:"customSessionId"`
+	ForcedVideoCodec           string          `json:"forcedVideoCodec"`
+	ForcedVideoCodecResolved   string          `json:"forcedVideoCodecResolved"`
+	AllowTranscoding           bool            `json:"allowTranscoding"`
+	DefaultRecordingProperties json.RawMessage `json:"defaultRecordingProperties,omitempty"`
+	MediaNodeRequested         string          `json:"mediaNodeRequested,omitempty"`
+}
+
+// Connection states, as in OpenVidu's Connection.status.
+const (
+	StatusPending = "pending"
+	StatusActive  = "active"
+)
+
+// Endpoint states: an endpoint is recorded as Creating before the media node
+// is asked for it, so a master that dies mid-call leaves a record that whoever
+// cleans up the connection uses to release it (releases are idempotent).
+const (
+	EndpointCreating = "creating"
+	EndpointReady    = "ready"
+)
+
+// Connection is the stored state of one OpenVidu Connection: a token handed
+// out by POST /connection (pending) and, once a client joins with it, the
+// participant (active).
+type Connection struct {
+	ID        string `json:"id"`
+	SessionID string `json:"sessionId"`
+	Type      string `json:"type"` // WEBRTC
+	Status    string `json:"status"`
+	CreatedAt int64  `json:"createdAt"`
+	ActiveAt  int64  `json:"activeAt,omitempty"`
+
+	TokenID string `json:"tokenId"` // tok_...
+	Token   string `json:"token"`   // the full ws(s)://...?sessionId=...&token=tok_... URL
+
+	Role             string          `json:"role"`
+	Record           bool            `json:"record"`
+	ServerData       string          `json:"serverData"`
+	KurentoOptions   json.RawMessage `json:"kurentoOptions,omitempty"`
+	CustomIceServers json.RawMessage `json:"customIceServers,omitempty"`
+
+	// Set when the participant joins.
+	ClientData string `json:"clientData,omitempty"`
+	Platform   string `json:"platform,omitempty"`
+	IP         string `json:"ip,omitempty"`
+	Location   string `json:"location,omitempty"`
+	// RPCSessionID is the JSON-RPC session id returned by joinRoom: the
+	// credential for "connect" after a WebSocket reconnection.
+	RPCSessionID string `json:"rpcSessionId,omitempty"`
+
+	// Master is the id of the master holding the participant's WebSocket; ""
+	// while the socket is gone (the participant may still reconnect).
+	Master string `json:"master,omitempty"`
+	// DisconnectedAt is when the WebSocket was lost (Unix ms), 0 while connected.
+	DisconnectedAt int64 `json:"disconnectedAt,omitempty"`
+
+	Publisher     *Publisher               `json:"publisher,omitempty"`
+	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"` // by publisher stream id
+}
+
+// Publisher is the stream a connection publishes (OpenVidu 2 allows one).
+type Publisher struct {
+	StreamID     string       `json:"streamId"`
+	CreatedAt    int64        `json:"createdAt"`
+	MediaOptions MediaOptions `json:"mediaOptions"`
+	Node         string       `json:"node"` // media node holding the endpoint
+	State        string       `json:"state"`
+}
+
+// MediaOptions are the published stream's properties, as openvidu-browser
+// sends them in publishVideo and OpenVidu reports them in Connection.publishers.
+type MediaOptions struct {
+	HasAudio        bool            `json:"hasAudio"`
+	AudioActive     bool            `json:"audioActive"`
+	HasVideo        bool            `json:"hasVideo"`
+	VideoActive     bool            `json:"videoActive"`
+	TypeOfVideo     string          `json:"typeOfVideo,omitempty"`
+	FrameRate       int             `json:"frameRate"`
+	VideoDimensions string          `json:"videoDimensions,omitempty"` // JSON text, e.g. {"width":640,"height":480}
+	Filter          json.RawMessage `json:"filter,omitempty"`
+}
+
+// Subscription is one stream a connection receives.
+type Subscription struct {
+	StreamID  string `json:"streamId"`
+	CreatedAt int64  `json:"createdAt"`
+	Node      string `json:"node"`
+	State     string `json:"state"`
+}
+
+// SubscriberEndpointID names the media node endpoint through which connection
+// subscriberID receives streamID.
+func SubscriberEndpointID(subscriberID, streamID string) string {
+	return subscriberID + "_" + streamID
+}
+
+// Active reports whether a participant has joined with this connection.
+func (c *Connection) Active() bool { return c.Status == StatusActive }

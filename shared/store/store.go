@@ -1,0 +1,530 @@
+// Package store keeps Chorus's cluster state in Redis.
+//
+// Layout (P is "chorus:<clusterId>"; {sid} is a Redis Cluster hash tag, so
+// every key of one session lives in one slot and no command or script spans
+// two sessions):
+//
+//	P:{sid}             hash: "session" -> Session JSON, "c:<cid>" -> Connection JSON
+//	P:{sid}:ob:<cid>    stream: the connection's outbox of JSON-RPC notifications
+//	P:{sid}:tomb        string: the life of a closed session (expires after an hour)
+//	P:sessions          zset: session id -> createdAt (ms), the listing index
+//	P:evict             zset: "<sid> <cid>" -> eviction deadline (ms)
+//	P:wake:<master>     pub/sub channel: "<sid> <cid>" when that outbox grew
+//
+// A session changes only through Update: an optimistic transaction (WATCH on
+// the session hash, MULTI/EXEC) that writes the new state and appends the
+// notifications it causes to the participants' outboxes atomically, so every
+// participant sees every change exactly once and in the order it happened.
+// Registry keys (masters, media nodes) are described in registry.go.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Errors returned by the store.
+var (
+	ErrSessionExists = errors.New("session already exists")
+	ErrNotFound      = errors.New("not found")
+	ErrContention    = errors.New("session changed concurrently too many times")
+)
+
+// Store is the Redis-backed state of one cluster.
+type Store struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// Config configures a Store.
+type Config struct {
+	Redis     redis.UniversalClient
+	ClusterID string
+}
+
+// New returns a Store over an existing Redis client (the caller owns and closes it).
+func New(cfg Config) *Store {
+	return &Store{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID}
+}
+
+// Redis exposes the underlying client to packages that add their own keys
+// under Prefix (registry, events).
+func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+
+// Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
+func (s *Store) Prefix() string { return s.prefix }
+
+func (s *Store) sessionKey(sid string) string     { return s.prefix + ":{" + sid + "}" }
+func (s *Store) outboxKey(sid, cid string) string { return s.prefix + ":{" + sid + "}:ob:" + cid }
+func (s *Store) tombKey(sid string) string        { return s.prefix + ":{" + sid + "}:tomb" }
+func (s *Store) sessionsKey() string              { return s.prefix + ":sessions" }
+func (s *Store) evictKey() string                 { return s.prefix + ":evict" }
+func (s *Store) wakeChannel(master string) string { return s.prefix + ":wake:" + master }
+
+const (
+	fieldSession = "session"
+	connPrefix   = "c:"
+	// outboxMaxLen bounds an outbox whose participant never reads it.
+	outboxMaxLen = 10000
+	maxAttempts  = 50
+	// removedOutboxTTL is how long the outbox of a removed connection lives
+	// for its master to deliver the last notifications (participantEvicted).
+	removedOutboxTTL = time.Minute
+	// tombstoneTTL is how long a closed session's life is remembered.
+	tombstoneTTL = time.Hour
+)
+
+// NowMillis is the time in Unix milliseconds, OpenVidu's timestamp unit.
+func NowMillis() int64 { return time.Now().UnixMilli() }
+
+// CreateSession stores a new session. It returns ErrSessionExists when the id
+// is taken.
+func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
+	raw, err := json.Marshal(sess)
+	if err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	// Index first: an index entry without a session is dropped by the garbage
+	// collector, whereas a session missing from the index would never be listed.
+	if err := s.rdb.ZAdd(ctx, s.sessionsKey(), redis.Z{Score: float64(sess.CreatedAt), Member: sess.ID}).Err(); err != nil {
+		return fmt.Errorf("index session: %w", err)
+	}
+	ok, err := s.rdb.HSetNX(ctx, s.sessionKey(sess.ID), fieldSession, raw).Result()
+	if err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	if !ok {
+		return ErrSessionExists
+	}
+	return nil
+}
+
+// Snapshot is a consistent read of one session.
+type Snapshot struct {
+	Session *Session
+	Conns   map[string]*Connection
+}
+
+// Load reads a session and its connections. It returns ErrNotFound when the
+// session does not exist.
+func (s *Store) Load(ctx context.Context, sid string) (*Snapshot, error) {
+	raw, err := s.rdb.HGetAll(ctx, s.sessionKey(sid)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("load session %s: %w", sid, err)
+	}
+	snap, err := decodeSnapshot(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode session %s: %w", sid, err)
+	}
+	if snap.Session == nil {
+		return nil, ErrNotFound
+	}
+	return snap, nil
+}
+
+func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
+	snap := &Snapshot{Conns: make(map[string]*Connection)}
+	for field, val := range raw {
+		switch {
+		case field == fieldSession:
+			snap.Session = new(Session)
+			if err := json.Unmarshal([]byte(val), snap.Session); err != nil {
+				return nil, err
+			}
+		case strings.HasPrefix(field, connPrefix):
+			c := new(Connection)
+			if err := json.Unmarshal([]byte(val), c); err != nil {
+				return nil, err
+			}
+			snap.Conns[c.ID] = c
+		}
+	}
+	return snap, nil
+}
+
+// SessionLife returns the life of a session, or of a session that closed
+// within the last hour; found is false when neither exists.
+func (s *Store) SessionLife(ctx context.Context, sid string) (life int, found bool, err error) {
+	snap, err := s.Load(ctx, sid)
+	if err == nil {
+		return snap.Session.Life, true, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return 0, false, err
+	}
+	life, err = s.rdb.Get(ctx, s.tombKey(sid)).Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("read tombstone of %s: %w", sid, err)
+	}
+	return life, true, nil
+}
+
+// ListSessionIDs returns the ids of every session in the index, oldest first.
+func (s *Store) ListSessionIDs(ctx context.Context) ([]string, error) {
+	ids, err := s.rdb.ZRange(ctx, s.sessionsKey(), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return ids, nil
+}
+
+// SessionIndexedAt returns when a session id was added to the listing index.
+func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
+	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), sid).Result()
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(int64(score)), true
+}
+
+// UnindexSession removes a session id from the listing index (used when the
+// session itself is already gone).
+func (s *Store) UnindexSession(ctx context.Context, sid string) error {
+	return s.rdb.ZRem(ctx, s.sessionsKey(), sid).Err()
+}
+
+// Notification is one JSON-RPC notification queued for a participant.
+type Notification struct {
+	ConnectionID string
+	Method       string
+	Params       json.RawMessage
+}
+
+// Tx is a session being changed inside Update. The callback mutates Session
+// and Conns (adding, changing or deleting entries) and queues notifications;
+// Update writes exactly what changed.
+type Tx struct {
+	Session *Session
+	Conns   map[string]*Connection
+
+	sid           string
+	rawSession    string
+	rawConns      map[string]string
+	loadedConns  map[string]*Connection // copies as loaded: removed connections still get their wakes
+	deleteSession bool
+	notifications []Notification
+	afterCommit   []func(context.Context)
+}
+
+// Notify queues a notification for one connection. It is appended to the
+// connection's outbox in the same transaction as the state change.
+func (tx *Tx) Notify(connectionID, method string, params any) error {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encode %s notification: %w", method, err)
+	}
+	tx.notifications = append(tx.notifications, Notification{ConnectionID: connectionID, Method: method, Params: raw})
+	return nil
+}
+
+// NotifyParticipants queues a notification for every active participant
+// except the one whose id is except ("" for none).
+func (tx *Tx) NotifyParticipants(except, method string, params any) error {
+	for _, c := range tx.SortedConns() {
+		if c.Active() && c.ID != except {
+			if err := tx.Notify(c.ID, method, params); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SortedConns returns the connections ordered by creation time, then id.
+func (tx *Tx) SortedConns() []*Connection { return sortConns(tx.Conns) }
+
+// SortedConns returns the snapshot's connections ordered by creation time, then id.
+func (s *Snapshot) SortedConns() []*Connection { return sortConns(s.Conns) }
+
+// DeleteSession removes the session, its connections and their outboxes.
+func (tx *Tx) DeleteSession() { tx.deleteSession = true }
+
+// AfterCommit runs f once the transaction has committed (for keys outside the
+// session's slot, such as indexes; f must tolerate running after a crash
+// left the index stale, which the garbage collector repairs).
+func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.afterCommit, f) }
+
+// Update runs fn on the current state of session sid and commits the changes
+// it makes atomically with the notifications it queues. fn may run several
+// times (on concurrent modification) and must have no side effects besides
+// mutating tx. If the session does not exist, fn sees tx.Session == nil.
+// Errors from fn are returned as they are, and nothing is written.
+func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) error {
+	key := s.sessionKey(sid)
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		var tx *Tx
+		err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
+			raw, err := rtx.HGetAll(ctx, key).Result()
+			if err != nil {
+				return fmt.Errorf("load session %s: %w", sid, err)
+			}
+			snap, err := decodeSnapshot(raw)
+			if err != nil {
+				return fmt.Errorf("decode session %s: %w", sid, err)
+			}
+			tx = &Tx{Session: snap.Session, Conns: snap.Conns, sid: sid, rawSession: raw[fieldSession],
+				rawConns: map[string]string{}, loadedConns: map[string]*Connection{}}
+			for cid, c := range snap.Conns {
+				tx.rawConns[cid] = raw[connPrefix+cid]
+				copied := *c
+				tx.loadedConns[cid] = &copied
+			}
+			if err := fn(tx); err != nil {
+				return err
+			}
+			_, err = rtx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.apply(ctx, p, tx) })
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			time.Sleep(time.Duration(rand.IntN(5*(attempt+1))) * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		s.afterCommit(ctx, tx)
+		return nil
+	}
+	return fmt.Errorf("update session %s: %w", sid, ErrContention)
+}
+
+func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
+	key := s.sessionKey(tx.sid)
+	notified := map[string]bool{}
+	for _, n := range tx.notifications {
+		notified[n.ConnectionID] = true
+	}
+	// removed are the connections this transaction deletes. Their outboxes go
+	// too, except those that just received a notification (an evicted
+	// participant must still read its participantEvicted): those expire.
+	removed := map[string]bool{}
+	if tx.deleteSession {
+		p.Del(ctx, key)
+		if tx.Session != nil {
+			// A tombstone keeps the session's life for clients that come back
+			// after it closed (sessionStatus).
+			p.Set(ctx, s.tombKey(tx.sid), tx.Session.Life, tombstoneTTL)
+		}
+		for cid := range tx.rawConns {
+			removed[cid] = true
+		}
+		for cid := range tx.Conns {
+			removed[cid] = true
+		}
+	} else {
+		if tx.Session != nil {
+			raw, err := json.Marshal(tx.Session)
+			if err != nil {
+				return fmt.Errorf("encode session: %w", err)
+			}
+			if string(raw) != tx.rawSession {
+				p.HSet(ctx, key, fieldSession, raw)
+			}
+		}
+		for cid, c := range tx.Conns {
+			raw, err := json.Marshal(c)
+			if err != nil {
+				return fmt.Errorf("encode connection %s: %w", cid, err)
+			}
+			if string(raw) != tx.rawConns[cid] {
+				p.HSet(ctx, key, connPrefix+cid, raw)
+			}
+		}
+		for cid := range tx.rawConns {
+			if _, ok := tx.Conns[cid]; !ok {
+				p.HDel(ctx, key, connPrefix+cid)
+				removed[cid] = true
+			}
+		}
+	}
+	for cid := range removed {
+		if !notified[cid] {
+			p.Del(ctx, s.outboxKey(tx.sid, cid))
+		}
+	}
+	for _, n := range tx.notifications {
+		_, current := tx.Conns[n.ConnectionID]
+		_, loaded := tx.rawConns[n.ConnectionID]
+		if !current && !loaded {
+			continue // not a connection of this session
+		}
+		p.XAdd(ctx, &redis.XAddArgs{
+			Stream: s.outboxKey(tx.sid, n.ConnectionID),
+			MaxLen: outboxMaxLen,
+			Approx: true,
+			Values: []any{"m", n.Method, "p", string(n.Params)},
+		})
+	}
+	for cid := range removed {
+		if notified[cid] {
+			p.PExpire(ctx, s.outboxKey(tx.sid, cid), removedOutboxTTL)
+		}
+	}
+	return nil
+}
+
+func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
+	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
+	// message; masters also poll their outboxes, so a lost wake only delays.
+	woken := map[string]bool{}
+	pipe := s.rdb.Pipeline()
+	for _, n := range tx.notifications {
+		c, ok := tx.Conns[n.ConnectionID]
+		if !ok {
+			c, ok = tx.loadedConns[n.ConnectionID]
+		}
+		if !ok || c.Master == "" || woken[n.ConnectionID] {
+			continue
+		}
+		woken[n.ConnectionID] = true
+		pipe.Publish(ctx, s.wakeChannel(c.Master), tx.sid+" "+n.ConnectionID)
+	}
+	if len(woken) > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	for _, f := range tx.afterCommit {
+		f(ctx)
+	}
+}
+
+// OutboxEntry is one queued notification.
+type OutboxEntry struct {
+	ID     string
+	Method string
+	Params json.RawMessage
+}
+
+// ReadOutbox returns up to count queued notifications of a connection, oldest first.
+func (s *Store) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([]OutboxEntry, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.outboxKey(sid, cid), "-", "+", count).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read outbox %s/%s: %w", sid, cid, err)
+	}
+	out := make([]OutboxEntry, 0, len(msgs))
+	for _, m := range msgs {
+		method, _ := m.Values["m"].(string)
+		params, _ := m.Values["p"].(string)
+		out = append(out, OutboxEntry{ID: m.ID, Method: method, Params: json.RawMessage(params)})
+	}
+	return out, nil
+}
+
+// AckOutbox drops every notification up to and including id, once delivered.
+func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
+	next, err := nextStreamID(id)
+	if err != nil {
+		return err
+	}
+	if err := s.rdb.XTrimMinID(ctx, s.outboxKey(sid, cid), next).Err(); err != nil {
+		return fmt.Errorf("ack outbox %s/%s: %w", sid, cid, err)
+	}
+	return nil
+}
+
+func nextStreamID(id string) (string, error) {
+	ms, seq, ok := strings.Cut(id, "-")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil {
+		return "", fmt.Errorf("malformed stream id %q", id)
+	}
+	return ms + "-" + strconv.FormatUint(n+1, 10), nil
+}
+
+// Wake tells a master that a connection's outbox has new entries.
+type Wake struct{ SessionID, ConnectionID string }
+
+// SubscribeWakes delivers the wakes addressed to master until ctx ends. The
+// returned channel is closed when the subscription ends.
+func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
+	out := make(chan Wake, 256)
+	sub := s.rdb.Subscribe(ctx, s.wakeChannel(master))
+	go func() {
+		defer close(out)
+		defer sub.Close()
+		ch := sub.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case msg, ok := <-ch:
+				if !ok {
+					return
+				}
+				sid, cid, found := strings.Cut(msg.Payload, " ")
+				if !found {
+					continue
+				}
+				select {
+				case out <- Wake{SessionID: sid, ConnectionID: cid}:
+				default: // a slow consumer polls anyway; never block the subscription
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// ScheduleEviction records that connection cid of session sid must be evicted
+// at deadline unless its participant reconnects first.
+func (s *Store) ScheduleEviction(ctx context.Context, sid, cid string, deadline time.Time) error {
+	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: sid + " " + cid}).Err()
+}
+
+// CancelEviction forgets a scheduled eviction.
+func (s *Store) CancelEviction(ctx context.Context, sid, cid string) error {
+	return s.rdb.ZRem(ctx, s.evictKey(), sid+" "+cid).Err()
+}
+
+// DueEvictions returns up to limit scheduled evictions whose deadline has passed.
+func (s *Store) DueEvictions(ctx context.Context, now time.Time, limit int64) ([]Wake, error) {
+	members, err := s.rdb.ZRangeByScore(ctx, s.evictKey(), &redis.ZRangeBy{
+		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: limit,
+	}).Result()
+	if err != nil {
+		return nil, fmt.Errorf("due evictions: %w", err)
+	}
+	out := make([]Wake, 0, len(members))
+	for _, m := range members {
+		if sid, cid, ok := strings.Cut(m, " "); ok {
+			out = append(out, Wake{SessionID: sid, ConnectionID: cid})
+		}
+	}
+	return out, nil
+}
+
+// IsUnavailable reports whether err means Redis could not be reached or could
+// not serve (network errors, timeouts, a closed client, a replica being
+// promoted), as opposed to a bug or a logical error. Callers answer 503.
+func IsUnavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, redis.ErrClosed) || errors.Is(err, redis.ErrPoolTimeout) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	msg := err.Error()
+	for _, prefix := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN"} {
+		if strings.HasPrefix(msg, prefix) {
+			return true
+		}
+	}
+	return false
+}

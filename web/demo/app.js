@@ -1,0 +1,124 @@
+// Chorus demo: an OpenVidu 2 application like any other. The page asks its
+// backend (POST /demo/token, served by the proxy) for a token, then joins with
+// openvidu-browser, publishes the camera and shows everybody else.
+//
+// window.chorusDemo is the page's small API for the end-to-end tests: join
+// with a given token, read every remote video's size and decoded frames, and
+// the session events seen so far.
+'use strict';
+
+const demo = {
+  session: null,
+  publisher: null,
+  events: [],
+};
+
+function log(type, detail) {
+  demo.events.push({ type, detail: detail || '', at: Date.now() });
+  document.getElementById('status').textContent = type + (detail ? ': ' + detail : '');
+}
+
+async function fetchToken(sessionId) {
+  const res = await fetch('/demo/token', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ sessionId }),
+  });
+  if (!res.ok) throw new Error('token request failed: ' + res.status + ' ' + (await res.text()));
+  return (await res.json()).token;
+}
+
+function tile(id, label) {
+  const el = document.createElement('section');
+  el.className = 'tile';
+  el.id = id;
+  const span = document.createElement('span');
+  span.className = 'label';
+  span.textContent = label;
+  el.appendChild(span);
+  document.getElementById('remotes').appendChild(el);
+  return el;
+}
+
+function nameOf(connection) {
+  try { return JSON.parse(connection.data.split('%/%')[0]).clientData; } catch (e) { return connection.connectionId; }
+}
+
+async function join(token, name) {
+  const OV = new OpenVidu();
+  OV.enableProdMode();
+  const session = OV.initSession();
+  demo.session = session;
+  session.on('streamCreated', (event) => {
+    const el = tile('tile-' + event.stream.streamId, nameOf(event.stream.connection));
+    const subscriber = session.subscribe(event.stream, el, { insertMode: 'APPEND' });
+    subscriber.on('videoElementCreated', (e) => { e.element.dataset.connectionId = event.stream.connection.connectionId; });
+    log('streamCreated', event.stream.streamId);
+  });
+  session.on('streamDestroyed', (event) => {
+    const el = document.getElementById('tile-' + event.stream.streamId);
+    if (el) el.remove();
+    log('streamDestroyed', event.reason);
+  });
+  session.on('connectionDestroyed', (event) => log('connectionDestroyed', event.reason));
+  session.on('reconnecting', () => log('reconnecting'));
+  session.on('reconnected', () => log('reconnected'));
+  session.on('sessionDisconnected', (event) => log('sessionDisconnected', event.reason));
+  session.on('exception', (event) => log('exception', event.name));
+  await session.connect(token, { clientData: name });
+  log('connected', session.connection.connectionId);
+  const publisher = await OV.initPublisherAsync('local', {
+    insertMode: 'APPEND', resolution: '640x480', frameRate: 30, mirror: false,
+  });
+  demo.publisher = publisher;
+  await session.publish(publisher);
+  log('published', publisher.stream.streamId);
+  return session.connection.connectionId;
+}
+
+function leave() {
+  if (demo.session) demo.session.disconnect();
+  demo.session = null;
+  document.getElementById('remotes').innerHTML = '';
+  const local = document.getElementById('local');
+  local.querySelectorAll('video').forEach((v) => v.remove());
+  log('left');
+}
+
+// videos reports every remote video: its connection, size and decoded frames.
+function videos() {
+  return Array.from(document.querySelectorAll('#remotes video')).map((v) => ({
+    connectionId: v.dataset.connectionId || '',
+    width: v.videoWidth,
+    height: v.videoHeight,
+    frames: v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : 0,
+  }));
+}
+
+window.chorusDemo = {
+  join,
+  leave,
+  videos,
+  events: () => demo.events.slice(),
+  connectionId: () => (demo.session && demo.session.connection ? demo.session.connection.connectionId : ''),
+};
+
+document.getElementById('name').value = 'guest-' + Math.random().toString(36).slice(2, 6);
+document.getElementById('join').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const button = e.target.querySelector('button[type=submit]');
+  button.disabled = true;
+  try {
+    const token = await fetchToken(document.getElementById('session').value);
+    await join(token, document.getElementById('name').value);
+    document.getElementById('leave').disabled = false;
+  } catch (err) {
+    log('error', String(err && err.message ? err.message : err));
+    button.disabled = false;
+  }
+});
+document.getElementById('leave').addEventListener('click', () => {
+  leave();
+  document.getElementById('leave').disabled = true;
+  document.querySelector('#join button[type=submit]').disabled = false;
+});
