@@ -91,7 +91,7 @@ func (m *Master) Handler() http.Handler {
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"status": 405, "error": "Method Not Allowed", "path": c.Request.URL.Path})
 	})
-	return restapi.LegacyPaths(r)
+	return restapi.LegacyPaths(restapi.CORSPreflight(r))
 }
 
 // health is the proxy's active check: 200 while the master serves, 503 while

@@ -80,7 +80,26 @@ func (a *API) Register(r *gin.Engine) {
 	} {
 		g.Handle(route.method, route.path, notImplemented)
 	}
-	r.OPTIONS("/openvidu/api/*path", cors)
+}
+
+// CORSPreflight answers browsers' preflight requests to the API before
+// routing (openvidu-server allows any origin, method and header).
+func CORSPreflight(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions && strings.HasPrefix(r.URL.Path, "/openvidu/api/") {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", "*")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+			if req := r.Header.Get("Access-Control-Request-Headers"); req != "" {
+				h.Set("Access-Control-Allow-Headers", req)
+			} else {
+				h.Set("Access-Control-Allow-Headers", "*")
+			}
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // LegacyPaths rewrites OpenVidu's deprecated paths (/api/..., /config) to
@@ -100,17 +119,7 @@ func LegacyPaths(next http.Handler) http.Handler {
 }
 
 func cors(c *gin.Context) {
-	h := c.Writer.Header()
-	h.Set("Access-Control-Allow-Origin", "*")
-	if c.Request.Method == http.MethodOptions {
-		h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
-		if req := c.GetHeader("Access-Control-Request-Headers"); req != "" {
-			h.Set("Access-Control-Allow-Headers", req)
-		} else {
-			h.Set("Access-Control-Allow-Headers", "*")
-		}
-		c.AbortWithStatus(http.StatusOK)
-	}
+	c.Writer.Header().Set("Access-Control-Allow-Origin", "*")
 }
 
 // authenticate checks Basic OPENVIDUAPP:<secret> in constant time. The

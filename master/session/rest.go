@@ -98,7 +98,7 @@ func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
 		for len(remaining) > 0 {
 			victim := remaining[0]
 			remaining = remaining[1:]
-			if err := evictNotify(tx, victim.ID, remaining, reason); err != nil {
+			if err := evictNotify(tx, victim, remaining, reason); err != nil {
 				return err
 			}
 			evicted = append(evicted, victim)
@@ -115,9 +115,10 @@ func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
 
 // evictNotify queues the notifications of one eviction: participantLeft to
 // the remaining participants, then participantEvicted to them and to the
-// victim (whose client leaves on it), as openvidu-server sends them.
-func evictNotify(tx *store.Tx, victim string, remaining []*store.Connection, reason string) error {
-	params := protocol.ConnectionReason{ConnectionID: victim, Reason: reason}
+// victim (whose client leaves on it), as openvidu-server sends them. A victim
+// without a WebSocket is not told: nobody would read it.
+func evictNotify(tx *store.Tx, victim *store.Connection, remaining []*store.Connection, reason string) error {
+	params := protocol.ConnectionReason{ConnectionID: victim.ID, Reason: reason}
 	for _, c := range remaining {
 		if err := tx.Notify(c.ID, protocol.NotifyParticipantLeft, params); err != nil {
 			return err
@@ -128,7 +129,10 @@ func evictNotify(tx *store.Tx, victim string, remaining []*store.Connection, rea
 			return err
 		}
 	}
-	return tx.Notify(victim, protocol.NotifyParticipantEvicted, params)
+	if victim.Master == "" {
+		return nil
+	}
+	return tx.Notify(victim.ID, protocol.NotifyParticipantEvicted, params)
 }
 
 // afterSessionClosed releases what a closed session held outside its keys.
@@ -415,7 +419,7 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 	delete(tx.Conns, c.ID)
 	remaining := activeConns(tx.SortedConns())
 	if notifyEvicted {
-		if err := evictNotify(tx, c.ID, remaining, reason); err != nil {
+		if err := evictNotify(tx, c, remaining, reason); err != nil {
 			return nil, nil, err
 		}
 	} else {

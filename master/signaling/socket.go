@@ -267,11 +267,19 @@ func (sk *socket) deliver(sid, cid string) {
 		if err != nil && sk.ctx.Err() == nil {
 			sk.srv.log.Warn("read outbox", "session", sid, "connection", cid, "err", err)
 		}
+		evicted := false
 		for _, e := range entries {
 			sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
-			if e.Method == protocol.NotifyParticipantEvicted {
-				sk.maybeEvicted(cid, e.Params)
+			if e.Method == protocol.NotifyParticipantEvicted && sk.isOwnEviction(cid, e.Params) {
+				evicted = true
 			}
+		}
+		if evicted {
+			// The participant no longer exists: its outbox goes with it.
+			if err := st.DeleteOutbox(sk.ctx, sid, cid); err != nil {
+				sk.srv.log.Warn("delete outbox", "session", sid, "connection", cid, "err", err)
+			}
+			return
 		}
 		if len(entries) > 0 && sk.ctx.Err() == nil {
 			if err := st.AckOutbox(sk.ctx, sid, cid, entries[len(entries)-1].ID); err != nil {
@@ -290,17 +298,19 @@ func (sk *socket) deliver(sid, cid string) {
 	}
 }
 
-// maybeEvicted notes an eviction of this socket's own participant: its client
-// leaves and closes the socket; if it does not, the server does.
-func (sk *socket) maybeEvicted(cid string, params json.RawMessage) {
+// isOwnEviction reports whether a participantEvicted is about this socket's
+// own participant; if so, its client leaves and closes the socket, and if it
+// does not, the server does.
+func (sk *socket) isOwnEviction(cid string, params json.RawMessage) bool {
 	var p protocol.ConnectionReason
 	if json.Unmarshal(params, &p) != nil || p.ConnectionID != cid {
-		return
+		return false
 	}
 	sk.mu.Lock()
 	sk.gone = true
 	sk.mu.Unlock()
 	time.AfterFunc(evictedCloseDelay, func() { sk.close(websocket.StatusNormalClosure, "evicted") })
+	return true
 }
 
 func toRPCError(err error) *protocol.RPCError {

@@ -103,9 +103,6 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 			return nil, fmt.Errorf("announce public IPs %v: %w", cfg.PublicIPs, err)
 		}
 	}
-	// A subscriber's answer comes from a browser; when it never comes the
-	// master releases the endpoint. Disconnection is detected quickly so that
-	// openvidu-browser's own ICE-failure reconnection can start.
 	return &engine{settings: s}, nil
 }
 

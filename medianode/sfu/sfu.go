@@ -85,6 +85,9 @@ func New(cfg Config) (*SFU, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Engine.LoggerFactory == nil {
+		cfg.Engine.LoggerFactory = SlogFactory{Logger: cfg.Logger}
+	}
 	eng, err := newEngine(cfg.Engine)
 	if err != nil {
 		return nil, err

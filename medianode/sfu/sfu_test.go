@@ -3,7 +3,9 @@ package sfu
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -301,5 +303,38 @@ func TestPublishErrors(t *testing.T) {
 	}
 	if sessions, endpoints := s.Counts(); endpoints != 0 {
 		t.Errorf("failed calls left %d sessions, %d endpoints", sessions, endpoints)
+	}
+}
+
+func TestAnnouncesPublicIPs(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s, err := New(Config{Engine: EngineConfig{UDPConn: conn, PublicIPs: []string{"203.0.113.7"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pc, err := loopbackAPI(t, vp8Codec).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		t.Fatal(err)
+	}
+	offer, _ := pc.CreateOffer(nil)
+	answer, err := s.Publish(context.Background(), mediaapi.PublishRequest{SessionID: "s", StreamID: "str_CAM_a_con_b", SDPOffer: gathered(t, pc, offer), VideoCodec: CodecVP8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	if !strings.Contains(answer, fmt.Sprintf("203.0.113.7 %d typ host", port)) || strings.Contains(answer, "127.0.0.1") {
+		t.Errorf("the answer does not announce only the public IP on the node's port:\n%s", answer)
+	}
+	if !strings.Contains(answer, "a=ice-lite") {
+		t.Error("the node does not declare ICE-lite")
 	}
 }

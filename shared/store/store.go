@@ -435,6 +435,11 @@ func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
 	return nil
 }
 
+// DeleteOutbox removes a connection's outbox (once its participant is gone).
+func (s *Store) DeleteOutbox(ctx context.Context, sid, cid string) error {
+	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
+}
+
 func nextStreamID(id string) (string, error) {
 	ms, seq, ok := strings.Cut(id, "-")
 	n, err := strconv.ParseUint(seq, 10, 64)

@@ -1,0 +1,227 @@
+// Package clustertest runs a real Chorus cluster inside a test process: a
+// redis-server, media nodes, masters and optionally the proxy, each with its
+// real Run loop on loopback ports. It is test infrastructure (roles do not
+// import it); the multi-process tests in e2e/ use `chorus dev` instead.
+package clustertest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chorus-rtc/chorus/master"
+	"github.com/chorus-rtc/chorus/medianode"
+	"github.com/chorus-rtc/chorus/proxy"
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/redistest"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Options size the cluster.
+type Options struct {
+	Masters    int
+	MediaNodes int
+	Proxy      bool
+	// ReconnectGrace overrides the masters' grace period (default 2 s).
+	ReconnectGrace time.Duration
+	// Configure, if set, adjusts the configuration before the nodes start.
+	Configure func(*config.Config)
+}
+
+// Secret is the cluster's OpenVidu secret.
+const Secret = "MY_SECRET"
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	Redis      *redistest.Server
+	RDB        *redis.Client
+	Store      *store.Store
+	MasterURLs []string
+	ProxyURL   string
+	// PublicURL is what tokens carry: the proxy's, else the first master's.
+	PublicURL string
+
+	mu      sync.Mutex
+	stops   map[string]func()
+	nodeIDs []string
+}
+
+// Start runs a cluster until the test ends.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	gin.SetMode(gin.ReleaseMode)
+	if opts.ReconnectGrace == 0 {
+		opts.ReconnectGrace = 2 * time.Second
+	}
+	c := &Cluster{Redis: redistest.Start(t), stops: map[string]func(){}}
+	c.RDB = c.Redis.Client(t)
+	c.Store = store.New(store.Config{Redis: c.RDB, ClusterID: "test"})
+	log := slog.New(slog.NewTextHandler(logOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+
+	base, err := config.Load(nil, config.RoleMaster, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, Secret
+	base.Redis.Addrs = []string{c.Redis.Addr}
+	base.Master.ReconnectGrace = opts.ReconnectGrace
+	base.Master.HeartbeatInterval = 200 * time.Millisecond
+	base.Proxy.HealthInterval = 100 * time.Millisecond
+	if opts.Configure != nil {
+		opts.Configure(base)
+	}
+
+	masterPorts := make([]int, opts.Masters)
+	for i := range masterPorts {
+		masterPorts[i] = freePort(t)
+		c.MasterURLs = append(c.MasterURLs, fmt.Sprintf("http://127.0.0.1:%d", masterPorts[i]))
+	}
+	proxyPort := 0
+	if opts.Proxy {
+		proxyPort = freePort(t)
+		c.ProxyURL = fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
+		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", proxyPort)
+	} else {
+		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", masterPorts[0])
+	}
+
+	for i := 0; i < opts.MediaNodes; i++ {
+		cfg := *base
+		cfg.Media.ID = fmt.Sprintf("media_%d", i+1)
+		port := freePort(t)
+		cfg.Media.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+		cfg.Media.InternalURL = "http://" + cfg.Media.Listen
+		cfg.Media.BindIP, cfg.Media.UDPPort = "127.0.0.1", 0
+		cfg.Media.HeartbeatInterval = 200 * time.Millisecond
+		n, err := medianode.New(medianode.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.run(t, cfg.Media.ID, n.Run)
+		waitHTTP(t, cfg.Media.InternalURL+"/chorus/health")
+	}
+	for i, port := range masterPorts {
+		cfg := *base
+		cfg.Master.ID = fmt.Sprintf("master_%d", i+1)
+		cfg.Master.Listen = fmt.Sprintf("127.0.0.1:%d", port)
+		cfg.Master.InternalURL = c.MasterURLs[i]
+		cfg.Master.PublicURL = c.PublicURL
+		m := master.New(master.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		c.run(t, cfg.Master.ID, m.Run)
+		waitHTTP(t, c.MasterURLs[i]+"/chorus/health")
+	}
+	if opts.Proxy {
+		cfg := *base
+		cfg.Proxy.Listen = fmt.Sprintf("127.0.0.1:%d", proxyPort)
+		p, err := proxy.New(proxy.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.run(t, "proxy", p.Run)
+		waitHTTP(t, c.ProxyURL+"/chorus/health")
+	}
+	return c
+}
+
+// run starts a node's Run loop; Stop(id) or the end of the test stops it.
+func (c *Cluster) run(t testing.TB, id string, run func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("%s: %v", id, err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("%s did not stop within 20s", id)
+			}
+		})
+	}
+	c.mu.Lock()
+	c.stops[id] = stop
+	c.nodeIDs = append(c.nodeIDs, id)
+	c.mu.Unlock()
+	t.Cleanup(stop)
+}
+
+// Stop stops one node (gracefully) by id: master_1, media_2, proxy.
+func (c *Cluster) Stop(id string) {
+	c.mu.Lock()
+	stop := c.stops[id]
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// Keys returns every Redis key of the cluster except the registry's, for
+// leak checks.
+func (c *Cluster) Keys(t testing.TB) []string {
+	t.Helper()
+	keys, err := c.RDB.Keys(context.Background(), "chorus:test:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		rest := strings.TrimPrefix(k, "chorus:test:")
+		switch {
+		case rest == "masters" || rest == "medianodes" || rest == "sessions" || rest == "evict":
+		case strings.HasPrefix(rest, "master:") || strings.HasPrefix(rest, "media:") || strings.HasPrefix(rest, "mconns:"):
+		case strings.HasSuffix(rest, ":tomb"):
+		default:
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+func waitHTTP(t testing.TB, url string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not healthy: %v", url, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// logOutput is stderr with CHORUS_TEST_LOGS=1, else nothing.
+func logOutput() io.Writer {
+	if os.Getenv("CHORUS_TEST_LOGS") != "" {
+		return os.Stderr
+	}
+	return io.Discard
+}

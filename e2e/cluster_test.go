@@ -1,0 +1,170 @@
+// Package e2e tests a real multi-process Chorus cluster (`chorus dev`)
+// through its proxy, with the official OpenVidu client packages (Node.js),
+// headless Chromium and Go pion participants. Run it with `make test-e2e`:
+// it needs bin/chorus (CHORUS_BIN), redis-server, chromium and web/node_modules.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/devcluster"
+)
+
+var (
+	chorusBin string
+	repoRoot  string
+)
+
+func TestMain(m *testing.M) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	chorusBin = os.Getenv("CHORUS_BIN")
+	if chorusBin == "" {
+		dir, err := os.MkdirTemp("", "chorus-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		chorusBin = filepath.Join(dir, "chorus")
+		build := exec.Command("go", "build", "-o", chorusBin, "./cmd/chorus")
+		build.Dir, build.Stdout, build.Stderr = repoRoot, os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build chorus:", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+	}
+	if _, err := os.Stat(filepath.Join(repoRoot, "web", "node_modules", "openvidu-browser")); err != nil {
+		fmt.Fprintln(os.Stderr, "web/node_modules is missing: run `make web` (npm ci in web/)")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+// devCluster is a running `chorus dev`.
+type devCluster struct {
+	devcluster.State
+	cmd  *exec.Cmd
+	logs *bytes.Buffer
+}
+
+// startDev runs `chorus dev` with extra flags until the test ends and
+// returns its state file's content.
+func startDev(t *testing.T, extra ...string) *devCluster {
+	t.Helper()
+	port := freePort(t)
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	args := append([]string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
+		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}, extra...)
+	cmd := exec.Command(chorusBin, args...)
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = append(os.Environ(), "CHORUS_LOG_LEVEL=info")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	dc := &devCluster{cmd: cmd, logs: logs}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Error("chorus dev did not stop within 30s of SIGTERM")
+		}
+		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
+			t.Logf("chorus dev output:\n%s", tail(logs.String(), 300))
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		raw, err := os.ReadFile(stateFile)
+		if err == nil && json.Unmarshal(raw, &dc.State) == nil {
+			return dc
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("chorus dev exited: %v\n%s", err, logs.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("chorus dev not up after 60s:\n%s", logs.String())
+		}
+	}
+}
+
+// node runs one of the e2e/js scripts against the cluster and reports each
+// of its failed checks.
+func (dc *devCluster) node(t *testing.T, script string, env ...string) json.RawMessage {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(repoRoot, "e2e", "js", script))
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"),
+		"CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret)
+	cmd.Env = append(cmd.Env, env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var out struct {
+		Results []struct {
+			Name   string `json:"name"`
+			OK     bool   `json:"ok"`
+			Detail string `json:"detail"`
+		} `json:"results"`
+	}
+	line := lastLine(stdout.String())
+	if err := json.Unmarshal([]byte(line), &out); err != nil {
+		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", script, runErr, stdout.String(), tail(stderr.String(), 50))
+	}
+	for _, r := range out.Results {
+		if !r.OK {
+			t.Errorf("%s: %s: %s", script, r.Name, r.Detail)
+		} else {
+			t.Logf("%s: ok: %s", script, r.Name)
+		}
+	}
+	if runErr != nil && !t.Failed() {
+		t.Errorf("%s exited with %v: %s", script, runErr, tail(stderr.String(), 50))
+	}
+	return json.RawMessage(line)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,345 @@
+package participant
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
+
+// PublishOptions describe what a participant publishes.
+type PublishOptions struct {
+	Audio bool
+	Video bool
+	// VideoCodec is the MIME type of the video track (default VP8).
+	VideoCodec string
+}
+
+// Publisher is the participant's published stream.
+type Publisher struct {
+	StreamID string
+	pc       *webrtc.PeerConnection
+	audio    *webrtc.TrackLocalStaticRTP
+	video    *webrtc.TrackLocalStaticRTP
+	sent     atomic.Uint64
+}
+
+// Publish negotiates a publisher peer connection (publishVideo) and waits
+// until it connects.
+func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publisher, error) {
+	if opts.VideoCodec == "" {
+		opts.VideoCodec = webrtc.MimeTypeVP8
+	}
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	pub := &Publisher{pc: pc}
+	if opts.Audio {
+		pub.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "chorus")
+		if _, err := pc.AddTransceiverFromTrack(pub.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	if opts.Video {
+		pub.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: opts.VideoCodec, ClockRate: 90000}, "video", "chorus")
+		if _, err := pc.AddTransceiverFromTrack(pub.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			_ = pc.Close()
+			return nil, err
+		}
+	}
+	p.sendCandidates(pc, p.ConnectionID())
+	offer, err := pc.CreateOffer(nil)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	sdp, err := gather(ctx, pc, offer)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	var res struct {
+		SDPAnswer string `json:"sdpAnswer"`
+		ID        string `json:"id"`
+	}
+	err = p.rpc.call(ctx, "publishVideo", map[string]any{
+		"sdpOffer": sdp, "doLoopback": false, "hasAudio": opts.Audio, "hasVideo": opts.Video,
+		"audioActive": opts.Audio, "videoActive": opts.Video, "typeOfVideo": "CAMERA", "frameRate": 30,
+		"videoDimensions": `{"width":640,"height":360}`,
+	}, &res)
+	if err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("publishVideo: %w", err)
+	}
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDPAnswer}); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("apply answer: %w", err)
+	}
+	pub.StreamID = res.ID
+	p.mu.Lock()
+	p.pubs = append(p.pubs, pub)
+	p.mu.Unlock()
+	if err := waitConnected(ctx, pc); err != nil {
+		return nil, fmt.Errorf("publisher: %w", err)
+	}
+	return pub, nil
+}
+
+// VideoProfile describes synthetic video: frame rate and bitrate (bits/s).
+type VideoProfile struct {
+	FPS     int
+	Bitrate int
+}
+
+// DefaultVideo is 540x360 at 30 fps as OpenVidu's load tests send it
+// (about 600 kbit/s).
+var DefaultVideo = VideoProfile{FPS: 30, Bitrate: 600_000}
+
+// SendSynthetic sends synthetic media until ctx ends: video frames of the
+// profile's size (a keyframe five times larger every two seconds, split into
+// packets of at most 1100 bytes) and 20 ms Opus-sized audio packets. The
+// payloads are not decodable: they exercise forwarding, not codecs.
+func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
+	var wg sync.WaitGroup
+	if pub.video != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); pub.sendVideo(ctx, prof) }()
+	}
+	if pub.audio != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); pub.sendAudio(ctx) }()
+	}
+	wg.Wait()
+}
+
+func (pub *Publisher) sendVideo(ctx context.Context, prof VideoProfile) {
+	const maxPayload = 1100
+	frameBytes := prof.Bitrate / 8 / prof.FPS
+	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
+	payload := make([]byte, maxPayload)
+	t := time.NewTicker(time.Second / time.Duration(prof.FPS))
+	defer t.Stop()
+	for frame := 0; ; frame++ {
+		size := frameBytes
+		if frame%(2*prof.FPS) == 0 {
+			size *= 5
+		}
+		for off := 0; off < size; off += maxPayload {
+			n := min(maxPayload, size-off)
+			payload[0] = 0x00
+			if off == 0 {
+				payload[0] = 0x10 // VP8 payload descriptor: start of partition
+			}
+			err := pub.video.WriteRTP(&rtp.Packet{
+				Header:  rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
+				Payload: payload[:n],
+			})
+			if err != nil {
+				return
+			}
+			seq++
+			pub.sent.Add(1)
+		}
+		ts += uint32(90000 / prof.FPS)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (pub *Publisher) sendAudio(ctx context.Context) {
+	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
+	payload := make([]byte, 160)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		payload[0] = 0xfc // an Opus TOC byte
+		if err := pub.audio.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts}, Payload: payload}); err != nil {
+			return
+		}
+		seq++
+		ts += 960
+		pub.sent.Add(1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Sent is the number of RTP packets sent.
+func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
+
+// Reconnect re-negotiates the publisher's peer connection for the same stream
+// (reconnectStream), as openvidu-browser does after an ICE failure.
+func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
+	offer, err := pub.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		return err
+	}
+	sdp, err := gather(ctx, pub.pc, offer)
+	if err != nil {
+		return err
+	}
+	var res struct {
+		SDPAnswer string `json:"sdpAnswer"`
+		ID        string `json:"id"`
+	}
+	if err := p.rpc.call(ctx, "reconnectStream", map[string]any{"stream": pub.StreamID, "sdpString": sdp}, &res); err != nil {
+		return err
+	}
+	if res.ID != pub.StreamID {
+		return fmt.Errorf("reconnectStream changed the stream id from %s to %s", pub.StreamID, res.ID)
+	}
+	return pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDPAnswer})
+}
+
+func (pub *Publisher) close() { _ = pub.pc.Close() }
+
+// Subscription receives one remote stream and counts what arrives.
+type Subscription struct {
+	StreamID string
+	pc       *webrtc.PeerConnection
+
+	mu    sync.Mutex
+	stats SubscriptionStats
+	last  map[webrtc.RTPCodecType]time.Time
+	seqs  map[webrtc.RTPCodecType]uint16
+}
+
+// SubscriptionStats count the packets of a subscription.
+type SubscriptionStats struct {
+	AudioPackets uint64
+	VideoPackets uint64
+	Bytes        uint64
+	// Lost counts sequence-number gaps (packets never seen), both kinds.
+	Lost uint64
+	// FirstPacket is when the first packet arrived.
+	FirstPacket time.Time
+	// LastPacket is when the latest packet arrived.
+	LastPacket time.Time
+	// MaxGap is the longest time between two consecutive video packets (or
+	// audio packets when there is no video).
+	MaxGap time.Duration
+}
+
+// Subscribe receives a remote stream: the server offers
+// (prepareReceiveVideoFrom), the participant answers (receiveVideoFrom).
+func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscription, error) {
+	var prep struct {
+		SDPOffer string `json:"sdpOffer"`
+	}
+	if err := p.rpc.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
+		return nil, fmt.Errorf("prepareReceiveVideoFrom: %w", err)
+	}
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	sub := &Subscription{StreamID: streamID, pc: pc, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{}}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { sub.read(tr) })
+	p.sendCandidates(pc, protocol.ConnectionOfStream(streamID))
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: prep.SDPOffer}); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("apply offer: %w", err)
+	}
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	sdp, err := gather(ctx, pc, answer)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	if err := p.rpc.call(ctx, "receiveVideoFrom", map[string]any{"sender": streamID, "sdpAnswer": sdp}, nil); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("receiveVideoFrom: %w", err)
+	}
+	p.mu.Lock()
+	p.subs[streamID] = sub
+	p.mu.Unlock()
+	if err := waitConnected(ctx, pc); err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
+	return sub, nil
+}
+
+func (s *Subscription) read(tr *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	var h rtp.Header
+	kind := tr.Kind()
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			return
+		}
+		if _, err := h.Unmarshal(buf[:n]); err != nil {
+			continue
+		}
+		now := time.Now()
+		s.mu.Lock()
+		st := &s.stats
+		if kind == webrtc.RTPCodecTypeVideo {
+			st.VideoPackets++
+		} else {
+			st.AudioPackets++
+		}
+		st.Bytes += uint64(n)
+		if st.FirstPacket.IsZero() {
+			st.FirstPacket = now
+		}
+		st.LastPacket = now
+		if prev, ok := s.last[kind]; ok {
+			if gap := now.Sub(prev); gap > st.MaxGap && (kind == webrtc.RTPCodecTypeVideo || st.VideoPackets == 0) {
+				st.MaxGap = gap
+			}
+			if d := h.SequenceNumber - s.seqs[kind]; d > 1 && d < 0x8000 {
+				st.Lost += uint64(d - 1)
+			}
+		}
+		s.last[kind], s.seqs[kind] = now, h.SequenceNumber
+		s.mu.Unlock()
+	}
+}
+
+// Stats returns the subscription's counters.
+func (s *Subscription) Stats() SubscriptionStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Unsubscribe ends the subscription (unsubscribeFromVideo).
+func (p *Participant) Unsubscribe(ctx context.Context, sub *Subscription) error {
+	p.mu.Lock()
+	delete(p.subs, sub.StreamID)
+	p.mu.Unlock()
+	sub.close()
+	return p.rpc.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
+}
+
+func (s *Subscription) close() { _ = s.pc.Close() }
+
+// MarshalJSON lets stats appear in test logs.
+func (s SubscriptionStats) MarshalJSON() ([]byte, error) {
+	type alias SubscriptionStats
+	return json.Marshal(struct {
+		alias
+		MaxGapMS int64 `json:"maxGapMs"`
+	}{alias(s), s.MaxGap.Milliseconds()})
+}

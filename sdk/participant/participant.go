@@ -1,0 +1,287 @@
+// Package participant is a Go OpenVidu participant: it joins a session with a
+// token, publishes and subscribes over pion WebRTC, and speaks the same
+// JSON-RPC as openvidu-browser 2.32 (mediaServer "mediasoup": the server
+// offers subscriptions). Chorus's tests and load tester use it; it works
+// against any OpenVidu 2 deployment speaking that dialect.
+//
+//	p, err := participant.Join(ctx, participant.Config{Token: token})
+//	pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
+//	go pub.SendSynthetic(ctx, participant.DefaultVideo)
+//	sub, err := p.Subscribe(ctx, streamID)
+//	fmt.Println(sub.Stats())
+package participant
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
+
+// Config configures a participant.
+type Config struct {
+	// Token is the OpenVidu token: ws(s)://host[:port]?sessionId=...&token=tok_...
+	Token string
+	// Metadata is the client data (openvidu-browser's connect(token, metadata)).
+	Metadata string
+	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
+	LoopbackOnly bool
+	// PingInterval is the heartbeat interval (openvidu-browser: 5 s).
+	PingInterval time.Duration
+	Logger       *slog.Logger
+}
+
+// Event is a notification from the server.
+type Event struct {
+	Method string
+	Params json.RawMessage
+	At     time.Time
+}
+
+// Participant is a joined participant.
+type Participant struct {
+	cfg       Config
+	rpc       *rpcConn
+	api       *webrtc.API
+	sessionID string
+	join      protocol.JoinRoomResult
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+
+	mu      sync.Mutex
+	streams map[string]protocol.Stream // remote streams by id
+	events  []Event
+	waiters []chan struct{}
+	pubs    []*Publisher
+	subs    map[string]*Subscription
+}
+
+// Join connects to the token's cluster and joins its session.
+func Join(ctx context.Context, cfg Config) (*Participant, error) {
+	u, err := url.Parse(cfg.Token)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
+		return nil, fmt.Errorf("participant: token %q is not a ws(s):// URL", cfg.Token)
+	}
+	sid := u.Query().Get("sessionId")
+	if cfg.PingInterval == 0 {
+		cfg.PingInterval = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Participant{cfg: cfg, sessionID: sid, streams: map[string]protocol.Stream{}, subs: map[string]*Subscription{}}
+	p.api, err = newAPI(cfg.LoopbackOnly)
+	if err != nil {
+		return nil, err
+	}
+	wsURL := u.Scheme + "://" + u.Host + "/openvidu?sessionId=" + url.QueryEscape(sid)
+	p.rpc, err = dialRPC(ctx, wsURL, p.onNotification)
+	if err != nil {
+		return nil, err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); p.rpc.pingLoop(bg, cfg.PingInterval) }()
+	params := map[string]any{
+		"token": cfg.Token, "session": sid, "platform": "Chorus Go participant", "sdkVersion": "2.32.2",
+		"metadata": cfg.Metadata, "secret": "", "recorder": false, "stt": false,
+	}
+	if err := p.rpc.call(ctx, "joinRoom", params, &p.join); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("joinRoom: %w", err)
+	}
+	p.mu.Lock()
+	for _, rc := range p.join.Value {
+		for _, s := range rc.Streams {
+			p.streams[s.ID] = s
+		}
+	}
+	p.mu.Unlock()
+	return p, nil
+}
+
+func newAPI(loopbackOnly bool) (*webrtc.API, error) {
+	var se webrtc.SettingEngine
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if loopbackOnly {
+		se.SetIncludeLoopbackCandidate(true)
+		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	m := &webrtc.MediaEngine{}
+	if err := m.RegisterDefaultCodecs(); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), nil
+}
+
+// ConnectionID is the participant's connection id.
+func (p *Participant) ConnectionID() string { return p.join.ID }
+
+// SessionID is the OpenVidu session id.
+func (p *Participant) SessionID() string { return p.sessionID }
+
+// JoinResult is the server's joinRoom answer.
+func (p *Participant) JoinResult() protocol.JoinRoomResult { return p.join }
+
+// Call sends any JSON-RPC request (for tests of the protocol itself).
+func (p *Participant) Call(ctx context.Context, method string, params, out any) error {
+	return p.rpc.call(ctx, method, params, out)
+}
+
+func (p *Participant) onNotification(method string, params json.RawMessage) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, Event{Method: method, Params: params, At: time.Now()})
+	switch method {
+	case protocol.NotifyParticipantPublished:
+		var rc protocol.RemoteConnection
+		if json.Unmarshal(params, &rc) == nil {
+			for _, s := range rc.Streams {
+				p.streams[s.ID] = s
+			}
+		}
+	case protocol.NotifyParticipantUnpublished, protocol.NotifyParticipantLeft:
+		var cr protocol.ConnectionReason
+		if json.Unmarshal(params, &cr) == nil {
+			for id := range p.streams {
+				if protocol.ConnectionOfStream(id) == cr.ConnectionID {
+					delete(p.streams, id)
+				}
+			}
+		}
+	}
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+}
+
+// Events returns the notifications received so far.
+func (p *Participant) Events() []Event {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Event(nil), p.events...)
+}
+
+// RemoteStreams returns the ids of the other participants' published streams.
+func (p *Participant) RemoteStreams() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, len(p.streams))
+	for id := range p.streams {
+		out = append(out, id)
+	}
+	return out
+}
+
+// WaitFor waits until cond holds on the participant (checked after each
+// notification) or ctx ends.
+func (p *Participant) WaitFor(ctx context.Context, cond func(*Participant) bool) error {
+	for {
+		p.mu.Lock()
+		w := make(chan struct{})
+		p.waiters = append(p.waiters, w)
+		p.mu.Unlock()
+		if cond(p) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w:
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// WaitForStreams waits until the participant knows n remote streams and
+// returns their ids.
+func (p *Participant) WaitForStreams(ctx context.Context, n int) ([]string, error) {
+	err := p.WaitFor(ctx, func(p *Participant) bool { return len(p.RemoteStreams()) >= n })
+	return p.RemoteStreams(), err
+}
+
+// Leave sends leaveRoom and closes the participant.
+func (p *Participant) Leave(ctx context.Context) error {
+	err := p.rpc.call(ctx, "leaveRoom", map[string]any{}, nil)
+	p.Close()
+	return err
+}
+
+// Close closes every peer connection and the WebSocket without leaving (the
+// server sees a network disconnection).
+func (p *Participant) Close() {
+	p.mu.Lock()
+	pubs, subs := p.pubs, p.subs
+	p.pubs, p.subs = nil, map[string]*Subscription{}
+	p.mu.Unlock()
+	for _, pub := range pubs {
+		pub.close()
+	}
+	for _, s := range subs {
+		s.close()
+	}
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.rpc.close()
+	p.wg.Wait()
+}
+
+// sendCandidates trickles a peer connection's candidates to the server, as
+// openvidu-browser does (endpointName is the media owner's connection id).
+func (p *Participant) sendCandidates(pc *webrtc.PeerConnection, endpointName string) {
+	pc.OnICECandidate(func(c *webrtc.ICECandidate) {
+		if c == nil {
+			return
+		}
+		init := c.ToJSON()
+		params := map[string]any{"endpointName": endpointName, "candidate": init.Candidate, "sdpMid": init.SDPMid, "sdpMLineIndex": init.SDPMLineIndex}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.rpc.call(ctx, "onIceCandidate", params, nil); err != nil && !errors.Is(err, ErrClosed) {
+			p.cfg.Logger.Debug("send ICE candidate", "err", err)
+		}
+	})
+}
+
+func gather(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.SessionDescription) (string, error) {
+	done := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(desc); err != nil {
+		return "", err
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// waitConnected waits for the peer connection to connect.
+func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
+	for {
+		switch pc.ConnectionState() {
+		case webrtc.PeerConnectionStateConnected:
+			return nil
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			return fmt.Errorf("peer connection %s", strings.ToLower(pc.ConnectionState().String()))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

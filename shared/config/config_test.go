@@ -1,0 +1,127 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func load(t *testing.T, role Role, env []string, args ...string) (*Config, error) {
+	t.Helper()
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	RegisterFlags(fs, role)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	return Load(fs, role, env)
+}
+
+func TestPrecedenceAndOpenViduNames(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "chorus.yaml")
+	yaml := "secret: FROM_FILE\nmaster:\n  listen: 127.0.0.1:7001\n  reconnect_grace: 20s\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		env   []string
+		args  []string
+		check func(t *testing.T, c *Config)
+	}{
+		{"defaults", nil, nil, func(t *testing.T, c *Config) {
+			if c.ClusterID != "chorus" || c.Master.ReconnectGrace != 12*time.Second || c.Master.PublicURL != "ws://localhost:4443" {
+				t.Errorf("%+v", c.Master)
+			}
+		}},
+		{"file", nil, []string{"--config", file}, func(t *testing.T, c *Config) {
+			if c.Secret != "FROM_FILE" || c.Master.Listen != "127.0.0.1:7001" || c.Master.InternalURL != "http://127.0.0.1:7001" || c.Master.ReconnectGrace != 20*time.Second {
+				t.Errorf("%+v", c)
+			}
+		}},
+		{"OpenVidu variables over the file", []string{"OPENVIDU_SECRET=FROM_ENV", "OPENVIDU_SESSIONS_GARBAGE_INTERVAL=30"}, []string{"--config", file}, func(t *testing.T, c *Config) {
+			if c.Secret != "FROM_ENV" || c.Master.SessionsGarbageInterval != 30*time.Second {
+				t.Errorf("secret %q, interval %s", c.Secret, c.Master.SessionsGarbageInterval)
+			}
+		}},
+		{"CHORUS_ before OPENVIDU_", []string{"OPENVIDU_SECRET=OV", "CHORUS_SECRET=CH"}, nil, func(t *testing.T, c *Config) {
+			if c.Secret != "CH" {
+				t.Errorf("secret %q", c.Secret)
+			}
+		}},
+		{"flags over everything", []string{"CHORUS_SECRET=ENV"}, []string{"--config", file, "--secret", "FLAG"}, func(t *testing.T, c *Config) {
+			if c.Secret != "FLAG" {
+				t.Errorf("secret %q", c.Secret)
+			}
+		}},
+		{"public URL from the OpenVidu domain", []string{"OPENVIDU_DOMAIN_OR_PUBLIC_IP=ov.example.org", "HTTPS_PORT=4443"}, nil, func(t *testing.T, c *Config) {
+			if c.Master.PublicURL != "wss://ov.example.org:4443" {
+				t.Errorf("public URL %q", c.Master.PublicURL)
+			}
+		}},
+		{"OPENVIDU_PUBLICURL is https", []string{"OPENVIDU_PUBLICURL=https://ov.example.org/"}, nil, func(t *testing.T, c *Config) {
+			if c.Master.PublicURL != "wss://ov.example.org" {
+				t.Errorf("public URL %q", c.Master.PublicURL)
+			}
+		}},
+		{"lists from the environment", []string{"CHORUS_REDIS_ADDRS=10.0.0.1:6379,10.0.0.2:6379"}, nil, func(t *testing.T, c *Config) {
+			if len(c.Redis.Addrs) != 2 || c.Redis.Addrs[1] != "10.0.0.2:6379" {
+				t.Errorf("addrs %v", c.Redis.Addrs)
+			}
+		}},
+		{"cluster secret defaults to the secret", []string{"OPENVIDU_SECRET=S"}, nil, func(t *testing.T, c *Config) {
+			if c.ClusterSecret != "S" {
+				t.Errorf("cluster secret %q", c.ClusterSecret)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(t, RoleMaster, tt.env, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestUnknownFileKeyIsAnError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("master:\n  lisen: :1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := load(t, RoleMaster, nil, "--config", file); err == nil || !strings.Contains(err.Error(), "lisen") {
+		t.Errorf("a misspelt key: %v", err)
+	}
+}
+
+func TestValidateListsEveryProblem(t *testing.T) {
+	c, err := load(t, RoleMaster, []string{"CHORUS_LOG_LEVEL=loud", "CHORUS_MASTER_FORCED_VIDEO_CODEC=VP9", "CHORUS_MASTER_RECONNECT_GRACE=0s", "CHORUS_REDIS_ADDRS=nohostport"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate(RoleMaster)
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"secret is empty", "log.level", "forced_video_codec", "reconnect_grace", "redis.addrs"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if _, err := load(t, RoleMaster, []string{"CHORUS_MASTER_REQUEST_TIMEOUT=soon"}); err == nil {
+		t.Error("an invalid duration was accepted")
+	}
+	media, _ := load(t, RoleMedia, []string{"CHORUS_MEDIA_PUBLIC_IPS=1.2.3.4,not-an-ip", "CHORUS_MEDIA_RETRANSMISSION_BUFFER=100"})
+	err = media.Validate(RoleMedia)
+	for _, want := range []string{"cluster_secret is empty", "not-an-ip", "power of two"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("media: missing %q in %v", want, err)
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package protocol
+
+import (
+	"encoding/json"
+	"regexp"
+	"testing"
+)
+
+func TestIDs(t *testing.T) {
+	checks := []struct {
+		name string
+		gen  func() string
+		re   string
+	}{
+		{"session", NewSessionID, `^ses_[A-Z][A-Za-z0-9]{9}$`},
+		{"connection", NewConnectionID, `^con_[A-Za-z0-9]{10}$`},
+		{"token", NewToken, `^tok_[A-Za-z0-9]{24}$`},
+		{"rpc session", NewRPCSessionID, `^[A-Za-z0-9]{32}$`},
+		{"media node", NewMediaNodeID, `^media_[A-Za-z0-9]{10}$`},
+	}
+	for _, c := range checks {
+		seen := map[string]bool{}
+		re := regexp.MustCompile(c.re)
+		for i := 0; i < 1000; i++ {
+			id := c.gen()
+			if !re.MatchString(id) || seen[id] {
+				t.Fatalf("%s id %q (repeated: %v)", c.name, id, seen[id])
+			}
+			seen[id] = true
+		}
+	}
+	stream := NewStreamID("CAMERA", "con_abcdefghij")
+	if !regexp.MustCompile(`^str_CAM_[A-Za-z0-9]{4}_con_abcdefghij$`).MatchString(stream) || ConnectionOfStream(stream) != "con_abcdefghij" {
+		t.Errorf("stream id %q", stream)
+	}
+	if ConnectionOfStream("con_abcdefghij") != "" || ConnectionOfStream("str_x") != "" {
+		t.Error("ConnectionOfStream accepted a non-stream id")
+	}
+}
+
+func TestDecodeRequest(t *testing.T) {
+	tests := []struct {
+		frame string
+		code  int
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, 0},
+		{`{"jsonrpc":"2.0","id":"a","method":"joinRoom","params":{}}`, 0},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping"} {}`, CodeParseError},
+		{`nope`, CodeParseError},
+		{`{"jsonrpc":"2.0","id":1}`, CodeInvalidRequest},
+		{`{"id":1,"method":"ping"}`, CodeInvalidRequest},
+		{`{"jsonrpc":"2.0","id":[1],"method":"ping"}`, CodeInvalidRequest},
+	}
+	for _, tt := range tests {
+		_, err := DecodeRequest([]byte(tt.frame))
+		switch {
+		case tt.code == 0 && err != nil:
+			t.Errorf("%s: %v", tt.frame, err)
+		case tt.code != 0 && (err == nil || err.Code != tt.code):
+			t.Errorf("%s: %v, want code %d", tt.frame, err, tt.code)
+		}
+	}
+}
+
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"interval":5000}}`, `{"jsonrpc":"2.0","id":"x","method":"joinRoom"}`, `{`, `[]`, `{"jsonrpc":"2.0","method":"","id":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		req, err := DecodeRequest(frame)
+		if err != nil {
+			if _, merr := json.Marshal(Response{ID: json.RawMessage("null"), Error: err, JSONRPC: "2.0"}); merr != nil {
+				t.Fatalf("cannot encode the error answer: %v", merr)
+			}
+			return
+		}
+		if req.Method == "" || req.JSONRPC != "2.0" {
+			t.Fatalf("accepted %q", frame)
+		}
+		if len(req.ID) > 0 && !json.Valid(req.ID) {
+			t.Fatalf("id %q is not JSON", req.ID)
+		}
+		var p JoinRoomParams
+		_ = DecodeParams(req.Params, &p)
+	})
+}

@@ -1,0 +1,206 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/shared/redistest"
+)
+
+func newStore(t *testing.T) *Store {
+	t.Helper()
+	return New(Config{Redis: redistest.Start(t).Client(t), ClusterID: "t"})
+}
+
+func addConn(t *testing.T, s *Store, sid, cid string, active bool) {
+	t.Helper()
+	err := s.Update(context.Background(), sid, func(tx *Tx) error {
+		c := &Connection{ID: cid, SessionID: sid, CreatedAt: NowMillis(), Status: StatusPending}
+		if active {
+			c.Status = StatusActive
+		}
+		tx.Conns[cid] = c
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSessionLifecycleAndOutbox(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.CreateSession(ctx, &Session{ID: "s1", CreatedAt: NowMillis(), Life: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateSession(ctx, &Session{ID: "s1"}); !errors.Is(err, ErrSessionExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	addConn(t, s, "s1", "a", true)
+	addConn(t, s, "s1", "b", true)
+	addConn(t, s, "s1", "p", false)
+	for i := 0; i < 3; i++ {
+		err := s.Update(ctx, "s1", func(tx *Tx) error {
+			return tx.NotifyParticipants("a", "n", map[string]int{"i": i})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only active participants other than a got them, in order.
+	for cid, want := range map[string]int{"a": 0, "b": 3, "p": 0} {
+		got, err := s.ReadOutbox(ctx, "s1", cid, 10)
+		if err != nil || len(got) != want {
+			t.Fatalf("outbox of %s: %d entries (%v), want %d", cid, len(got), err, want)
+		}
+	}
+	got, _ := s.ReadOutbox(ctx, "s1", "b", 10)
+	for i, e := range got {
+		if string(e.Params) != fmt.Sprintf(`{"i":%d}`, i) {
+			t.Errorf("entry %d = %s", i, e.Params)
+		}
+	}
+	// Acknowledging drops what was delivered, and only that.
+	if err := s.AckOutbox(ctx, "s1", "b", got[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := s.ReadOutbox(ctx, "s1", "b", 10)
+	if len(rest) != 1 || rest[0].ID != got[2].ID {
+		t.Fatalf("after ack: %+v", rest)
+	}
+	// Deleting a notified connection keeps its outbox for a while; deleting an
+	// unnotified one removes it with the connection.
+	err := s.Update(ctx, "s1", func(tx *Tx) error {
+		delete(tx.Conns, "a")
+		delete(tx.Conns, "b")
+		return tx.Notify("a", "bye", map[string]string{})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := s.Redis()
+	if ttl := rdb.PTTL(ctx, s.outboxKey("s1", "a")).Val(); ttl <= 0 || ttl > removedOutboxTTL {
+		t.Errorf("notified removed outbox TTL %s", ttl)
+	}
+	if n := rdb.Exists(ctx, s.outboxKey("s1", "b")).Val(); n != 0 {
+		t.Error("the outbox of a silently removed connection survived")
+	}
+	// Closing leaves only a tombstone with the session's life.
+	err = s.Update(ctx, "s1", func(tx *Tx) error { tx.DeleteSession(); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, "s1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Load after delete: %v", err)
+	}
+	if life, found, err := s.SessionLife(ctx, "s1"); err != nil || !found || life != 1 {
+		t.Errorf("tombstone life %d found %v err %v", life, found, err)
+	}
+	if _, found, _ := s.SessionLife(ctx, "never"); found {
+		t.Error("a session that never existed has a life")
+	}
+}
+
+func TestUpdateIsAtomicUnderContention(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.CreateSession(ctx, &Session{ID: "c", CreatedAt: NowMillis()}); err != nil {
+		t.Fatal(err)
+	}
+	addConn(t, s, "c", "watcher", true)
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				err := s.Update(ctx, "c", func(tx *Tx) error {
+					tx.Session.Life++ // a counter only correct if updates serialize
+					return tx.Notify("watcher", "inc", tx.Session.Life)
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	snap, err := s.Load(ctx, "c")
+	if err != nil || snap.Session.Life != writers*each {
+		t.Fatalf("counter = %d (%v), want %d", snap.Session.Life, err, writers*each)
+	}
+	got, _ := s.ReadOutbox(ctx, "c", "watcher", 1000)
+	if len(got) != writers*each {
+		t.Fatalf("%d notifications, want %d", len(got), writers*each)
+	}
+	for i, e := range got { // the outbox order is the commit order
+		var v int
+		_ = json.Unmarshal(e.Params, &v)
+		if v != i+1 {
+			t.Fatalf("notification %d carries %d", i, v)
+		}
+	}
+}
+
+func TestRegistryAndEvictions(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.RegisterMaster(ctx, MasterInfo{ID: "m1", InternalURL: "http://a"}, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.AddMasterConnection(ctx, "m1", "s", "c1")
+	alive, dead, err := s.Masters(ctx)
+	if err != nil || len(alive) != 1 || len(dead) != 0 {
+		t.Fatalf("alive %v dead %v err %v", alive, dead, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	if _, dead, _ = s.Masters(ctx); len(dead) != 1 || dead[0] != "m1" {
+		t.Fatalf("expired master not dead: %v", dead)
+	}
+	conns, err := s.TakeMasterConnections(ctx, "m1")
+	if err != nil || len(conns) != 1 || conns[0] != (Wake{"s", "c1"}) {
+		t.Fatalf("took %v (%v)", conns, err)
+	}
+	if again, _ := s.TakeMasterConnections(ctx, "m1"); len(again) != 0 {
+		t.Error("a dead master's connections were handed out twice")
+	}
+
+	now := time.Now()
+	_ = s.ScheduleEviction(ctx, "s", "late", now.Add(time.Hour))
+	_ = s.ScheduleEviction(ctx, "s", "due", now.Add(-time.Second))
+	due, err := s.DueEvictions(ctx, now, 10)
+	if err != nil || len(due) != 1 || due[0].ConnectionID != "due" {
+		t.Fatalf("due %v (%v)", due, err)
+	}
+
+	if err := s.RegisterMediaNode(ctx, MediaNodeInfo{ID: "n1", URI: "http://n", Status: "running", Load: 12.5}, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.PinSession(ctx, "n1", "s")
+	nodes, err := s.MediaNodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].Load != 12.5 {
+		t.Fatalf("nodes %+v (%v)", nodes, err)
+	}
+	counts, _ := s.NodeSessionCounts(ctx, []string{"n1"})
+	if counts["n1"] != 1 {
+		t.Errorf("counts %v", counts)
+	}
+}
+
+func TestIsUnavailable(t *testing.T) {
+	s := New(Config{Redis: NewClientForTest("127.0.0.1:1"), ClusterID: "t"})
+	_, err := s.Load(context.Background(), "x")
+	if !IsUnavailable(err) {
+		t.Errorf("%v is not reported as Redis being unavailable", err)
+	}
+	if IsUnavailable(ErrNotFound) || IsUnavailable(nil) {
+		t.Error("logical errors reported as unavailability")
+	}
+}
