@@ -87,7 +87,9 @@ func (m *Master) Handler() http.Handler {
 	m.api.Register(r)
 	r.GET("/openvidu", gin.WrapH(m.signaling))
 	r.GET("/chorus/health", m.health)
-	r.NoRoute(func(c *gin.Context) { c.JSON(http.StatusNotFound, gin.H{"status": 404, "error": "Not Found", "path": c.Request.URL.Path}) })
+	r.NoRoute(func(c *gin.Context) {
+		c.JSON(http.StatusNotFound, gin.H{"status": 404, "error": "Not Found", "path": c.Request.URL.Path})
+	})
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, gin.H{"status": 405, "error": "Method Not Allowed", "path": c.Request.URL.Path})
 	})

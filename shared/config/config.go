@@ -6,9 +6,9 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
-	"fmt"
 	"net"
 	"net/url"
 	"reflect"

@@ -119,7 +119,9 @@ func (e *Error) Error() string { return fmt.Sprintf("media node: %d %s", e.Statu
 var ErrNotFound = errors.New("media node: not found")
 
 // Is lets errors.Is(err, ErrNotFound) match a 404.
-func (e *Error) Is(target error) bool { return target == ErrNotFound && e.Status == http.StatusNotFound }
+func (e *Error) Is(target error) bool {
+	return target == ErrNotFound && e.Status == http.StatusNotFound
+}
 
 // Authorized reports whether r carries the cluster secret (constant time).
 func Authorized(r *http.Request, secret string) bool {

@@ -214,7 +214,7 @@ type Tx struct {
 	sid           string
 	rawSession    string
 	rawConns      map[string]string
-	loadedConns  map[string]*Connection // copies as loaded: removed connections still get their wakes
+	loadedConns   map[string]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
 	afterCommit   []func(context.Context)
