@@ -163,6 +163,22 @@ func TestPublishSubscribeLeave(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// The publisher renegotiates (reconnectStream): same stream id, nobody is
+	// told, and the subscriber keeps receiving from the new peer connection.
+	if err := alice.Reconnect(ctx, pub); err != nil {
+		t.Fatalf("reconnectStream: %v", err)
+	}
+	before := sub.Stats().VideoPackets
+	deadline = time.Now().Add(15 * time.Second)
+	for sub.Stats().VideoPackets < before+100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no media after the publisher's reconnection: %+v", sub.Stats())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := len(eventsOf(bob, protocol.NotifyParticipantUnpublished)) + len(eventsOf(bob, protocol.NotifyParticipantPublished)); n != 1 {
+		t.Errorf("bob got %d publish/unpublish notifications, want just the first participantPublished", n)
+	}
 	// A subscriber may not publish.
 	if _, err := bob.Publish(ctx, participant.PublishOptions{Video: true}); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("a SUBSCRIBER's publish: %v, want error 401", err)

@@ -26,6 +26,7 @@ type PublishOptions struct {
 // Publisher is the participant's published stream.
 type Publisher struct {
 	StreamID string
+	mu       sync.Mutex
 	pc       *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
 	video    *webrtc.TrackLocalStaticRTP
@@ -183,15 +184,32 @@ func (pub *Publisher) sendAudio(ctx context.Context) {
 // Sent is the number of RTP packets sent.
 func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
 
-// Reconnect re-negotiates the publisher's peer connection for the same stream
-// (reconnectStream), as openvidu-browser does after an ICE failure.
+// Reconnect replaces the publisher's peer connection with a new one for the
+// same stream (reconnectStream), as openvidu-browser does after an ICE
+// failure: the tracks move to the new connection, the old one is closed.
 func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
-	offer, err := pub.pc.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return err
 	}
-	sdp, err := gather(ctx, pub.pc, offer)
+	for _, tr := range []*webrtc.TrackLocalStaticRTP{pub.audio, pub.video} {
+		if tr == nil {
+			continue
+		}
+		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			_ = pc.Close()
+			return err
+		}
+	}
+	p.sendCandidates(pc, p.ConnectionID())
+	offer, err := pc.CreateOffer(nil)
 	if err != nil {
+		_ = pc.Close()
+		return err
+	}
+	sdp, err := gather(ctx, pc, offer)
+	if err != nil {
+		_ = pc.Close()
 		return err
 	}
 	var res struct {
@@ -199,15 +217,35 @@ func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 		ID        string `json:"id"`
 	}
 	if err := p.rpc.call(ctx, "reconnectStream", map[string]any{"stream": pub.StreamID, "sdpString": sdp}, &res); err != nil {
+		_ = pc.Close()
 		return err
 	}
 	if res.ID != pub.StreamID {
+		_ = pc.Close()
 		return fmt.Errorf("reconnectStream changed the stream id from %s to %s", pub.StreamID, res.ID)
 	}
-	return pub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDPAnswer})
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDPAnswer}); err != nil {
+		_ = pc.Close()
+		return err
+	}
+	old := pub.swap(pc)
+	_ = old.Close()
+	return waitConnected(ctx, pc)
 }
 
-func (pub *Publisher) close() { _ = pub.pc.Close() }
+func (pub *Publisher) swap(pc *webrtc.PeerConnection) *webrtc.PeerConnection {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	old := pub.pc
+	pub.pc = pc
+	return old
+}
+
+func (pub *Publisher) close() {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	_ = pub.pc.Close()
+}
 
 // Subscription receives one remote stream and counts what arrives.
 type Subscription struct {
