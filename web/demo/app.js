@@ -13,9 +13,20 @@ const demo = {
   events: [],
 };
 
+// Events worth telling the user about; the others only go to the log.
+const shown = {
+  published: () => 'In session "' + demo.session.sessionId + '": ' + (demo.session.remoteConnections.size) + ' other participant(s)',
+  reconnecting: () => 'Connection lost, reconnecting...',
+  reconnected: () => 'Reconnected',
+  sessionDisconnected: (d) => 'Disconnected (' + d + ')',
+  error: (d) => 'Error: ' + d,
+  left: () => 'Not connected',
+};
+
 function log(type, detail) {
   demo.events.push({ type, detail: detail || '', at: Date.now() });
-  document.getElementById('status').textContent = type + (detail ? ': ' + detail : '');
+  const text = shown[type] || (demo.publisher && (type === 'streamCreated' || type === 'connectionDestroyed') ? shown.published : null);
+  if (text) document.getElementById('status').textContent = text(detail || '');
 }
 
 async function fetchToken(sessionId) {
