@@ -224,11 +224,7 @@ func recordingProperties(b body) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	type kv struct {
-		k string
-		v any
-	}
-	out := []kv{}
+	out := orderedObject{}
 	nm := ""
 	if name != nil {
 		nm = *name
@@ -280,9 +276,23 @@ func recordingProperties(b body) (json.RawMessage, error) {
 	if mode == "INDIVIDUAL" {
 		out = append(out, kv{"ignoreFailedStreams", ignoreFailed != nil && *ignoreFailed})
 	}
+	return out.marshal(), nil
+}
+
+// kv is one member of an orderedObject.
+type kv struct {
+	k string
+	v any
+}
+
+// orderedObject is a JSON object whose keys keep the order OpenVidu writes
+// them in (a Go map would sort them).
+type orderedObject []kv
+
+func (o orderedObject) marshal() []byte {
 	var buf bytes.Buffer
 	buf.WriteByte('{')
-	for i, e := range out {
+	for i, e := range o {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
@@ -293,7 +303,7 @@ func recordingProperties(b body) (json.RawMessage, error) {
 		buf.Write(v)
 	}
 	buf.WriteByte('}')
-	return buf.Bytes(), nil
+	return buf.Bytes()
 }
 
 // ErrNotSupported marks a request for something Chorus deliberately does not

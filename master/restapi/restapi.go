@@ -197,6 +197,34 @@ func boolQuery(c *gin.Context, name string, def bool) (bool, bool) {
 	return false, false
 }
 
+// listingQuery reads ?pendingConnections= (default def) and ?webRtcStats=
+// (accepted, Chorus has no WebRTC statistics to add); a malformed value
+// answers 400.
+func listingQuery(c *gin.Context, def bool) (pending, ok bool) {
+	pending, ok1 := boolQuery(c, "pendingConnections", def)
+	_, ok2 := boolQuery(c, "webRtcStats", false)
+	if !ok1 || !ok2 {
+		c.Status(http.StatusBadRequest)
+		return false, false
+	}
+	return pending, true
+}
+
+// jsonBody reads and parses a request body, answering 400 on failure.
+func jsonBody(c *gin.Context, path string, optional bool) (body, bool) {
+	raw, err := readBody(c)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
+		return nil, false
+	}
+	b, err := parseBody(raw, optional)
+	if err != nil {
+		writeError(c, http.StatusBadRequest, err.Error(), path)
+		return nil, false
+	}
+	return b, true
+}
+
 func (a *API) createSession(c *gin.Context) {
 	const path = "/openvidu/api/sessions"
 	raw, err := readBody(c)
@@ -221,10 +249,8 @@ func (a *API) createSession(c *gin.Context) {
 }
 
 func (a *API) listSessions(c *gin.Context) {
-	pending, ok1 := boolQuery(c, "pendingConnections", false)
-	_, ok2 := boolQuery(c, "webRtcStats", false)
-	if !ok1 || !ok2 {
-		c.Status(http.StatusBadRequest)
+	pending, ok := listingQuery(c, false)
+	if !ok {
 		return
 	}
 	snaps, err := a.svc.ListSessions(c.Request.Context())
@@ -241,10 +267,8 @@ func (a *API) listSessions(c *gin.Context) {
 }
 
 func (a *API) getSession(c *gin.Context) {
-	pending, ok1 := boolQuery(c, "pendingConnections", false)
-	_, ok2 := boolQuery(c, "webRtcStats", false)
-	if !ok1 || !ok2 {
-		c.Status(http.StatusBadRequest)
+	pending, ok := listingQuery(c, false)
+	if !ok {
 		return
 	}
 	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
@@ -270,14 +294,8 @@ func (a *API) createConnection(c *gin.Context) {
 		a.fail(c, err, path)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
-		return
-	}
-	b, err := parseBody(raw, true)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, err.Error(), path)
+	b, ok := jsonBody(c, path, true)
+	if !ok {
 		return
 	}
 	props, err := ConnectionPropertiesFromBody(b)
@@ -299,10 +317,8 @@ func (a *API) createConnection(c *gin.Context) {
 }
 
 func (a *API) listConnections(c *gin.Context) {
-	pending, ok1 := boolQuery(c, "pendingConnections", true)
-	_, ok2 := boolQuery(c, "webRtcStats", false)
-	if !ok1 || !ok2 {
-		c.Status(http.StatusBadRequest)
+	pending, ok := listingQuery(c, true)
+	if !ok {
 		return
 	}
 	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
@@ -325,14 +341,8 @@ func (a *API) getConnection(c *gin.Context) {
 func (a *API) updateConnection(c *gin.Context) {
 	sid, cid := c.Param("sessionId"), c.Param("connectionId")
 	path := "/openvidu/api/sessions/" + sid + "/connection/" + cid
-	raw, err := readBody(c)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
-		return
-	}
-	b, err := parseBody(raw, true)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, err.Error(), path)
+	b, ok := jsonBody(c, path, true)
+	if !ok {
 		return
 	}
 	role, err := b.string("role")
@@ -431,14 +441,8 @@ func (a *API) signal(c *gin.Context) {
 
 func (a *API) createToken(c *gin.Context) {
 	const path = "/openvidu/api/tokens"
-	raw, err := readBody(c)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, "Error reading the request body: "+err.Error(), path)
-		return
-	}
-	b, err := parseBody(raw, false)
-	if err != nil {
-		writeError(c, http.StatusBadRequest, err.Error(), path)
+	b, ok := jsonBody(c, path, false)
+	if !ok {
 		return
 	}
 	sid, err := b.string("session")
@@ -487,10 +491,6 @@ func httpURL(ws string) string {
 }
 
 func (a *API) config(c *gin.Context) {
-	type kv struct {
-		k string
-		v any
-	}
 	pub := httpURL(a.cfg.PublicURL)
 	host := strings.TrimPrefix(strings.TrimPrefix(pub, "https://"), "http://")
 	hostname, port := host, 443
@@ -500,7 +500,7 @@ func (a *API) config(c *gin.Context) {
 			port = int(n)
 		}
 	}
-	fields := []kv{
+	fields := orderedObject{
 		{"VERSION", protocol.Version}, {"DOMAIN_OR_PUBLIC_IP", hostname}, {"HTTPS_PORT", port},
 		{"OPENVIDU_PUBLICURL", pub}, {"OPENVIDU_CDR", false},
 		{"OPENVIDU_STREAMS_FORCED_VIDEO_CODEC", a.cfg.ForcedVideoCodec},
@@ -510,20 +510,7 @@ func (a *API) config(c *gin.Context) {
 		{"OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())},
 		{"OPENVIDU_RECORDING", false}, {"OPENVIDU_WEBHOOK", false},
 	}
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, f := range fields {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := json.Marshal(f.k)
-		v, _ := json.Marshal(f.v)
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	c.Data(http.StatusOK, "application/json", buf.Bytes())
+	c.Data(http.StatusOK, "application/json", fields.marshal())
 }
 
 // health answers OpenVidu Pro's GET /openvidu/api/health: UP (200) when every
