@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-rtc/chorus/medianode"
 	"github.com/chorus-rtc/chorus/proxy"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -189,6 +190,34 @@ func (c *Cluster) Keys(t testing.TB) []string {
 		}
 	}
 	return out
+}
+
+// AssertNoLeftovers waits until the cluster holds no session key (sessions,
+// connections, outboxes, undelivered events) and its media nodes no peer
+// connection, and fails the test if that does not happen within 15 s.
+func (c *Cluster) AssertNoLeftovers(t testing.TB) {
+	t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		keys := c.Keys(t)
+		endpoints := 0
+		nodes, _ := c.Store.MediaNodes(context.Background())
+		for _, n := range nodes {
+			list, err := mediaapi.NewClient(client, n.URI, Secret).Endpoints(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			endpoints += len(list.Endpoints)
+		}
+		if len(keys) == 0 && endpoints == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("leftovers: keys %v, %d endpoints on media nodes", keys, endpoints)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func freePort(t testing.TB) int {

@@ -60,19 +60,30 @@ type devCluster struct {
 	logs *bytes.Buffer
 }
 
-// startDev runs `chorus dev` with extra flags until the test ends and
-// returns its state file's content.
-func startDev(t *testing.T, extra ...string) *devCluster {
+// devOptions are extra flags and environment variables of `chorus dev`.
+type devOptions struct {
+	Args []string
+	Env  []string
+}
+
+// startDev runs `chorus dev` until the test ends and returns its state
+// file's content.
+func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	t.Helper()
 	port := freePort(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
-	args := append([]string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
-		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}, extra...)
+	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
+		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}
+	env := append(os.Environ(), "CHORUS_LOG_LEVEL=info")
+	for _, o := range opts {
+		args = append(args, o.Args...)
+		env = append(env, o.Env...)
+	}
 	cmd := exec.Command(chorusBin, args...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(), "CHORUS_LOG_LEVEL=info")
+	cmd.Env = env
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +118,18 @@ func startDev(t *testing.T, extra ...string) *devCluster {
 			t.Fatalf("chorus dev not up after 60s:\n%s", logs.String())
 		}
 	}
+}
+
+// pid returns the process id of a node of the cluster.
+func (dc *devCluster) pid(t *testing.T, id string) int {
+	t.Helper()
+	for _, n := range dc.Nodes {
+		if n.ID == id {
+			return n.PID
+		}
+	}
+	t.Fatalf("no node %s", id)
+	return 0
 }
 
 // node runs one of the e2e/js scripts against the cluster and reports each

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/chorus-rtc/chorus/master/eventdelivery"
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
@@ -36,6 +37,7 @@ type Config struct {
 
 // Master is a running master node.
 type Master struct {
+	cluster   *config.Config
 	cfg       config.Master
 	id        string
 	log       *slog.Logger
@@ -55,7 +57,8 @@ func New(cfg Config) *Master {
 		id = protocol.NewMasterNodeID()
 	}
 	log := cfg.Logger.With("master", id)
-	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
+	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
+		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
 	sessions := session.New(session.Config{
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, MasterID: id,
@@ -63,7 +66,7 @@ func New(cfg Config) *Master {
 		Logger: log,
 	})
 	return &Master{
-		cfg: mc, id: id, log: log, store: st, sessions: sessions, startedAt: time.Now(),
+		cluster: cfg.Cluster, cfg: mc, id: id, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, MasterID: id, Secret: cfg.Cluster.Secret,
 			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, Logger: log,
@@ -71,7 +74,8 @@ func New(cfg Config) *Master {
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
-			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold, Logger: log,
+			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
+			Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR, Logger: log,
 		}),
 	}
 }
@@ -110,6 +114,11 @@ func (m *Master) health(c *gin.Context) {
 // answers 503), closes its participants' WebSockets (they resume on another
 // master), deregisters and stops.
 func (m *Master) Run(ctx context.Context) error {
+	dispatcher, closeSinks, err := m.eventDispatcher()
+	if err != nil {
+		return err
+	}
+	defer closeSinks()
 	ln, err := net.Listen("tcp", m.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
@@ -126,6 +135,7 @@ func (m *Master) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return m.heartbeat(gctx) })
 	g.Go(func() error { return m.signaling.Run(gctx) })
+	g.Go(func() error { return dispatcher.Run(gctx) })
 	g.Go(func() error {
 		return m.sessions.RunSweeper(gctx, session.SweepConfig{
 			Interval:         time.Second,
@@ -141,6 +151,31 @@ func (m *Master) Run(ctx context.Context) error {
 	err = g.Wait()
 	m.log.Info("master stopped")
 	return err
+}
+
+// eventDispatcher builds the event delivery with the configured sinks.
+func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
+	var webhook *eventdelivery.Webhook
+	if m.cluster.Webhook.Enabled {
+		webhook = eventdelivery.NewWebhook(m.cluster.Webhook)
+		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", m.cluster.Webhook.Endpoint, "events", m.cluster.Webhook.Events)
+	}
+	var cdr *eventdelivery.CDRFile
+	if m.cluster.CDR.Enabled {
+		var err error
+		if cdr, err = eventdelivery.OpenCDR(m.cluster.CDR.Path, m.id); err != nil {
+			return nil, nil, err
+		}
+		m.log.Info("OpenVidu CDR service is enabled", "path", m.cluster.CDR.Path)
+	}
+	d := eventdelivery.New(eventdelivery.Config{
+		Store: m.store, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
+	})
+	return d, func() {
+		if cdr != nil {
+			_ = cdr.Close()
+		}
+	}, nil
 }
 
 func (m *Master) shutdown(srv *http.Server) {

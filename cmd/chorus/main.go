@@ -74,6 +74,7 @@ flags, in increasing order of precedence.`,
 				return p.Run(ctx)
 			}),
 		devCommand(),
+		eventsCommand(),
 		configCommand(),
 	)
 	return root

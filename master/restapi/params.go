@@ -224,7 +224,7 @@ func recordingProperties(b body) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := orderedObject{}
+	out := protocol.Object{}
 	nm := ""
 	if name != nil {
 		nm = *name
@@ -237,7 +237,7 @@ func recordingProperties(b body) (json.RawMessage, error) {
 	if !ok {
 		return nil, fmt.Errorf("Type error in parameter 'outputMode'")
 	}
-	out = append(out, kv{"name", nm}, kv{"hasAudio", audio}, kv{"hasVideo", video}, kv{"outputMode", mode})
+	out = out.With("name", nm).With("hasAudio", audio).With("hasVideo", video).With("outputMode", mode)
 	if mode != "INDIVIDUAL" && video {
 		lay, ok := enum(layout, "BEST_FIT", "BEST_FIT", "PICTURE_IN_PICTURE", "VERTICAL_PRESENTATION", "HORIZONTAL_PRESENTATION", "CUSTOM")
 		if !ok {
@@ -264,46 +264,19 @@ func recordingProperties(b body) (json.RawMessage, error) {
 			}
 			shm = int64(*shmSize)
 		}
-		out = append(out, kv{"recordingLayout", lay}, kv{"resolution", res}, kv{"frameRate", fr}, kv{"shmSize", shm})
+		out = out.With("recordingLayout", lay).With("resolution", res).With("frameRate", fr).With("shmSize", shm)
 		if lay == "CUSTOM" {
 			cl := ""
 			if customLayout != nil {
 				cl = *customLayout
 			}
-			out = append(out, kv{"customLayout", cl})
+			out = out.With("customLayout", cl)
 		}
 	}
 	if mode == "INDIVIDUAL" {
-		out = append(out, kv{"ignoreFailedStreams", ignoreFailed != nil && *ignoreFailed})
+		out = out.With("ignoreFailedStreams", ignoreFailed != nil && *ignoreFailed)
 	}
-	return out.marshal(), nil
-}
-
-// kv is one member of an orderedObject.
-type kv struct {
-	k string
-	v any
-}
-
-// orderedObject is a JSON object whose keys keep the order OpenVidu writes
-// them in (a Go map would sort them).
-type orderedObject []kv
-
-func (o orderedObject) marshal() []byte {
-	var buf bytes.Buffer
-	buf.WriteByte('{')
-	for i, e := range o {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		k, _ := json.Marshal(e.k)
-		v, _ := json.Marshal(e.v)
-		buf.Write(k)
-		buf.WriteByte(':')
-		buf.Write(v)
-	}
-	buf.WriteByte('}')
-	return buf.Bytes()
+	return json.Marshal(out)
 }
 
 // ErrNotSupported marks a request for something Chorus deliberately does not

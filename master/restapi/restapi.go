@@ -19,6 +19,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -36,6 +37,8 @@ type Config struct {
 	AllowTranscoding bool
 	GarbageInterval  time.Duration
 	GarbageThreshold time.Duration
+	Webhook          config.Webhook
+	CDR              config.CDR
 	Logger           *slog.Logger
 }
 
@@ -500,17 +503,37 @@ func (a *API) config(c *gin.Context) {
 			port = int(n)
 		}
 	}
-	fields := orderedObject{
-		{"VERSION", protocol.Version}, {"DOMAIN_OR_PUBLIC_IP", hostname}, {"HTTPS_PORT", port},
-		{"OPENVIDU_PUBLICURL", pub}, {"OPENVIDU_CDR", false},
-		{"OPENVIDU_STREAMS_FORCED_VIDEO_CODEC", a.cfg.ForcedVideoCodec},
-		{"OPENVIDU_STREAMS_ALLOW_TRANSCODING", a.cfg.AllowTranscoding},
-		{"OPENVIDU_WEBRTC_SIMULCAST", false},
-		{"OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())},
-		{"OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())},
-		{"OPENVIDU_RECORDING", false}, {"OPENVIDU_WEBHOOK", false},
+	fields := protocol.Object{}.
+		With("VERSION", protocol.Version).
+		With("DOMAIN_OR_PUBLIC_IP", hostname).
+		With("HTTPS_PORT", port).
+		With("OPENVIDU_PUBLICURL", pub).
+		With("OPENVIDU_CDR", a.cfg.CDR.Enabled)
+	if a.cfg.CDR.Enabled {
+		fields = fields.With("OPENVIDU_CDR_PATH", strings.TrimRight(a.cfg.CDR.Path, "/")+"/")
 	}
-	c.Data(http.StatusOK, "application/json", fields.marshal())
+	fields = fields.
+		With("OPENVIDU_STREAMS_FORCED_VIDEO_CODEC", a.cfg.ForcedVideoCodec).
+		With("OPENVIDU_STREAMS_ALLOW_TRANSCODING", a.cfg.AllowTranscoding).
+		With("OPENVIDU_WEBRTC_SIMULCAST", false).
+		With("OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())).
+		With("OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())).
+		With("OPENVIDU_RECORDING", false).
+		With("OPENVIDU_WEBHOOK", a.cfg.Webhook.Enabled)
+	if a.cfg.Webhook.Enabled {
+		fields = fields.With("OPENVIDU_WEBHOOK_ENDPOINT", a.cfg.Webhook.Endpoint).
+			With("OPENVIDU_WEBHOOK_HEADERS", nonNil(a.cfg.Webhook.Headers)).
+			With("OPENVIDU_WEBHOOK_EVENTS", nonNil(a.cfg.Webhook.Events))
+	}
+	raw, _ := json.Marshal(fields)
+	c.Data(http.StatusOK, "application/json", raw)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // health answers OpenVidu Pro's GET /openvidu/api/health: UP (200) when every

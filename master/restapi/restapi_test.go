@@ -228,7 +228,5 @@ func TestGarbageCollection(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if keys := c.Keys(t); len(keys) != 0 {
-		t.Errorf("garbage collection left keys %v", keys)
-	}
+	c.AssertNoLeftovers(t)
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -108,6 +109,7 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 			return participantNotFound(sid, cid) // unpublished or replaced meanwhile
 		}
 		c.Publisher.State = store.EndpointReady
+		emit(tx, events.NewWebrtcConnectionCreated(tx.Session, outbound(c)))
 		return tx.NotifyParticipants(cid, protocol.NotifyParticipantPublished, RenderRemote(c, true))
 	})
 	if err != nil {
@@ -306,8 +308,9 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 	}
 	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil {
-			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt {
+			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt && cur.State != store.EndpointReady {
 				cur.State = store.EndpointReady
+				emit(tx, events.NewWebrtcConnectionCreated(tx.Session, inbound(c, cur, streamOwner(tx.Conns, streamID))))
 			}
 		}
 		return nil
@@ -326,6 +329,9 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 		}
 		for streamID, sub := range c.Subscriptions {
 			if streamID == sender || protocol.ConnectionOfStream(streamID) == sender {
+				if sub.State == store.EndpointReady {
+					emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, streamID)), store.NowMillis(), protocol.ReasonUnsubscribe))
+				}
 				delete(c.Subscriptions, streamID)
 				released = append(released, endpointRef{sub.Node, store.SubscriberEndpointID(cid, streamID)})
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -98,6 +99,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 				others = append(others, o)
 			}
 		}
+		emit(tx, events.NewParticipantJoined(tx.Session, c))
 		if err := tx.NotifyParticipants(c.ID, protocol.NotifyParticipantJoined, RenderRemote(c, false)); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 
+	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -32,7 +33,7 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 		}
 		sess.MediaNodeID = n
 	}
-	if err := s.store.CreateSession(ctx, sess); err != nil {
+	if err := s.store.CreateSession(ctx, sess, events.NewSessionCreated(sess).Stored()); err != nil {
 		if errors.Is(err, store.ErrSessionExists) {
 			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusConflict, Message: "Session " + id + " already exists"}
 		}
@@ -94,15 +95,19 @@ func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
 			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
 		}
 		closed, evicted = tx.Session, nil
+		now := store.NowMillis()
 		remaining := activeConns(tx.SortedConns())
 		for len(remaining) > 0 {
 			victim := remaining[0]
 			remaining = remaining[1:]
+			emitParticipantGone(tx, victim, now, reason)
+			dropParticipant(tx, victim)
 			if err := evictNotify(tx, victim, remaining, reason); err != nil {
 				return err
 			}
 			evicted = append(evicted, victim)
 		}
+		emit(tx, events.NewSessionDestroyed(tx.Session, now, reason))
 		tx.DeleteSession()
 		return nil
 	})
@@ -147,6 +152,11 @@ func (s *Service) afterSessionClosed(ctx context.Context, sess *store.Session, c
 	}
 	if err := s.store.UnindexSession(ctx, sess.ID); err != nil {
 		s.log.Warn("unindex session", "session", sess.ID, "err", err)
+	}
+	// An event stream already drained goes now; one with events left goes
+	// when its deliverer drains it.
+	if _, err := s.store.ForgetDrainedStream(ctx, sess.ID); err != nil {
+		s.log.Warn("forget event stream", "session", sess.ID, "err", err)
 	}
 	if sess.MediaNodeID == "" {
 		return
@@ -317,15 +327,18 @@ func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data
 		}
 		msg := protocol.SignalNotification{Data: data, Type: typ, From: from}
 		seen := map[string]bool{}
+		var sent []string
 		for _, r := range recipients {
 			if seen[r] {
 				continue
 			}
 			seen[r] = true
+			sent = append(sent, r)
 			if err := tx.Notify(r, protocol.NotifySendMessage, msg); err != nil {
 				return err
 			}
 		}
+		emit(tx, events.NewSignalSent(tx.Session, store.NowMillis(), from, sent, typ, data))
 		return nil
 	})
 }
@@ -382,6 +395,11 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 	if p == nil {
 		return nil, nil
 	}
+	if p.State == store.EndpointReady {
+		now := store.NowMillis()
+		emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, outbound(owner), now, reason))
+		emitSubscriptionsTo(tx, owner, now, reason)
+	}
 	released := []endpointRef{{p.Node, p.StreamID}}
 	owner.Publisher = nil
 	for _, c := range tx.Conns {
@@ -408,15 +426,9 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 // removed connection and, if closed, the session.
 func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyEvicted bool) (*store.Connection, *store.Session, error) {
 	removed := *c
-	if p := c.Publisher; p != nil {
-		for _, other := range tx.Conns {
-			if sub := other.Subscriptions[p.StreamID]; sub != nil {
-				delete(other.Subscriptions, p.StreamID)
-				// The node releases a publisher's subscribers with it.
-			}
-		}
-	}
-	delete(tx.Conns, c.ID)
+	now := store.NowMillis()
+	emitParticipantGone(tx, c, now, reason)
+	dropParticipant(tx, c)
 	remaining := activeConns(tx.SortedConns())
 	if notifyEvicted {
 		if err := evictNotify(tx, c, remaining, reason); err != nil {
@@ -433,8 +445,20 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 		return &removed, nil, nil
 	}
 	closed := tx.Session
+	emit(tx, events.NewSessionDestroyed(tx.Session, now, protocol.ReasonLastParticipantLeft))
 	tx.DeleteSession()
 	return &removed, closed, nil
+}
+
+// dropParticipant deletes c and the others' subscriptions to its stream
+// (the media node releases a publisher's subscribers with it).
+func dropParticipant(tx *store.Tx, c *store.Connection) {
+	if p := c.Publisher; p != nil {
+		for _, other := range tx.Conns {
+			delete(other.Subscriptions, p.StreamID)
+		}
+	}
+	delete(tx.Conns, c.ID)
 }
 
 // afterRemoval releases what a removed participant held, and the session's

@@ -17,7 +17,6 @@ import (
 
 	"github.com/chorus-rtc/chorus/clustertest"
 	"github.com/chorus-rtc/chorus/sdk/participant"
-	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
@@ -97,32 +96,6 @@ func waitEvents(t *testing.T, ctx context.Context, p *participant.Participant, m
 		t.Fatalf("waiting for %d %s: %v (got %d)", n, method, err, len(eventsOf(p, method)))
 	}
 	return eventsOf(p, method)
-}
-
-// assertNoLeftovers checks that the cluster holds no session key and no peer
-// connection once every participant is gone.
-func assertNoLeftovers(t *testing.T, c *clustertest.Cluster) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		keys := c.Keys(t)
-		endpoints := 0
-		nodes, _ := c.Store.MediaNodes(context.Background())
-		for _, n := range nodes {
-			list, err := mediaapi.NewClient(httpClient, n.URI, clustertest.Secret).Endpoints(context.Background())
-			if err != nil {
-				t.Fatal(err)
-			}
-			endpoints += len(list.Endpoints)
-		}
-		if len(keys) == 0 && endpoints == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leftovers: keys %v, %d endpoints on media nodes", keys, endpoints)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 func TestPublishSubscribeLeave(t *testing.T) {
@@ -226,7 +199,7 @@ func TestPublishSubscribeLeave(t *testing.T) {
 	if st, _ := rest(t, c, "GET", "/openvidu/api/sessions/pubsub", ""); st != 404 {
 		t.Errorf("the session outlived its last participant: %d", st)
 	}
-	assertNoLeftovers(t, c)
+	c.AssertNoLeftovers(t)
 }
 
 // rawSocket is a bare JSON-RPC socket, for requests no well-behaved client sends.
@@ -365,7 +338,7 @@ func TestBadInput(t *testing.T) {
 		t.Errorf("vanished participant left with %s", left[0].Params)
 	}
 	pubber.Close() // and the last one vanishes too
-	assertNoLeftovers(t, c)
+	c.AssertNoLeftovers(t)
 }
 
 func TestReconnectReplaysMissedNotificationsOnce(t *testing.T) {
@@ -518,5 +491,5 @@ func TestModeratorAndSignals(t *testing.T) {
 	}
 	mod.Close()
 	viewer.Close()
-	assertNoLeftovers(t, c)
+	c.AssertNoLeftovers(t)
 }

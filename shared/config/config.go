@@ -5,6 +5,7 @@
 package config
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -23,14 +25,17 @@ import (
 
 // Config is the whole configuration; each role reads its own section.
 type Config struct {
-	ClusterID     string `mapstructure:"cluster_id"`
-	Secret        string `mapstructure:"secret"`
-	ClusterSecret string `mapstructure:"cluster_secret"`
-	Redis         Redis  `mapstructure:"redis"`
-	Log           Log    `mapstructure:"log"`
-	Master        Master `mapstructure:"master"`
-	Media         Media  `mapstructure:"media"`
-	Proxy         Proxy  `mapstructure:"proxy"`
+	ClusterID     string  `mapstructure:"cluster_id"`
+	Secret        string  `mapstructure:"secret"`
+	ClusterSecret string  `mapstructure:"cluster_secret"`
+	Redis         Redis   `mapstructure:"redis"`
+	Log           Log     `mapstructure:"log"`
+	Master        Master  `mapstructure:"master"`
+	Webhook       Webhook `mapstructure:"webhook"`
+	CDR           CDR     `mapstructure:"cdr"`
+	Events        Events  `mapstructure:"events"`
+	Media         Media   `mapstructure:"media"`
+	Proxy         Proxy   `mapstructure:"proxy"`
 }
 
 // Redis selects the Redis deployment: one address, a Sentinel set (with
@@ -66,6 +71,31 @@ type Master struct {
 	HeartbeatInterval        time.Duration `mapstructure:"heartbeat_interval"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
+}
+
+// Webhook is OpenVidu's webhook (OPENVIDU_WEBHOOK*), with retries.
+type Webhook struct {
+	Enabled        bool          `mapstructure:"enabled"`
+	Endpoint       string        `mapstructure:"endpoint"`
+	Headers        []string      `mapstructure:"headers"`
+	Events         []string      `mapstructure:"events"`
+	AttemptTimeout time.Duration `mapstructure:"attempt_timeout"`
+	Deadline       time.Duration `mapstructure:"deadline"`
+	RetryWaitMin   time.Duration `mapstructure:"retry_wait_min"`
+	RetryWaitMax   time.Duration `mapstructure:"retry_wait_max"`
+}
+
+// CDR is OpenVidu's CDR file (OPENVIDU_CDR, OPENVIDU_CDR_PATH).
+type CDR struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Path    string `mapstructure:"path"`
+}
+
+// Events sizes the event bus.
+type Events struct {
+	MaxLen           int64         `mapstructure:"max_len"`
+	DeadLetterMaxLen int64         `mapstructure:"dead_letter_max_len"`
+	LeaseTTL         time.Duration `mapstructure:"lease_ttl"`
 }
 
 // Media is a media node's configuration.
@@ -168,6 +198,7 @@ func Load(fs *pflag.FlagSet, role Role, env []string) (*Config, error) {
 	var c Config
 	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
 		secondsOrDurationHook,
+		jsonArrayHook,
 		mapstructure.StringToSliceHookFunc(","),
 	)))
 	if err != nil {
@@ -225,6 +256,20 @@ func secondsOrDurationHook(from, to reflect.Type, data any) (any, error) {
 		return time.Duration(d * float64(time.Second)), nil
 	}
 	return data, nil
+}
+
+// jsonArrayHook decodes a string holding a JSON array of strings into a
+// []string: OpenVidu's list variables look like ["a","b"].
+func jsonArrayHook(from, to reflect.Type, data any) (any, error) {
+	str, ok := data.(string)
+	if !ok || to != reflect.TypeOf([]string(nil)) || !strings.HasPrefix(strings.TrimSpace(str), "[") {
+		return data, nil
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(str), &out); err != nil {
+		return nil, fmt.Errorf("Is not a valid strings array in JSON format. %v", err)
+	}
+	return out, nil
 }
 
 // applyDerived fills settings whose default depends on other settings.
@@ -331,6 +376,7 @@ func (c *Config) Validate(role Role) error {
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}
+		c.validateEvents(bad)
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
@@ -370,6 +416,65 @@ func (c *Config) Validate(role Role) error {
 		return nil
 	}
 	return errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+}
+
+// validateEvents checks the webhook, CDR and bus settings, with
+// openvidu-server's wording for the webhook's (OpenviduConfig).
+func (c *Config) validateEvents(bad func(string, ...any)) {
+	w := c.Webhook
+	if strings.TrimSpace(w.Endpoint) != "" {
+		u, err := url.Parse(w.Endpoint)
+		switch {
+		case err != nil:
+			bad("webhook.endpoint (OPENVIDU_WEBHOOK_ENDPOINT=%s): Is not a valid URL. String '%s' has not a valid URL format: %v", w.Endpoint, w.Endpoint, err)
+		case u.Scheme == "":
+			bad("webhook.endpoint (OPENVIDU_WEBHOOK_ENDPOINT=%s): Is not a valid URL. Missing URL scheme", w.Endpoint)
+		case u.Host == "":
+			bad("webhook.endpoint (OPENVIDU_WEBHOOK_ENDPOINT=%s): Is not a valid URL. Missing URL host", w.Endpoint)
+		case u.Scheme != "http" && u.Scheme != "https":
+			bad("webhook.endpoint (OPENVIDU_WEBHOOK_ENDPOINT=%s): the scheme must be http or https", w.Endpoint)
+		}
+	} else if w.Enabled {
+		bad("webhook.endpoint (OPENVIDU_WEBHOOK_ENDPOINT): With OPENVIDU_WEBHOOK=true, this property cannot be empty")
+	}
+	for _, h := range w.Headers {
+		if h == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(h, ": ")
+		switch {
+		case !ok:
+			bad("webhook.headers (OPENVIDU_WEBHOOK_HEADERS): HTTP header '%s' syntax is not correct. Must be 'HEADER_NAME: HEADER_VALUE'. For example: 'Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l'", h)
+		case strings.TrimSpace(name) == "":
+			bad("webhook.headers (OPENVIDU_WEBHOOK_HEADERS): HTTP header '%s' syntax is not correct. Header name cannot be empty", h)
+		case strings.TrimSpace(value) == "":
+			bad("webhook.headers (OPENVIDU_WEBHOOK_HEADERS): HTTP header '%s' syntax is not correct. Header value cannot be empty", h)
+		}
+	}
+	known := append(defaultWebhookEvents(), "HANodeRegistered", "HANodeDeregistered")
+	for _, e := range w.Events {
+		if !slices.Contains(known, e) {
+			bad("webhook.events (OPENVIDU_WEBHOOK_EVENTS): Event '%s' does not exist", e)
+		}
+	}
+	positive(bad, "webhook.attempt_timeout", w.AttemptTimeout)
+	positive(bad, "webhook.deadline", w.Deadline)
+	positive(bad, "webhook.retry_wait_min", w.RetryWaitMin)
+	if w.RetryWaitMax < w.RetryWaitMin {
+		bad("webhook.retry_wait_max (%s) must not be below webhook.retry_wait_min (%s)", w.RetryWaitMax, w.RetryWaitMin)
+	}
+	if c.CDR.Enabled && strings.TrimSpace(c.CDR.Path) == "" {
+		bad("cdr.path (OPENVIDU_CDR_PATH) is empty while the CDR is enabled")
+	}
+	if c.Events.MaxLen < 100 {
+		bad("events.max_len must be at least 100, got %d", c.Events.MaxLen)
+	}
+	if c.Events.DeadLetterMaxLen < 100 {
+		bad("events.dead_letter_max_len must be at least 100, got %d", c.Events.DeadLetterMaxLen)
+	}
+	if c.Events.LeaseTTL < time.Second {
+		bad("events.lease_ttl must be at least 1s, got %s", c.Events.LeaseTTL)
+	}
 }
 
 func checkListen(bad func(string, ...any), name, addr string) {

@@ -2,6 +2,15 @@ package config
 
 import "time"
 
+// defaultWebhookEvents is OPENVIDU_WEBHOOK_EVENTS's default (kept here, not
+// imported from shared/events, so that config depends on nothing).
+func defaultWebhookEvents() []string {
+	return []string{"sessionCreated", "sessionDestroyed", "participantJoined", "participantLeft",
+		"webrtcConnectionCreated", "webrtcConnectionDestroyed", "recordingStatusChanged", "filterEventDispatched",
+		"signalSent", "mediaNodeStatusChanged", "autoscaling", "nodeCrashed", "nodeRecovered",
+		"broadcastStarted", "broadcastStopped"}
+}
+
 // Role names a Chorus process kind. A key is offered as a command-line flag only
 // to the roles that read it.
 type Role string
@@ -101,6 +110,33 @@ func Keys() []Key {
 			"Upper bound of one REST or JSON-RPC request, media node calls included."},
 		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 1 << 20, []Role{RoleMaster},
 			"Largest JSON-RPC message accepted on the WebSocket; larger ones close it with status 1009."},
+
+		{"webhook.enabled", []string{"CHORUS_WEBHOOK_ENABLED", "OPENVIDU_WEBHOOK"}, false, []Role{RoleMaster},
+			"Post every event to the webhook endpoint (OpenVidu's OPENVIDU_WEBHOOK)."},
+		{"webhook.endpoint", []string{"CHORUS_WEBHOOK_ENDPOINT", "OPENVIDU_WEBHOOK_ENDPOINT"}, "", []Role{RoleMaster},
+			"URL the events are POSTed to."},
+		{"webhook.headers", []string{"CHORUS_WEBHOOK_HEADERS", "OPENVIDU_WEBHOOK_HEADERS"}, []string{}, []Role{RoleMaster},
+			`Extra HTTP headers of each POST, each "Name: value" (a JSON array in the environment, as in OpenVidu).`},
+		{"webhook.events", []string{"CHORUS_WEBHOOK_EVENTS", "OPENVIDU_WEBHOOK_EVENTS"}, defaultWebhookEvents(), []Role{RoleMaster},
+			"Events posted to the webhook (a JSON array in the environment); the CDR file gets them all."},
+		{"webhook.attempt_timeout", []string{"CHORUS_WEBHOOK_ATTEMPT_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
+			"Timeout of one POST attempt."},
+		{"webhook.deadline", []string{"CHORUS_WEBHOOK_DEADLINE"}, 5 * time.Minute, []Role{RoleMaster},
+			"How long an event is retried (exponential backoff with jitter) before it goes to the dead-letter stream."},
+		{"webhook.retry_wait_min", []string{"CHORUS_WEBHOOK_RETRY_WAIT_MIN"}, 250 * time.Millisecond, []Role{RoleMaster},
+			"Shortest wait between two attempts."},
+		{"webhook.retry_wait_max", []string{"CHORUS_WEBHOOK_RETRY_WAIT_MAX"}, 10 * time.Second, []Role{RoleMaster},
+			"Longest wait between two attempts."},
+		{"cdr.enabled", []string{"CHORUS_CDR_ENABLED", "OPENVIDU_CDR"}, false, []Role{RoleMaster},
+			"Write every event to a CDR file (JSON Lines) on the master that delivers it (OpenVidu's OPENVIDU_CDR)."},
+		{"cdr.path", []string{"CHORUS_CDR_PATH", "OPENVIDU_CDR_PATH"}, "/opt/openvidu/cdr", []Role{RoleMaster},
+			"Directory of the CDR files: CDR.<date>_<start time>.<master id>.log, one per day, kept 30 days."},
+		{"events.max_len", []string{"CHORUS_EVENTS_MAX_LEN"}, 100000, []Role{RoleMaster, RoleTool},
+			"Most undelivered events kept per session (and for the cluster); beyond it the oldest are dropped."},
+		{"events.dead_letter_max_len", []string{"CHORUS_EVENTS_DEAD_LETTER_MAX_LEN"}, 100000, []Role{RoleMaster, RoleTool},
+			"Most events kept in the dead-letter stream."},
+		{"events.lease_ttl", []string{"CHORUS_EVENTS_LEASE_TTL"}, 5 * time.Second, []Role{RoleMaster},
+			"How long a master's claim on delivering a session's events lasts without renewal; a crashed master's events move on after it."},
 
 		{"media.id", []string{"CHORUS_MEDIA_ID"}, "", []Role{RoleMedia},
 			"Media node id (default: media_ plus a random suffix, new at every start)."},

@@ -43,19 +43,31 @@ var (
 
 // Store is the Redis-backed state of one cluster.
 type Store struct {
-	rdb    redis.UniversalClient
-	prefix string
+	rdb              redis.UniversalClient
+	prefix           string
+	eventsMaxLen     int64
+	deadLetterMaxLen int64
 }
 
 // Config configures a Store.
 type Config struct {
 	Redis     redis.UniversalClient
 	ClusterID string
+	// EventsMaxLen caps each event stream's backlog (default 100000).
+	EventsMaxLen int64
+	// DeadLetterMaxLen caps the dead-letter stream (default 100000).
+	DeadLetterMaxLen int64
 }
 
 // New returns a Store over an existing Redis client (the caller owns and closes it).
 func New(cfg Config) *Store {
-	return &Store{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID}
+	if cfg.EventsMaxLen <= 0 {
+		cfg.EventsMaxLen = 100000
+	}
+	if cfg.DeadLetterMaxLen <= 0 {
+		cfg.DeadLetterMaxLen = 100000
+	}
+	return &Store{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
 }
 
 // Redis exposes the underlying client to packages that add their own keys
@@ -88,26 +100,26 @@ const (
 // NowMillis is the time in Unix milliseconds, OpenVidu's timestamp unit.
 func NowMillis() int64 { return time.Now().UnixMilli() }
 
-// CreateSession stores a new session. It returns ErrSessionExists when the id
-// is taken.
-func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
-	raw, err := json.Marshal(sess)
-	if err != nil {
-		return fmt.Errorf("encode session: %w", err)
-	}
+// CreateSession stores a new session, with the events its creation causes,
+// in one transaction. It returns ErrSessionExists when the id is taken.
+func (s *Store) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
 	// Index first: an index entry without a session is dropped by the garbage
-	// collector, whereas a session missing from the index would never be listed.
-	if err := s.rdb.ZAdd(ctx, s.sessionsKey(), redis.Z{Score: float64(sess.CreatedAt), Member: sess.ID}).Err(); err != nil {
+	// collector, whereas a session missing from the index would never be
+	// listed, and a stream missing from the registry never delivered.
+	pipe := s.rdb.Pipeline()
+	pipe.ZAdd(ctx, s.sessionsKey(), redis.Z{Score: float64(sess.CreatedAt), Member: sess.ID})
+	pipe.SAdd(ctx, s.eventStreamsKey(), sess.ID)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("index session: %w", err)
 	}
-	ok, err := s.rdb.HSetNX(ctx, s.sessionKey(sess.ID), fieldSession, raw).Result()
-	if err != nil {
-		return fmt.Errorf("create session: %w", err)
-	}
-	if !ok {
-		return ErrSessionExists
-	}
-	return nil
+	return s.Update(ctx, sess.ID, func(tx *Tx) error {
+		if tx.Session != nil {
+			return ErrSessionExists
+		}
+		tx.Session = sess
+		tx.events = append([]StoredEvent(nil), events...)
+		return nil
+	})
 }
 
 // Snapshot is a consistent read of one session.
@@ -217,6 +229,7 @@ type Tx struct {
 	loadedConns   map[string]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
+	events        []StoredEvent
 	afterCommit   []func(context.Context)
 }
 
@@ -374,6 +387,9 @@ func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 			p.PExpire(ctx, s.outboxKey(tx.sid, cid), removedOutboxTTL)
 		}
 	}
+	for _, e := range tx.events {
+		p.XAdd(ctx, s.eventArgs(tx.sid, e))
+	}
 	return nil
 }
 
@@ -393,7 +409,8 @@ func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
 		woken[n.ConnectionID] = true
 		pipe.Publish(ctx, s.wakeChannel(c.Master), tx.sid+" "+n.ConnectionID)
 	}
-	if len(woken) > 0 {
+	s.publishEvents(ctx, pipe, tx.sid, tx.events)
+	if len(woken) > 0 || len(tx.events) > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
 	for _, f := range tx.afterCommit {

@@ -112,6 +112,7 @@ window.chorusDemo = {
   videos,
   events: () => demo.events.slice(),
   connectionId: () => (demo.session && demo.session.connection ? demo.session.connection.connectionId : ''),
+  session: () => demo.session,
 };
 
 document.getElementById('name').value = 'guest-' + Math.random().toString(36).slice(2, 6);
