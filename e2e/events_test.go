@@ -107,6 +107,24 @@ func (h *hook) waitFor(t *testing.T, what string, timeout time.Duration, cond fu
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for a process writing while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
 func hasEvent(events []map[string]any, name string) bool {
 	for _, e := range events {
 		if e["event"] == name {
@@ -128,6 +146,15 @@ func TestWebhookEventsOfABrowserSession(t *testing.T) {
 	h := startHook(t)
 	cdrDir := t.TempDir()
 	dc := startDev(t, devOptions{Env: eventEnv(h, "OPENVIDU_CDR=true", "OPENVIDU_CDR_PATH="+cdrDir)})
+	// An operator follows the events live.
+	tail := exec.Command(chorusBin, "events", "tail", "--redis-addrs", dc.Redis, "--cluster-id", "e2e")
+	var tailOut syncBuffer
+	tail.Stdout = &tailOut
+	if err := tail.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tail.Process.Kill(); _ = tail.Wait() }()
+	time.Sleep(300 * time.Millisecond) // let it subscribe
 	var out struct {
 		SessionID   string   `json:"sessionId"`
 		Connections []string `json:"connections"`
@@ -229,6 +256,13 @@ func TestWebhookEventsOfABrowserSession(t *testing.T) {
 			if e["startTime"] == nil || e["duration"] == nil || e["reason"] == nil {
 				t.Errorf("end fields of %v", e)
 			}
+		}
+	}
+
+	// The tail saw them too.
+	for _, e := range got {
+		if !strings.Contains(tailOut.String(), fmt.Sprint(e["eventId"])) {
+			t.Errorf("chorus events tail did not print %v %v", e["event"], e["eventId"])
 		}
 	}
 

@@ -333,3 +333,31 @@ func TestCDRLine(t *testing.T) {
 		t.Errorf("webhook body %s", e.Body)
 	}
 }
+
+// TestWebhookEventsFilter: OPENVIDU_WEBHOOK_EVENTS selects what the webhook
+// gets; the CDR gets everything.
+func TestWebhookEventsFilter(t *testing.T) {
+	st := newStore(t, redistest.Start(t).Client(t))
+	rcv := &receiver{}
+	srv := httptest.NewServer(rcv)
+	defer srv.Close()
+	cfg := webhookConfig(srv.URL)
+	cfg.Events = []string{events.SessionCreated}
+	dir := t.TempDir()
+	cdr, err := OpenCDR(dir, "m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cdr.Close()
+	startDispatcher(t, st, "m1", NewWebhook(cfg), cdr)
+	emitSignals(t, st, "f", 3)
+	files, _ := filepath.Glob(filepath.Join(dir, "CDR.*.log"))
+	waitFor(t, "four CDR lines", func() bool {
+		raw, _ := os.ReadFile(files[0])
+		return strings.Count(string(raw), "\n") == 4
+	})
+	got := rcv.snapshot()
+	if len(got) != 1 || got[0]["event"] != events.SessionCreated {
+		t.Errorf("the webhook got %v, want only sessionCreated", got)
+	}
+}
