@@ -184,7 +184,7 @@ func (c *Cluster) Keys(t testing.TB) []string {
 		switch {
 		case rest == "masters" || rest == "medianodes" || rest == "sessions" || rest == "evict":
 		case strings.HasPrefix(rest, "master:") || strings.HasPrefix(rest, "media:") || strings.HasPrefix(rest, "mconns:"):
-		case strings.HasSuffix(rest, ":tomb"):
+		case strings.HasSuffix(rest, ":tomb") || strings.HasPrefix(rest, "{cluster}"):
 		default:
 			out = append(out, k)
 		}

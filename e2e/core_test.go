@@ -109,7 +109,8 @@ func restCall(t *testing.T, dc *devCluster, method, path, body string) []byte {
 }
 
 // assertNoSessionKeys waits until the cluster's Redis holds nothing but the
-// registry and tombstones: no session, connection or outbox left behind.
+// registry, the cluster's event stream and tombstones: no session,
+// connection, outbox or event left behind.
 func assertNoSessionKeys(t *testing.T, dc *devCluster) {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
@@ -122,7 +123,7 @@ func assertNoSessionKeys(t *testing.T, dc *devCluster) {
 		}
 		var left []string
 		for _, k := range keys {
-			if !strings.HasSuffix(k, ":tomb") {
+			if !strings.HasSuffix(k, ":tomb") && !strings.HasPrefix(k, "chorus:e2e:{cluster}") {
 				left = append(left, k)
 			}
 		}

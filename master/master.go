@@ -24,6 +24,7 @@ import (
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -40,6 +41,8 @@ type Master struct {
 	cluster   *config.Config
 	cfg       config.Master
 	id        string
+	inc       *session.Incarnation
+	peers     *peerChecker
 	log       *slog.Logger
 	store     *store.Store
 	sessions  *session.Service
@@ -57,18 +60,19 @@ func New(cfg Config) *Master {
 		id = protocol.NewMasterNodeID()
 	}
 	log := cfg.Logger.With("master", id)
+	inc := session.NewIncarnation(id)
 	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
 		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
 	sessions := session.New(session.Config{
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
-		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, MasterID: id,
+		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		Logger: log,
 	})
-	return &Master{
-		cluster: cfg.Cluster, cfg: mc, id: id, log: log, store: st, sessions: sessions, startedAt: time.Now(),
+	m := &Master{
+		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
-			Sessions: sessions, Store: st, MasterID: id, Secret: cfg.Cluster.Secret,
+			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
 			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{
@@ -78,6 +82,9 @@ func New(cfg Config) *Master {
 			Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR, Logger: log,
 		}),
 	}
+	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
+	sessions.SetPeerSuspect(m.peers.Suspect)
+	return m
 }
 
 // ID is the master's node id.
@@ -91,6 +98,7 @@ func (m *Master) Handler() http.Handler {
 	m.api.Register(r)
 	r.GET("/openvidu", gin.WrapH(m.signaling))
 	r.GET("/chorus/health", m.health)
+	r.GET("/internal/v1/health", m.internalHealth)
 	r.NoRoute(func(c *gin.Context) {
 		c.JSON(http.StatusNotFound, gin.H{"status": 404, "error": "Not Found", "path": c.Request.URL.Path})
 	})
@@ -110,10 +118,22 @@ func (m *Master) health(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"status": "UP", "id": m.id, "sockets": m.signaling.Count()})
 }
 
+// internalHealth answers peer masters' checks (cluster secret required).
+func (m *Master) internalHealth(c *gin.Context) {
+	if !mediaapi.Authorized(c.Request, m.cluster.ClusterSecret) {
+		c.Status(http.StatusUnauthorized)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"id": m.inc.ID(), "draining": m.draining.Load()})
+}
+
 // Run serves until ctx ends, then shuts down gracefully: it drains (health
 // answers 503), closes its participants' WebSockets (they resume on another
 // master), deregisters and stops.
 func (m *Master) Run(ctx context.Context) error {
+	if err := m.takeIncarnation(ctx); err != nil {
+		return err
+	}
 	dispatcher, closeSinks, err := m.eventDispatcher()
 	if err != nil {
 		return err
@@ -136,6 +156,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { return m.heartbeat(gctx) })
 	g.Go(func() error { return m.signaling.Run(gctx) })
 	g.Go(func() error { return dispatcher.Run(gctx) })
+	g.Go(func() error { return m.peers.Run(gctx) })
 	g.Go(func() error {
 		return m.sessions.RunSweeper(gctx, session.SweepConfig{
 			Interval:         time.Second,
@@ -178,22 +199,42 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	}, nil
 }
 
+// takeIncarnation gives the master a new epoch: master_1.<epoch>.
+func (m *Master) takeIncarnation(ctx context.Context) error {
+	epoch, err := m.store.NextMasterEpoch(ctx, m.id)
+	if err != nil {
+		return fmt.Errorf("register master %s: %w", m.id, err)
+	}
+	m.inc.Set(fmt.Sprintf("%s.%d", m.id, epoch))
+	m.log.Info("master incarnation", "incarnation", m.inc.ID())
+	return nil
+}
+
+// shutdown drains gracefully: health checks answer 503 for drain_wait, so no
+// proxy sends a new request or reconnection here; then the WebSockets close
+// (openvidu-browser reconnects at once, through the proxy, elsewhere) and the
+// master deregisters. It is bounded by 10 s.
 func (m *Master) shutdown(srv *http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	m.draining.Store(true)
 	m.register(ctx, 3*time.Second)
+	select {
+	case <-time.After(m.cfg.DrainWait):
+	case <-ctx.Done():
+	}
 	m.signaling.Shutdown(ctx)
 	_ = srv.Shutdown(ctx)
-	if err := m.store.DeregisterMaster(ctx, m.id); err != nil {
+	if err := m.store.DeregisterMaster(ctx, m.inc.ID()); err != nil {
 		m.log.Warn("deregister", "err", err)
 	}
 }
 
 // heartbeat refreshes the registration every interval. If the registration
-// vanished (Redis lost it, or other masters declared this one dead), the
-// master's sockets are closed: their participants were, or will be, handed
-// over, and must resume through a fresh socket.
+// vanished, either Redis lost it (then it is simply written again) or the
+// cluster declared this master crashed: then the master fences itself, since
+// its participants were handed over: it closes its sockets (their clients
+// resume through fresh ones) and comes back as a new incarnation.
 func (m *Master) heartbeat(ctx context.Context) error {
 	ttl := max(3*m.cfg.HeartbeatInterval, 3*time.Second)
 	m.register(ctx, ttl)
@@ -205,10 +246,19 @@ func (m *Master) heartbeat(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		alive, err := m.store.MasterAlive(ctx, m.id)
+		inc := m.inc.ID()
+		alive, err := m.store.MasterAlive(ctx, inc)
 		if err == nil && !alive {
-			m.log.Warn("registration lost: closing this master's WebSockets so their participants resume")
-			m.signaling.CloseAll("master registration lost")
+			if crashed, err := m.store.MasterCrashed(ctx, inc); err == nil && crashed {
+				m.log.Warn("this master was declared crashed: closing its WebSockets and coming back as a new node", "incarnation", inc)
+				m.signaling.CloseAll("master declared crashed")
+				if err := m.takeIncarnation(ctx); err != nil {
+					m.log.Warn("new incarnation", "err", err)
+					continue
+				}
+			} else if err == nil {
+				m.log.Warn("registration lost (Redis restarted?): registering again", "incarnation", inc)
+			}
 		}
 		m.register(ctx, ttl)
 	}
@@ -216,7 +266,7 @@ func (m *Master) heartbeat(ctx context.Context) error {
 
 func (m *Master) register(ctx context.Context, ttl time.Duration) {
 	err := m.store.RegisterMaster(ctx, store.MasterInfo{
-		ID: m.id, InternalURL: m.cfg.InternalURL, StartedAt: m.startedAt.UnixMilli(), Draining: m.draining.Load(),
+		ID: m.inc.ID(), InternalURL: m.cfg.InternalURL, StartedAt: m.startedAt.UnixMilli(), Draining: m.draining.Load(),
 	}, ttl)
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("heartbeat", "err", err)

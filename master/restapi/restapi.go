@@ -574,5 +574,14 @@ func (a *API) health(c *gin.Context) {
 		}
 		out.Nodes[m.ID] = protocol.NodeHealth{Status: ms, ID: m.ID, URI: m.InternalURL, DisconnectedMediaNodes: disconnected}
 	}
+	// Masters declared crashed in the last hour.
+	crashed, err := st.CrashedMasters(ctx)
+	if err != nil {
+		a.fail(c, err, "/openvidu/api/health")
+		return
+	}
+	for _, id := range crashed {
+		out.Nodes[id] = protocol.NodeHealth{Status: protocol.HealthDown, ID: id, DisconnectedMediaNodes: []string{}}
+	}
 	writeJSON(c, code, out)
 }

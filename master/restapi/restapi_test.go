@@ -148,7 +148,7 @@ func TestStatusCodes(t *testing.T) {
 			}
 		}},
 		{"health", call{method: "GET", path: "/openvidu/api/health"}, 200, func(t *testing.T, _ *http.Response, body []byte) {
-			if !strings.Contains(string(body), `"status":"UP"`) || !strings.Contains(string(body), `"master_1"`) {
+			if !strings.Contains(string(body), `"status":"UP"`) || !strings.Contains(string(body), `"master_1.1"`) {
 				t.Errorf("%s", body)
 			}
 		}},

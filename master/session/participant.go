@@ -92,7 +92,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		}
 		c.Status, c.ActiveAt = store.StatusActive, now
 		c.ClientData, c.Platform, c.IP, c.Location = req.Metadata, req.Platform, req.IP, "unknown"
-		c.RPCSessionID, c.Master, c.DisconnectedAt = rpcID, s.cfg.MasterID, 0
+		c.RPCSessionID, c.Master, c.DisconnectedAt = rpcID, s.cfg.Incarnation.ID(), 0
 		others := []*store.Connection{}
 		for _, o := range activeConns(tx.SortedConns()) {
 			if o.ID != c.ID {
@@ -114,7 +114,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 			s.log.Warn("pin session", "session", sid, "err", err)
 		}
 	}
-	if err := s.store.AddMasterConnection(ctx, s.cfg.MasterID, sid, res.Conn.ID); err != nil {
+	if err := s.store.AddMasterConnection(ctx, s.cfg.Incarnation.ID(), sid, res.Conn.ID); err != nil {
 		s.log.Warn("index connection", "session", sid, "connection", res.Conn.ID, "err", err)
 	}
 	return res, nil
@@ -130,8 +130,9 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 	}
 	var conn *store.Connection
 	var rollback []endpointRef
+	var previous string
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
-		conn, rollback = nil, nil
+		conn, rollback, previous = nil, nil, ""
 		if tx.Session == nil {
 			return reconnErr
 		}
@@ -144,7 +145,8 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 		if conn == nil {
 			return reconnErr
 		}
-		conn.Master, conn.DisconnectedAt = s.cfg.MasterID, 0
+		previous = conn.Master
+		conn.Master, conn.DisconnectedAt = s.cfg.Incarnation.ID(), 0
 		if p := conn.Publisher; p != nil && p.State == store.EndpointCreating {
 			rollback = append(rollback, endpointRef{p.Node, p.StreamID})
 			conn.Publisher = nil
@@ -163,7 +165,15 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 	if err := s.store.CancelEviction(ctx, sid, conn.ID); err != nil {
 		s.log.Warn("cancel eviction", "session", sid, "connection", conn.ID, "err", err)
 	}
-	if err := s.store.AddMasterConnection(ctx, s.cfg.MasterID, sid, conn.ID); err != nil {
+	if previous != "" && previous != conn.Master {
+		// Its old master held its socket until now: that master's socket
+		// probably died with it, so check it at once.
+		_ = s.store.RemoveMasterConnection(ctx, previous, sid, conn.ID)
+		if f := s.suspect.Load(); f != nil {
+			(*f)(previous)
+		}
+	}
+	if err := s.store.AddMasterConnection(ctx, s.cfg.Incarnation.ID(), sid, conn.ID); err != nil {
 		s.log.Warn("index connection", "session", sid, "connection", conn.ID, "err", err)
 	}
 	if len(rollback) > 0 {
@@ -178,7 +188,7 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 // leaveRoom: the participant is evicted (networkDisconnect) unless it
 // reconnects within the grace period.
 func (s *Service) Detach(ctx context.Context, sid, cid string) error {
-	return s.detach(ctx, sid, cid, s.cfg.MasterID)
+	return s.detach(ctx, sid, cid, s.cfg.Incarnation.ID())
 }
 
 // DetachFromMaster is Detach on behalf of a master that died.

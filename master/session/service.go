@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -34,8 +35,10 @@ type Config struct {
 	ClusterSecret string
 	// PublicURL is the cluster's public ws(s):// URL, the base of tokens.
 	PublicURL string
-	// MasterID identifies this master in connection records.
-	MasterID string
+	// Incarnation identifies this master in connection records.
+	Incarnation *Incarnation
+	// ClusterID appears in cluster events.
+	ClusterID string
 	// ReconnectGrace is how long a participant whose WebSocket broke may take
 	// to come back before it is evicted with reason networkDisconnect.
 	ReconnectGrace time.Duration
@@ -47,10 +50,15 @@ type Config struct {
 
 // Service runs session operations.
 type Service struct {
-	cfg   Config
-	store *store.Store
-	log   *slog.Logger
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	suspect atomic.Pointer[func(string)]
 }
+
+// SetPeerSuspect registers what to call when a participant of another master
+// reconnects here (its master should be checked at once).
+func (s *Service) SetPeerSuspect(f func(master string)) { s.suspect.Store(&f) }
 
 // New returns a Service.
 func New(cfg Config) *Service {

@@ -3,8 +3,11 @@ package session
 import (
 	"context"
 	"errors"
+	"net/url"
+	"sort"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -65,9 +68,9 @@ func (s *Service) evictDue(ctx context.Context) {
 	}
 }
 
-// reapDeadMasters detaches the participants of masters whose registration
-// expired (a crashed master), so they are evicted unless they reconnect to
-// another master within the grace period.
+// reapDeadMasters handles masters whose registration expired without a
+// graceful deregistration: they are declared crashed (if no peer did it
+// already) and their participants detached.
 func (s *Service) reapDeadMasters(ctx context.Context) {
 	_, dead, err := s.store.Masters(ctx)
 	if err != nil {
@@ -77,22 +80,61 @@ func (s *Service) reapDeadMasters(ctx context.Context) {
 		return
 	}
 	for _, m := range dead {
-		conns, err := s.store.TakeMasterConnections(ctx, m)
-		if err != nil {
-			s.log.Warn("take connections of dead master", "master", m, "err", err)
-			continue
-		}
+		s.DeclareMasterCrashed(ctx, store.MasterInfo{ID: m}, time.Now())
+	}
+}
+
+// DeclareMasterCrashed handles a master incarnation that stopped answering
+// its peers (since: when it first failed) or whose registration expired: the
+// first master to flag it removes its registration (proxies stop routing to
+// it) and emits nodeCrashed with nodeRole "masternode", exactly once in the
+// cluster; every caller then helps detach its participants, which may resume
+// on another master within the grace period.
+func (s *Service) DeclareMasterCrashed(ctx context.Context, m store.MasterInfo, since time.Time) {
+	won, err := s.store.FlagMasterCrashed(ctx, m.ID, since)
+	if err != nil {
+		s.log.Warn("flag crashed master", "master", m.ID, "err", err)
+		return
+	}
+	if won {
+		conns, _ := s.store.MasterConnections(ctx, m.ID)
+		sids := map[string]bool{}
+		var sessionIDs []string
 		for _, c := range conns {
-			if err := s.DetachFromMaster(ctx, c.SessionID, c.ConnectionID, m); err != nil {
-				s.log.Warn("detach participant of dead master", "master", m, "session", c.SessionID, "connection", c.ConnectionID, "err", err)
+			if !sids[c.SessionID] {
+				sids[c.SessionID] = true
+				sessionIDs = append(sessionIDs, c.SessionID)
 			}
 		}
-		if err := s.store.ForgetMaster(ctx, m); err != nil {
-			s.log.Warn("forget dead master", "master", m, "err", err)
-			continue
+		sort.Strings(sessionIDs)
+		node := events.MediaNode{ID: m.ID, URI: m.InternalURL, IP: hostOf(m.InternalURL)}
+		ev := events.NewNodeCrashed(store.NowMillis(), s.cfg.ClusterID, node, events.RoleMasterNode, since.UnixMilli(), sessionIDs)
+		if err := s.store.EmitCluster(ctx, ev.Stored()); err != nil {
+			s.log.Warn("emit nodeCrashed", "master", m.ID, "err", err)
 		}
-		s.log.Info("master registration expired: its participants may reconnect elsewhere", "master", m, "participants", len(conns))
+		s.log.Warn("master crashed: its participants may resume on another master", "master", m.ID, "participants", len(conns))
 	}
+	conns, err := s.store.TakeMasterConnections(ctx, m.ID)
+	if err != nil {
+		s.log.Warn("take connections of crashed master", "master", m.ID, "err", err)
+		return
+	}
+	for _, c := range conns {
+		if err := s.DetachFromMaster(ctx, c.SessionID, c.ConnectionID, m.ID); err != nil {
+			s.log.Warn("detach participant of crashed master", "master", m.ID, "session", c.SessionID, "connection", c.ConnectionID, "err", err)
+		}
+	}
+	if err := s.store.ForgetMaster(ctx, m.ID); err != nil {
+		s.log.Warn("forget crashed master", "master", m.ID, "err", err)
+	}
+}
+
+func hostOf(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 // CollectGarbage closes sessions that nobody ever joined and that are older

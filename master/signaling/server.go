@@ -24,7 +24,9 @@ import (
 type Config struct {
 	Sessions *session.Service
 	Store    *store.Store
-	MasterID string
+	// Incarnation is the master's current identity: outbox wake-ups are
+	// addressed to it.
+	Incarnation *session.Incarnation
 	// Secret is the OpenVidu secret (joinRoom's "secret" joins without a token).
 	Secret string
 	// MaxMessageBytes is the largest frame accepted; a larger one closes the
@@ -117,15 +119,31 @@ func (s *Server) unregister(sk *socket, sid, cid string) bool {
 	return true
 }
 
-// Run dispatches outbox wake-ups to sockets until ctx ends.
+// Run dispatches outbox wake-ups to sockets until ctx ends, following the
+// master's incarnation.
 func (s *Server) Run(ctx context.Context) error {
-	for w := range s.cfg.Store.SubscribeWakes(ctx, s.cfg.MasterID) {
-		s.mu.Lock()
-		sk := s.joined[key(w.SessionID, w.ConnectionID)]
-		s.mu.Unlock()
-		if sk != nil {
-			sk.wake()
+	for ctx.Err() == nil {
+		changed := s.cfg.Incarnation.Changed()
+		subCtx, cancel := context.WithCancel(ctx)
+		wakes := s.cfg.Store.SubscribeWakes(subCtx, s.cfg.Incarnation.ID())
+	dispatch:
+		for {
+			select {
+			case <-changed:
+				break dispatch
+			case w, ok := <-wakes:
+				if !ok {
+					break dispatch
+				}
+				s.mu.Lock()
+				sk := s.joined[key(w.SessionID, w.ConnectionID)]
+				s.mu.Unlock()
+				if sk != nil {
+					sk.wake()
+				}
+			}
 		}
+		cancel()
 	}
 	return nil
 }

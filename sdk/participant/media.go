@@ -73,7 +73,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 		SDPAnswer string `json:"sdpAnswer"`
 		ID        string `json:"id"`
 	}
-	err = p.rpc.call(ctx, "publishVideo", map[string]any{
+	err = p.call(ctx, "publishVideo", map[string]any{
 		"sdpOffer": sdp, "doLoopback": false, "hasAudio": opts.Audio, "hasVideo": opts.Video,
 		"audioActive": opts.Audio, "videoActive": opts.Video, "typeOfVideo": "CAMERA", "frameRate": 30,
 		"videoDimensions": `{"width":640,"height":360}`,
@@ -216,7 +216,7 @@ func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 		SDPAnswer string `json:"sdpAnswer"`
 		ID        string `json:"id"`
 	}
-	if err := p.rpc.call(ctx, "reconnectStream", map[string]any{"stream": pub.StreamID, "sdpString": sdp}, &res); err != nil {
+	if err := p.call(ctx, "reconnectStream", map[string]any{"stream": pub.StreamID, "sdpString": sdp}, &res); err != nil {
 		_ = pc.Close()
 		return err
 	}
@@ -280,7 +280,7 @@ func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscrip
 	var prep struct {
 		SDPOffer string `json:"sdpOffer"`
 	}
-	if err := p.rpc.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
+	if err := p.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
 		return nil, fmt.Errorf("prepareReceiveVideoFrom: %w", err)
 	}
 	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
@@ -304,7 +304,7 @@ func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscrip
 		_ = pc.Close()
 		return nil, err
 	}
-	if err := p.rpc.call(ctx, "receiveVideoFrom", map[string]any{"sender": streamID, "sdpAnswer": sdp}, nil); err != nil {
+	if err := p.call(ctx, "receiveVideoFrom", map[string]any{"sender": streamID, "sdpAnswer": sdp}, nil); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("receiveVideoFrom: %w", err)
 	}
@@ -368,7 +368,7 @@ func (p *Participant) Unsubscribe(ctx context.Context, sub *Subscription) error 
 	delete(p.subs, sub.StreamID)
 	p.mu.Unlock()
 	sub.close()
-	return p.rpc.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
+	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
 }
 
 func (s *Subscription) close() { _ = s.pc.Close() }

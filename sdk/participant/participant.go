@@ -38,7 +38,17 @@ type Config struct {
 	LoopbackOnly bool
 	// PingInterval is the heartbeat interval (openvidu-browser: 5 s).
 	PingInterval time.Duration
-	Logger       *slog.Logger
+	// NoResume turns off the resumption after a broken WebSocket (by default
+	// the participant reconnects and sends "connect", as openvidu-browser).
+	NoResume bool
+	Logger   *slog.Logger
+}
+
+// Resumption records one WebSocket break and its outcome.
+type Resumption struct {
+	Lost    time.Time // when the socket broke
+	Resumed time.Time // when "connect" succeeded; zero if the session was lost
+	Err     error     // why resuming failed
 }
 
 // Event is a notification from the server.
@@ -51,12 +61,18 @@ type Event struct {
 // Participant is a joined participant.
 type Participant struct {
 	cfg       Config
-	rpc       *rpcConn
 	api       *webrtc.API
 	sessionID string
+	wsURL     string
 	join      protocol.JoinRoomResult
+	bg        context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+
+	rpcMu       sync.Mutex
+	rpc         *rpcConn
+	closing     bool
+	resumptions []Resumption
 
 	mu      sync.Mutex
 	streams map[string]protocol.Stream // remote streams by id
@@ -84,20 +100,19 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	if err != nil {
 		return nil, err
 	}
-	wsURL := u.Scheme + "://" + u.Host + "/openvidu?sessionId=" + url.QueryEscape(sid)
-	p.rpc, err = dialRPC(ctx, wsURL, p.onNotification)
+	p.wsURL = u.Scheme + "://" + u.Host + "/openvidu?sessionId=" + url.QueryEscape(sid)
+	p.bg, p.cancel = context.WithCancel(context.Background())
+	rpc, err := dialRPC(ctx, p.wsURL, p.onNotification, p.onLost)
 	if err != nil {
+		p.cancel()
 		return nil, err
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	p.cancel = cancel
-	p.wg.Add(1)
-	go func() { defer p.wg.Done(); p.rpc.pingLoop(bg, cfg.PingInterval) }()
+	p.setRPC(rpc)
 	params := map[string]any{
 		"token": cfg.Token, "session": sid, "platform": "Chorus Go participant", "sdkVersion": "2.32.2",
 		"metadata": cfg.Metadata, "secret": "", "recorder": false, "stt": false,
 	}
-	if err := p.rpc.call(ctx, "joinRoom", params, &p.join); err != nil {
+	if err := p.call(ctx, "joinRoom", params, &p.join); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("joinRoom: %w", err)
 	}
@@ -136,7 +151,110 @@ func (p *Participant) JoinResult() protocol.JoinRoomResult { return p.join }
 
 // Call sends any JSON-RPC request (for tests of the protocol itself).
 func (p *Participant) Call(ctx context.Context, method string, params, out any) error {
-	return p.rpc.call(ctx, method, params, out)
+	return p.call(ctx, method, params, out)
+}
+
+func (p *Participant) call(ctx context.Context, method string, params, out any) error {
+	p.rpcMu.Lock()
+	rpc := p.rpc
+	p.rpcMu.Unlock()
+	return rpc.call(ctx, method, params, out)
+}
+
+// setRPC makes rpc the participant's socket and starts its heartbeat.
+func (p *Participant) setRPC(rpc *rpcConn) bool {
+	p.rpcMu.Lock()
+	if p.closing {
+		p.rpcMu.Unlock()
+		rpc.close()
+		return false
+	}
+	p.rpc = rpc
+	p.wg.Add(1)
+	p.rpcMu.Unlock()
+	go func() { defer p.wg.Done(); rpc.pingLoop(p.bg, p.cfg.PingInterval) }()
+	return true
+}
+
+// onLost resumes the participant after its socket broke, as openvidu-browser
+// does: reconnect to the same URL with reconnect=true (through the proxy,
+// to any master) and send "connect" with the JSON-RPC session id of joinRoom.
+// The peer connections are untouched.
+func (p *Participant) onLost(lost *rpcConn) {
+	p.rpcMu.Lock()
+	if p.closing || p.rpc != lost || p.cfg.NoResume || p.join.SessionID == "" {
+		p.rpcMu.Unlock()
+		return
+	}
+	p.wg.Add(1) // under rpcMu: Close cannot be waiting yet
+	p.rpcMu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		p.resume(Resumption{Lost: time.Now()})
+	}()
+}
+
+func (p *Participant) resume(r Resumption) {
+	wait := 100 * time.Millisecond
+	for {
+		p.rpcMu.Lock()
+		closing := p.closing
+		p.rpcMu.Unlock()
+		if closing {
+			return
+		}
+		ctx, cancel := context.WithTimeout(p.bg, 5*time.Second)
+		rpc, err := dialRPC(ctx, p.wsURL+"&reconnect=true", p.onNotification, p.onLost)
+		if err == nil {
+			err = rpc.call(ctx, "connect", map[string]any{"sessionId": p.join.SessionID, "reconnect": true}, nil)
+			var rerr *protocol.RPCError
+			if errors.As(err, &rerr) && rerr.Code == protocol.CodeReconnectionError {
+				cancel()
+				rpc.close()
+				r.Err = fmt.Errorf("the session no longer knows this participant: %w", err)
+				p.recordResumption(r)
+				return
+			}
+			if err != nil {
+				rpc.close()
+			}
+		}
+		cancel()
+		if err == nil {
+			if !p.setRPC(rpc) {
+				return
+			}
+			r.Resumed = time.Now()
+			p.recordResumption(r)
+			p.cfg.Logger.Debug("participant resumed", "connection", p.join.ID, "after", r.Resumed.Sub(r.Lost))
+			return
+		}
+		select {
+		case <-p.bg.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func (p *Participant) recordResumption(r Resumption) {
+	p.rpcMu.Lock()
+	p.resumptions = append(p.resumptions, r)
+	p.rpcMu.Unlock()
+	p.mu.Lock()
+	for _, w := range p.waiters {
+		close(w)
+	}
+	p.waiters = nil
+	p.mu.Unlock()
+}
+
+// Resumptions returns the socket breaks so far and how each ended.
+func (p *Participant) Resumptions() []Resumption {
+	p.rpcMu.Lock()
+	defer p.rpcMu.Unlock()
+	return append([]Resumption(nil), p.resumptions...)
 }
 
 func (p *Participant) onNotification(method string, params json.RawMessage) {
@@ -214,7 +332,7 @@ func (p *Participant) WaitForStreams(ctx context.Context, n int) ([]string, erro
 
 // Leave sends leaveRoom and closes the participant.
 func (p *Participant) Leave(ctx context.Context) error {
-	err := p.rpc.call(ctx, "leaveRoom", map[string]any{}, nil)
+	err := p.call(ctx, "leaveRoom", map[string]any{}, nil)
 	p.Close()
 	return err
 }
@@ -232,10 +350,12 @@ func (p *Participant) Close() {
 	for _, s := range subs {
 		s.close()
 	}
-	if p.cancel != nil {
-		p.cancel()
-	}
-	p.rpc.close()
+	p.rpcMu.Lock()
+	p.closing = true
+	rpc := p.rpc
+	p.rpcMu.Unlock()
+	p.cancel()
+	rpc.close()
 	p.wg.Wait()
 }
 
@@ -250,7 +370,7 @@ func (p *Participant) sendCandidates(pc *webrtc.PeerConnection, endpointName str
 		params := map[string]any{"endpointName": endpointName, "candidate": init.Candidate, "sdpMid": init.SDPMid, "sdpMLineIndex": init.SDPMLineIndex}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := p.rpc.call(ctx, "onIceCandidate", params, nil); err != nil && !errors.Is(err, ErrClosed) {
+		if err := p.call(ctx, "onIceCandidate", params, nil); err != nil && !errors.Is(err, ErrClosed) {
 			p.cfg.Logger.Debug("send ICE candidate", "err", err)
 		}
 	})

@@ -22,11 +22,15 @@ var ErrClosed = errors.New("participant: connection closed")
 type rpcConn struct {
 	ws      *websocket.Conn
 	onNotif func(method string, params json.RawMessage)
+	// onLost is called once when the socket breaks without close() (the
+	// server or the network dropped it).
+	onLost func(*rpcConn)
 
 	mu      sync.Mutex
 	nextID  int64
 	pending map[int64]chan rpcResult
 	closed  bool
+	closing bool
 	done    chan struct{}
 	err     error
 }
@@ -36,13 +40,13 @@ type rpcResult struct {
 	err    *protocol.RPCError
 }
 
-func dialRPC(ctx context.Context, url string, onNotif func(string, json.RawMessage)) (*rpcConn, error) {
+func dialRPC(ctx context.Context, url string, onNotif func(string, json.RawMessage), onLost func(*rpcConn)) (*rpcConn, error) {
 	ws, _, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}
 	ws.SetReadLimit(4 << 20)
-	c := &rpcConn{ws: ws, onNotif: onNotif, pending: map[int64]chan rpcResult{}, done: make(chan struct{})}
+	c := &rpcConn{ws: ws, onNotif: onNotif, onLost: onLost, pending: map[int64]chan rpcResult{}, done: make(chan struct{})}
 	go c.readLoop()
 	return c, nil
 }
@@ -52,7 +56,13 @@ func (c *rpcConn) readLoop() {
 	for {
 		_, frame, err := c.ws.Read(context.Background())
 		if err != nil {
+			c.mu.Lock()
+			byUs := c.closing
+			c.mu.Unlock()
 			c.shutdown(fmt.Errorf("%w: %v", ErrClosed, err))
+			if !byUs && c.onLost != nil {
+				c.onLost(c)
+			}
 			return
 		}
 		var msg struct {
@@ -172,6 +182,9 @@ func (c *rpcConn) pingLoop(ctx context.Context, interval time.Duration) {
 }
 
 func (c *rpcConn) close() {
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	_ = c.ws.Close(websocket.StatusCode(4102), "Connection closed by client")
 	<-c.done
 }

@@ -69,6 +69,9 @@ type Master struct {
 	AllowTranscoding         bool          `mapstructure:"allow_transcoding"`
 	ReconnectGrace           time.Duration `mapstructure:"reconnect_grace"`
 	HeartbeatInterval        time.Duration `mapstructure:"heartbeat_interval"`
+	PeerCheckInterval        time.Duration `mapstructure:"peer_check_interval"`
+	CrashWindow              time.Duration `mapstructure:"crash_window"`
+	DrainWait                time.Duration `mapstructure:"drain_wait"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
 }
@@ -372,6 +375,13 @@ func (c *Config) Validate(role Role) error {
 		}
 		positive(bad, "master.reconnect_grace", m.ReconnectGrace)
 		positive(bad, "master.heartbeat_interval", m.HeartbeatInterval)
+		positive(bad, "master.peer_check_interval", m.PeerCheckInterval)
+		if m.CrashWindow < 2*m.PeerCheckInterval {
+			bad("master.crash_window (%s) must span at least two peer checks (%s each)", m.CrashWindow, m.PeerCheckInterval)
+		}
+		if m.DrainWait < 0 {
+			bad("master.drain_wait must not be negative")
+		}
 		positive(bad, "master.request_timeout", m.RequestTimeout)
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -251,4 +252,69 @@ func (s *Store) NodeSessions(ctx context.Context, node string) ([]string, error)
 // with its registration.
 func (s *Store) RefreshNodeSessions(ctx context.Context, node string, ttl time.Duration) error {
 	return s.rdb.PExpire(ctx, s.nodeSessionsKey(node), ttl).Err()
+}
+
+// NextMasterEpoch returns a new epoch for a master id (1, 2, ...): a master
+// takes one at start and whenever it must come back as a new node.
+func (s *Store) NextMasterEpoch(ctx context.Context, id string) (int64, error) {
+	key := s.prefix + ":master:" + id + ":epoch"
+	pipe := s.rdb.TxPipeline()
+	n := pipe.Incr(ctx, key)
+	pipe.Expire(ctx, key, 30*24*time.Hour)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("next epoch of %s: %w", id, err)
+	}
+	return n.Val(), nil
+}
+
+func (s *Store) crashedKey(inc string) string { return s.prefix + ":crashed:" + inc }
+func (s *Store) crashedMastersKey() string    { return s.prefix + ":crashedmasters" }
+
+// crashedMemory is how long a crashed master stays flagged (and listed by
+// GET /openvidu/api/health).
+const crashedMemory = time.Hour
+
+// FlagMasterCrashed marks a master incarnation crashed; only the first caller
+// gets true, so what follows a crash (nodeCrashed) happens once.
+func (s *Store) FlagMasterCrashed(ctx context.Context, inc string, at time.Time) (bool, error) {
+	won, err := s.rdb.SetNX(ctx, s.crashedKey(inc), at.UnixMilli(), crashedMemory).Result()
+	if err != nil {
+		return false, fmt.Errorf("flag %s crashed: %w", inc, err)
+	}
+	if won {
+		pipe := s.rdb.Pipeline()
+		pipe.ZAdd(ctx, s.crashedMastersKey(), redis.Z{Score: float64(at.UnixMilli()), Member: inc})
+		pipe.ZRemRangeByScore(ctx, s.crashedMastersKey(), "-inf", fmt.Sprint(at.Add(-crashedMemory).UnixMilli()))
+		pipe.Del(ctx, s.masterKey(inc)) // proxies and peers stop seeing it at once
+		if _, err := pipe.Exec(ctx); err != nil {
+			return true, fmt.Errorf("flag %s crashed: %w", inc, err)
+		}
+	}
+	return won, nil
+}
+
+// MasterCrashed reports whether an incarnation was declared crashed.
+func (s *Store) MasterCrashed(ctx context.Context, inc string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.crashedKey(inc)).Result()
+	return n == 1, err
+}
+
+// CrashedMasters lists the incarnations declared crashed in the last hour.
+func (s *Store) CrashedMasters(ctx context.Context) ([]string, error) {
+	return s.rdb.ZRange(ctx, s.crashedMastersKey(), 0, -1).Result()
+}
+
+// MasterConnections lists the connections a master holds, without taking them.
+func (s *Store) MasterConnections(ctx context.Context, master string) ([]Wake, error) {
+	members, err := s.rdb.SMembers(ctx, s.masterConnsKey(master)).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []Wake
+	for _, m := range members {
+		if sid, cid, ok := strings.Cut(m, " "); ok {
+			out = append(out, Wake{SessionID: sid, ConnectionID: cid})
+		}
+	}
+	return out, nil
 }

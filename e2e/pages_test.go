@@ -1,0 +1,141 @@
+package e2e
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pages steers headless Chromium pages running openvidu-browser (e2e/js/pages.cjs).
+type pages struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	in     io.WriteCloser
+	out    *bufio.Scanner
+	stderr *syncBuffer
+}
+
+// pageStats is what one page reports.
+type pageStats struct {
+	ConnectionID string `json:"connectionId"`
+	Videos       []struct {
+		ConnectionID string `json:"connectionId"`
+		Width        int    `json:"width"`
+		Frames       int    `json:"frames"`
+	} `json:"videos"`
+	Events []struct {
+		Type   string `json:"type"`
+		Detail string `json:"detail"`
+		At     int64  `json:"at"`
+	} `json:"events"`
+}
+
+func startPages(t *testing.T, dc *devCluster) *pages {
+	t.Helper()
+	cmd := exec.Command("node", filepath.Join(repoRoot, "e2e", "js", "pages.cjs"))
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"), "CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	in, _ := cmd.StdinPipe()
+	out, _ := cmd.StdoutPipe()
+	p := &pages{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: &syncBuffer{}}
+	p.out.Buffer(make([]byte, 1<<20), 16<<20)
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		fmt.Fprintln(p.in, "quit")
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	var ready struct{ Ready bool }
+	p.read(&ready)
+	return p
+}
+
+func (p *pages) read(v any) {
+	p.t.Helper()
+	if !p.out.Scan() {
+		p.t.Fatalf("pages.cjs ended: %v\n%s", p.out.Err(), p.stderr.String())
+	}
+	line := p.out.Bytes()
+	var e struct{ Error string }
+	if json.Unmarshal(line, &e) == nil && e.Error != "" {
+		p.t.Fatalf("pages.cjs: %s", e.Error)
+	}
+	if err := json.Unmarshal(line, v); err != nil {
+		p.t.Fatalf("pages.cjs said %q: %v", line, err)
+	}
+}
+
+func (p *pages) do(cmd string, v any) {
+	p.t.Helper()
+	fmt.Fprintln(p.in, cmd)
+	p.read(v)
+}
+
+// join opens count pages that join the session and publish.
+func (p *pages) join(sid string, count int) []string {
+	var r struct{ Joined []string }
+	p.do(fmt.Sprintf("join %s %d", sid, count), &r)
+	return r.Joined
+}
+
+func (p *pages) stats() []pageStats {
+	var r struct{ Pages []pageStats }
+	p.do("stats", &r)
+	return r.Pages
+}
+
+func (p *pages) leave() {
+	var r struct{ Left bool }
+	p.do("leave", &r)
+}
+
+// waitVideo waits until every page decodes want remote videos.
+func (p *pages) waitVideo(want int, timeout time.Duration) []pageStats {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		st := p.stats()
+		ok := true
+		for _, pg := range st {
+			n := 0
+			for _, v := range pg.Videos {
+				if v.Width > 0 && v.Frames > 0 {
+					n++
+				}
+			}
+			ok = ok && n == want
+		}
+		if ok {
+			return st
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("pages do not all decode %d videos: %+v", want, st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func eventTypes(pg pageStats) string {
+	var out []string
+	for _, e := range pg.Events {
+		out = append(out, e.Type)
+	}
+	return strings.Join(out, ",")
+}

@@ -1,0 +1,131 @@
+package master
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// peerChecker checks the other masters over HTTP (their authenticated
+// /internal/v1/health) every interval. A peer that fails every check for
+// window is declared crashed (session.Service.DeclareMasterCrashed): the
+// proxies stop routing to it at once and its participants are detached so
+// they can resume elsewhere, instead of waiting for its registration to lapse.
+type peerChecker struct {
+	store    *store.Store
+	sessions *session.Service
+	self     *session.Incarnation
+	client   *http.Client
+	secret   string
+	interval time.Duration
+	window   time.Duration
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	failing  map[string]time.Time // incarnation -> first failed check
+	suspects chan string
+}
+
+func newPeerChecker(st *store.Store, sessions *session.Service, self *session.Incarnation, secret string, interval, window time.Duration, log *slog.Logger) *peerChecker {
+	return &peerChecker{
+		store: st, sessions: sessions, self: self, secret: secret, interval: interval, window: window, log: log,
+		client:  &http.Client{Timeout: interval},
+		failing: map[string]time.Time{}, suspects: make(chan string, 64),
+	}
+}
+
+// Suspect asks for an immediate check of a peer (a participant of that
+// master reconnected here: its socket there probably died).
+func (p *peerChecker) Suspect(inc string) {
+	select {
+	case p.suspects <- inc:
+	default:
+	}
+}
+
+// Run checks the peers until ctx ends.
+func (p *peerChecker) Run(ctx context.Context) error {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case inc := <-p.suspects:
+			p.round(ctx, inc)
+		case <-t.C:
+			p.round(ctx, "")
+		}
+	}
+}
+
+// round checks every peer (or only the given one) concurrently.
+func (p *peerChecker) round(ctx context.Context, only string) {
+	peers, _, err := p.store.Masters(ctx)
+	if err != nil {
+		return // Redis unavailable: no peer is judged on that
+	}
+	me := p.self.ID()
+	var wg sync.WaitGroup
+	seen := map[string]bool{}
+	for _, peer := range peers {
+		if peer.ID == me || (only != "" && peer.ID != only) {
+			continue
+		}
+		seen[peer.ID] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.check(ctx, peer)
+		}()
+	}
+	wg.Wait()
+	if only == "" {
+		p.mu.Lock()
+		for inc := range p.failing {
+			if !seen[inc] {
+				delete(p.failing, inc) // deregistered or already declared
+			}
+		}
+		p.mu.Unlock()
+	}
+}
+
+func (p *peerChecker) check(ctx context.Context, peer store.MasterInfo) {
+	ctx, cancel := context.WithTimeout(ctx, p.interval)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, peer.InternalURL+"/internal/v1/health", nil)
+	req.Header.Set("Authorization", "Bearer "+p.secret)
+	resp, err := p.client.Do(req)
+	healthy := err == nil && resp.StatusCode == http.StatusOK
+	if err == nil {
+		resp.Body.Close()
+	}
+	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
+		return // shutting down
+	}
+	now := time.Now()
+	p.mu.Lock()
+	first, wasFailing := p.failing[peer.ID]
+	switch {
+	case healthy:
+		delete(p.failing, peer.ID)
+	case !wasFailing:
+		p.failing[peer.ID] = now
+		first = now
+	}
+	declare := !healthy && now.Sub(first) >= p.window
+	if declare {
+		delete(p.failing, peer.ID)
+	}
+	p.mu.Unlock()
+	if declare {
+		p.log.Warn("peer master failed its health checks", "peer", peer.ID, "since", first, "err", err)
+		p.sessions.DeclareMasterCrashed(context.WithoutCancel(ctx), peer, first)
+	}
+}
