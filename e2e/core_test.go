@@ -117,6 +117,8 @@ func assertNoSessionKeys(t *testing.T, dc *devCluster) {
 	defer rdb.Close()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		// Session keys are hash-tagged {sid}; idempotency records
+		// (chorus:e2e:idem:*) expire by themselves.
 		keys, err := rdb.Keys(context.Background(), "chorus:e2e:{*").Result()
 		if err != nil {
 			t.Fatal(err)

@@ -8,11 +8,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chorus-rtc/chorus/sdk/openvidu"
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 )
@@ -35,7 +36,7 @@ type haReport struct {
 	ResumeMaxMS        float64 `json:"resume_max_ms"`
 	LongestPionStallMS int64   `json:"longest_pion_media_stall_ms"`
 	SDKCalls           int     `json:"sdk_calls"`
-	SDKRetried         int     `json:"sdk_calls_retried"`
+	SDKRetried         int     `json:"sdk_retries"`
 	SDKFailed          int     `json:"sdk_calls_failed"`
 }
 
@@ -249,82 +250,60 @@ func pionMesh(t *testing.T, ctx context.Context, dc *devCluster, sid string, n i
 	return ps, subs
 }
 
-// backendLoop is an application server calling the REST API in a loop
-// during the chaos: create a session, two connections, fetch, close.
+// backendLoop is an application server using the Go SDK in a loop during
+// the chaos: create a session, two connections, fetch it, close it.
 type backendLoop struct {
 	t      *testing.T
+	ov     *openvidu.Client
 	dc     *devCluster
 	cancel context.CancelFunc
 	done   chan struct{}
-
-	mu       sync.Mutex
-	calls    int
-	retried  int
-	failed   int
-	sessions []string
+	failed atomic.Int64
 }
 
 type backendStats struct{ calls, retried, failed int }
 
 func startBackendLoop(t *testing.T, ctx context.Context, dc *devCluster) *backendLoop {
+	ov, err := openvidu.New(openvidu.Config{URL: dc.URL, Secret: dc.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	b := &backendLoop{t: t, dc: dc, cancel: cancel, done: make(chan struct{})}
+	b := &backendLoop{t: t, ov: ov, dc: dc, cancel: cancel, done: make(chan struct{})}
+	fail := func(what string, err error) {
+		if err != nil && ctx.Err() == nil {
+			b.failed.Add(1)
+			t.Errorf("backend %s: %v", what, err)
+		}
+	}
 	go func() {
 		defer close(b.done)
 		for i := 0; ctx.Err() == nil; i++ {
 			sid := fmt.Sprintf("backend_%d", i)
-			b.call(ctx, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q}`, sid))
-			b.call(ctx, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`)
-			b.call(ctx, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{"role":"SUBSCRIBER"}`)
-			b.call(ctx, "GET", "/openvidu/api/sessions/"+sid, "")
-			b.call(ctx, "DELETE", "/openvidu/api/sessions/"+sid, "")
+			_, err := ov.CreateSession(ctx, openvidu.SessionProperties{CustomSessionID: sid})
+			fail("create session", err)
+			_, err = ov.CreateConnection(ctx, sid, openvidu.ConnectionProperties{})
+			fail("create connection", err)
+			_, err = ov.CreateConnection(ctx, sid, openvidu.ConnectionProperties{Role: "SUBSCRIBER"})
+			fail("create connection", err)
+			s, err := ov.Session(ctx, sid)
+			fail("fetch", err)
+			if err == nil && s.Connections.NumberOfElements != 2 {
+				b.failed.Add(1)
+				t.Errorf("backend session %s has %d pending connections, want 2 (a retry duplicated one?)", sid, s.Connections.NumberOfElements)
+			}
+			fail("close", ov.CloseSession(ctx, sid))
 			time.Sleep(100 * time.Millisecond)
 		}
 	}()
 	return b
 }
 
-// call makes one REST call with the retries OpenVidu's HA documentation
-// asks of applications (502/503/504 and connection errors).
-func (b *backendLoop) call(ctx context.Context, method, path, body string) {
-	attempts := 0
-	for {
-		attempts++
-		_, err := restOnce(ctx, b.dc, method, path, body)
-		if ctx.Err() != nil {
-			return
-		}
-		retryable := err != nil && (strings.Contains(err.Error(), ": 50") || !strings.Contains(err.Error(), ": "))
-		if err != nil && method == "POST" && path == "/openvidu/api/sessions" && strings.Contains(err.Error(), ": 409") {
-			err = nil // an earlier attempt created it
-		}
-		if err != nil && method == "DELETE" && attempts > 1 && strings.Contains(err.Error(), ": 404") {
-			err = nil // an earlier attempt closed it
-		}
-		if retryable && attempts < 20 {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		b.mu.Lock()
-		b.calls++
-		if attempts > 1 {
-			b.retried++
-		}
-		if err != nil {
-			b.failed++
-			b.t.Errorf("backend %s %s: %v", method, path, err)
-		}
-		b.mu.Unlock()
-		return
-	}
-}
-
 func (b *backendLoop) stop() backendStats {
 	b.cancel()
 	<-b.done
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return backendStats{b.calls, b.retried, b.failed}
+	calls, retries := b.ov.Stats()
+	return backendStats{int(calls), int(retries), int(b.failed.Load())}
 }
 
 // cleanup closes the sessions the loop may have left when it was stopped.

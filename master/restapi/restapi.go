@@ -6,7 +6,9 @@ package restapi
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -181,6 +183,18 @@ func (a *API) fail(c *gin.Context, err error, path string) {
 	c.Status(e.Status)
 }
 
+// idempotencyKey reads the Idempotency-Key header (at most 128 characters,
+// hashed into the key space) that makes a retried POST return what the first
+// attempt created instead of creating again.
+func idempotencyKey(c *gin.Context) string {
+	k := c.GetHeader("Idempotency-Key")
+	if k == "" || len(k) > 128 {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(k))
+	return hex.EncodeToString(sum[:16])
+}
+
 func readBody(c *gin.Context) ([]byte, error) {
 	return io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBodyBytes))
 }
@@ -243,7 +257,7 @@ func (a *API) createSession(c *gin.Context) {
 	if len(bytes.TrimSpace(raw)) == 0 {
 		props.ForcedVideoCodec = "MEDIA_SERVER_PREFERRED" // openvidu-server's no-body quirk
 	}
-	snap, err := a.svc.CreateSession(c.Request.Context(), props)
+	snap, err := a.svc.CreateSession(c.Request.Context(), props, idempotencyKey(c))
 	if err != nil {
 		a.fail(c, err, path)
 		return
@@ -311,7 +325,7 @@ func (a *API) createConnection(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, err.Error(), path)
 		return
 	}
-	snap, conn, err := a.svc.CreateConnection(c.Request.Context(), sid, props)
+	snap, conn, err := a.svc.CreateConnection(c.Request.Context(), sid, props, idempotencyKey(c))
 	if err != nil {
 		a.fail(c, err, path)
 		return
@@ -467,7 +481,7 @@ func (a *API) createToken(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, err.Error(), "/openvidu/api/sessions/"+*sid+"/connection")
 		return
 	}
-	_, conn, err := a.svc.CreateConnection(c.Request.Context(), *sid, props)
+	_, conn, err := a.svc.CreateConnection(c.Request.Context(), *sid, props, idempotencyKey(c))
 	if err != nil {
 		a.fail(c, err, path)
 		return

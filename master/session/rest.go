@@ -14,8 +14,9 @@ import (
 
 // CreateSession stores a new session with normalised properties (see the REST
 // layer). It answers 409 when customSessionId is taken, 404 when the requested
-// media node is unknown.
-func (s *Service) CreateSession(ctx context.Context, props store.SessionProperties) (*store.Snapshot, error) {
+// media node is unknown. With an idempotency key (the Idempotency-Key header),
+// a retry of the same request gets the session the first attempt made (200).
+func (s *Service) CreateSession(ctx context.Context, props store.SessionProperties, idempotencyKey string) (*store.Snapshot, error) {
 	if props.ForcedVideoCodec == "" {
 		props.ForcedVideoCodec = s.cfg.ForcedVideoCodec
 	}
@@ -23,6 +24,22 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 	id := props.CustomSessionID
 	if id == "" {
 		id = protocol.NewSessionID()
+	}
+	// A generated id is bound to the idempotency key before anything else:
+	// a retry reuses it, and finds the session if the first attempt made it.
+	// (A custom id needs no key: its retry answers 409, which clients read
+	// as "it exists".)
+	if idempotencyKey != "" && props.CustomSessionID == "" {
+		reserved, err := s.store.ReserveSessionID(ctx, idempotencyKey, id)
+		if err != nil {
+			return nil, err
+		}
+		if reserved != id {
+			id = reserved
+			if snap, err := s.store.Load(ctx, id); err == nil {
+				return snap, nil
+			}
+		}
 	}
 	sess := &store.Session{ID: id, CreatedAt: store.NowMillis(), Properties: props, Life: 1}
 	if n := props.MediaNodeRequested; n != "" {
@@ -182,8 +199,10 @@ type ConnectionProperties struct {
 	CustomIceServers json.RawMessage
 }
 
-// CreateConnection adds a pending connection (a token) to a session.
-func (s *Service) CreateConnection(ctx context.Context, sid string, p ConnectionProperties) (*store.Snapshot, *store.Connection, error) {
+// CreateConnection adds a pending connection (a token) to a session. With an
+// idempotency key, a retry returns the connection the first attempt made:
+// the key is recorded in the same transaction as the connection.
+func (s *Service) CreateConnection(ctx context.Context, sid string, p ConnectionProperties, idempotencyKey string) (*store.Snapshot, *store.Connection, error) {
 	tokenID := protocol.NewToken()
 	c := &store.Connection{
 		ID: protocol.NewConnectionID(), SessionID: sid, Type: p.Type, Status: store.StatusPending,
@@ -192,18 +211,39 @@ func (s *Service) CreateConnection(ctx context.Context, sid string, p Connection
 		KurentoOptions: p.KurentoOptions, CustomIceServers: p.CustomIceServers,
 	}
 	var snap *store.Snapshot
+	var made *store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
 			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
 		}
+		snap, made = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}, c
+		if idempotencyKey == "" {
+			tx.Conns[c.ID] = c
+			return nil
+		}
+		now := store.NowMillis()
+		for k, call := range tx.Session.Idempotency {
+			if now-call.At > store.IdempotencyTTL.Milliseconds() {
+				delete(tx.Session.Idempotency, k)
+			}
+		}
+		if call, ok := tx.Session.Idempotency[idempotencyKey]; ok {
+			if prev := tx.Conns[call.ConnectionID]; prev != nil {
+				made = prev // a retry: nothing to create
+				return nil
+			}
+		}
+		if tx.Session.Idempotency == nil {
+			tx.Session.Idempotency = map[string]store.IdempotentCall{}
+		}
+		tx.Session.Idempotency[idempotencyKey] = store.IdempotentCall{ConnectionID: c.ID, At: now}
 		tx.Conns[c.ID] = c
-		snap = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	return snap, c, nil
+	return snap, made, nil
 }
 
 // GetConnection returns one connection. As openvidu-server, an unknown

@@ -21,6 +21,16 @@ type Session struct {
 	// Life counts how many times the session lost its state (OpenVidu's
 	// "life", compared by openvidu-browser after a failed reconnection).
 	Life int `json:"life"`
+	// Idempotency maps the Idempotency-Key of a POST .../connection to the
+	// connection it created, so a retried request returns it instead of
+	// creating another. Entries expire (IdempotencyTTL).
+	Idempotency map[string]IdempotentCall `json:"idempotency,omitempty"`
+}
+
+// IdempotentCall is what one idempotency key produced.
+type IdempotentCall struct {
+	ConnectionID string `json:"connectionId"`
+	At           int64  `json:"at"` // Unix ms
 }
 
 // SessionProperties mirror OpenVidu's SessionProperties.

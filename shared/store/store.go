@@ -194,6 +194,27 @@ func (s *Store) ListSessionIDs(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
+// IdempotencyTTL is how long an Idempotency-Key is honoured.
+const IdempotencyTTL = 10 * time.Minute
+
+// ReserveSessionID binds an Idempotency-Key of POST /sessions to a session
+// id: the first caller's candidate wins and every retry gets the same id.
+func (s *Store) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
+	k := s.prefix + ":idem:" + key
+	ok, err := s.rdb.SetNX(ctx, k, candidate, IdempotencyTTL).Result()
+	if err != nil {
+		return "", fmt.Errorf("reserve session id: %w", err)
+	}
+	if ok {
+		return candidate, nil
+	}
+	id, err := s.rdb.Get(ctx, k).Result()
+	if err != nil {
+		return "", fmt.Errorf("reserved session id: %w", err)
+	}
+	return id, nil
+}
+
 // SessionIndexedAt returns when a session id was added to the listing index.
 func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
 	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), sid).Result()
