@@ -37,6 +37,9 @@ type Options struct {
 	ReconnectGrace time.Duration
 	// Configure, if set, adjusts the configuration before the nodes start.
 	Configure func(*config.Config)
+	// Redis, if set, is the cluster's Redis deployment (a Sentinel group,
+	// say); by default a throwaway redis-server is started.
+	Redis *config.Redis
 }
 
 // Secret is the cluster's OpenVidu secret.
@@ -44,8 +47,8 @@ const Secret = "MY_SECRET"
 
 // Cluster is a running in-process cluster.
 type Cluster struct {
-	Redis      *redistest.Server
-	RDB        *redis.Client
+	Redis      *redistest.Server // nil with Options.Redis
+	RDB        redis.UniversalClient
 	Store      *store.Store
 	MasterURLs []string
 	ProxyURL   string
@@ -64,8 +67,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if opts.ReconnectGrace == 0 {
 		opts.ReconnectGrace = 2 * time.Second
 	}
-	c := &Cluster{Redis: redistest.Start(t), stops: map[string]func(){}}
-	c.RDB = c.Redis.Client(t)
+	c := &Cluster{stops: map[string]func(){}}
+	redisCfg := config.Redis{Timeout: 2 * time.Second}
+	if opts.Redis != nil {
+		redisCfg = *opts.Redis
+	} else {
+		c.Redis = redistest.Start(t)
+		redisCfg.Addrs = []string{c.Redis.Addr}
+	}
+	c.RDB = store.NewClient(redisCfg)
+	t.Cleanup(func() { _ = c.RDB.Close() })
 	c.Store = store.New(store.Config{Redis: c.RDB, ClusterID: "test"})
 	log := slog.New(slog.NewTextHandler(logOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 
@@ -74,9 +85,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatal(err)
 	}
 	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, Secret
-	base.Redis.Addrs = []string{c.Redis.Addr}
+	base.Redis = redisCfg
 	base.Master.ReconnectGrace = opts.ReconnectGrace
 	base.Master.HeartbeatInterval = 200 * time.Millisecond
+	base.Master.RedisRecoveryGrace = 300 * time.Millisecond
 	base.Proxy.HealthInterval = 100 * time.Millisecond
 	if opts.Configure != nil {
 		opts.Configure(base)

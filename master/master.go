@@ -79,7 +79,7 @@ func New(cfg Config) *Master {
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
-			Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR, Logger: log,
+			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR, Logger: log,
 		}),
 	}
 	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
@@ -162,6 +162,7 @@ func (m *Master) Run(ctx context.Context) error {
 			Interval:         time.Second,
 			GarbageInterval:  m.cfg.SessionsGarbageInterval,
 			GarbageThreshold: m.cfg.SessionsGarbageThreshold,
+			RecoveryGrace:    m.cfg.RedisRecoveryGrace,
 		})
 	})
 	g.Go(func() error {
@@ -258,6 +259,9 @@ func (m *Master) heartbeat(ctx context.Context) error {
 				}
 			} else if err == nil {
 				m.log.Warn("registration lost (Redis restarted?): registering again", "incarnation", inc)
+				m.register(ctx, ttl)
+				m.signaling.VerifySockets(ctx)
+				continue
 			}
 		}
 		m.register(ctx, ttl)

@@ -102,7 +102,15 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(ln) }()
 	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "announce", n.ip)
 
+	recCtx, stopReconciling := context.WithCancel(ctx)
+	reconciled := make(chan struct{})
+	go func() {
+		defer close(reconciled)
+		(&reconciler{node: n, interval: n.cfg.ReconcileInterval, grace: n.cfg.ReconcileGrace, missing: map[string]time.Time{}}).run(recCtx)
+	}()
 	err = n.heartbeat(ctx, serveErr)
+	stopReconciling()
+	<-reconciled
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()

@@ -6,10 +6,11 @@ package restapi
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -39,6 +40,7 @@ type Config struct {
 	AllowTranscoding bool
 	GarbageInterval  time.Duration
 	GarbageThreshold time.Duration
+	RequestTimeout   time.Duration
 	Webhook          config.Webhook
 	CDR              config.CDR
 	Logger           *slog.Logger
@@ -62,7 +64,7 @@ func New(cfg Config) *API {
 // Register adds the API's routes to r.
 func (a *API) Register(r *gin.Engine) {
 	r.GET("/openvidu/api/config/openvidu-publicurl", a.publicURL) // unauthenticated, as in OpenVidu
-	g := r.Group("/openvidu/api", cors, a.authenticate)
+	g := r.Group("/openvidu/api", cors, a.authenticate, a.timeout)
 	g.POST("/sessions", a.createSession)
 	g.GET("/sessions", a.listSessions)
 	g.GET("/sessions/:sessionId", a.getSession)
@@ -144,6 +146,15 @@ func (a *API) authenticate(c *gin.Context) {
 	}
 	c.Header("WWW-Authenticate", `Basic realm="Realm"`)
 	c.AbortWithStatus(http.StatusUnauthorized)
+}
+
+// timeout bounds a request (Redis and media node calls included): a stuck
+// dependency gives 503, never a hang.
+func (a *API) timeout(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.cfg.RequestTimeout)
+	defer cancel()
+	c.Request = c.Request.WithContext(ctx)
+	c.Next()
 }
 
 func notImplemented(c *gin.Context) {

@@ -21,6 +21,12 @@ type SweepConfig struct {
 	// joined, older than the threshold, are closed every interval (0: never).
 	GarbageInterval  time.Duration
 	GarbageThreshold time.Duration
+	// RecoveryGrace is how long Redis must have answered this master
+	// without interruption before it declares other masters crashed or
+	// evicts participants: after an outage (or a Redis restart) everybody's
+	// heartbeats and reconnections lapsed together, and they get this long
+	// to come back first.
+	RecoveryGrace time.Duration
 }
 
 // RunSweeper evicts participants that did not reconnect in time, takes over
@@ -35,11 +41,25 @@ func (s *Service) RunSweeper(ctx context.Context, cfg SweepConfig) error {
 		defer t.Stop()
 		gc = t.C
 	}
+	var healthySince time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+			if err := s.store.Ping(ctx); err != nil {
+				if !healthySince.IsZero() && ctx.Err() == nil {
+					s.log.Warn("Redis unavailable: no crash declaration or eviction until it is back", "err", err)
+				}
+				healthySince = time.Time{}
+				continue
+			}
+			if healthySince.IsZero() {
+				healthySince = time.Now()
+			}
+			if time.Since(healthySince) < cfg.RecoveryGrace {
+				continue
+			}
 			s.reapDeadMasters(ctx)
 			s.evictDue(ctx)
 		case <-gc:

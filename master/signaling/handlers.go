@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/chorus-rtc/chorus/master/session"
@@ -17,6 +18,10 @@ func errNotJoined() *protocol.RPCError {
 }
 
 func asSessionError(err error) *session.Error { return session.AsError(err) }
+
+// errTryAgainLater closes the socket instead of answering, so the client
+// reconnects and retries.
+var errTryAgainLater = errors.New("cluster state unavailable: try again")
 
 // handle runs one request and returns its result (a JSON object) or error.
 func (sk *socket) handle(ctx context.Context, req *protocol.Request) (any, error) {
@@ -154,6 +159,12 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 		var e *session.Error
 		if errors.As(err, &e) && e.Code == protocol.CodeReconnectionError {
 			return nil, reconnErr
+		}
+		if session.AsError(err).Status == http.StatusServiceUnavailable {
+			// The cluster state is unreachable: an error here would make
+			// openvidu-browser give up (it asks sessionStatus, then waits
+			// forever); a closed socket makes it try again.
+			return nil, errTryAgainLater
 		}
 		return nil, err
 	}

@@ -178,6 +178,36 @@ func (s *Server) Shutdown(ctx context.Context) {
 	}
 }
 
+// VerifySockets closes the sockets whose participant no longer exists in the
+// cluster state (Redis lost it): their clients go through reconnection,
+// learn that the session is gone (sessionStatus) and leave with nodeCrashed.
+func (s *Server) VerifySockets(ctx context.Context) {
+	s.mu.Lock()
+	var conns []store.Wake
+	sockets := map[store.Wake]*socket{}
+	for k, sk := range s.joined {
+		sid, cid, _ := strings.Cut(k, " ")
+		w := store.Wake{SessionID: sid, ConnectionID: cid}
+		conns = append(conns, w)
+		sockets[w] = sk
+	}
+	s.mu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	exist, err := s.cfg.Store.ConnectionsExist(ctx, conns)
+	if err != nil {
+		s.log.Warn("verify sockets", "err", err)
+		return
+	}
+	for w, ok := range exist {
+		if sk := sockets[w]; !ok && !sk.isGone() {
+			s.log.Warn("participant lost from the cluster state: closing its socket", "session", w.SessionID, "connection", w.ConnectionID)
+			sk.close(websocket.StatusGoingAway, "session state lost")
+		}
+	}
+}
+
 // Count returns the number of open sockets.
 func (s *Server) Count() int {
 	s.mu.Lock()

@@ -166,6 +166,10 @@ func (sk *socket) work() {
 		ctx, cancel := context.WithTimeout(sk.ctx, sk.srv.cfg.RequestTimeout)
 		result, err := sk.handle(ctx, req)
 		cancel()
+		if errors.Is(err, errTryAgainLater) {
+			sk.close(websocket.StatusTryAgainLater, "cluster state unavailable")
+			continue
+		}
 		var rerr *protocol.RPCError
 		if err != nil {
 			rerr = toRPCError(err)
@@ -227,6 +231,12 @@ func (sk *socket) write(v any) {
 	if err := sk.conn.Write(ctx, websocket.MessageText, frame); err != nil {
 		sk.cancel()
 	}
+}
+
+func (sk *socket) isGone() bool {
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	return sk.gone
 }
 
 func (sk *socket) wake() {

@@ -72,6 +72,7 @@ type Master struct {
 	PeerCheckInterval        time.Duration `mapstructure:"peer_check_interval"`
 	CrashWindow              time.Duration `mapstructure:"crash_window"`
 	DrainWait                time.Duration `mapstructure:"drain_wait"`
+	RedisRecoveryGrace       time.Duration `mapstructure:"redis_recovery_grace"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
 }
@@ -110,6 +111,8 @@ type Media struct {
 	BindIP               string        `mapstructure:"bind_ip"`
 	PublicIPs            []string      `mapstructure:"public_ips"`
 	HeartbeatInterval    time.Duration `mapstructure:"heartbeat_interval"`
+	ReconcileInterval    time.Duration `mapstructure:"reconcile_interval"`
+	ReconcileGrace       time.Duration `mapstructure:"reconcile_grace"`
 	RetransmissionBuffer int           `mapstructure:"retransmission_buffer"`
 }
 
@@ -403,6 +406,10 @@ func (c *Config) Validate(role Role) error {
 			}
 		}
 		positive(bad, "media.heartbeat_interval", m.HeartbeatInterval)
+		positive(bad, "media.reconcile_interval", m.ReconcileInterval)
+		if m.ReconcileGrace < m.ReconcileInterval {
+			bad("media.reconcile_grace (%s) must be at least media.reconcile_interval (%s)", m.ReconcileGrace, m.ReconcileInterval)
+		}
 		if n := m.RetransmissionBuffer; n < 64 || n > 1<<15 || n&(n-1) != 0 {
 			bad("media.retransmission_buffer %d must be a power of two between 64 and 32768", n)
 		}

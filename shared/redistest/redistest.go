@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -108,4 +109,102 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartWithArgs is Start with extra redis-server arguments (for replicas).
+func StartWithArgs(t testing.TB, args ...string) *Server {
+	t.Helper()
+	dir := t.TempDir()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: redis-server not found: %v", err)
+	}
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}, args...)
+	cmd := exec.Command(bin, all...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), cmd: cmd, dir: dir}
+	if err := s.waitReady(10 * time.Second); err != nil {
+		s.Stop()
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Kill kills the server abruptly (SIGKILL), as a crash would.
+func (s *Server) Kill() { s.Stop() }
+
+// SentinelGroup is a Redis primary with one replica watched by one sentinel
+// (quorum 1), with a fast failover for tests.
+type SentinelGroup struct {
+	Primary    *Server
+	Replica    *Server
+	Sentinel   string // the sentinel's address
+	MasterName string
+}
+
+// StartSentinelGroup starts the group and waits until the replica is in sync
+// and the sentinel knows both.
+func StartSentinelGroup(t testing.TB) *SentinelGroup {
+	t.Helper()
+	primary := Start(t)
+	host, port, _ := net.SplitHostPort(primary.Addr)
+	replica := StartWithArgs(t, "--replicaof", host, port)
+	g := &SentinelGroup{Primary: primary, Replica: replica, MasterName: "chorus"}
+
+	sport, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\n"+
+		"sentinel down-after-milliseconds %s 1000\nsentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\n",
+		sport, dir, g.MasterName, host, port, g.MasterName, g.MasterName, g.MasterName)
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin, _ := exec.LookPath("redis-server")
+	cmd := exec.Command(bin, conf, "--sentinel")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	g.Sentinel = fmt.Sprintf("127.0.0.1:%d", sport)
+
+	ctx := context.Background()
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	defer rc.Close()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: g.Sentinel})
+	defer sc.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		replicas, _ := sc.Replicas(ctx, g.MasterName).Result()
+		if strings.Contains(info, "master_link_status:up") && len(replicas) == 1 {
+			return g
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sentinel group not ready: %s / %v", info, replicas)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// CurrentPrimary asks the sentinel for the primary's address.
+func (g *SentinelGroup) CurrentPrimary(ctx context.Context) (string, error) {
+	sc := redis.NewSentinelClient(&redis.Options{Addr: g.Sentinel})
+	defer sc.Close()
+	addr, err := sc.GetMasterAddrByName(ctx, g.MasterName).Result()
+	if err != nil {
+		return "", err
+	}
+	return net.JoinHostPort(addr[0], addr[1]), nil
 }

@@ -21,5 +21,8 @@ func NewClient(cfg config.Redis) redis.UniversalClient {
 		WriteTimeout: cfg.Timeout,
 		// Blocking commands are not used; pub/sub has its own connection.
 		PoolTimeout: cfg.Timeout,
+		// One retry: a request must fail within its timeout (503), not hang
+		// while an unresponsive Redis times out again and again.
+		MaxRetries: 1,
 	})
 }

@@ -100,6 +100,27 @@ const (
 // NowMillis is the time in Unix milliseconds, OpenVidu's timestamp unit.
 func NowMillis() int64 { return time.Now().UnixMilli() }
 
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// ConnectionsExist reports, for each (session, connection), whether the
+// connection is still in the cluster state.
+func (s *Store) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bool, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.BoolCmd, len(conns))
+	for i, c := range conns {
+		cmds[i] = pipe.HExists(ctx, s.sessionKey(c.SessionID), connPrefix+c.ConnectionID)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("check connections: %w", err)
+	}
+	out := make(map[Wake]bool, len(conns))
+	for i, c := range conns {
+		out[c] = cmds[i].Val()
+	}
+	return out, nil
+}
+
 // CreateSession stores a new session, with the events its creation causes,
 // in one transaction. It returns ErrSessionExists when the id is taken.
 func (s *Store) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
