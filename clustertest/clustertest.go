@@ -33,6 +33,9 @@ type Options struct {
 	Masters    int
 	MediaNodes int
 	Proxy      bool
+	// Proxies runs that many proxies side by side (they share only Redis and
+	// the masters); Proxy alone means one.
+	Proxies int
 	// ReconnectGrace overrides the masters' grace period (default 2 s).
 	ReconnectGrace time.Duration
 	// Configure, if set, adjusts the configuration before the nodes start.
@@ -51,7 +54,8 @@ type Cluster struct {
 	RDB        redis.UniversalClient
 	Store      *store.Store
 	MasterURLs []string
-	ProxyURL   string
+	ProxyURL   string   // the first proxy's
+	ProxyURLs  []string // every proxy's
 	// PublicURL is what tokens carry: the proxy's, else the first master's.
 	PublicURL string
 
@@ -99,11 +103,17 @@ func Start(t testing.TB, opts Options) *Cluster {
 		masterPorts[i] = freePort(t)
 		c.MasterURLs = append(c.MasterURLs, fmt.Sprintf("http://127.0.0.1:%d", masterPorts[i]))
 	}
-	proxyPort := 0
-	if opts.Proxy {
-		proxyPort = freePort(t)
-		c.ProxyURL = fmt.Sprintf("http://127.0.0.1:%d", proxyPort)
-		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", proxyPort)
+	if opts.Proxy && opts.Proxies == 0 {
+		opts.Proxies = 1
+	}
+	var proxyPorts []int
+	for i := 0; i < opts.Proxies; i++ {
+		proxyPorts = append(proxyPorts, freePort(t))
+		c.ProxyURLs = append(c.ProxyURLs, fmt.Sprintf("http://127.0.0.1:%d", proxyPorts[i]))
+	}
+	if len(proxyPorts) > 0 {
+		c.ProxyURL = c.ProxyURLs[0]
+		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", proxyPorts[0])
 	} else {
 		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", masterPorts[0])
 	}
@@ -133,15 +143,19 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.run(t, cfg.Master.ID, m.Run)
 		waitHTTP(t, c.MasterURLs[i]+"/chorus/health")
 	}
-	if opts.Proxy {
+	for i, port := range proxyPorts {
 		cfg := *base
-		cfg.Proxy.Listen = fmt.Sprintf("127.0.0.1:%d", proxyPort)
+		cfg.Proxy.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 		p, err := proxy.New(proxy.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}
-		c.run(t, "proxy", p.Run)
-		waitHTTP(t, c.ProxyURL+"/chorus/health")
+		id := "proxy"
+		if i > 0 {
+			id = fmt.Sprintf("proxy_%d", i+1)
+		}
+		c.run(t, id, p.Run)
+		waitHTTP(t, c.ProxyURLs[i]+"/chorus/health")
 	}
 	return c
 }

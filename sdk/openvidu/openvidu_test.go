@@ -24,7 +24,7 @@ func client(t *testing.T, url string) *openvidu.Client {
 
 func TestAgainstACluster(t *testing.T) {
 	ctx := context.Background()
-	cl := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true})
+	cl := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxies: 2})
 	ov := client(t, cl.ProxyURL)
 
 	generated, err := ov.CreateSession(ctx, openvidu.SessionProperties{})
@@ -51,6 +51,12 @@ func TestAgainstACluster(t *testing.T) {
 	s, err := ov.Session(ctx, "sdk")
 	if err != nil || s.Connections.NumberOfElements != 1 {
 		t.Errorf("fetch: %+v, %v", s, err)
+	}
+	// A second proxy, sharing nothing with the first but Redis and the
+	// masters, sees the same cluster.
+	other := client(t, cl.ProxyURLs[1])
+	if s2, err := other.Session(ctx, "sdk"); err != nil || s2.Connections.NumberOfElements != 1 {
+		t.Errorf("through the second proxy: %+v, %v", s2, err)
 	}
 	if err := ov.Signal(ctx, openvidu.Signal{Session: "sdk", Data: "x"}); openvidu.StatusOf(err) != http.StatusNotAcceptable {
 		t.Errorf("signal to a session without participants: %v", err)
