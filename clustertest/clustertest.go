@@ -45,6 +45,29 @@ type Options struct {
 	Redis *config.Redis
 }
 
+// WaitMediaNodes waits until n media nodes are running (adopted by the
+// masters' controller).
+func (c *Cluster) WaitMediaNodes(t testing.TB, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nodes, err := c.Store.MediaNodes(context.Background())
+		running := 0
+		for _, node := range nodes {
+			if node.AcceptsSessions(time.Now()) {
+				running++
+			}
+		}
+		if err == nil && running >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d media nodes running after 20 s (%v)", running, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Secret is the cluster's OpenVidu secret.
 const Secret = "MY_SECRET"
 
@@ -139,9 +162,15 @@ func Start(t testing.TB, opts Options) *Cluster {
 		cfg.Master.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 		cfg.Master.InternalURL = c.MasterURLs[i]
 		cfg.Master.PublicURL = c.PublicURL
-		m := master.New(master.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		m, err := master.New(master.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
 		c.run(t, cfg.Master.ID, m.Run)
 		waitHTTP(t, c.MasterURLs[i]+"/chorus/health")
+	}
+	if opts.Masters > 0 {
+		c.WaitMediaNodes(t, opts.MediaNodes)
 	}
 	for i, port := range proxyPorts {
 		cfg := *base

@@ -21,6 +21,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/chorus-rtc/chorus/master/medianodes"
+	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // Config configures a dev cluster.
@@ -118,6 +123,9 @@ type runner struct {
 	mu    sync.Mutex
 	procs []*process
 	wg    sync.WaitGroup
+
+	redisAddr    string
+	launchedLogs string // logs of the media nodes the masters launched
 }
 
 func (r *runner) start(ctx context.Context) (*State, error) {
@@ -145,6 +153,12 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	state.Redis = redisAddr
 	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
+	r.redisAddr = redisAddr
+	logDir, err := os.MkdirTemp("", "chorus-media-")
+	if err != nil {
+		return nil, err
+	}
+	r.launchedLogs = logDir
 
 	for i := 1; i <= cfg.Masters; i++ {
 		port, err := freeTCPPort()
@@ -154,7 +168,9 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("master_%d", i)
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
-			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port)}, common...)
+			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
+			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
+			"--media-nodes-process-log-dir", logDir}, common...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -236,9 +252,11 @@ func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) 
 	return p, nil
 }
 
-// stopAll stops the processes in reverse order of start: proxy, media nodes,
-// masters, then Redis.
+// stopAll stops the media nodes the masters launched (they outlive masters
+// by design), then the processes in reverse order of start: proxy, media
+// nodes, masters, then Redis.
 func (r *runner) stopAll() {
+	r.stopLaunched()
 	r.mu.Lock()
 	procs := append([]*process(nil), r.procs...)
 	r.mu.Unlock()
@@ -327,4 +345,37 @@ func DefaultAssetsDir(binary string) string {
 		return abs
 	}
 	return filepath.Join(filepath.Dir(filepath.Dir(binary)), "web")
+}
+
+// stopLaunched stops the media nodes the masters' process provider started:
+// their own process sessions keep them alive past the masters, so the dev
+// cluster finds them in Redis and stops them as the provider would.
+func (r *runner) stopLaunched() {
+	if r.redisAddr == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: r.redisAddr, DialTimeout: time.Second})
+	defer rdb.Close()
+	nodes, err := store.New(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
+	provider := medianodes.NewProcess(medianodes.ProcessConfig{})
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		if n.Provider != provider.Name() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.log.Info("stopping launched media node", "node", n.ID, "pid", n.EnvironmentID,
+				"log", filepath.Join(r.launchedLogs, n.ID+".log"))
+			_ = provider.Stop(ctx, n)
+		}()
+	}
+	wg.Wait()
 }

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/chorus-rtc/chorus/master/eventdelivery"
+	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
@@ -48,12 +49,14 @@ type Master struct {
 	sessions  *session.Service
 	signaling *signaling.Server
 	api       *restapi.API
+	nodes     *medianodes.Controller
 	startedAt time.Time
 	draining  atomic.Bool
 }
 
-// New builds a master. Run serves it.
-func New(cfg Config) *Master {
+// New builds a master. Run serves it. It fails only on a media node provider
+// that cannot be set up.
+func New(cfg Config) (*Master, error) {
 	mc := cfg.Cluster.Master
 	id := mc.ID
 	if id == "" {
@@ -63,28 +66,55 @@ func New(cfg Config) *Master {
 	inc := session.NewIncarnation(id)
 	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
 		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
+	nc := cfg.Cluster.MediaNodes
 	sessions := session.New(session.Config{
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
+		MaxLoad: nc.MaxLoad, NudgeDelay: nc.NudgeDelay,
 		Logger: log,
 	})
+	provider, err := newProvider(cfg.Cluster, log)
+	if err != nil {
+		return nil, err
+	}
+	manager := medianodes.NewManager(medianodes.Config{
+		Store: st, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
+		Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
+		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
+		Logger: log,
+	})
+	var autoscaler *medianodes.Autoscaler
+	if as := cfg.Cluster.Autoscaling; as.Enabled {
+		autoscaler = medianodes.NewAutoscaler(medianodes.AutoscalerConfig{
+			Manager: manager, Interval: as.Interval, CoolDown: as.CoolDown, Drain: as.Drain, Logger: log,
+			Plan: medianodes.PlanConfig{MaxNodes: as.MaxNodes, MinNodes: as.MinNodes, MaxAvgLoad: as.MaxLoad, MinAvgLoad: as.MinLoad},
+		})
+	}
 	m := &Master{
 		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
-			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, Logger: log,
+			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
-			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR, Logger: log,
+			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
+			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout,
+			Cluster: restapi.ClusterInfo{ID: cfg.Cluster.ClusterID, Provider: provider.Name(),
+				ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), Autoscaling: cfg.Cluster.Autoscaling},
+			Logger: log,
+		}),
+		nodes: medianodes.NewController(medianodes.ControllerConfig{
+			Manager: manager, Holder: inc.ID, LeaseTTL: 3 * time.Second, Interval: 250 * time.Millisecond,
+			SuspectAfter: nc.CrashWindow / 2, Autoscaler: autoscaler, Logger: log,
 		}),
 	}
 	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
 	sessions.SetPeerSuspect(m.peers.Suspect)
-	return m
+	return m, nil
 }
 
 // ID is the master's node id.
@@ -157,6 +187,7 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { return m.signaling.Run(gctx) })
 	g.Go(func() error { return dispatcher.Run(gctx) })
 	g.Go(func() error { return m.peers.Run(gctx) })
+	g.Go(func() error { return m.nodes.Run(gctx) })
 	g.Go(func() error {
 		return m.sessions.RunSweeper(gctx, session.SweepConfig{
 			Interval:         time.Second,

@@ -13,11 +13,18 @@ import (
 // means every CPU the process may use (GOMAXPROCS, which Go derives from the
 // CPU affinity mask and the container's CPU quota) is busy. Several nodes may
 // share a host, so the host's load would be wrong.
+//
+// The reported load is the mean of the last loadWindow samples, as OpenVidu
+// Pro averages its last three CPU samples: placement and autoscaling should
+// not jump at one busy second.
 type loadMeter struct {
 	proc     *process.Process
 	lastCPU  float64 // user+system seconds
 	lastTime time.Time
+	recent   []float64 // the last loadWindow samples, oldest first
 }
+
+const loadWindow = 3
 
 func newLoadMeter() (*loadMeter, error) {
 	p, err := process.NewProcess(int32(os.Getpid()))
@@ -28,10 +35,12 @@ func newLoadMeter() (*loadMeter, error) {
 	if _, err := m.sample(); err != nil {
 		return nil, err
 	}
+	m.recent = m.recent[:0] // the first sample has no interval
 	return m, nil
 }
 
-// sample returns the load since the previous sample.
+// sample measures the load since the previous sample and returns the mean
+// of the recent ones.
 func (m *loadMeter) sample() (float64, error) {
 	t, err := m.proc.Times()
 	if err != nil {
@@ -47,7 +56,15 @@ func (m *loadMeter) sample() (float64, error) {
 		}
 	}
 	m.lastCPU, m.lastTime = cpu, now
-	return min(max(load, 0), 100), nil
+	if len(m.recent) == loadWindow {
+		m.recent = m.recent[1:]
+	}
+	m.recent = append(m.recent, min(max(load, 0), 100))
+	var sum float64
+	for _, l := range m.recent {
+		sum += l
+	}
+	return sum / float64(len(m.recent)), nil
 }
 
 // cpuSeconds is the process's total CPU time, for the metrics.

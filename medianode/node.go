@@ -45,6 +45,7 @@ type Node struct {
 	secret      string
 	startedAt   time.Time
 	currentLoad atomic.Uint64 // float64 bits
+	status      string        // as the cluster last saw it (heartbeat goroutine only)
 }
 
 // New binds the node's UDP port and builds its SFU. Run serves it.
@@ -87,8 +88,8 @@ func New(cfg Config) (*Node, error) {
 // ID is the node's id (media_...).
 func (n *Node) ID() string { return n.id }
 
-// Run serves the internal API and keeps the registration fresh until ctx
-// ends, then deregisters, closes every peer connection and returns.
+// Run serves the internal API and heartbeats until ctx ends or the cluster
+// terminates the node; then it closes every peer connection and returns.
 func (n *Node) Run(ctx context.Context) error {
 	defer n.udp.Close()
 	defer n.sfu.Close()
@@ -114,22 +115,26 @@ func (n *Node) Run(ctx context.Context) error {
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if derr := n.store.DeregisterMediaNode(shutdownCtx, n.id); derr != nil {
-		n.log.Warn("deregister", "err", derr)
+	// The record stays: the cluster owns it and sees the node stop
+	// heartbeating (a node stopped by its operator is a crash to the
+	// cluster unless it was dropped first, as in OpenVidu).
+	if ferr := n.store.ForgetMediaNodeHeartbeat(shutdownCtx, n.id); ferr != nil {
+		n.log.Warn("forget heartbeat", "err", ferr)
 	}
 	_ = srv.Shutdown(shutdownCtx)
 	n.log.Info("media node stopped")
 	return err
 }
 
-// heartbeat registers the node with its load every interval until ctx ends
-// or the HTTP server fails.
+// heartbeat reports the node's load every interval until ctx ends, the HTTP
+// server fails or the cluster terminated the node.
 func (n *Node) heartbeat(ctx context.Context, serveErr <-chan error) error {
-	ttl := max(3*n.cfg.HeartbeatInterval, 3*time.Second)
 	tick := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for {
-		n.register(ctx, ttl)
+		if n.report(ctx) {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -143,23 +148,54 @@ func (n *Node) heartbeat(ctx context.Context, serveErr <-chan error) error {
 	}
 }
 
-func (n *Node) register(ctx context.Context, ttl time.Duration) {
+// report sends one heartbeat and acts on how the cluster sees the node. It
+// returns true when the node must stop.
+//
+// Fencing: a node the cluster declared crashed has had its sessions moved or
+// closed, so it closes every peer connection it still has: a node wrongly
+// declared dead (a network partition, a long pause) cannot keep half a
+// session alive. A node instance the cluster terminated (or one whose record
+// reached terminated) stops for good. A node whose record vanished without
+// either (Redis lost its data) keeps its peer connections and waits to be
+// adopted again; the reconciler releases what the lost state no longer
+// references.
+func (n *Node) report(ctx context.Context) (stop bool) {
 	load, err := n.load.sample()
 	if err != nil {
 		n.log.Warn("measure load", "err", err)
 	}
 	n.currentLoad.Store(math.Float64bits(load))
-	info := store.MediaNodeInfo{
-		ID: n.id, EnvironmentID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Status: "running",
-		Load: load, StartedAt: n.startedAt.UnixMilli(), HeartbeatAt: time.Now().UnixMilli(),
-	}
-	rctx, cancel := context.WithTimeout(ctx, ttl)
+	rctx, cancel := context.WithTimeout(ctx, max(n.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
-	if err := n.store.RegisterMediaNode(rctx, info, ttl); err != nil {
-		n.log.Warn("heartbeat", "err", err)
-		return
+	st, err := n.store.HeartbeatMediaNode(rctx, store.MediaNodeHeartbeat{
+		ID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Load: load, StartedAt: n.startedAt.UnixMilli(),
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("heartbeat", "err", err)
+		}
+		return false
 	}
-	_ = n.store.RefreshNodeSessions(rctx, n.id, ttl)
+	switch {
+	case st.Gone || st.Status == protocol.NodeTerminated:
+		n.fence("the cluster terminated this media node")
+		return true
+	case st.Crashed:
+		n.fence("the cluster declared this media node crashed")
+	}
+	if st.Status != n.status {
+		n.log.Info("media node status", "status", st.Status)
+		n.status = st.Status
+	}
+	return false
+}
+
+// fence closes every peer connection.
+func (n *Node) fence(why string) {
+	if _, endpoints := n.sfu.Counts(); endpoints > 0 {
+		n.log.Warn(why+": closing every peer connection", "endpoints", endpoints)
+		n.sfu.CloseAll()
+	}
 }
 
 func (n *Node) metrics() *prometheus.Registry {

@@ -51,7 +51,11 @@ flags, in increasing order of precedence.`,
 			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				rdb := store.NewClient(cfg.Redis)
 				defer rdb.Close()
-				return master.New(master.Config{Cluster: cfg, Redis: rdb, Logger: log}).Run(ctx)
+				m, err := master.New(master.Config{Cluster: cfg, Redis: rdb, Logger: log})
+				if err != nil {
+					return err
+				}
+				return m.Run(ctx)
 			}),
 		roleCommand(config.RoleMedia, "media", "Run a media node: a pion WebRTC SFU",
 			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
@@ -76,6 +80,7 @@ flags, in increasing order of precedence.`,
 		devCommand(),
 		eventsCommand(),
 		configCommand(),
+		autoscaleCommand(),
 	)
 	return root
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -43,7 +44,21 @@ type Config struct {
 	RequestTimeout   time.Duration
 	Webhook          config.Webhook
 	CDR              config.CDR
-	Logger           *slog.Logger
+	// MediaNodes serves the /media-nodes API.
+	MediaNodes *medianodes.Manager
+	// LaunchTimeout bounds POST /media-nodes?wait=true.
+	LaunchTimeout time.Duration
+	// Cluster is reported by GET /config (OpenVidu Pro's cluster properties).
+	Cluster ClusterInfo
+	Logger  *slog.Logger
+}
+
+// ClusterInfo is what GET /config reports about the media node cluster.
+type ClusterInfo struct {
+	ID                  string
+	Provider            string
+	ReconnectionTimeout time.Duration // negative: forever
+	Autoscaling         config.Autoscaling
 }
 
 // API is the REST API.
@@ -79,6 +94,7 @@ func (a *API) Register(r *gin.Engine) {
 	g.POST("/tokens", a.createToken)
 	g.GET("/config", a.config)
 	g.GET("/health", a.health)
+	a.registerMediaNodes(g)
 	for _, route := range []struct{ method, path string }{
 		{http.MethodPost, "/recordings/start"}, {http.MethodPost, "/recordings/stop/:recordingId"},
 		{http.MethodGet, "/recordings"}, {http.MethodGet, "/recordings/:recordingId"},
@@ -550,6 +566,21 @@ func (a *API) config(c *gin.Context) {
 			With("OPENVIDU_WEBHOOK_HEADERS", nonNil(a.cfg.Webhook.Headers)).
 			With("OPENVIDU_WEBHOOK_EVENTS", nonNil(a.cfg.Webhook.Events))
 	}
+	cl := a.cfg.Cluster
+	rt := -1
+	if cl.ReconnectionTimeout >= 0 {
+		rt = int(cl.ReconnectionTimeout.Seconds())
+	}
+	fields = fields.
+		With("OPENVIDU_PRO_CLUSTER", true).
+		With("OPENVIDU_PRO_CLUSTER_ID", cl.ID).
+		With("OPENVIDU_PRO_CLUSTER_ENVIRONMENT", cl.Provider).
+		With("OPENVIDU_PRO_CLUSTER_RECONNECTION_TIMEOUT", rt).
+		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING", cl.Autoscaling.Enabled).
+		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_NODES", cl.Autoscaling.MaxNodes).
+		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_NODES", cl.Autoscaling.MinNodes).
+		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_LOAD", cl.Autoscaling.MaxLoad).
+		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_LOAD", cl.Autoscaling.MinLoad)
 	raw, _ := json.Marshal(fields)
 	c.Data(http.StatusOK, "application/json", raw)
 }
@@ -562,8 +593,8 @@ func nonNil(s []string) []string {
 }
 
 // health answers OpenVidu Pro's GET /openvidu/api/health: UP (200) when every
-// registered media node is heartbeating, UNSTABLE (409) when some stopped,
-// DOWN (503) when none is left; plus OpenVidu Enterprise's view of the masters.
+// running media node is connected, UNSTABLE (409) when some are not, DOWN
+// (503) when none is; plus OpenVidu Enterprise's view of the masters.
 func (a *API) health(c *gin.Context) {
 	ctx := c.Request.Context()
 	st := a.svc.Store()
@@ -577,16 +608,21 @@ func (a *API) health(c *gin.Context) {
 		a.fail(c, err, "/openvidu/api/health")
 		return
 	}
-	now := time.Now().UnixMilli()
+	now := time.Now()
 	disconnected := []string{}
+	serving := 0
 	for _, n := range nodes {
-		if now-n.HeartbeatAt > 3000 {
+		if n.Status != protocol.NodeRunning && n.Status != protocol.NodeWaitingIdle {
+			continue
+		}
+		serving++
+		if !Connected(n, now) {
 			disconnected = append(disconnected, n.ID)
 		}
 	}
 	status, code := protocol.HealthUp, http.StatusOK
 	switch {
-	case len(nodes) == 0 || len(disconnected) == len(nodes):
+	case serving == 0 || len(disconnected) == serving:
 		status, code = protocol.HealthDown, http.StatusServiceUnavailable
 	case len(disconnected) > 0:
 		status, code = protocol.HealthUnstable, http.StatusConflict

@@ -33,7 +33,7 @@ func emitSubscriptionsTo(tx *store.Tx, owner *store.Connection, now int64, reaso
 		return
 	}
 	for _, c := range tx.SortedConns() {
-		if sub := c.Subscriptions[owner.Publisher.StreamID]; sub != nil && sub.State == store.EndpointReady {
+		if sub := c.Subscriptions[owner.Publisher.StreamID]; sub != nil && sub.Live() {
 			emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, owner), now, reason))
 		}
 	}
@@ -45,11 +45,11 @@ func emitSubscriptionsTo(tx *store.Tx, owner *store.Connection, now int64, reaso
 func emitParticipantGone(tx *store.Tx, c *store.Connection, now int64, reason string) {
 	emitSubscriptionsTo(tx, c, now, reason)
 	for _, sub := range sortedSubscriptions(c) {
-		if sub.State == store.EndpointReady {
+		if sub.Live() {
 			emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, sub.StreamID)), now, reason))
 		}
 	}
-	if c.Publisher != nil && c.Publisher.State == store.EndpointReady {
+	if c.Publisher != nil && c.Publisher.Live() {
 		emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, outbound(c), now, reason))
 	}
 	emit(tx, events.NewParticipantLeft(tx.Session, c, now, reason))

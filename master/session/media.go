@@ -73,7 +73,7 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to publish video. The user does not have a valid token")
 		}
 		if p := c.Publisher; p != nil {
-			if p.State == store.EndpointReady {
+			if p.Live() {
 				return newError(protocol.CodeUserAlreadyStreaming, http.StatusConflict, "User %s is already publishing in session %s", cid, sid)
 			}
 			stale = []endpointRef{{p.Node, p.StreamID}} // a publishVideo that died half-way
@@ -154,33 +154,58 @@ func publishError(err error, cid, codec string) error {
 }
 
 // ReconnectPublisher gives a publisher a new peer connection for the same
-// stream (reconnectStream from the stream's owner): subscribers keep their
-// endpoints and nobody is notified.
+// stream (reconnectStream from the stream's owner). On the same node the
+// subscribers keep their endpoints and nobody is notified. A stream whose
+// node crashed or is draining was moved to another node (migrating): the
+// endpoint is created there and every subscriber is moved to it with
+// forciblyReconnectSubscriber.
+//
+// openvidu-browser never retries a failed reconnection, so a request that
+// finds the stream's node unreachable (dead, but not yet declared crashed)
+// is held until the stream has been moved, within ctx.
 func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, offer string) (*Published, error) {
-	snap, err := s.store.Load(ctx, sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, participantNotFound(sid, cid)
+	for {
+		snap, err := s.store.Load(ctx, sid)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, participantNotFound(sid, cid)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c := snap.Conns[cid]
+		if c == nil || !c.Active() {
+			return nil, participantNotFound(sid, cid)
+		}
+		p := c.Publisher
+		if p == nil || p.StreamID != streamID || !p.Live() {
+			return nil, newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+		}
+		if !s.nodeServes(ctx, p.Node) {
+			if err := holdOn(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		codec := snap.Session.Properties.ForcedVideoCodecResolved
+		mc, err := s.mediaClient(ctx, p.Node)
+		var answer mediaapi.SDPAnswer
+		if err == nil {
+			answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: offer, VideoCodec: codec, Reconnect: true})
+		}
+		if unreachable(err) {
+			if err := holdOn(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, publishError(err, cid, codec)
+		}
+		if p.State == store.EndpointMigrating {
+			s.publisherMoved(ctx, sid, cid, streamID, p.Node)
+		}
+		return &Published{StreamID: streamID, CreatedAt: p.CreatedAt, SDPAnswer: answer.SDPAnswer}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	c := snap.Conns[cid]
-	if c == nil || !c.Active() {
-		return nil, participantNotFound(sid, cid)
-	}
-	if c.Publisher == nil || c.Publisher.StreamID != streamID || c.Publisher.State != store.EndpointReady {
-		return nil, newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
-	}
-	codec := snap.Session.Properties.ForcedVideoCodecResolved
-	mc, err := s.mediaClient(ctx, c.Publisher.Node)
-	if err != nil {
-		return nil, err
-	}
-	answer, err := mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: offer, VideoCodec: codec, Reconnect: true})
-	if err != nil {
-		return nil, publishError(err, cid, codec)
-	}
-	return &Published{StreamID: streamID, CreatedAt: c.Publisher.CreatedAt, SDPAnswer: answer.SDPAnswer}, nil
 }
 
 // resolveSender finds the publishing connection a subscription request names:
@@ -208,9 +233,15 @@ func senderConnectionID(sender string) string {
 // PrepareSubscribe creates a subscriber endpoint for the sender's stream and
 // returns the node's SDP offer (prepareReceiveVideoFrom). An existing
 // subscription to the same stream is replaced (a subscriber's reconnection).
+//
+// A stream being moved to another node holds the request until its
+// publisher is back (openvidu-browser never retries a failed subscription),
+// within ctx; a subscription the server is already moving
+// (forciblyReconnectSubscriber sent, answer pending) refuses it: the client
+// then completes the server's offer instead.
 func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string) (string, error) {
 	now := store.NowMillis()
-	var streamID, node, ownerID string
+	var streamID, ownerID string
 	var replace bool
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
@@ -221,36 +252,102 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		if owner == nil {
 			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
 		}
-		if owner.Publisher == nil || owner.Publisher.State != store.EndpointReady {
+		if owner.Publisher == nil || !owner.Publisher.Live() {
 			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
 		}
-		ownerID, streamID, node = owner.ID, owner.Publisher.StreamID, owner.Publisher.Node
+		ownerID, streamID = owner.ID, owner.Publisher.StreamID
 		if c.Subscriptions == nil {
 			c.Subscriptions = map[string]*store.Subscription{}
 		}
-		replace = c.Subscriptions[streamID] != nil
-		c.Subscriptions[streamID] = &store.Subscription{StreamID: streamID, CreatedAt: now, Node: node, State: store.EndpointCreating}
+		cur := c.Subscriptions[streamID]
+		if cur != nil && cur.State == store.EndpointForced {
+			return newError(protocol.CodeMediaGeneric, http.StatusConflict,
+				"The subscription of '%s' to '%s' is being reconnected by the server: complete its forciblyReconnectSubscriber offer", cid, ownerID)
+		}
+		replace = cur != nil
+		state := store.EndpointCreating
+		if cur != nil && cur.Live() {
+			state = store.EndpointReconnecting
+		}
+		c.Subscriptions[streamID] = &store.Subscription{StreamID: streamID, CreatedAt: now, Node: owner.Publisher.Node, State: state}
 		return nil
 	})
 	if err != nil {
 		return "", err
 	}
 	endpoint := store.SubscriberEndpointID(cid, streamID)
-	mc, err := s.mediaClient(ctx, node)
-	var offer mediaapi.SDPOffer
-	if err == nil {
-		offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: endpoint, StreamID: streamID, Reconnect: replace})
-	}
-	if err != nil {
-		s.rollbackSubscription(ctx, sid, cid, streamID, now, node)
-		var me *mediaapi.Error
-		if errors.As(err, &me) {
-			return "", &Error{Code: protocol.CodeMediaSDP, Status: http.StatusInternalServerError, cause: err,
-				Message: "Unable to generate SDP offer when subscribing '" + cid + "' to '" + ownerID + "'"}
+	for {
+		node, err := s.subscriptionTarget(ctx, sid, cid, streamID, now)
+		if err != nil {
+			s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
+			return "", err
 		}
+		if node == "" { // the stream is moving: wait for its publisher
+			if err := holdOn(ctx); err != nil {
+				s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
+				return "", err
+			}
+			continue
+		}
+		mc, err := s.mediaClient(ctx, node)
+		var offer mediaapi.SDPOffer
+		if err == nil {
+			offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: endpoint, StreamID: streamID, Reconnect: replace})
+		}
+		if unreachable(err) {
+			if err := holdOn(ctx); err != nil {
+				s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
+				return "", err
+			}
+			continue
+		}
+		if err != nil {
+			s.rollbackSubscription(ctx, sid, cid, streamID, now, node)
+			var me *mediaapi.Error
+			if errors.As(err, &me) {
+				return "", &Error{Code: protocol.CodeMediaSDP, Status: http.StatusInternalServerError, cause: err,
+					Message: "Unable to generate SDP offer when subscribing '" + cid + "' to '" + ownerID + "'"}
+			}
+			return "", err
+		}
+		return offer.SDPOffer, nil
+	}
+}
+
+// subscriptionTarget returns the node where the subscription (made at
+// createdAt) must be created: its stream's node, once the stream is not
+// moving and the node serves ("" while the stream moves). It records the
+// node in the subscription.
+func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID string, createdAt int64) (string, error) {
+	var node string
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		node = ""
+		c, err := activeParticipant(tx, sid, cid)
+		if err != nil {
+			return err
+		}
+		sub := c.Subscriptions[streamID]
+		if sub == nil || sub.CreatedAt != createdAt {
+			return newError(protocol.CodeUserNotFound, http.StatusConflict, "The subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
+		}
+		owner := streamOwner(tx.Conns, streamID)
+		if owner == nil || owner.Publisher == nil || !owner.Publisher.Live() {
+			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+		}
+		if owner.Publisher.State == store.EndpointMigrating {
+			return nil
+		}
+		node = owner.Publisher.Node
+		sub.Node = node
+		return nil
+	})
+	if err != nil || node == "" {
 		return "", err
 	}
-	return offer.SDPOffer, nil
+	if !s.nodeServes(ctx, node) {
+		return "", nil
+	}
+	return node, nil
 }
 
 func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID string, createdAt int64, node string) {
@@ -299,6 +396,12 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 		return err
 	}
 	if err := mc.Answer(ctx, sid, store.SubscriberEndpointID(cid, streamID), answer); err != nil {
+		if sub.State == store.EndpointForced {
+			// The answer came for a server offer the endpoint no longer
+			// has: offer the subscriber a fresh one.
+			s.log.Info("stale answer to a forced reconnection: offering again", "session", sid, "subscriber", cid, "stream", streamID, "err", err)
+			s.forceResubscribe(ctx, sid, cid, streamID, true)
+		}
 		var me *mediaapi.Error
 		if errors.As(err, &me) {
 			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
@@ -309,8 +412,10 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil {
 			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt && cur.State != store.EndpointReady {
+				if cur.State == store.EndpointCreating {
+					emit(tx, events.NewWebrtcConnectionCreated(tx.Session, inbound(c, cur, streamOwner(tx.Conns, streamID))))
+				}
 				cur.State = store.EndpointReady
-				emit(tx, events.NewWebrtcConnectionCreated(tx.Session, inbound(c, cur, streamOwner(tx.Conns, streamID))))
 			}
 		}
 		return nil
@@ -329,7 +434,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 		}
 		for streamID, sub := range c.Subscriptions {
 			if streamID == sender || protocol.ConnectionOfStream(streamID) == sender {
-				if sub.State == store.EndpointReady {
+				if sub.Live() {
 					emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, streamID)), store.NowMillis(), protocol.ReasonUnsubscribe))
 				}
 				delete(c.Subscriptions, streamID)
@@ -433,16 +538,13 @@ func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName st
 		endpoint, node = store.SubscriberEndpointID(cid, owner.Publisher.StreamID), c.Subscriptions[owner.Publisher.StreamID].Node
 	}
 	mc, err := s.mediaClient(ctx, node)
-	if err != nil {
-		return err
+	if err == nil {
+		err = mc.AddICECandidate(ctx, endpoint, mediaapi.ICECandidate{SessionID: sid, Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
 	}
-	err = mc.AddICECandidate(ctx, endpoint, mediaapi.ICECandidate{SessionID: sid, Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
-	var me *mediaapi.Error
-	if errors.As(err, &me) {
+	if err != nil && ctx.Err() == nil {
 		s.log.Debug("ICE candidate not applied", "session", sid, "endpoint", endpoint, "err", err)
-		return nil
 	}
-	return err
+	return nil
 }
 
 // StreamPropertyChanged records a change of the participant's published
@@ -469,7 +571,7 @@ func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property 
 				p.MediaOptions.VideoDimensions = dims
 			}
 		}
-		if p.State != store.EndpointReady {
+		if !p.Live() {
 			return nil
 		}
 		return tx.NotifyParticipants(cid, protocol.NotifyStreamPropertyChanged, protocol.StreamPropertyChangedNotification{

@@ -53,7 +53,11 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	}
 	node := snap.Session.MediaNodeID
 	if node == "" {
-		if node, err = s.placeSession(ctx); err != nil {
+		if node, err = s.placeSession(ctx, ""); errors.Is(err, errNoNode) {
+			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusServiceUnavailable, cause: err,
+				Message: "There is no available Media Node where to initialize session '" + sid + "'"}
+		}
+		if err != nil {
 			return nil, err
 		}
 	}

@@ -2,18 +2,14 @@ package session
 
 import (
 	"context"
+	"fmt"
 	"math"
-	"net/http"
 	"sort"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
-
-// nodeFreshness is how recent a media node's heartbeat must be for it to get
-// new sessions.
-const nodeFreshness = 3 * time.Second
 
 // loadBucket groups loads that differ by less than this many points: within
 // a bucket, the node with fewer sessions wins. Load is sampled once a
@@ -21,24 +17,35 @@ const nodeFreshness = 3 * time.Second
 // that looked idlest a moment ago.
 const loadBucket = 5.0
 
-// placeSession chooses the media node for a session's first participant:
-// the least-loaded running node (OpenVidu's rule), breaking near-ties by the
-// number of sessions the node already hosts.
-func (s *Service) placeSession(ctx context.Context) (string, error) {
+// errNoNode means no media node accepts sessions.
+var errNoNode = fmt.Errorf("%w: no running media node accepts sessions", medianodes.ErrNoMediaNode)
+
+// placeSession chooses the media node for a session (its first participant,
+// or a migration away from node exclude): the least-loaded running node
+// (OpenVidu's rule), breaking near-ties by the number of sessions the node
+// already hosts. Nodes at or above the load ceiling (MaxLoad) are chosen
+// only when every node is.
+func (s *Service) placeSession(ctx context.Context, exclude string) (string, error) {
 	nodes, err := s.store.MediaNodes(ctx)
 	if err != nil {
 		return "", err
 	}
-	now := time.Now().UnixMilli()
-	var candidates []store.MediaNodeInfo
+	now := time.Now()
+	var candidates, roomy []store.MediaNodeInfo
 	for _, n := range nodes {
-		if n.Status == "running" && now-n.HeartbeatAt <= nodeFreshness.Milliseconds() {
-			candidates = append(candidates, n)
+		if n.ID == exclude || !n.AcceptsSessions(now) {
+			continue
+		}
+		candidates = append(candidates, n)
+		if s.cfg.MaxLoad <= 0 || n.Load < s.cfg.MaxLoad {
+			roomy = append(roomy, n)
 		}
 	}
 	if len(candidates) == 0 {
-		return "", &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusServiceUnavailable,
-			Message: "There is no available Media Node where to initialize the session"}
+		return "", errNoNode
+	}
+	if len(roomy) > 0 {
+		candidates = roomy
 	}
 	ids := make([]string, len(candidates))
 	for i, n := range candidates {

@@ -78,13 +78,13 @@ func RenderConnection(snap *store.Snapshot, c *store.Connection) protocol.Connec
 	out.ActiveAt, out.Location, out.IP, out.Platform, out.ClientData = &activeAt, &location, &ip, &platform, &clientData
 	out.Publishers = []protocol.Publisher{}
 	out.Subscribers = []protocol.Subscriber{}
-	if p := c.Publisher; p != nil && p.State == store.EndpointReady {
+	if p := c.Publisher; p != nil && p.Live() {
 		out.Publishers = append(out.Publishers, protocol.Publisher{
 			CreatedAt: p.CreatedAt, StreamID: p.StreamID, MediaOptions: renderMediaOptions(p.MediaOptions),
 		})
 	}
 	for _, sub := range sortedSubscriptions(c) {
-		if sub.State == store.EndpointReady {
+		if sub.Live() {
 			out.Subscribers = append(out.Subscribers, protocol.Subscriber{CreatedAt: sub.CreatedAt, StreamID: sub.StreamID})
 		}
 	}
@@ -126,7 +126,7 @@ func RenderStream(p *store.Publisher) protocol.Stream {
 func RenderRemote(c *store.Connection, withStreams bool) protocol.RemoteConnection {
 	md := Metadata(c)
 	r := protocol.RemoteConnection{ID: c.ID, CreatedAt: c.ActiveAt, Metadata: &md}
-	if withStreams && c.Publisher != nil && c.Publisher.State == store.EndpointReady {
+	if withStreams && c.Publisher != nil && c.Publisher.Live() {
 		r.Streams = []protocol.Stream{RenderStream(c.Publisher)}
 	}
 	return r

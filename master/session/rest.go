@@ -435,7 +435,7 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 	if p == nil {
 		return nil, nil
 	}
-	if p.State == store.EndpointReady {
+	if p.Live() {
 		now := store.NowMillis()
 		emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, outbound(owner), now, reason))
 		emitSubscriptionsTo(tx, owner, now, reason)
@@ -448,7 +448,7 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 			released = append(released, endpointRef{sub.Node, store.SubscriberEndpointID(c.ID, p.StreamID)})
 		}
 	}
-	if p.State != store.EndpointReady {
+	if !p.Live() {
 		return released, nil // nobody was told it existed
 	}
 	params := protocol.ConnectionReason{ConnectionID: owner.ID, Reason: reason}

@@ -42,6 +42,13 @@ type Config struct {
 	// ReconnectGrace is how long a participant whose WebSocket broke may take
 	// to come back before it is evicted with reason networkDisconnect.
 	ReconnectGrace time.Duration
+	// MaxLoad is the media nodes' load ceiling (0-100): a node at or above
+	// it gets no new session while another is below (0: no ceiling).
+	MaxLoad float64
+	// NudgeDelay is how long after a migration the participants'
+	// WebSockets are closed to make openvidu-browser re-establish its
+	// broken streams at once (negative: never).
+	NudgeDelay time.Duration
 	// Defaults of new sessions (OPENVIDU_STREAMS_FORCED_VIDEO_CODEC, _ALLOW_TRANSCODING).
 	ForcedVideoCodec string
 	AllowTranscoding bool
@@ -143,7 +150,7 @@ func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Cli
 		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "The session has no media node")
 	}
 	n, err := s.store.MediaNode(ctx, nodeID)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && n.Crashed()) {
 		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "Media node %s is not available", nodeID)
 	}
 	if err != nil {
@@ -157,6 +164,9 @@ func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Cli
 // what is left).
 func (s *Service) releaseEndpoints(ctx context.Context, sid string, rel []endpointRef) {
 	for _, r := range rel {
+		if r.node == "" {
+			continue
+		}
 		mc, err := s.mediaClient(ctx, r.node)
 		if err != nil {
 			s.log.Warn("release endpoint: no media node", "session", sid, "endpoint", r.id, "node", r.node, "err", err)

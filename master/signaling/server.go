@@ -34,6 +34,10 @@ type Config struct {
 	MaxMessageBytes int64
 	// RequestTimeout bounds the handling of one request.
 	RequestTimeout time.Duration
+	// HoldTimeout bounds the media renegotiations (reconnectStream,
+	// prepareReceiveVideoFrom) that wait for a stream being moved to another
+	// media node; they run beside the socket's other requests.
+	HoldTimeout time.Duration
 	// PollInterval is how often outboxes are read without a wake-up (pub/sub
 	// wakes may be lost).
 	PollInterval time.Duration
@@ -56,6 +60,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.HoldTimeout < cfg.RequestTimeout {
+		cfg.HoldTimeout = cfg.RequestTimeout
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -161,26 +161,47 @@ func (sk *socket) watchdog() {
 	}
 }
 
+// work handles the socket's requests one at a time, in order, except the
+// media renegotiations that may have to wait for a stream moving to another
+// media node (held): those run beside the others, so that a held one
+// delays neither the client's echo nor its other streams' reconnections.
 func (sk *socket) work() {
 	for req := range sk.requests {
-		ctx, cancel := context.WithTimeout(sk.ctx, sk.srv.cfg.RequestTimeout)
-		result, err := sk.handle(ctx, req)
-		cancel()
-		if errors.Is(err, errTryAgainLater) {
-			sk.close(websocket.StatusTryAgainLater, "cluster state unavailable")
+		if held(req.Method) {
+			sk.tasks.Add(1)
+			go func() {
+				defer sk.tasks.Done()
+				sk.run(req, sk.srv.cfg.HoldTimeout)
+			}()
 			continue
 		}
-		var rerr *protocol.RPCError
-		if err != nil {
-			rerr = toRPCError(err)
-			if rerr.Code == protocol.CodeGeneric {
-				sk.srv.log.Warn("request failed", "method", req.Method, "err", err)
-			}
+		sk.run(req, sk.srv.cfg.RequestTimeout)
+	}
+}
+
+// held reports whether a request may wait for a moving stream.
+func held(method string) bool {
+	return method == "reconnectStream" || method == "prepareReceiveVideoFrom"
+}
+
+func (sk *socket) run(req *protocol.Request, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(sk.ctx, timeout)
+	result, err := sk.handle(ctx, req)
+	cancel()
+	if errors.Is(err, errTryAgainLater) {
+		sk.close(websocket.StatusTryAgainLater, "cluster state unavailable")
+		return
+	}
+	var rerr *protocol.RPCError
+	if err != nil {
+		rerr = toRPCError(err)
+		if rerr.Code == protocol.CodeGeneric {
+			sk.srv.log.Warn("request failed", "method", req.Method, "err", err)
 		}
-		sk.reply(req.ID, result, rerr)
-		if after, ok := result.(afterReply); ok {
-			after.run()
-		}
+	}
+	sk.reply(req.ID, result, rerr)
+	if after, ok := result.(afterReply); ok {
+		after.run()
 	}
 }
 
@@ -279,6 +300,10 @@ func (sk *socket) deliver(sid, cid string) {
 		}
 		evicted := false
 		for _, e := range entries {
+			if e.Method == protocol.InternalReconnectSocket {
+				sk.reconnectAt(e.Params)
+				continue
+			}
 			sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
 			if e.Method == protocol.NotifyParticipantEvicted && sk.isOwnEviction(cid, e.Params) {
 				evicted = true
@@ -306,6 +331,24 @@ func (sk *socket) deliver(sid, cid string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// reconnectAt closes the socket at the time the params say, so that its
+// client reconnects and resumes (the entry is acknowledged before: the
+// resumed socket is not closed again).
+func (sk *socket) reconnectAt(params json.RawMessage) {
+	var p protocol.ReconnectSocket
+	_ = json.Unmarshal(params, &p)
+	delay := time.Until(time.UnixMilli(p.At))
+	sk.tasks.Add(1)
+	go func() {
+		defer sk.tasks.Done()
+		select {
+		case <-sk.ctx.Done():
+		case <-time.After(delay):
+			sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")
+		}
+	}()
 }
 
 // isOwnEviction reports whether a participantEvicted is about this socket's

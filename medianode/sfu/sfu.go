@@ -386,6 +386,18 @@ func (s *SFU) ReleaseSession(sessionID string) {
 	}
 }
 
+// CloseAll closes every endpoint; the SFU keeps accepting new ones.
+func (s *SFU) CloseAll() {
+	s.mu.Lock()
+	var toClose []*webrtc.PeerConnection
+	for _, r := range s.sessions {
+		toClose = append(toClose, r.peerConnections()...)
+	}
+	s.sessions = map[string]*room{}
+	s.mu.Unlock()
+	closeAll(toClose)
+}
+
 // Close closes every endpoint; the SFU accepts no new ones.
 func (s *SFU) Close() {
 	s.mu.Lock()

@@ -25,17 +25,53 @@ import (
 
 // Config is the whole configuration; each role reads its own section.
 type Config struct {
-	ClusterID     string  `mapstructure:"cluster_id"`
-	Secret        string  `mapstructure:"secret"`
-	ClusterSecret string  `mapstructure:"cluster_secret"`
-	Redis         Redis   `mapstructure:"redis"`
-	Log           Log     `mapstructure:"log"`
-	Master        Master  `mapstructure:"master"`
-	Webhook       Webhook `mapstructure:"webhook"`
-	CDR           CDR     `mapstructure:"cdr"`
-	Events        Events  `mapstructure:"events"`
-	Media         Media   `mapstructure:"media"`
-	Proxy         Proxy   `mapstructure:"proxy"`
+	ClusterID     string      `mapstructure:"cluster_id"`
+	Secret        string      `mapstructure:"secret"`
+	ClusterSecret string      `mapstructure:"cluster_secret"`
+	Redis         Redis       `mapstructure:"redis"`
+	Log           Log         `mapstructure:"log"`
+	Master        Master      `mapstructure:"master"`
+	Webhook       Webhook     `mapstructure:"webhook"`
+	CDR           CDR         `mapstructure:"cdr"`
+	Events        Events      `mapstructure:"events"`
+	MediaNodes    MediaNodes  `mapstructure:"media_nodes"`
+	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
+	Media         Media       `mapstructure:"media"`
+	Proxy         Proxy       `mapstructure:"proxy"`
+}
+
+// MediaNodes is how masters manage the media nodes.
+type MediaNodes struct {
+	Provider            string          `mapstructure:"provider"`
+	AutoAdopt           bool            `mapstructure:"auto_adopt"`
+	LaunchTimeout       time.Duration   `mapstructure:"launch_timeout"`
+	CrashWindow         time.Duration   `mapstructure:"crash_window"`
+	ReconnectionTimeout time.Duration   `mapstructure:"reconnection_timeout"`
+	CrashPolicy         string          `mapstructure:"crash_policy"`
+	MaxLoad             float64         `mapstructure:"max_load"`
+	HoldTimeout         time.Duration   `mapstructure:"hold_timeout"`
+	NudgeDelay          time.Duration   `mapstructure:"nudge_delay"`
+	Process             ProcessProvider `mapstructure:"process"`
+}
+
+// ProcessProvider configures the process media node provider.
+type ProcessProvider struct {
+	Binary    string   `mapstructure:"binary"`
+	BindIP    string   `mapstructure:"bind_ip"`
+	PublicIPs []string `mapstructure:"public_ips"`
+	LogDir    string   `mapstructure:"log_dir"`
+}
+
+// Autoscaling is OpenVidu Pro's autoscaling (OPENVIDU_PRO_CLUSTER_AUTOSCALING*).
+type Autoscaling struct {
+	Enabled  bool          `mapstructure:"enabled"`
+	MaxNodes int           `mapstructure:"max_nodes"`
+	MinNodes int           `mapstructure:"min_nodes"`
+	MaxLoad  float64       `mapstructure:"max_load"`
+	MinLoad  float64       `mapstructure:"min_load"`
+	Interval time.Duration `mapstructure:"interval"`
+	CoolDown time.Duration `mapstructure:"cool_down"`
+	Drain    string        `mapstructure:"drain"`
 }
 
 // Redis selects the Redis deployment: one address, a Sentinel set (with
@@ -149,6 +185,8 @@ func RegisterFlags(fs *pflag.FlagSet, role Role) {
 			fs.Int(k.Flag(), d, usage)
 		case bool:
 			fs.Bool(k.Flag(), d, usage)
+		case float64:
+			fs.Float64(k.Flag(), d, usage)
 		case time.Duration:
 			fs.Duration(k.Flag(), d, usage)
 		case []string:
@@ -390,6 +428,7 @@ func (c *Config) Validate(role Role) error {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}
 		c.validateEvents(bad)
+		c.validateMediaNodes(bad)
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
@@ -529,4 +568,68 @@ func (l Log) NewLogger(w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// EffectiveReconnectionTimeout resolves media_nodes.reconnection_timeout's 0
+// as OpenVidu does: forever (-1) for nodes on premises without autoscaling,
+// else 3 s. Negative means forever.
+func (c *Config) EffectiveReconnectionTimeout() time.Duration {
+	switch rt := c.MediaNodes.ReconnectionTimeout; {
+	case rt < 0:
+		return -1
+	case rt > 0:
+		return rt
+	case c.MediaNodes.Provider == "static" && !c.Autoscaling.Enabled:
+		return -1
+	}
+	return 3 * time.Second
+}
+
+func (c *Config) validateMediaNodes(bad func(string, ...any)) {
+	m := c.MediaNodes
+	switch m.Provider {
+	case "static", "process":
+	default:
+		bad("media_nodes.provider %q must be static or process", m.Provider)
+	}
+	positive(bad, "media_nodes.launch_timeout", m.LaunchTimeout)
+	if m.CrashWindow < time.Second {
+		bad("media_nodes.crash_window must be at least 1s (nodes heartbeat every second), got %s", m.CrashWindow)
+	}
+	if rt := m.ReconnectionTimeout; rt > 0 && rt < m.CrashWindow {
+		bad("media_nodes.reconnection_timeout (%s) must be -1, 0 or at least media_nodes.crash_window (%s)", rt, m.CrashWindow)
+	}
+	switch m.CrashPolicy {
+	case "migrate", "close":
+	default:
+		bad("media_nodes.crash_policy %q must be migrate or close", m.CrashPolicy)
+	}
+	if m.MaxLoad < 0 || m.MaxLoad > 100 {
+		bad("media_nodes.max_load %g must be between 0 and 100", m.MaxLoad)
+	}
+	positive(bad, "media_nodes.hold_timeout", m.HoldTimeout)
+	if ip := m.Process.BindIP; m.Provider == "process" && net.ParseIP(ip) == nil {
+		bad("media_nodes.process.bind_ip %q is not an IP address", ip)
+	}
+	for _, ip := range m.Process.PublicIPs {
+		if net.ParseIP(ip) == nil {
+			bad("media_nodes.process.public_ips: %q is not an IP address", ip)
+		}
+	}
+	a := c.Autoscaling
+	if a.MinNodes < 0 || a.MaxNodes < 1 || a.MinNodes > a.MaxNodes {
+		bad("autoscaling: need 0 <= min_nodes (%d) <= max_nodes (%d) and max_nodes >= 1", a.MinNodes, a.MaxNodes)
+	}
+	if a.MinLoad < 0 || a.MaxLoad > 100 || a.MinLoad >= a.MaxLoad {
+		bad("autoscaling: need 0 <= min_load (%g) < max_load (%g) <= 100", a.MinLoad, a.MaxLoad)
+	}
+	positive(bad, "autoscaling.interval", a.Interval)
+	if a.CoolDown < 0 {
+		bad("autoscaling.cool_down must not be negative")
+	}
+	switch a.Drain {
+	case "when-no-sessions", "migrate":
+	default:
+		bad("autoscaling.drain %q must be when-no-sessions or migrate", a.Drain)
+	}
 }

@@ -256,6 +256,17 @@ const (
 	NotifyForciblyReconnect        = "forciblyReconnectSubscriber"
 )
 
+// InternalReconnectSocket is an outbox entry that is never sent: the master
+// holding the participant's WebSocket closes it at ReconnectSocket.At, and
+// the client reconnects and resumes (after a session migration, this makes
+// openvidu-browser re-establish its broken streams at once).
+const InternalReconnectSocket = "chorus.reconnectSocket"
+
+// ReconnectSocket is InternalReconnectSocket's params.
+type ReconnectSocket struct {
+	At int64 `json:"at"` // Unix ms
+}
+
 // ConnectionReason is a notification's {connectionId, reason} params
 // (participantLeft, participantEvicted, participantUnpublished).
 type ConnectionReason struct {

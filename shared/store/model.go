@@ -54,10 +54,31 @@ const (
 // Endpoint states: an endpoint is recorded as Creating before the media node
 // is asked for it, so a master that dies mid-call leaves a record that whoever
 // cleans up the connection uses to release it (releases are idempotent).
+//
+// Every state but Creating is live: the stream or subscription exists for the
+// session (it was announced, and its webrtcConnectionCreated emitted), even
+// while its peer connection is being replaced.
 const (
 	EndpointCreating = "creating"
 	EndpointReady    = "ready"
+	// EndpointMigrating: the endpoint went with a media node that crashed or
+	// is draining; the session moved to Node, where the publisher's
+	// reconnectStream (for a subscription: its publisher's return)
+	// recreates it.
+	EndpointMigrating = "migrating"
+	// EndpointReconnecting: a live subscription whose client asked for a new
+	// peer connection (prepareReceiveVideoFrom with reconnect).
+	EndpointReconnecting = "reconnecting"
+	// EndpointForced: the server offered a subscriber a new peer connection
+	// (forciblyReconnectSubscriber) and waits for its answer.
+	EndpointForced = "forced"
 )
+
+// Live reports whether the stream exists for the session.
+func (p *Publisher) Live() bool { return p.State != EndpointCreating }
+
+// Live reports whether the subscription exists for the session.
+func (s *Subscription) Live() bool { return s.State != EndpointCreating }
 
 // Connection is the stored state of one OpenVidu Connection: a token handed
 // out by POST /connection (pending) and, once a client joins with it, the

@@ -17,18 +17,12 @@ import (
 //	P:masters             set: ids of registered masters
 //	P:master:<id>         hash: MasterInfo, expires unless refreshed by heartbeats
 //	P:mconns:<id>         set: "<sid> <cid>" whose WebSocket that master holds
-//	P:medianodes          set: ids of registered media nodes
-//	P:media:<id>          hash: MediaNodeInfo, expires unless refreshed by heartbeats
-//	P:media:<id>:sessions set: ids of the sessions pinned to that node
+//
+// Media nodes live in the cluster's slot: see medianodes.go.
 
 func (s *Store) mastersKey() string              { return s.prefix + ":masters" }
 func (s *Store) masterKey(id string) string      { return s.prefix + ":master:" + id }
 func (s *Store) masterConnsKey(id string) string { return s.prefix + ":mconns:" + id }
-func (s *Store) mediaNodesKey() string           { return s.prefix + ":medianodes" }
-func (s *Store) mediaNodeKey(id string) string   { return s.prefix + ":media:" + id }
-func (s *Store) nodeSessionsKey(id string) string {
-	return s.prefix + ":media:" + id + ":sessions"
-}
 
 // MasterInfo is a master's registration.
 type MasterInfo struct {
@@ -128,130 +122,6 @@ func (s *Store) TakeMasterConnections(ctx context.Context, master string) ([]Wak
 		}
 	}
 	return out, nil
-}
-
-// MediaNodeInfo is a media node's registration and its last reported load.
-type MediaNodeInfo struct {
-	ID            string
-	EnvironmentID string
-	URI           string // internal API URL masters use
-	IP            string // announced media IP
-	Status        string
-	Load          float64 // CPU load of the node's own process, 0-100
-	StartedAt     int64   // Unix ms
-	HeartbeatAt   int64   // Unix ms
-}
-
-// RegisterMediaNode writes (or refreshes) a node's registration and load.
-func (s *Store) RegisterMediaNode(ctx context.Context, n MediaNodeInfo, ttl time.Duration) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.HSet(ctx, s.mediaNodeKey(n.ID),
-		"id", n.ID, "environmentId", n.EnvironmentID, "uri", n.URI, "ip", n.IP,
-		"status", n.Status, "load", strconv.FormatFloat(n.Load, 'f', 2, 64),
-		"startedAt", n.StartedAt, "heartbeatAt", n.HeartbeatAt)
-	pipe.PExpire(ctx, s.mediaNodeKey(n.ID), ttl)
-	pipe.SAdd(ctx, s.mediaNodesKey(), n.ID)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("register media node %s: %w", n.ID, err)
-	}
-	return nil
-}
-
-// DeregisterMediaNode removes a node's registration (on graceful shutdown).
-func (s *Store) DeregisterMediaNode(ctx context.Context, id string) error {
-	pipe := s.rdb.TxPipeline()
-	pipe.Del(ctx, s.mediaNodeKey(id), s.nodeSessionsKey(id))
-	pipe.SRem(ctx, s.mediaNodesKey(), id)
-	_, err := pipe.Exec(ctx)
-	return err
-}
-
-// MediaNodes returns every registered media node, sorted by id. Registrations
-// that expired are dropped from the set on the way.
-func (s *Store) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
-	ids, err := s.rdb.SMembers(ctx, s.mediaNodesKey()).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list media nodes: %w", err)
-	}
-	sort.Strings(ids)
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.mediaNodeKey(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("read media nodes: %w", err)
-	}
-	var out []MediaNodeInfo
-	for i, id := range ids {
-		h := cmds[i].Val()
-		if len(h) == 0 {
-			_ = s.rdb.SRem(ctx, s.mediaNodesKey(), id).Err()
-			continue
-		}
-		out = append(out, parseMediaNode(h))
-	}
-	return out, nil
-}
-
-// MediaNode returns one node's registration, or ErrNotFound.
-func (s *Store) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error) {
-	h, err := s.rdb.HGetAll(ctx, s.mediaNodeKey(id)).Result()
-	if err != nil {
-		return MediaNodeInfo{}, fmt.Errorf("read media node %s: %w", id, err)
-	}
-	if len(h) == 0 {
-		return MediaNodeInfo{}, ErrNotFound
-	}
-	return parseMediaNode(h), nil
-}
-
-func parseMediaNode(h map[string]string) MediaNodeInfo {
-	load, _ := strconv.ParseFloat(h["load"], 64)
-	started, _ := strconv.ParseInt(h["startedAt"], 10, 64)
-	hb, _ := strconv.ParseInt(h["heartbeatAt"], 10, 64)
-	return MediaNodeInfo{
-		ID: h["id"], EnvironmentID: h["environmentId"], URI: h["uri"], IP: h["ip"],
-		Status: h["status"], Load: load, StartedAt: started, HeartbeatAt: hb,
-	}
-}
-
-// PinSession records that session sid runs on media node id.
-func (s *Store) PinSession(ctx context.Context, node, sid string) error {
-	return s.rdb.SAdd(ctx, s.nodeSessionsKey(node), sid).Err()
-}
-
-// UnpinSession forgets that session sid runs on media node id.
-func (s *Store) UnpinSession(ctx context.Context, node, sid string) error {
-	return s.rdb.SRem(ctx, s.nodeSessionsKey(node), sid).Err()
-}
-
-// NodeSessionCounts returns how many sessions each node hosts.
-func (s *Store) NodeSessionCounts(ctx context.Context, ids []string) (map[string]int64, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make(map[string]*redis.IntCmd, len(ids))
-	for _, id := range ids {
-		cmds[id] = pipe.SCard(ctx, s.nodeSessionsKey(id))
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, fmt.Errorf("count node sessions: %w", err)
-	}
-	out := make(map[string]int64, len(ids))
-	for id, c := range cmds {
-		out[id] = c.Val()
-	}
-	return out, nil
-}
-
-// NodeSessions returns the ids of the sessions pinned to a node.
-func (s *Store) NodeSessions(ctx context.Context, node string) ([]string, error) {
-	return s.rdb.SMembers(ctx, s.nodeSessionsKey(node)).Result()
-}
-
-// RefreshNodeSessions extends the lifetime of a node's session set together
-// with its registration.
-func (s *Store) RefreshNodeSessions(ctx context.Context, node string, ttl time.Duration) error {
-	return s.rdb.PExpire(ctx, s.nodeSessionsKey(node), ttl).Err()
 }
 
 // NextMasterEpoch returns a new epoch for a master id (1, 2, ...): a master

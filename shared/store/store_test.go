@@ -180,18 +180,6 @@ func TestRegistryAndEvictions(t *testing.T) {
 		t.Fatalf("due %v (%v)", due, err)
 	}
 
-	if err := s.RegisterMediaNode(ctx, MediaNodeInfo{ID: "n1", URI: "http://n", Status: "running", Load: 12.5}, time.Second); err != nil {
-		t.Fatal(err)
-	}
-	_ = s.PinSession(ctx, "n1", "s")
-	nodes, err := s.MediaNodes(ctx)
-	if err != nil || len(nodes) != 1 || nodes[0].Load != 12.5 {
-		t.Fatalf("nodes %+v (%v)", nodes, err)
-	}
-	counts, _ := s.NodeSessionCounts(ctx, []string{"n1"})
-	if counts["n1"] != 1 {
-		t.Errorf("counts %v", counts)
-	}
 }
 
 func TestIsUnavailable(t *testing.T) {

@@ -1,0 +1,57 @@
+package master
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/chorus-rtc/chorus/master/medianodes"
+	"github.com/chorus-rtc/chorus/shared/config"
+)
+
+// newProvider builds the configured media node provider.
+func newProvider(c *config.Config, log *slog.Logger) (medianodes.Provider, error) {
+	switch c.MediaNodes.Provider {
+	case medianodes.ProviderProcess:
+		p := c.MediaNodes.Process
+		bin := p.Binary
+		if bin == "" {
+			exe, err := os.Executable()
+			if err != nil {
+				return nil, fmt.Errorf("process provider: locate the chorus binary: %w", err)
+			}
+			bin = exe
+		}
+		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP)
+		return medianodes.NewProcess(medianodes.ProcessConfig{
+			Binary: bin, BindIP: p.BindIP, Env: mediaNodeEnv(c, os.Environ()), LogDir: p.LogDir,
+		}), nil
+	case medianodes.ProviderStatic:
+		return medianodes.Static{}, nil
+	}
+	return nil, fmt.Errorf("media_nodes.provider %q is not supported", c.MediaNodes.Provider)
+}
+
+// mediaNodeEnv is the environment of the media nodes a master launches: its
+// own, plus what a node needs to join this cluster (Redis, cluster id and
+// secret, logging, announced IPs), passed in the environment rather than on
+// the command line so that secrets stay out of process listings.
+func mediaNodeEnv(c *config.Config, base []string) []string {
+	r := c.Redis
+	env := append([]string(nil), base...)
+	return append(env,
+		"CHORUS_CLUSTER_ID="+c.ClusterID,
+		"CHORUS_CLUSTER_SECRET="+c.ClusterSecret,
+		"CHORUS_REDIS_ADDRS="+strings.Join(r.Addrs, ","),
+		"CHORUS_REDIS_USERNAME="+r.Username,
+		"CHORUS_REDIS_PASSWORD="+r.Password,
+		"CHORUS_REDIS_DB="+strconv.Itoa(r.DB),
+		"CHORUS_REDIS_SENTINEL_MASTER_NAME="+r.SentinelMasterName,
+		"CHORUS_REDIS_TIMEOUT="+r.Timeout.String(),
+		"CHORUS_LOG_LEVEL="+c.Log.Level,
+		"CHORUS_LOG_FORMAT="+c.Log.Format,
+		"CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(c.MediaNodes.Process.PublicIPs, ","),
+	)
+}

@@ -1,0 +1,280 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
+)
+
+// Session migration moves a session from a media node that crashed (or is
+// draining) to another one, without the application doing anything. The
+// server cannot push a browser to re-publish, so migration uses the paths
+// openvidu-browser already has (Stream.ts, Session.ts):
+//
+//  1. MigrateSession re-pins the session and marks every endpoint that was on
+//     the old node "migrating": streams stay published for everybody.
+//  2. A publisher whose peer connection broke re-publishes by itself: echo,
+//     then reconnectStream with a new offer (after its ICE failed, or stayed
+//     disconnected for 4 s). ReconnectPublisher creates the endpoint on the
+//     new node under the same stream id (a request that finds the old node
+//     unreachable before the crash is declared is held, not failed).
+//  3. Then every subscriber of that stream gets forciblyReconnectSubscriber
+//     with an offer from the new node, and answers with reconnectStream.
+//  4. A subscriber that reconnects by itself before its publisher is back
+//     (prepareReceiveVideoFrom with reconnect) is held until then.
+//
+// Clients of the Go SDK follow the same paths. Nudge (below) shortens step 2.
+
+// nodeServeFreshness is how recent a node's heartbeat must be for requests
+// to be sent to it; an older one may be dead and not yet declared so.
+const nodeServeFreshness = 2 * time.Second
+
+// holdStep is how often a held request looks again.
+const holdStep = 100 * time.Millisecond
+
+// nodeServes reports whether the media node takes requests for the sessions
+// it hosts: known, not declared crashed, running or draining, and
+// heartbeating.
+func (s *Service) nodeServes(ctx context.Context, id string) bool {
+	n, err := s.store.MediaNode(ctx, id)
+	if err != nil {
+		return false
+	}
+	return !n.Crashed() && (n.Status == protocol.NodeRunning || n.Status == protocol.NodeWaitingIdle) &&
+		n.Fresh(time.Now(), nodeServeFreshness)
+}
+
+// holdOn waits a step of a held request, or fails when ctx ends.
+func holdOn(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusServiceUnavailable, cause: ctx.Err(),
+			Message: "The media node of this stream is unavailable and the stream was not moved in time"}
+	case <-time.After(holdStep):
+		return nil
+	}
+}
+
+// unreachable reports whether err means the media node could not be
+// reached (as opposed to refusing the request).
+func unreachable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var me *mediaapi.Error
+	if errors.As(err, &me) {
+		return false
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code == protocol.CodeMediaNodeNotFound
+	}
+	return true
+}
+
+// MigrateSession moves session sid off media node from, to the best other
+// node (medianodes.Sessions). alive says the old node still runs (a drain):
+// its endpoints of the session are released, which breaks the clients' peer
+// connections so that they reconnect to the new node. A session that no
+// longer exists or already left the node is only unpinned from it.
+func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bool) error {
+	to, err := s.placeSession(ctx, from)
+	if err != nil {
+		return err
+	}
+	moved := false
+	var nudge []string
+	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		moved, nudge = false, nil
+		if tx.Session == nil || tx.Session.MediaNodeID != from {
+			return nil
+		}
+		moved = true
+		tx.Session.MediaNodeID = to
+		for _, c := range tx.SortedConns() {
+			affected := false
+			if p := c.Publisher; p != nil && p.Node == from {
+				if p.Live() {
+					p.Node, p.State, affected = to, store.EndpointMigrating, true
+				} else {
+					c.Publisher = nil // a publishVideo in flight to the old node: it fails
+				}
+			}
+			for streamID, sub := range c.Subscriptions {
+				if sub.Node != from {
+					continue
+				}
+				if sub.Live() {
+					sub.Node, sub.State, affected = to, store.EndpointMigrating, true
+				} else {
+					delete(c.Subscriptions, streamID)
+				}
+			}
+			if affected && c.Active() && c.Master != "" {
+				nudge = append(nudge, c.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("migrate session %s: %w", sid, err)
+	}
+	if moved {
+		if err := s.store.PinSession(ctx, to, sid); err != nil {
+			return fmt.Errorf("pin session %s to %s: %w", sid, to, err)
+		}
+	}
+	if err := s.store.UnpinSession(ctx, from, sid); err != nil {
+		return fmt.Errorf("unpin session %s from %s: %w", sid, from, err)
+	}
+	if !moved {
+		return nil
+	}
+	if alive {
+		if mc, err := s.mediaClient(ctx, from); err == nil {
+			if err := mc.ReleaseSession(ctx, sid); err != nil {
+				s.log.Warn("release a migrated session on its old node", "session", sid, "node", from, "err", err)
+			}
+		}
+	}
+	s.nudge(ctx, sid, nudge)
+	s.log.Info("session migrated", "session", sid, "from", from, "to", to, "participants", len(nudge))
+	return nil
+}
+
+// nudge asks the masters holding these participants' WebSockets to close
+// them once their peer connections are likely broken (NudgeDelay after the
+// migration). openvidu-browser reconnects its WebSocket at once and, on
+// resuming, re-establishes every stream whose ICE is not connected
+// (Session.reconnectBrokenStreams): media comes back without waiting for
+// its own ICE timers (4 s after "disconnected").
+func (s *Service) nudge(ctx context.Context, sid string, cids []string) {
+	if s.cfg.NudgeDelay < 0 || len(cids) == 0 {
+		return
+	}
+	at := time.Now().Add(s.cfg.NudgeDelay).UnixMilli()
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		for _, cid := range cids {
+			if c := tx.Conns[cid]; c != nil && c.Active() {
+				if err := tx.Notify(cid, protocol.InternalReconnectSocket, protocol.ReconnectSocket{At: at}); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("nudge migrated participants", "session", sid, "err", err)
+	}
+}
+
+// CloseNodeSession closes a session hosted by a media node that crashed or
+// is removed (medianodes.Sessions); a session that is gone is only unpinned.
+func (s *Service) CloseNodeSession(ctx context.Context, sid, node, reason string) error {
+	err := s.CloseSession(ctx, sid, reason)
+	var e *Error
+	if errors.As(err, &e) && e.Code == protocol.CodeRoomNotFound {
+		err = nil
+	}
+	if uerr := s.store.UnpinSession(ctx, node, sid); err == nil && uerr != nil {
+		err = uerr
+	}
+	return err
+}
+
+// publisherMoved records that a migrating stream's endpoint now exists on
+// node, and moves its subscribers there.
+func (s *Service) publisherMoved(ctx context.Context, sid, cid, streamID, node string) {
+	var subscribers []string
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		subscribers = nil
+		c := tx.Conns[cid]
+		if c == nil || c.Publisher == nil || c.Publisher.StreamID != streamID ||
+			c.Publisher.State != store.EndpointMigrating || c.Publisher.Node != node {
+			return nil
+		}
+		c.Publisher.State = store.EndpointReady
+		for _, o := range tx.SortedConns() {
+			if sub := o.Subscriptions[streamID]; sub != nil && sub.State == store.EndpointMigrating {
+				subscribers = append(subscribers, o.ID)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("record a moved publisher", "session", sid, "stream", streamID, "err", err)
+		return
+	}
+	for _, sub := range subscribers {
+		s.forceResubscribe(ctx, sid, sub, streamID, false)
+	}
+}
+
+// forceResubscribe offers subscriber cid a new peer connection for streamID
+// on the stream's node (forciblyReconnectSubscriber). It acts on a
+// subscription left behind by a migration, or (again) on one whose forced
+// offer went stale.
+func (s *Service) forceResubscribe(ctx context.Context, sid, cid, streamID string, again bool) {
+	createdAt := store.NowMillis()
+	var node, ownerID string
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		node = ""
+		c := tx.Conns[cid]
+		if c == nil || !c.Active() {
+			return nil
+		}
+		sub := c.Subscriptions[streamID]
+		if sub == nil || !(sub.State == store.EndpointMigrating || (again && sub.State == store.EndpointForced)) {
+			return nil
+		}
+		owner := streamOwner(tx.Conns, streamID)
+		if owner == nil || owner.Publisher == nil || owner.Publisher.State != store.EndpointReady {
+			return nil
+		}
+		node, ownerID = owner.Publisher.Node, owner.ID
+		sub.Node, sub.State, sub.CreatedAt = node, store.EndpointForced, createdAt
+		return nil
+	})
+	if err != nil || node == "" {
+		if err != nil {
+			s.log.Warn("force a subscriber to reconnect", "session", sid, "subscriber", cid, "err", err)
+		}
+		return
+	}
+	mc, subErr := s.mediaClient(ctx, node)
+	var offer mediaapi.SDPOffer
+	if subErr == nil {
+		offer, subErr = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: store.SubscriberEndpointID(cid, streamID),
+			StreamID: streamID, Reconnect: true})
+	}
+	if subErr != nil {
+		s.log.Warn("offer a moved stream to a subscriber", "session", sid, "subscriber", cid, "stream", streamID, "err", subErr)
+	}
+	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		c := tx.Conns[cid]
+		if c == nil {
+			return nil
+		}
+		sub := c.Subscriptions[streamID]
+		if sub == nil || sub.State != store.EndpointForced || sub.CreatedAt != createdAt {
+			return nil
+		}
+		if subErr != nil {
+			// Left for the subscriber's own reconnection, which finds the
+			// stream in place.
+			sub.State = store.EndpointMigrating
+			return nil
+		}
+		return tx.Notify(cid, protocol.NotifyForciblyReconnect,
+			protocol.ForciblyReconnectNotification{ConnectionID: ownerID, StreamID: streamID, SDPOffer: offer.SDPOffer})
+	})
+	if err != nil {
+		s.log.Warn("force a subscriber to reconnect", "session", sid, "subscriber", cid, "stream", streamID, "err", err)
+	}
+}
