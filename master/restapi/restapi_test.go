@@ -83,7 +83,7 @@ func TestStatusCodes(t *testing.T) {
 			}
 		}},
 		{"invalid custom id", call{method: "POST", path: "/openvidu/api/sessions", body: `{"customSessionId":"a/b"}`}, 400, nil},
-		{"unknown media node", call{method: "POST", path: "/openvidu/api/sessions", body: `{"mediaNode":{"id":"media_nope"}}`}, 404, nil},
+		{"unknown media node", call{method: "POST", path: "/openvidu/api/sessions", body: `{"mediaNode":{"id":"media_nope"}}`}, 400, nil},
 		{"pinned media node", call{method: "POST", path: "/openvidu/api/sessions", body: `{"customSessionId":"pinned","mediaNode":{"id":"media_1"}}`}, 200, func(t *testing.T, _ *http.Response, body []byte) {
 			if !strings.Contains(string(body), `"mediaNode":{"id":"media_1"}`) {
 				t.Errorf("%s", body)

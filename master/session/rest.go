@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 	"slices"
 
 	"github.com/chorus-rtc/chorus/shared/events"
@@ -13,8 +14,8 @@ import (
 )
 
 // CreateSession stores a new session with normalised properties (see the REST
-// layer). It answers 409 when customSessionId is taken, 404 when the requested
-// media node is unknown. With an idempotency key (the Idempotency-Key header),
+// layer). It answers 409 when customSessionId is taken, 400 when the requested
+// media node does not accept sessions (unknown, not running). With an idempotency key (the Idempotency-Key header),
 // a retry of the same request gets the session the first attempt made (200).
 func (s *Service) CreateSession(ctx context.Context, props store.SessionProperties, idempotencyKey string) (*store.Snapshot, error) {
 	if props.ForcedVideoCodec == "" {
@@ -43,10 +44,13 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 	}
 	sess := &store.Session{ID: id, CreatedAt: store.NowMillis(), Properties: props, Life: 1}
 	if n := props.MediaNodeRequested; n != "" {
-		if _, err := s.store.MediaNode(ctx, n); errors.Is(err, store.ErrNotFound) {
-			return nil, &Error{Code: protocol.CodeMediaNodeNotFound, Status: http.StatusNotFound, Message: "Media Node " + n + " not found"}
-		} else if err != nil {
+		node, err := s.store.MediaNode(ctx, n)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
+		}
+		if err != nil || !node.AcceptsSessions(time.Now()) {
+			return nil, &Error{Code: protocol.CodeMediaNodeNotFound, Status: http.StatusBadRequest, Body: true,
+				Message: "Media Node " + n + " does not allow initializing new Sessions"}
 		}
 		sess.MediaNodeID = n
 	}
@@ -55,6 +59,13 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusConflict, Message: "Session " + id + " already exists"}
 		}
 		return nil, err
+	}
+	if sess.MediaNodeID != "" {
+		// Counted on its node from now on, as OpenVidu counts a session
+		// created for a node before anybody joins it.
+		if err := s.store.PinSession(ctx, sess.MediaNodeID, sess.ID); err != nil {
+			return nil, err
+		}
 	}
 	return &store.Snapshot{Session: sess, Conns: map[string]*store.Connection{}}, nil
 }

@@ -184,7 +184,7 @@ func (s *Store) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
 // readNodes reads records (and their heartbeats) by id, in id order; ids
 // without a record are skipped.
 func (s *Store) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([]MediaNodeInfo, error) {
-	slices.Sort(ids)
+	ids = slices.Sorted(slices.Values(ids))
 	pipe := r.Pipeline()
 	recs := make([]*redis.MapStringStringCmd, len(ids))
 	hbs := make([]*redis.MapStringStringCmd, len(ids))

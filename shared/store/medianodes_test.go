@@ -131,3 +131,21 @@ func TestUpdateMediaNodesLeaseAndContention(t *testing.T) {
 		t.Fatal("released lease not acquired by another")
 	}
 }
+
+func TestNodesTxSessions(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	_ = s.UpdateMediaNodes(ctx, "", func(tx *NodesTx) error {
+		tx.Create(MediaNodeInfo{ID: "a", Status: "running"})
+		tx.Create(MediaNodeInfo{ID: "b", Status: "running"})
+		return nil
+	})
+	_ = s.PinSession(ctx, "a", "s1")
+	_ = s.PinSession(ctx, "a", "s2")
+	_ = s.UpdateMediaNodes(ctx, "", func(tx *NodesTx) error {
+		if tx.Sessions["a"] != 2 || tx.Sessions["b"] != 0 {
+			t.Errorf("sessions %v", tx.Sessions)
+		}
+		return nil
+	})
+}
