@@ -74,7 +74,11 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
 		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}
-	env := append(os.Environ(), "CHORUS_LOG_LEVEL=info")
+	level := "info"
+	if l := os.Getenv("CHORUS_TEST_LOG_LEVEL"); l != "" {
+		level = l
+	}
+	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level)
 	for _, o := range opts {
 		args = append(args, o.Args...)
 		env = append(env, o.Env...)

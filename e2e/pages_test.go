@@ -52,6 +52,9 @@ func startPages(t *testing.T, dc *devCluster) *pages {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("CHORUS_PAGE_LOGS") != "" {
+			t.Logf("pages.cjs output:\n%s", tail(p.stderr.String(), 400))
+		}
 		fmt.Fprintln(p.in, "quit")
 		done := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(done) }()
@@ -93,6 +96,37 @@ func (p *pages) join(sid string, count int) []string {
 	var r struct{ Joined []string }
 	p.do(fmt.Sprintf("join %s %d", sid, count), &r)
 	return r.Joined
+}
+
+// joinOn is join for a session created on a given media node.
+func (p *pages) joinOn(sid string, count int, node string) []string {
+	var r struct{ Joined []string }
+	p.do(fmt.Sprintf("join %s %d %s", sid, count, node), &r)
+	return r.Joined
+}
+
+// frameGap is how long a page's remote video went without a new frame.
+type frameGap struct {
+	ConnectionID    string `json:"connectionId"`
+	MaxGapMS        int64  `json:"maxGapMs"`
+	LastFrameAt     int64  `json:"lastFrameAt"`
+	FirstFrameAfter int64  `json:"firstFrameAfter"`
+}
+
+// gaps returns every page's remote videos' longest frame gaps since a time.
+func (p *pages) gaps(since time.Time) map[string][]frameGap {
+	var r struct {
+		Pages []struct {
+			ConnectionID string     `json:"connectionId"`
+			Gaps         []frameGap `json:"gaps"`
+		}
+	}
+	p.do(fmt.Sprintf("gaps %d", since.UnixMilli()), &r)
+	out := map[string][]frameGap{}
+	for _, pg := range r.Pages {
+		out[pg.ConnectionID] = pg.Gaps
+	}
+	return out
 }
 
 func (p *pages) stats() []pageStats {

@@ -71,7 +71,7 @@ func New(cfg Config) (*Master, error) {
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
-		MaxLoad: nc.MaxLoad, NudgeDelay: nc.NudgeDelay,
+		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
 		Logger: log,
 	})
 	provider, err := newProvider(cfg.Cluster, log)

@@ -1,8 +1,10 @@
 // Headless Chromium pages running openvidu-browser (through the demo page),
 // steered by the Go tests one command a line on stdin; each answer is one
 // JSON line on stdout:
-//   join <sessionId> <count>   -> {"joined": [connectionIds]}
+//   join <sessionId> <count> [mediaNodeId]
+//                              -> {"joined": [connectionIds]}
 //   stats                      -> {"pages": [{"connectionId", "videos": [...], "events": [...]}]}
+//   gaps <sinceMs>             -> {"pages": [{"connectionId", "gaps": [{"connectionId", "maxGapMs", ...}]}]}
 //   leave                      -> {"left": true}
 //   quit                       -> exits
 'use strict';
@@ -20,10 +22,10 @@ const pages = [];
 
 function reply(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
 
-async function join(sessionId, count) {
+async function join(sessionId, count, mediaNode) {
   let session;
   try {
-    session = await ov.createSession({ customSessionId: sessionId });
+    session = await ov.createSession(mediaNode ? { customSessionId: sessionId, mediaNode: { id: mediaNode } } : { customSessionId: sessionId });
   } catch (e) {
     session = ov.activeSessions.find((s) => s.sessionId === sessionId);
   }
@@ -31,13 +33,25 @@ async function join(sessionId, count) {
   for (let i = 0; i < count; i++) {
     const page = await context.newPage();
     page.on('pageerror', (err) => process.stderr.write('page error: ' + err.message + '\n'));
+    if (process.env.CHORUS_PAGE_LOGS) {
+      const n = pages.length;
+      page.on('console', (msg) => process.stderr.write(new Date().toISOString() + ' page' + n + ' ' + msg.type() + ': ' + msg.text() + '\n'));
+    }
     await page.goto(url + '/');
     await page.waitForFunction(() => !!window.chorusDemo && typeof OpenVidu === 'function');
     const conn = await session.createConnection({ data: sessionId + '-' + i });
-    ids.push(await page.evaluate(([token, name]) => window.chorusDemo.join(token, name), [conn.token, 'page' + pages.length]));
+    ids.push(await page.evaluate(([token, name, debug]) => window.chorusDemo.join(token, name, debug), [conn.token, 'page' + pages.length, !!process.env.CHORUS_PAGE_LOGS]));
+    await page.evaluate(() => window.chorusDemo.trackFrames());
     pages.push(page);
   }
   return ids;
+}
+
+async function gaps(since) {
+  return Promise.all(pages.map((p) => p.evaluate((s) => ({
+    connectionId: window.chorusDemo.connectionId(),
+    gaps: window.chorusDemo.frameGaps(s),
+  }), since)));
 }
 
 async function stats() {
@@ -61,7 +75,8 @@ async function stats() {
   for await (const line of rl) {
     const [cmd, ...args] = line.trim().split(/\s+/);
     try {
-      if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1)) });
+      if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1), args[2]) });
+      else if (cmd === 'gaps') reply({ pages: await gaps(Number(args[0])) });
       else if (cmd === 'stats') reply({ pages: await stats() });
       else if (cmd === 'leave') {
         for (const p of pages) await p.evaluate(() => window.chorusDemo.leave());

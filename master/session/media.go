@@ -350,13 +350,23 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 	return node, nil
 }
 
+// rollbackSubscription undoes a failed prepareReceiveVideoFrom. A new
+// subscription goes; a live one whose reconnection failed stays, to be moved
+// by the server (forciblyReconnectSubscriber), since openvidu-browser never
+// retries its own reconnection.
 func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID string, createdAt int64, node string) {
 	ctx, cancel := background(ctx)
 	defer cancel()
+	kept := false
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		kept = false
 		if c := tx.Conns[cid]; c != nil {
 			if sub := c.Subscriptions[streamID]; sub != nil && sub.CreatedAt == createdAt {
-				delete(c.Subscriptions, streamID)
+				if sub.Live() {
+					sub.State, kept = store.EndpointMigrating, true
+				} else {
+					delete(c.Subscriptions, streamID)
+				}
 			}
 		}
 		return nil
@@ -365,6 +375,9 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID s
 		s.log.Warn("roll back subscription", "session", sid, "stream", streamID, "err", err)
 	}
 	s.releaseEndpoints(ctx, sid, []endpointRef{{node, store.SubscriberEndpointID(cid, streamID)}})
+	if kept {
+		s.forceResubscribe(ctx, sid, cid, streamID, false)
+	}
 }
 
 // CompleteSubscribe applies the subscriber's SDP answer to the endpoint that

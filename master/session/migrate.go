@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -98,10 +99,10 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 		moved = true
 		tx.Session.MediaNodeID = to
 		for _, c := range tx.SortedConns() {
-			affected := false
+			republish := false
 			if p := c.Publisher; p != nil && p.Node == from {
 				if p.Live() {
-					p.Node, p.State, affected = to, store.EndpointMigrating, true
+					p.Node, p.State, republish = to, store.EndpointMigrating, true
 				} else {
 					c.Publisher = nil // a publishVideo in flight to the old node: it fails
 				}
@@ -111,12 +112,12 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 					continue
 				}
 				if sub.Live() {
-					sub.Node, sub.State, affected = to, store.EndpointMigrating, true
+					sub.Node, sub.State = to, store.EndpointMigrating
 				} else {
 					delete(c.Subscriptions, streamID)
 				}
 			}
-			if affected && c.Active() && c.Master != "" {
+			if republish && c.Active() && c.Master != "" {
 				nudge = append(nudge, c.ID)
 			}
 		}
@@ -144,34 +145,65 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 		}
 	}
 	s.nudge(ctx, sid, nudge)
-	s.log.Info("session migrated", "session", sid, "from", from, "to", to, "participants", len(nudge))
+	s.log.Info("session migrated", "session", sid, "from", from, "to", to, "publishers", len(nudge))
 	return nil
 }
 
-// nudge asks the masters holding these participants' WebSockets to close
-// them once their peer connections are likely broken (NudgeDelay after the
-// migration). openvidu-browser reconnects its WebSocket at once and, on
-// resuming, re-establishes every stream whose ICE is not connected
-// (Session.reconnectBrokenStreams): media comes back without waiting for
-// its own ICE timers (4 s after "disconnected").
+// nudge shortens the wait of publishers that must re-publish: it asks the
+// masters holding their WebSockets to close them, a few times (Nudges)
+// while the publisher has not re-published. openvidu-browser reconnects its
+// WebSocket at once and, on resuming, re-establishes every stream whose ICE
+// is not connected (Session.reconnectBrokenStreams), without waiting for
+// its own timer (4 s after ICE "disconnected"). A close before the
+// browser's ICE noticed the loss does nothing, hence several.
 func (s *Service) nudge(ctx context.Context, sid string, cids []string) {
-	if s.cfg.NudgeDelay < 0 || len(cids) == 0 {
+	n := s.cfg.Nudges
+	if n.Count <= 0 || len(cids) == 0 {
 		return
 	}
-	at := time.Now().Add(s.cfg.NudgeDelay).UnixMilli()
+	first := protocol.ReconnectSocket{At: time.Now().Add(n.Delay).UnixMilli(), IfMigrating: true,
+		Remaining: n.Count - 1, IntervalMS: n.Interval.Milliseconds()}
+	for _, cid := range cids {
+		s.QueueNudge(ctx, sid, cid, first)
+	}
+}
+
+// QueueNudge queues a WebSocket close for a participant (see nudge).
+func (s *Service) QueueNudge(ctx context.Context, sid, cid string, n protocol.ReconnectSocket) {
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
-		for _, cid := range cids {
-			if c := tx.Conns[cid]; c != nil && c.Active() {
-				if err := tx.Notify(cid, protocol.InternalReconnectSocket, protocol.ReconnectSocket{At: at}); err != nil {
-					return err
-				}
-			}
+		if c := tx.Conns[cid]; c == nil || !c.Active() {
+			return nil
 		}
-		return nil
+		return tx.Notify(cid, protocol.InternalReconnectSocket, n)
 	})
 	if err != nil {
-		s.log.Warn("nudge migrated participants", "session", sid, "err", err)
+		s.log.Warn("nudge a migrated publisher", "session", sid, "connection", cid, "err", err)
 	}
+}
+
+// QueueResponse queues a JSON-RPC response frame for a participant whose
+// socket closed before the answer was ready (see signaling).
+func (s *Service) QueueResponse(ctx context.Context, sid, cid string, frame json.RawMessage) {
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if c := tx.Conns[cid]; c == nil || !c.Active() {
+			return nil
+		}
+		return tx.Notify(cid, protocol.InternalResponse, frame)
+	})
+	if err != nil {
+		s.log.Warn("queue a response", "session", sid, "connection", cid, "err", err)
+	}
+}
+
+// PublisherMigrating reports whether a participant's stream waits to be
+// re-published on another media node.
+func (s *Service) PublisherMigrating(ctx context.Context, sid, cid string) bool {
+	snap, err := s.store.Load(ctx, sid)
+	if err != nil {
+		return false
+	}
+	c := snap.Conns[cid]
+	return c != nil && c.Publisher != nil && c.Publisher.State == store.EndpointMigrating
 }
 
 // CloseNodeSession closes a session hosted by a media node that crashed or

@@ -45,14 +45,22 @@ type Config struct {
 	// MaxLoad is the media nodes' load ceiling (0-100): a node at or above
 	// it gets no new session while another is below (0: no ceiling).
 	MaxLoad float64
-	// NudgeDelay is how long after a migration the participants'
-	// WebSockets are closed to make openvidu-browser re-establish its
-	// broken streams at once (negative: never).
-	NudgeDelay time.Duration
+	// Nudges say when, after a migration, the WebSockets of publishers that
+	// have not re-published yet are closed, so that openvidu-browser
+	// re-establishes its broken streams at once.
+	Nudges Nudges
 	// Defaults of new sessions (OPENVIDU_STREAMS_FORCED_VIDEO_CODEC, _ALLOW_TRANSCODING).
 	ForcedVideoCodec string
 	AllowTranscoding bool
 	Logger           *slog.Logger
+}
+
+// Nudges schedule WebSocket closes after a migration: Count of them,
+// Interval apart, the first Delay after the migration (Count 0: none).
+type Nudges struct {
+	Delay    time.Duration
+	Interval time.Duration
+	Count    int
 }
 
 // Service runs session operations.

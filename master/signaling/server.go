@@ -61,7 +61,7 @@ func New(cfg Config) *Server {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
 	}
-	if cfg.HoldTimeout < cfg.RequestTimeout {
+	if cfg.HoldTimeout == 0 {
 		cfg.HoldTimeout = cfg.RequestTimeout
 	}
 	if cfg.Logger == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -168,15 +169,44 @@ func (sk *socket) watchdog() {
 func (sk *socket) work() {
 	for req := range sk.requests {
 		if held(req.Method) {
-			sk.tasks.Add(1)
+			sk.srv.wg.Add(1)
 			go func() {
-				defer sk.tasks.Done()
-				sk.run(req, sk.srv.cfg.HoldTimeout)
+				defer sk.srv.wg.Done()
+				sk.runHeld(req)
 			}()
 			continue
 		}
 		sk.run(req, sk.srv.cfg.RequestTimeout)
 	}
+}
+
+// runHeld handles a request that may wait for a moving stream. It outlives
+// its socket: the nudges that speed migrations up close sockets, and
+// openvidu-browser keeps waiting for the answer across its reconnection
+// (for 10 s), so an answer that finds the socket closed goes to the
+// participant's outbox and reaches the client on its next socket.
+func (sk *socket) runHeld(req *protocol.Request) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(sk.ctx), sk.srv.cfg.HoldTimeout)
+	defer cancel()
+	start := time.Now()
+	result, err := sk.handle(ctx, req)
+	var rerr *protocol.RPCError
+	if err != nil {
+		rerr = toRPCError(err)
+	}
+	sk.mu.Lock()
+	sid, cid := sk.sid, sk.cid
+	sk.mu.Unlock()
+	sk.srv.log.Debug("request", "method", req.Method, "connection", cid, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	resp := sk.response(req.ID, result, rerr)
+	if sk.ctx.Err() == nil && sk.write(resp) {
+		return
+	}
+	frame, merr := json.Marshal(resp)
+	if merr != nil || cid == "" {
+		return
+	}
+	sk.srv.cfg.Sessions.QueueResponse(ctx, sid, cid, frame)
 }
 
 // held reports whether a request may wait for a moving stream.
@@ -186,8 +216,15 @@ func held(method string) bool {
 
 func (sk *socket) run(req *protocol.Request, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(sk.ctx, timeout)
+	start := time.Now()
 	result, err := sk.handle(ctx, req)
 	cancel()
+	if sk.srv.log.Enabled(sk.ctx, slog.LevelDebug) {
+		sk.mu.Lock()
+		cid := sk.cid
+		sk.mu.Unlock()
+		sk.srv.log.Debug("request", "method", req.Method, "connection", cid, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	}
 	if errors.Is(err, errTryAgainLater) {
 		sk.close(websocket.StatusTryAgainLater, "cluster state unavailable")
 		return
@@ -214,9 +251,14 @@ type afterReply struct {
 
 func (a afterReply) MarshalJSON() ([]byte, error) { return json.Marshal(a.value) }
 
-// reply writes a response, adding the JSON-RPC session id to object results
-// as openvidu-server's JSON-RPC layer does.
+// reply writes a response.
 func (sk *socket) reply(id json.RawMessage, result any, rerr *protocol.RPCError) {
+	sk.write(sk.response(id, result, rerr))
+}
+
+// response builds a response, adding the JSON-RPC session id to object
+// results as openvidu-server's JSON-RPC layer does.
+func (sk *socket) response(id json.RawMessage, result any, rerr *protocol.RPCError) protocol.Response {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
@@ -238,20 +280,28 @@ func (sk *socket) reply(id json.RawMessage, result any, rerr *protocol.RPCError)
 		}
 		resp.Result = result
 	}
-	sk.write(resp)
+	return resp
 }
 
-func (sk *socket) write(v any) {
+// write sends a frame; it reports whether it was written (a failed write
+// ends the socket).
+func (sk *socket) write(v any) bool {
 	frame, err := json.Marshal(v)
 	if err != nil {
 		sk.srv.log.Error("encode frame", "err", err)
-		return
+		return false
 	}
+	return sk.writeFrame(frame)
+}
+
+func (sk *socket) writeFrame(frame []byte) bool {
 	ctx, cancel := context.WithTimeout(sk.ctx, writeTimeout)
 	defer cancel()
 	if err := sk.conn.Write(ctx, websocket.MessageText, frame); err != nil {
 		sk.cancel()
+		return false
 	}
+	return true
 }
 
 func (sk *socket) isGone() bool {
@@ -300,8 +350,12 @@ func (sk *socket) deliver(sid, cid string) {
 		}
 		evicted := false
 		for _, e := range entries {
-			if e.Method == protocol.InternalReconnectSocket {
-				sk.reconnectAt(e.Params)
+			switch e.Method {
+			case protocol.InternalReconnectSocket:
+				sk.reconnectAt(sid, cid, e.Params)
+				continue
+			case protocol.InternalResponse:
+				sk.writeFrame(e.Params)
 				continue
 			}
 			sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
@@ -334,20 +388,34 @@ func (sk *socket) deliver(sid, cid string) {
 }
 
 // reconnectAt closes the socket at the time the params say, so that its
-// client reconnects and resumes (the entry is acknowledged before: the
-// resumed socket is not closed again).
-func (sk *socket) reconnectAt(params json.RawMessage) {
+// client reconnects and resumes, and queues the next close if more are
+// due. The entry is acknowledged before: the resumed socket is not closed
+// again by it; a socket that closes before its time hands it on to the next.
+func (sk *socket) reconnectAt(sid, cid string, params json.RawMessage) {
 	var p protocol.ReconnectSocket
 	_ = json.Unmarshal(params, &p)
-	delay := time.Until(time.UnixMilli(p.At))
+	svc := sk.srv.cfg.Sessions
 	sk.tasks.Add(1)
 	go func() {
 		defer sk.tasks.Done()
 		select {
 		case <-sk.ctx.Done():
-		case <-time.After(delay):
-			sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			svc.QueueNudge(ctx, sid, cid, p)
+			return
+		case <-time.After(time.Until(time.UnixMilli(p.At))):
 		}
+		if p.IfMigrating && !svc.PublisherMigrating(sk.ctx, sid, cid) {
+			return
+		}
+		if p.Remaining > 0 {
+			next := p
+			next.Remaining--
+			next.At = time.Now().UnixMilli() + p.IntervalMS
+			svc.QueueNudge(sk.ctx, sid, cid, next)
+		}
+		sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")
 	}()
 }
 

@@ -31,6 +31,9 @@ type Publisher struct {
 	audio    *webrtc.TrackLocalStaticRTP
 	video    *webrtc.TrackLocalStaticRTP
 	sent     atomic.Uint64
+	// renegotiation serialises reconnections of this stream.
+	renegotiation sync.Mutex
+	recovering    atomic.Bool
 }
 
 // Publish negotiates a publisher peer connection (publishVideo) and waits
@@ -90,6 +93,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	p.mu.Lock()
 	p.pubs = append(p.pubs, pub)
 	p.mu.Unlock()
+	p.watchPublisher(pub, pc)
 	if err := waitConnected(ctx, pc); err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
@@ -188,6 +192,8 @@ func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
 // same stream (reconnectStream), as openvidu-browser does after an ICE
 // failure: the tracks move to the new connection, the old one is closed.
 func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
+	pub.renegotiation.Lock()
+	defer pub.renegotiation.Unlock()
 	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return err
@@ -230,7 +236,15 @@ func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 	}
 	old := pub.swap(pc)
 	_ = old.Close()
+	p.watchPublisher(pub, pc)
 	return waitConnected(ctx, pc)
+}
+
+// current returns the publisher's peer connection.
+func (pub *Publisher) current() *webrtc.PeerConnection {
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	return pub.pc
 }
 
 func (pub *Publisher) swap(pc *webrtc.PeerConnection) *webrtc.PeerConnection {
@@ -247,15 +261,20 @@ func (pub *Publisher) close() {
 	_ = pub.pc.Close()
 }
 
-// Subscription receives one remote stream and counts what arrives.
+// Subscription receives one remote stream and counts what arrives, across
+// the peer connections that reconnections give it.
 type Subscription struct {
 	StreamID string
-	pc       *webrtc.PeerConnection
 
 	mu    sync.Mutex
+	pc    *webrtc.PeerConnection
 	stats SubscriptionStats
 	last  map[webrtc.RTPCodecType]time.Time
 	seqs  map[webrtc.RTPCodecType]uint16
+	// renegotiation serialises the subscription's own reconnections and the
+	// server's (forciblyReconnectSubscriber).
+	renegotiation sync.Mutex
+	recovering    atomic.Bool
 }
 
 // SubscriptionStats count the packets of a subscription.
@@ -283,38 +302,67 @@ func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscrip
 	if err := p.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
 		return nil, fmt.Errorf("prepareReceiveVideoFrom: %w", err)
 	}
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	sub := &Subscription{StreamID: streamID, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{}}
+	pc, err := p.answer(ctx, sub, prep.SDPOffer, "receiveVideoFrom", map[string]any{"sender": streamID}, "sdpAnswer")
 	if err != nil {
 		return nil, err
 	}
-	sub := &Subscription{StreamID: streamID, pc: pc, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{}}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { sub.read(tr) })
-	p.sendCandidates(pc, protocol.ConnectionOfStream(streamID))
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: prep.SDPOffer}); err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("apply offer: %w", err)
-	}
-	answer, err := pc.CreateAnswer(nil)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	sdp, err := gather(ctx, pc, answer)
-	if err != nil {
-		_ = pc.Close()
-		return nil, err
-	}
-	if err := p.call(ctx, "receiveVideoFrom", map[string]any{"sender": streamID, "sdpAnswer": sdp}, nil); err != nil {
-		_ = pc.Close()
-		return nil, fmt.Errorf("receiveVideoFrom: %w", err)
-	}
+	sub.pc = pc
 	p.mu.Lock()
 	p.subs[streamID] = sub
 	p.mu.Unlock()
+	p.watchSubscription(sub, pc)
 	if err := waitConnected(ctx, pc); err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
 	return sub, nil
+}
+
+// answer makes a receiving peer connection from a server offer and sends
+// its answer with method (params plus the answer under answerKey).
+func (p *Participant) answer(ctx context.Context, sub *Subscription, offer, method string, params map[string]any, answerKey string) (*webrtc.PeerConnection, error) {
+	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, err
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { sub.read(tr) })
+	p.sendCandidates(pc, protocol.ConnectionOfStream(sub.StreamID))
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("apply offer: %w", err)
+	}
+	desc, err := pc.CreateAnswer(nil)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	sdp, err := gather(ctx, pc, desc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, err
+	}
+	params[answerKey] = sdp
+	if err := p.call(ctx, method, params, nil); err != nil {
+		_ = pc.Close()
+		return nil, fmt.Errorf("%s: %w", method, err)
+	}
+	return pc, nil
+}
+
+// swap makes pc the subscription's peer connection and returns the old one.
+func (s *Subscription) swap(pc *webrtc.PeerConnection) *webrtc.PeerConnection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.pc
+	s.pc = pc
+	s.seqs = map[webrtc.RTPCodecType]uint16{} // another sender numbers its packets afresh
+	return old
+}
+
+func (s *Subscription) current() *webrtc.PeerConnection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pc
 }
 
 func (s *Subscription) read(tr *webrtc.TrackRemote) {
@@ -346,8 +394,10 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 			if gap := now.Sub(prev); gap > st.MaxGap && (kind == webrtc.RTPCodecTypeVideo || st.VideoPackets == 0) {
 				st.MaxGap = gap
 			}
-			if d := h.SequenceNumber - s.seqs[kind]; d > 1 && d < 0x8000 {
-				st.Lost += uint64(d - 1)
+			if last, ok := s.seqs[kind]; ok {
+				if d := h.SequenceNumber - last; d > 1 && d < 0x8000 {
+					st.Lost += uint64(d - 1)
+				}
 			}
 		}
 		s.last[kind], s.seqs[kind] = now, h.SequenceNumber
@@ -371,7 +421,7 @@ func (p *Participant) Unsubscribe(ctx context.Context, sub *Subscription) error 
 	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
 }
 
-func (s *Subscription) close() { _ = s.pc.Close() }
+func (s *Subscription) close() { _ = s.current().Close() }
 
 // MarshalJSON lets stats appear in test logs.
 func (s SubscriptionStats) MarshalJSON() ([]byte, error) {

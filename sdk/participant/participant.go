@@ -41,7 +41,17 @@ type Config struct {
 	// NoResume turns off the resumption after a broken WebSocket (by default
 	// the participant reconnects and sends "connect", as openvidu-browser).
 	NoResume bool
-	Logger   *slog.Logger
+	// NoMediaRecovery turns off the re-establishment of streams whose ICE
+	// failed (see Recovery).
+	NoMediaRecovery bool
+	// ICEDisconnectedTimeout and ICEFailedTimeout are how long ICE waits
+	// without hearing from the media node before it calls the connection
+	// disconnected, then failed (and media recovery starts); defaults 1.5 s
+	// and 1 s, with a keepalive every 500 ms, so a dead media node is
+	// noticed within about 2.5 s.
+	ICEDisconnectedTimeout time.Duration
+	ICEFailedTimeout       time.Duration
+	Logger                 *slog.Logger
 }
 
 // Resumption records one WebSocket break and its outcome.
@@ -80,6 +90,8 @@ type Participant struct {
 	waiters []chan struct{}
 	pubs    []*Publisher
 	subs    map[string]*Subscription
+
+	recoveries []Recovery
 }
 
 // Join connects to the token's cluster and joins its session.
@@ -95,8 +107,14 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.ICEDisconnectedTimeout == 0 {
+		cfg.ICEDisconnectedTimeout = 1500 * time.Millisecond
+	}
+	if cfg.ICEFailedTimeout == 0 {
+		cfg.ICEFailedTimeout = time.Second
+	}
 	p := &Participant{cfg: cfg, sessionID: sid, streams: map[string]protocol.Stream{}, subs: map[string]*Subscription{}}
-	p.api, err = newAPI(cfg.LoopbackOnly)
+	p.api, err = newAPI(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -126,10 +144,11 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	return p, nil
 }
 
-func newAPI(loopbackOnly bool) (*webrtc.API, error) {
+func newAPI(cfg Config) (*webrtc.API, error) {
 	var se webrtc.SettingEngine
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	if loopbackOnly {
+	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 500*time.Millisecond)
+	if cfg.LoopbackOnly {
 		se.SetIncludeLoopbackCandidate(true)
 		se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
@@ -227,6 +246,7 @@ func (p *Participant) resume(r Resumption) {
 			r.Resumed = time.Now()
 			p.recordResumption(r)
 			p.cfg.Logger.Debug("participant resumed", "connection", p.join.ID, "after", r.Resumed.Sub(r.Lost))
+			p.reconnectBrokenStreams()
 			return
 		}
 		select {
@@ -269,6 +289,8 @@ func (p *Participant) onNotification(method string, params json.RawMessage) {
 				p.streams[s.ID] = s
 			}
 		}
+	case protocol.NotifyForciblyReconnect:
+		p.onForcedReconnect(params)
 	case protocol.NotifyParticipantUnpublished, protocol.NotifyParticipantLeft:
 		var cr protocol.ConnectionReason
 		if json.Unmarshal(params, &cr) == nil {

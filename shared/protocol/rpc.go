@@ -262,9 +262,23 @@ const (
 // openvidu-browser re-establish its broken streams at once).
 const InternalReconnectSocket = "chorus.reconnectSocket"
 
+// InternalResponse is an outbox entry holding a JSON-RPC response frame
+// (its params) for a request whose socket closed before the answer was
+// ready: the participant's next socket writes it, and openvidu-browser,
+// which keeps its pending requests across reconnections, takes it.
+const InternalResponse = "chorus.response"
+
 // ReconnectSocket is InternalReconnectSocket's params.
 type ReconnectSocket struct {
 	At int64 `json:"at"` // Unix ms
+	// IfMigrating: only if the participant's stream still waits to be
+	// re-published on another media node at that time.
+	IfMigrating bool `json:"ifMigrating,omitempty"`
+	// Then, Remaining more closes, IntervalMS apart (each queued by the
+	// master that makes the previous one, for whichever master holds the
+	// participant's next WebSocket).
+	Remaining  int   `json:"remaining,omitempty"`
+	IntervalMS int64 `json:"intervalMs,omitempty"`
 }
 
 // ConnectionReason is a notification's {connectionId, reason} params

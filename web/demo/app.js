@@ -55,9 +55,9 @@ function nameOf(connection) {
   try { return JSON.parse(connection.data.split('%/%')[0]).clientData; } catch (e) { return connection.connectionId; }
 }
 
-async function join(token, name) {
+async function join(token, name, debug) {
   const OV = new OpenVidu();
-  OV.enableProdMode();
+  if (!debug) OV.enableProdMode();
   const session = OV.initSession();
   demo.session = session;
   session.on('streamCreated', (event) => {
@@ -106,10 +106,56 @@ function videos() {
   }));
 }
 
+// Frame tracking, for tests measuring media interruptions: the times at
+// which each remote video's decoded frame count changed, sampled every 40 ms
+// once trackFrames() is called.
+const frameLog = new Map();
+let tracking = null;
+
+function trackFrames() {
+  if (tracking) return;
+  tracking = setInterval(() => {
+    document.querySelectorAll('#remotes video').forEach((v) => {
+      const n = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+      let rec = frameLog.get(v);
+      if (!rec) {
+        rec = { last: n, times: [] };
+        frameLog.set(v, rec);
+      }
+      if (n !== rec.last) {
+        rec.last = n;
+        rec.times.push(Date.now());
+        if (rec.times.length > 5000) rec.times.shift();
+      }
+    });
+  }, 40);
+}
+
+// frameGaps reports, for every remote video, the longest time without a new
+// frame since `since` (ms since the epoch; a stall still going on counts up
+// to now) and when its latest frame came.
+function frameGaps(since) {
+  const now = Date.now();
+  return Array.from(document.querySelectorAll('#remotes video')).map((v) => {
+    const times = (frameLog.get(v) || { times: [] }).times;
+    let prev = null;
+    let maxGap = 0;
+    for (const t of times) {
+      if (t >= since && prev !== null) maxGap = Math.max(maxGap, t - prev);
+      prev = t;
+    }
+    if (prev !== null) maxGap = Math.max(maxGap, now - Math.max(prev, since));
+    const after = times.find((t) => t > since);
+    return { connectionId: v.dataset.connectionId || '', maxGapMs: maxGap, lastFrameAt: prev || 0, firstFrameAfter: after || 0 };
+  });
+}
+
 window.chorusDemo = {
   join,
   leave,
   videos,
+  trackFrames,
+  frameGaps,
   events: () => demo.events.slice(),
   connectionId: () => (demo.session && demo.session.connection ? demo.session.connection.connectionId : ''),
   session: () => demo.session,

@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/sdk/participant"
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
+
+// pionMeshOn is pionMesh in a session created on a given media node.
+func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int) ([]*participant.Participant, []*participant.Subscription) {
+	t.Helper()
+	restCall(t, dc, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q,"mediaNode":{"id":%q}}`, sid, node))
+	var ps []*participant.Participant
+	for i := 0; i < n; i++ {
+		var conn protocol.Connection
+		if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
+			t.Fatal(err)
+		}
+		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go pub.SendSynthetic(ctx, participant.DefaultVideo)
+		ps = append(ps, p)
+	}
+	var subs []*participant.Subscription
+	for _, p := range ps {
+		streams, err := p.WaitForStreams(ctx, n-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range streams {
+			sub, err := p.Subscribe(ctx, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subs = append(subs, sub)
+		}
+	}
+	return ps, subs
+}
+
+// crashReport is what TestMediaNodeCrashMigration measures; it goes to the
+// file named by CHORUS_CRASH_REPORT for BENCHMARKS.md.
+type crashReport struct {
+	Nudges              string  `json:"nudges"` // delay/interval/count set in the environment ("//": defaults)
+	DetectionMS         int64   `json:"detection_ms"`     // kill -> nodeCrashed timestamp
+	PionRecoveryMS      []int64 `json:"pion_recovery_ms"` // per subscription: longest media gap
+	BrowserRecoveryMS   []int64 `json:"browser_recovery_ms"`
+	BrowserICEEvents    string  `json:"browser_ice_events"`
+	PionMaxMS           int64   `json:"pion_max_ms"`
+	BrowserMaxMS        int64   `json:"browser_max_ms"`
+	SessionsMigrated    int     `json:"sessions_migrated"`
+	ParticipantsEvicted int     `json:"participants_evicted"`
+}
+
+// TestMediaNodeCrashMigration: SIGKILL the media node hosting a session of
+// openvidu-browser clients and one of pion clients. The crash is detected
+// within OpenVidu's 3 s (nodeCrashed, terminating, terminated), both
+// sessions move to the other node with their stream ids, and media comes
+// back by itself: within 5 s for every pion client, within the bound
+// measured here for browsers. Nobody leaves the sessions.
+func TestMediaNodeCrashMigration(t *testing.T) {
+	h := startHook(t)
+	// The environment reaches the masters: CHORUS_MEDIA_NODES_NUDGE_* set
+	// around `go test` compare nudging policies.
+	dc := startDev(t, devOptions{Env: eventEnv(h)})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	const victim, survivor = "media_1", "media_2"
+
+	ps, subs := pionMeshOn(t, ctx, dc, "ses_pion", victim, 3)
+	pg := startPages(t, dc)
+	pg.joinOn("ses_browsers", 2, victim)
+	pg.waitVideo(1, 60*time.Second)
+	streamsBefore := map[string][]string{}
+	for _, p := range ps {
+		streamsBefore[p.ConnectionID()] = sortedStreams(p)
+	}
+	time.Sleep(2 * time.Second) // steady media before the crash
+
+	kill := time.Now()
+	if err := syscall.Kill(dc.pid(t, victim), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+
+	// Media comes back on every pion subscription...
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		back := 0
+		for _, s := range subs {
+			if st := s.Stats(); st.LastPacket.After(kill.Add(time.Second)) && time.Since(st.LastPacket) < 500*time.Millisecond {
+				back++
+			}
+		}
+		if back == len(subs) {
+			break
+		}
+		if time.Now().After(deadline) {
+			for _, p := range ps {
+				t.Logf("%s recoveries: %+v", p.ConnectionID(), p.Recoveries())
+			}
+			t.Fatalf("%d of %d pion subscriptions got media back within 30 s", back, len(subs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// ...and on every browser.
+	var gaps map[string][]frameGap
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		gaps = pg.gaps(kill.Add(-500 * time.Millisecond))
+		back, total := 0, 0
+		for _, vs := range gaps {
+			for _, v := range vs {
+				total++
+				if v.LastFrameAt > kill.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		if total == 2 && back == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("browser videos not back within 60 s: %+v\n%+v", gaps, pg.stats())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	gaps = pg.gaps(kill.Add(-500 * time.Millisecond))
+
+	rep := crashReport{Nudges: os.Getenv("CHORUS_MEDIA_NODES_NUDGE_DELAY") + "/" + os.Getenv("CHORUS_MEDIA_NODES_NUDGE_INTERVAL") +
+		"/" + os.Getenv("CHORUS_MEDIA_NODES_NUDGE_COUNT")}
+	for _, s := range subs {
+		gap := s.Stats().MaxGap.Milliseconds()
+		rep.PionRecoveryMS = append(rep.PionRecoveryMS, gap)
+		rep.PionMaxMS = max(rep.PionMaxMS, gap)
+	}
+	for _, vs := range gaps {
+		for _, v := range vs {
+			rep.BrowserRecoveryMS = append(rep.BrowserRecoveryMS, v.MaxGapMS)
+			rep.BrowserMaxMS = max(rep.BrowserMaxMS, v.MaxGapMS)
+		}
+	}
+	for _, page := range pg.stats() {
+		for _, e := range page.Events {
+			if e.At >= kill.UnixMilli() {
+				rep.BrowserICEEvents += fmt.Sprintf("%s:%s@+%dms ", e.Type, e.Detail, e.At-kill.UnixMilli())
+			}
+		}
+	}
+
+	// The events: nodeCrashed with both sessions, then the node terminates;
+	// the sessions and their participants stay.
+	h.waitFor(t, "media_1 terminated", 20*time.Second, func() bool {
+		return slices.Contains(statusChanges(h, victim), "terminating>terminated")
+	})
+	for _, e := range h.distinct("") {
+		switch {
+		case e["event"] == "nodeCrashed" && e["id"] == victim:
+			rep.DetectionMS = int64(e["timestamp"].(float64)) - kill.UnixMilli()
+			ids := fmt.Sprint(e["sessionIds"])
+			if e["nodeRole"] != "medianode" || !strings.Contains(ids, "ses_pion") || !strings.Contains(ids, "ses_browsers") {
+				t.Errorf("nodeCrashed: %v", e)
+			}
+		case e["event"] == "participantLeft" || e["event"] == "sessionDestroyed":
+			rep.ParticipantsEvicted++
+		}
+	}
+	if got := statusChanges(h, victim); strings.Join(got, " ") != "<nil>>launching launching>running running>terminating terminating>terminated" {
+		t.Errorf("status changes of the crashed node: %v", got)
+	}
+	if rep.DetectionMS <= 0 || rep.DetectionMS > 3500 {
+		t.Errorf("crash declared %d ms after the kill, want within 3 s (plus a round)", rep.DetectionMS)
+	}
+	if rep.ParticipantsEvicted != 0 {
+		t.Errorf("%d participants left or sessions ended with the crash", rep.ParticipantsEvicted)
+	}
+	for _, sid := range []string{"ses_pion", "ses_browsers"} {
+		var s protocol.Session
+		_ = json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/sessions/"+sid, ""), &s)
+		if s.MediaNodeID != survivor {
+			t.Errorf("session %s on %q after the crash, want %s", sid, s.MediaNodeID, survivor)
+		} else {
+			rep.SessionsMigrated++
+		}
+	}
+	for _, p := range ps {
+		if got := sortedStreams(p); !slices.Equal(got, streamsBefore[p.ConnectionID()]) {
+			t.Errorf("%s sees streams %v after the migration, %v before", p.ConnectionID(), got, streamsBefore[p.ConnectionID()])
+		}
+	}
+	for _, page := range pg.stats() {
+		if strings.Contains(eventTypes(page), "streamDestroyed") || strings.Contains(eventTypes(page), "sessionDisconnected") {
+			t.Errorf("page %s saw the crash: %s", page.ConnectionID, eventTypes(page))
+		}
+	}
+	if rep.PionMaxMS > 5000 {
+		t.Errorf("pion media back after %d ms, want within 5 s", rep.PionMaxMS)
+	}
+	if rep.BrowserMaxMS > 15000 {
+		t.Errorf("browser media back after %d ms, want within 15 s", rep.BrowserMaxMS)
+	}
+	raw, _ := json.Marshal(rep)
+	t.Logf("crash report: %s", raw)
+	if path := os.Getenv("CHORUS_CRASH_REPORT"); path != "" {
+		_ = os.WriteFile(path, raw, 0o644)
+	}
+	for _, p := range ps {
+		t.Logf("%s recoveries: %+v", p.ConnectionID(), p.Recoveries())
+	}
+
+	pg.leave()
+	for _, p := range ps {
+		_ = p.Leave(ctx)
+	}
+	assertNoSessionKeys(t, dc)
+}
+
+func sortedStreams(p *participant.Participant) []string {
+	s := p.RemoteStreams()
+	slices.Sort(s)
+	return s
+}
+
+// TestMediaNodeCrashClosePolicy: with OpenVidu 2's behaviour configured, the
+// sessions of a crashed node are closed: clients get sessionDisconnected
+// (participantEvicted) with reason nodeCrashed, the webhook sessionDestroyed.
+func TestMediaNodeCrashClosePolicy(t *testing.T) {
+	h := startHook(t)
+	dc := startDev(t, devOptions{Env: eventEnv(h, "CHORUS_MEDIA_NODES_CRASH_POLICY=close")})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ps, _ := pionMeshOn(t, ctx, dc, "ses_pion", "media_1", 2)
+	pg := startPages(t, dc)
+	pg.joinOn("ses_browsers", 2, "media_1")
+	pg.waitVideo(1, 60*time.Second)
+
+	if err := syscall.Kill(dc.pid(t, "media_1"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if err := p.WaitFor(ctx, func(p *participant.Participant) bool {
+			for _, e := range p.Events() {
+				var cr protocol.ConnectionReason
+				if e.Method == protocol.NotifyParticipantEvicted && json.Unmarshal(e.Params, &cr) == nil &&
+					cr.ConnectionID == p.ConnectionID() && cr.Reason == "nodeCrashed" {
+					return true
+				}
+			}
+			return false
+		}); err != nil {
+			t.Fatalf("%s not evicted with nodeCrashed: %v", p.ConnectionID(), p.Events())
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		done := 0
+		for _, page := range pg.stats() {
+			for _, e := range page.Events {
+				if e.Type == "sessionDisconnected" && e.Detail == "nodeCrashed" {
+					done++
+				}
+			}
+		}
+		if done == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pages did not get sessionDisconnected(nodeCrashed): %+v", pg.stats())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	h.waitFor(t, "sessionDestroyed nodeCrashed of both sessions", 20*time.Second, func() bool {
+		n := 0
+		for _, e := range h.distinct("") {
+			if e["event"] == "sessionDestroyed" && e["reason"] == "nodeCrashed" {
+				n++
+			}
+		}
+		return n == 2
+	})
+	for _, sid := range []string{"ses_pion", "ses_browsers"} {
+		if code, _, _ := api(t, dc, "GET", "/openvidu/api/sessions/"+sid, ""); code != 404 {
+			t.Errorf("session %s still exists: %d", sid, code)
+		}
+	}
+	assertNoSessionKeys(t, dc)
+}
