@@ -1,0 +1,237 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// autoscalingEvents returns the autoscaling events the webhook received
+// (first delivery of each).
+func autoscalingEvents(h *hook) []map[string]any {
+	var out []map[string]any
+	for _, e := range h.distinct("") {
+		if e["event"] == "autoscaling" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// clusterTrail is the cluster events' names (and node transitions) in the
+// order the webhook received them.
+func clusterTrail(h *hook) []string {
+	var out []string
+	for _, e := range h.distinct("") {
+		switch e["event"] {
+		case "autoscaling":
+			mn := e["mediaNodes"].(map[string]any)
+			l, te := mn["launch"].(map[string]any), mn["terminate"].(map[string]any)
+			out = append(out, fmt.Sprintf("autoscaling(+%v-%v)", l["total"], te["total"]))
+		case "mediaNodeStatusChanged":
+			out = append(out, fmt.Sprintf("%v:%v>%v", e["id"], e["oldStatus"], e["newStatus"]))
+		}
+	}
+	return out
+}
+
+func nodeLoads(t *testing.T, dc *devCluster) string {
+	var list struct {
+		Content []mediaNode `json:"content"`
+	}
+	_, _, body := api(t, dc, "GET", "/openvidu/api/media-nodes", "")
+	_ = json.Unmarshal([]byte(body), &list)
+	var parts []string
+	for _, n := range list.Content {
+		parts = append(parts, fmt.Sprintf("%s %s %.2f%%", n.ID, n.Status, n.Load))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// TestAutoscaling: real load pushed over the maximum launches a node through
+// the process provider, which reaches running; load dropped under the
+// minimum drains one; the webhook receives each autoscaling event followed
+// by its status changes, in order.
+func TestAutoscaling(t *testing.T) {
+	h := startHook(t)
+	// The media nodes run on one core so that a few streams make a load
+	// well above an idle node's; the limits bracket the two.
+	dc := startDev(t, devOptions{Args: []string{"--media-nodes", "1"}, Env: eventEnv(h,
+		"GOMAXPROCS=1", "OPENVIDU_PRO_CLUSTER_AUTOSCALING=true", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_NODES=1",
+		"OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_NODES=2", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_LOAD=3",
+		"OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_LOAD=1", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_INTERVAL=1",
+		"CHORUS_AUTOSCALING_COOL_DOWN=4s")})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+
+	// An idle single node is within its limits: nothing happens.
+	time.Sleep(4 * time.Second)
+	if got := autoscalingEvents(h); len(got) != 0 {
+		t.Fatalf("autoscaling an idle one-node cluster: %v (loads %s)", got, nodeLoads(t, dc))
+	}
+
+	// Load over the maximum: a node is launched and runs.
+	start := time.Now()
+	ps, _ := pionMeshOn(t, ctx, dc, "ses_load", "media_1", 4)
+	h.waitFor(t, "a scale-out", 60*time.Second, func() bool {
+		for _, e := range autoscalingEvents(h) {
+			if l := e["mediaNodes"].(map[string]any)["launch"].(map[string]any); l["newNodes"].(float64) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	out := time.Since(start)
+	var launched string
+	for _, e := range autoscalingEvents(h) {
+		t.Logf("scale-out: %v", e["reason"])
+	}
+	h.waitFor(t, "the new node running", 30*time.Second, func() bool {
+		for _, e := range h.distinct("") {
+			if e["event"] == "mediaNodeStatusChanged" && e["id"] != "media_1" && e["newStatus"] == "running" {
+				launched = e["id"].(string)
+				return true
+			}
+		}
+		return false
+	})
+	running := time.Since(start)
+	t.Logf("loads after the scale-out: %s", nodeLoads(t, dc))
+
+	// Load gone: one node is drained (the least loaded) and terminated.
+	for _, p := range ps {
+		_ = p.Leave(ctx)
+	}
+	stop := time.Now()
+	h.waitFor(t, "a scale-in", 60*time.Second, func() bool {
+		for _, e := range autoscalingEvents(h) {
+			if te := e["mediaNodes"].(map[string]any)["terminate"].(map[string]any); te["total"].(float64) == 1 {
+				return true
+			}
+		}
+		return false
+	})
+	in := time.Since(stop)
+	h.waitFor(t, "a node terminated", 30*time.Second, func() bool {
+		return strings.Contains(strings.Join(clusterTrail(h), " "), ">terminated")
+	})
+	trail := clusterTrail(h)
+	t.Logf("cluster events: %v", trail)
+	t.Logf("autoscale reaction: scale-out decided %.1f s after the load started, node running after %.1f s; scale-in decided %.1f s after the load stopped",
+		out.Seconds(), running.Seconds(), in.Seconds())
+
+	// Order: each decision, then its status changes.
+	want := []string{"media_1:<nil>>launching", "media_1:launching>running", "autoscaling(+1-0)",
+		launched + ":<nil>>launching", launched + ":launching>running", "autoscaling(+0-1)"}
+	got := trail
+	if len(got) < len(want) {
+		t.Fatalf("cluster events %v, want them to start with %v", got, want)
+	}
+	if strings.Join(got[:len(want)], " ") != strings.Join(want, " ") {
+		t.Errorf("cluster events %v, want them to start with %v", got, want)
+	}
+	drained := strings.Split(got[len(want)], ":")[0]
+	rest := strings.Join(got[len(want):], " ")
+	if rest != drained+":running>waiting-idle-to-terminate "+drained+":waiting-idle-to-terminate>terminating "+drained+":terminating>terminated" {
+		t.Errorf("scale-in events: %s", rest)
+	}
+	if n := len(autoscalingEvents(h)); n != 2 {
+		t.Errorf("%d autoscaling decisions, want 2", n)
+	}
+}
+
+// TestControllerLeaseTakeover: SIGKILL the master holding the controller
+// lease: another takes over within seconds, the node the dead master
+// launched keeps running, and no decision is made twice.
+func TestControllerLeaseTakeover(t *testing.T) {
+	h := startHook(t)
+	dc := startDev(t, devOptions{Args: []string{"--media-nodes", "1"}, Env: eventEnv(h,
+		"OPENVIDU_PRO_CLUSTER_AUTOSCALING=true", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_NODES=2",
+		"OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_NODES=3", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_INTERVAL=1",
+		"CHORUS_AUTOSCALING_COOL_DOWN=2s")})
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	const leaseKey = "chorus:e2e:{cluster}:controller"
+
+	// The minimum of 2 nodes is reached by one decision.
+	h.waitFor(t, "the launched node running", 30*time.Second, func() bool {
+		return len(autoscalingEvents(h)) == 1 && strings.Count(strings.Join(clusterTrail(h), " "), "launching>running") == 2
+	})
+	holder, err := rdb.Get(ctx, leaseKey).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var launched mediaNode
+	var list struct {
+		Content []mediaNode `json:"content"`
+	}
+	_ = json.Unmarshal([]byte(expect(t, dc, "GET", "/openvidu/api/media-nodes", "", 200, "")), &list)
+	for _, n := range list.Content {
+		if n.EnvironmentID != nil {
+			launched = n
+		}
+	}
+	if launched.ID == "" {
+		t.Fatalf("no launched node: %+v", list.Content)
+	}
+
+	masterID := strings.Split(holder, ".")[0]
+	kill := time.Now()
+	if err := syscall.Kill(dc.pid(t, masterID), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var next string
+	for {
+		next, _ = rdb.Get(ctx, leaseKey).Result()
+		if next != "" && next != holder {
+			break
+		}
+		if time.Since(kill) > 15*time.Second {
+			t.Fatalf("nobody took the controller lease over from %s", holder)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	takeover := time.Since(kill)
+	t.Logf("controller lease: %s -> %s in %s", holder, next, takeover.Round(time.Millisecond))
+	if takeover > 5*time.Second {
+		t.Errorf("takeover took %s", takeover)
+	}
+	pid, _ := strconv.Atoi(*launched.EnvironmentID)
+	if syscall.Kill(pid, 0) != nil {
+		t.Errorf("the node launched by the killed master died with it")
+	}
+
+	// The new controller decides from what is in Redis: nothing to do, until
+	// a node goes; then exactly one new decision.
+	time.Sleep(3 * time.Second)
+	if n := len(autoscalingEvents(h)); n != 1 {
+		t.Fatalf("%d autoscaling decisions after the takeover, want still 1: %v", n, clusterTrail(h))
+	}
+	expect(t, dc, "DELETE", "/openvidu/api/media-nodes/"+launched.ID+"?deletion-strategy=now&wait=true", "", 204, "")
+	h.waitFor(t, "a second decision and its node running", 30*time.Second, func() bool {
+		return len(autoscalingEvents(h)) >= 2 && strings.Count(strings.Join(clusterTrail(h), " "), "launching>running") == 3
+	})
+	time.Sleep(3 * time.Second)
+	if n := len(autoscalingEvents(h)); n != 2 {
+		t.Errorf("%d autoscaling decisions, want 2: %v", n, clusterTrail(h))
+	}
+	decisions, _ := rdb.HGet(ctx, "chorus:e2e:{cluster}:autoscaling", "decisions").Int()
+	if decisions != 2 {
+		t.Errorf("the autoscaler recorded %d decisions, want 2", decisions)
+	}
+	seen := map[string]bool{}
+	for _, step := range clusterTrail(h) {
+		if strings.Contains(step, ">") && seen[step] {
+			t.Errorf("transition %s happened twice", step)
+		}
+		seen[step] = true
+	}
+}
