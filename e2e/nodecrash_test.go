@@ -57,7 +57,7 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 // crashReport is what TestMediaNodeCrashMigration measures; it goes to the
 // file named by CHORUS_CRASH_REPORT for BENCHMARKS.md.
 type crashReport struct {
-	Nudges              string  `json:"nudges"` // delay/interval/count set in the environment ("//": defaults)
+	Nudges              string  `json:"nudges"`           // delay/interval/count set in the environment ("//": defaults)
 	DetectionMS         int64   `json:"detection_ms"`     // kill -> nodeCrashed timestamp
 	PionRecoveryMS      []int64 `json:"pion_recovery_ms"` // per subscription: longest media gap
 	BrowserRecoveryMS   []int64 `json:"browser_recovery_ms"`
