@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/chorus-rtc/chorus/sdk/participant"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
@@ -300,4 +302,147 @@ func TestMediaNodeCrashClosePolicy(t *testing.T) {
 		}
 	}
 	assertNoSessionKeys(t, dc)
+}
+
+// endpointsOn counts the peer connections of one media node of the dev cluster.
+func endpointsOn(t *testing.T, dc *devCluster, id string) int {
+	t.Helper()
+	for _, node := range dc.Nodes {
+		if node.ID == id {
+			list, err := mediaapi.NewClient(http.DefaultClient, "http://"+node.Addr, dc.Secret).Endpoints(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(list.Endpoints)
+		}
+	}
+	t.Fatalf("no node %s", id)
+	return 0
+}
+
+// waitPionMedia waits until every subscription received media recently.
+func waitPionMedia(t *testing.T, subs []*participant.Subscription, since time.Time, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		back := 0
+		for _, s := range subs {
+			if st := s.Stats(); st.LastPacket.After(since) && time.Since(st.LastPacket) < 500*time.Millisecond {
+				back++
+			}
+		}
+		if back == len(subs) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d subscriptions receive media", back, len(subs))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestMediaNodeDrainByMigration: DELETE with deletion-strategy=migrate moves
+// a busy node's sessions to another node (media back by itself, nobody
+// leaves) and terminates it, so scale-in never waits for conferences to end.
+func TestMediaNodeDrainByMigration(t *testing.T) {
+	h := startHook(t)
+	dc := startDev(t, devOptions{Env: eventEnv(h)})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, subs := pionMeshOn(t, ctx, dc, "ses_pion", "media_1", 3)
+	pg := startPages(t, dc)
+	pg.joinOn("ses_browsers", 2, "media_1")
+	pg.waitVideo(1, 60*time.Second)
+	time.Sleep(2 * time.Second)
+
+	start := time.Now()
+	expect(t, dc, "DELETE", "/openvidu/api/media-nodes/media_1?deletion-strategy=migrate&wait=true", "", 204, "")
+	drained := time.Since(start)
+	waitPionMedia(t, subs, start.Add(500*time.Millisecond), 30*time.Second)
+	var worstPion int64
+	for _, s := range subs {
+		worstPion = max(worstPion, s.Stats().MaxGap.Milliseconds())
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var worstBrowser int64
+	for {
+		back, total := 0, 0
+		worstBrowser = 0
+		for _, vs := range pg.gaps(start.Add(-500 * time.Millisecond)) {
+			for _, v := range vs {
+				total++
+				worstBrowser = max(worstBrowser, v.MaxGapMS)
+				if v.LastFrameAt > start.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		if total == 2 && back == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("browser videos not back after the drain: %+v", pg.stats())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	t.Logf("drain by migration: DELETE answered after %s; media gaps: pion %d ms, browsers %d ms", drained.Round(time.Millisecond), worstPion, worstBrowser)
+	if worstPion > 5000 {
+		t.Errorf("pion media back after %d ms", worstPion)
+	}
+	waitChanges(t, h, "media_1", "<nil>>launching", "launching>running", "running>waiting-idle-to-terminate",
+		"waiting-idle-to-terminate>terminating", "terminating>terminated")
+	for _, e := range h.distinct("") {
+		if e["event"] == "participantLeft" || e["event"] == "sessionDestroyed" || e["event"] == "nodeCrashed" {
+			t.Errorf("unexpected event during the drain: %v", e)
+		}
+	}
+	for _, page := range pg.stats() {
+		if strings.Contains(eventTypes(page), "streamDestroyed") {
+			t.Errorf("page %s saw streams go: %s", page.ConnectionID, eventTypes(page))
+		}
+	}
+}
+
+// TestMediaNodeFencingAndRecovery: a media node frozen (SIGSTOP) past the
+// crash window is declared crashed and its sessions move away; when it runs
+// again it closes the peer connections it still had (it must not keep half a
+// session alive), and, within the reconnection timeout, is back:
+// nodeRecovered, running, taking sessions.
+func TestMediaNodeFencingAndRecovery(t *testing.T) {
+	h := startHook(t)
+	dc := startDev(t, devOptions{Env: eventEnv(h, "OPENVIDU_PRO_CLUSTER_RECONNECTION_TIMEOUT=60")})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, subs := pionMeshOn(t, ctx, dc, "ses_pion", "media_1", 3)
+	if n := endpointsOn(t, dc, "media_1"); n != 9 {
+		t.Fatalf("media_1 has %d endpoints, want 3 publishers and 6 subscribers", n)
+	}
+	pid := dc.pid(t, "media_1")
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	h.waitFor(t, "nodeCrashed", 15*time.Second, func() bool { return hasEvent(h.distinct(""), "nodeCrashed") })
+	waitPionMedia(t, subs, stopped.Add(time.Second), 30*time.Second)
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "nodeRecovered", 15*time.Second, func() bool { return hasEvent(h.distinct(""), "nodeRecovered") })
+	deadline := time.Now().Add(10 * time.Second)
+	for endpointsOn(t, dc, "media_1") != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the fenced node kept %d peer connections", endpointsOn(t, dc, "media_1"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	n := decodeNode(t, expect(t, dc, "GET", "/openvidu/api/media-nodes/media_1", "", 200, ""))
+	if n.Status != "running" || !n.Connected {
+		t.Errorf("recovered node: %+v", n)
+	}
+	if got := statusChanges(h, "media_1"); strings.Join(got, " ") != "<nil>>launching launching>running" {
+		t.Errorf("a recovered node changed status: %v", got)
+	}
+	// It takes sessions again.
+	expect(t, dc, "POST", "/openvidu/api/sessions", `{"customSessionId":"after","mediaNode":{"id":"media_1"}}`, 200, "")
+	waitPionMedia(t, subs, time.Now(), 10*time.Second)
 }
