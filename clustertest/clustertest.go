@@ -81,6 +81,8 @@ type Cluster struct {
 	ProxyURLs  []string // every proxy's
 	// PublicURL is what tokens carry: the proxy's, else the first master's.
 	PublicURL string
+	// MediaNodeURLs are the media nodes' internal API URLs, media_1 first.
+	MediaNodeURLs []string
 
 	mu      sync.Mutex
 	stops   map[string]func()
@@ -155,6 +157,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		}
 		c.run(t, cfg.Media.ID, n.Run)
 		waitHTTP(t, cfg.Media.InternalURL+"/chorus/health")
+		c.MediaNodeURLs = append(c.MediaNodeURLs, cfg.Media.InternalURL)
 	}
 	for i, port := range masterPorts {
 		cfg := *base
@@ -169,7 +172,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		c.run(t, cfg.Master.ID, m.Run)
 		waitHTTP(t, c.MasterURLs[i]+"/chorus/health")
 	}
-	if opts.Masters > 0 {
+	if opts.Masters > 0 && base.MediaNodes.AutoAdopt {
 		c.WaitMediaNodes(t, opts.MediaNodes)
 	}
 	for i, port := range proxyPorts {

@@ -220,6 +220,28 @@ func TestMediaNodesREST(t *testing.T) {
 	}
 	waitChanges(t, h, a.ID, "<nil>>launching", "launching>running")
 
+	// A retried launch (same Idempotency-Key) gets the node the first made.
+	launchOnce := func() mediaNode {
+		req, _ := http.NewRequest("POST", dc.URL+base+"?wait=true", nil)
+		req.SetBasicAuth("OPENVIDUAPP", dc.Secret)
+		req.Header.Set("Idempotency-Key", "launch-once")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("idempotent launch: %d %s", resp.StatusCode, raw)
+		}
+		return decodeNode(t, string(raw))
+	}
+	if first, again := launchOnce(), launchOnce(); first.ID != again.ID || again.Status != "running" {
+		t.Errorf("a retried launch made %s after %s", again.ID, first.ID)
+	} else {
+		expect(t, dc, "DELETE", base+"/"+first.ID+"?wait=true", "", 204, "")
+	}
+
 	// Launch without waiting, cancel, and the node goes away once started.
 	b := decodeNode(t, expect(t, dc, "POST", base, "", 200, ""))
 	if b.Status != "launching" || b.Connected {

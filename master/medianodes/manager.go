@@ -167,14 +167,25 @@ func (m *Manager) Get(ctx context.Context, id string) (store.MediaNodeInfo, erro
 // Launch starts a new node through the provider (POST /media-nodes): its
 // record enters launching at once; with wait, Launch returns once it is
 // running (or failed). A provider that cannot launch (static) answers 501,
-// as OpenVidu on premises does without a "uri".
-func (m *Manager) Launch(ctx context.Context, wait bool) (store.MediaNodeInfo, error) {
+// as OpenVidu on premises does without a "uri". With an idempotency key, a
+// retry of the same request gets the node the first attempt launched.
+func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) (store.MediaNodeInfo, error) {
 	if !m.cfg.Provider.CanLaunch() {
 		return store.MediaNodeInfo{}, errorf(http.StatusNotImplemented,
 			`No parameter "uri" found in the body request. With the %s media node provider it must exist and be a string with a valid URI format`,
 			m.cfg.Provider.Name())
 	}
-	n, err := m.launch(ctx, "")
+	id := protocol.NewMediaNodeID()
+	if idempotencyKey != "" {
+		reserved, err := m.store.ReserveMediaNodeID(ctx, idempotencyKey, id)
+		if err != nil {
+			return store.MediaNodeInfo{}, err
+		}
+		if reserved != id {
+			return m.relaunched(ctx, reserved, wait)
+		}
+	}
+	n, err := m.launch(ctx, id, "")
 	if err != nil {
 		status := http.StatusInternalServerError
 		msg := "Error while launching media node: "
@@ -186,7 +197,24 @@ func (m *Manager) Launch(ctx context.Context, wait bool) (store.MediaNodeInfo, e
 	if !wait {
 		return n, nil
 	}
-	return m.waitFor(ctx, n.ID, m.cfg.LaunchTimeout+5*time.Second, func(n store.MediaNodeInfo, exists bool) (bool, error) {
+	return m.waitRunning(ctx, n.ID)
+}
+
+// relaunched answers a retried launch with the node the first attempt made.
+func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.MediaNodeInfo, error) {
+	n, err := m.store.MediaNode(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return n, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", id)
+	}
+	if err != nil || !wait {
+		return n, err
+	}
+	return m.waitRunning(ctx, id)
+}
+
+// waitRunning waits until a launched node runs, or fails.
+func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeInfo, error) {
+	return m.waitFor(ctx, id, m.cfg.LaunchTimeout+5*time.Second, func(n store.MediaNodeInfo, exists bool) (bool, error) {
 		switch {
 		case !exists:
 			return true, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", n.ID)
@@ -197,10 +225,10 @@ func (m *Manager) Launch(ctx context.Context, wait bool) (store.MediaNodeInfo, e
 	})
 }
 
-// launch creates a launching record and asks the provider to start it. On
-// failure the record goes to failed (and away) before the error returns.
-func (m *Manager) launch(ctx context.Context, leader string) (store.MediaNodeInfo, error) {
-	id := protocol.NewMediaNodeID()
+// launch creates a launching record under id and asks the provider to start
+// it. On failure the record goes to failed (and away) before the error
+// returns.
+func (m *Manager) launch(ctx context.Context, id, leader string) (store.MediaNodeInfo, error) {
 	now := store.NowMillis()
 	var created store.MediaNodeInfo
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {

@@ -211,7 +211,7 @@ func (a *API) launchMediaNode(c *gin.Context) {
 		// Launching may outlive the request timeout with wait.
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.LaunchTimeout+10*time.Second)
 		defer cancel()
-		n, err = a.cfg.MediaNodes.Launch(lctx, wait)
+		n, err = a.cfg.MediaNodes.Launch(lctx, wait, idempotencyKey(c))
 	}
 	if err != nil {
 		a.failText(c, err)

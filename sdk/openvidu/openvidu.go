@@ -69,18 +69,23 @@ type Client struct {
 }
 
 // Error is a REST call that failed with an HTTP status; Body is OpenVidu's
-// error JSON when the server sent one.
+// error JSON when the server sent one, Text its plain-text message otherwise
+// (the media-node API answers errors as text).
 type Error struct {
 	Method string
 	Path   string
 	Status int
 	Body   *protocol.Error
+	Text   string
 }
 
 func (e *Error) Error() string {
 	msg := fmt.Sprintf("openvidu: %s %s: %d %s", e.Method, e.Path, e.Status, http.StatusText(e.Status))
-	if e.Body != nil && e.Body.Message != "" {
+	switch {
+	case e.Body != nil && e.Body.Message != "":
 		msg += ": " + e.Body.Message
+	case e.Text != "":
+		msg += ": " + e.Text
 	}
 	return msg
 }
@@ -153,40 +158,42 @@ type attemptsKey struct{}
 
 // do runs one call: body (if any) as JSON, out decoded from a 2xx answer.
 func (c *Client) do(ctx context.Context, method, path string, body, out any, idempotent bool) error {
-	_, err := c.doCounted(ctx, method, path, body, out, idempotent)
+	_, err := c.call(ctx, method, path, body, out, idempotent)
 	return err
 }
 
 // deleteIdempotent runs a DELETE; a 404 after a retry means an earlier
 // attempt did it (its answer was lost when a master failed), so it succeeds.
 func (c *Client) deleteIdempotent(ctx context.Context, path string) error {
-	attempts, err := c.doCounted(ctx, http.MethodDelete, path, nil, nil, false)
+	attempts, _, err := c.callCounted(ctx, http.MethodDelete, path, nil, nil)
 	if attempts > 1 && StatusOf(err) == http.StatusNotFound {
 		return nil
 	}
 	return err
 }
 
-// doCounted is do, also returning how many attempts it took.
-func (c *Client) doCounted(ctx context.Context, method, path string, body, out any, idempotent bool) (int, error) {
-	attempts := new(atomic.Int32)
-	ctx = context.WithValue(ctx, attemptsKey{}, attempts)
-	err := c.call(ctx, method, path, body, out, idempotent)
-	return int(attempts.Load()), err
+// callCounted is call (without idempotency key), also returning how many
+// attempts it took.
+func (c *Client) callCounted(ctx context.Context, method, path string, body, out any) (attempts, status int, err error) {
+	n := new(atomic.Int32)
+	ctx = context.WithValue(ctx, attemptsKey{}, n)
+	status, err = c.call(ctx, method, path, body, out, false)
+	return int(n.Load()), status, err
 }
 
-func (c *Client) call(ctx context.Context, method, path string, body, out any, idempotent bool) error {
+// call runs a request and returns the status of its answer.
+func (c *Client) call(ctx context.Context, method, path string, body, out any, idempotent bool) (int, error) {
 	c.calls.Add(1)
 	var raw []byte
 	if body != nil {
 		var err error
 		if raw, err = json.Marshal(body); err != nil {
-			return fmt.Errorf("openvidu: encode %s body: %w", path, err)
+			return 0, fmt.Errorf("openvidu: encode %s body: %w", path, err)
 		}
 	}
 	req, err := retryablehttp.NewRequestWithContext(ctx, method, c.base+path, raw)
 	if err != nil {
-		return fmt.Errorf("openvidu: %w", err)
+		return 0, fmt.Errorf("openvidu: %w", err)
 	}
 	req.Header.Set("Authorization", c.auth)
 	if body != nil {
@@ -197,27 +204,29 @@ func (c *Client) call(ctx context.Context, method, path string, body, out any, i
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("openvidu: %s %s: %w", method, path, err)
+		return 0, fmt.Errorf("openvidu: %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	payload, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return fmt.Errorf("openvidu: %s %s: read answer: %w", method, path, err)
+		return resp.StatusCode, fmt.Errorf("openvidu: %s %s: read answer: %w", method, path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := &Error{Method: method, Path: path, Status: resp.StatusCode}
 		var body protocol.Error
 		if json.Unmarshal(payload, &body) == nil && body.Status != 0 {
 			e.Body = &body
+		} else if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
+			e.Text = strings.TrimSpace(string(payload))
 		}
-		return e
+		return resp.StatusCode, e
 	}
-	if out != nil {
+	if out != nil && resp.StatusCode != http.StatusNoContent {
 		if err := json.Unmarshal(payload, out); err != nil {
-			return fmt.Errorf("openvidu: %s %s: decode answer: %w", method, path, err)
+			return resp.StatusCode, fmt.Errorf("openvidu: %s %s: decode answer: %w", method, path, err)
 		}
 	}
-	return nil
+	return resp.StatusCode, nil
 }
 
 func newKey() string {

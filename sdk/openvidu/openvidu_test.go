@@ -11,6 +11,7 @@ import (
 
 	"github.com/chorus-rtc/chorus/clustertest"
 	"github.com/chorus-rtc/chorus/sdk/openvidu"
+	"github.com/chorus-rtc/chorus/shared/config"
 )
 
 func client(t *testing.T, url string) *openvidu.Client {
@@ -155,5 +156,65 @@ func TestRetriesGatewayErrorsWithinTheContext(t *testing.T) {
 	start := time.Now()
 	if _, err := ov.Session(ctx, "down"); err == nil || time.Since(start) > 2*time.Second {
 		t.Errorf("a call that keeps failing: %v after %s", err, time.Since(start))
+	}
+}
+
+// TestMediaNodes drives the media-node methods against a cluster whose nodes
+// wait to be added (adoption off), as on premises.
+func TestMediaNodes(t *testing.T) {
+	ctx := context.Background()
+	cl := clustertest.Start(t, clustertest.Options{Masters: 1, MediaNodes: 2, Proxy: true,
+		Configure: func(c *config.Config) { c.MediaNodes.AutoAdopt = false }})
+	ov := client(t, cl.ProxyURL)
+	time.Sleep(1500 * time.Millisecond) // the nodes report, unadopted
+
+	if nodes, err := ov.MediaNodes(ctx, false); err != nil || len(nodes) != 0 {
+		t.Fatalf("nodes before adoption: %+v, %v", nodes, err)
+	}
+	if _, err := ov.LaunchMediaNode(ctx, openvidu.LaunchOptions{Wait: true}); openvidu.StatusOf(err) != http.StatusNotImplemented ||
+		!strings.Contains(err.Error(), `"uri"`) {
+		t.Errorf("launch with the static provider: %v", err)
+	}
+	uri := cl.MediaNodeURLs[0]
+	added, err := ov.LaunchMediaNode(ctx, openvidu.LaunchOptions{URI: uri, EnvironmentID: "rack-1"})
+	if err != nil || added.Status != openvidu.NodeRunning || added.EnvironmentID == nil || *added.EnvironmentID != "rack-1" {
+		t.Fatalf("added by URI: %+v, %v", added, err)
+	}
+	if _, err := ov.LaunchMediaNode(ctx, openvidu.LaunchOptions{URI: uri}); openvidu.StatusOf(err) != http.StatusConflict {
+		t.Errorf("added twice: %v", err)
+	}
+	found, err := ov.DiscoverMediaNodes(ctx)
+	if err != nil || len(found) != 1 || found[0].ID == added.ID {
+		t.Fatalf("discovered %+v, %v", found, err)
+	}
+	if _, err := ov.MediaNode(ctx, "media_nope", false); openvidu.StatusOf(err) != http.StatusNotFound ||
+		!strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("unknown node: %v", err)
+	}
+	if n, err := ov.SetMediaNodeStatus(ctx, added.ID, openvidu.NodeRunning); err != nil || n != nil {
+		t.Errorf("status unchanged: %+v, %v", n, err)
+	}
+	if _, err := ov.SetMediaNodeStatus(ctx, added.ID, "bogus"); openvidu.StatusOf(err) != http.StatusBadRequest {
+		t.Errorf("bogus status: %v", err)
+	}
+	// An idle node asked to wait for its sessions to end goes on to
+	// terminating at once, as in OpenVidu.
+	n, err := ov.SetMediaNodeStatus(ctx, found[0].ID, openvidu.NodeWaitingIdle)
+	if err != nil || n.Status != openvidu.NodeTerminating {
+		t.Errorf("quarantine of an idle node: %+v, %v", n, err)
+	}
+	if n, err := ov.DropMediaNode(ctx, added.ID, openvidu.DropOptions{Strategy: openvidu.DropNow, Wait: true}); err != nil || n != nil {
+		t.Errorf("drop and wait: %+v, %v", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nodes, err := ov.MediaNodes(ctx, true)
+		if err == nil && len(nodes) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes left: %+v, %v", nodes, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

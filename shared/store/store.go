@@ -221,17 +221,27 @@ const IdempotencyTTL = 10 * time.Minute
 // ReserveSessionID binds an Idempotency-Key of POST /sessions to a session
 // id: the first caller's candidate wins and every retry gets the same id.
 func (s *Store) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
-	k := s.prefix + ":idem:" + key
+	return s.reserveID(ctx, "idem:"+key, candidate)
+}
+
+// ReserveMediaNodeID binds an Idempotency-Key of POST /media-nodes to the id
+// of the node it launches.
+func (s *Store) ReserveMediaNodeID(ctx context.Context, key, candidate string) (string, error) {
+	return s.reserveID(ctx, "idem:media:"+key, candidate)
+}
+
+func (s *Store) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
+	k := s.prefix + ":" + suffix
 	ok, err := s.rdb.SetNX(ctx, k, candidate, IdempotencyTTL).Result()
 	if err != nil {
-		return "", fmt.Errorf("reserve session id: %w", err)
+		return "", fmt.Errorf("reserve id: %w", err)
 	}
 	if ok {
 		return candidate, nil
 	}
 	id, err := s.rdb.Get(ctx, k).Result()
 	if err != nil {
-		return "", fmt.Errorf("reserved session id: %w", err)
+		return "", fmt.Errorf("reserved id: %w", err)
 	}
 	return id, nil
 }
