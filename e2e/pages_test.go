@@ -52,8 +52,12 @@ func startPages(t *testing.T, dc *devCluster) *pages {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if t.Failed() && os.Getenv("CHORUS_PAGE_LOGS") != "" {
-			t.Logf("pages.cjs output:\n%s", tail(p.stderr.String(), 400))
+		if logs := os.Getenv("CHORUS_PAGE_LOGS"); logs != "" && t.Failed() {
+			if strings.HasPrefix(logs, "/") {
+				_ = os.WriteFile(logs, []byte(p.stderr.String()), 0o644)
+			} else {
+				t.Logf("pages.cjs output:\n%s", tail(p.stderr.String(), 400))
+			}
 		}
 		fmt.Fprintln(p.in, "quit")
 		done := make(chan struct{})

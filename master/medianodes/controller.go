@@ -288,6 +288,7 @@ func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, al
 		switch {
 		case err == nil:
 			moved++
+			c.spawn(ctx, "nudge:"+sid, func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid) })
 		case errors.Is(err, ErrNoMediaNode) && fallback != "":
 			c.log.Warn("no media node can take the session: closing it", "session", sid, "node", n.ID, "reason", fallback)
 			if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, fallback); err != nil {

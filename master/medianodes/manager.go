@@ -53,6 +53,9 @@ type Sessions interface {
 	// wrapping ErrNoMediaNode when no node can take it; a session that no
 	// longer exists (or left the node already) is only unpinned.
 	MigrateSession(ctx context.Context, sid, from string, alive bool) error
+	// NudgePublishers helps the publishers of a migrated session re-publish
+	// sooner; it returns once they did, or gave up, or ctx ends.
+	NudgePublishers(ctx context.Context, sid string)
 }
 
 // ErrNoMediaNode means no media node can take a session.

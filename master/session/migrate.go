@@ -30,7 +30,7 @@ import (
 //  4. A subscriber that reconnects by itself before its publisher is back
 //     (prepareReceiveVideoFrom with reconnect) is held until then.
 //
-// Clients of the Go SDK follow the same paths. Nudge (below) shortens step 2.
+// Clients of the Go SDK follow the same paths. NudgePublishers shortens step 2.
 
 // nodeServeFreshness is how recent a node's heartbeat must be for requests
 // to be sent to it; an older one may be dead and not yet declared so.
@@ -144,40 +144,53 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 			}
 		}
 	}
-	s.nudge(ctx, sid, nudge)
 	s.log.Info("session migrated", "session", sid, "from", from, "to", to, "publishers", len(nudge))
 	return nil
 }
 
-// nudge shortens the wait of publishers that must re-publish: it asks the
-// masters holding their WebSockets to close them, a few times (Nudges)
-// while the publisher has not re-published. openvidu-browser reconnects its
-// WebSocket at once and, on resuming, re-establishes every stream whose ICE
-// is not connected (Session.reconnectBrokenStreams), without waiting for
-// its own timer (4 s after ICE "disconnected"). A close before the
-// browser's ICE noticed the loss does nothing, hence several.
-func (s *Service) nudge(ctx context.Context, sid string, cids []string) {
+// NudgePublishers shortens the wait of the session's publishers that must
+// re-publish after a migration (medianodes.Sessions): it asks the masters
+// holding their WebSockets to close them, every Nudges.Interval from
+// Nudges.Delay after the migration, Nudges.Count times at most, while some
+// have not re-published. openvidu-browser reconnects its WebSocket at once
+// and, on resuming, re-establishes every stream whose ICE is not connected
+// (Session.reconnectBrokenStreams), without waiting for its own timer (4 s
+// after ICE "disconnected"). A close before the browser's ICE noticed the
+// loss does nothing but a reconnection, hence several. It returns when done
+// or when ctx ends.
+func (s *Service) NudgePublishers(ctx context.Context, sid string) {
 	n := s.cfg.Nudges
-	if n.Count <= 0 || len(cids) == 0 {
+	if n.Count <= 0 {
 		return
 	}
-	first := protocol.ReconnectSocket{At: time.Now().Add(n.Delay).UnixMilli(), IfMigrating: true,
-		Remaining: n.Count - 1, IntervalMS: n.Interval.Milliseconds()}
-	for _, cid := range cids {
-		s.QueueNudge(ctx, sid, cid, first)
-	}
-}
-
-// QueueNudge queues a WebSocket close for a participant (see nudge).
-func (s *Service) QueueNudge(ctx context.Context, sid, cid string, n protocol.ReconnectSocket) {
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
-		if c := tx.Conns[cid]; c == nil || !c.Active() {
-			return nil
+	wait := n.Delay
+	for i := 0; i < n.Count; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
 		}
-		return tx.Notify(cid, protocol.InternalReconnectSocket, n)
-	})
-	if err != nil {
-		s.log.Warn("nudge a migrated publisher", "session", sid, "connection", cid, "err", err)
+		wait = n.Interval
+		nudged := 0
+		err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+			nudged = 0
+			for _, c := range tx.SortedConns() {
+				if c.Active() && c.Master != "" && c.Publisher != nil && c.Publisher.State == store.EndpointMigrating {
+					if err := tx.Notify(c.ID, protocol.InternalReconnectSocket, protocol.ReconnectSocket{IfMigrating: true}); err != nil {
+						return err
+					}
+					nudged++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("nudge migrated publishers", "session", sid, "err", err)
+			return
+		}
+		if nudged == 0 {
+			return
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -50,6 +51,13 @@ type socket struct {
 	gone     bool // left, evicted or replaced: do not detach on close
 	lastPing time.Time
 	interval time.Duration
+
+	// held counts the held requests still unanswered on this socket: a
+	// nudge must not close it then, since openvidu-browser cancels every
+	// pending request when its WebSocket breaks (RpcBuilder.cancel, from
+	// stopPing on reconnecting) and never retries a stream's reconnection
+	// whose request it dropped.
+	held atomic.Int32
 
 	tasks sync.WaitGroup
 }
@@ -170,6 +178,7 @@ func (sk *socket) work() {
 	for req := range sk.requests {
 		if held(req.Method) {
 			sk.srv.wg.Add(1)
+			sk.held.Add(1)
 			go func() {
 				defer sk.srv.wg.Done()
 				sk.runHeld(req)
@@ -181,10 +190,10 @@ func (sk *socket) work() {
 }
 
 // runHeld handles a request that may wait for a moving stream. It outlives
-// its socket: the nudges that speed migrations up close sockets, and
-// openvidu-browser keeps waiting for the answer across its reconnection
-// (for 10 s), so an answer that finds the socket closed goes to the
-// participant's outbox and reaches the client on its next socket.
+// its socket (nudges wait for it, see socket.held, but a master or network
+// failure may not): an answer that finds the socket closed goes to the
+// participant's outbox and reaches the client on its next socket, where
+// clients that keep requests across reconnections (the Go SDK) take it.
 func (sk *socket) runHeld(req *protocol.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(sk.ctx), sk.srv.cfg.HoldTimeout)
 	defer cancel()
@@ -199,7 +208,9 @@ func (sk *socket) runHeld(req *protocol.Request) {
 	sk.mu.Unlock()
 	sk.srv.log.Debug("request", "method", req.Method, "connection", cid, "took", time.Since(start).Round(time.Millisecond), "err", err)
 	resp := sk.response(req.ID, result, rerr)
-	if sk.ctx.Err() == nil && sk.write(resp) {
+	written := sk.ctx.Err() == nil && sk.write(resp)
+	sk.held.Add(-1)
+	if written {
 		return
 	}
 	frame, merr := json.Marshal(resp)
@@ -349,18 +360,23 @@ func (sk *socket) deliver(sid, cid string) {
 			sk.srv.log.Warn("read outbox", "session", sid, "connection", cid, "err", err)
 		}
 		evicted := false
-		for _, e := range entries {
+		var reconnect json.RawMessage
+		delivered := entries
+	write:
+		for i, e := range entries {
 			switch e.Method {
 			case protocol.InternalReconnectSocket:
-				sk.reconnectAt(sid, cid, e.Params)
-				continue
+				// Acknowledged before it is acted on, and nothing after it
+				// is written here: the resumed socket gets the rest.
+				reconnect, delivered = e.Params, entries[:i+1]
+				break write
 			case protocol.InternalResponse:
 				sk.writeFrame(e.Params)
-				continue
-			}
-			sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
-			if e.Method == protocol.NotifyParticipantEvicted && sk.isOwnEviction(cid, e.Params) {
-				evicted = true
+			default:
+				sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
+				if e.Method == protocol.NotifyParticipantEvicted && sk.isOwnEviction(cid, e.Params) {
+					evicted = true
+				}
 			}
 		}
 		if evicted {
@@ -370,9 +386,15 @@ func (sk *socket) deliver(sid, cid string) {
 			}
 			return
 		}
-		if len(entries) > 0 && sk.ctx.Err() == nil {
-			if err := st.AckOutbox(sk.ctx, sid, cid, entries[len(entries)-1].ID); err != nil {
+		if len(delivered) > 0 && sk.ctx.Err() == nil {
+			if err := st.AckOutbox(sk.ctx, sid, cid, delivered[len(delivered)-1].ID); err != nil {
 				sk.srv.log.Warn("ack outbox", "session", sid, "connection", cid, "err", err)
+			}
+			if reconnect != nil {
+				if sk.reconnect(sid, cid, reconnect) {
+					return // nothing more goes to a closing socket
+				}
+				continue
 			}
 			if len(entries) == outboxBatch {
 				continue
@@ -387,36 +409,23 @@ func (sk *socket) deliver(sid, cid string) {
 	}
 }
 
-// reconnectAt closes the socket at the time the params say, so that its
-// client reconnects and resumes, and queues the next close if more are
-// due. The entry is acknowledged before: the resumed socket is not closed
-// again by it; a socket that closes before its time hands it on to the next.
-func (sk *socket) reconnectAt(sid, cid string, params json.RawMessage) {
+// reconnect closes the socket so that its client reconnects and resumes
+// (the entry is acknowledged first: the resumed socket is not closed again).
+// It reports whether it closed the socket.
+func (sk *socket) reconnect(sid, cid string, params json.RawMessage) bool {
 	var p protocol.ReconnectSocket
 	_ = json.Unmarshal(params, &p)
-	svc := sk.srv.cfg.Sessions
-	sk.tasks.Add(1)
-	go func() {
-		defer sk.tasks.Done()
-		select {
-		case <-sk.ctx.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			svc.QueueNudge(ctx, sid, cid, p)
-			return
-		case <-time.After(time.Until(time.UnixMilli(p.At))):
-		}
-		if p.IfMigrating && !svc.PublisherMigrating(sk.ctx, sid, cid) {
-			return
-		}
-		if p.Remaining > 0 {
-			next := p
-			next.Remaining--
-			next.At = time.Now().UnixMilli() + p.IntervalMS
-			svc.QueueNudge(sk.ctx, sid, cid, next)
-		}
-		sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")
-	}()
+	if p.IfMigrating && !sk.srv.cfg.Sessions.PublisherMigrating(sk.ctx, sid, cid) {
+		return false
+	}
+	if sk.held.Load() > 0 {
+		// The client would drop its pending renegotiation: the next nudge,
+		// after the answer, closes the socket instead.
+		sk.srv.log.Debug("nudge skipped: a renegotiation is pending", "session", sid, "connection", cid)
+		return false
+	}
+	sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")
+	return true
 }
 
 // isOwnEviction reports whether a participantEvicted is about this socket's

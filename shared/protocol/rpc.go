@@ -257,9 +257,9 @@ const (
 )
 
 // InternalReconnectSocket is an outbox entry that is never sent: the master
-// holding the participant's WebSocket closes it at ReconnectSocket.At, and
-// the client reconnects and resumes (after a session migration, this makes
-// openvidu-browser re-establish its broken streams at once).
+// holding the participant's WebSocket closes it, and the client reconnects
+// and resumes (after a session migration, this makes openvidu-browser
+// re-establish its broken streams at once).
 const InternalReconnectSocket = "chorus.reconnectSocket"
 
 // InternalResponse is an outbox entry holding a JSON-RPC response frame
@@ -270,15 +270,9 @@ const InternalResponse = "chorus.response"
 
 // ReconnectSocket is InternalReconnectSocket's params.
 type ReconnectSocket struct {
-	At int64 `json:"at"` // Unix ms
 	// IfMigrating: only if the participant's stream still waits to be
-	// re-published on another media node at that time.
+	// re-published on another media node.
 	IfMigrating bool `json:"ifMigrating,omitempty"`
-	// Then, Remaining more closes, IntervalMS apart (each queued by the
-	// master that makes the previous one, for whichever master holds the
-	// participant's next WebSocket).
-	Remaining  int   `json:"remaining,omitempty"`
-	IntervalMS int64 `json:"intervalMs,omitempty"`
 }
 
 // ConnectionReason is a notification's {connectionId, reason} params
