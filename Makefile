@@ -7,7 +7,7 @@ GOTEST_FLAGS ?= -count=1
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v /e2e)
 
-.PHONY: all build web deps dev test test-quick test-e2e fuzz lint clean
+.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint clean
 
 all: build
 
@@ -32,16 +32,24 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# A Docker engine (installed and started when missing) and the images
+# docker-compose.yml names, made without a registry (docker/images.sh).
+docker-engine:
+	./docker/engine.sh
+
+compose-images: docker-engine
+	./docker/images.sh
+
 dev: deps build web
 	./$(BIN) dev
 
 test-quick:
 	$(GO) test $(GOTEST_FLAGS) $(UNIT_PKGS)
 
-test-e2e: build web
+test-e2e: build web compose-images
 	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -p 1 -timeout 25m $(E2E_PKGS)
 
-test: deps lint build web
+test: deps lint build web compose-images
 	$(GO) test $(GOTEST_FLAGS) -timeout 15m $(UNIT_PKGS)
 	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -p 1 -timeout 25m $(E2E_PKGS)
 

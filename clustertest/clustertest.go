@@ -165,7 +165,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 		cfg.Master.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 		cfg.Master.InternalURL = c.MasterURLs[i]
 		cfg.Master.PublicURL = c.PublicURL
-		m, err := master.New(master.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
+		m, err := master.New(context.Background(), master.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,11 +39,15 @@ type hook struct {
 
 func startHook(t *testing.T) *hook {
 	t.Helper()
-	h := &hook{refuse: map[string]bool{}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveHook(t, ln)
+}
+
+func serveHook(t *testing.T, ln net.Listener) *hook {
+	h := &hook{refuse: map[string]bool{}}
 	h.URL = "http://" + ln.Addr().String() + "/hook"
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()

@@ -56,7 +56,7 @@ type Master struct {
 
 // New builds a master. Run serves it. It fails only on a media node provider
 // that cannot be set up.
-func New(cfg Config) (*Master, error) {
+func New(ctx context.Context, cfg Config) (*Master, error) {
 	mc := cfg.Cluster.Master
 	id := mc.ID
 	if id == "" {
@@ -74,7 +74,7 @@ func New(cfg Config) (*Master, error) {
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
 		Logger: log,
 	})
-	provider, err := newProvider(cfg.Cluster, log)
+	provider, err := newProvider(ctx, cfg.Cluster, log)
 	if err != nil {
 		return nil, err
 	}

@@ -1,19 +1,37 @@
 package master
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/shared/config"
 )
 
 // newProvider builds the configured media node provider.
-func newProvider(c *config.Config, log *slog.Logger) (medianodes.Provider, error) {
+func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (medianodes.Provider, error) {
 	switch c.MediaNodes.Provider {
+	case medianodes.ProviderDocker:
+		d := c.MediaNodes.Docker
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		p, err := medianodes.NewDocker(ctx, medianodes.DockerConfig{
+			Host: d.Host, Image: d.Image, Network: d.Network, Project: d.Project, ClusterID: c.ClusterID,
+			PublishIP: d.PublishIP, PublicIPs: d.PublicIPs, UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax,
+			Env: mediaNodeEnv(c, nil),
+		})
+		if err != nil {
+			return nil, err
+		}
+		r := p.Config()
+		log.Info("media nodes are launched as containers", "image", r.Image, "network", r.Network, "project", r.Project,
+			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax))
+		return p, nil
 	case medianodes.ProviderProcess:
 		p := c.MediaNodes.Process
 		bin := p.Binary
@@ -25,8 +43,9 @@ func newProvider(c *config.Config, log *slog.Logger) (medianodes.Provider, error
 			bin = exe
 		}
 		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP)
+		env := append(mediaNodeEnv(c, os.Environ()), "CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(p.PublicIPs, ","))
 		return medianodes.NewProcess(medianodes.ProcessConfig{
-			Binary: bin, BindIP: p.BindIP, Env: mediaNodeEnv(c, os.Environ()), LogDir: p.LogDir,
+			Binary: bin, BindIP: p.BindIP, Env: env, LogDir: p.LogDir,
 		}), nil
 	case medianodes.ProviderStatic:
 		return medianodes.Static{}, nil
@@ -52,6 +71,5 @@ func mediaNodeEnv(c *config.Config, base []string) []string {
 		"CHORUS_REDIS_TIMEOUT="+r.Timeout.String(),
 		"CHORUS_LOG_LEVEL="+c.Log.Level,
 		"CHORUS_LOG_FORMAT="+c.Log.Format,
-		"CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(c.MediaNodes.Process.PublicIPs, ","),
 	)
 }

@@ -9,6 +9,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,6 +264,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	tlsCfg, err := tlsConfig(p.cfg.TLS)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
+	}
 	p.refresh(ctx)
 	var wg sync.WaitGroup
 	checkCtx, stopChecks := context.WithCancel(ctx)
@@ -273,7 +282,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	p.log.Info("proxy started", "listen", ln.Addr().String(), "demo", p.cfg.Demo.Enabled)
+	p.log.Info("proxy started", "listen", ln.Addr().String(), "tls", p.cfg.TLS.Mode, "demo", p.cfg.Demo.Enabled)
 
 	select {
 	case <-ctx.Done():

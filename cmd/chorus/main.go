@@ -51,7 +51,7 @@ flags, in increasing order of precedence.`,
 			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 				rdb := store.NewClient(cfg.Redis)
 				defer rdb.Close()
-				m, err := master.New(master.Config{Cluster: cfg, Redis: rdb, Logger: log})
+				m, err := master.New(ctx, master.Config{Cluster: cfg, Redis: rdb, Logger: log})
 				if err != nil {
 					return err
 				}
@@ -81,6 +81,7 @@ flags, in increasing order of precedence.`,
 		eventsCommand(),
 		configCommand(),
 		autoscaleCommand(),
+		healthcheckCommand(),
 	)
 	return root
 }

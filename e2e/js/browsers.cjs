@@ -21,7 +21,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
-  const context = await browser.newContext();
+  const context = await browser.newContext({ ignoreHTTPSErrors: true }); // the proxy's self-signed mode
   const pages = [];
   const consoleErrors = [];
   for (let i = 0; i < pagesCount; i++) {

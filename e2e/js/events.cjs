@@ -20,7 +20,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
-  const context = await browser.newContext();
+  const context = await browser.newContext({ ignoreHTTPSErrors: true }); // the proxy's self-signed mode
   const pages = [];
   const ids = [];
   for (let i = 0; i < 2; i++) {

@@ -69,7 +69,7 @@ async function stats() {
       '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
-  context = await browser.newContext();
+  context = await browser.newContext({ ignoreHTTPSErrors: true }); // the proxy's self-signed mode
   reply({ ready: true });
   const rl = readline.createInterface({ input: process.stdin });
   for await (const line of rl) {

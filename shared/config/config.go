@@ -54,6 +54,19 @@ type MediaNodes struct {
 	NudgeInterval       time.Duration   `mapstructure:"nudge_interval"`
 	NudgeCount          int             `mapstructure:"nudge_count"`
 	Process             ProcessProvider `mapstructure:"process"`
+	Docker              DockerProvider  `mapstructure:"docker"`
+}
+
+// DockerProvider configures the docker media node provider.
+type DockerProvider struct {
+	Host       string   `mapstructure:"host"`
+	Image      string   `mapstructure:"image"`
+	Network    string   `mapstructure:"network"`
+	Project    string   `mapstructure:"project"`
+	PublishIP  string   `mapstructure:"publish_ip"`
+	PublicIPs  []string `mapstructure:"public_ips"`
+	UDPPortMin int      `mapstructure:"udp_port_min"`
+	UDPPortMax int      `mapstructure:"udp_port_max"`
 }
 
 // ProcessProvider configures the process media node provider.
@@ -163,6 +176,16 @@ type Proxy struct {
 	UnhealthyAfter int           `mapstructure:"unhealthy_after"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
 	Demo           Demo          `mapstructure:"demo"`
+	TLS            TLS           `mapstructure:"tls"`
+}
+
+// TLS is how the proxy serves HTTPS: off, from files, or self-signed.
+type TLS struct {
+	Mode          string   `mapstructure:"mode"`
+	CertFile      string   `mapstructure:"cert_file"`
+	KeyFile       string   `mapstructure:"key_file"`
+	SelfSignedDir string   `mapstructure:"self_signed_dir"`
+	Hosts         []string `mapstructure:"hosts"`
 }
 
 // Demo is the demo page served by the proxy.
@@ -469,6 +492,19 @@ func (c *Config) Validate(role Role) error {
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
+		switch t := p.TLS; t.Mode {
+		case "off":
+		case "file":
+			if t.CertFile == "" || t.KeyFile == "" {
+				bad("proxy.tls.mode file needs proxy.tls.cert_file and proxy.tls.key_file")
+			}
+		case "self-signed":
+			if t.SelfSignedDir == "" {
+				bad("proxy.tls.self_signed_dir is empty while proxy.tls.mode is self-signed")
+			}
+		default:
+			bad("proxy.tls.mode %q must be off, file or self-signed", t.Mode)
+		}
 	}
 	if len(problems) == 0 {
 		return nil
@@ -590,9 +626,9 @@ func (c *Config) EffectiveReconnectionTimeout() time.Duration {
 func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 	m := c.MediaNodes
 	switch m.Provider {
-	case "static", "process":
+	case "static", "process", "docker":
 	default:
-		bad("media_nodes.provider %q must be static or process", m.Provider)
+		bad("media_nodes.provider %q must be static, process or docker", m.Provider)
 	}
 	positive(bad, "media_nodes.launch_timeout", m.LaunchTimeout)
 	if m.CrashWindow < time.Second {
@@ -619,6 +655,19 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 	for _, ip := range m.Process.PublicIPs {
 		if net.ParseIP(ip) == nil {
 			bad("media_nodes.process.public_ips: %q is not an IP address", ip)
+		}
+	}
+	if d := m.Docker; m.Provider == "docker" {
+		if net.ParseIP(d.PublishIP) == nil {
+			bad("media_nodes.docker.publish_ip %q is not an IP address", d.PublishIP)
+		}
+		for _, ip := range d.PublicIPs {
+			if net.ParseIP(ip) == nil {
+				bad("media_nodes.docker.public_ips: %q is not an IP address", ip)
+			}
+		}
+		if d.UDPPortMin < 1 || d.UDPPortMax > 65535 || d.UDPPortMin > d.UDPPortMax {
+			bad("media_nodes.docker: need 1 <= udp_port_min (%d) <= udp_port_max (%d) <= 65535", d.UDPPortMin, d.UDPPortMax)
 		}
 	}
 	a := c.Autoscaling

@@ -1,0 +1,41 @@
+# The Chorus image: one static binary for every role (master, media, proxy),
+# the demo page and openvidu-browser's bundle, on an empty base.
+#   docker build -t chorus:latest .
+# Without a registry, `make compose-images` provides the two base images
+# (see docker/images.sh).
+
+ARG GO_IMAGE=golang:1.26-bookworm
+
+FROM ${GO_IMAGE} AS build
+WORKDIR /src
+ARG GOPROXY=https://proxy.golang.org,direct
+ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY}
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/chorus
+# The demo page's openvidu-browser bundle, from npm, checked against web/package-lock.json.
+ARG OPENVIDU_BROWSER=2.32.2
+ARG OPENVIDU_BROWSER_SHA512=4570a6d65351d98c00640aac63bf88affceec99fc2969be37d93a3016ddf735ec3c87348d2a15f9af17f571ae4e361045f76dac8a8558421164254aaa21ca56b
+RUN curl -fsSL -o /tmp/ovb.tgz "https://registry.npmjs.org/openvidu-browser/-/openvidu-browser-${OPENVIDU_BROWSER}.tgz" \
+ && echo "${OPENVIDU_BROWSER_SHA512}  /tmp/ovb.tgz" | sha512sum -c - \
+ && mkdir -p /out/web/node_modules/openvidu-browser \
+ && tar -xzf /tmp/ovb.tgz -C /out/web/node_modules/openvidu-browser --strip-components=1 package/static/js \
+ && cp -r web/demo /out/web/demo \
+ && mkdir -p /out/var/lib/chorus/tls /out/tmp \
+ && echo 'chorus:x:10001:10001:chorus:/var/lib/chorus:/nonexistent' > /out/passwd \
+ && echo 'chorus:x:10001:' > /out/group
+
+FROM scratch
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
+COPY --from=build /out/passwd /out/group /etc/
+COPY --from=build --chown=10001:10001 /out/var /var
+COPY --from=build --chown=10001:10001 /out/tmp /tmp
+COPY --from=build /out/web /srv/chorus/web
+COPY --from=build /out/chorus /usr/local/bin/chorus
+USER 10001:10001
+WORKDIR /var/lib/chorus
+ENV CHORUS_PROXY_DEMO_ASSETS_DIR=/srv/chorus/web
+EXPOSE 4443 5443 8888
+ENTRYPOINT ["/usr/local/bin/chorus"]
+CMD ["--help"]

@@ -1,0 +1,353 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/devcluster"
+)
+
+// compose runs docker-compose.yml of the repository as project name, with
+// env on top of the caller's environment (the .env defaults apply below).
+type compose struct {
+	t       *testing.T
+	project string
+	env     []string
+}
+
+// composeBinary is docker-compose (1.29, Debian's) or, when absent, the
+// docker compose v2 plugin.
+func composeBinary(t *testing.T) []string {
+	if _, err := exec.LookPath("docker-compose"); err == nil {
+		return []string{"docker-compose"}
+	}
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		return []string{"docker", "compose"}
+	}
+	t.Fatal("neither docker-compose nor docker compose is installed (make deps installs them)")
+	return nil
+}
+
+func (c *compose) run(ctx context.Context, args ...string) (string, error) {
+	bin := composeBinary(c.t)
+	full := append(append(bin[1:], "-p", c.project, "-f", filepath.Join(repoRoot, "docker-compose.yml")), args...)
+	cmd := exec.CommandContext(ctx, bin[0], full...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), c.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (c *compose) must(ctx context.Context, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(ctx, args...)
+	if err != nil {
+		c.t.Fatalf("compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// container returns the id of a service's container.
+func (c *compose) container(ctx context.Context, service string) string {
+	c.t.Helper()
+	id := strings.TrimSpace(c.must(ctx, "ps", "-q", service))
+	if id == "" {
+		c.t.Fatalf("service %s has no container", service)
+	}
+	return id
+}
+
+func docker(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("docker %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// insecureClient talks to the proxy's self-signed HTTPS.
+var insecureClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the test's own self-signed proxy
+}}
+
+func composeAPI(ctx context.Context, base, secret, method, path, body string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.SetBasicAuth("OPENVIDUAPP", secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := insecureClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, raw, err
+}
+
+// TestComposeCluster brings docker-compose.yml up (images from `make
+// compose-images`) with the proxy's self-signed HTTPS, and checks through
+// the published ports only: openvidu-node-client, two openvidu-browser
+// pages with video, a master killed from the host (restarted by Docker, it
+// rejoins), a media node launched by the docker provider, a media node
+// container killed (nodeCrashed and the session's media back), and a down
+// that leaves nothing behind.
+func TestComposeCluster(t *testing.T) {
+	if os.Getenv("CHORUS_SKIP_DOCKER") != "" {
+		t.Skip("CHORUS_SKIP_DOCKER is set")
+	}
+	if _, err := exec.Command("docker", "image", "inspect", "chorus:latest", "redis:7.0-bookworm").CombinedOutput(); err != nil {
+		t.Fatal("the compose images are missing: run make compose-images")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	// The webhook listens where containers reach the host (host-gateway:
+	// the default bridge's address).
+	gateway := bridgeAddress(t)
+	h := startHookOn(t, gateway+":0")
+	hookURL := strings.Replace(h.URL, gateway, "host.docker.internal", 1)
+
+	port := freePort(t)
+	const secret = "COMPOSE_SECRET"
+	c := &compose{t: t, project: fmt.Sprintf("chorustest%d", time.Now().UnixNano()%1e6), env: []string{
+		"OPENVIDU_SECRET=" + secret,
+		"CHORUS_PORT=" + strconv.Itoa(port),
+		"CHORUS_TLS_MODE=self-signed",
+		"CHORUS_PUBLIC_URL=wss://localhost:" + strconv.Itoa(port),
+		"OPENVIDU_WEBHOOK=true",
+		"OPENVIDU_WEBHOOK_ENDPOINT=" + hookURL,
+		"CHORUS_LAUNCHED_UDP_PORT_MIN=40150",
+		"CHORUS_LAUNCHED_UDP_PORT_MAX=40159",
+	}}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if t.Failed() {
+			out, _ := c.run(ctx, "logs", "--no-color", "--tail", "80")
+			t.Logf("compose logs:\n%s", out)
+		}
+		_, _ = c.run(ctx, "down", "-v", "--remove-orphans", "-t", "5")
+	})
+	start := time.Now()
+	c.must(ctx, "up", "-d")
+	base := "https://localhost:" + strconv.Itoa(port)
+	waitFor(t, "two running media nodes through the proxy", 90*time.Second, func() bool {
+		code, body, err := composeAPI(ctx, base, secret, "GET", "/openvidu/api/media-nodes", "")
+		return err == nil && code == 200 && strings.Count(string(body), `"status":"running"`) == 2
+	})
+	t.Logf("compose cluster up and answering in %s", time.Since(start).Round(100*time.Millisecond))
+
+	dc := &devCluster{State: devcluster.State{URL: base, Secret: secret}}
+	t.Setenv("NODE_TLS_REJECT_UNAUTHORIZED", "0") // node scripts against the self-signed proxy
+
+	// REST with the official client, over HTTPS.
+	dc.node(t, "rest.cjs")
+
+	// Two browsers on a session pinned to media1, through wss://.
+	media1 := serviceNode(t, ctx, base, secret, "media1")
+	pg := startPages(t, dc)
+	pg.joinOn("ses_compose", 2, media1)
+	pg.waitVideo(1, 60*time.Second)
+
+	// Two of the three masters killed from the host (so that at least one
+	// browser's WebSocket almost surely dies with them): Docker restarts
+	// them, they rejoin; the browsers never lose their video, REST keeps
+	// answering.
+	type victim struct{ id, restarts string }
+	var victims []victim
+	for _, svc := range []string{"master1", "master2"} {
+		id := c.container(ctx, svc)
+		victims = append(victims, victim{id, docker(t, "inspect", "--format", "{{.RestartCount}}", id)})
+	}
+	kill := time.Now()
+	for _, v := range victims {
+		pid := docker(t, "inspect", "--format", "{{.State.Pid}}", v.id)
+		if out, err := exec.Command("kill", "-9", pid).CombinedOutput(); err != nil {
+			t.Fatalf("kill master pid %s: %v %s", pid, err, out)
+		}
+	}
+	failures := 0
+	for i := 0; i < 20; i++ {
+		code, _, err := composeAPI(ctx, base, secret, "GET", "/openvidu/api/sessions/ses_compose", "")
+		if err != nil || code != 200 {
+			failures++ // the proxy retries connect failures; a 5xx is tolerated once, as clients retry
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if failures > 1 {
+		t.Errorf("%d of 20 REST calls failed during the master crash", failures)
+	}
+	for _, v := range victims {
+		waitFor(t, "a killed master restarted by Docker and healthy", 60*time.Second, func() bool {
+			state := docker(t, "inspect", "--format", "{{.RestartCount}} {{.State.Health.Status}}", v.id)
+			return !strings.HasPrefix(state, v.restarts+" ") && strings.HasSuffix(state, " healthy")
+		})
+	}
+	waitFor(t, "three masters up in /openvidu/api/health", 30*time.Second, func() bool {
+		_, body, err := composeAPI(ctx, base, secret, "GET", "/openvidu/api/health", "")
+		return err == nil && strings.Count(string(body), `"status":"UP"`) >= 3+1
+	})
+	for conn, vs := range pg.gaps(kill) {
+		for _, v := range vs {
+			if v.MaxGapMS > 1500 {
+				t.Errorf("%s: video of %s stalled %d ms across the master crashes", conn, v.ConnectionID, v.MaxGapMS)
+			}
+		}
+	}
+	resumed := 0
+	for _, p := range pg.stats() {
+		for _, e := range p.Events {
+			if e.Type == "reconnected" && e.At >= kill.UnixMilli() {
+				resumed++
+			}
+			if e.Type == "sessionDisconnected" {
+				t.Errorf("%s: sessionDisconnected (%s) after a master crash", p.ConnectionID, e.Detail)
+			}
+		}
+	}
+	t.Logf("master1 and master2 killed, restarted and rejoined in %s; %d browser WebSockets resumed",
+		time.Since(kill).Round(100*time.Millisecond), resumed)
+
+	// The docker provider launches a node on the compose network.
+	code, body, err := composeAPI(ctx, base, secret, "POST", "/openvidu/api/media-nodes?wait=true", "{}")
+	if err != nil || code != 200 || !strings.Contains(string(body), `"status":"running"`) {
+		t.Fatalf("launch a media node: %d %s %v", code, body, err)
+	}
+	var launched struct {
+		ID            string `json:"id"`
+		EnvironmentID string `json:"environmentId"`
+	}
+	_ = json.Unmarshal(body, &launched)
+	labels := docker(t, "inspect", "--format", `{{index .Config.Labels "com.docker.compose.project"}} {{index .Config.Labels "io.chorus.media-node"}}`, launched.EnvironmentID)
+	if labels != c.project+" "+launched.ID {
+		t.Errorf("launched container labels %q, want project %s and node %s", labels, c.project, launched.ID)
+	}
+
+	// media1 killed: nodeCrashed, the session moves, the browsers' video
+	// comes back.
+	crash := time.Now()
+	docker(t, "kill", c.container(ctx, "media1"))
+	h.waitFor(t, "nodeCrashed of media1", 30*time.Second, func() bool {
+		for _, e := range h.snapshot() {
+			if e["event"] == "nodeCrashed" && e["nodeRole"] == "medianode" && e["id"] == media1 {
+				return true
+			}
+		}
+		return false
+	})
+	detected := time.Since(crash)
+	waitFor(t, "browser video back after the media node crash", 60*time.Second, func() bool {
+		back, total := 0, 0
+		for _, vs := range pg.gaps(crash.Add(-500 * time.Millisecond)) {
+			for _, v := range vs {
+				total++
+				if v.LastFrameAt > crash.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		return total == 2 && back == total
+	})
+	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), time.Since(crash).Round(100*time.Millisecond))
+	pg.leave()
+
+	// down removes everything, the launched node included.
+	c.must(ctx, "down", "-v", "--remove-orphans", "-t", "5")
+	filter := "label=com.docker.compose.project=" + c.project
+	if left := docker(t, "ps", "-a", "-q", "--filter", filter); left != "" {
+		t.Errorf("containers left after down: %s", left)
+	}
+	if left := docker(t, "network", "ls", "-q", "--filter", filter); left != "" {
+		t.Errorf("networks left after down: %s", left)
+	}
+	if left := docker(t, "volume", "ls", "-q", "--filter", filter); left != "" {
+		t.Errorf("volumes left after down: %s", left)
+	}
+}
+
+// serviceNode returns the id of the media node of a compose service (its
+// uri is http://<service>:8888).
+func serviceNode(t *testing.T, ctx context.Context, base, secret, service string) string {
+	t.Helper()
+	_, body, err := composeAPI(ctx, base, secret, "GET", "/openvidu/api/media-nodes", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Content []struct {
+			ID  string `json:"id"`
+			URI string `json:"uri"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range list.Content {
+		if n.URI == "http://"+service+":8888" {
+			return n.ID
+		}
+	}
+	t.Fatalf("no media node of service %s in %s", service, body)
+	return ""
+}
+
+// waitFor polls cond every 250 ms until it holds or timeout passes.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// startHookOn is startHook listening on addr (host:port).
+func startHookOn(t *testing.T, addr string) *hook {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveHook(t, ln)
+}
+
+// bridgeAddress is the host's address on Docker's default bridge (docker0),
+// which host.docker.internal (host-gateway) names inside containers.
+func bridgeAddress(t *testing.T) string {
+	t.Helper()
+	ifc, err := net.InterfaceByName("docker0")
+	if err != nil {
+		t.Fatalf("no docker0 bridge: %v", err)
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatal("docker0 has no IPv4 address")
+	return ""
+}
