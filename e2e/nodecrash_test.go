@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -27,7 +28,7 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 		if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
 			t.Fatal(err)
 		}
-		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
+		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true, Logger: sdkLogger()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,4 +446,13 @@ func TestMediaNodeFencingAndRecovery(t *testing.T) {
 	// It takes sessions again.
 	expect(t, dc, "POST", "/openvidu/api/sessions", `{"customSessionId":"after","mediaNode":{"id":"media_1"}}`, 200, "")
 	waitPionMedia(t, subs, time.Now(), 10*time.Second)
+}
+
+// sdkLogger is the Go participants' logger: their debug messages on stderr
+// with CHORUS_TEST_LOG_LEVEL=debug, else nothing.
+func sdkLogger() *slog.Logger {
+	if os.Getenv("CHORUS_TEST_LOG_LEVEL") == "debug" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", "sdk")
+	}
+	return slog.New(slog.DiscardHandler)
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -222,6 +223,9 @@ func (n *Node) metrics() *prometheus.Registry {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": n.id},
 	}, n.load.cpuSeconds))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": n.id},
+	}, func() float64 { return float64(runtime.GOMAXPROCS(0)) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": n.id},
 	}, func() float64 { return math.Float64frombits(n.currentLoad.Load()) }))

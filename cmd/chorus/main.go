@@ -82,6 +82,7 @@ flags, in increasing order of precedence.`,
 		configCommand(),
 		autoscaleCommand(),
 		healthcheckCommand(),
+		loadtestCommand(),
 	)
 	return root
 }

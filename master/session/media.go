@@ -259,11 +259,11 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		if c.Subscriptions == nil {
 			c.Subscriptions = map[string]*store.Subscription{}
 		}
+		// A subscription the server is reconnecting (forced) is taken over:
+		// the client may never answer that offer (its socket broke in
+		// between), and its own request is the fresher intent. The forced
+		// offer's answer, if it comes, then finds a newer endpoint and fails.
 		cur := c.Subscriptions[streamID]
-		if cur != nil && cur.State == store.EndpointForced {
-			return newError(protocol.CodeMediaGeneric, http.StatusConflict,
-				"The subscription of '%s' to '%s' is being reconnected by the server: complete its forciblyReconnectSubscriber offer", cid, ownerID)
-		}
 		replace = cur != nil
 		state := store.EndpointCreating
 		if cur != nil && cur.Live() {

@@ -44,6 +44,9 @@ type downTrack struct {
 	lastTS    uint32
 	lastWrite time.Time
 	rtxBuf    [maxPacketSize]byte
+	// out is the header being written, reused: passed to the writer
+	// interface, a local would escape and cost an allocation per packet.
+	out rtp.Header
 
 	sent atomic.Uint64 // packets written, for tests and the endpoint listing
 }
@@ -107,14 +110,15 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) {
 		elapsed := uint32(now.Sub(d.lastWrite).Seconds() * float64(d.fw.codec.ClockRate))
 		d.tsOffset = d.lastTS + max(elapsed, 1) - h.Timestamp
 	}
-	out := *h
+	out := &d.out
+	*out = *h
 	out.SSRC, out.PayloadType = d.ssrc, d.pt
 	out.SequenceNumber = h.SequenceNumber + d.seqOffset
 	out.Timestamp = h.Timestamp + d.tsOffset
 	// Header extension ids are the publisher's negotiation, not the
 	// subscriber's: drop them.
 	out.Extension, out.Extensions, out.ExtensionProfile = false, nil, 0
-	if _, err := d.writer.WriteRTP(&out, payload); err != nil {
+	if _, err := d.writer.WriteRTP(out, payload); err != nil {
 		d.stats.WriteErrors.Add(1)
 		return
 	}

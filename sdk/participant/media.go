@@ -100,16 +100,6 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	return pub, nil
 }
 
-// VideoProfile describes synthetic video: frame rate and bitrate (bits/s).
-type VideoProfile struct {
-	FPS     int
-	Bitrate int
-}
-
-// DefaultVideo is 540x360 at 30 fps as OpenVidu's load tests send it
-// (about 600 kbit/s).
-var DefaultVideo = VideoProfile{FPS: 30, Bitrate: 600_000}
-
 // SendSynthetic sends synthetic media until ctx ends: video frames of the
 // profile's size (a keyframe five times larger every two seconds, split into
 // packets of at most 1100 bytes) and 20 ms Opus-sized audio packets. The
@@ -128,28 +118,21 @@ func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
 }
 
 func (pub *Publisher) sendVideo(ctx context.Context, prof VideoProfile) {
-	const maxPayload = 1100
-	frameBytes := prof.Bitrate / 8 / prof.FPS
 	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
-	payload := make([]byte, maxPayload)
+	payload := make([]byte, maxVideoPayload)
+	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
 	t := time.NewTicker(time.Second / time.Duration(prof.FPS))
 	defer t.Stop()
 	for frame := 0; ; frame++ {
-		size := frameBytes
-		if frame%(2*prof.FPS) == 0 {
-			size *= 5
-		}
-		for off := 0; off < size; off += maxPayload {
-			n := min(maxPayload, size-off)
+		sizes := prof.FramePayloads(frame)
+		for i, n := range sizes {
 			payload[0] = 0x00
-			if off == 0 {
+			if i == 0 {
 				payload[0] = 0x10 // VP8 payload descriptor: start of partition
 			}
-			err := pub.video.WriteRTP(&rtp.Packet{
-				Header:  rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts, Marker: off+n >= size},
-				Payload: payload[:n],
-			})
-			if err != nil {
+			pkt.SequenceNumber, pkt.Timestamp, pkt.Marker = seq, ts, i == len(sizes)-1
+			pkt.Payload = payload[:n]
+			if err := pub.video.WriteRTP(pkt); err != nil {
 				return
 			}
 			seq++
@@ -166,7 +149,7 @@ func (pub *Publisher) sendVideo(ctx context.Context, prof VideoProfile) {
 
 func (pub *Publisher) sendAudio(ctx context.Context) {
 	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
-	payload := make([]byte, 160)
+	payload := make([]byte, AudioPacketBytes)
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {

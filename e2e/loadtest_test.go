@@ -1,0 +1,75 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/loadtest"
+)
+
+// TestLoadtestShort is the load tester's regression guard (no timing is
+// asserted): `chorus loadtest` against `chorus dev`, 2 sessions 4-to-4 for
+// 15 s; every subscription gets media, loss stays under 2 %, and the JSON
+// result has every field with sane values.
+func TestLoadtestShort(t *testing.T) {
+	dc := startDev(t)
+	out := filepath.Join(t.TempDir(), "result.json")
+	svg := filepath.Join(t.TempDir(), "result.svg")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, chorusBin, "loadtest", "--url", dc.URL, "--secret", dc.Secret,
+		"--sessions", "2", "--participants", "4", "--duration", "15s", "--ramp", "4", "--loopback",
+		"--quiet", "--json", out, "--svg", svg)
+	summary, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("chorus loadtest: %v\n%s", err, summary)
+	}
+	t.Logf("%s", summary)
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res loadtest.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	_ = json.Unmarshal(raw, &fields)
+	for _, f := range []string{"publishers", "subscribers", "join_latency_ms", "received_packets", "packet_loss_ratio",
+		"media_node_cpu_us_per_forwarded_packet", "media_node_cpu_percent", "params", "timeline"} {
+		if _, ok := fields[f]; !ok {
+			t.Errorf("result lacks %q", f)
+		}
+	}
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"8 publishers", res.Publishers == 8},
+		{"24 subscriptions (2 sessions x 4 x 3)", res.Subscribers == 24},
+		{"every subscription got media", res.SubscriptionsWithoutMedia == 0},
+		{"no error", res.Errors == 0},
+		{"loss under 2 %", res.PacketLossRatio < 0.02},
+		{"packets received", res.ReceivedPackets > 1000},
+		{"join latency of the 6 who found streams", res.JoinLatencyMS.Count == 6 && res.JoinLatencyMS.P50 > 0 && res.JoinLatencyMS.P50 <= res.JoinLatencyMS.P99 && res.JoinLatencyMS.P99 <= res.JoinLatencyMS.Max},
+		{"CPU per packet measured", res.MediaNodeCPUMicrosPerForwardedPacket > 0 && res.MediaNodeCPUMicrosPerForwardedPacket < 10000},
+		{"node CPU within 0-100", res.MediaNodeCPUPercent > 0 && res.MediaNodeCPUPercent <= 100},
+		{"forwarding rate", res.MediaNodeForwardedPacketsPerSecond > 100},
+		{"parameters", res.Params.Participants == 4 && res.Params.Sessions == 2 && res.Params.Video == "540x360@30"},
+		{"timeline", len(res.Timeline) >= 10},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: no (result %s)", c.what, raw[:min(len(raw), 1500)])
+		}
+	}
+	if st, err := os.Stat(svg); err != nil || st.Size() < 500 {
+		t.Errorf("chart not written: %v", err)
+	}
+	assertNoSessionKeys(t, dc)
+}
