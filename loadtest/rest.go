@@ -65,10 +65,10 @@ func RunREST(ctx context.Context, cfg RESTConfig) (*RESTResult, error) {
 		return time.Since(start), nil
 	}
 	var (
-		mu                  sync.Mutex
+		mu                   sync.Mutex
 		create, conn, closes []float64
-		errs                int
-		samples             []string
+		errs                 int
+		samples              []string
 	)
 	record := func(dst *[]float64, d time.Duration, err error) bool {
 		mu.Lock()
