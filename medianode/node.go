@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/medianode/sfu"
+	"github.com/chorus-rtc/chorus/medianode/udpbatch"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -41,7 +42,8 @@ type Node struct {
 	store *store.Store
 	log   *slog.Logger
 	sfu   *sfu.SFU
-	udp   *net.UDPConn
+	udp   net.PacketConn // the media socket, batching when batch is set
+	batch *udpbatch.Conn // nil when media.batch_writes is off
 	load  *loadMeter
 
 	secret      string
@@ -62,18 +64,24 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bind media UDP port %s:%d: %w", mc.BindIP, mc.UDPPort, err)
 	}
+	var conn net.PacketConn = udp
+	var batch *udpbatch.Conn
+	if mc.BatchWrites {
+		batch = udpbatch.New(udp, udpbatch.Config{})
+		conn = batch
+	}
 	s, err := sfu.New(sfu.Config{
-		Engine:               sfu.EngineConfig{UDPConn: udp, PublicIPs: mc.PublicIPs},
+		Engine:               sfu.EngineConfig{UDPConn: conn, PublicIPs: mc.PublicIPs},
 		RetransmissionBuffer: mc.RetransmissionBuffer,
 		Logger:               log,
 	})
 	if err != nil {
-		_ = udp.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	lm, err := newLoadMeter()
 	if err != nil {
-		_ = udp.Close()
+		_ = conn.Close()
 		return nil, err
 	}
 	ip := mc.BindIP
@@ -81,7 +89,7 @@ func New(cfg Config) (*Node, error) {
 		ip = mc.PublicIPs[0]
 	}
 	return &Node{
-		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: udp, load: lm,
+		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, load: lm,
 		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
 		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
 	}, nil
@@ -224,6 +232,12 @@ func (n *Node) metrics() *prometheus.Registry {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": n.id},
 	}, n.load.cpuSeconds))
+	if n.batch != nil {
+		bs := n.batch.Stats()
+		counter("udp_batched_packets_total", "Packets sent through the batching UDP writer.", &bs.Packets)
+		counter("udp_send_calls_total", "sendmmsg system calls of the batching UDP writer.", &bs.Calls)
+		counter("udp_dropped_packets_total", "Packets dropped because the UDP send queue was full.", &bs.Dropped)
+	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": n.id},
 	}, func() float64 { return float64(runtime.GOMAXPROCS(0)) }))

@@ -165,6 +165,7 @@ type Media struct {
 	ReconcileInterval    time.Duration `mapstructure:"reconcile_interval"`
 	ReconcileGrace       time.Duration `mapstructure:"reconcile_grace"`
 	RetransmissionBuffer int           `mapstructure:"retransmission_buffer"`
+	BatchWrites          bool          `mapstructure:"batch_writes"`
 }
 
 // Proxy is the public entry point's configuration.

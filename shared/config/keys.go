@@ -231,6 +231,8 @@ func Keys() []Key {
 			"How long a peer connection may stay unreferenced by the cluster state before the node releases it."},
 		{"media.retransmission_buffer", []string{"CHORUS_MEDIA_RETRANSMISSION_BUFFER"}, 512, []Role{RoleMedia},
 			"Packets kept per published track to answer subscribers' NACKs (power of two)."},
+		{"media.batch_writes", []string{"CHORUS_MEDIA_BATCH_WRITES"}, true, []Role{RoleMedia},
+			"Send queued media packets in batches, one sendmmsg system call for many (off: one sendto per packet)."},
 
 		{"proxy.listen", []string{"CHORUS_PROXY_LISTEN"}, "127.0.0.1:4443", []Role{RoleProxy},
 			"Public address of the proxy: REST API, WebSocket and the demo page."},
