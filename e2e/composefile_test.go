@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"context"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+)
+
+// TestComposeFileValidForBothComposes: docker-compose.yml loads, with its
+// schema checked, in compose-go (what docker compose v2 parses it with; the
+// v2 plugin itself cannot be installed on this machine) and in
+// docker-compose 1.29 (what CI runs), with the services the README lists.
+func TestComposeFileValidForBothComposes(t *testing.T) {
+	file := filepath.Join(repoRoot, "docker-compose.yml")
+	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose v2 (compose-go) rejects docker-compose.yml: %v", err)
+	}
+	for _, name := range []string{"redis", "proxy", "master1", "master2", "master3", "media1", "media2"} {
+		s, ok := p.Services[name]
+		if !ok {
+			t.Errorf("service %s missing", name)
+			continue
+		}
+		if s.Restart != "unless-stopped" || s.HealthCheck == nil {
+			t.Errorf("service %s: restart %q, health check %v", name, s.Restart, s.HealthCheck != nil)
+		}
+	}
+	if len(p.Services) != 7 {
+		t.Errorf("%d services, want 7", len(p.Services))
+	}
+	if out, err := exec.Command("docker-compose", "-f", file, "config", "-q").CombinedOutput(); err != nil {
+		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)
+	}
+}
