@@ -149,7 +149,10 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 			p.markDown(b)
 			continue
 		}
-		p.recordFailure(b)
+		if req.Context().Err() == nil {
+			// A client that gave up says nothing about the master.
+			p.recordFailure(b)
+		}
 		return nil, err
 	}
 }

@@ -53,6 +53,12 @@ func stubMaster(t *testing.T, name string) *httptest.Server {
 
 func startProxy(t *testing.T, wantHealthy bool, masters ...string) (*Proxy, string) {
 	t.Helper()
+	return startProxyWith(t, wantHealthy, nil, masters...)
+}
+
+// startProxyWith is startProxy with a change to the proxy's configuration.
+func startProxyWith(t *testing.T, wantHealthy bool, change func(*config.Proxy), masters ...string) (*Proxy, string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +69,9 @@ func startProxy(t *testing.T, wantHealthy bool, masters ...string) (*Proxy, stri
 		Listen: addr, Masters: masters, HealthInterval: time.Hour, HealthTimeout: time.Second,
 		UnhealthyAfter: 100, RequestTimeout: 300 * time.Millisecond,
 	}}
+	if change != nil {
+		change(&cfg.Proxy)
+	}
 	p, err := New(Config{Cluster: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -161,5 +170,25 @@ func TestWebSocketPassThrough(t *testing.T) {
 			t.Fatalf("echo %q, %v", msg, err)
 		}
 		c.CloseNow()
+	}
+}
+
+// TestClientsGivingUpDoNotMarkAMasterDown: requests that their clients
+// cancel (a load test stopping, a browser tab closed) say nothing about the
+// master: it stays healthy however many there are.
+func TestClientsGivingUpDoNotMarkAMasterDown(t *testing.T) {
+	a := stubMaster(t, "A")
+	_, url := startProxyWith(t, true, func(c *config.Proxy) { c.UnhealthyAfter, c.RequestTimeout = 2, 5*time.Second }, a.URL)
+	for i := 0; i < 5; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/slow", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+	}
+	time.Sleep(100 * time.Millisecond) // let the proxy see the cancellations
+	if status, body := get(t, url+"/who", ""); status != http.StatusOK {
+		t.Fatalf("after clients gave up: %d %s, want the master still serving", status, body)
 	}
 }

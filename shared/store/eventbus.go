@@ -174,6 +174,9 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
 			Stream: key, Group: deliveryGroup, Consumer: holder, MinIdle: 0, Start: start, Count: count,
 		}).Result()
+		if redis.HasErrorPrefix(err, "NOGROUP") {
+			return nil, nil // drained and forgotten meanwhile by the previous holder
+		}
 		if err != nil {
 			return nil, fmt.Errorf("claim pending events of %s: %w", sid, err)
 		}
@@ -193,8 +196,8 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 	streams, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
 		Group: deliveryGroup, Consumer: holder, Streams: []string{key, ">"}, Count: count, Block: -1,
 	}).Result()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
+	if errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOGROUP") {
+		return nil, nil // nothing, or drained and forgotten meanwhile
 	}
 	if err != nil {
 		return nil, fmt.Errorf("read events of %s: %w", sid, err)
