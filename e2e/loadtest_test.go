@@ -72,4 +72,22 @@ func TestLoadtestShort(t *testing.T) {
 		t.Errorf("chart not written: %v", err)
 	}
 	assertNoSessionKeys(t, dc)
+
+	// 1-to-N: one publisher, five subscribers; publishers receive nothing.
+	out1n := filepath.Join(t.TempDir(), "one-to-n.json")
+	cmd = exec.CommandContext(ctx, chorusBin, "loadtest", "--url", dc.URL, "--secret", dc.Secret,
+		"--sessions", "1", "--publishers", "1", "--subscribers", "5", "--duration", "5s", "--ramp", "10", "--loopback",
+		"--quiet", "--json", out1n)
+	if summary, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chorus loadtest 1-to-N: %v\n%s", err, summary)
+	}
+	raw, _ = os.ReadFile(out1n)
+	var one loadtest.Result
+	if err := json.Unmarshal(raw, &one); err != nil {
+		t.Fatal(err)
+	}
+	if one.Publishers != 1 || one.Subscribers != 5 || one.SubscriptionsWithoutMedia != 0 || one.Errors != 0 || one.JoinLatencyMS.Count != 5 {
+		t.Errorf("1-to-N result: %s", raw[:min(len(raw), 1500)])
+	}
+	assertNoSessionKeys(t, dc)
 }
