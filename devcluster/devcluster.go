@@ -252,30 +252,44 @@ func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) 
 	return p, nil
 }
 
-// stopAll stops the media nodes the masters launched (they outlive masters
-// by design), then the processes in reverse order of start: proxy, media
-// nodes, masters, then Redis.
+// stopAll stops the proxy and the masters first, so that no master launches
+// or migrates anything while the cluster goes down (an autoscaler keeping
+// its minimum would replace the nodes being stopped); then the media nodes
+// the masters launched (they outlive masters by design); then the cluster's
+// own media nodes and Redis.
 func (r *runner) stopAll() {
-	r.stopLaunched()
 	r.mu.Lock()
 	procs := append([]*process(nil), r.procs...)
 	r.mu.Unlock()
+	var rest []*process
 	for i := len(procs) - 1; i >= 0; i-- {
-		p := procs[i]
-		select {
-		case <-p.done:
-			continue
-		default:
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(15 * time.Second):
-			_ = syscall.Kill(-p.node.PID, syscall.SIGKILL)
-			<-p.done
+		if role := procs[i].node.Role; role == "proxy" || role == "master" {
+			r.stop(procs[i])
+		} else {
+			rest = append(rest, procs[i])
 		}
 	}
+	r.stopLaunched()
+	for _, p := range rest {
+		r.stop(p)
+	}
 	r.wg.Wait()
+}
+
+// stop ends one process: SIGTERM, then SIGKILL of its group after 15 s.
+func (r *runner) stop(p *process) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-p.node.PID, syscall.SIGKILL)
+		<-p.done
+	}
 }
 
 func freeTCPPort() (int, error) {

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,6 +103,14 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			_ = cmd.Process.Kill()
 			<-exited
 			t.Error("chorus dev did not stop within 30s of SIGTERM")
+		}
+		// Nothing the cluster started may outlive it (media nodes launched
+		// by its masters included): they all name its Redis.
+		if dc.State.Redis != "" {
+			for _, pid := range processesNaming(dc.State.Redis) {
+				t.Errorf("process %d of the cluster outlived chorus dev: killed", pid)
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
 		}
 		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
 			t.Logf("chorus dev output:\n%s", tail(logs.String(), 300))
@@ -194,4 +203,25 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// processesNaming returns the processes whose command line or environment
+// contains s (launched media nodes get Redis in their environment).
+func processesNaming(s string) []int {
+	dirs, _ := os.ReadDir("/proc")
+	var out []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		for _, f := range []string{"cmdline", "environ"} {
+			raw, err := os.ReadFile(filepath.Join("/proc", d.Name(), f))
+			if err == nil && strings.Contains(string(raw), s) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
 }
