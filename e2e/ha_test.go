@@ -214,40 +214,7 @@ func percentile(v []float64, p float64) float64 {
 // media and subscribes to every other.
 func pionMesh(t *testing.T, ctx context.Context, dc *devCluster, sid string, n int) ([]*participant.Participant, []*participant.Subscription) {
 	t.Helper()
-	restCall(t, dc, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q}`, sid))
-	var ps []*participant.Participant
-	for i := 0; i < n; i++ {
-		var conn protocol.Connection
-		if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
-			t.Fatal(err)
-		}
-		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go pub.SendSynthetic(ctx, participant.DefaultVideo)
-		ps = append(ps, p)
-	}
-	var subs []*participant.Subscription
-	for _, p := range ps {
-		streams, err := p.WaitForStreams(ctx, n-1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range streams {
-			sub, err := p.Subscribe(ctx, s)
-			if err != nil {
-				t.Fatal(err)
-			}
-			subs = append(subs, sub)
-		}
-	}
-	return ps, subs
+	return pionMeshOn(t, ctx, dc, sid, "", n)
 }
 
 // backendLoop is an application server using the Go SDK in a loop during

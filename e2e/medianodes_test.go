@@ -133,22 +133,8 @@ func slowBinary(t *testing.T, delay string) string {
 // participant publishing into it.
 func joinOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node string) *participant.Participant {
 	t.Helper()
-	restCall(t, dc, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q,"mediaNode":{"id":%q}}`, sid, node))
-	var conn protocol.Connection
-	if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
-		t.Fatal(err)
-	}
-	p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go pub.SendSynthetic(ctx, participant.DefaultVideo)
-	return p
+	ps, _ := pionMeshOn(t, ctx, dc, sid, node, 1)
+	return ps[0]
 }
 
 // statusChanges returns the mediaNodeStatusChanged transitions of a node

@@ -18,10 +18,15 @@ import (
 	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
-// pionMeshOn is pionMesh in a session created on a given media node.
+// pionMeshOn is pionMesh in a session created on a given media node ("":
+// wherever the cluster places it).
 func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int) ([]*participant.Participant, []*participant.Subscription) {
 	t.Helper()
-	restCall(t, dc, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q,"mediaNode":{"id":%q}}`, sid, node))
+	body := fmt.Sprintf(`{"customSessionId":%q}`, sid)
+	if node != "" {
+		body = fmt.Sprintf(`{"customSessionId":%q,"mediaNode":{"id":%q}}`, sid, node)
+	}
+	restCall(t, dc, "POST", "/openvidu/api/sessions", body)
 	var ps []*participant.Participant
 	for i := 0; i < n; i++ {
 		var conn protocol.Connection

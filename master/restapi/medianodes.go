@@ -179,14 +179,8 @@ func (a *API) launchMediaNode(c *gin.Context) {
 		c.String(http.StatusBadRequest, `Invalid parameter "wait": not a boolean`)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		c.String(http.StatusBadRequest, "Error reading the request body: "+err.Error())
-		return
-	}
-	b, err := parseBody(raw, true)
-	if err != nil {
-		c.String(http.StatusBadRequest, err.Error())
+	b, ok := mediaNodeBody(c)
+	if !ok {
 		return
 	}
 	uri, err := b.string("uri")
@@ -262,14 +256,8 @@ func (a *API) dropMediaNode(c *gin.Context) {
 }
 
 func (a *API) patchMediaNode(c *gin.Context) {
-	raw, err := readBody(c)
-	if err != nil {
-		c.String(http.StatusBadRequest, "Error reading the request body: "+err.Error())
-		return
-	}
-	b, err := parseBody(raw, true)
-	if err != nil {
-		c.String(http.StatusBadRequest, err.Error())
+	b, ok := mediaNodeBody(c)
+	if !ok {
 		return
 	}
 	status, err := b.string("status")
@@ -291,4 +279,21 @@ func (a *API) patchMediaNode(c *gin.Context) {
 		return
 	}
 	writeJSON(c, http.StatusOK, renderMediaNode(n, nil, false, time.Now()))
+}
+
+// mediaNodeBody reads and parses a media node call's JSON body (an empty one
+// is an empty object); on error it answers 400 in text/plain, as OpenVidu
+// Pro's media node endpoints do, and reports false.
+func mediaNodeBody(c *gin.Context) (body, bool) {
+	raw, err := readBody(c)
+	if err != nil {
+		c.String(http.StatusBadRequest, "Error reading the request body: "+err.Error())
+		return nil, false
+	}
+	b, err := parseBody(raw, true)
+	if err != nil {
+		c.String(http.StatusBadRequest, err.Error())
+		return nil, false
+	}
+	return b, true
 }
