@@ -7,7 +7,7 @@ GOTEST_FLAGS ?= -count=1
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v /e2e)
 
-.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint clean
+.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint clean config-reference
 
 all: build
 
@@ -63,6 +63,10 @@ fuzz:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+
+# Rewrites README.md's configuration table from the settings table (keys.go).
+config-reference: build
+	./scripts/config-reference.sh
 
 clean:
 	rm -rf bin web/node_modules

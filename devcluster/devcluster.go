@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -125,7 +126,21 @@ type runner struct {
 	wg    sync.WaitGroup
 
 	redisAddr    string
-	launchedLogs string // logs of the media nodes the masters launched
+	launchedLogs string   // logs of the media nodes the masters launched
+	tempDirs     []string // removed once every process stopped
+}
+
+// tempDir makes a directory in the system's temporary directory that the
+// runner removes when the cluster stops.
+func (r *runner) tempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	r.mu.Lock()
+	r.tempDirs = append(r.tempDirs, dir)
+	r.mu.Unlock()
+	return dir, nil
 }
 
 func (r *runner) start(ctx context.Context) (*State, error) {
@@ -137,7 +152,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
-		dir, err := os.MkdirTemp("", "chorus-redis-")
+		dir, err := r.tempDir("chorus-redis-")
 		if err != nil {
 			return nil, err
 		}
@@ -154,7 +169,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	state.Redis = redisAddr
 	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
 	r.redisAddr = redisAddr
-	logDir, err := os.MkdirTemp("", "chorus-media-")
+	logDir, err := r.tempDir("chorus-media-")
 	if err != nil {
 		return nil, err
 	}
@@ -274,6 +289,15 @@ func (r *runner) stopAll() {
 		r.stop(p)
 	}
 	r.wg.Wait()
+	r.copyLaunchedLogs()
+	r.mu.Lock()
+	dirs := r.tempDirs
+	r.mu.Unlock()
+	for _, dir := range dirs {
+		if err := os.RemoveAll(dir); err != nil {
+			r.log.Warn("remove temporary directory", "dir", dir, "err", err)
+		}
+	}
 }
 
 // stop ends one process: SIGTERM, then SIGKILL of its group after 15 s.
@@ -359,6 +383,33 @@ func DefaultAssetsDir(binary string) string {
 		return abs
 	}
 	return filepath.Join(filepath.Dir(filepath.Dir(binary)), "web")
+}
+
+// launchedLogLines is how much of each launched node's log goes to the
+// output when the cluster stops (its log directory is removed then).
+const launchedLogLines = 200
+
+// copyLaunchedLogs writes the end of each launched media node's log to the
+// output, prefixed with its id, as the other processes' output is.
+func (r *runner) copyLaunchedLogs() {
+	if r.launchedLogs == "" {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(r.launchedLogs, "*.log"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+		if len(lines) > launchedLogLines {
+			lines = lines[len(lines)-launchedLogLines:]
+		}
+		id := strings.TrimSuffix(filepath.Base(f), ".log")
+		for _, l := range lines {
+			fmt.Fprintf(r.cfg.Output, "%-9s %s\n", id, l)
+		}
+	}
 }
 
 // stopLaunched stops the media nodes the masters' process provider started:

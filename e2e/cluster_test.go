@@ -84,6 +84,7 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		args = append(args, o.Args...)
 		env = append(env, o.Env...)
 	}
+	tempBefore := chorusTempEntries()
 	cmd := exec.Command(chorusBin, args...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -110,6 +111,13 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			for _, pid := range processesNaming(dc.State.Redis) {
 				t.Errorf("process %d of the cluster outlived chorus dev: killed", pid)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		// Nor may any file or directory it made in the temporary directory.
+		for name := range chorusTempEntries() {
+			if !tempBefore[name] {
+				t.Errorf("chorus dev left %s behind: removed", name)
+				_ = os.RemoveAll(filepath.Join(os.TempDir(), name))
 			}
 		}
 		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
@@ -203,6 +211,21 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// chorusTempEntries lists the entries of the system's temporary directory
+// that Chorus processes make (chorus-*, media_*.log). The e2e tests run one
+// cluster at a time, so a new one after a cluster stopped is its leftover.
+func chorusTempEntries() map[string]bool {
+	entries, _ := os.ReadDir(os.TempDir())
+	out := map[string]bool{}
+	for _, e := range entries {
+		if n := e.Name(); strings.HasPrefix(n, "chorus-") && !strings.HasPrefix(n, "chorus-e2e-") ||
+			strings.HasPrefix(n, "media_") && strings.HasSuffix(n, ".log") {
+			out[n] = true
+		}
+	}
+	return out
 }
 
 // processesNaming returns the processes whose command line or environment

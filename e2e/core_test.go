@@ -25,6 +25,7 @@ func TestOpenViduNodeClient(t *testing.T) {
 func TestOpenViduBrowsers(t *testing.T) {
 	dc := startDev(t)
 	dc.node(t, "browsers.cjs", "CHORUS_PAGES=3")
+	dc.node(t, "compat.cjs")
 	assertNoSessionKeys(t, dc)
 }
 

@@ -69,7 +69,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	nc := cfg.Cluster.MediaNodes
 	sessions := session.New(session.Config{
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
-		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
+		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
 		Logger: log,
@@ -95,7 +95,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
-			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, Logger: log,
+			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,

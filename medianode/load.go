@@ -18,24 +18,29 @@ import (
 // Pro averages its last three CPU samples: placement and autoscaling should
 // not jump at one busy second.
 type loadMeter struct {
-	proc     *process.Process
-	lastCPU  float64 // user+system seconds
-	lastTime time.Time
-	recent   []float64 // the last loadWindow samples, oldest first
+	proc *process.Process
+	cpus float64
+	loadSamples
 }
 
-const loadWindow = 3
+const (
+	loadWindow = 3
+	// minLoadInterval is the shortest interval a sample may cover. The
+	// kernel counts CPU time in clock ticks (10 ms), so a sample over a few
+	// milliseconds reads 0 % or several hundred: a node's first heartbeat,
+	// right after start, reported 100 % and made the autoscaler launch a node.
+	minLoadInterval = 250 * time.Millisecond
+)
 
 func newLoadMeter() (*loadMeter, error) {
 	p, err := process.NewProcess(int32(os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("open own process: %w", err)
 	}
-	m := &loadMeter{proc: p}
+	m := &loadMeter{proc: p, cpus: float64(runtime.GOMAXPROCS(0))}
 	if _, err := m.sample(); err != nil {
 		return nil, err
 	}
-	m.recent = m.recent[:0] // the first sample has no interval
 	return m, nil
 }
 
@@ -46,25 +51,40 @@ func (m *loadMeter) sample() (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read CPU times: %w", err)
 	}
-	now := time.Now()
-	cpu := t.User + t.System
-	var load float64
-	if !m.lastTime.IsZero() {
-		elapsed := now.Sub(m.lastTime).Seconds()
-		if elapsed > 0 {
-			load = 100 * (cpu - m.lastCPU) / (elapsed * float64(runtime.GOMAXPROCS(0)))
+	return m.add(t.User+t.System, time.Now(), m.cpus), nil
+}
+
+// loadSamples turns readings of a process's CPU time into a load averaged
+// over the last loadWindow intervals.
+type loadSamples struct {
+	lastCPU  float64 // user+system seconds
+	lastTime time.Time
+	recent   []float64 // the last loadWindow samples, oldest first
+}
+
+// add records the process's CPU time (seconds) read at now, on cpus CPUs, and
+// returns the mean load of the recent intervals (0 before the first one).
+// A reading less than minLoadInterval after the previous one is ignored.
+func (s *loadSamples) add(cpu float64, now time.Time, cpus float64) float64 {
+	switch elapsed := now.Sub(s.lastTime).Seconds(); {
+	case s.lastTime.IsZero():
+		s.lastCPU, s.lastTime = cpu, now
+	case elapsed >= minLoadInterval.Seconds():
+		load := 100 * (cpu - s.lastCPU) / (elapsed * cpus)
+		s.lastCPU, s.lastTime = cpu, now
+		if len(s.recent) == loadWindow {
+			s.recent = s.recent[1:]
 		}
+		s.recent = append(s.recent, min(max(load, 0), 100))
 	}
-	m.lastCPU, m.lastTime = cpu, now
-	if len(m.recent) == loadWindow {
-		m.recent = m.recent[1:]
+	if len(s.recent) == 0 {
+		return 0
 	}
-	m.recent = append(m.recent, min(max(load, 0), 100))
 	var sum float64
-	for _, l := range m.recent {
+	for _, l := range s.recent {
 		sum += l
 	}
-	return sum / float64(len(m.recent)), nil
+	return sum / float64(len(s.recent))
 }
 
 // cpuSeconds is the process's total CPU time, for the metrics.

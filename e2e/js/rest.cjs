@@ -26,7 +26,7 @@ const { check, expectStatus, finish, env } = require('./check.cjs');
   check('pending connection', mod.status === 'pending' && mod.role === 'MODERATOR' && mod.serverData === 'alice' && mod.connectionProperties.record === false,
     JSON.stringify({ status: mod.status, props: mod.connectionProperties }));
   const ws = url.startsWith('https:') ? 'wss' : 'ws'; // the proxy's TLS gives wss:// tokens
-  check('token format', new RegExp('^' + ws + '://localhost:\\d+\\?sessionId=node_' + suffix + '&token=tok_[A-Za-z0-9]{24}$').test(mod.token), mod.token);
+  check('token format', new RegExp('^' + ws + '://localhost:\\d+\\?sessionId=node_' + suffix + '&token=tok_[A-Za-z0-9]{24}&edition=pro$').test(mod.token), mod.token);
   check('connection id', /^con_[A-Za-z0-9]{10}$/.test(mod.connectionId), mod.connectionId);
 
   const sub = await custom.createConnection({ role: 'SUBSCRIBER', customIceServers: [{ url: 'stun:stun.example.org:3478' }] });
@@ -39,6 +39,16 @@ const { check, expectStatus, finish, env } = require('./check.cjs');
   const changed = await custom.fetch();
   check('fetch sees three pending connections', custom.connections.length === 3 && custom.activeConnections.length === 0,
     custom.connections.length + ' connections, changed=' + changed);
+
+  // Application servers read the edition from the token URL (openvidu-call:
+  // new URL(token).searchParams.get('edition').toUpperCase()): every token
+  // source carries it.
+  const editionOf = (t) => new URL(t).searchParams.get('edition');
+  const sources = { 'POST /connection': mod.token, 'POST /tokens': token, 'connection objects': custom.connections.map((c) => c.token) };
+  for (const [source, tokens] of Object.entries(sources)) {
+    const list = [].concat(tokens);
+    check('edition in tokens from ' + source, list.length > 0 && list.every((t) => editionOf(t) === 'pro' && editionOf(t).toUpperCase() === 'PRO'), JSON.stringify(list));
+  }
 
   await ov.fetch();
   const ids = ov.activeSessions.map((s) => s.sessionId);

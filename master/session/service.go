@@ -35,6 +35,9 @@ type Config struct {
 	ClusterSecret string
 	// PublicURL is the cluster's public ws(s):// URL, the base of tokens.
 	PublicURL string
+	// Edition is the OpenVidu edition tokens announce (ce, pro or
+	// enterprise): openvidu-browser and applications read it from the token.
+	Edition string
 	// Incarnation identifies this master in connection records.
 	Incarnation *Incarnation
 	// ClusterID appears in cluster events.
@@ -130,9 +133,15 @@ func AsError(err error) *Error {
 }
 
 // TokenURL returns the token string handed to clients:
-// <public url>?sessionId=<sid>&token=<tok_...>.
+// <public url>?sessionId=<sid>&token=<tok_...>&edition=<edition>, as
+// OpenVidu Pro's (openvidu-browser's Session.processToken reads edition into
+// isAtLeastPro and isEnterprise; only the tok_ id is the credential).
 func (s *Service) TokenURL(sid, tokenID string) string {
-	return s.cfg.PublicURL + "?sessionId=" + url.QueryEscape(sid) + "&token=" + tokenID
+	u := s.cfg.PublicURL + "?sessionId=" + url.QueryEscape(sid) + "&token=" + tokenID
+	if s.cfg.Edition != "" {
+		u += "&edition=" + url.QueryEscape(s.cfg.Edition)
+	}
+	return u
 }
 
 // ParseToken extracts the tok_ id from a token as a client presents it: the

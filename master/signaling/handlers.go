@@ -351,8 +351,22 @@ func (sk *socket) unsubscribeFromVideo(ctx context.Context, pt participant, raw 
 	return map[string]any{}, nil
 }
 
+// leaveRoom removes the participant. Notifications stop before the leave
+// commits, so none reaches the client after the answer; they resume only if
+// the participant is still there (the leave failed for another reason than
+// its being gone already, evicted meanwhile, say).
 func (sk *socket) leaveRoom(ctx context.Context, pt participant, _ json.RawMessage) (any, error) {
+	sk.stopNotifications()
 	if err := sk.srv.cfg.Sessions.Leave(ctx, pt.sid, pt.cid); err != nil {
+		var e *session.Error
+		if !errors.As(err, &e) || e.Code != protocol.CodeUserNotFound {
+			sk.resumeNotifications()
+			return nil, err
+		}
+		// Gone already (evicted): what was queued for it is never sent.
+		if derr := sk.srv.cfg.Store.DeleteOutbox(ctx, pt.sid, pt.cid); derr != nil {
+			sk.srv.log.Warn("delete outbox", "session", pt.sid, "connection", pt.cid, "err", derr)
+		}
 		return nil, err
 	}
 	sk.mu.Lock()

@@ -38,6 +38,15 @@ type Config struct {
 	// prepareReceiveVideoFrom) that wait for a stream being moved to another
 	// media node; they run beside the socket's other requests.
 	HoldTimeout time.Duration
+	// DepartureDelay holds a notification of another participant's
+	// departure (participantLeft, participantEvicted) for this long after it
+	// is first read from the outbox. openvidu-browser forgets a session as
+	// soon as it sends leaveRoom, so a client leaving with several
+	// connections at once (camera and screen) would otherwise get, on the
+	// second one, the first one's departure and report an unknown
+	// connection; its own leaveRoom arrives within the delay and stops the
+	// delivery. 0 delivers at once.
+	DepartureDelay time.Duration
 	// PollInterval is how often outboxes are read without a wake-up (pub/sub
 	// wakes may be lost).
 	PollInterval time.Duration

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 const (
@@ -58,6 +59,19 @@ type socket struct {
 	// stopPing on reconnecting) and never retries a stream's reconnection
 	// whose request it dropped.
 	held atomic.Int32
+
+	// deliverMu orders notifications against leaveRoom: once leaving is
+	// set, no notification is written (OpenVidu sends nothing to a
+	// participant after answering its leaveRoom; openvidu-browser, which
+	// has forgotten the session by then, reports any as an error).
+	deliverMu sync.Mutex
+	leaving   bool
+
+	// departure is the outbox entry announcing another participant's
+	// departure that delivery waits on, and when it was first read
+	// (delivery goroutine only). See Config.DepartureDelay.
+	departure     string
+	departureSeen time.Time
 
 	tasks sync.WaitGroup
 }
@@ -125,6 +139,12 @@ func (sk *socket) read() {
 		if req.Method == "ping" {
 			sk.ping(req)
 			continue
+		}
+		if req.Method == "leaveRoom" {
+			// openvidu-browser forgets the session when it sends leaveRoom:
+			// from now on a notification would reach nobody (its handlers
+			// log errors for the connections they no longer know).
+			sk.stopNotifications()
 		}
 		select {
 		case sk.requests <- req:
@@ -373,7 +393,14 @@ func (sk *socket) deliver(sid, cid string) {
 			case protocol.InternalResponse:
 				sk.writeFrame(e.Params)
 			default:
-				sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
+				if sk.holdDeparture(e, cid) {
+					delivered = entries[:i] // the rest waits, in order
+					break write
+				}
+				if !sk.notify(e) {
+					delivered = entries[:i] // leaving: the rest stays queued
+					break write
+				}
 				if e.Method == protocol.NotifyParticipantEvicted && sk.isOwnEviction(cid, e.Params) {
 					evicted = true
 				}
@@ -407,6 +434,58 @@ func (sk *socket) deliver(sid, cid string) {
 		case <-tick.C:
 		}
 	}
+}
+
+// holdDeparture reports whether e, a notification of another participant's
+// departure, must wait (Config.DepartureDelay); a wake-up is scheduled for
+// when it is due.
+func (sk *socket) holdDeparture(e store.OutboxEntry, cid string) bool {
+	delay := sk.srv.cfg.DepartureDelay
+	if delay <= 0 || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
+		return false
+	}
+	var p protocol.ConnectionReason
+	if json.Unmarshal(e.Params, &p) == nil && p.ConnectionID == cid {
+		return false // its own eviction: at once
+	}
+	if sk.departure != e.ID {
+		sk.departure, sk.departureSeen = e.ID, time.Now()
+	}
+	wait := delay - time.Since(sk.departureSeen)
+	if wait <= 0 {
+		return false
+	}
+	time.AfterFunc(wait, sk.wake)
+	return true
+}
+
+// notify writes a queued notification unless the participant is leaving;
+// it reports whether it did.
+func (sk *socket) notify(e store.OutboxEntry) bool {
+	sk.deliverMu.Lock()
+	defer sk.deliverMu.Unlock()
+	if sk.leaving {
+		return false
+	}
+	sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
+	return true
+}
+
+// stopNotifications makes the delivery write nothing more, once the
+// notification it may be writing is out.
+func (sk *socket) stopNotifications() {
+	sk.deliverMu.Lock()
+	sk.leaving = true
+	sk.deliverMu.Unlock()
+}
+
+// resumeNotifications undoes stopNotifications after a leaveRoom that did
+// not happen.
+func (sk *socket) resumeNotifications() {
+	sk.deliverMu.Lock()
+	sk.leaving = false
+	sk.deliverMu.Unlock()
+	sk.wake()
 }
 
 // reconnect closes the socket so that its client reconnects and resumes

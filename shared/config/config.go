@@ -126,6 +126,8 @@ type Master struct {
 	RedisRecoveryGrace       time.Duration `mapstructure:"redis_recovery_grace"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
+	Edition                  string        `mapstructure:"edition"`
+	DepartureDelay           time.Duration `mapstructure:"departure_delay"`
 }
 
 // Webhook is OpenVidu's webhook (OPENVIDU_WEBHOOK*), with retries.
@@ -449,7 +451,15 @@ func (c *Config) Validate(role Role) error {
 		if m.DrainWait < 0 {
 			bad("master.drain_wait must not be negative")
 		}
+		if m.DepartureDelay < 0 || m.DepartureDelay > 5*time.Second {
+			bad("master.departure_delay must be between 0 and 5s, got %s", m.DepartureDelay)
+		}
 		positive(bad, "master.request_timeout", m.RequestTimeout)
+		switch m.Edition {
+		case "ce", "pro", "enterprise":
+		default:
+			bad("master.edition %q must be ce, pro or enterprise", m.Edition)
+		}
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}

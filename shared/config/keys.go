@@ -116,6 +116,10 @@ func Keys() []Key {
 			"After Redis was unreachable, how long masters wait before declaring peers crashed or evicting participants (everyone re-registers and reconnects first)."},
 		{"master.request_timeout", []string{"CHORUS_MASTER_REQUEST_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
 			"Upper bound of one REST or JSON-RPC request, media node calls included."},
+		{"master.departure_delay", []string{"CHORUS_MASTER_DEPARTURE_DELAY"}, 300 * time.Millisecond, []Role{RoleMaster},
+			"How long a participant's departure (participantLeft, participantEvicted) is held before the others are told, so that a client leaving with several connections at once (camera and screen) is not told of its own other connections leaving (openvidu-browser reports those as unknown). 0: at once."},
+		{"master.edition", []string{"CHORUS_MASTER_EDITION"}, "pro", []Role{RoleMaster},
+			"OpenVidu edition announced in every token's edition parameter: ce, pro or enterprise (openvidu-browser and applications enable features by it)."},
 		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 1 << 20, []Role{RoleMaster},
 			"Largest JSON-RPC message accepted on the WebSocket; larger ones close it with status 1009."},
 
