@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -230,6 +231,10 @@ func senderConnectionID(sender string) string {
 	return sender
 }
 
+// forcedAnswerWindow is how long a forced subscriber reconnection's offer
+// waits for its answer before the client's own reconnection may replace it.
+const forcedAnswerWindow = 3 * time.Second
+
 // PrepareSubscribe creates a subscriber endpoint for the sender's stream and
 // returns the node's SDP offer (prepareReceiveVideoFrom). An existing
 // subscription to the same stream is replaced (a subscriber's reconnection).
@@ -237,8 +242,8 @@ func senderConnectionID(sender string) string {
 // A stream being moved to another node holds the request until its
 // publisher is back (openvidu-browser never retries a failed subscription),
 // within ctx; a subscription the server is already moving
-// (forciblyReconnectSubscriber sent, answer pending) refuses it: the client
-// then completes the server's offer instead.
+// (forciblyReconnectSubscriber sent, answer pending) refuses it for
+// forcedAnswerWindow: the client then completes the server's offer instead.
 func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string) (string, error) {
 	now := store.NowMillis()
 	var streamID, ownerID string
@@ -259,11 +264,18 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		if c.Subscriptions == nil {
 			c.Subscriptions = map[string]*store.Subscription{}
 		}
-		// A subscription the server is reconnecting (forced) is taken over:
-		// the client may never answer that offer (its socket broke in
-		// between), and its own request is the fresher intent. The forced
-		// offer's answer, if it comes, then finds a newer endpoint and fails.
+		// A subscription the server is reconnecting (forced) is left to
+		// that offer for forcedAnswerWindow: openvidu-browser answers it
+		// once its own reconnection fails, and would tear down the peer
+		// connection of a reconnection that succeeded to answer it. Past
+		// the window it is taken over: the client may never answer (its
+		// socket broke while the answer was in flight), and its own request
+		// is the fresher intent; a late answer to the forced offer is then
+		// refused (CompleteSubscribe).
 		cur := c.Subscriptions[streamID]
+		if cur != nil && cur.State == store.EndpointForced && now-cur.CreatedAt < forcedAnswerWindow.Milliseconds() {
+			return newError(protocol.CodeMediaSDP, http.StatusConflict, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
+		}
 		replace = cur != nil
 		state := store.EndpointCreating
 		if cur != nil && cur.Live() {
@@ -339,6 +351,13 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 		}
 		node = owner.Publisher.Node
 		sub.Node = node
+		if sub.Live() {
+			// The client's own renegotiation claims the subscription: a
+			// migration may have marked it for the server to move
+			// (forciblyReconnectSubscriber), which must not now offer a
+			// second peer connection for the same endpoint.
+			sub.State = store.EndpointReconnecting
+		}
 		return nil
 	})
 	if err != nil || node == "" {
@@ -382,8 +401,11 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID s
 
 // CompleteSubscribe applies the subscriber's SDP answer to the endpoint that
 // PrepareSubscribe made (receiveVideoFrom with sdpAnswer, or reconnectStream
-// with sdpString from a subscriber).
-func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answer string) error {
+// with sdpString from a subscriber). forced says the answer is to the
+// server's offer (reconnectStream's forciblyReconnect): an answer to an offer
+// that the other side's negotiation replaced meanwhile is refused without
+// touching the endpoint, whose peer connection now belongs to that one.
+func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answer string, forced bool) error {
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return participantNotFound(sid, cid)
@@ -403,6 +425,9 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 	sub := c.Subscriptions[streamID]
 	if sub == nil {
 		return newError(protocol.CodeUserNotFound, http.StatusNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
+	}
+	if forced != (sub.State == store.EndpointForced) {
+		return newError(protocol.CodeMediaSDP, http.StatusConflict, "The offer answered for the subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
 	}
 	mc, err := s.mediaClient(ctx, sub.Node)
 	if err != nil {

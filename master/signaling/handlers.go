@@ -269,7 +269,7 @@ func (sk *socket) receiveVideoFrom(ctx context.Context, pt participant, raw json
 		}
 		return nil, protocol.MissingParam("receiveVideoFrom", "sdpAnswer")
 	}
-	if err := sk.srv.cfg.Sessions.CompleteSubscribe(ctx, pt.sid, pt.cid, *p.Sender, *p.SDPAnswer); err != nil {
+	if err := sk.srv.cfg.Sessions.CompleteSubscribe(ctx, pt.sid, pt.cid, *p.Sender, *p.SDPAnswer, false); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
@@ -305,7 +305,7 @@ func (sk *socket) reconnectStream(ctx context.Context, pt participant, raw json.
 		return nil, &protocol.RPCError{Code: protocol.CodeMediaSDP,
 			Message: "Client-offered subscriptions are not supported: mediaServer is mediasoup, use prepareReceiveVideoFrom"}
 	}
-	if err := sk.srv.cfg.Sessions.CompleteSubscribe(ctx, pt.sid, pt.cid, *p.Stream, *p.SDPString); err != nil {
+	if err := sk.srv.cfg.Sessions.CompleteSubscribe(ctx, pt.sid, pt.cid, *p.Stream, *p.SDPString, p.ForciblyReconnect); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
