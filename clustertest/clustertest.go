@@ -261,7 +261,10 @@ func (c *Cluster) AssertNoLeftovers(t testing.TB) {
 	for {
 		keys := c.Keys(t)
 		endpoints := 0
-		nodes, _ := c.Store.MediaNodes(context.Background())
+		nodes, err := c.Store.MediaNodes(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, n := range nodes {
 			list, err := mediaapi.NewClient(client, n.URI, Secret).Endpoints(context.Background())
 			if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,9 @@ func TestLoadtestShort(t *testing.T) {
 		{"loss under 2 %", res.PacketLossRatio < 0.02},
 		{"packets received", res.ReceivedPackets > 1000},
 		{"join latency of the 6 who found streams", res.JoinLatencyMS.Count == 6 && res.JoinLatencyMS.P50 > 0 && res.JoinLatencyMS.P50 <= res.JoinLatencyMS.P99 && res.JoinLatencyMS.P99 <= res.JoinLatencyMS.Max},
-		{"CPU per packet measured", res.MediaNodeCPUMicrosPerForwardedPacket > 0 && res.MediaNodeCPUMicrosPerForwardedPacket < 10000},
+		// At this small scale fixed per-connection costs weigh more, and the
+		// figure counts both nodes' CPU: 65-72 µs (BENCHMARKS.md).
+		{"CPU per packet near the documented figure", res.MediaNodeCPUMicrosPerForwardedPacket > 5 && res.MediaNodeCPUMicrosPerForwardedPacket < maxSmallScaleMicrosPerPacket},
 		{"node CPU within 0-100", res.MediaNodeCPUPercent > 0 && res.MediaNodeCPUPercent <= 100},
 		{"forwarding rate", res.MediaNodeForwardedPacketsPerSecond > 100},
 		{"parameters", res.Params.Participants == 4 && res.Params.Sessions == 2 && res.Params.Video == "540x360@30"},
@@ -90,4 +93,65 @@ func TestLoadtestShort(t *testing.T) {
 		t.Errorf("1-to-N result: %s", raw[:min(len(raw), 1500)])
 	}
 	assertNoSessionKeys(t, dc)
+
+	// --until-cpu adds sessions until a media node's CPU reaches the mark:
+	// with a mark any session passes, it stops after the first; with one no
+	// session reaches, at the session limit.
+	for _, tc := range []struct {
+		mark, sessions string
+		want           int
+		because        string
+	}{
+		{"0.5", "5", 1, "media node CPU"},
+		{"99", "2", 2, "session limit (2) reached below 99% CPU"},
+	} {
+		res := runLoadtest(t, ctx, dc, "--until-cpu", tc.mark, "--sessions", tc.sessions, "--participants", "3", "--duration", "2s", "--ramp", "10")
+		if res.Sessions != tc.want || !strings.Contains(res.StoppedBecause, tc.because) || res.SubscriptionsWithoutMedia != 0 {
+			t.Errorf("--until-cpu %s: %d sessions, stopped because %q; want %d, %q", tc.mark, res.Sessions, res.StoppedBecause, tc.want, tc.because)
+		}
+	}
+	assertNoSessionKeys(t, dc)
+
+	// loadtest rest: concurrent create/connect/close cycles, none failing.
+	outREST := filepath.Join(t.TempDir(), "rest.json")
+	cmd = exec.CommandContext(ctx, chorusBin, "loadtest", "rest", "--url", dc.URL, "--secret", dc.Secret,
+		"--concurrency", "4", "--duration", "3s", "--json", outREST)
+	if summary, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("chorus loadtest rest: %v\n%s", err, summary)
+	}
+	raw, _ = os.ReadFile(outREST)
+	var rest loadtest.RESTResult
+	if err := json.Unmarshal(raw, &rest); err != nil {
+		t.Fatal(err)
+	}
+	// BENCHMARKS.md: ~700 cycles/s with 16 workers on an idle machine.
+	if rest.Errors != 0 || rest.Cycles < 100 || rest.CyclesPerSecond*rest.DurationS < float64(rest.Cycles)*0.9 ||
+		rest.CreateSessionMS.Count == 0 || rest.CloseSessionMS.P99 <= 0 {
+		t.Errorf("loadtest rest: %s", raw)
+	}
+	assertNoSessionKeys(t, dc)
+}
+
+// maxSmallScaleMicrosPerPacket bounds the nodes' CPU per forwarded packet of
+// a 2-session 4-to-4 run (BENCHMARKS.md: 65-72 µs), with 1.4x room for CI.
+const maxSmallScaleMicrosPerPacket = 100
+
+// runLoadtest runs `chorus loadtest` with the given flags against the
+// cluster and returns its result.
+func runLoadtest(t *testing.T, ctx context.Context, dc *devCluster, args ...string) loadtest.Result {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "result.json")
+	args = append([]string{"loadtest", "--url", dc.URL, "--secret", dc.Secret, "--loopback", "--quiet", "--json", out}, args...)
+	if summary, err := exec.CommandContext(ctx, chorusBin, args...).CombinedOutput(); err != nil {
+		t.Fatalf("chorus %v: %v\n%s", args, err, summary)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res loadtest.Result
+	if err := json.Unmarshal(raw, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }

@@ -91,21 +91,23 @@ func RunREST(ctx context.Context, cfg RESTConfig) (*RESTResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// A cycle started before the deadline runs to its end (the
+			// caller's ctx still stops it): a create cut off at the
+			// deadline could have made a session that nobody closes.
 			for i := 0; runCtx.Err() == nil; i++ {
 				sid := fmt.Sprintf("rest_%d_%d_%d", start.UnixNano()%1e6, w, i)
-				d, err := call(runCtx, "POST", "/openvidu/api/sessions", `{"customSessionId":"`+sid+`"}`, http.StatusOK)
-				if runCtx.Err() != nil || !record(&create, d, err) {
-					continue
-				}
-				d, err = call(runCtx, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`, http.StatusOK)
-				if runCtx.Err() == nil {
+				cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+				d, err := call(cctx, "POST", "/openvidu/api/sessions", `{"customSessionId":"`+sid+`"}`, http.StatusOK)
+				if record(&create, d, err) {
+					d, err = call(cctx, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`, http.StatusOK)
 					record(&conn, d, err)
+					d, err = call(cctx, "DELETE", "/openvidu/api/sessions/"+sid, "", http.StatusNoContent)
+					record(&closes, d, err)
+				} else {
+					// The session may exist (the answer was lost): close it.
+					_, _ = call(cctx, "DELETE", "/openvidu/api/sessions/"+sid, "", http.StatusNoContent)
 				}
-				// The close runs even past the deadline: nothing is left behind.
-				cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				d, err = call(cctx, "DELETE", "/openvidu/api/sessions/"+sid, "", http.StatusNoContent)
 				ccancel()
-				record(&closes, d, err)
 			}
 		}()
 	}

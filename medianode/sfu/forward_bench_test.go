@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"testing"
 
@@ -11,10 +12,18 @@ import (
 // discardWriter is a subscriber's TrackLocalWriter that drops packets: the
 // benchmarks below measure the SFU's own work per packet, without pion's
 // interceptors, SRTP and the send call (the load tester measures those).
-type discardWriter struct{ n int }
+type discardWriter struct {
+	n       int
+	lastSeq map[uint32]uint16 // by SSRC
+	gaps    int               // sequence numbers not following the previous one
+}
 
 func (w *discardWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
 	w.n++
+	if last, ok := w.lastSeq[h.SSRC]; ok && h.SequenceNumber != last+1 {
+		w.gaps++
+	}
+	w.lastSeq[h.SSRC] = h.SequenceNumber
 	return h.MarshalSize() + len(payload), nil
 }
 func (w *discardWriter) Write(b []byte) (int, error) { w.n++; return len(b), nil }
@@ -23,7 +32,7 @@ func benchForwarder(b *testing.B, subscribers int) {
 	codec := webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}
 	stats := &Stats{}
 	fw := newForwarder(webrtc.RTPCodecTypeVideo, codec, "str_CAM_bench", 512, stats, slog.New(slog.DiscardHandler))
-	w := &discardWriter{}
+	w := &discardWriter{lastSeq: map[uint32]uint16{}}
 	for i := 0; i < subscribers; i++ {
 		dt := newDownTrack(fw, stats)
 		dt.writer, dt.ssrc, dt.pt = w, uint32(1000+i), 96
@@ -36,17 +45,18 @@ func benchForwarder(b *testing.B, subscribers int) {
 	b.SetBytes(int64(len(raw) * subscribers))
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		// What the read loop does for one received packet.
-		h.SequenceNumber++
+		// What the read loop does for one received packet: each has the
+		// next sequence number.
+		binary.BigEndian.PutUint16(raw[2:4], uint16(i))
 		hlen, _ := h.Unmarshal(raw)
-		fw.rtx.put(uint16(i), raw)
+		fw.rtx.put(h.SequenceNumber, raw)
 		for _, dt := range *fw.downTracks.Load() {
 			dt.write(&h, raw[hlen:], 0)
 		}
 	}
 	b.StopTimer()
-	if w.n != b.N*subscribers {
-		b.Fatalf("%d packets forwarded, want %d", w.n, b.N*subscribers)
+	if w.n != b.N*subscribers || w.gaps != 0 {
+		b.Fatalf("%d packets forwarded, want %d; %d sequence gaps", w.n, b.N*subscribers, w.gaps)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*subscribers), "ns/forwarded-packet")
 }

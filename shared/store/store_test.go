@@ -101,8 +101,8 @@ func TestSessionLifecycleAndOutbox(t *testing.T) {
 	if life, found, err := s.SessionLife(ctx, "s1"); err != nil || !found || life != 1 {
 		t.Errorf("tombstone life %d found %v err %v", life, found, err)
 	}
-	if _, found, _ := s.SessionLife(ctx, "never"); found {
-		t.Error("a session that never existed has a life")
+	if _, found, err := s.SessionLife(ctx, "never"); err != nil || found {
+		t.Errorf("a session that never existed has a life (%v)", err)
 	}
 }
 
@@ -155,26 +155,26 @@ func TestRegistryAndEvictions(t *testing.T) {
 	if err := s.RegisterMaster(ctx, MasterInfo{ID: "m1", InternalURL: "http://a"}, 300*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	_ = s.AddMasterConnection(ctx, "m1", "s", "c1")
+	must(t, s.AddMasterConnection(ctx, "m1", "s", "c1"))
 	alive, dead, err := s.Masters(ctx)
 	if err != nil || len(alive) != 1 || len(dead) != 0 {
 		t.Fatalf("alive %v dead %v err %v", alive, dead, err)
 	}
 	time.Sleep(400 * time.Millisecond)
-	if _, dead, _ = s.Masters(ctx); len(dead) != 1 || dead[0] != "m1" {
-		t.Fatalf("expired master not dead: %v", dead)
+	if _, dead, err = s.Masters(ctx); err != nil || len(dead) != 1 || dead[0] != "m1" {
+		t.Fatalf("expired master not dead: %v (%v)", dead, err)
 	}
 	conns, err := s.TakeMasterConnections(ctx, "m1")
 	if err != nil || len(conns) != 1 || conns[0] != (Wake{"s", "c1"}) {
 		t.Fatalf("took %v (%v)", conns, err)
 	}
-	if again, _ := s.TakeMasterConnections(ctx, "m1"); len(again) != 0 {
-		t.Error("a dead master's connections were handed out twice")
+	if again, err := s.TakeMasterConnections(ctx, "m1"); err != nil || len(again) != 0 {
+		t.Errorf("a dead master's connections were handed out twice: %v (%v)", again, err)
 	}
 
 	now := time.Now()
-	_ = s.ScheduleEviction(ctx, "s", "late", now.Add(time.Hour))
-	_ = s.ScheduleEviction(ctx, "s", "due", now.Add(-time.Second))
+	must(t, s.ScheduleEviction(ctx, "s", "late", now.Add(time.Hour)))
+	must(t, s.ScheduleEviction(ctx, "s", "due", now.Add(-time.Second)))
 	due, err := s.DueEvictions(ctx, now, 10)
 	if err != nil || len(due) != 1 || due[0].ConnectionID != "due" {
 		t.Fatalf("due %v (%v)", due, err)
