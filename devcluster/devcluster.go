@@ -23,9 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/chorus-rtc/chorus/master/medianodes"
+	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -39,9 +38,12 @@ type Config struct {
 	ListenHost string
 	Secret     string
 	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
-	RedisAddr  string
-	Masters    int
-	MediaNodes int
+	RedisAddr string
+	// RedisSentinelMaster, with RedisAddr, makes RedisAddr a Sentinel
+	// watching the primary of this name.
+	RedisSentinelMaster string
+	Masters             int
+	MediaNodes          int
 	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
 	// browsers on this machine only.
 	MediaIP string
@@ -168,6 +170,9 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	state.Redis = redisAddr
 	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
+	if cfg.RedisSentinelMaster != "" {
+		common = append(common, "--redis-sentinel-master-name", cfg.RedisSentinelMaster)
+	}
 	r.redisAddr = redisAddr
 	logDir, err := r.tempDir("chorus-media-")
 	if err != nil {
@@ -421,7 +426,7 @@ func (r *runner) stopLaunched() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: r.redisAddr, DialTimeout: time.Second})
+	rdb := store.NewClient(config.Redis{Addrs: []string{r.redisAddr}, SentinelMasterName: r.cfg.RedisSentinelMaster, Timeout: time.Second})
 	defer rdb.Close()
 	nodes, err := store.New(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
 	if err != nil {

@@ -85,6 +85,10 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		env = append(env, o.Env...)
 	}
 	tempBefore := chorusTempEntries()
+	procsBefore := map[int]bool{}
+	for _, pid := range allProcesses() {
+		procsBefore[pid] = true
+	}
 	cmd := exec.Command(chorusBin, args...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -109,6 +113,9 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		// by its masters included): they all name its Redis.
 		if dc.State.Redis != "" {
 			for _, pid := range processesNaming(dc.State.Redis) {
+				if procsBefore[pid] {
+					continue // the test's own (a Redis it started, say)
+				}
 				t.Errorf("process %d of the cluster outlived chorus dev: killed", pid)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
@@ -228,18 +235,25 @@ func chorusTempEntries() map[string]bool {
 	return out
 }
 
-// processesNaming returns the processes whose command line or environment
-// contains s (launched media nodes get Redis in their environment).
-func processesNaming(s string) []int {
+// allProcesses lists the process ids of the machine but this one.
+func allProcesses() []int {
 	dirs, _ := os.ReadDir("/proc")
 	var out []int
 	for _, d := range dirs {
-		pid, err := strconv.Atoi(d.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
+		if pid, err := strconv.Atoi(d.Name()); err == nil && pid != os.Getpid() {
+			out = append(out, pid)
 		}
+	}
+	return out
+}
+
+// processesNaming returns the processes whose command line or environment
+// contains s (launched media nodes get Redis in their environment).
+func processesNaming(s string) []int {
+	var out []int
+	for _, pid := range allProcesses() {
 		for _, f := range []string{"cmdline", "environ"} {
-			raw, err := os.ReadFile(filepath.Join("/proc", d.Name(), f))
+			raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), f))
 			if err == nil && strings.Contains(string(raw), s) {
 				out = append(out, pid)
 				break

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
@@ -35,6 +37,24 @@ type hook struct {
 	failFirst int
 	delay     time.Duration
 	refuse    map[string]bool // session ids answered 500
+	// holds: the first delivery of a session's event named here is held
+	// until the test releases it, then answered 503 (see holdFirst).
+	holds map[string]*heldDelivery // by "<sessionId> <event>"
+}
+
+// heldDelivery is a webhook request the receiver keeps waiting.
+type heldDelivery struct {
+	arrived chan string   // receives the event's eventId
+	release chan struct{} // closed by the test
+}
+
+// holdFirst makes the hook hold the first delivery of a session's event.
+func (h *hook) holdFirst(sid, event string) *heldDelivery {
+	hd := &heldDelivery{arrived: make(chan string, 1), release: make(chan struct{})}
+	h.mu.Lock()
+	h.holds[sid+" "+event] = hd
+	h.mu.Unlock()
+	return hd
 }
 
 func startHook(t *testing.T) *hook {
@@ -47,7 +67,7 @@ func startHook(t *testing.T) *hook {
 }
 
 func serveHook(t *testing.T, ln net.Listener) *hook {
-	h := &hook{refuse: map[string]bool{}}
+	h := &hook{refuse: map[string]bool{}, holds: map[string]*heldDelivery{}}
 	h.URL = "http://" + ln.Addr().String() + "/hook"
 	srv := &http.Server{Handler: h}
 	go func() { _ = srv.Serve(ln) }()
@@ -66,7 +86,15 @@ func (h *hook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.calls++
 	fail := h.calls <= h.failFirst || h.refuse[fmt.Sprint(e["sessionId"])]
 	delay := h.delay
+	held := h.holds[fmt.Sprint(e["sessionId"])+" "+fmt.Sprint(e["event"])]
+	delete(h.holds, fmt.Sprint(e["sessionId"])+" "+fmt.Sprint(e["event"]))
 	h.mu.Unlock()
+	if held != nil {
+		held.arrived <- fmt.Sprint(e["eventId"])
+		<-held.release
+		w.WriteHeader(http.StatusServiceUnavailable)
+		return
+	}
 	time.Sleep(delay)
 	if fail {
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -158,7 +186,7 @@ func TestWebhookEventsOfABrowserSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tail.Process.Kill(); _ = tail.Wait() }()
-	time.Sleep(300 * time.Millisecond) // let it subscribe
+	waitSubscribers(t, dc, "chorus:e2e:evtail", 1)
 	var out struct {
 		SessionID   string   `json:"sessionId"`
 		Connections []string `json:"connections"`
@@ -223,8 +251,15 @@ func TestWebhookEventsOfABrowserSession(t *testing.T) {
 		}
 	}
 	before(0, 1)   // sessionCreated first
+	before(0, 3)   //
 	before(1, 2)   // join before publish
 	before(3, 4)   //
+	before(2, 5)   // a stream's OUTBOUND before the INBOUND that receives it
+	before(4, 6)   //
+	before(5, 7)   // the page signals once it decodes the other's video,
+	before(6, 7)   // and before anybody leaves
+	before(7, 8)   //
+	before(7, 9)   //
 	before(8, 11)  // a participant's connections close before it leaves
 	before(9, 11)  //
 	before(10, 11) //
@@ -307,31 +342,55 @@ func TestWebhookEventsOfABrowserSession(t *testing.T) {
 }
 
 // TestEventsAtLeastOnceAcrossMasterCrashes: the webhook fails its first
-// deliveries and is slow afterwards while masters are SIGKILLed one after
-// another; every event still arrives, per-session order holds once
-// duplicates are dropped, and the events of a session the receiver refuses
-// go to the dead-letter stream, from where they are replayed.
+// deliveries and is slow afterwards while masters are SIGKILLed; each kill
+// hits the master that is delivering a given event at that moment (the
+// receiver holds that request), so a delivery is cut off by a crash for
+// certain. Every event still arrives, the cut-off ones redelivered by another
+// master with the same eventId; per-session order holds once duplicates are
+// dropped; and the events of a session the receiver refuses go to the
+// dead-letter stream, from where they are replayed.
 func TestEventsAtLeastOnceAcrossMasterCrashes(t *testing.T) {
 	h := startHook(t)
 	h.failFirst, h.delay = 15, 250*time.Millisecond
 	h.refuse["doomed"] = true
+	// The kills: the masters delivering these two events when they arrive.
+	targets := []struct {
+		sid  string
+		held *heldDelivery
+	}{{sid: "crash1"}, {sid: "crash4"}}
+	for i := range targets {
+		targets[i].held = h.holdFirst(targets[i].sid, "participantJoined")
+	}
 	dc := startDev(t, devOptions{Env: eventEnv(h,
 		"CHORUS_WEBHOOK_DEADLINE=4s", "CHORUS_WEBHOOK_RETRY_WAIT_MAX=500ms",
 		"CHORUS_MASTER_RECONNECT_GRACE=2s", "CHORUS_EVENTS_LEASE_TTL=2s")})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	pids := map[string]int{}
+	for _, n := range dc.Nodes {
+		pids[n.ID] = n.PID
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
 
+	// outcome is what the test knows of each session: its connections, and
+	// whether each one's join and the signal were answered.
 	type outcome struct {
-		sid     string
-		joins   int
-		signals int
+		sid      string
+		joined   map[string]bool // connection id -> joinRoom answered
+		signaled bool
 	}
 	var mu sync.Mutex
 	var outcomes []outcome
 	var wg sync.WaitGroup
 	work := func(sid string) {
 		defer wg.Done()
-		o := outcome{sid: sid}
+		o := outcome{sid: sid, joined: map[string]bool{}}
+		defer func() {
+			mu.Lock()
+			outcomes = append(outcomes, o)
+			mu.Unlock()
+		}()
 		if _, err := retryREST(ctx, dc, "POST", "/openvidu/api/sessions", fmt.Sprintf(`{"customSessionId":%q}`, sid)); err != nil {
 			t.Errorf("%s: create: %v", sid, err)
 			return
@@ -346,14 +405,13 @@ func TestEventsAtLeastOnceAcrossMasterCrashes(t *testing.T) {
 			var c protocol.Connection
 			_ = json.Unmarshal(raw, &c)
 			p, err := participant.Join(ctx, participant.Config{Token: c.Token, LoopbackOnly: true})
-			if err != nil {
-				continue // its master died during the join: the token may or may not be used
+			o.joined[c.ID] = err == nil // if its master died during the join, the token may or may not be used
+			if err == nil {
+				ps = append(ps, p)
 			}
-			o.joins++
-			ps = append(ps, p)
 		}
 		if _, err := restOnce(ctx, dc, "POST", "/openvidu/api/signal", fmt.Sprintf(`{"session":%q,"data":"x"}`, sid)); err == nil {
-			o.signals++
+			o.signaled = true
 		}
 		time.Sleep(500 * time.Millisecond)
 		for _, p := range ps {
@@ -361,15 +419,28 @@ func TestEventsAtLeastOnceAcrossMasterCrashes(t *testing.T) {
 				p.Close() // its master died: it is evicted after the grace period
 			}
 		}
-		mu.Lock()
-		outcomes = append(outcomes, o)
-		mu.Unlock()
 	}
+	killed := make(chan string, len(targets))
 	go func() {
-		time.Sleep(2 * time.Second)
-		_ = syscall.Kill(dc.pid(t, "master_1"), syscall.SIGKILL)
-		time.Sleep(3 * time.Second)
-		_ = syscall.Kill(dc.pid(t, "master_2"), syscall.SIGKILL)
+		defer close(killed)
+		for _, tg := range targets {
+			var eventID string
+			select {
+			case eventID = <-tg.held.arrived:
+			case <-ctx.Done():
+				return
+			}
+			// The master holding the session's delivery lease is the one
+			// whose request the receiver now holds.
+			holder, err := rdb.Get(ctx, "chorus:e2e:{"+tg.sid+"}:evlease").Result()
+			id, _, _ := strings.Cut(holder, ".")
+			if pid := pids[id]; err != nil || pid == 0 || syscall.Kill(pid, syscall.SIGKILL) != nil {
+				killed <- fmt.Sprintf("could not kill the holder %q of %s's lease (%v)", holder, tg.sid, err)
+			} else {
+				killed <- eventID + " " + holder
+			}
+			close(tg.held.release)
+		}
 	}()
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
@@ -385,30 +456,70 @@ func TestEventsAtLeastOnceAcrossMasterCrashes(t *testing.T) {
 	}
 	wg.Wait()
 
+	// Two deliveries were cut off by the death of the master making them.
+	var cutOff []string
+	for k := range killed {
+		eventID, holder, ok := strings.Cut(k, " ")
+		if !ok || !strings.HasPrefix(holder, "master_") {
+			t.Fatal(k)
+		}
+		t.Logf("killed %s while it delivered %s", holder, eventID)
+		cutOff = append(cutOff, eventID)
+	}
+	if len(cutOff) != len(targets) {
+		t.Fatalf("%d deliveries cut off by a kill, want %d", len(cutOff), len(targets))
+	}
+
 	// Every session's events arrive, each at least once, in order.
 	for _, o := range outcomes {
-		o := o
 		h.waitFor(t, o.sid+"'s sessionDestroyed", 90*time.Second, func() bool { return hasEvent(h.distinct(o.sid), "sessionDestroyed") })
 		got := h.distinct(o.sid)
 		count := map[string]int{}
+		perConn := map[string]map[string]int{}
 		joined := map[string]bool{}
 		for i, e := range got {
-			name := fmt.Sprint(e["event"])
+			name, cid := fmt.Sprint(e["event"]), fmt.Sprint(e["connectionId"])
 			count[name]++
+			if perConn[cid] == nil {
+				perConn[cid] = map[string]int{}
+			}
+			perConn[cid][name]++
 			switch {
 			case i == 0 && name != "sessionCreated":
 				t.Errorf("%s: first event %s", o.sid, name)
 			case name == "sessionDestroyed" && i != len(got)-1:
 				t.Errorf("%s: sessionDestroyed is not last", o.sid)
 			case name == "participantJoined":
-				joined[fmt.Sprint(e["connectionId"])] = true
-			case name == "participantLeft" && !joined[fmt.Sprint(e["connectionId"])]:
-				t.Errorf("%s: participantLeft before participantJoined for %v", o.sid, e["connectionId"])
+				joined[cid] = true
+			case name == "participantLeft" && !joined[cid]:
+				t.Errorf("%s: participantLeft before participantJoined for %v", o.sid, cid)
 			}
 		}
-		if count["sessionCreated"] != 1 || count["sessionDestroyed"] != 1 || count["participantJoined"] < o.joins ||
-			count["participantLeft"] != count["participantJoined"] || count["signalSent"] < o.signals {
-			t.Errorf("%s: %v (joins %d, signals %d)", o.sid, count, o.joins, o.signals)
+		if count["sessionCreated"] != 1 || count["sessionDestroyed"] != 1 {
+			t.Errorf("%s: %v", o.sid, count)
+		}
+		// Each answered join joined once and left once; an unanswered one
+		// (its master died) joined at most once, and then left.
+		for cid, answered := range o.joined {
+			j, l := perConn[cid]["participantJoined"], perConn[cid]["participantLeft"]
+			if (answered && (j != 1 || l != 1)) || (!answered && (j > 1 || l != j)) {
+				t.Errorf("%s: connection %s (join answered: %v) joined %d and left %d times", o.sid, cid, answered, j, l)
+			}
+		}
+		if n := count["signalSent"]; (o.signaled && n != 1) || n > 1 {
+			t.Errorf("%s: %d signalSent (the signal call succeeded: %v)", o.sid, n, o.signaled)
+		}
+	}
+	// The cut-off deliveries came again, from another master.
+	for _, id := range cutOff {
+		n := 0
+		for _, e := range h.snapshot() {
+			if e["eventId"] == id {
+				n++
+			}
+		}
+		if n == 0 {
+			t.Errorf("event %s, cut off by a crash, was never delivered", id)
 		}
 	}
 	total := len(h.snapshot())
@@ -579,4 +690,22 @@ func TestBadEventConfiguration(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	})
+}
+
+// waitSubscribers waits until n clients subscribe to a Redis pub/sub channel.
+func waitSubscribers(t *testing.T, dc *devCluster, channel string, n int64) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		counts, err := rdb.PubSubNumSub(context.Background(), channel).Result()
+		if err == nil && counts[channel] >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d subscribers on %s, want %d (%v)", counts[channel], channel, n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -14,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // api calls the REST API through the proxy and returns the status, the
@@ -346,7 +349,9 @@ func TestMediaNodeRegistrationAndLaunchFailure(t *testing.T) {
 	dc := startDev(t, devOptions{Args: []string{"--masters", "1"}, Env: eventEnv(h,
 		"CHORUS_MEDIA_NODES_AUTO_ADOPT=false", "CHORUS_MEDIA_NODES_PROCESS_BINARY="+failing, "CHORUS_MEDIA_NODES_LAUNCH_TIMEOUT=2s")})
 	const base = "/openvidu/api/media-nodes"
-	time.Sleep(2 * time.Second) // the nodes heartbeat, unadopted
+	// Both nodes heartbeat (the cluster has seen them), and none is listed
+	// before it is added.
+	waitSeenNodes(t, dc, 2)
 	expect(t, dc, "GET", base, "", 200, `{"numberOfElements":0,"content":[]}`)
 	expect(t, dc, "GET", "/openvidu/api/health", "", 503, `"status":"DOWN"`)
 
@@ -391,5 +396,23 @@ func TestMediaNodeRegistrationAndLaunchFailure(t *testing.T) {
 	_ = json.Unmarshal([]byte(expect(t, dc, "GET", base, "", 200, "")), &after)
 	if after.NumberOfElements != 2 {
 		t.Errorf("a failed node stayed listed: %d nodes", after.NumberOfElements)
+	}
+}
+
+// waitSeenNodes waits until n media nodes have heartbeated, adopted or not.
+func waitSeenNodes(t *testing.T, dc *devCluster, n int) {
+	t.Helper()
+	st := store.New(store.Config{Redis: redis.NewClient(&redis.Options{Addr: dc.Redis}), ClusterID: "e2e"})
+	defer st.Redis().Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		seen, err := st.UnadoptedMediaNodes(context.Background(), 3*time.Second)
+		if err == nil && len(seen) >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d media nodes heartbeated, want %d (%v)", len(seen), n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

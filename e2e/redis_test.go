@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os/exec"
@@ -11,25 +12,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chorus-rtc/chorus/clustertest"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chorus-rtc/chorus/sdk/openvidu"
 	"github.com/chorus-rtc/chorus/sdk/participant"
-	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 )
 
 // TestRedisOutage: Redis stops answering for 6 s (SIGSTOP). Masters answer
-// 503, promptly; media keeps flowing; when Redis is back the cluster recovers
-// by itself, and nobody was declared crashed or evicted meanwhile.
+// 503 within their request timeout; media keeps flowing; when Redis is back
+// the cluster recovers by itself. Nobody is declared crashed or evicted for
+// the outage, while a participant whose socket broke during it and another
+// whose socket breaks after are evicted, and a master killed after it is
+// declared crashed: the housekeeping works again, it only waited.
 func TestRedisOutage(t *testing.T) {
+	const requestTimeout = 4 * time.Second
 	h := startHook(t)
-	dc := startDev(t, devOptions{Env: eventEnv(h, "CHORUS_MASTER_REQUEST_TIMEOUT=4s")})
+	dc := startDev(t, devOptions{Env: eventEnv(h, "CHORUS_MASTER_REQUEST_TIMEOUT=4s",
+		"CHORUS_MASTER_RECONNECT_GRACE=3s", "CHORUS_MASTER_REDIS_RECOVERY_GRACE=3s")})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ps, subs := pionMesh(t, ctx, dc, "outage", 2)
-	time.Sleep(2 * time.Second)
+	during := joinPion(t, ctx, dc, "outage") // its socket breaks during the outage
+	after := joinPion(t, ctx, dc, "outage")  // and this one's after
+	waitPionMedia(t, subs, time.Now(), 10*time.Second)
 
 	redisPID := dc.pid(t, "redis")
 	if err := syscall.Kill(redisPID, syscall.SIGSTOP); err != nil {
@@ -39,9 +47,10 @@ func TestRedisOutage(t *testing.T) {
 	start := time.Now()
 	_, err := restOnce(ctx, dc, "POST", "/openvidu/api/sessions", `{}`)
 	took := time.Since(start)
-	if err == nil || !strings.Contains(err.Error(), ": 503") || took > 6*time.Second {
-		t.Errorf("REST during the outage: %v after %s, want a 503 within the request timeout", err, took)
+	if err == nil || !strings.Contains(err.Error(), ": 503") || took > requestTimeout+500*time.Millisecond {
+		t.Errorf("REST during the outage: %v after %s, want a 503 within the request timeout (%s)", err, took, requestTimeout)
 	}
+	during.Close()
 	time.Sleep(6*time.Second - time.Since(stopped))
 	if err := syscall.Kill(redisPID, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
@@ -55,9 +64,35 @@ func TestRedisOutage(t *testing.T) {
 	if _, err := ov.CreateSession(ctx, openvidu.SessionProperties{CustomSessionID: "after_outage"}); err != nil {
 		t.Fatalf("the cluster did not recover: %v", err)
 	}
-	t.Logf("REST back %s after Redis returned", time.Since(recovered))
-	time.Sleep(15 * time.Second) // past the recovery grace: a wrong eviction or crash would show now
+	// BENCHMARKS.md: 8 ms; a second of headroom for a busy machine.
+	if back := time.Since(recovered); back > time.Second {
+		t.Errorf("REST back %s after Redis returned, want within 1 s", back)
+	}
+	after.Close()
 
+	// Positive signals first: both broken participants are evicted, and a
+	// master killed now is declared crashed...
+	for _, p := range []*participant.Participant{during, after} {
+		cid := p.ConnectionID()
+		h.waitFor(t, cid+" evicted", 60*time.Second, func() bool {
+			for _, e := range h.distinct("outage") {
+				if e["event"] == "participantLeft" && e["connectionId"] == cid && e["reason"] == "networkDisconnect" {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if err := syscall.Kill(dc.pid(t, "master_3"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.waitFor(t, "master_3's nodeCrashed", 30*time.Second, func() bool { return len(crashedNodes(h)) > 0 })
+
+	// ...and nothing else happened: no other crash, no other departure, no
+	// media gap.
+	if got := crashedNodes(h); len(got) != 1 || !strings.HasPrefix(got[0], "master_3.") {
+		t.Errorf("nodeCrashed for %v, want master_3 alone", got)
+	}
 	for _, s := range subs {
 		if st := s.Stats(); st.MaxGap > time.Second || time.Since(st.LastPacket) > time.Second {
 			t.Errorf("media to %s stalled: max gap %s, last packet %s ago", s.StreamID, st.MaxGap, time.Since(st.LastPacket))
@@ -65,8 +100,11 @@ func TestRedisOutage(t *testing.T) {
 	}
 	for _, p := range ps {
 		for _, e := range p.Events() {
-			if e.Method == protocol.NotifyParticipantLeft || e.Method == protocol.NotifyParticipantEvicted {
-				t.Errorf("%s saw %s", p.ConnectionID(), e.Method)
+			var cr protocol.ConnectionReason
+			_ = json.Unmarshal(e.Params, &cr)
+			if (e.Method == protocol.NotifyParticipantLeft || e.Method == protocol.NotifyParticipantEvicted) &&
+				cr.ConnectionID != during.ConnectionID() && cr.ConnectionID != after.ConnectionID() {
+				t.Errorf("%s saw %s %s", p.ConnectionID(), e.Method, e.Params)
 			}
 		}
 	}
@@ -74,14 +112,38 @@ func TestRedisOutage(t *testing.T) {
 	if err != nil || s.Connections.NumberOfElements != 2 {
 		t.Errorf("after the outage the session has %+v (%v)", s.Connections.NumberOfElements, err)
 	}
-	if n := countCrashed(h); n != 0 {
-		t.Errorf("%d masters declared crashed by a Redis outage", n)
-	}
 	for _, p := range ps {
 		_ = p.Leave(ctx)
 	}
 	_ = ov.CloseSession(ctx, "after_outage")
 	assertNoSessionKeys(t, dc)
+}
+
+// joinPion joins one pion participant to an existing session, without media.
+func joinPion(t *testing.T, ctx context.Context, dc *devCluster, sid string) *participant.Participant {
+	t.Helper()
+	var conn protocol.Connection
+	if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
+		t.Fatal(err)
+	}
+	p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true, Logger: sdkLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// crashedNodes lists the ids of the nodes (masters and media nodes) the
+// webhook was told crashed, once per event.
+func crashedNodes(h *hook) []string {
+	var out []string
+	for _, e := range h.distinct("") {
+		if e["event"] == "nodeCrashed" {
+			out = append(out, fmt.Sprint(e["id"]))
+		}
+	}
+	return out
 }
 
 // TestRedisRestartLosingKeys: Redis restarts empty. Masters and media nodes
@@ -141,15 +203,15 @@ func TestRedisRestartLosingKeys(t *testing.T) {
 	}
 	// The cluster works again.
 	ps, subs := pionMesh(t, ctx, dc, "reborn", 2)
-	time.Sleep(3 * time.Second)
-	for _, s := range subs {
-		if st := s.Stats(); st.VideoPackets < 50 {
-			t.Errorf("new session: %+v", st)
-		}
+	waitPionMedia(t, subs, time.Now(), 10*time.Second)
+	// Crash detection works again (a media node killed now is declared
+	// crashed), and the restart itself made no crash.
+	if err := syscall.Kill(dc.pid(t, "media_2"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
-	if n := countCrashed(h); n != 0 {
-		t.Errorf("%d masters declared crashed by a Redis restart", n)
+	h.waitFor(t, "media_2's nodeCrashed", 30*time.Second, func() bool { return len(crashedNodes(h)) > 0 })
+	if got := crashedNodes(h); len(got) != 1 || got[0] != "media_2" {
+		t.Errorf("nodeCrashed for %v, want media_2 alone", got)
 	}
 	for _, p := range ps {
 		_ = p.Leave(ctx)
@@ -173,50 +235,36 @@ func endpointsOnMediaNodes(t *testing.T, dc *devCluster) int {
 	return n
 }
 
-// TestSentinelFailover: the cluster runs on a Redis primary watched by
-// Sentinel; the primary is SIGKILLed, Sentinel promotes the replica, and the
-// cluster carries on: media never stops, participants stay, the API works.
+// TestSentinelFailover: a `chorus dev` cluster runs on a Redis primary
+// watched by Sentinel; the primary is SIGKILLed, Sentinel promotes the
+// replica, and the cluster carries on: media never stops, participants stay,
+// the API works within the promotion time (BENCHMARKS.md: API back 3.4-3.5 s
+// after the kill), and nothing is left behind.
 func TestSentinelFailover(t *testing.T) {
 	g := redistest.StartSentinelGroup(t)
-	cl := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true,
-		Redis: &config.Redis{Addrs: []string{g.Sentinel}, SentinelMasterName: g.MasterName, Timeout: time.Second}})
+	dc := startDev(t, devOptions{Args: []string{"--redis-addr", g.Sentinel, "--redis-sentinel-master-name", g.MasterName}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	ov, err := openvidu.New(openvidu.Config{URL: cl.ProxyURL, Secret: clustertest.Secret})
+	ov, err := openvidu.New(openvidu.Config{URL: dc.URL, Secret: dc.Secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ov.CreateSession(ctx, openvidu.SessionProperties{CustomSessionID: "sentinel"}); err != nil {
-		t.Fatal(err)
-	}
-	var ps []*participant.Participant
-	var pubs []string
-	for i := 0; i < 2; i++ {
-		conn, err := ov.CreateConnection(ctx, "sentinel", openvidu.ConnectionProperties{})
-		if err != nil {
-			t.Fatal(err)
+	ps, subs := pionMesh(t, ctx, dc, "sentinel", 2)
+	waitPionMedia(t, subs, time.Now(), 10*time.Second)
+	// The replica has caught up with the session before the primary dies.
+	rc := redis.NewClient(&redis.Options{Addr: g.Replica.Addr})
+	defer rc.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for rc.Exists(ctx, "chorus:e2e:{sentinel}").Val() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the replica never got the session")
 		}
-		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer p.Close()
-		pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go pub.SendSynthetic(ctx, participant.DefaultVideo)
-		ps, pubs = append(ps, p), append(pubs, pub.StreamID)
+		time.Sleep(50 * time.Millisecond)
 	}
-	sub, err := ps[0].Subscribe(ctx, pubs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second) // let the replica catch up
 
 	g.Primary.Kill()
 	killed := time.Now()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		addr, err := g.CurrentPrimary(ctx)
 		if err == nil && addr == g.Replica.Addr {
@@ -227,15 +275,21 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Logf("Sentinel promoted the replica %s after the kill", time.Since(killed))
+	promoted := time.Since(killed)
 	// The API works through the new primary (the SDK retries the 503s of the switch).
 	if _, err := ov.CreateConnection(ctx, "sentinel", openvidu.ConnectionProperties{}); err != nil {
 		t.Fatalf("after the failover: %v", err)
 	}
-	t.Logf("the API answered %s after the kill", time.Since(killed))
-	time.Sleep(3 * time.Second)
-	if st := sub.Stats(); st.MaxGap > time.Second || time.Since(st.LastPacket) > time.Second {
-		t.Errorf("media stalled: %+v", st)
+	answered := time.Since(killed)
+	t.Logf("Sentinel promoted the replica %s after the kill; the API answered %s after it", promoted, answered)
+	if answered > 5*time.Second {
+		t.Errorf("the API answered %s after the kill, want within 5 s (measured 3.4-3.5 s)", answered)
+	}
+	waitPionMedia(t, subs, time.Now(), 5*time.Second)
+	for _, s := range subs {
+		if st := s.Stats(); st.MaxGap > time.Second {
+			t.Errorf("media to %s stalled %s", s.StreamID, st.MaxGap)
+		}
 	}
 	s, err := ov.Session(ctx, "sentinel")
 	if err != nil {
@@ -253,8 +307,8 @@ func TestSentinelFailover(t *testing.T) {
 	}
 	for _, p := range ps {
 		for _, e := range p.Events() {
-			if e.Method == protocol.NotifyParticipantLeft {
-				t.Errorf("%s saw someone leave", p.ConnectionID())
+			if e.Method == protocol.NotifyParticipantLeft || e.Method == protocol.NotifyParticipantEvicted {
+				t.Errorf("%s saw %s", p.ConnectionID(), e.Method)
 			}
 		}
 	}
@@ -262,5 +316,23 @@ func TestSentinelFailover(t *testing.T) {
 		if err := p.Leave(ctx); err != nil {
 			t.Errorf("leave: %v", err)
 		}
+	}
+	// Nothing of the session is left on the new primary.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		keys, err := rc.Keys(ctx, "chorus:e2e:{sentinel}*").Result()
+		left := 0
+		for _, k := range keys {
+			if !strings.HasSuffix(k, ":tomb") {
+				left++
+			}
+		}
+		if err == nil && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("keys left on the new primary: %v (%v)", keys, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

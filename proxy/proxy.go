@@ -59,7 +59,24 @@ type Proxy struct {
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
 	next     atomic.Uint64
+	stats    Stats
 }
+
+// Stats counts what the proxy did with requests it could not complete.
+type Stats struct {
+	// ClientCancelled counts requests whose client went away before the
+	// master answered (not held against the master).
+	ClientCancelled atomic.Uint64
+	// UpstreamFailures counts requests a master failed after receiving
+	// them (counted towards marking it unhealthy).
+	UpstreamFailures atomic.Uint64
+	// ConnectRetries counts requests retried on another master because the
+	// first could not be connected to.
+	ConnectRetries atomic.Uint64
+}
+
+// Stats returns the proxy's counters.
+func (p *Proxy) Stats() *Stats { return &p.stats }
 
 // backend is one master as the proxy sees it.
 type backend struct {
@@ -147,11 +164,15 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 		if isConnectError(err) {
 			p.log.Info("master unreachable, trying another", "master", b.url.Host, "err", err)
 			p.markDown(b)
+			p.stats.ConnectRetries.Add(1)
 			continue
 		}
 		if req.Context().Err() == nil {
-			// A client that gave up says nothing about the master.
+			p.stats.UpstreamFailures.Add(1)
 			p.recordFailure(b)
+		} else {
+			// A client that gave up says nothing about the master.
+			p.stats.ClientCancelled.Add(1)
 		}
 		return nil, err
 	}

@@ -178,7 +178,7 @@ func TestWebSocketPassThrough(t *testing.T) {
 // master: it stays healthy however many there are.
 func TestClientsGivingUpDoNotMarkAMasterDown(t *testing.T) {
 	a := stubMaster(t, "A")
-	_, url := startProxyWith(t, true, func(c *config.Proxy) { c.UnhealthyAfter, c.RequestTimeout = 2, 5*time.Second }, a.URL)
+	p, url := startProxyWith(t, true, func(c *config.Proxy) { c.UnhealthyAfter, c.RequestTimeout = 2, 5*time.Second }, a.URL)
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/slow", nil)
@@ -187,7 +187,19 @@ func TestClientsGivingUpDoNotMarkAMasterDown(t *testing.T) {
 		}
 		cancel()
 	}
-	time.Sleep(100 * time.Millisecond) // let the proxy see the cancellations
+	// The proxy has handled all five (a master marked down by them would be
+	// by now)...
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stats().ClientCancelled.Load() < 5 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy saw %d cancelled requests of 5", p.Stats().ClientCancelled.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...and held none of them against the master.
+	if f := p.Stats().UpstreamFailures.Load(); f != 0 {
+		t.Errorf("%d cancelled requests counted as master failures", f)
+	}
 	if status, body := get(t, url+"/who", ""); status != http.StatusOK {
 		t.Fatalf("after clients gave up: %d %s, want the master still serving", status, body)
 	}

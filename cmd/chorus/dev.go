@@ -49,6 +49,7 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "Address the proxy binds (0.0.0.0 to reach it from the LAN)")
 	f.StringVar(&c.Secret, "secret", "MY_SECRET", "OpenVidu secret of the cluster")
 	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
+	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")
 	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
 	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")
 	f.StringVar(&c.MediaIP, "media-ip", "127.0.0.1", "IP the media nodes bind and announce to browsers")

@@ -52,7 +52,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   // Frames keep coming.
   await sleep(3000);
   const later = await Promise.all(pages.map((p) => p.evaluate(() => window.chorusDemo.videos())));
-  const rising = later.every((vs, i) => vs.every((v) => {
+  const rising = later.every((vs, i) => vs.length === expected && vs.every((v) => {
     const before = videos[i].find((b) => b.connectionId === v.connectionId);
     return before && v.frames > before.frames;
   }));

@@ -42,9 +42,17 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   await pages[0].evaluate(() => new Promise((resolve, reject) => {
     window.chorusDemo.session().signal({ data: 'hello', type: 'chat' }).then(resolve, reject);
   }));
-  await sleep(500);
+  // The signal's promise settles once the server committed it (and its
+  // signalSent). The second page leaves; the session is closed only once the
+  // server has seen it go, so its participantLeft comes first.
   await pages[1].evaluate(() => window.chorusDemo.leave());
-  await sleep(1500);
+  let gone = false;
+  for (let t = 0; t < 100 && !gone; t++) {
+    await session.fetch();
+    gone = !session.activeConnections.some((c) => c.connectionId === ids[1]);
+    if (!gone) await sleep(100);
+  }
+  check('the second page has left before the session closes', gone, ids[1]);
   await session.close();
   await sleep(500);
   await browser.close();

@@ -23,12 +23,9 @@ const pages = [];
 function reply(obj) { process.stdout.write(JSON.stringify(obj) + '\n'); }
 
 async function join(sessionId, count, mediaNode) {
-  let session;
-  try {
-    session = await ov.createSession(mediaNode ? { customSessionId: sessionId, mediaNode: { id: mediaNode } } : { customSessionId: sessionId });
-  } catch (e) {
-    session = ov.activeSessions.find((s) => s.sessionId === sessionId);
-  }
+  // openvidu-node-client resolves a 409 (the session exists) with the
+  // existing session: any error here is a real one.
+  const session = await ov.createSession(mediaNode ? { customSessionId: sessionId, mediaNode: { id: mediaNode } } : { customSessionId: sessionId });
   const ids = [];
   for (let i = 0; i < count; i++) {
     const page = await context.newPage();

@@ -166,7 +166,19 @@ func TestMediaNodes(t *testing.T) {
 	cl := clustertest.Start(t, clustertest.Options{Masters: 1, MediaNodes: 2, Proxy: true,
 		Configure: func(c *config.Config) { c.MediaNodes.AutoAdopt = false }})
 	ov := client(t, cl.ProxyURL)
-	time.Sleep(1500 * time.Millisecond) // the nodes report, unadopted
+	// Both nodes report, unadopted (the cluster has seen them)...
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen, err := cl.Store.UnadoptedMediaNodes(ctx, 3*time.Second)
+		if err == nil && len(seen) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d nodes reported (%v)", len(seen), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// ...and none is listed before it is added.
 
 	if nodes, err := ov.MediaNodes(ctx, false); err != nil || len(nodes) != 0 {
 		t.Fatalf("nodes before adoption: %+v, %v", nodes, err)
@@ -206,7 +218,7 @@ func TestMediaNodes(t *testing.T) {
 	if n, err := ov.DropMediaNode(ctx, added.ID, openvidu.DropOptions{Strategy: openvidu.DropNow, Wait: true}); err != nil || n != nil {
 		t.Errorf("drop and wait: %+v, %v", n, err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for {
 		nodes, err := ov.MediaNodes(ctx, true)
 		if err == nil && len(nodes) == 0 {

@@ -122,11 +122,13 @@ function trackFrames() {
         rec = { last: n, times: [] };
         frameLog.set(v, rec);
       }
-      if (n !== rec.last) {
-        rec.last = n;
+      // A decoded frame is an increase; a counter that went back (a new
+      // stream in the element) is a new baseline, not a frame.
+      if (n > rec.last) {
         rec.times.push(Date.now());
         if (rec.times.length > 5000) rec.times.shift();
       }
+      rec.last = n;
     });
   }, 40);
 }
