@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/chorus-rtc/chorus/sdk/openvidu"
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -45,56 +47,71 @@ func runMasterChaos(t *testing.T, sig syscall.Signal) {
 	dc := startDev(t, devOptions{Env: eventEnv(hook)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
 
 	browsers := startPages(t, dc)
 	browserIDs := browsers.join("ha_browsers", 2)
 	browsers.waitVideo(1, 90*time.Second)
 
 	pion, subs := pionMesh(t, ctx, dc, "ha_pion", 3)
-	pionIDs := map[*participant.Participant]string{}
+	pionIDs := map[string]*participant.Participant{}
 	for _, p := range pion {
-		pionIDs[p] = p.ConnectionID()
+		pionIDs[p.ConnectionID()] = p
+	}
+	sessionOf := map[string]string{}
+	for _, id := range browserIDs {
+		sessionOf[id] = "ha_browsers"
+	}
+	for id := range pionIDs {
+		sessionOf[id] = "ha_pion"
 	}
 	backend := startBackendLoop(t, ctx, dc)
 
+	// Each client resumes once for each kill of the master holding its
+	// socket at that moment (read from the cluster state), never otherwise.
+	wantResumes := map[string]int{}
 	masters := []string{"master_1", "master_2", "master_3"}
 	var kills []time.Time
+	var killedIncarnations []string
 	for _, m := range masters[:len(masters)-1] {
 		time.Sleep(3 * time.Second)
-		before := browsers.stats()
+		holders := connectionMasters(t, ctx, rdb, sessionOf)
+		var victim string
+		for _, n := range registeredMasters(t, ctx, rdb) {
+			if strings.HasPrefix(n, m+".") {
+				victim = n
+			}
+		}
+		for cid, holder := range holders {
+			if holder == victim {
+				wantResumes[cid]++
+			}
+		}
 		kills = append(kills, time.Now())
+		killedIncarnations = append(killedIncarnations, victim)
 		if err := syscall.Kill(dc.pid(t, m), sig); err != nil {
 			t.Fatalf("kill %s: %v", m, err)
 		}
-		t.Logf("%s %s", sig, m)
+		t.Logf("%s %s, holding the sockets of %d clients", sig, victim, countHeldBy(holders, victim))
 		time.Sleep(6 * time.Second)
-		// Browser video kept playing through the kill.
-		after := browsers.stats()
-		for i := range after {
-			if len(after[i].Videos) != 1 || len(before[i].Videos) != 1 || after[i].Videos[0].Frames <= before[i].Videos[0].Frames+30 {
-				t.Errorf("page %d: frames %v then %v", i, before[i].Videos, after[i].Videos)
-			}
-		}
 	}
-	time.Sleep(3 * time.Second)
 	sdk := backend.stop()
 
-	// Browsers: same connection ids, reconnected every time they lost their
-	// socket, never disconnected, never saw anyone leave.
+	// Browsers: never disconnected, never saw anyone leave, and their video
+	// never stalled (BENCHMARKS.md: no gap over a second; 1.5 s allowed for
+	// the fake camera on a busy machine).
 	var resumeMS []float64
 	final := browsers.stats()
 	for i, pg := range final {
-		if pg.ConnectionID != browserIDs[i] {
-			t.Errorf("page %d is now %s, was %s", i, pg.ConnectionID, browserIDs[i])
-		}
 		types := eventTypes(pg)
 		for _, bad := range []string{"sessionDisconnected", "connectionDestroyed", "streamDestroyed", "exception"} {
 			if strings.Contains(types, bad) {
 				t.Errorf("page %d saw %s: %s", i, bad, types)
 			}
 		}
-		if strings.Count(types, "reconnecting") != strings.Count(types, "reconnected") {
-			t.Errorf("page %d did not always reconnect: %s", i, types)
+		if got := strings.Count(types, "reconnected"); strings.Count(types, "reconnecting") != got || got != wantResumes[pg.ConnectionID] {
+			t.Errorf("page %d (%s) resumed %d times, want %d: %s", i, pg.ConnectionID, got, wantResumes[pg.ConnectionID], types)
 		}
 		for _, e := range pg.Events {
 			if e.Type == "reconnected" {
@@ -102,23 +119,31 @@ func runMasterChaos(t *testing.T, sig syscall.Signal) {
 			}
 		}
 	}
-	// Pion participants: resumed every time, same id, no departure seen,
-	// media without a gap of a second.
-	var longest time.Duration
-	for _, p := range pion {
-		if p.ConnectionID() != pionIDs[p] {
-			t.Errorf("pion participant changed id")
+	for cid, vs := range browsers.gaps(kills[0].Add(-time.Second)) {
+		for _, v := range vs {
+			if v.MaxGapMS > 1500 || v.LastFrameAt < time.Now().Add(-time.Second).UnixMilli() {
+				t.Errorf("page %s: video from %s stalled %d ms (last frame %d ms ago)", cid, v.ConnectionID, v.MaxGapMS, time.Now().UnixMilli()-v.LastFrameAt)
+			}
 		}
-		for _, r := range p.Resumptions() {
+	}
+	// Pion participants: resumed exactly when their master died, no
+	// departure seen, media without a gap of a second.
+	var longest time.Duration
+	for cid, p := range pionIDs {
+		rs := p.Resumptions()
+		if len(rs) != wantResumes[cid] {
+			t.Errorf("%s resumed %d times, want %d: %+v", cid, len(rs), wantResumes[cid], rs)
+		}
+		for _, r := range rs {
 			if r.Resumed.IsZero() {
-				t.Errorf("%s did not resume: %v", p.ConnectionID(), r.Err)
+				t.Errorf("%s did not resume: %v", cid, r.Err)
 				continue
 			}
 			resumeMS = append(resumeMS, sinceKill(kills, r.Resumed))
 		}
 		for _, e := range p.Events() {
 			if e.Method == protocol.NotifyParticipantLeft || e.Method == protocol.NotifyParticipantEvicted {
-				t.Errorf("%s saw %s %s", p.ConnectionID(), e.Method, e.Params)
+				t.Errorf("%s saw %s %s", cid, e.Method, e.Params)
 			}
 		}
 	}
@@ -132,30 +157,42 @@ func runMasterChaos(t *testing.T, sig syscall.Signal) {
 			t.Errorf("subscription to %s stopped receiving", s.StreamID)
 		}
 	}
-	if sdk.failed > 0 {
-		t.Errorf("%d backend calls failed (of %d)", sdk.failed, sdk.calls)
+	// The same connections, all active, and no other, as the REST API says.
+	for sid, want := range map[string][]string{"ha_browsers": browserIDs, "ha_pion": keys(pionIDs)} {
+		var s protocol.Session
+		if err := json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/sessions/"+sid+"?pendingConnections=true", ""), &s); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, c := range s.Connections.Content {
+			if c.Status != "active" {
+				t.Errorf("%s: connection %s is %s", sid, c.ConnectionID, c.Status)
+			}
+			got = append(got, c.ConnectionID)
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s lists connections %v after the kills, had %v", sid, got, want)
+		}
+	}
+	// The application server's calls all succeeded; a kill can fail at most
+	// the one call in flight on its master, which the SDK retries.
+	if sdk.failed > 0 || sdk.calls < 200 || sdk.retried > len(kills) {
+		t.Errorf("backend: %d calls, %d retried, %d failed; want >= 200 calls, <= %d retries, none failed", sdk.calls, sdk.retried, sdk.failed, len(kills))
 	}
 	if len(resumeMS) == 0 {
 		t.Error("no client lost its master: the test proved nothing")
-	}
-	// A crash is announced once per master; a graceful shutdown is no crash.
-	wantCrashed := 0
-	if sig == syscall.SIGKILL {
-		wantCrashed = len(kills)
-	}
-	hook.waitFor(t, "nodeCrashed events", 20*time.Second, func() bool { return countCrashed(hook) >= wantCrashed })
-	time.Sleep(2 * time.Second) // a duplicate would come now
-	if n := countCrashed(hook); n != wantCrashed {
-		t.Errorf("%d nodeCrashed (masternode) events, want %d", n, wantCrashed)
-	}
-	health := string(restCall(t, dc, "GET", "/openvidu/api/health", ""))
-	if strings.Count(health, `"status":"DOWN"`) != wantCrashed || !strings.Contains(health, "master_3.") {
-		t.Errorf("health after the chaos: %s", health)
 	}
 
 	rep := haReport{Signal: sig.String(), Resumptions: len(resumeMS), LongestPionStallMS: longest.Milliseconds(),
 		SDKCalls: sdk.calls, SDKRetried: sdk.retried, SDKFailed: sdk.failed}
 	rep.ResumeP50MS, rep.ResumeP99MS, rep.ResumeMaxMS = percentile(resumeMS, 50), percentile(resumeMS, 99), percentile(resumeMS, 100)
+	// BENCHMARKS.md: resumption within 106 ms of a SIGKILL (the worst of
+	// its runs), ~510 ms of a SIGTERM (its 500 ms drain wait, by design).
+	if limit := maxResumeMS[sig]; rep.ResumeMaxMS > limit {
+		t.Errorf("slowest resumption %.0f ms after its kill, want within %.0f ms", rep.ResumeMaxMS, limit)
+	}
 	raw, _ := json.Marshal(rep)
 	t.Logf("measured: %s", raw)
 	if path := os.Getenv("CHORUS_HA_REPORT"); path != "" {
@@ -174,16 +211,89 @@ func runMasterChaos(t *testing.T, sig syscall.Signal) {
 	}
 	backend.cleanup(ctx)
 	assertNoSessionKeys(t, dc)
+
+	// A crash is announced once per master; a graceful shutdown is no
+	// crash. By now (seconds after the kills, past every master's crash
+	// window) a duplicate declaration would have come.
+	want := 0
+	if sig == syscall.SIGKILL {
+		want = 1
+	}
+	var health struct {
+		Nodes map[string]struct {
+			Status string `json:"status"`
+		} `json:"nodes"`
+	}
+	_ = json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/health", ""), &health)
+	for _, inc := range killedIncarnations {
+		n := 0
+		for _, id := range crashedNodes(hook) {
+			if id == inc {
+				n++
+			}
+		}
+		if n != want {
+			t.Errorf("%d nodeCrashed for %s, want %d", n, inc, want)
+		}
+		down := health.Nodes[inc].Status == "DOWN"
+		if down != (want == 1) {
+			t.Errorf("health after the chaos lists %s DOWN: %v, want %v: %+v", inc, down, want == 1, health)
+		}
+	}
+	if got := crashedNodes(hook); len(got) != want*len(killedIncarnations) {
+		t.Errorf("nodeCrashed for %v after killing %v with %s", got, killedIncarnations, sig)
+	}
 }
 
-func countCrashed(h *hook) int {
+// maxResumeMS bounds a client's resumption after its master's death, by
+// signal (BENCHMARKS.md, with headroom for a busy 2-core machine).
+var maxResumeMS = map[syscall.Signal]float64{syscall.SIGKILL: 500, syscall.SIGTERM: 1500}
+
+// connectionMasters reads, for each connection (id -> session), the master
+// incarnation holding its WebSocket now ("" while it has none).
+func connectionMasters(t *testing.T, ctx context.Context, rdb *redis.Client, sessionOf map[string]string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for cid, sid := range sessionOf {
+		raw, err := rdb.HGet(ctx, "chorus:e2e:{"+sid+"}", "c:"+cid).Result()
+		if err != nil {
+			t.Fatalf("connection %s: %v", cid, err)
+		}
+		var c struct {
+			Master string `json:"master"`
+		}
+		_ = json.Unmarshal([]byte(raw), &c)
+		out[cid] = c.Master
+	}
+	return out
+}
+
+// registeredMasters lists the master incarnations registered now.
+func registeredMasters(t *testing.T, ctx context.Context, rdb *redis.Client) []string {
+	t.Helper()
+	ids, err := rdb.SMembers(ctx, "chorus:e2e:masters").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func countHeldBy(holders map[string]string, master string) int {
 	n := 0
-	for _, e := range h.distinct("") {
-		if e["event"] == "nodeCrashed" && e["nodeRole"] == "masternode" {
+	for _, h := range holders {
+		if h == master {
 			n++
 		}
 	}
 	return n
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // sinceKill is how long after the latest kill before at the instant happened, in ms.
