@@ -24,6 +24,7 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 	t.Helper()
 	body := fmt.Sprintf(`{"customSessionId":%q}`, sid)
 	if node != "" {
+		waitNodeRunning(t, dc, node)
 		body = fmt.Sprintf(`{"customSessionId":%q,"mediaNode":{"id":%q}}`, sid, node)
 	}
 	restCall(t, dc, "POST", "/openvidu/api/sessions", body)
@@ -62,6 +63,24 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 	return ps, subs
 }
 
+// waitNodeRunning waits until the cluster runs a media node (adopted by the
+// controller, which happens just after chorus dev is up): sessions can be
+// created on it.
+func waitNodeRunning(t *testing.T, dc *devCluster, id string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, _, body := api(t, dc, "GET", "/openvidu/api/media-nodes/"+id, "")
+		if code == 200 && strings.Contains(body, `"status":"running"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("media node %s not running: %d %s", id, code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // crashReport is what TestMediaNodeCrashMigration measures; it goes to the
 // file named by CHORUS_CRASH_REPORT for BENCHMARKS.md.
 type crashReport struct {
@@ -72,6 +91,9 @@ type crashReport struct {
 	BrowserICEEvents    string  `json:"browser_ice_events"`
 	PionMaxMS           int64   `json:"pion_max_ms"`
 	BrowserMaxMS        int64   `json:"browser_max_ms"`
+	// BrowserAfterICEMS: the longest time from a publisher's ICE
+	// "disconnected" on its page to its video's return on another page.
+	BrowserAfterICEMS int64 `json:"browser_after_ice_ms"`
 	SessionsMigrated    int     `json:"sessions_migrated"`
 	ParticipantsEvicted int     `json:"participants_evicted"`
 }
@@ -195,6 +217,11 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 	if rep.DetectionMS <= 0 || rep.DetectionMS > 3500 {
 		t.Errorf("crash declared %d ms after the kill, want within 3 s (plus a round)", rep.DetectionMS)
 	}
+	// Declared once: by now (the node terminated, media back everywhere)
+	// any other master's controller would have declared it again.
+	if got := crashedNodes(h); len(got) != 1 || got[0] != victim {
+		t.Errorf("nodeCrashed for %v, want %s once", got, victim)
+	}
 	if rep.ParticipantsEvicted != 0 {
 		t.Errorf("%d participants left or sessions ended with the crash", rep.ParticipantsEvicted)
 	}
@@ -217,11 +244,22 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 			t.Errorf("page %s saw the crash: %s", page.ConnectionID, eventTypes(page))
 		}
 	}
-	if rep.PionMaxMS > 5000 {
-		t.Errorf("pion media back after %d ms, want within 5 s", rep.PionMaxMS)
+	// Bounds: BENCHMARKS.md's worst measured x1.25. A browser's publisher
+	// notices the crash only when Chrome reports its ICE "disconnected"
+	// (5-7 s after the node went silent, the floor for an unmodified
+	// client); after that the nudges make it re-publish within a second,
+	// where openvidu-browser alone would wait 4 s more.
+	if rep.PionMaxMS > maxPionRecoveryMS {
+		t.Errorf("pion media back after %d ms, want within %d ms", rep.PionMaxMS, maxPionRecoveryMS)
 	}
-	if rep.BrowserMaxMS > 15000 {
-		t.Errorf("browser media back after %d ms, want within 15 s", rep.BrowserMaxMS)
+	if rep.BrowserMaxMS > maxBrowserRecoveryMS {
+		t.Errorf("browser media back after %d ms, want within %d ms", rep.BrowserMaxMS, maxBrowserRecoveryMS)
+	}
+	for _, r := range browserRecoveries(t, pg, kill) {
+		rep.BrowserAfterICEMS = max(rep.BrowserAfterICEMS, r)
+	}
+	if rep.BrowserAfterICEMS > maxBrowserAfterICEMS {
+		t.Errorf("browser video back %d ms after its publisher's ICE broke, want within %d ms (openvidu-browser's own timer is 4 s)", rep.BrowserAfterICEMS, maxBrowserAfterICEMS)
 	}
 	raw, _ := json.Marshal(rep)
 	t.Logf("crash report: %s", raw)
@@ -237,6 +275,50 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 		_ = p.Leave(ctx)
 	}
 	assertNoSessionKeys(t, dc)
+}
+
+// Recovery bounds after a media node crash (BENCHMARKS.md: pion 2.8-3.7 s,
+// browsers 5.5-8.4 s of which 0.3-1.5 s after Chrome noticed; x1.25).
+const (
+	maxPionRecoveryMS    = 4700
+	maxBrowserRecoveryMS = 10500
+	maxBrowserAfterICEMS = 3000
+)
+
+// browserRecoveries returns, for each remote video on each page, how long
+// after its publisher's ICE broke (the publisher page's
+// ICE_CONNECTION_DISCONNECTED for its own stream, after since) the video's
+// longest gap ended, in ms.
+func browserRecoveries(t *testing.T, pg *pages, since time.Time) []int64 {
+	t.Helper()
+	broke := map[string]int64{} // publisher connection id -> its ICE broke
+	for _, page := range pg.stats() {
+		for _, e := range page.Events {
+			stream, ok := strings.CutPrefix(e.Detail, "ICE_CONNECTION_DISCONNECTED ")
+			if e.Type != "exception" || !ok || !strings.HasSuffix(stream, "_"+page.ConnectionID) || e.At < since.UnixMilli() {
+				continue
+			}
+			if broke[page.ConnectionID] == 0 || e.At < broke[page.ConnectionID] {
+				broke[page.ConnectionID] = e.At
+			}
+		}
+	}
+	var out []int64
+	for page, vs := range pg.gaps(since) {
+		for _, v := range vs {
+			b := broke[v.ConnectionID]
+			switch {
+			case v.GapEndAt == 0:
+				t.Errorf("page %s: video from %s has not come back", page, v.ConnectionID)
+			case b == 0:
+				// Its publisher's peer connection never broke (it was
+				// replaced first): nothing to time from.
+			default:
+				out = append(out, v.GapEndAt-b)
+			}
+		}
+	}
+	return out
 }
 
 func sortedStreams(p *participant.Participant) []string {
@@ -392,8 +474,9 @@ func TestMediaNodeDrainByMigration(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("drain by migration: DELETE answered after %s; media gaps: pion %d ms, browsers %d ms", drained.Round(time.Millisecond), worstPion, worstBrowser)
-	if worstPion > 5000 {
-		t.Errorf("pion media back after %d ms", worstPion)
+	// BENCHMARKS.md: answered in 0.6-0.7 s, pion 2.0-2.8 s, browsers 7.7-8.3 s (x1.25).
+	if drained > time.Second || worstPion > 3500 || worstBrowser > 10500 {
+		t.Errorf("drain: answered after %s (want 1 s), pion back after %d ms (3.5 s), browsers after %d ms (10.5 s)", drained, worstPion, worstBrowser)
 	}
 	waitChanges(t, h, "media_1", "<nil>>launching", "launching>running", "running>waiting-idle-to-terminate",
 		"waiting-idle-to-terminate>terminating", "terminating>terminated")
@@ -448,8 +531,13 @@ func TestMediaNodeFencingAndRecovery(t *testing.T) {
 	if got := statusChanges(h, "media_1"); strings.Join(got, " ") != "<nil>>launching launching>running" {
 		t.Errorf("a recovered node changed status: %v", got)
 	}
-	// It takes sessions again.
-	expect(t, dc, "POST", "/openvidu/api/sessions", `{"customSessionId":"after","mediaNode":{"id":"media_1"}}`, 200, "")
+	// It takes sessions again: a new one on it gets media through it, and
+	// the migrated one keeps its media.
+	_, after := pionMeshOn(t, ctx, dc, "after", "media_1", 2)
+	waitPionMedia(t, after, time.Now(), 10*time.Second)
+	if n := endpointsOn(t, dc, "media_1"); n != 4 {
+		t.Errorf("media_1 has %d endpoints for the new session, want 2 publishers and 2 subscribers", n)
+	}
 	waitPionMedia(t, subs, time.Now(), 10*time.Second)
 }
 

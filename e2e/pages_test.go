@@ -17,6 +17,7 @@ import (
 // pages steers headless Chromium pages running openvidu-browser (e2e/js/pages.cjs).
 type pages struct {
 	t      *testing.T
+	dc     *devCluster
 	cmd    *exec.Cmd
 	in     io.WriteCloser
 	out    *bufio.Scanner
@@ -45,7 +46,7 @@ func startPages(t *testing.T, dc *devCluster) *pages {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
-	p := &pages{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: &syncBuffer{}}
+	p := &pages{t: t, dc: dc, cmd: cmd, in: in, out: bufio.NewScanner(out), stderr: &syncBuffer{}}
 	p.out.Buffer(make([]byte, 1<<20), 16<<20)
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
@@ -104,6 +105,7 @@ func (p *pages) join(sid string, count int) []string {
 
 // joinOn is join for a session created on a given media node.
 func (p *pages) joinOn(sid string, count int, node string) []string {
+	waitNodeRunning(p.t, p.dc, node)
 	var r struct{ Joined []string }
 	p.do(fmt.Sprintf("join %s %d %s", sid, count, node), &r)
 	return r.Joined
@@ -113,6 +115,7 @@ func (p *pages) joinOn(sid string, count int, node string) []string {
 type frameGap struct {
 	ConnectionID    string `json:"connectionId"`
 	MaxGapMS        int64  `json:"maxGapMs"`
+	GapEndAt        int64  `json:"gapEndAt"` // when the longest gap ended (ms since the epoch; 0: it goes on)
 	LastFrameAt     int64  `json:"lastFrameAt"`
 	FirstFrameAfter int64  `json:"firstFrameAfter"`
 }

@@ -239,15 +239,19 @@ const forcedAnswerWindow = 3 * time.Second
 // returns the node's SDP offer (prepareReceiveVideoFrom). An existing
 // subscription to the same stream is replaced (a subscriber's reconnection).
 //
-// A stream being moved to another node holds the request until its
-// publisher is back (openvidu-browser never retries a failed subscription),
-// within ctx; a subscription the server is already moving
-// (forciblyReconnectSubscriber sent, answer pending) refuses it for
+// A new subscription to a stream being moved to another node is held until
+// its publisher is back (openvidu-browser never retries a failed
+// subscription), within ctx; a subscriber's own reconnection to such a
+// stream is refused at once, since the server offers it a new peer
+// connection when the publisher is back (forciblyReconnectSubscriber). A
+// request that finds the stream's node unreachable, not yet declared
+// crashed, is held. A subscription the server is already moving (its offer
+// sent, answer pending) refuses the client's own reconnection for
 // forcedAnswerWindow: the client then completes the server's offer instead.
 func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string) (string, error) {
 	now := store.NowMillis()
 	var streamID, ownerID string
-	var replace bool
+	var replace, reconnecting bool
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -277,8 +281,9 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 			return newError(protocol.CodeMediaSDP, http.StatusConflict, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
 		}
 		replace = cur != nil
+		reconnecting = cur != nil && cur.Live()
 		state := store.EndpointCreating
-		if cur != nil && cur.Live() {
+		if reconnecting {
 			state = store.EndpointReconnecting
 		}
 		c.Subscriptions[streamID] = &store.Subscription{StreamID: streamID, CreatedAt: now, Node: owner.Publisher.Node, State: state}
@@ -289,12 +294,22 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 	}
 	endpoint := store.SubscriberEndpointID(cid, streamID)
 	for {
-		node, err := s.subscriptionTarget(ctx, sid, cid, streamID, now)
+		node, moving, err := s.subscriptionTarget(ctx, sid, cid, streamID, now)
 		if err != nil {
 			s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
 			return "", err
 		}
-		if node == "" { // the stream is moving: wait for its publisher
+		if moving && reconnecting {
+			// The server moves this subscription itself once its publisher
+			// is back (forciblyReconnectSubscriber). Holding the client's
+			// request would only hold its socket too: a pending request
+			// keeps the nudges off it, and its own stream, broken too,
+			// would wait for openvidu-browser's 4 s timer.
+			s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
+			return "", newError(protocol.CodeMediaGeneric, http.StatusConflict,
+				"Stream '%s' is moving to another media node: the server offers the subscription again once it is there", streamID)
+		}
+		if node == "" { // the stream is moving (a new subscription waits), or its node is briefly unreachable
 			if err := holdOn(ctx); err != nil {
 				s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
 				return "", err
@@ -328,12 +343,11 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 
 // subscriptionTarget returns the node where the subscription (made at
 // createdAt) must be created: its stream's node, once the stream is not
-// moving and the node serves ("" while the stream moves). It records the
-// node in the subscription.
-func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID string, createdAt int64) (string, error) {
-	var node string
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
-		node = ""
+// moving and the node serves ("" otherwise; moving says the stream is being
+// moved to another node). It records the node in the subscription.
+func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID string, createdAt int64) (node string, moving bool, err error) {
+	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		node, moving = "", false
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -347,6 +361,7 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		if owner.Publisher.State == store.EndpointMigrating {
+			moving = true
 			return nil
 		}
 		node = owner.Publisher.Node
@@ -361,12 +376,12 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 		return nil
 	})
 	if err != nil || node == "" {
-		return "", err
+		return "", moving, err
 	}
 	if !s.nodeServes(ctx, node) {
-		return "", nil
+		return "", false, nil
 	}
-	return node, nil
+	return node, false, nil
 }
 
 // rollbackSubscription undoes a failed prepareReceiveVideoFrom. A new

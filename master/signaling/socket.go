@@ -27,6 +27,11 @@ const (
 	// otherwise; a socket silent for three intervals is closed.
 	defaultPingInterval = 20 * time.Second
 	outboxBatch         = 100
+	// A nudge leaves a socket alone for nudgeSettleOpen after it opened (its
+	// client re-establishes its broken streams one after the other) and for
+	// nudgeSettleRequest after it carried a request.
+	nudgeSettleOpen    = 800 * time.Millisecond
+	nudgeSettleRequest = 400 * time.Millisecond
 )
 
 // socket is one participant's WebSocket. The reader goroutine answers pings
@@ -41,6 +46,12 @@ type socket struct {
 
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	// openedAt and lastRequest (Unix ns of the last request other than a
+	// ping) tell whether the client may be in the middle of something; a
+	// nudge then waits (see reconnect).
+	openedAt    time.Time
+	lastRequest atomic.Int64
 
 	requests chan *protocol.Request
 	wakeCh   chan struct{}
@@ -81,7 +92,7 @@ func newSocket(srv *Server, conn *websocket.Conn, ip, urlSID string) *socket {
 		srv: srv, conn: conn, ip: ip, urlSID: urlSID,
 		requests: make(chan *protocol.Request, requestQueue),
 		wakeCh:   make(chan struct{}, 1),
-		lastPing: time.Now(), interval: defaultPingInterval,
+		lastPing: time.Now(), interval: defaultPingInterval, openedAt: time.Now(),
 	}
 }
 
@@ -140,6 +151,7 @@ func (sk *socket) read() {
 			sk.ping(req)
 			continue
 		}
+		sk.lastRequest.Store(time.Now().UnixNano())
 		if req.Method == "leaveRoom" {
 			// openvidu-browser forgets the session when it sends leaveRoom:
 			// from now on a notification would reach nobody (its handlers
@@ -501,6 +513,15 @@ func (sk *socket) reconnect(sid, cid string, params json.RawMessage) bool {
 		// The client would drop its pending renegotiation: the next nudge,
 		// after the answer, closes the socket instead.
 		sk.srv.log.Debug("nudge skipped: a renegotiation is pending", "session", sid, "connection", cid)
+		return false
+	}
+	if young, busy := time.Since(sk.openedAt) < nudgeSettleOpen, time.Since(time.Unix(0, sk.lastRequest.Load())) < nudgeSettleRequest; young || busy {
+		// A socket just resumed is re-establishing its broken streams, and
+		// a client that just sent a request may be sending more:
+		// openvidu-browser loses a request sent while its socket
+		// reconnects (WebSocket.send throws in CONNECTING), and a stream
+		// whose reconnection request was lost waits for its answer forever.
+		sk.srv.log.Debug("nudge skipped: the client is busy", "session", sid, "connection", cid, "young", young, "busy", busy)
 		return false
 	}
 	sk.close(websocket.StatusGoingAway, "media moved to another node: reconnect")

@@ -75,7 +75,9 @@ async function join(token, name, debug) {
   session.on('reconnecting', () => log('reconnecting'));
   session.on('reconnected', () => log('reconnected'));
   session.on('sessionDisconnected', (event) => log('sessionDisconnected', event.reason));
-  session.on('exception', (event) => log('exception', event.name));
+  // The stream an exception is about (ICE_CONNECTION_DISCONNECTED names
+  // the broken peer connection's stream): tests time recoveries by it.
+  session.on('exception', (event) => log('exception', event.name + (event.origin && event.origin.streamId ? ' ' + event.origin.streamId : '')));
   await session.connect(token, { clientData: name });
   log('connected', session.connection.connectionId);
   const publisher = await OV.initPublisherAsync('local', {
@@ -142,13 +144,20 @@ function frameGaps(since) {
     const times = (frameLog.get(v) || { times: [] }).times;
     let prev = null;
     let maxGap = 0;
+    let gapEnd = 0; // the frame that ended the longest gap (0: still going on)
     for (const t of times) {
-      if (t >= since && prev !== null) maxGap = Math.max(maxGap, t - prev);
+      if (t >= since && prev !== null && t - prev > maxGap) {
+        maxGap = t - prev;
+        gapEnd = t;
+      }
       prev = t;
     }
-    if (prev !== null) maxGap = Math.max(maxGap, now - Math.max(prev, since));
+    if (prev !== null && now - Math.max(prev, since) > maxGap) {
+      maxGap = now - Math.max(prev, since);
+      gapEnd = 0;
+    }
     const after = times.find((t) => t > since);
-    return { connectionId: v.dataset.connectionId || '', maxGapMs: maxGap, lastFrameAt: prev || 0, firstFrameAfter: after || 0 };
+    return { connectionId: v.dataset.connectionId || '', maxGapMs: maxGap, gapEndAt: gapEnd, lastFrameAt: prev || 0, firstFrameAfter: after || 0 };
   });
 }
 
