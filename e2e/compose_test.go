@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/chorus-rtc/chorus/devcluster"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
 // compose runs docker-compose.yml of the repository as project name, with
@@ -177,6 +178,15 @@ func TestComposeCluster(t *testing.T) {
 		id := c.container(ctx, svc)
 		victims = append(victims, victim{id, docker(t, "inspect", "--format", "{{.RestartCount}}", id)})
 	}
+	// Which pages' sockets die with them, from the cluster state in Redis.
+	wantResumed := map[string]int{}
+	pageIDs := map[string]bool{}
+	for _, p := range pg.stats() {
+		pageIDs[p.ConnectionID] = true
+		if svc := c.socketMaster(ctx, "ses_compose", p.ConnectionID); svc == "master1" || svc == "master2" {
+			wantResumed[p.ConnectionID] = 1
+		}
+	}
 	kill := time.Now()
 	for _, v := range victims {
 		pid := docker(t, "inspect", "--format", "{{.State.Pid}}", v.id)
@@ -214,17 +224,38 @@ func TestComposeCluster(t *testing.T) {
 	}
 	resumed := 0
 	for _, p := range pg.stats() {
+		n := 0
 		for _, e := range p.Events {
 			if e.Type == "reconnected" && e.At >= kill.UnixMilli() {
-				resumed++
+				n++
 			}
 			if e.Type == "sessionDisconnected" {
 				t.Errorf("%s: sessionDisconnected (%s) after a master crash", p.ConnectionID, e.Detail)
 			}
 		}
+		// Once, or twice if it resumed on the second master in the
+		// milliseconds before that one died too.
+		if want := wantResumed[p.ConnectionID]; n < want || n > 2*want {
+			t.Errorf("%s resumed %d times, want %d (its socket was on a killed master: %v)", p.ConnectionID, n, want, want == 1)
+		}
+		resumed += n
 	}
 	t.Logf("master1 and master2 killed, restarted and rejoined in %s; %d browser WebSockets resumed",
 		time.Since(kill).Round(100*time.Millisecond), resumed)
+
+	// An idle node dropped with wait=true: 204 once it is gone (README).
+	idle := serviceNode(t, ctx, base, secret, "media2")
+	if code, body, err := composeAPI(ctx, base, secret, "DELETE", "/openvidu/api/media-nodes/"+idle+"?wait=true", ""); err != nil || code != 204 {
+		t.Fatalf("drop the idle media2: %d %s %v", code, body, err)
+	}
+	if code, _, _ := composeAPI(ctx, base, secret, "GET", "/openvidu/api/media-nodes/"+idle, ""); code != 404 {
+		t.Errorf("the dropped node still exists: %d", code)
+	}
+	// Its container stopped and stays stopped (restart: on-failure): a
+	// dropped node does not come back as a new one.
+	waitFor(t, "the dropped node's container exited", 30*time.Second, func() bool {
+		return docker(t, "inspect", "--format", "{{.State.Status}}", c.container(ctx, "media2")) == "exited"
+	})
 
 	// The docker provider launches a node on the compose network.
 	code, body, err := composeAPI(ctx, base, secret, "POST", "/openvidu/api/media-nodes?wait=true", "{}")
@@ -243,8 +274,11 @@ func TestComposeCluster(t *testing.T) {
 
 	// media1 killed: nodeCrashed, the session moves, the browsers' video
 	// comes back.
+	// The container id first: docker-compose 1.29 takes seconds to start,
+	// which the crash's timings must not include.
+	media1Container := c.container(ctx, "media1")
 	crash := time.Now()
-	docker(t, "kill", c.container(ctx, "media1"))
+	docker(t, "kill", media1Container)
 	h.waitFor(t, "nodeCrashed of media1", 30*time.Second, func() bool {
 		for _, e := range h.snapshot() {
 			if e["event"] == "nodeCrashed" && e["nodeRole"] == "medianode" && e["id"] == media1 {
@@ -254,6 +288,10 @@ func TestComposeCluster(t *testing.T) {
 		return false
 	})
 	detected := time.Since(crash)
+	// BENCHMARKS.md: declared 3.3-4.4 s after the kill (x1.25).
+	if detected > 5500*time.Millisecond {
+		t.Errorf("nodeCrashed %s after the kill, want within 5.5 s", detected)
+	}
 	waitFor(t, "browser video back after the media node crash", 60*time.Second, func() bool {
 		back, total := 0, 0
 		for _, vs := range pg.gaps(crash.Add(-500 * time.Millisecond)) {
@@ -266,9 +304,31 @@ func TestComposeCluster(t *testing.T) {
 		}
 		return total == 2 && back == total
 	})
-	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), time.Since(crash).Round(100*time.Millisecond))
+	back := time.Since(crash)
+	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
+	// BENCHMARKS.md: 9.2-10.9 s (x1.25; Chrome notices the dead node later
+	// through Docker's UDP proxy); the session moved to the launched node
+	// (the only one left) and nobody left it.
+	if back > 13500*time.Millisecond {
+		t.Errorf("browser video back %s after the media node crash, want within 13.5 s", back)
+	}
+	_, body, _ = composeAPI(ctx, base, secret, "GET", "/openvidu/api/sessions/ses_compose", "")
+	var moved protocol.Session
+	_ = json.Unmarshal(body, &moved)
+	if moved.MediaNodeID != launched.ID || moved.Connections.NumberOfElements != 2 {
+		t.Errorf("after the crash the session is on %q with %d connections, want %s with 2", moved.MediaNodeID, moved.Connections.NumberOfElements, launched.ID)
+	}
+	for _, p := range pg.stats() {
+		if !pageIDs[p.ConnectionID] || strings.Contains(eventTypes(p), "sessionDisconnected") || strings.Contains(eventTypes(p), "connectionDestroyed") {
+			t.Errorf("page %s after the media node crash: %s", p.ConnectionID, eventTypes(p))
+		}
+	}
 	pg.leave()
 
+	if t.Failed() {
+		out, _ := c.run(ctx, "logs", "--no-color", "--tail", "150")
+		t.Logf("compose logs before down:\n%s", out)
+	}
 	// down removes everything, the launched node included.
 	c.must(ctx, "down", "-v", "--remove-orphans", "-t", "5")
 	filter := "label=com.docker.compose.project=" + c.project
@@ -281,6 +341,23 @@ func TestComposeCluster(t *testing.T) {
 	if left := docker(t, "volume", "ls", "-q", "--filter", filter); left != "" {
 		t.Errorf("volumes left after down: %s", left)
 	}
+}
+
+// socketMaster returns the compose service of the master holding a
+// connection's WebSocket, read from the cluster state in the redis service.
+func (c *compose) socketMaster(ctx context.Context, sid, cid string) string {
+	c.t.Helper()
+	redis := c.container(ctx, "redis")
+	raw := docker(c.t, "exec", redis, "redis-cli", "--raw", "HGET", "chorus:chorus:{"+sid+"}", "c:"+cid)
+	var conn struct {
+		Master string `json:"master"`
+	}
+	if err := json.Unmarshal([]byte(raw), &conn); err != nil || conn.Master == "" {
+		c.t.Fatalf("connection %s in Redis: %q (%v)", cid, raw, err)
+	}
+	url := docker(c.t, "exec", redis, "redis-cli", "--raw", "HGET", "chorus:chorus:master:"+conn.Master, "internalUrl")
+	svc, _, _ := strings.Cut(strings.TrimPrefix(url, "http://"), ":")
+	return svc
 }
 
 // serviceNode returns the id of the media node of a compose service (its

@@ -84,18 +84,18 @@ func waitNodeRunning(t *testing.T, dc *devCluster, id string) {
 // crashReport is what TestMediaNodeCrashMigration measures; it goes to the
 // file named by CHORUS_CRASH_REPORT for BENCHMARKS.md.
 type crashReport struct {
-	Nudges              string  `json:"nudges"`           // delay/interval/count set in the environment ("//": defaults)
-	DetectionMS         int64   `json:"detection_ms"`     // kill -> nodeCrashed timestamp
-	PionRecoveryMS      []int64 `json:"pion_recovery_ms"` // per subscription: longest media gap
-	BrowserRecoveryMS   []int64 `json:"browser_recovery_ms"`
-	BrowserICEEvents    string  `json:"browser_ice_events"`
-	PionMaxMS           int64   `json:"pion_max_ms"`
-	BrowserMaxMS        int64   `json:"browser_max_ms"`
+	Nudges            string  `json:"nudges"`           // delay/interval/count set in the environment ("//": defaults)
+	DetectionMS       int64   `json:"detection_ms"`     // kill -> nodeCrashed timestamp
+	PionRecoveryMS    []int64 `json:"pion_recovery_ms"` // per subscription: longest media gap
+	BrowserRecoveryMS []int64 `json:"browser_recovery_ms"`
+	BrowserICEEvents  string  `json:"browser_ice_events"`
+	PionMaxMS         int64   `json:"pion_max_ms"`
+	BrowserMaxMS      int64   `json:"browser_max_ms"`
 	// BrowserAfterICEMS: the longest time from a publisher's ICE
 	// "disconnected" on its page to its video's return on another page.
-	BrowserAfterICEMS int64 `json:"browser_after_ice_ms"`
-	SessionsMigrated    int     `json:"sessions_migrated"`
-	ParticipantsEvicted int     `json:"participants_evicted"`
+	BrowserAfterICEMS   int64 `json:"browser_after_ice_ms"`
+	SessionsMigrated    int   `json:"sessions_migrated"`
+	ParticipantsEvicted int   `json:"participants_evicted"`
 }
 
 // TestMediaNodeCrashMigration: SIGKILL the media node hosting a session of
