@@ -82,10 +82,10 @@ func parseJavaObject(t *testing.T, what string, raw []byte) javaObject {
 
 // Presence rules of the Java client's parsers.
 const (
-	required = iota // get(k).getAsX(): present and not null
-	keyed           // get(k).isJsonNull() first: present, maybe null
-	ifPresent       // has(k) then getAsX(): absent, or present and not null
-	optional        // has(k) && !isJsonNull(): anything
+	required  = iota // get(k).getAsX(): present and not null
+	keyed            // get(k).isJsonNull() first: present, maybe null
+	ifPresent        // has(k) then getAsX(): absent, or present and not null
+	optional         // has(k) && !isJsonNull(): anything
 )
 
 // javaField is one field a parser reads: its presence rule and the Gson
