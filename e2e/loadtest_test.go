@@ -57,7 +57,10 @@ func TestLoadtestShort(t *testing.T) {
 		{"no error", res.Errors == 0},
 		{"loss under 2 %", res.PacketLossRatio < 0.02},
 		{"packets received", res.ReceivedPackets > 1000},
-		{"join latency of the 6 who found streams", res.JoinLatencyMS.Count == 6 && res.JoinLatencyMS.P50 > 0 && res.JoinLatencyMS.P50 <= res.JoinLatencyMS.P99 && res.JoinLatencyMS.P99 <= res.JoinLatencyMS.Max},
+		// Timed: the participants that found a stream when they joined (at
+		// most the 3 joining after the first of each session; one may join
+		// before the previous one's stream is published).
+		{"join latency of those who found streams", res.JoinLatencyMS.Count >= 2 && res.JoinLatencyMS.Count <= 6 && res.JoinLatencyMS.P50 > 0 && res.JoinLatencyMS.P50 <= res.JoinLatencyMS.P99 && res.JoinLatencyMS.P99 <= res.JoinLatencyMS.Max},
 		// At this small scale fixed per-connection costs weigh more, and the
 		// figure counts both nodes' CPU: 65-72 µs (BENCHMARKS.md).
 		{"CPU per packet near the documented figure", res.MediaNodeCPUMicrosPerForwardedPacket > 5 && res.MediaNodeCPUMicrosPerForwardedPacket < maxSmallScaleMicrosPerPacket},
