@@ -256,10 +256,13 @@ func (m *Master) shutdown(srv *http.Server) {
 	case <-ctx.Done():
 	}
 	m.signaling.Shutdown(ctx)
-	_ = srv.Shutdown(ctx)
+	// Deregistered before the listener closes: a peer that found the port
+	// closed for its crash window while requests in flight finished would
+	// declare this master crashed.
 	if err := m.store.DeregisterMaster(ctx, m.inc.ID()); err != nil {
 		m.log.Warn("deregister", "err", err)
 	}
+	_ = srv.Shutdown(ctx)
 }
 
 // heartbeat refreshes the registration every interval. If the registration

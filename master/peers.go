@@ -74,7 +74,9 @@ func (p *peerChecker) round(ctx context.Context, only string) {
 	var wg sync.WaitGroup
 	seen := map[string]bool{}
 	for _, peer := range peers {
-		if peer.ID == me || (only != "" && peer.ID != only) {
+		if peer.ID == me || peer.Draining || (only != "" && peer.ID != only) {
+			// A draining peer is leaving on purpose; if it dies meanwhile,
+			// its registration expires and the sweeper declares it.
 			continue
 		}
 		seen[peer.ID] = true
