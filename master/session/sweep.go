@@ -100,7 +100,7 @@ func (s *Service) reapDeadMasters(ctx context.Context) {
 		return
 	}
 	for _, m := range dead {
-		s.DeclareMasterCrashed(ctx, store.MasterInfo{ID: m}, time.Now())
+		s.declareMasterCrashed(ctx, store.MasterInfo{ID: m}, time.Now(), true)
 	}
 }
 
@@ -111,10 +111,26 @@ func (s *Service) reapDeadMasters(ctx context.Context) {
 // cluster; every caller then helps detach its participants, which may resume
 // on another master within the grace period.
 func (s *Service) DeclareMasterCrashed(ctx context.Context, m store.MasterInfo, since time.Time) {
-	won, err := s.store.FlagMasterCrashed(ctx, m.ID, since)
+	s.declareMasterCrashed(ctx, m, since, false)
+}
+
+// declareMasterCrashed is DeclareMasterCrashed; expired says the master was
+// found by its expired registration, which a graceful deregistration may
+// have removed meanwhile (then it did not crash, and nothing happens).
+func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, since time.Time, expired bool) {
+	flag := s.store.FlagMasterCrashed
+	if expired {
+		flag = s.store.FlagExpiredMasterCrashed
+	}
+	won, err := flag(ctx, m.ID, since)
 	if err != nil {
 		s.log.Warn("flag crashed master", "master", m.ID, "err", err)
 		return
+	}
+	if expired && !won {
+		if crashed, err := s.store.MasterCrashed(ctx, m.ID); err != nil || !crashed {
+			return // deregistered meanwhile: a graceful shutdown, not a crash
+		}
 	}
 	if won {
 		conns, _ := s.store.MasterConnections(ctx, m.ID)

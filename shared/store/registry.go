@@ -163,6 +163,41 @@ func (s *Store) FlagMasterCrashed(ctx context.Context, inc string, at time.Time)
 	return won, nil
 }
 
+// flagExpiredMaster flags a master crashed only while it is listed without a
+// registration (expired), atomically: a master that deregistered (a graceful
+// shutdown) between a listing and this call is left alone.
+// KEYS: masters set, master hash, crashed flag; ARGV: id, at (ms), TTL (ms).
+var flagExpiredMaster = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+if redis.call('SET', KEYS[3], ARGV[2], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+return 0
+`)
+
+// FlagExpiredMasterCrashed is FlagMasterCrashed for a master whose
+// registration expired: it flags it only if it is still listed and its
+// registration is still gone, so a master that deregistered meanwhile is
+// never declared crashed. Only the first caller gets true.
+func (s *Store) FlagExpiredMasterCrashed(ctx context.Context, inc string, at time.Time) (bool, error) {
+	won, err := flagExpiredMaster.Run(ctx, s.rdb, []string{s.mastersKey(), s.masterKey(inc), s.crashedKey(inc)},
+		inc, at.UnixMilli(), crashedMemory.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("flag expired %s crashed: %w", inc, err)
+	}
+	if won == 1 {
+		pipe := s.rdb.Pipeline()
+		pipe.ZAdd(ctx, s.crashedMastersKey(), redis.Z{Score: float64(at.UnixMilli()), Member: inc})
+		pipe.ZRemRangeByScore(ctx, s.crashedMastersKey(), "-inf", fmt.Sprint(at.Add(-crashedMemory).UnixMilli()))
+		if _, err := pipe.Exec(ctx); err != nil {
+			return true, fmt.Errorf("flag expired %s crashed: %w", inc, err)
+		}
+	}
+	return won == 1, nil
+}
+
 // MasterCrashed reports whether an incarnation was declared crashed.
 func (s *Store) MasterCrashed(ctx context.Context, inc string) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.crashedKey(inc)).Result()
