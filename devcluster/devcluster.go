@@ -23,8 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/nodeprocess"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -335,8 +335,9 @@ func freeUDPPort(ip string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find a free UDP port: %w", err)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	_ = c.Close()
+	return port, nil
 }
 
 var errExited = errors.New("process exited during start-up")
@@ -433,10 +434,10 @@ func (r *runner) stopLaunched() {
 		r.log.Warn("list launched media nodes", "err", err)
 		return
 	}
-	provider := medianodes.NewProcess(medianodes.ProcessConfig{})
 	var wg sync.WaitGroup
 	for _, n := range nodes {
-		if n.Provider != provider.Name() {
+		pid, err := strconv.Atoi(n.EnvironmentID)
+		if n.Provider != nodeprocess.Provider || err != nil {
 			continue
 		}
 		wg.Add(1)
@@ -444,7 +445,9 @@ func (r *runner) stopLaunched() {
 			defer wg.Done()
 			r.log.Info("stopping launched media node", "node", n.ID, "pid", n.EnvironmentID,
 				"log", filepath.Join(r.launchedLogs, n.ID+".log"))
-			_ = provider.Stop(ctx, n)
+			if err := nodeprocess.Stop(ctx, pid, n.ID); err != nil {
+				r.log.Warn("stop launched media node", "node", n.ID, "err", err)
+			}
 		}()
 	}
 	wg.Wait()

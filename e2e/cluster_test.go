@@ -1,6 +1,8 @@
+//go:build e2e
+
 // Package e2e tests a real multi-process Chorus cluster (`chorus dev`)
 // through its proxy, with the official OpenVidu client packages (Node.js),
-// headless Chromium and Go pion participants. Run it with `make test-e2e`:
+// headless Chromium and Go pion participants. Run it with `make test-e2e` (build tag e2e):
 // it needs bin/chorus (CHORUS_BIN), redis-server, chromium and web/node_modules.
 package e2e
 
@@ -28,7 +30,11 @@ var (
 	repoRoot  string
 )
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+// runTests prepares the binary and the npm packages, runs the tests and
+// removes what it built; its defers run, unlike TestMain's before os.Exit.
+func runTests(m *testing.M) int {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(file))
 	chorusBin = os.Getenv("CHORUS_BIN")
@@ -36,22 +42,22 @@ func TestMain(m *testing.M) {
 		dir, err := os.MkdirTemp("", "chorus-e2e-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return 1
 		}
 		chorusBin = filepath.Join(dir, "chorus")
 		build := exec.Command("go", "build", "-o", chorusBin, "./cmd/chorus")
 		build.Dir, build.Stdout, build.Stderr = repoRoot, os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build chorus:", err)
-			os.Exit(1)
+			return 1
 		}
 		defer os.RemoveAll(dir)
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, "web", "node_modules", "openvidu-browser")); err != nil {
 		fmt.Fprintln(os.Stderr, "web/node_modules is missing: run `make web` (npm ci in web/)")
-		os.Exit(1)
+		return 1
 	}
-	os.Exit(m.Run())
+	return m.Run()
 }
 
 // devCluster is a running `chorus dev`.
@@ -111,8 +117,8 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		}
 		// Nothing the cluster started may outlive it (media nodes launched
 		// by its masters included): they all name its Redis.
-		if dc.State.Redis != "" {
-			for _, pid := range processesNaming(dc.State.Redis) {
+		if dc.Redis != "" {
+			for _, pid := range processesNaming(dc.Redis) {
 				if procsBefore[pid] {
 					continue // the test's own (a Redis it started, say)
 				}

@@ -2,6 +2,7 @@ package master
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -108,7 +109,7 @@ func (p *peerChecker) check(ctx context.Context, peer store.MasterInfo) {
 	if err == nil {
 		resp.Body.Close()
 	}
-	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
+	if ctx.Err() != nil && err != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		return // shutting down
 	}
 	now := time.Now()

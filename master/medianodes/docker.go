@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
@@ -282,7 +283,7 @@ func (d *Docker) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 		return nil
 	}
 	c, err := d.engine.ContainerInspect(ctx, n.EnvironmentID)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
@@ -292,10 +293,10 @@ func (d *Docker) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 		return nil
 	}
 	secs := int(d.cfg.StopTimeout / time.Second)
-	if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !client.IsErrNotFound(err) {
+	if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker provider: stop %s: %w", c.Name, err)
 	}
-	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker provider: remove %s: %w", c.Name, err)
 	}
 	return nil

@@ -8,19 +8,17 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
-	"time"
 
+	"github.com/chorus-rtc/chorus/shared/nodeprocess"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // Provider names.
 const (
 	ProviderStatic  = "static"
-	ProviderProcess = "process"
+	ProviderProcess = nodeprocess.Provider
 	ProviderDocker  = "docker"
 )
 
@@ -122,27 +120,17 @@ func (p *Process) Launch(_ context.Context, id string) (string, error) {
 	return strconv.Itoa(pid), nil
 }
 
-// Stop implements Provider: SIGTERM, then SIGKILL after 10 s.
+// Stop implements Provider: SIGTERM, then SIGKILL after
+// nodeprocess.StopGrace.
 func (p *Process) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 	if n.Provider != p.Name() {
 		return nil
 	}
 	pid, err := strconv.Atoi(n.EnvironmentID)
-	if err != nil || pid <= 1 || !runsNode(pid, n.ID) {
-		return nil // gone, or the pid now belongs to another process
+	if err != nil {
+		return nil // not a process id: nothing of ours to stop
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return nil // already gone
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if syscall.Kill(pid, 0) != nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	return nil
+	return nodeprocess.Stop(ctx, pid, n.ID)
 }
 
 func freePort(network, ip string) (int, error) {
@@ -154,8 +142,9 @@ func freePort(network, ip string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("find a free UDP port: %w", err)
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		_ = c.Close()
+		return port, nil
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -163,14 +152,4 @@ func freePort(network, ip string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// runsNode reports whether process pid is the media node id (its command
-// line names it), so that a recycled pid is never signalled.
-func runsNode(pid int, id string) bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return slices.Contains(strings.Split(string(raw), "\x00"), id)
 }

@@ -343,7 +343,7 @@ func (a *API) createConnection(c *gin.Context) {
 		return
 	}
 	props, err := ConnectionPropertiesFromBody(b)
-	var unsupported ErrNotSupported
+	var unsupported NotSupportedError
 	if errors.As(err, &unsupported) {
 		writeError(c, http.StatusNotImplemented, unsupported.Message, path)
 		return

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"slices"
 	"time"
 
 	"github.com/chorus-rtc/chorus/shared/events"
@@ -526,9 +525,4 @@ func (s *Service) afterRemoval(ctx context.Context, sid string, c *store.Connect
 		return
 	}
 	s.releaseEndpoints(ctx, sid, endpointsOf(c))
-}
-
-// validRole reports whether r is an OpenVidu role.
-func validRole(r string) bool {
-	return slices.Contains([]string{protocol.RoleSubscriber, protocol.RolePublisher, protocol.RoleModerator}, r)
 }

@@ -175,7 +175,7 @@ func registerCodecs(m *webrtc.MediaEngine, video webrtc.RTPCodecParameters) erro
 func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCodecType, error) {
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(offer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	want := map[string]string{"audio": "opus", "video": strings.TrimPrefix(strings.ToLower(video.MimeType), "video/")}
 	var kinds []webrtc.RTPCodecType

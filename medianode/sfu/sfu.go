@@ -113,7 +113,7 @@ func (s *SFU) roomLocked(sid string) *room {
 func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string, error) {
 	video, err := videoCodec(req.VideoCodec)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	kinds, err := offeredKinds(req.SDPOffer, video)
 	if err != nil {
@@ -190,11 +190,11 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 
 func (s *SFU) negotiateAnswer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: create answer: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: create answer: %w", ErrBadSDP, err)
 	}
 	if err := s.setLocalAndGather(ctx, pc, answer); err != nil {
 		return "", err
@@ -308,7 +308,7 @@ func (s *SFU) Answer(ctx context.Context, sessionID, endpointID, sdp string) err
 		return ErrUnknownEndpoint
 	}
 	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	return nil
 }
@@ -326,7 +326,7 @@ func (s *SFU) AddICECandidate(sessionID, endpointID string, c mediaapi.ICECandid
 	}
 	err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
 	if err != nil {
-		return fmt.Errorf("%w: candidate: %v", ErrBadSDP, err)
+		return fmt.Errorf("%w: candidate: %w", ErrBadSDP, err)
 	}
 	return nil
 }

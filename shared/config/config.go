@@ -339,7 +339,7 @@ func jsonArrayHook(from, to reflect.Type, data any) (any, error) {
 	}
 	var out []string
 	if err := json.Unmarshal([]byte(str), &out); err != nil {
-		return nil, fmt.Errorf("Is not a valid strings array in JSON format. %v", err)
+		return nil, fmt.Errorf("Is not a valid strings array in JSON format. %w", err) //nolint:staticcheck // OpenVidu's own message (ST1005)
 	}
 	return out, nil
 }

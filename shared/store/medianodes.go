@@ -380,7 +380,6 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 			t.Autoscaling = AutoscalingMemory{LastDecisionAt: parseInt(as, "lastDecisionAt"), Decisions: parseInt(as, "decisions")}
 			t.origScaling = t.Autoscaling
 			for _, n := range nodes {
-				n := n
 				t.Nodes[n.ID], t.orig[n.ID] = &n, n
 			}
 			if err := fn(t); err != nil {
