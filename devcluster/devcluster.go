@@ -429,7 +429,7 @@ func (r *runner) stopLaunched() {
 	defer cancel()
 	rdb := store.NewClient(config.Redis{Addrs: []string{r.redisAddr}, SentinelMasterName: r.cfg.RedisSentinelMaster, Timeout: time.Second})
 	defer rdb.Close()
-	nodes, err := store.New(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
+	nodes, err := store.NewNodeRegistry(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
 	if err != nil {
 		r.log.Warn("list launched media nodes", "err", err)
 		return

@@ -79,7 +79,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		return nil, err
 	}
 	manager := medianodes.NewManager(medianodes.Config{
-		Store: st, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
+		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
 		Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
 		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
 		Logger: log,
@@ -222,7 +222,7 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 		m.log.Info("OpenVidu CDR service is enabled", "path", m.cluster.CDR.Path)
 	}
 	d := eventdelivery.New(eventdelivery.Config{
-		Store: m.store, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
+		Store: m.store.EventBus, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
 	})
 	return d, func() {
 		if cdr != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-rtc/chorus/medianode/sfu"
 	"github.com/chorus-rtc/chorus/medianode/udpbatch"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -34,12 +35,21 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// clusterState is what a media node reads and writes in Redis: its own
+// heartbeat, and the sessions whose endpoints it holds (to drop the ones no
+// connection references any more).
+type clusterState interface {
+	HeartbeatMediaNode(ctx context.Context, hb store.MediaNodeHeartbeat) (store.NodeStanding, error)
+	ForgetMediaNodeHeartbeat(ctx context.Context, id string) error
+	Load(ctx context.Context, sid string) (*store.Snapshot, error)
+}
+
 // Node is a running media node.
 type Node struct {
 	cfg   config.Media
 	id    string
 	ip    string
-	store *store.Store
+	store clusterState
 	log   *slog.Logger
 	sfu   *sfu.SFU
 	udp   net.PacketConn // the media socket, batching when batch is set
@@ -254,14 +264,14 @@ func (n *Node) handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": n.id})
 	})
 	api := http.NewServeMux()
-	api.HandleFunc("POST /internal/v1/publishers", n.handlePublish)
-	api.HandleFunc("POST /internal/v1/subscribers", n.handleSubscribe)
-	api.HandleFunc("POST /internal/v1/endpoints/{id}/answer", n.handleAnswer)
-	api.HandleFunc("POST /internal/v1/endpoints/{id}/ice", n.handleICE)
-	api.HandleFunc("DELETE /internal/v1/endpoints/{id}", n.handleRelease)
-	api.HandleFunc("DELETE /internal/v1/sessions/{sid}", n.handleReleaseSession)
-	api.HandleFunc("GET /internal/v1/endpoints", n.handleEndpoints)
-	api.HandleFunc("GET /internal/v1/health", n.handleHealth)
+	api.HandleFunc(mediaapi.RoutePublish, n.handlePublish)
+	api.HandleFunc(mediaapi.RouteSubscribe, n.handleSubscribe)
+	api.HandleFunc(mediaapi.RouteAnswer, n.handleAnswer)
+	api.HandleFunc(mediaapi.RouteICE, n.handleICE)
+	api.HandleFunc(mediaapi.RouteRelease, n.handleRelease)
+	api.HandleFunc(mediaapi.RouteReleaseSession, n.handleReleaseSession)
+	api.HandleFunc(mediaapi.RouteEndpoints, n.handleEndpoints)
+	api.HandleFunc(mediaapi.RouteHealth, n.handleHealth)
 	// Go's profiler, for finding where forwarding time goes under load:
 	//   curl -H "Authorization: Bearer <cluster secret>" -o cpu.pprof \
 	//     'http://<node>/internal/debug/pprof/profile?seconds=20'

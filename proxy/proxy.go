@@ -45,12 +45,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// masterDirectory is where the proxy discovers masters: their live
+// registrations in Redis.
+type masterDirectory interface {
+	Masters(ctx context.Context) (alive []store.MasterInfo, dead []string, err error)
+}
+
 // Proxy is a running proxy.
 type Proxy struct {
 	cfg    config.Proxy
 	secret string
 	log    *slog.Logger
-	store  *store.Store
+	store  masterDirectory
 
 	transport *http.Transport
 	rp        *httputil.ReverseProxy
@@ -99,7 +105,7 @@ func New(cfg Config) (*Proxy, error) {
 		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
 	}
 	if cfg.Redis != nil {
-		p.store = store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
+		p.store = store.NewMasterRegistry(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
 	}
 	if len(p.cfg.Masters) == 0 && p.store == nil {
 		return nil, errors.New("proxy: no static masters and no Redis to discover them")

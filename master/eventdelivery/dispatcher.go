@@ -21,7 +21,7 @@ import (
 
 // Config configures a Dispatcher.
 type Config struct {
-	Store *store.Store
+	Store *store.EventBus
 	// Holder names this master in leases and consumer groups.
 	Holder string
 	// Webhook and CDR are the sinks; nil disables one. With neither, events
@@ -40,7 +40,7 @@ type Config struct {
 // Dispatcher delivers events until its context ends.
 type Dispatcher struct {
 	cfg Config
-	st  *store.Store
+	st  *store.EventBus
 	log *slog.Logger
 
 	mu     sync.Mutex

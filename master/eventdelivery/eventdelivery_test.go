@@ -18,8 +18,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/config"
-	"github.com/chorus-rtc/chorus/shared/events"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -76,7 +76,7 @@ func newStore(t *testing.T, rdb redis.UniversalClient) *store.Store {
 // startDispatcher runs a dispatcher until the returned stop is called.
 func startDispatcher(t *testing.T, st *store.Store, holder string, wh *Webhook, cdr *CDRFile) (stop func()) {
 	t.Helper()
-	d := New(Config{Store: st, Holder: holder, Webhook: wh, CDR: cdr, LeaseTTL: time.Second, Poll: 100 * time.Millisecond,
+	d := New(Config{Store: st.EventBus, Holder: holder, Webhook: wh, CDR: cdr, LeaseTTL: time.Second, Poll: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

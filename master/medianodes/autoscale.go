@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -63,7 +63,7 @@ var ErrNoMediaNode = errors.New("no media node available")
 
 // Config configures a Manager.
 type Config struct {
-	Store     *store.Store
+	Store     *store.NodeRegistry
 	Provider  Provider
 	ClusterID string
 	// HTTPClient checks nodes directly (crash detection, registration by URI).
@@ -92,7 +92,7 @@ type Config struct {
 // itself: adoption, crash detection, termination, autoscaling.
 type Manager struct {
 	cfg   Config
-	store *store.Store
+	store *store.NodeRegistry
 	log   *slog.Logger
 }
 

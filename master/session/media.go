@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -33,6 +33,25 @@ func participantNotFound(sid, cid string) *Error {
 	return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
 }
 
+// loadParticipant reads session sid outside a transaction and returns it
+// with participant cid, or participantNotFound when the session or an active
+// participant cid is gone.
+func (s *Service) loadParticipant(ctx context.Context, sid, cid string) (*store.Snapshot, *store.Connection, error) {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, participantNotFound(sid, cid)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c := snap.Conns[cid]
+	if c == nil || !c.Active() {
+		return nil, nil, participantNotFound(sid, cid)
+	}
+	return snap, c, nil
+}
+
+// activeParticipant is loadParticipant inside a transaction.
 func activeParticipant(tx *store.Tx, sid, cid string) (*store.Connection, error) {
 	if tx.Session == nil {
 		return nil, participantNotFound(sid, cid)
@@ -166,16 +185,9 @@ func publishError(err error, cid, codec string) error {
 // is held until the stream has been moved, within ctx.
 func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, offer string) (*Published, error) {
 	for {
-		snap, err := s.store.Load(ctx, sid)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, participantNotFound(sid, cid)
-		}
+		snap, c, err := s.loadParticipant(ctx, sid, cid)
 		if err != nil {
 			return nil, err
-		}
-		c := snap.Conns[cid]
-		if c == nil || !c.Active() {
-			return nil, participantNotFound(sid, cid)
 		}
 		p := c.Publisher
 		if p == nil || p.StreamID != streamID || !p.Live() {
@@ -421,16 +433,9 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID s
 // that the other side's negotiation replaced meanwhile is refused without
 // touching the endpoint, whose peer connection now belongs to that one.
 func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answer string, forced bool) error {
-	snap, err := s.store.Load(ctx, sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return participantNotFound(sid, cid)
-	}
+	snap, c, err := s.loadParticipant(ctx, sid, cid)
 	if err != nil {
 		return err
-	}
-	c := snap.Conns[cid]
-	if c == nil || !c.Active() {
-		return participantNotFound(sid, cid)
 	}
 	owner := resolveSender(snap.Conns, sender)
 	if owner == nil || owner.Publisher == nil {
@@ -566,16 +571,9 @@ type ICECandidate struct {
 // (yet) are dropped: the node is ICE-lite and learns the browser's address
 // from its connectivity checks.
 func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName string, cand ICECandidate) error {
-	snap, err := s.store.Load(ctx, sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return participantNotFound(sid, cid)
-	}
+	snap, c, err := s.loadParticipant(ctx, sid, cid)
 	if err != nil {
 		return err
-	}
-	c := snap.Conns[cid]
-	if c == nil || !c.Active() {
-		return participantNotFound(sid, cid)
 	}
 	var endpoint, node string
 	if endpointName == cid {

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )

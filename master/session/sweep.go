@@ -7,7 +7,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 

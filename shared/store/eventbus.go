@@ -37,11 +37,11 @@ const ClusterStream = "cluster"
 
 const deliveryGroup = "delivery"
 
-func (s *Store) eventsKey(sid string) string     { return s.prefix + ":{" + sid + "}:ev" }
-func (s *Store) eventLeaseKey(sid string) string { return s.prefix + ":{" + sid + "}:evlease" }
-func (s *Store) eventStreamsKey() string         { return s.prefix + ":evstreams" }
-func (s *Store) deadLetterKey() string           { return s.prefix + ":deadletter" }
-func (s *Store) eventWakeChannel() string        { return s.prefix + ":evwake" }
+func (s keyspace) eventsKey(sid string) string     { return s.prefix + ":{" + sid + "}:ev" }
+func (s keyspace) eventLeaseKey(sid string) string { return s.prefix + ":{" + sid + "}:evlease" }
+func (s keyspace) eventStreamsKey() string         { return s.prefix + ":evstreams" }
+func (s keyspace) deadLetterKey() string           { return s.prefix + ":deadletter" }
+func (s keyspace) eventWakeChannel() string        { return s.prefix + ":evwake" }
 
 // StoredEvent is an event as the bus stores it: its unique id, name and the
 // JSON body its webhook receives.
@@ -66,7 +66,7 @@ func parseEvent(m redis.XMessage) StoredEvent {
 func (tx *Tx) Emit(e StoredEvent) { tx.events = append(tx.events, e) }
 
 // EmitCluster appends a cluster event (not tied to a session).
-func (s *Store) EmitCluster(ctx context.Context, e StoredEvent) error {
+func (s *EventBus) EmitCluster(ctx context.Context, e StoredEvent) error {
 	if err := s.rdb.XAdd(ctx, s.eventArgs(ClusterStream, e)).Err(); err != nil {
 		return fmt.Errorf("emit %s: %w", e.Name, err)
 	}
@@ -76,19 +76,19 @@ func (s *Store) EmitCluster(ctx context.Context, e StoredEvent) error {
 	return nil
 }
 
-func (s *Store) eventArgs(sid string, e StoredEvent) *redis.XAddArgs {
+func (s *EventBus) eventArgs(sid string, e StoredEvent) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: s.eventsKey(sid), MaxLen: s.eventsMaxLen, Approx: true, Values: eventValues(e)}
 }
 
 // RegisterEventStream makes a session's event stream discoverable by the
 // masters that deliver events; it must precede the session's first event.
-func (s *Store) RegisterEventStream(ctx context.Context, sid string) error {
+func (s *EventBus) RegisterEventStream(ctx context.Context, sid string) error {
 	return s.rdb.SAdd(ctx, s.eventStreamsKey(), sid).Err()
 }
 
 // EventStreams returns the streams that may hold events: every registered
 // session's, and the cluster's.
-func (s *Store) EventStreams(ctx context.Context) ([]string, error) {
+func (s *EventBus) EventStreams(ctx context.Context) ([]string, error) {
 	ids, err := s.rdb.SMembers(ctx, s.eventStreamsKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list event streams: %w", err)
@@ -97,34 +97,13 @@ func (s *Store) EventStreams(ctx context.Context) ([]string, error) {
 }
 
 // SubscribeEventWakes delivers the ids of streams that just got events.
-func (s *Store) SubscribeEventWakes(ctx context.Context) <-chan string {
-	out := make(chan string, 256)
-	sub := s.rdb.Subscribe(ctx, s.eventWakeChannel())
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		ch := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				select {
-				case out <- msg.Payload:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+func (s *EventBus) SubscribeEventWakes(ctx context.Context) <-chan string {
+	return subscribe(ctx, s.rdb, s.eventWakeChannel(), 256, func(payload string) (string, bool) { return payload, true })
 }
 
 // AcquireEventLease makes holder the deliverer of a stream for ttl, or
 // extends its lease; it reports whether holder holds it.
-func (s *Store) AcquireEventLease(ctx context.Context, sid, holder string, ttl time.Duration) (bool, error) {
+func (s *EventBus) AcquireEventLease(ctx context.Context, sid, holder string, ttl time.Duration) (bool, error) {
 	key := s.eventLeaseKey(sid)
 	ok, err := s.rdb.SetNX(ctx, key, holder, ttl).Result()
 	if err != nil {
@@ -154,7 +133,7 @@ end
 return 0`)
 
 // ReleaseEventLease gives up a lease held by holder.
-func (s *Store) ReleaseEventLease(ctx context.Context, sid, holder string) error {
+func (s *EventBus) ReleaseEventLease(ctx context.Context, sid, holder string) error {
 	return releaseLease.Run(ctx, s.rdb, []string{s.eventLeaseKey(sid)}, holder).Err()
 }
 
@@ -162,7 +141,7 @@ func (s *Store) ReleaseEventLease(ctx context.Context, sid, holder string) error
 // consumer holder that holds the lease: first those read before but not
 // acknowledged (by holder, or by a previous holder that died: claimed), then
 // new ones. At most count are returned.
-func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int64) ([]StoredEvent, error) {
+func (s *EventBus) PendingEvents(ctx context.Context, sid, holder string, count int64) ([]StoredEvent, error) {
 	key := s.eventsKey(sid)
 	if err := s.rdb.XGroupCreateMkStream(ctx, key, deliveryGroup, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil, fmt.Errorf("create delivery group of %s: %w", sid, err)
@@ -211,7 +190,7 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 }
 
 // AckEvent marks an event delivered and removes it from its stream.
-func (s *Store) AckEvent(ctx context.Context, sid, streamID string) error {
+func (s *EventBus) AckEvent(ctx context.Context, sid, streamID string) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.XAck(ctx, s.eventsKey(sid), deliveryGroup, streamID)
 	pipe.XDel(ctx, s.eventsKey(sid), streamID)
@@ -224,7 +203,7 @@ func (s *Store) AckEvent(ctx context.Context, sid, streamID string) error {
 // ForgetDrainedStream deletes a session's event stream and lease once the
 // stream is empty (delivered events are deleted as they are acknowledged) and the session no longer exists, and unregisters it. It
 // reports whether it did.
-func (s *Store) ForgetDrainedStream(ctx context.Context, sid string) (bool, error) {
+func (s *EventBus) ForgetDrainedStream(ctx context.Context, sid string) (bool, error) {
 	if sid == ClusterStream {
 		return false, nil
 	}
@@ -271,13 +250,13 @@ type DeadLetter struct {
 }
 
 // AddDeadLetter records an event whose delivery failed.
-func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
+func (s *EventBus) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	vals := append(eventValues(d.StoredEvent), "s", d.Session, "err", d.Error, "at", d.FailedAt)
 	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.deadLetterKey(), MaxLen: s.deadLetterMaxLen, Approx: true, Values: vals}).Err()
 }
 
 // DeadLetters lists the dead-letter stream, oldest first.
-func (s *Store) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error) {
+func (s *EventBus) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error) {
 	msgs, err := s.rdb.XRangeN(ctx, s.deadLetterKey(), "-", "+", count).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
@@ -296,44 +275,25 @@ func (s *Store) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, err
 }
 
 // RemoveDeadLetter deletes one dead letter by its stream id.
-func (s *Store) RemoveDeadLetter(ctx context.Context, streamID string) error {
+func (s *EventBus) RemoveDeadLetter(ctx context.Context, streamID string) error {
 	return s.rdb.XDel(ctx, s.deadLetterKey(), streamID).Err()
 }
 
 // SubscribeTail follows every event as it is emitted (a live view for
 // operators: `chorus events tail`). It is pub/sub, so a subscriber that is
 // not listening misses events; the bus itself is the durable copy.
-func (s *Store) SubscribeTail(ctx context.Context) <-chan StoredEvent {
-	out := make(chan StoredEvent, 1024)
-	sub := s.rdb.Subscribe(ctx, s.tailChannel())
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		ch := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				name, body, _ := strings.Cut(msg.Payload, " ")
-				select {
-				case out <- StoredEvent{Name: name, Body: []byte(body)}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+func (s *EventBus) SubscribeTail(ctx context.Context) <-chan StoredEvent {
+	return subscribe(ctx, s.rdb, s.tailChannel(), 1024, func(payload string) (StoredEvent, bool) {
+		name, body, _ := strings.Cut(payload, " ")
+		return StoredEvent{Name: name, Body: []byte(body)}, true
+	})
 }
 
-func (s *Store) tailChannel() string { return s.prefix + ":evtail" }
+func (s keyspace) tailChannel() string { return s.prefix + ":evtail" }
 
 // publishEvents announces committed events: a wake-up for the deliverers and
 // the event itself for tails.
-func (s *Store) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid string, events []StoredEvent) {
+func (s *EventBus) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid string, events []StoredEvent) {
 	if len(events) == 0 {
 		return
 	}
@@ -344,7 +304,7 @@ func (s *Store) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid str
 }
 
 // EventStreamLengths returns how many undelivered events each stream holds.
-func (s *Store) EventStreamLengths(ctx context.Context, sids []string) (map[string]int64, error) {
+func (s *EventBus) EventStreamLengths(ctx context.Context, sids []string) (map[string]int64, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make(map[string]*redis.IntCmd, len(sids))
 	for _, sid := range sids {
@@ -363,7 +323,7 @@ func (s *Store) EventStreamLengths(ctx context.Context, sids []string) (map[stri
 // ReplayDeadLetter puts a dead letter back on its stream (same eventId, so
 // receivers can tell a replay from a new event) and removes it from the
 // dead-letter stream.
-func (s *Store) ReplayDeadLetter(ctx context.Context, d DeadLetter) error {
+func (s *EventBus) ReplayDeadLetter(ctx context.Context, d DeadLetter) error {
 	sid := d.Session
 	if sid == "" {
 		sid = ClusterStream

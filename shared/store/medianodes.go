@@ -34,19 +34,19 @@ import (
 // cluster's transactions. A node that heartbeats without a record registered
 // itself and waits to be adopted.
 
-func (s *Store) mediaNodesKey() string         { return s.prefix + ":{cluster}:medianodes" }
-func (s *Store) mediaNodeKey(id string) string { return s.prefix + ":{cluster}:media:" + id }
-func (s *Store) mediaHeartbeatKey(id string) string {
+func (s keyspace) mediaNodesKey() string         { return s.prefix + ":{cluster}:medianodes" }
+func (s keyspace) mediaNodeKey(id string) string { return s.prefix + ":{cluster}:media:" + id }
+func (s keyspace) mediaHeartbeatKey(id string) string {
 	return s.prefix + ":{cluster}:media:" + id + ":hb"
 }
-func (s *Store) nodeSessionsKey(id string) string {
+func (s keyspace) nodeSessionsKey(id string) string {
 	return s.prefix + ":{cluster}:media:" + id + ":sessions"
 }
-func (s *Store) nodeGoneKey(id string) string { return s.prefix + ":{cluster}:media:" + id + ":gone" }
-func (s *Store) mediaSeenKey() string         { return s.prefix + ":{cluster}:mediaseen" }
-func (s *Store) nodesVersionKey() string      { return s.prefix + ":{cluster}:nodesver" }
-func (s *Store) controllerKey() string        { return s.prefix + ":{cluster}:controller" }
-func (s *Store) autoscalingKey() string       { return s.prefix + ":{cluster}:autoscaling" }
+func (s keyspace) nodeGoneKey(id string) string { return s.prefix + ":{cluster}:media:" + id + ":gone" }
+func (s keyspace) mediaSeenKey() string         { return s.prefix + ":{cluster}:mediaseen" }
+func (s keyspace) nodesVersionKey() string      { return s.prefix + ":{cluster}:nodesver" }
+func (s keyspace) controllerKey() string        { return s.prefix + ":{cluster}:controller" }
+func (s keyspace) autoscalingKey() string       { return s.prefix + ":{cluster}:autoscaling" }
 
 // heartbeatTTL is how long a node's report outlives its last heartbeat.
 const heartbeatTTL = time.Minute
@@ -155,7 +155,7 @@ return {st[1] or '', st[2] or ''}
 
 // HeartbeatMediaNode records a node's heartbeat and tells the node how the
 // cluster sees it.
-func (s *Store) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (NodeStanding, error) {
+func (s *NodeRegistry) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (NodeStanding, error) {
 	keys := []string{s.mediaHeartbeatKey(hb.ID), s.mediaSeenKey(), s.mediaNodeKey(hb.ID), s.nodeGoneKey(hb.ID)}
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys, hb.ID, hb.URI, hb.IP, strconv.FormatFloat(hb.Load, 'f', 2, 64),
 		hb.StartedAt, time.Now().UnixMilli(), heartbeatTTL.Milliseconds()).StringSlice()
@@ -173,7 +173,7 @@ func (s *Store) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (
 }
 
 // ForgetMediaNodeHeartbeat removes a node's report (a node shutting down).
-func (s *Store) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
+func (s *NodeRegistry) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, s.mediaHeartbeatKey(id))
 	pipe.ZRem(ctx, s.mediaSeenKey(), id)
@@ -183,7 +183,7 @@ func (s *Store) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
 
 // readNodes reads records (and their heartbeats) by id, in id order; ids
 // without a record are skipped.
-func (s *Store) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([]MediaNodeInfo, error) {
 	ids = slices.Sorted(slices.Values(ids))
 	pipe := r.Pipeline()
 	recs := make([]*redis.MapStringStringCmd, len(ids))
@@ -205,7 +205,7 @@ func (s *Store) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([
 }
 
 // MediaNodes returns every node the cluster has a record of, sorted by id.
-func (s *Store) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
 	ids, err := s.rdb.SMembers(ctx, s.mediaNodesKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list media nodes: %w", err)
@@ -214,7 +214,7 @@ func (s *Store) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
 }
 
 // MediaNode returns one node's record, or ErrNotFound.
-func (s *Store) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error) {
+func (s *NodeRegistry) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error) {
 	nodes, err := s.readNodes(ctx, s.rdb, []string{id})
 	if err != nil {
 		return MediaNodeInfo{}, err
@@ -228,7 +228,7 @@ func (s *Store) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error)
 // UnadoptedMediaNodes returns the nodes that heartbeat (within maxAge) but
 // that the cluster has no record of, sorted by id. Reports older than
 // heartbeatTTL are pruned on the way.
-func (s *Store) UnadoptedMediaNodes(ctx context.Context, maxAge time.Duration) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) UnadoptedMediaNodes(ctx context.Context, maxAge time.Duration) ([]MediaNodeInfo, error) {
 	now := time.Now()
 	_ = s.rdb.ZRemRangeByScore(ctx, s.mediaSeenKey(), "-inf", strconv.FormatInt(now.Add(-heartbeatTTL).UnixMilli(), 10)).Err()
 	seen, err := s.rdb.ZRangeByScore(ctx, s.mediaSeenKey(), &redis.ZRangeBy{
@@ -332,7 +332,7 @@ func (t *NodesTx) Emit(e StoredEvent) { t.events = append(t.events, e) }
 // a non-empty leader, the change is made only while leader holds the
 // controller lease (else ErrNotLeader), so a controller that lost its lease
 // cannot act twice. An error from fn is returned untouched, writing nothing.
-func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx *NodesTx) error) error {
+func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx *NodesTx) error) error {
 	watch := []string{s.nodesVersionKey(), s.autoscalingKey()}
 	if leader != "" {
 		watch = append(watch, s.controllerKey())
@@ -416,7 +416,7 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 					p.HSet(ctx, s.autoscalingKey(), "lastDecisionAt", t.Autoscaling.LastDecisionAt, "decisions", t.Autoscaling.Decisions)
 				}
 				for _, e := range t.events {
-					p.XAdd(ctx, s.eventArgs(ClusterStream, e))
+					p.XAdd(ctx, s.events.eventArgs(ClusterStream, e))
 				}
 				if changed {
 					p.Incr(ctx, s.nodesVersionKey())
@@ -433,7 +433,7 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 		}
 		if len(t.events) > 0 {
 			pipe := s.rdb.Pipeline()
-			s.publishEvents(ctx, pipe, ClusterStream, t.events)
+			s.events.publishEvents(ctx, pipe, ClusterStream, t.events)
 			_, _ = pipe.Exec(ctx)
 		}
 		return nil
@@ -447,17 +447,17 @@ func sameRecord(a, b MediaNodeInfo) bool {
 }
 
 // PinSession records that session sid runs on media node id.
-func (s *Store) PinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) PinSession(ctx context.Context, node, sid string) error {
 	return s.rdb.SAdd(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // UnpinSession forgets that session sid runs on media node id.
-func (s *Store) UnpinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) UnpinSession(ctx context.Context, node, sid string) error {
 	return s.rdb.SRem(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // NodeSessionCounts returns how many sessions each node hosts.
-func (s *Store) NodeSessionCounts(ctx context.Context, ids []string) (map[string]int64, error) {
+func (s *NodeRegistry) NodeSessionCounts(ctx context.Context, ids []string) (map[string]int64, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make(map[string]*redis.IntCmd, len(ids))
 	for _, id := range ids {
@@ -474,7 +474,7 @@ func (s *Store) NodeSessionCounts(ctx context.Context, ids []string) (map[string
 }
 
 // NodeSessions returns the ids of the sessions pinned to a node, sorted.
-func (s *Store) NodeSessions(ctx context.Context, node string) ([]string, error) {
+func (s *NodeRegistry) NodeSessions(ctx context.Context, node string) ([]string, error) {
 	ids, err := s.rdb.SMembers(ctx, s.nodeSessionsKey(node)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("sessions of media node %s: %w", node, err)
@@ -485,7 +485,7 @@ func (s *Store) NodeSessions(ctx context.Context, node string) ([]string, error)
 
 // AcquireControllerLease makes holder the cluster controller for ttl, or
 // extends its lease; it reports whether holder holds it.
-func (s *Store) AcquireControllerLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+func (s *NodeRegistry) AcquireControllerLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.controllerKey(), holder, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("controller lease: %w", err)
@@ -501,12 +501,12 @@ func (s *Store) AcquireControllerLease(ctx context.Context, holder string, ttl t
 }
 
 // ReleaseControllerLease gives up the lease if holder holds it.
-func (s *Store) ReleaseControllerLease(ctx context.Context, holder string) error {
+func (s *NodeRegistry) ReleaseControllerLease(ctx context.Context, holder string) error {
 	return releaseLease.Run(ctx, s.rdb, []string{s.controllerKey()}, holder).Err()
 }
 
 // ControllerHolder returns who holds the controller lease ("" if nobody).
-func (s *Store) ControllerHolder(ctx context.Context) (string, error) {
+func (s *NodeRegistry) ControllerHolder(ctx context.Context) (string, error) {
 	v, err := s.rdb.Get(ctx, s.controllerKey()).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil

@@ -41,12 +41,51 @@ var (
 	ErrContention    = errors.New("session changed concurrently too many times")
 )
 
-// Store is the Redis-backed state of one cluster.
+// Store is the Redis-backed state of one cluster, by concern: the sessions
+// (and their participants' outboxes and evictions), the event bus, the
+// masters' registry and the media nodes' registry. Each concern is its own
+// type over the same keyspace, so a role holds only the ones it uses (the
+// proxy a MasterRegistry, a media node a NodeRegistry); a master uses them
+// all, through Store.
 type Store struct {
-	rdb              redis.UniversalClient
-	prefix           string
+	*Sessions
+	*EventBus
+	*MasterRegistry
+	*NodeRegistry
+}
+
+// keyspace is what every concern shares: the client and the key prefix.
+type keyspace struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// Sessions keeps sessions, their connections, outboxes and evictions. Its
+// transactions (Update) append the events they cause through the EventBus,
+// in the same MULTI/EXEC.
+type Sessions struct {
+	keyspace
+	events *EventBus
+}
+
+// EventBus keeps the per-session event streams, their delivery leases and
+// the dead letters (eventbus.go).
+type EventBus struct {
+	keyspace
 	eventsMaxLen     int64
 	deadLetterMaxLen int64
+}
+
+// MasterRegistry keeps the masters' registrations, the connections each
+// holds and the crash marks (registry.go).
+type MasterRegistry struct{ keyspace }
+
+// NodeRegistry keeps the media nodes' records and heartbeats, the sessions
+// pinned to each, the controller lease and the autoscaler's state
+// (medianodes.go). Its transactions emit node events through the EventBus.
+type NodeRegistry struct {
+	keyspace
+	events *EventBus
 }
 
 // Config configures a Store.
@@ -67,22 +106,43 @@ func New(cfg Config) *Store {
 	if cfg.DeadLetterMaxLen <= 0 {
 		cfg.DeadLetterMaxLen = 100000
 	}
-	return &Store{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
+	ks := keyspace{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID}
+	bus := &EventBus{keyspace: ks, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
+	return &Store{
+		Sessions:       &Sessions{keyspace: ks, events: bus},
+		EventBus:       bus,
+		MasterRegistry: &MasterRegistry{keyspace: ks},
+		NodeRegistry:   &NodeRegistry{keyspace: ks, events: bus},
+	}
 }
+
+// Redis is the client every concern uses (the caller of New owns it).
+func (s *Store) Redis() redis.UniversalClient { return s.Sessions.rdb }
+
+// Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
+func (s *Store) Prefix() string { return s.Sessions.prefix }
+
+// NewMasterRegistry returns the masters' registry alone (what the proxy
+// needs to discover masters).
+func NewMasterRegistry(cfg Config) *MasterRegistry { return New(cfg).MasterRegistry }
+
+// NewNodeRegistry returns the media nodes' registry alone (what a media node
+// needs to announce itself).
+func NewNodeRegistry(cfg Config) *NodeRegistry { return New(cfg).NodeRegistry }
 
 // Redis exposes the underlying client to packages that add their own keys
 // under Prefix (registry, events).
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+func (s keyspace) Redis() redis.UniversalClient { return s.rdb }
 
 // Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
-func (s *Store) Prefix() string { return s.prefix }
+func (s keyspace) Prefix() string { return s.prefix }
 
-func (s *Store) sessionKey(sid string) string     { return s.prefix + ":{" + sid + "}" }
-func (s *Store) outboxKey(sid, cid string) string { return s.prefix + ":{" + sid + "}:ob:" + cid }
-func (s *Store) tombKey(sid string) string        { return s.prefix + ":{" + sid + "}:tomb" }
-func (s *Store) sessionsKey() string              { return s.prefix + ":sessions" }
-func (s *Store) evictKey() string                 { return s.prefix + ":evict" }
-func (s *Store) wakeChannel(master string) string { return s.prefix + ":wake:" + master }
+func (s keyspace) sessionKey(sid string) string     { return s.prefix + ":{" + sid + "}" }
+func (s keyspace) outboxKey(sid, cid string) string { return s.prefix + ":{" + sid + "}:ob:" + cid }
+func (s keyspace) tombKey(sid string) string        { return s.prefix + ":{" + sid + "}:tomb" }
+func (s keyspace) sessionsKey() string              { return s.prefix + ":sessions" }
+func (s keyspace) evictKey() string                 { return s.prefix + ":evict" }
+func (s keyspace) wakeChannel(master string) string { return s.prefix + ":wake:" + master }
 
 const (
 	fieldSession = "session"
@@ -101,11 +161,11 @@ const (
 func NowMillis() int64 { return time.Now().UnixMilli() }
 
 // Ping checks that Redis answers.
-func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+func (s *Sessions) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 // ConnectionsExist reports, for each (session, connection), whether the
 // connection is still in the cluster state.
-func (s *Store) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bool, error) {
+func (s *Sessions) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bool, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.BoolCmd, len(conns))
 	for i, c := range conns {
@@ -123,7 +183,7 @@ func (s *Store) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bo
 
 // CreateSession stores a new session, with the events its creation causes,
 // in one transaction. It returns ErrSessionExists when the id is taken.
-func (s *Store) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
+func (s *Sessions) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
 	// Index first: an index entry without a session is dropped by the garbage
 	// collector, whereas a session missing from the index would never be
 	// listed, and a stream missing from the registry never delivered.
@@ -151,7 +211,7 @@ type Snapshot struct {
 
 // Load reads a session and its connections. It returns ErrNotFound when the
 // session does not exist.
-func (s *Store) Load(ctx context.Context, sid string) (*Snapshot, error) {
+func (s *Sessions) Load(ctx context.Context, sid string) (*Snapshot, error) {
 	raw, err := s.rdb.HGetAll(ctx, s.sessionKey(sid)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", sid, err)
@@ -188,7 +248,7 @@ func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
 
 // SessionLife returns the life of a session, or of a session that closed
 // within the last hour; found is false when neither exists.
-func (s *Store) SessionLife(ctx context.Context, sid string) (life int, found bool, err error) {
+func (s *Sessions) SessionLife(ctx context.Context, sid string) (life int, found bool, err error) {
 	snap, err := s.Load(ctx, sid)
 	if err == nil {
 		return snap.Session.Life, true, nil
@@ -207,7 +267,7 @@ func (s *Store) SessionLife(ctx context.Context, sid string) (life int, found bo
 }
 
 // ListSessionIDs returns the ids of every session in the index, oldest first.
-func (s *Store) ListSessionIDs(ctx context.Context) ([]string, error) {
+func (s *Sessions) ListSessionIDs(ctx context.Context) ([]string, error) {
 	ids, err := s.rdb.ZRange(ctx, s.sessionsKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
@@ -220,17 +280,17 @@ const IdempotencyTTL = 10 * time.Minute
 
 // ReserveSessionID binds an Idempotency-Key of POST /sessions to a session
 // id: the first caller's candidate wins and every retry gets the same id.
-func (s *Store) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
+func (s *Sessions) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
 	return s.reserveID(ctx, "idem:"+key, candidate)
 }
 
 // ReserveMediaNodeID binds an Idempotency-Key of POST /media-nodes to the id
 // of the node it launches.
-func (s *Store) ReserveMediaNodeID(ctx context.Context, key, candidate string) (string, error) {
+func (s *NodeRegistry) ReserveMediaNodeID(ctx context.Context, key, candidate string) (string, error) {
 	return s.reserveID(ctx, "idem:media:"+key, candidate)
 }
 
-func (s *Store) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
+func (s keyspace) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
 	k := s.prefix + ":" + suffix
 	ok, err := s.rdb.SetNX(ctx, k, candidate, IdempotencyTTL).Result()
 	if err != nil {
@@ -247,7 +307,7 @@ func (s *Store) reserveID(ctx context.Context, suffix, candidate string) (string
 }
 
 // SessionIndexedAt returns when a session id was added to the listing index.
-func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
+func (s *Sessions) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
 	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), sid).Result()
 	if err != nil {
 		return time.Time{}, false
@@ -257,7 +317,7 @@ func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bo
 
 // UnindexSession removes a session id from the listing index (used when the
 // session itself is already gone).
-func (s *Store) UnindexSession(ctx context.Context, sid string) error {
+func (s *Sessions) UnindexSession(ctx context.Context, sid string) error {
 	return s.rdb.ZRem(ctx, s.sessionsKey(), sid).Err()
 }
 
@@ -328,7 +388,7 @@ func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.
 // times (on concurrent modification) and must have no side effects besides
 // mutating tx. If the session does not exist, fn sees tx.Session == nil.
 // Errors from fn are returned as they are, and nothing is written.
-func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) error {
+func (s *Sessions) Update(ctx context.Context, sid string, fn func(tx *Tx) error) error {
 	key := s.sessionKey(sid)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
@@ -367,7 +427,7 @@ func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) e
 	return fmt.Errorf("update session %s: %w", sid, ErrContention)
 }
 
-func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
+func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	key := s.sessionKey(tx.sid)
 	notified := map[string]bool{}
 	for _, n := range tx.notifications {
@@ -440,12 +500,12 @@ func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 		}
 	}
 	for _, e := range tx.events {
-		p.XAdd(ctx, s.eventArgs(tx.sid, e))
+		p.XAdd(ctx, s.events.eventArgs(tx.sid, e))
 	}
 	return nil
 }
 
-func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
+func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
 	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
 	// message; masters also poll their outboxes, so a lost wake only delays.
 	woken := map[string]bool{}
@@ -461,7 +521,7 @@ func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
 		woken[n.ConnectionID] = true
 		pipe.Publish(ctx, s.wakeChannel(c.Master), tx.sid+" "+n.ConnectionID)
 	}
-	s.publishEvents(ctx, pipe, tx.sid, tx.events)
+	s.events.publishEvents(ctx, pipe, tx.sid, tx.events)
 	if len(woken) > 0 || len(tx.events) > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
@@ -478,7 +538,7 @@ type OutboxEntry struct {
 }
 
 // ReadOutbox returns up to count queued notifications of a connection, oldest first.
-func (s *Store) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([]OutboxEntry, error) {
+func (s *Sessions) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([]OutboxEntry, error) {
 	msgs, err := s.rdb.XRangeN(ctx, s.outboxKey(sid, cid), "-", "+", count).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read outbox %s/%s: %w", sid, cid, err)
@@ -493,7 +553,7 @@ func (s *Store) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([
 }
 
 // AckOutbox drops every notification up to and including id, once delivered.
-func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
+func (s *Sessions) AckOutbox(ctx context.Context, sid, cid, id string) error {
 	next, err := nextStreamID(id)
 	if err != nil {
 		return err
@@ -505,7 +565,7 @@ func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
 }
 
 // DeleteOutbox removes a connection's outbox (once its participant is gone).
-func (s *Store) DeleteOutbox(ctx context.Context, sid, cid string) error {
+func (s *Sessions) DeleteOutbox(ctx context.Context, sid, cid string) error {
 	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
 }
 
@@ -523,9 +583,21 @@ type Wake struct{ SessionID, ConnectionID string }
 
 // SubscribeWakes delivers the wakes addressed to master until ctx ends. The
 // returned channel is closed when the subscription ends.
-func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
-	out := make(chan Wake, 256)
-	sub := s.rdb.Subscribe(ctx, s.wakeChannel(master))
+func (s *Sessions) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
+	return subscribe(ctx, s.rdb, s.wakeChannel(master), 256, func(payload string) (Wake, bool) {
+		sid, cid, found := strings.Cut(payload, " ")
+		return Wake{SessionID: sid, ConnectionID: cid}, found
+	})
+}
+
+// subscribe relays the messages of a Redis pub/sub channel, decoded by
+// parse (false drops one), to a channel of size buffer until ctx ends or the
+// subscription breaks; then the channel closes. A message the consumer has no
+// room for is dropped: every consumer also polls, so a wake-up is a hint and
+// never blocks the subscription.
+func subscribe[T any](ctx context.Context, rdb redis.UniversalClient, channel string, buffer int, parse func(payload string) (T, bool)) <-chan T {
+	out := make(chan T, buffer)
+	sub := rdb.Subscribe(ctx, channel)
 	go func() {
 		defer close(out)
 		defer sub.Close()
@@ -538,13 +610,13 @@ func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
 				if !ok {
 					return
 				}
-				sid, cid, found := strings.Cut(msg.Payload, " ")
-				if !found {
+				v, ok := parse(msg.Payload)
+				if !ok {
 					continue
 				}
 				select {
-				case out <- Wake{SessionID: sid, ConnectionID: cid}:
-				default: // a slow consumer polls anyway; never block the subscription
+				case out <- v:
+				default:
 				}
 			}
 		}
@@ -554,17 +626,17 @@ func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
 
 // ScheduleEviction records that connection cid of session sid must be evicted
 // at deadline unless its participant reconnects first.
-func (s *Store) ScheduleEviction(ctx context.Context, sid, cid string, deadline time.Time) error {
+func (s *Sessions) ScheduleEviction(ctx context.Context, sid, cid string, deadline time.Time) error {
 	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: sid + " " + cid}).Err()
 }
 
 // CancelEviction forgets a scheduled eviction.
-func (s *Store) CancelEviction(ctx context.Context, sid, cid string) error {
+func (s *Sessions) CancelEviction(ctx context.Context, sid, cid string) error {
 	return s.rdb.ZRem(ctx, s.evictKey(), sid+" "+cid).Err()
 }
 
 // DueEvictions returns up to limit scheduled evictions whose deadline has passed.
-func (s *Store) DueEvictions(ctx context.Context, now time.Time, limit int64) ([]Wake, error) {
+func (s *Sessions) DueEvictions(ctx context.Context, now time.Time, limit int64) ([]Wake, error) {
 	members, err := s.rdb.ZRangeByScore(ctx, s.evictKey(), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: limit,
 	}).Result()

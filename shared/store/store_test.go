@@ -84,10 +84,10 @@ func TestSessionLifecycleAndOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb := s.Redis()
-	if ttl := rdb.PTTL(ctx, s.outboxKey("s1", "a")).Val(); ttl <= 0 || ttl > removedOutboxTTL {
+	if ttl := rdb.PTTL(ctx, s.Sessions.outboxKey("s1", "a")).Val(); ttl <= 0 || ttl > removedOutboxTTL {
 		t.Errorf("notified removed outbox TTL %s", ttl)
 	}
-	if n := rdb.Exists(ctx, s.outboxKey("s1", "b")).Val(); n != 0 {
+	if n := rdb.Exists(ctx, s.Sessions.outboxKey("s1", "b")).Val(); n != 0 {
 		t.Error("the outbox of a silently removed connection survived")
 	}
 	// Closing leaves only a tombstone with the session's life.
