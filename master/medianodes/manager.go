@@ -110,21 +110,45 @@ func NewManager(cfg Config) *Manager {
 // Provider returns the manager's provider.
 func (m *Manager) Provider() Provider { return m.cfg.Provider }
 
-// Error is a failed media-node operation with OpenVidu's status code and
-// message; OpenVidu's media-node API answers errors as text/plain.
+// ErrorKind is what made a media-node operation fail; restapi answers each
+// with the status OpenVidu Pro's media-node API documents.
+type ErrorKind uint8
+
+// The kinds of media-node failure.
+const (
+	// NodeNotFound: no media node with that id (or at that URI).
+	NodeNotFound ErrorKind = iota
+	// CannotLaunch: the provider cannot launch nodes (static: a "uri" is
+	// required).
+	CannotLaunch
+	// BadRequest: a parameter is invalid for the node or its status.
+	BadRequest
+	// Conflict: the node is registered already, or has sessions that
+	// cannot move.
+	Conflict
+	// LaunchFailed: the launched node never came up (waited for).
+	LaunchFailed
+	// LaunchError: the provider failed to start a node (not waited for).
+	LaunchError
+	// StatusTimeout: the node did not reach the expected status in time.
+	StatusTimeout
+)
+
+// Error is a failed media-node operation: its kind and OpenVidu's message
+// (its media-node API answers errors as text/plain).
 type Error struct {
-	Status  int
+	Kind    ErrorKind
 	Message string
 }
 
 func (e *Error) Error() string { return e.Message }
 
-func errorf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+func errorf(kind ErrorKind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
 func notFound(id string) *Error {
-	return errorf(http.StatusNotFound, "Media Node %q does not exist", id)
+	return errorf(NodeNotFound, "Media Node %q does not exist", id)
 }
 
 // eventNode describes a node in cluster events.
@@ -174,7 +198,7 @@ func (m *Manager) Get(ctx context.Context, id string) (store.MediaNodeInfo, erro
 // retry of the same request gets the node the first attempt launched.
 func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) (store.MediaNodeInfo, error) {
 	if !m.cfg.Provider.CanLaunch() {
-		return store.MediaNodeInfo{}, errorf(http.StatusNotImplemented,
+		return store.MediaNodeInfo{}, errorf(CannotLaunch,
 			`No parameter "uri" found in the body request. With the %s media node provider it must exist and be a string with a valid URI format`,
 			m.cfg.Provider.Name())
 	}
@@ -190,12 +214,11 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 	}
 	n, err := m.launch(ctx, id, "")
 	if err != nil {
-		status := http.StatusInternalServerError
-		msg := "Error while launching media node: "
+		kind, msg := LaunchError, "Error while launching media node: "
 		if wait {
-			status, msg = http.StatusBadGateway, "Error launching new instance: "
+			kind, msg = LaunchFailed, "Error launching new instance: "
 		}
-		return store.MediaNodeInfo{}, errorf(status, "%s%v", msg, err)
+		return store.MediaNodeInfo{}, errorf(kind, "%s%v", msg, err)
 	}
 	if !wait {
 		return n, nil
@@ -207,7 +230,7 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.MediaNodeInfo, error) {
 	n, err := m.store.MediaNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return n, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", id)
+		return n, errorf(LaunchFailed, "Error launching new instance: media node %s failed to start", id)
 	}
 	if err != nil || !wait {
 		return n, err
@@ -220,7 +243,7 @@ func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeIn
 	return m.waitFor(ctx, id, m.cfg.LaunchTimeout+5*time.Second, func(n store.MediaNodeInfo, exists bool) (bool, error) {
 		switch {
 		case !exists:
-			return true, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", n.ID)
+			return true, errorf(LaunchFailed, "Error launching new instance: media node %s failed to start", n.ID)
 		case n.Status == Running:
 			return true, nil
 		}
@@ -289,7 +312,7 @@ func (m *Manager) startLaunched(ctx context.Context, n store.MediaNodeInfo) (sto
 func (m *Manager) Register(ctx context.Context, uri, environmentID string) (store.MediaNodeInfo, error) {
 	u, err := url.Parse(uri)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return store.MediaNodeInfo{}, errorf(http.StatusBadRequest,
+		return store.MediaNodeInfo{}, errorf(BadRequest,
 			`Invalid parameter "uri". It must be a string with a valid URI format (the node's internal API, http://host:port)`)
 	}
 	uri = strings.TrimRight(uri, "/")
@@ -299,16 +322,16 @@ func (m *Manager) Register(ctx context.Context, uri, environmentID string) (stor
 	}
 	for _, n := range nodes {
 		if n.URI == uri {
-			return store.MediaNodeInfo{}, errorf(http.StatusConflict, "Media Node at %q is already registered", uri)
+			return store.MediaNodeInfo{}, errorf(Conflict, "Media Node at %q is already registered", uri)
 		}
 	}
 	id, err := m.probe(ctx, uri)
 	if err != nil {
-		return store.MediaNodeInfo{}, errorf(http.StatusNotFound, "Media Node at %q could not be reached: %v", uri, err)
+		return store.MediaNodeInfo{}, errorf(NodeNotFound, "Media Node at %q could not be reached: %v", uri, err)
 	}
 	for _, n := range nodes {
 		if n.ID == id {
-			return store.MediaNodeInfo{}, errorf(http.StatusConflict, "Media Node at %q is already registered as %s", uri, id)
+			return store.MediaNodeInfo{}, errorf(Conflict, "Media Node at %q is already registered as %s", uri, id)
 		}
 	}
 	unadopted, err := m.store.UnadoptedMediaNodes(ctx, m.cfg.CrashWindow)
@@ -319,12 +342,12 @@ func (m *Manager) Register(ctx context.Context, uri, environmentID string) (stor
 		if hb.ID == id {
 			n, err := m.adopt(ctx, "", hb, environmentID)
 			if errors.Is(err, errAlreadyKnown) {
-				return n, errorf(http.StatusConflict, "Media Node at %q is already registered as %s", uri, id)
+				return n, errorf(Conflict, "Media Node at %q is already registered as %s", uri, id)
 			}
 			return n, err
 		}
 	}
-	return store.MediaNodeInfo{}, errorf(http.StatusNotFound,
+	return store.MediaNodeInfo{}, errorf(NodeNotFound,
 		"Media Node at %q (%s) does not report to this cluster: check its cluster id and Redis", uri, id)
 }
 
@@ -451,7 +474,7 @@ func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (sto
 		strategy = DropIfNoSessions
 	}
 	if !ValidDropStrategy(strategy) {
-		return store.MediaNodeInfo{}, 0, errorf(http.StatusBadRequest,
+		return store.MediaNodeInfo{}, 0, errorf(BadRequest,
 			`Invalid parameter "deletion-strategy": %q. Must be one of "now", "if-no-sessions", "when-no-sessions", "migrate"`, strategy)
 	}
 	var out store.MediaNodeInfo
@@ -466,17 +489,17 @@ func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (sto
 		res = Dropping
 		switch n.Status {
 		case Launching, Canceled:
-			return errorf(http.StatusBadRequest,
+			return errorf(BadRequest,
 				`Cannot remove Media Node %s if status is %q: cancel its launch instead (PATCH {"status": "canceled"})`, id, n.Status)
 		case Terminating:
 			// Already on its way.
 		case Running, WaitingIdle:
 			switch {
 			case strategy == DropIfNoSessions && busy:
-				return errorf(http.StatusConflict, "Media Node %s has ongoing sessions", id)
+				return errorf(Conflict, "Media Node %s has ongoing sessions", id)
 			case strategy == DropMigrate && busy:
 				if !otherNodeAccepts(tx, id) {
-					return errorf(http.StatusConflict, "Media Node %s has ongoing sessions and no other Media Node can take them", id)
+					return errorf(Conflict, "Media Node %s has ongoing sessions and no other Media Node can take them", id)
 				}
 				n.Drain = DropMigrate
 				fallthrough
@@ -575,7 +598,7 @@ func (m *Manager) SetStatus(ctx context.Context, id, status string) (store.Media
 		})
 		return out, err == nil, err
 	}
-	return cur, false, errorf(http.StatusBadRequest, "Invalid parameter \"status\". Cannot be %q", status)
+	return cur, false, errorf(BadRequest, "Invalid parameter \"status\". Cannot be %q", status)
 }
 
 func requiredFrom(to string) string {
@@ -589,7 +612,7 @@ func requiredFrom(to string) string {
 }
 
 func badStatus(to, current string) *Error {
-	return errorf(http.StatusBadRequest, "Invalid parameter \"status\". Cannot be %q if current status is %s", to, current)
+	return errorf(BadRequest, "Invalid parameter \"status\". Cannot be %q if current status is %s", to, current)
 }
 
 // waitFor polls a node until done says so or the timeout passes.
@@ -613,7 +636,7 @@ func (m *Manager) waitFor(ctx context.Context, id string, timeout time.Duration,
 		}
 		select {
 		case <-ctx.Done():
-			return n, errorf(http.StatusGatewayTimeout, "Media Node %s did not reach the expected status within %s", id, timeout)
+			return n, errorf(StatusTimeout, "Media Node %s did not reach the expected status within %s", id, timeout)
 		case <-t.C:
 		}
 	}

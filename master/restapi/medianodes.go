@@ -28,18 +28,39 @@ func (a *API) registerMediaNodes(g *gin.RouterGroup) {
 	g.PATCH("/media-nodes/:mediaNodeId", a.patchMediaNode)
 }
 
+// mediaNodeStatus maps a media-node failure to the status OpenVidu Pro's
+// media-node API answers (REST-API.md, "The Media Node object").
+func mediaNodeStatus(k medianodes.ErrorKind) int {
+	switch k {
+	case medianodes.NodeNotFound:
+		return http.StatusNotFound
+	case medianodes.CannotLaunch:
+		return http.StatusNotImplemented
+	case medianodes.BadRequest:
+		return http.StatusBadRequest
+	case medianodes.Conflict:
+		return http.StatusConflict
+	case medianodes.LaunchFailed:
+		return http.StatusBadGateway
+	case medianodes.StatusTimeout:
+		return http.StatusGatewayTimeout
+	default: // LaunchError
+		return http.StatusInternalServerError
+	}
+}
+
 // failText answers a media-node error as OpenVidu does: text/plain.
 func (a *API) failText(c *gin.Context, err error) {
 	var e *medianodes.Error
 	if errors.As(err, &e) {
-		c.String(e.Status, e.Message)
+		c.String(mediaNodeStatus(e.Kind), e.Message)
 		return
 	}
-	se := session.AsError(err)
-	if se.Status >= 500 {
+	ans, se := restAnswer(err)
+	if ans.status >= 500 {
 		a.log.Warn("media node request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	c.String(se.Status, se.Message)
+	c.String(ans.status, se.Message)
 }
 
 // mediaNodeQuery reads ?sessions=, ?recordings= and ?extra-info=.

@@ -196,18 +196,19 @@ func writeError(c *gin.Context, status int, message, path string) {
 	})
 }
 
-// fail answers a service error: OpenVidu's status with its error JSON where
-// openvidu-server sends one, an empty body otherwise.
-func (a *API) fail(c *gin.Context, err error, path string) {
-	e := session.AsError(err)
-	if e.Status >= 500 {
+// fail answers a service error: OpenVidu's status (restErrorOf, or the
+// route's overrides) with its error JSON where openvidu-server sends one, an
+// empty body otherwise.
+func (a *API) fail(c *gin.Context, err error, path string, overrides ...errorOverride) {
+	ans, e := restAnswer(err, overrides...)
+	if ans.status >= 500 {
 		a.log.Warn("REST request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	if e.Body || e.Status >= 500 {
-		writeError(c, e.Status, e.Message, path)
+	if ans.body || ans.status >= 500 {
+		writeError(c, ans.status, e.Message, path)
 		return
 	}
-	c.Status(e.Status)
+	c.Status(ans.status)
 }
 
 // idempotencyKey reads the Idempotency-Key header (at most 128 characters,
@@ -376,7 +377,7 @@ func (a *API) listConnections(c *gin.Context) {
 func (a *API) getConnection(c *gin.Context) {
 	snap, conn, err := a.svc.GetConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId"))
 	if err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	writeJSON(c, http.StatusOK, session.RenderConnection(snap, conn))
@@ -413,7 +414,7 @@ func (a *API) updateConnection(c *gin.Context) {
 
 func (a *API) deleteConnection(c *gin.Context) {
 	if err := a.svc.DeleteConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId")); err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	c.Status(http.StatusNoContent)
@@ -422,7 +423,7 @@ func (a *API) deleteConnection(c *gin.Context) {
 func (a *API) forceUnpublish(c *gin.Context) {
 	err := a.svc.ForceUnpublish(c.Request.Context(), c.Param("sessionId"), c.Param("streamId"), protocol.ReasonForceUnpublishByServer)
 	if err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	c.Status(http.StatusNoContent)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -30,7 +29,7 @@ type Published struct {
 // participantNotFound is the error for a request from a participant the
 // session no longer has (evicted meanwhile).
 func participantNotFound(sid, cid string) *Error {
-	return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
+	return newError(ConnectionNotFound, "Participant %s not found in session %s", cid, sid)
 }
 
 // loadParticipant reads session sid outside a transaction and returns it
@@ -90,11 +89,11 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 			return err
 		}
 		if !protocol.CanPublish(c.Role) {
-			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to publish video. The user does not have a valid token")
+			return newError(Unauthorized, "Unable to publish video. The user does not have a valid token")
 		}
 		if p := c.Publisher; p != nil {
 			if p.Live() {
-				return newError(protocol.CodeUserAlreadyStreaming, http.StatusConflict, "User %s is already publishing in session %s", cid, sid)
+				return newError(AlreadyPublishing, "User %s is already publishing in session %s", cid, sid)
 			}
 			stale = []endpointRef{{p.Node, p.StreamID}} // a publishVideo that died half-way
 		}
@@ -163,10 +162,10 @@ func publishError(err error, cid, codec string) error {
 	if errors.As(err, &me) {
 		switch me.Code {
 		case mediaapi.CodeCodecNotOffered:
-			return &Error{Code: protocol.CodeForcedCodecNotFound, Status: http.StatusBadRequest, cause: err,
+			return &Error{Kind: CodecNotFound, cause: err,
 				Message: "Error forcing codec: '" + codec + "' not found in the SDP offer of publisher " + cid}
 		case mediaapi.CodeBadSDP:
-			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
+			return &Error{Kind: BadSDP, cause: err,
 				Message: "Error generating SDP response for publishing user " + cid}
 		}
 	}
@@ -191,7 +190,7 @@ func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, of
 		}
 		p := c.Publisher
 		if p == nil || p.StreamID != streamID || !p.Live() {
-			return nil, newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return nil, newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		if !s.nodeServes(ctx, p.Node) {
 			if err := holdOn(ctx); err != nil {
@@ -271,10 +270,10 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		}
 		owner := resolveSender(tx.Conns, sender)
 		if owner == nil {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
+			return newError(ConnectionNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
 		}
 		if owner.Publisher == nil || !owner.Publisher.Live() {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
+			return newError(StreamNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
 		}
 		ownerID, streamID = owner.ID, owner.Publisher.StreamID
 		if c.Subscriptions == nil {
@@ -290,7 +289,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		// refused (CompleteSubscribe).
 		cur := c.Subscriptions[streamID]
 		if cur != nil && cur.State == store.EndpointForced && now-cur.CreatedAt < forcedAnswerWindow.Milliseconds() {
-			return newError(protocol.CodeMediaSDP, http.StatusConflict, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
+			return newError(Superseded, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
 		}
 		replace = cur != nil
 		reconnecting = cur != nil && cur.Live()
@@ -318,8 +317,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 			// keeps the nudges off it, and its own stream, broken too,
 			// would wait for openvidu-browser's 4 s timer.
 			s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
-			return "", newError(protocol.CodeMediaGeneric, http.StatusConflict,
-				"Stream '%s' is moving to another media node: the server offers the subscription again once it is there", streamID)
+			return "", newError(StreamMoving, "Stream '%s' is moving to another media node: the server offers the subscription again once it is there", streamID)
 		}
 		if node == "" { // the stream is moving (a new subscription waits), or its node is briefly unreachable
 			if err := holdOn(ctx); err != nil {
@@ -344,7 +342,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 			s.rollbackSubscription(ctx, sid, cid, streamID, now, node)
 			var me *mediaapi.Error
 			if errors.As(err, &me) {
-				return "", &Error{Code: protocol.CodeMediaSDP, Status: http.StatusInternalServerError, cause: err,
+				return "", &Error{Kind: OfferFailed, cause: err,
 					Message: "Unable to generate SDP offer when subscribing '" + cid + "' to '" + ownerID + "'"}
 			}
 			return "", err
@@ -366,11 +364,11 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 		}
 		sub := c.Subscriptions[streamID]
 		if sub == nil || sub.CreatedAt != createdAt {
-			return newError(protocol.CodeUserNotFound, http.StatusConflict, "The subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
+			return newError(Superseded, "The subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil || owner.Publisher == nil || !owner.Publisher.Live() {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		if owner.Publisher.State == store.EndpointMigrating {
 			moving = true
@@ -439,15 +437,15 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 	}
 	owner := resolveSender(snap.Conns, sender)
 	if owner == nil || owner.Publisher == nil {
-		return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", sender, sid)
+		return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", sender, sid)
 	}
 	streamID := owner.Publisher.StreamID
 	sub := c.Subscriptions[streamID]
 	if sub == nil {
-		return newError(protocol.CodeUserNotFound, http.StatusNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
+		return newError(ConnectionNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
 	}
 	if forced != (sub.State == store.EndpointForced) {
-		return newError(protocol.CodeMediaSDP, http.StatusConflict, "The offer answered for the subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
+		return newError(Superseded, "The offer answered for the subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
 	}
 	mc, err := s.mediaClient(ctx, sub.Node)
 	if err != nil {
@@ -462,7 +460,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 		}
 		var me *mediaapi.Error
 		if errors.As(err, &me) {
-			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
+			return &Error{Kind: BadSDP, cause: err,
 				Message: "Unable to generate SDP answer when subscribing '" + cid + "' to '" + owner.ID + "'"}
 		}
 		return err
@@ -500,7 +498,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 			}
 		}
 		if len(released) == 0 {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User %s not found in session %s", sender, sid)
+			return newError(ConnectionNotFound, "User %s not found in session %s", sender, sid)
 		}
 		return nil
 	})
@@ -521,7 +519,7 @@ func (s *Service) Unpublish(ctx context.Context, sid, cid string) error {
 			return err
 		}
 		if c.Publisher == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+			return newError(StreamNotFound, "Participant '%s' is not streaming media", cid)
 		}
 		released, err = unpublish(tx, c, protocol.ReasonUnpublish, false)
 		return err
@@ -542,11 +540,11 @@ func (s *Service) ForceUnpublishByUser(ctx context.Context, sid, moderator, stre
 			return err
 		}
 		if m.Role != protocol.RoleModerator {
-			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to force unpublish. The user does not have a valid token")
+			return newError(Unauthorized, "Unable to force unpublish. The user does not have a valid token")
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		released, err = unpublish(tx, owner, protocol.ReasonForceUnpublishByUser, true)
 		return err
@@ -609,7 +607,7 @@ func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property 
 		}
 		p := c.Publisher
 		if p == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+			return newError(StreamNotFound, "Participant '%s' is not streaming media", cid)
 		}
 		switch property {
 		case "audioActive":

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -55,7 +54,7 @@ func (s *Service) nodeServes(ctx context.Context, id string) bool {
 func holdOn(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusServiceUnavailable, cause: ctx.Err(),
+		return &Error{Kind: NotMovedInTime, cause: ctx.Err(),
 			Message: "The media node of this stream is unavailable and the stream was not moved in time"}
 	case <-time.After(holdStep):
 		return nil
@@ -74,7 +73,7 @@ func unreachable(err error) bool {
 	}
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Code == protocol.CodeMediaNodeNotFound
+		return e.Kind == NoMediaNode
 	}
 	return true
 }
@@ -223,8 +222,7 @@ func (s *Service) PublisherMigrating(ctx context.Context, sid, cid string) bool 
 // is removed (medianodes.Sessions); a session that is gone is only unpinned.
 func (s *Service) CloseNodeSession(ctx context.Context, sid, node, reason string) error {
 	err := s.CloseSession(ctx, sid, reason)
-	var e *Error
-	if errors.As(err, &e) && e.Code == protocol.CodeRoomNotFound {
+	if IsKind(err, SessionNotFound) {
 		err = nil
 	}
 	if uerr := s.store.UnpinSession(ctx, node, sid); err == nil && uerr != nil {

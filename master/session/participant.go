@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/events"
@@ -42,11 +41,11 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	insecure := req.Secret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(req.ServerSecret)) == 1
 	tokenID, ok := ParseToken(req.Token, sid)
 	if !ok && !insecure {
-		return nil, newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
+		return nil, newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 	}
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(protocol.CodeRoomNotFound, http.StatusNotFound, "Unable to join session. Session %s cannot be found", sid)
+		return nil, newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
 	}
 	if err != nil {
 		return nil, err
@@ -54,7 +53,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	node := snap.Session.MediaNodeID
 	if node == "" {
 		if node, err = s.placeSession(ctx, ""); errors.Is(err, errNoNode) {
-			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusServiceUnavailable, cause: err,
+			return nil, &Error{Kind: NoCapacity, cause: err,
 				Message: "There is no available Media Node where to initialize session '" + sid + "'"}
 		}
 		if err != nil {
@@ -69,7 +68,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		res, pinned = nil, false
 		if tx.Session == nil {
-			return newError(protocol.CodeRoomNotFound, http.StatusNotFound, "Unable to join session. Session %s cannot be found", sid)
+			return newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
 		}
 		var c *store.Connection
 		if insecure {
@@ -85,7 +84,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 				}
 			}
 			if c == nil || c.Active() {
-				return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
+				return newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 			}
 		}
 		if tx.Session.MediaNodeID == "" {
@@ -128,7 +127,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 // WebSocket ("connect" with the JSON-RPC session id of joinRoom). Endpoints
 // that requests cut off by the break left half-built are released.
 func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*store.Connection, error) {
-	reconnErr := &Error{Code: protocol.CodeReconnectionError, Status: http.StatusNotFound, Message: protocol.CodeReconnectionErrorString}
+	reconnErr := &Error{Kind: ReconnectionFailed, Message: protocol.CodeReconnectionErrorString}
 	if rpcSessionID == "" {
 		return nil, reconnErr
 	}
@@ -241,8 +240,7 @@ func (s *Service) EvictDisconnected(ctx context.Context, sid, cid string) error 
 		return c.Master == "" && c.DisconnectedAt != 0 && c.DisconnectedAt <= deadline
 	}
 	err := s.removeActive(ctx, sid, cid, protocol.ReasonNetworkDisconnect, true, still)
-	var e *Error
-	if errors.As(err, &e) && e.Code == protocol.CodeUserNotFound {
+	if IsKind(err, SessionNotFound, ConnectionNotFound) {
 		return nil
 	}
 	return err
@@ -262,19 +260,19 @@ func (s *Service) removeActive(ctx context.Context, sid, cid, reason string, not
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		if tx.Session == nil {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Session %s not found", sid)
+			return newError(SessionNotFound, "Session %s not found", sid)
 		}
 		if len(by) > 0 {
 			if m := tx.Conns[by[0]]; m == nil || m.Role != protocol.RoleModerator {
-				return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to force disconnect. The user does not have a valid token")
+				return newError(Unauthorized, "Unable to force disconnect. The user does not have a valid token")
 			}
 		}
 		c := tx.Conns[cid]
 		if c == nil || !c.Active() {
 			if len(by) > 0 {
-				return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Connection not found when calling 'forceDisconnect'")
+				return newError(ConnectionNotFound, "Connection not found when calling 'forceDisconnect'")
 			}
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
+			return newError(ConnectionNotFound, "Participant %s not found in session %s", cid, sid)
 		}
 		if cond != nil && !cond(c) {
 			return nil

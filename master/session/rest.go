@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/events"
@@ -48,14 +47,13 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 			return nil, err
 		}
 		if err != nil || !node.AcceptsSessions(time.Now()) {
-			return nil, &Error{Code: protocol.CodeMediaNodeNotFound, Status: http.StatusBadRequest, Body: true,
-				Message: "Media Node " + n + " does not allow initializing new Sessions"}
+			return nil, &Error{Kind: NodeRefusesSessions, Message: "Media Node " + n + " does not allow initializing new Sessions"}
 		}
 		sess.MediaNodeID = n
 	}
 	if err := s.store.CreateSession(ctx, sess, events.NewSessionCreated(sess).Stored()); err != nil {
 		if errors.Is(err, store.ErrSessionExists) {
-			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusConflict, Message: "Session " + id + " already exists"}
+			return nil, &Error{Kind: SessionExists, Message: "Session " + id + " already exists"}
 		}
 		return nil, err
 	}
@@ -87,7 +85,7 @@ func ResolveCodec(forced, clusterDefault string) string {
 func (s *Service) GetSession(ctx context.Context, sid string) (*store.Snapshot, error) {
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		return nil, &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 	}
 	return snap, err
 }
@@ -119,7 +117,7 @@ func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
 	var evicted []*store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		closed, evicted = tx.Session, nil
 		now := store.NowMillis()
@@ -224,7 +222,7 @@ func (s *Service) CreateConnection(ctx context.Context, sid string, p Connection
 	var made *store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		snap, made = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}, c
 		if idempotencyKey == "" {
@@ -261,14 +259,14 @@ func (s *Service) CreateConnection(ctx context.Context, sid string, p Connection
 func (s *Service) GetConnection(ctx context.Context, sid, cid string) (*store.Snapshot, *store.Connection, error) {
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+		return nil, nil, &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	c := snap.Conns[cid]
 	if c == nil {
-		return nil, nil, &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+		return nil, nil, &Error{Kind: ConnectionNotFound, Message: "Connection " + cid + " not found"}
 	}
 	return snap, c, nil
 }
@@ -281,11 +279,11 @@ func (s *Service) DeleteConnection(ctx context.Context, sid, cid string) error {
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		evicted, closed = nil, nil
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		c := tx.Conns[cid]
 		if c == nil {
-			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+			return &Error{Kind: ConnectionNotFound, Message: "Connection " + cid + " not found"}
 		}
 		if !c.Active() {
 			delete(tx.Conns, cid)
@@ -312,11 +310,11 @@ func (s *Service) UpdateConnection(ctx context.Context, sid, cid string, role *s
 	var updated *store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		c := tx.Conns[cid]
 		if c == nil {
-			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+			return &Error{Kind: ConnectionNotFound, Message: "Connection " + cid + " not found"}
 		}
 		if role != nil && *role != c.Role {
 			c.Role = *role
@@ -354,10 +352,10 @@ func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data
 	fromREST := from == ""
 	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		if fromREST && tx.Session.ActivatedAt == 0 {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotAcceptable, Message: "Session " + sid + " has no participants"}
+			return &Error{Kind: SessionEmpty, Message: "Session " + sid + " has no participants"}
 		}
 		recipients := to
 		if len(recipients) == 0 {
@@ -368,11 +366,9 @@ func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data
 		for _, r := range recipients {
 			if c := tx.Conns[r]; c == nil || !c.Active() {
 				if fromREST {
-					return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusNotAcceptable, Body: true,
-						Message: `"to" array has no valid connection identifiers`}
+					return &Error{Kind: InvalidRecipients, Message: `"to" array has no valid connection identifiers`}
 				}
-				return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusBadRequest,
-					Message: `Signal "to" field invalid format: some connectionId does not exist in this session`}
+				return &Error{Kind: InvalidRecipients, Message: `Signal "to" field invalid format: some connectionId does not exist in this session`}
 			}
 		}
 		msg := protocol.SignalNotification{Data: data, Type: typ, From: from}
@@ -402,14 +398,14 @@ func (s *Service) ForceUnpublish(ctx context.Context, sid, streamID, reason stri
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + sid + " not found"}
 		}
 		if tx.Session.ActivatedAt == 0 {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " is not active"}
+			return &Error{Kind: SessionInactive, Message: "Session " + sid + " is not active"}
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil {
-			return &Error{Code: protocol.CodeUserNotStreaming, Status: http.StatusNotFound, Message: "Stream '" + streamID + "' does not exist in Session '" + sid + "'"}
+			return &Error{Kind: StreamNotFound, Message: "Stream '" + streamID + "' does not exist in Session '" + sid + "'"}
 		}
 		var err error
 		released, err = unpublish(tx, owner, reason, true)

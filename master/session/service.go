@@ -14,7 +14,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -90,48 +89,6 @@ func New(cfg Config) *Service {
 // Store returns the service's store.
 func (s *Service) Store() *store.Store { return s.store }
 
-// Error is a failure with OpenVidu's meaning: Code is the JSON-RPC error code
-// and Status the REST status openvidu-server answers in that case; Message is
-// its wording. Body tells REST handlers to send OpenVidu's error JSON rather
-// than an empty body.
-type Error struct {
-	Code    int
-	Status  int
-	Message string
-	Body    bool
-	cause   error
-}
-
-func (e *Error) Error() string {
-	if e.cause != nil {
-		return e.Message + ": " + e.cause.Error()
-	}
-	return e.Message
-}
-
-func (e *Error) Unwrap() error { return e.cause }
-
-func newError(code, status int, format string, args ...any) *Error {
-	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
-}
-
-// AsError returns err as an *Error, wrapping unexpected errors as 500s (and
-// Redis being unreachable as a 503, so clients and proxies retry).
-func AsError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	var me *mediaapi.Error
-	if errors.As(err, &me) {
-		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusBadGateway, Message: "Media node error: " + me.Message, cause: err}
-	}
-	if store.IsUnavailable(err) {
-		return &Error{Code: protocol.CodeGeneric, Status: http.StatusServiceUnavailable, Message: "Cluster state unavailable", Body: true, cause: err}
-	}
-	return &Error{Code: protocol.CodeGeneric, Status: http.StatusInternalServerError, Message: "Internal error", Body: true, cause: err}
-}
-
 // TokenURL returns the token string handed to clients:
 // <public url>?sessionId=<sid>&token=<tok_...>&edition=<edition>, as
 // OpenVidu Pro's (openvidu-browser's Session.processToken reads edition into
@@ -164,11 +121,11 @@ func ParseToken(token, sid string) (string, bool) {
 // mediaClient returns a client for a media node by id.
 func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Client, error) {
 	if nodeID == "" {
-		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "The session has no media node")
+		return nil, newError(NoMediaNode, "The session has no media node")
 	}
 	n, err := s.store.MediaNode(ctx, nodeID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && n.Crashed()) {
-		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "Media node %s is not available", nodeID)
+		return nil, newError(NoMediaNode, "Media node %s is not available", nodeID)
 	}
 	if err != nil {
 		return nil, err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 
 	"github.com/chorus-rtc/chorus/master/session"
@@ -16,8 +15,6 @@ func errNotJoined() *protocol.RPCError {
 	return &protocol.RPCError{Code: protocol.CodeTransport,
 		Message: "No connection found for participant. Method 'Session.connect()' must be the first operation called in any session"}
 }
-
-func asSessionError(err error) *session.Error { return session.AsError(err) }
 
 // errTryAgainLater closes the socket instead of answering, so the client
 // reconnects and retries.
@@ -156,11 +153,10 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	}
 	c, err := sk.srv.cfg.Sessions.Reattach(ctx, sk.urlSID, p.SessionID)
 	if err != nil {
-		var e *session.Error
-		if errors.As(err, &e) && e.Code == protocol.CodeReconnectionError {
+		if session.IsKind(err, session.ReconnectionFailed) {
 			return nil, reconnErr
 		}
-		if session.AsError(err).Status == http.StatusServiceUnavailable {
+		if session.AsError(err).Kind == session.Unavailable {
 			// The cluster state is unreachable: an error here would make
 			// openvidu-browser give up (it asks sessionStatus, then waits
 			// forever); a closed socket makes it try again.
@@ -358,8 +354,7 @@ func (sk *socket) unsubscribeFromVideo(ctx context.Context, pt participant, raw 
 func (sk *socket) leaveRoom(ctx context.Context, pt participant, _ json.RawMessage) (any, error) {
 	sk.stopNotifications()
 	if err := sk.srv.cfg.Sessions.Leave(ctx, pt.sid, pt.cid); err != nil {
-		var e *session.Error
-		if !errors.As(err, &e) || e.Code != protocol.CodeUserNotFound {
+		if !session.IsKind(err, session.SessionNotFound, session.ConnectionNotFound) {
 			sk.resumeNotifications()
 			return nil, err
 		}

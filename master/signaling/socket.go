@@ -542,12 +542,3 @@ func (sk *socket) isOwnEviction(cid string, params json.RawMessage) bool {
 	time.AfterFunc(evictedCloseDelay, func() { sk.close(websocket.StatusNormalClosure, "evicted") })
 	return true
 }
-
-func toRPCError(err error) *protocol.RPCError {
-	var rerr *protocol.RPCError
-	if errors.As(err, &rerr) {
-		return rerr
-	}
-	e := asSessionError(err)
-	return &protocol.RPCError{Code: e.Code, Message: e.Message}
-}
