@@ -444,8 +444,8 @@ func (r *runner) stopLaunched() {
 		go func() {
 			defer wg.Done()
 			r.log.Info("stopping launched media node", "node", n.ID, "pid", n.EnvironmentID,
-				"log", filepath.Join(r.launchedLogs, n.ID+".log"))
-			if err := nodeprocess.Stop(ctx, pid, n.ID); err != nil {
+				"log", filepath.Join(r.launchedLogs, string(n.ID)+".log"))
+			if err := nodeprocess.Stop(ctx, pid, string(n.ID)); err != nil {
 				r.log.Warn("stop launched media node", "node", n.ID, "err", err)
 			}
 		}()

@@ -41,7 +41,7 @@ type Config struct {
 type Master struct {
 	cluster   *config.Config
 	cfg       config.Master
-	id        string
+	id        protocol.MasterID
 	inc       *session.Incarnation
 	peers     *peerChecker
 	log       *slog.Logger
@@ -58,7 +58,7 @@ type Master struct {
 // that cannot be set up.
 func New(ctx context.Context, cfg Config) (*Master, error) {
 	mc := cfg.Cluster.Master
-	id := mc.ID
+	id := protocol.MasterID(mc.ID)
 	if id == "" {
 		id = protocol.NewMasterNodeID()
 	}
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 }
 
 // ID is the master's node id.
-func (m *Master) ID() string { return m.id }
+func (m *Master) ID() protocol.MasterID { return m.id }
 
 // Handler is the master's HTTP handler: REST API, WebSocket and health.
 func (m *Master) Handler() http.Handler {
@@ -216,7 +216,7 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	var cdr *eventdelivery.CDRFile
 	if m.cluster.CDR.Enabled {
 		var err error
-		if cdr, err = eventdelivery.OpenCDR(m.cluster.CDR.Path, m.id); err != nil {
+		if cdr, err = eventdelivery.OpenCDR(m.cluster.CDR.Path, string(m.id)); err != nil {
 			return nil, nil, err
 		}
 		m.log.Info("OpenVidu CDR service is enabled", "path", m.cluster.CDR.Path)
@@ -237,7 +237,7 @@ func (m *Master) takeIncarnation(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("register master %s: %w", m.id, err)
 	}
-	m.inc.Set(fmt.Sprintf("%s.%d", m.id, epoch))
+	m.inc.Set(protocol.MasterID(fmt.Sprintf("%s.%d", m.id, epoch)))
 	m.log.Info("master incarnation", "incarnation", m.inc.ID())
 	return nil
 }

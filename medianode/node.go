@@ -40,14 +40,14 @@ type Config struct {
 // connection references any more).
 type clusterState interface {
 	HeartbeatMediaNode(ctx context.Context, hb store.MediaNodeHeartbeat) (store.NodeStanding, error)
-	ForgetMediaNodeHeartbeat(ctx context.Context, id string) error
-	Load(ctx context.Context, sid string) (*store.Snapshot, error)
+	ForgetMediaNodeHeartbeat(ctx context.Context, id protocol.NodeID) error
+	Load(ctx context.Context, sid protocol.SessionID) (*store.Snapshot, error)
 }
 
 // Node is a running media node.
 type Node struct {
 	cfg   config.Media
-	id    string
+	id    protocol.NodeID
 	ip    string
 	store clusterState
 	log   *slog.Logger
@@ -65,7 +65,7 @@ type Node struct {
 // New binds the node's UDP port and builds its SFU. Run serves it.
 func New(cfg Config) (*Node, error) {
 	mc := cfg.Cluster.Media
-	id := mc.ID
+	id := protocol.NodeID(mc.ID)
 	if id == "" {
 		id = protocol.NewMediaNodeID()
 	}
@@ -106,7 +106,7 @@ func New(cfg Config) (*Node, error) {
 }
 
 // ID is the node's id (media_...).
-func (n *Node) ID() string { return n.id }
+func (n *Node) ID() protocol.NodeID { return n.id }
 
 // Run serves the internal API and heartbeats until ctx ends or the cluster
 // terminates the node; then it closes every peer connection and returns.
@@ -223,7 +223,7 @@ func (n *Node) metrics() *prometheus.Registry {
 	st := n.sfu.Stats()
 	counter := func(name, help string, v *atomic.Uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "chorus_media_" + name, Help: help, ConstLabels: prometheus.Labels{"node": n.id},
+			Name: "chorus_media_" + name, Help: help, ConstLabels: prometheus.Labels{"node": string(n.id)},
 		}, func() float64 { return float64(v.Load()) }))
 	}
 	counter("received_packets_total", "RTP packets received from publishers.", &st.ReceivedPackets)
@@ -234,13 +234,13 @@ func (n *Node) metrics() *prometheus.Registry {
 	counter("nack_misses_total", "NACKed packets no longer buffered.", &st.NACKMisses)
 	counter("keyframe_requests_total", "Keyframe requests (PLI) sent to publishers.", &st.KeyframeRequests)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { _, e := n.sfu.Counts(); return float64(e) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_sessions", Help: "Sessions with at least one endpoint on this node.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_sessions", Help: "Sessions with at least one endpoint on this node.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { s, _ := n.sfu.Counts(); return float64(s) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, n.load.cpuSeconds))
 	if n.batch != nil {
 		bs := n.batch.Stats()
@@ -249,10 +249,10 @@ func (n *Node) metrics() *prometheus.Registry {
 		counter("udp_dropped_packets_total", "Packets dropped because the UDP send queue was full.", &bs.Dropped)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { return float64(runtime.GOMAXPROCS(0)) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { return math.Float64frombits(n.currentLoad.Load()) }))
 	return reg
 }
@@ -261,7 +261,7 @@ func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": n.id})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": string(n.id)})
 	})
 	api := http.NewServeMux()
 	api.HandleFunc(mediaapi.RoutePublish, n.handlePublish)

@@ -28,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -48,7 +49,7 @@ type Config struct {
 // masterDirectory is where the proxy discovers masters: their live
 // registrations in Redis.
 type masterDirectory interface {
-	Masters(ctx context.Context) (alive []store.MasterInfo, dead []string, err error)
+	Masters(ctx context.Context) (alive []store.MasterInfo, dead []protocol.MasterID, err error)
 }
 
 // Proxy is a running proxy.
@@ -387,7 +388,7 @@ func (p *Proxy) discover(ctx context.Context) {
 		key := u.String()
 		seen[key] = true
 		if _, ok := p.backends[key]; !ok {
-			p.backends[key] = &backend{id: m.ID, url: u}
+			p.backends[key] = &backend{id: string(m.ID), url: u}
 			p.log.Info("master discovered", "master", m.ID, "url", key)
 		}
 	}

@@ -94,7 +94,7 @@ func deadLetterJSON(d store.DeadLetter) deadLetterOut {
 	if !json.Valid(body) {
 		body, _ = json.Marshal(string(d.Body))
 	}
-	return deadLetterOut{Entry: d.StreamID, EventID: d.ID, Event: d.Name, Session: d.Session, Error: d.Error,
+	return deadLetterOut{Entry: d.StreamID, EventID: d.ID, Event: d.Name, Session: string(d.Session), Error: d.Error,
 		FailedAt: time.UnixMilli(d.FailedAt).UTC().Format(time.RFC3339Nano), Body: body}
 }
 

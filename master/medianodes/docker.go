@@ -17,6 +17,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -175,7 +176,7 @@ func (d *Docker) Config() DockerConfig { return d.cfg }
 // Launch implements Provider: it creates and starts the node's container on
 // a free UDP port of the range; a port taken meanwhile (by a launch on
 // another master) makes it try the next one.
-func (d *Docker) Launch(ctx context.Context, id string) (string, error) {
+func (d *Docker) Launch(ctx context.Context, id protocol.NodeID) (string, error) {
 	used, err := d.usedPorts(ctx)
 	if err != nil {
 		return "", err
@@ -211,20 +212,20 @@ func portTaken(err error) bool {
 	return strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use")
 }
 
-func (d *Docker) containerName(id string) string {
+func (d *Docker) containerName(id protocol.NodeID) string {
 	prefix := d.cfg.Project
 	if prefix == "" {
 		prefix = "chorus"
 	}
-	return prefix + "-" + strings.ReplaceAll(id, "_", "-")
+	return prefix + "-" + strings.ReplaceAll(string(id), "_", "-")
 }
 
 // start creates and starts the container of node id on port; a container
 // that cannot start is removed.
-func (d *Docker) start(ctx context.Context, id string, port int) (string, error) {
+func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (string, error) {
 	name := d.containerName(id)
 	proto := nat.Port(strconv.Itoa(port) + "/udp")
-	labels := map[string]string{LabelCluster: d.cfg.ClusterID, LabelMediaNode: id, LabelUDPPort: strconv.Itoa(port)}
+	labels := map[string]string{LabelCluster: d.cfg.ClusterID, LabelMediaNode: string(id), LabelUDPPort: strconv.Itoa(port)}
 	if d.cfg.Project != "" {
 		labels[labelComposeProject] = d.cfg.Project
 		labels[labelComposeService] = composeService
@@ -232,7 +233,7 @@ func (d *Docker) start(ctx context.Context, id string, port int) (string, error)
 		labels[labelComposeNumber] = "1"
 	}
 	env := append(append([]string(nil), d.cfg.Env...),
-		"CHORUS_MEDIA_ID="+id,
+		"CHORUS_MEDIA_ID="+string(id),
 		"CHORUS_MEDIA_LISTEN=0.0.0.0:8888",
 		"CHORUS_MEDIA_INTERNAL_URL=http://"+name+":8888",
 		"CHORUS_MEDIA_UDP_PORT="+strconv.Itoa(port),
@@ -289,7 +290,7 @@ func (d *Docker) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 	if err != nil {
 		return fmt.Errorf("docker provider: inspect %s: %w", n.EnvironmentID, err)
 	}
-	if c.Config == nil || c.Config.Labels[LabelMediaNode] != n.ID {
+	if c.Config == nil || c.Config.Labels[LabelMediaNode] != string(n.ID) {
 		return nil
 	}
 	secs := int(d.cfg.StopTimeout / time.Second)

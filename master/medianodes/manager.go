@@ -47,15 +47,15 @@ type Sessions interface {
 	// participant is evicted with the reason (sessionDestroyed,
 	// participantLeft ... carry it). A session that no longer exists is
 	// only unpinned.
-	CloseNodeSession(ctx context.Context, sid, node, reason string) error
+	CloseNodeSession(ctx context.Context, sid protocol.SessionID, node protocol.NodeID, reason string) error
 	// MigrateSession moves a session off the media node from (crashed, or
 	// draining when alive) to the best other node. It returns an error
 	// wrapping ErrNoMediaNode when no node can take it; a session that no
 	// longer exists (or left the node already) is only unpinned.
-	MigrateSession(ctx context.Context, sid, from string, alive bool) error
+	MigrateSession(ctx context.Context, sid protocol.SessionID, from protocol.NodeID, alive bool) error
 	// NudgePublishers helps the publishers of a migrated session re-publish
 	// sooner; it returns once they did, or gave up, or ctx ends.
-	NudgePublishers(ctx context.Context, sid string)
+	NudgePublishers(ctx context.Context, sid protocol.SessionID)
 }
 
 // ErrNoMediaNode means no media node can take a session.
@@ -147,13 +147,13 @@ func errorf(kind ErrorKind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
-func notFound(id string) *Error {
+func notFound(id protocol.NodeID) *Error {
 	return errorf(NodeNotFound, "Media Node %q does not exist", id)
 }
 
 // eventNode describes a node in cluster events.
 func eventNode(n *store.MediaNodeInfo) events.MediaNode {
-	return events.MediaNode{ID: n.ID, EnvironmentID: n.EnvironmentID, IP: n.IP, URI: n.URI}
+	return events.MediaNode{ID: string(n.ID), EnvironmentID: n.EnvironmentID, IP: n.IP, URI: n.URI}
 }
 
 // transition moves a node to another status inside a transaction and emits
@@ -183,7 +183,7 @@ func (m *Manager) List(ctx context.Context) ([]store.MediaNodeInfo, error) {
 }
 
 // Get returns one node, or an *Error 404.
-func (m *Manager) Get(ctx context.Context, id string) (store.MediaNodeInfo, error) {
+func (m *Manager) Get(ctx context.Context, id protocol.NodeID) (store.MediaNodeInfo, error) {
 	n, err := m.store.MediaNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return n, notFound(id)
@@ -227,7 +227,7 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 }
 
 // relaunched answers a retried launch with the node the first attempt made.
-func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.MediaNodeInfo, error) {
+func (m *Manager) relaunched(ctx context.Context, id protocol.NodeID, wait bool) (store.MediaNodeInfo, error) {
 	n, err := m.store.MediaNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return n, errorf(LaunchFailed, "Error launching new instance: media node %s failed to start", id)
@@ -239,7 +239,7 @@ func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.M
 }
 
 // waitRunning waits until a launched node runs, or fails.
-func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeInfo, error) {
+func (m *Manager) waitRunning(ctx context.Context, id protocol.NodeID) (store.MediaNodeInfo, error) {
 	return m.waitFor(ctx, id, m.cfg.LaunchTimeout+5*time.Second, func(n store.MediaNodeInfo, exists bool) (bool, error) {
 		switch {
 		case !exists:
@@ -254,7 +254,7 @@ func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeIn
 // launch creates a launching record under id and asks the provider to start
 // it. On failure the record goes to failed (and away) before the error
 // returns.
-func (m *Manager) launch(ctx context.Context, id, leader string) (store.MediaNodeInfo, error) {
+func (m *Manager) launch(ctx context.Context, id protocol.NodeID, leader protocol.MasterID) (store.MediaNodeInfo, error) {
 	now := store.NowMillis()
 	var created store.MediaNodeInfo
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
@@ -352,7 +352,7 @@ func (m *Manager) Register(ctx context.Context, uri, environmentID string) (stor
 }
 
 // probe asks a node's health endpoint for its id.
-func (m *Manager) probe(ctx context.Context, uri string) (string, error) {
+func (m *Manager) probe(ctx context.Context, uri string) (protocol.NodeID, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri+"/chorus/health", nil)
@@ -373,7 +373,7 @@ func (m *Manager) probe(ctx context.Context, uri string) (string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || !strings.HasPrefix(body.ID, protocol.PrefixMediaNode) {
 		return "", fmt.Errorf("not a Chorus media node")
 	}
-	return body.ID, nil
+	return protocol.NodeID(body.ID), nil
 }
 
 var errAlreadyKnown = errors.New("media node already has a record")
@@ -381,7 +381,7 @@ var errAlreadyKnown = errors.New("media node already has a record")
 // adopt gives a self-registered node a record: launching, then running at
 // once since it already reports (two mediaNodeStatusChanged events, as
 // OpenVidu emits for a node it connects to).
-func (m *Manager) adopt(ctx context.Context, leader string, hb store.MediaNodeInfo, environmentID string) (store.MediaNodeInfo, error) {
+func (m *Manager) adopt(ctx context.Context, leader protocol.MasterID, hb store.MediaNodeInfo, environmentID string) (store.MediaNodeInfo, error) {
 	var out store.MediaNodeInfo
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
 		if tx.Nodes[hb.ID] != nil {
@@ -469,7 +469,7 @@ func ValidDropStrategy(s string) bool {
 // Chorus's migrate (its sessions move to other nodes first: 202). The
 // controller finishes the job: sessions, provider, terminated. With wait,
 // Drop returns once the node is terminated (except while draining).
-func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (store.MediaNodeInfo, DropResult, error) {
+func (m *Manager) Drop(ctx context.Context, id protocol.NodeID, strategy string, wait bool) (store.MediaNodeInfo, DropResult, error) {
 	if strategy == "" {
 		strategy = DropIfNoSessions
 	}
@@ -539,7 +539,7 @@ func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (sto
 }
 
 // otherNodeAccepts reports whether a node other than id accepts sessions.
-func otherNodeAccepts(tx *store.NodesTx, id string) bool {
+func otherNodeAccepts(tx *store.NodesTx, id protocol.NodeID) bool {
 	now := time.Now()
 	for _, n := range tx.Nodes {
 		if n.ID != id && n.AcceptsSessions(now) {
@@ -555,7 +555,7 @@ func otherNodeAccepts(tx *store.NodesTx, id string) bool {
 // DELETE when-no-sessions), terminating from running or
 // waiting-idle-to-terminate (as DELETE now). It reports whether anything
 // changed (OpenVidu answers 204 when the status is already the requested one).
-func (m *Manager) SetStatus(ctx context.Context, id, status string) (store.MediaNodeInfo, bool, error) {
+func (m *Manager) SetStatus(ctx context.Context, id protocol.NodeID, status string) (store.MediaNodeInfo, bool, error) {
 	cur, err := m.Get(ctx, id)
 	if err != nil {
 		return cur, false, err
@@ -616,7 +616,7 @@ func badStatus(to, current string) *Error {
 }
 
 // waitFor polls a node until done says so or the timeout passes.
-func (m *Manager) waitFor(ctx context.Context, id string, timeout time.Duration,
+func (m *Manager) waitFor(ctx context.Context, id protocol.NodeID, timeout time.Duration,
 	done func(n store.MediaNodeInfo, exists bool) (bool, error)) (store.MediaNodeInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

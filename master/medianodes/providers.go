@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/chorus-rtc/chorus/shared/nodeprocess"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -30,7 +31,7 @@ type Provider interface {
 	CanLaunch() bool
 	// Launch starts a media node that registers itself in the cluster under
 	// id. It returns the node's environment id (process id, container id).
-	Launch(ctx context.Context, id string) (environmentID string, err error)
+	Launch(ctx context.Context, id protocol.NodeID) (environmentID string, err error)
 	// Stop shuts a node down (idempotent); nodes it did not launch are left
 	// alone.
 	Stop(ctx context.Context, n store.MediaNodeInfo) error
@@ -51,7 +52,7 @@ func (Static) Name() string { return ProviderStatic }
 func (Static) CanLaunch() bool { return false }
 
 // Launch implements Provider: a static cluster cannot start machines.
-func (Static) Launch(context.Context, string) (string, error) { return "", ErrCannotLaunch }
+func (Static) Launch(context.Context, protocol.NodeID) (string, error) { return "", ErrCannotLaunch }
 
 // Stop implements Provider: the operator stops the node once it is terminated.
 func (Static) Stop(context.Context, store.MediaNodeInfo) error { return nil }
@@ -91,7 +92,7 @@ func (*Process) Name() string { return ProviderProcess }
 func (*Process) CanLaunch() bool { return true }
 
 // Launch implements Provider.
-func (p *Process) Launch(_ context.Context, id string) (string, error) {
+func (p *Process) Launch(_ context.Context, id protocol.NodeID) (string, error) {
 	apiPort, err := freePort("tcp", "127.0.0.1")
 	if err != nil {
 		return "", err
@@ -100,9 +101,9 @@ func (p *Process) Launch(_ context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := append([]string{"media", "--media-id", id, "--media-listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
+	args := append([]string{"media", "--media-id", string(id), "--media-listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
 		"--media-udp-port", strconv.Itoa(udpPort), "--media-bind-ip", p.cfg.BindIP}, p.cfg.Args...)
-	logPath := filepath.Join(p.cfg.LogDir, id+".log")
+	logPath := filepath.Join(p.cfg.LogDir, string(id)+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("open the node's log %s: %w", logPath, err)
@@ -130,7 +131,7 @@ func (p *Process) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 	if err != nil {
 		return nil // not a process id: nothing of ours to stop
 	}
-	return nodeprocess.Stop(ctx, pid, n.ID)
+	return nodeprocess.Stop(ctx, pid, string(n.ID))
 }
 
 func freePort(network, ip string) (int, error) {

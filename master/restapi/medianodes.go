@@ -179,7 +179,7 @@ func (a *API) getMediaNode(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, err := a.cfg.MediaNodes.Get(c.Request.Context(), c.Param("mediaNodeId"))
+	n, err := a.cfg.MediaNodes.Get(c.Request.Context(), protocol.NodeID(c.Param("mediaNodeId")))
 	if err != nil {
 		a.failText(c, err)
 		return
@@ -261,7 +261,7 @@ func (a *API) dropMediaNode(c *gin.Context) {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 	}
-	n, res, err := a.cfg.MediaNodes.Drop(ctx, c.Param("mediaNodeId"), strategy, wait)
+	n, res, err := a.cfg.MediaNodes.Drop(ctx, protocol.NodeID(c.Param("mediaNodeId")), strategy, wait)
 	if err != nil {
 		a.failText(c, err)
 		return
@@ -290,7 +290,7 @@ func (a *API) patchMediaNode(c *gin.Context) {
 		c.Status(http.StatusNoContent)
 		return
 	}
-	n, changed, err := a.cfg.MediaNodes.SetStatus(c.Request.Context(), c.Param("mediaNodeId"), *status)
+	n, changed, err := a.cfg.MediaNodes.SetStatus(c.Request.Context(), protocol.NodeID(c.Param("mediaNodeId")), *status)
 	if err != nil {
 		a.failText(c, err)
 		return

@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -24,7 +25,7 @@ func newTestServices(t *testing.T, n int) ([]*Service, *store.Store) {
 	var out []*Service
 	for i := range n {
 		out = append(out, New(Config{Store: st, ClusterID: "test", ReconnectGrace: time.Second,
-			Incarnation: NewIncarnation("master_" + string(rune('a'+i)) + ".1")}))
+			Incarnation: NewIncarnation(protocol.MasterID("master_" + string(rune('a'+i)) + ".1"))}))
 	}
 	return out, st
 }
@@ -36,7 +37,7 @@ func TestMasterCrashDeclaredOnce(t *testing.T) {
 	ctx := context.Background()
 	svcs, st := newTestServices(t, 3)
 	for round := range 20 {
-		inc := store.MasterInfo{ID: "master_dead." + string(rune('a'+round)), InternalURL: "http://127.0.0.1:1"}
+		inc := store.MasterInfo{ID: protocol.MasterID("master_dead." + string(rune('a'+round))), InternalURL: "http://127.0.0.1:1"}
 		if err := st.RegisterMaster(ctx, inc, time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func TestMasterCrashDeclaredOnce(t *testing.T) {
 func TestExpiredMasterDeclaredUnlessDeregistered(t *testing.T) {
 	ctx := context.Background()
 	svcs, st := newTestServices(t, 2)
-	for _, id := range []string{"master_gone.1", "master_left.1"} {
+	for _, id := range []protocol.MasterID{"master_gone.1", "master_left.1"} {
 		if err := st.RegisterMaster(ctx, store.MasterInfo{ID: id, InternalURL: "http://127.0.0.1:1"}, 100*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}

@@ -13,7 +13,7 @@ import (
 
 // JoinRequest is a joinRoom as the signaling layer hands it over.
 type JoinRequest struct {
-	SessionID string
+	SessionID protocol.SessionID
 	Token     string
 	Metadata  string
 	Platform  string
@@ -54,7 +54,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	if node == "" {
 		if node, err = s.placeSession(ctx, ""); errors.Is(err, errNoNode) {
 			return nil, &Error{Kind: NoCapacity, cause: err,
-				Message: "There is no available Media Node where to initialize session '" + sid + "'"}
+				Message: "There is no available Media Node where to initialize session '" + string(sid) + "'"}
 		}
 		if err != nil {
 			return nil, err
@@ -126,14 +126,14 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 // Reattach binds a participant whose WebSocket broke to this master's new
 // WebSocket ("connect" with the JSON-RPC session id of joinRoom). Endpoints
 // that requests cut off by the break left half-built are released.
-func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*store.Connection, error) {
+func (s *Service) Reattach(ctx context.Context, sid protocol.SessionID, rpcSessionID string) (*store.Connection, error) {
 	reconnErr := &Error{Kind: ReconnectionFailed, Message: protocol.CodeReconnectionErrorString}
 	if rpcSessionID == "" {
 		return nil, reconnErr
 	}
 	var conn *store.Connection
 	var rollback []endpointRef
-	var previous string
+	var previous protocol.MasterID
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		conn, rollback, previous = nil, nil, ""
 		if tx.Session == nil {
@@ -151,7 +151,7 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 		previous = conn.Master
 		conn.Master, conn.DisconnectedAt = s.cfg.Incarnation.ID(), 0
 		if p := conn.Publisher; p != nil && p.State == store.EndpointCreating {
-			rollback = append(rollback, endpointRef{p.Node, p.StreamID})
+			rollback = append(rollback, endpointRef{p.Node, string(p.StreamID)})
 			conn.Publisher = nil
 		}
 		for id, sub := range conn.Subscriptions {
@@ -190,16 +190,16 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 // Detach records that this master lost a participant's WebSocket without a
 // leaveRoom: the participant is evicted (networkDisconnect) unless it
 // reconnects within the grace period.
-func (s *Service) Detach(ctx context.Context, sid, cid string) error {
+func (s *Service) Detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.detach(ctx, sid, cid, s.cfg.Incarnation.ID())
 }
 
 // DetachFromMaster is Detach on behalf of a master that died.
-func (s *Service) DetachFromMaster(ctx context.Context, sid, cid, master string) error {
+func (s *Service) DetachFromMaster(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	return s.detach(ctx, sid, cid, master)
 }
 
-func (s *Service) detach(ctx context.Context, sid, cid, master string) error {
+func (s *Service) detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	now := time.Now()
 	detached := false
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
@@ -226,7 +226,7 @@ func (s *Service) detach(ctx context.Context, sid, cid, master string) error {
 
 // Leave removes a participant that left by itself (leaveRoom): the others
 // get participantLeft with reason disconnect.
-func (s *Service) Leave(ctx context.Context, sid, cid string) error {
+func (s *Service) Leave(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.removeActive(ctx, sid, cid, protocol.ReasonDisconnect, false, nil)
 }
 
@@ -234,7 +234,7 @@ func (s *Service) Leave(ctx context.Context, sid, cid string) error {
 // longer than the grace period (reason networkDisconnect). It does nothing
 // if the participant came back or left meanwhile; among masters racing to
 // evict the same participant exactly one succeeds.
-func (s *Service) EvictDisconnected(ctx context.Context, sid, cid string) error {
+func (s *Service) EvictDisconnected(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	deadline := time.Now().Add(-s.cfg.ReconnectGrace).UnixMilli()
 	still := func(c *store.Connection) bool {
 		return c.Master == "" && c.DisconnectedAt != 0 && c.DisconnectedAt <= deadline
@@ -247,14 +247,14 @@ func (s *Service) EvictDisconnected(ctx context.Context, sid, cid string) error 
 }
 
 // ForceDisconnect evicts target on behalf of moderator (forceDisconnect).
-func (s *Service) ForceDisconnect(ctx context.Context, sid, moderator, target string) error {
+func (s *Service) ForceDisconnect(ctx context.Context, sid protocol.SessionID, moderator, target protocol.ConnectionID) error {
 	return s.removeActive(ctx, sid, target, protocol.ReasonForceDisconnectByUser, true, nil, moderator)
 }
 
 // removeActive removes an active participant. cond, if set, must hold for the
 // participant at transaction time. by, if given, is a participant that must
 // be a moderator.
-func (s *Service) removeActive(ctx context.Context, sid, cid, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...string) error {
+func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...protocol.ConnectionID) error {
 	var removed *store.Connection
 	var closed *store.Session
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
@@ -293,7 +293,7 @@ func (s *Service) removeActive(ctx context.Context, sid, cid, reason string, not
 // SessionStatus answers sessionStatus: the session's life, or the life it
 // had when it closed. A session the cluster never heard of (its state was
 // lost) answers 0, which openvidu-browser reads as a crash (nodeCrashed).
-func (s *Service) SessionStatus(ctx context.Context, sid string) (int, error) {
+func (s *Service) SessionStatus(ctx context.Context, sid protocol.SessionID) (int, error) {
 	life, _, err := s.store.SessionLife(ctx, sid)
 	return life, err
 }

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/events"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -134,16 +135,16 @@ func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, 
 	}
 	if won {
 		conns, _ := s.store.MasterConnections(ctx, m.ID)
-		sids := map[string]bool{}
-		var sessionIDs []string
+		sids := map[protocol.SessionID]bool{}
+		var sessionIDs []protocol.SessionID
 		for _, c := range conns {
 			if !sids[c.SessionID] {
 				sids[c.SessionID] = true
 				sessionIDs = append(sessionIDs, c.SessionID)
 			}
 		}
-		sort.Strings(sessionIDs)
-		node := events.MediaNode{ID: m.ID, URI: m.InternalURL, IP: hostOf(m.InternalURL)}
+		slices.Sort(sessionIDs)
+		node := events.MediaNode{ID: string(m.ID), URI: m.InternalURL, IP: hostOf(m.InternalURL)}
 		ev := events.NewNodeCrashed(store.NowMillis(), s.cfg.ClusterID, node, events.RoleMasterNode, since.UnixMilli(), sessionIDs)
 		if err := s.store.EmitCluster(ctx, ev.Stored()); err != nil {
 			s.log.Warn("emit nodeCrashed", "master", m.ID, "err", err)

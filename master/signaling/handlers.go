@@ -47,7 +47,10 @@ func (sk *socket) handle(ctx context.Context, req *protocol.Request) (any, error
 	return handler(sk, ctx, participant{sid: sid, cid: cid}, req.Params)
 }
 
-type participant struct{ sid, cid string }
+type participant struct {
+	sid protocol.SessionID
+	cid protocol.ConnectionID
+}
 
 type participantMethod func(sk *socket, ctx context.Context, p participant, params json.RawMessage) (any, error)
 
@@ -110,7 +113,7 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 		secret = *p.Secret
 	}
 	res, err := sk.srv.cfg.Sessions.Join(ctx, session.JoinRequest{
-		SessionID: *p.Session, Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
+		SessionID: protocol.SessionID(*p.Session), Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
 		Secret: secret, ServerSecret: sk.srv.cfg.Secret,
 	})
 	if err != nil {
@@ -123,8 +126,8 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	sk.srv.register(sk, res.Session.ID, c.ID)
 
 	result := protocol.JoinRoomResult{
-		ID: c.ID, FinalUserID: c.ID, CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
-		Value: []protocol.RemoteConnection{}, Session: res.Session.ID, SessionID: c.RPCSessionID,
+		ID: string(c.ID), FinalUserID: string(c.ID), CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
+		Value: []protocol.RemoteConnection{}, Session: string(res.Session.ID), SessionID: c.RPCSessionID,
 		Version: protocol.Version, MediaServer: protocol.MediaServer, VideoSimulcast: false,
 		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: c.CustomIceServers,
 	}
@@ -151,7 +154,7 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	if joined || sk.urlSID == "" || p.SessionID == "" {
 		return nil, reconnErr
 	}
-	c, err := sk.srv.cfg.Sessions.Reattach(ctx, sk.urlSID, p.SessionID)
+	c, err := sk.srv.cfg.Sessions.Reattach(ctx, protocol.SessionID(sk.urlSID), p.SessionID)
 	if err != nil {
 		if session.IsKind(err, session.ReconnectionFailed) {
 			return nil, reconnErr
@@ -182,7 +185,7 @@ func (sk *socket) sessionStatus(ctx context.Context, raw json.RawMessage) (any, 
 	if p.SessionID == "" {
 		return nil, protocol.MissingParam("sessionStatus", "sessionId")
 	}
-	life, err := sk.srv.cfg.Sessions.SessionStatus(ctx, p.SessionID)
+	life, err := sk.srv.cfg.Sessions.SessionStatus(ctx, protocol.SessionID(p.SessionID))
 	if err != nil {
 		return nil, err
 	}
@@ -290,8 +293,8 @@ func (sk *socket) reconnectStream(ctx context.Context, pt participant, raw json.
 	if sdp == nil {
 		return nil, protocol.MissingParam("reconnectStream", "sdpString")
 	}
-	if protocol.ConnectionOfStream(*p.Stream) == pt.cid {
-		pub, err := sk.srv.cfg.Sessions.ReconnectPublisher(ctx, pt.sid, pt.cid, *p.Stream, *sdp)
+	if protocol.ConnectionOfStream(protocol.StreamID(*p.Stream)) == pt.cid {
+		pub, err := sk.srv.cfg.Sessions.ReconnectPublisher(ctx, pt.sid, pt.cid, protocol.StreamID(*p.Stream), *sdp)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +395,7 @@ func (sk *socket) sendMessage(ctx context.Context, pt participant, raw json.RawM
 		}
 		to = append(to, *t)
 	}
-	if err := sk.srv.cfg.Sessions.Signal(ctx, pt.sid, to, msg.Type, msg.Data, pt.cid); err != nil {
+	if err := sk.srv.cfg.Sessions.Signal(ctx, pt.sid, to, msg.Type, msg.Data, string(pt.cid)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
@@ -408,7 +411,7 @@ func (sk *socket) forceDisconnect(ctx context.Context, pt participant, raw json.
 	if p.ConnectionID == nil {
 		return nil, protocol.MissingParam("forceDisconnect", "connectionId")
 	}
-	if err := sk.srv.cfg.Sessions.ForceDisconnect(ctx, pt.sid, pt.cid, *p.ConnectionID); err != nil {
+	if err := sk.srv.cfg.Sessions.ForceDisconnect(ctx, pt.sid, pt.cid, protocol.ConnectionID(*p.ConnectionID)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
@@ -424,7 +427,7 @@ func (sk *socket) forceUnpublish(ctx context.Context, pt participant, raw json.R
 	if p.StreamID == nil {
 		return nil, protocol.MissingParam("forceUnpublish", "streamId")
 	}
-	if err := sk.srv.cfg.Sessions.ForceUnpublishByUser(ctx, pt.sid, pt.cid, *p.StreamID); err != nil {
+	if err := sk.srv.cfg.Sessions.ForceUnpublishByUser(ctx, pt.sid, pt.cid, protocol.StreamID(*p.StreamID)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil

@@ -209,9 +209,9 @@ type rawSocket struct {
 	id int
 }
 
-func dialRaw(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid string) *rawSocket {
+func dialRaw(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid protocol.SessionID) *rawSocket {
 	t.Helper()
-	ws, _, err := websocket.Dial(ctx, strings.Replace(c.MasterURLs[0], "http", "ws", 1)+"/openvidu?sessionId="+sid, nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(c.MasterURLs[0], "http", "ws", 1)+"/openvidu?sessionId="+string(sid), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

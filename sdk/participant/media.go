@@ -309,7 +309,7 @@ func (p *Participant) answer(ctx context.Context, sub *Subscription, offer, meth
 		return nil, err
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { sub.read(tr) })
-	p.sendCandidates(pc, protocol.ConnectionOfStream(sub.StreamID))
+	p.sendCandidates(pc, string(protocol.ConnectionOfStream(protocol.StreamID(sub.StreamID))))
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("apply offer: %w", err)
@@ -401,7 +401,7 @@ func (p *Participant) Unsubscribe(ctx context.Context, sub *Subscription) error 
 	delete(p.subs, sub.StreamID)
 	p.mu.Unlock()
 	sub.close()
-	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
+	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": string(protocol.ConnectionOfStream(protocol.StreamID(sub.StreamID)))}, nil)
 }
 
 func (s *Subscription) close() { _ = s.current().Close() }

@@ -299,7 +299,7 @@ func (p *Participant) onNotification(method string, params json.RawMessage) {
 		var cr protocol.ConnectionReason
 		if json.Unmarshal(params, &cr) == nil {
 			for id := range p.streams {
-				if protocol.ConnectionOfStream(id) == cr.ConnectionID {
+				if string(protocol.ConnectionOfStream(protocol.StreamID(id))) == cr.ConnectionID {
 					delete(p.streams, id)
 				}
 			}

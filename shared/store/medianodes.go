@@ -34,19 +34,23 @@ import (
 // cluster's transactions. A node that heartbeats without a record registered
 // itself and waits to be adopted.
 
-func (s keyspace) mediaNodesKey() string         { return s.prefix + ":{cluster}:medianodes" }
-func (s keyspace) mediaNodeKey(id string) string { return s.prefix + ":{cluster}:media:" + id }
-func (s keyspace) mediaHeartbeatKey(id string) string {
-	return s.prefix + ":{cluster}:media:" + id + ":hb"
+func (s keyspace) mediaNodesKey() string { return s.prefix + ":{cluster}:medianodes" }
+func (s keyspace) mediaNodeKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id)
 }
-func (s keyspace) nodeSessionsKey(id string) string {
-	return s.prefix + ":{cluster}:media:" + id + ":sessions"
+func (s keyspace) mediaHeartbeatKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":hb"
 }
-func (s keyspace) nodeGoneKey(id string) string { return s.prefix + ":{cluster}:media:" + id + ":gone" }
-func (s keyspace) mediaSeenKey() string         { return s.prefix + ":{cluster}:mediaseen" }
-func (s keyspace) nodesVersionKey() string      { return s.prefix + ":{cluster}:nodesver" }
-func (s keyspace) controllerKey() string        { return s.prefix + ":{cluster}:controller" }
-func (s keyspace) autoscalingKey() string       { return s.prefix + ":{cluster}:autoscaling" }
+func (s keyspace) nodeSessionsKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":sessions"
+}
+func (s keyspace) nodeGoneKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":gone"
+}
+func (s keyspace) mediaSeenKey() string    { return s.prefix + ":{cluster}:mediaseen" }
+func (s keyspace) nodesVersionKey() string { return s.prefix + ":{cluster}:nodesver" }
+func (s keyspace) controllerKey() string   { return s.prefix + ":{cluster}:controller" }
+func (s keyspace) autoscalingKey() string  { return s.prefix + ":{cluster}:autoscaling" }
 
 // heartbeatTTL is how long a node's report outlives its last heartbeat.
 const heartbeatTTL = time.Minute
@@ -57,7 +61,7 @@ const goneTTL = 24 * time.Hour
 // MediaNodeInfo is a media node as the cluster knows it: its record joined
 // with its latest heartbeat.
 type MediaNodeInfo struct {
-	ID            string
+	ID            protocol.NodeID
 	EnvironmentID string // process id, container id, or what the operator gave
 	URI           string // internal API URL masters use
 	IP            string // announced media IP
@@ -108,7 +112,7 @@ func parseInt(h map[string]string, k string) int64 {
 func parseMediaNode(rec, hb map[string]string) MediaNodeInfo {
 	load, _ := strconv.ParseFloat(hb["load"], 64)
 	return MediaNodeInfo{
-		ID: rec["id"], EnvironmentID: rec["environmentId"], URI: rec["uri"], IP: rec["ip"], Status: rec["status"],
+		ID: protocol.NodeID(rec["id"]), EnvironmentID: rec["environmentId"], URI: rec["uri"], IP: rec["ip"], Status: rec["status"],
 		Provider: rec["provider"], LaunchingTime: parseInt(rec, "launchingTime"), ConnectedAt: parseInt(rec, "connectedAt"),
 		Instance: parseInt(rec, "instance"), CrashedAt: parseInt(rec, "crashedAt"), DisconnectedAt: parseInt(rec, "disconnectedAt"),
 		Drain: rec["drain"],
@@ -119,7 +123,7 @@ func parseMediaNode(rec, hb map[string]string) MediaNodeInfo {
 
 // MediaNodeHeartbeat is what a node reports about itself every second.
 type MediaNodeHeartbeat struct {
-	ID        string
+	ID        protocol.NodeID
 	URI       string
 	IP        string
 	Load      float64
@@ -173,7 +177,7 @@ func (s *NodeRegistry) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeart
 }
 
 // ForgetMediaNodeHeartbeat removes a node's report (a node shutting down).
-func (s *NodeRegistry) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
+func (s *NodeRegistry) ForgetMediaNodeHeartbeat(ctx context.Context, id protocol.NodeID) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, s.mediaHeartbeatKey(id))
 	pipe.ZRem(ctx, s.mediaSeenKey(), id)
@@ -183,7 +187,7 @@ func (s *NodeRegistry) ForgetMediaNodeHeartbeat(ctx context.Context, id string) 
 
 // readNodes reads records (and their heartbeats) by id, in id order; ids
 // without a record are skipped.
-func (s *NodeRegistry) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) readNodes(ctx context.Context, r redis.Cmdable, ids []protocol.NodeID) ([]MediaNodeInfo, error) {
 	ids = slices.Sorted(slices.Values(ids))
 	pipe := r.Pipeline()
 	recs := make([]*redis.MapStringStringCmd, len(ids))
@@ -210,12 +214,12 @@ func (s *NodeRegistry) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) 
 	if err != nil {
 		return nil, fmt.Errorf("list media nodes: %w", err)
 	}
-	return s.readNodes(ctx, s.rdb, ids)
+	return s.readNodes(ctx, s.rdb, idsOf[protocol.NodeID](ids))
 }
 
 // MediaNode returns one node's record, or ErrNotFound.
-func (s *NodeRegistry) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error) {
-	nodes, err := s.readNodes(ctx, s.rdb, []string{id})
+func (s *NodeRegistry) MediaNode(ctx context.Context, id protocol.NodeID) (MediaNodeInfo, error) {
+	nodes, err := s.readNodes(ctx, s.rdb, []protocol.NodeID{id})
 	if err != nil {
 		return MediaNodeInfo{}, err
 	}
@@ -237,10 +241,11 @@ func (s *NodeRegistry) UnadoptedMediaNodes(ctx context.Context, maxAge time.Dura
 		return nil, fmt.Errorf("list heartbeating media nodes: %w", err)
 	}
 	slices.Sort(seen)
+	seenIDs := idsOf[protocol.NodeID](seen)
 	pipe := s.rdb.Pipeline()
 	known := make([]*redis.IntCmd, len(seen))
 	hbs := make([]*redis.MapStringStringCmd, len(seen))
-	for i, id := range seen {
+	for i, id := range seenIDs {
 		known[i] = pipe.Exists(ctx, s.mediaNodeKey(id))
 		hbs[i] = pipe.HGetAll(ctx, s.mediaHeartbeatKey(id))
 	}
@@ -269,16 +274,16 @@ var ErrNotLeader = errors.New("this master does not hold the controller lease")
 type NodesTx struct {
 	// Nodes are the records by id; the callback changes them in place, adds
 	// new ones (Create) and removes some (Remove).
-	Nodes map[string]*MediaNodeInfo
+	Nodes map[protocol.NodeID]*MediaNodeInfo
 	// Sessions counts the sessions pinned to each node (read-only: pinning
 	// a session during the transaction makes it retry).
-	Sessions map[string]int64
+	Sessions map[protocol.NodeID]int64
 	// Autoscaling is the autoscaler's memory; the callback may change it.
 	Autoscaling AutoscalingMemory
 
-	orig        map[string]MediaNodeInfo
+	orig        map[protocol.NodeID]MediaNodeInfo
 	origScaling AutoscalingMemory
-	removed     map[string]bool
+	removed     map[protocol.NodeID]bool
 	events      []StoredEvent
 }
 
@@ -316,7 +321,7 @@ func (t *NodesTx) Create(n MediaNodeInfo) *MediaNodeInfo {
 // Remove deletes a record (a terminated node): its heartbeat report and
 // session set go with it, and the node instance that reported last is
 // remembered as gone, so that it stops if it is still alive.
-func (t *NodesTx) Remove(id string) {
+func (t *NodesTx) Remove(id protocol.NodeID) {
 	if _, ok := t.Nodes[id]; ok {
 		t.removed[id] = true
 		delete(t.Nodes, id)
@@ -332,7 +337,7 @@ func (t *NodesTx) Emit(e StoredEvent) { t.events = append(t.events, e) }
 // a non-empty leader, the change is made only while leader holds the
 // controller lease (else ErrNotLeader), so a controller that lost its lease
 // cannot act twice. An error from fn is returned untouched, writing nothing.
-func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx *NodesTx) error) error {
+func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader protocol.MasterID, fn func(tx *NodesTx) error) error {
 	watch := []string{s.nodesVersionKey(), s.autoscalingKey()}
 	if leader != "" {
 		watch = append(watch, s.controllerKey())
@@ -345,14 +350,15 @@ func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader string, fn f
 				if err != nil && !errors.Is(err, redis.Nil) {
 					return err
 				}
-				if holder != leader {
+				if holder != string(leader) {
 					return ErrNotLeader
 				}
 			}
-			ids, err := rtx.SMembers(ctx, s.mediaNodesKey()).Result()
+			raw, err := rtx.SMembers(ctx, s.mediaNodesKey()).Result()
 			if err != nil {
 				return err
 			}
+			ids := idsOf[protocol.NodeID](raw)
 			sessionKeys := make([]string, len(ids))
 			for i, id := range ids {
 				sessionKeys[i] = s.nodeSessionsKey(id)
@@ -366,7 +372,7 @@ func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader string, fn f
 			if err != nil {
 				return err
 			}
-			counts := map[string]int64{}
+			counts := map[protocol.NodeID]int64{}
 			for i, id := range ids {
 				if counts[id], err = rtx.SCard(ctx, sessionKeys[i]).Result(); err != nil {
 					return err
@@ -376,7 +382,7 @@ func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader string, fn f
 			if err != nil {
 				return err
 			}
-			t = &NodesTx{Nodes: map[string]*MediaNodeInfo{}, Sessions: counts, orig: map[string]MediaNodeInfo{}, removed: map[string]bool{}}
+			t = &NodesTx{Nodes: map[protocol.NodeID]*MediaNodeInfo{}, Sessions: counts, orig: map[protocol.NodeID]MediaNodeInfo{}, removed: map[protocol.NodeID]bool{}}
 			t.Autoscaling = AutoscalingMemory{LastDecisionAt: parseInt(as, "lastDecisionAt"), Decisions: parseInt(as, "decisions")}
 			t.origScaling = t.Autoscaling
 			for _, n := range nodes {
@@ -447,26 +453,26 @@ func sameRecord(a, b MediaNodeInfo) bool {
 }
 
 // PinSession records that session sid runs on media node id.
-func (s *NodeRegistry) PinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) PinSession(ctx context.Context, node protocol.NodeID, sid protocol.SessionID) error {
 	return s.rdb.SAdd(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // UnpinSession forgets that session sid runs on media node id.
-func (s *NodeRegistry) UnpinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) UnpinSession(ctx context.Context, node protocol.NodeID, sid protocol.SessionID) error {
 	return s.rdb.SRem(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // NodeSessionCounts returns how many sessions each node hosts.
-func (s *NodeRegistry) NodeSessionCounts(ctx context.Context, ids []string) (map[string]int64, error) {
+func (s *NodeRegistry) NodeSessionCounts(ctx context.Context, ids []protocol.NodeID) (map[protocol.NodeID]int64, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make(map[string]*redis.IntCmd, len(ids))
+	cmds := make(map[protocol.NodeID]*redis.IntCmd, len(ids))
 	for _, id := range ids {
 		cmds[id] = pipe.SCard(ctx, s.nodeSessionsKey(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("count node sessions: %w", err)
 	}
-	out := make(map[string]int64, len(ids))
+	out := make(map[protocol.NodeID]int64, len(ids))
 	for id, c := range cmds {
 		out[id] = c.Val()
 	}
@@ -474,18 +480,18 @@ func (s *NodeRegistry) NodeSessionCounts(ctx context.Context, ids []string) (map
 }
 
 // NodeSessions returns the ids of the sessions pinned to a node, sorted.
-func (s *NodeRegistry) NodeSessions(ctx context.Context, node string) ([]string, error) {
+func (s *NodeRegistry) NodeSessions(ctx context.Context, node protocol.NodeID) ([]protocol.SessionID, error) {
 	ids, err := s.rdb.SMembers(ctx, s.nodeSessionsKey(node)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("sessions of media node %s: %w", node, err)
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return idsOf[protocol.SessionID](ids), nil
 }
 
 // AcquireControllerLease makes holder the cluster controller for ttl, or
 // extends its lease; it reports whether holder holds it.
-func (s *NodeRegistry) AcquireControllerLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+func (s *NodeRegistry) AcquireControllerLease(ctx context.Context, holder protocol.MasterID, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.controllerKey(), holder, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("controller lease: %w", err)
@@ -501,7 +507,7 @@ func (s *NodeRegistry) AcquireControllerLease(ctx context.Context, holder string
 }
 
 // ReleaseControllerLease gives up the lease if holder holds it.
-func (s *NodeRegistry) ReleaseControllerLease(ctx context.Context, holder string) error {
+func (s *NodeRegistry) ReleaseControllerLease(ctx context.Context, holder protocol.MasterID) error {
 	return releaseLease.Run(ctx, s.rdb, []string{s.controllerKey()}, holder).Err()
 }
 

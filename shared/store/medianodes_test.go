@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
 func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
@@ -67,7 +69,7 @@ func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 	if _, err := s.MediaNode(ctx, "media_a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removed node still there: %v", err)
 	}
-	if c, err := s.NodeSessionCounts(ctx, []string{"media_a"}); err != nil || c["media_a"] != 0 {
+	if c, err := s.NodeSessionCounts(ctx, []protocol.NodeID{"media_a"}); err != nil || c["media_a"] != 0 {
 		t.Fatalf("session set outlived the node: %v (%v)", c, err)
 	}
 	if st, err := s.HeartbeatMediaNode(ctx, hb); err != nil || !st.Gone {

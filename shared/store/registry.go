@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,13 +20,15 @@ import (
 //
 // Media nodes live in the cluster's slot: see medianodes.go.
 
-func (s keyspace) mastersKey() string              { return s.prefix + ":masters" }
-func (s keyspace) masterKey(id string) string      { return s.prefix + ":master:" + id }
-func (s keyspace) masterConnsKey(id string) string { return s.prefix + ":mconns:" + id }
+func (s keyspace) mastersKey() string                    { return s.prefix + ":masters" }
+func (s keyspace) masterKey(id protocol.MasterID) string { return s.prefix + ":master:" + string(id) }
+func (s keyspace) masterConnsKey(id protocol.MasterID) string {
+	return s.prefix + ":mconns:" + string(id)
+}
 
 // MasterInfo is a master's registration.
 type MasterInfo struct {
-	ID          string
+	ID          protocol.MasterID
 	InternalURL string
 	StartedAt   int64 // Unix ms
 	Draining    bool
@@ -48,7 +50,7 @@ func (s *MasterRegistry) RegisterMaster(ctx context.Context, m MasterInfo, ttl t
 }
 
 // DeregisterMaster removes a master's registration (on graceful shutdown).
-func (s *MasterRegistry) DeregisterMaster(ctx context.Context, id string) error {
+func (s *MasterRegistry) DeregisterMaster(ctx context.Context, id protocol.MasterID) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, s.masterKey(id))
 	pipe.SRem(ctx, s.mastersKey(), id)
@@ -58,12 +60,13 @@ func (s *MasterRegistry) DeregisterMaster(ctx context.Context, id string) error 
 
 // Masters returns the registered masters that are alive and the ids of those
 // whose registration expired (dead masters not yet cleaned up).
-func (s *MasterRegistry) Masters(ctx context.Context) (alive []MasterInfo, dead []string, err error) {
-	ids, err := s.rdb.SMembers(ctx, s.mastersKey()).Result()
+func (s *MasterRegistry) Masters(ctx context.Context) (alive []MasterInfo, dead []protocol.MasterID, err error) {
+	raw, err := s.rdb.SMembers(ctx, s.mastersKey()).Result()
 	if err != nil {
 		return nil, nil, fmt.Errorf("list masters: %w", err)
 	}
-	sort.Strings(ids)
+	sort.Strings(raw)
+	ids := idsOf[protocol.MasterID](raw)
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
@@ -85,49 +88,42 @@ func (s *MasterRegistry) Masters(ctx context.Context) (alive []MasterInfo, dead 
 }
 
 // MasterAlive reports whether a master's registration is current.
-func (s *MasterRegistry) MasterAlive(ctx context.Context, id string) (bool, error) {
+func (s *MasterRegistry) MasterAlive(ctx context.Context, id protocol.MasterID) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.masterKey(id)).Result()
 	return n == 1, err
 }
 
 // ForgetMaster drops a dead master from the registry set.
-func (s *MasterRegistry) ForgetMaster(ctx context.Context, id string) error {
+func (s *MasterRegistry) ForgetMaster(ctx context.Context, id protocol.MasterID) error {
 	return s.rdb.SRem(ctx, s.mastersKey(), id).Err()
 }
 
 // AddMasterConnection records that master holds the WebSocket of connection cid.
-func (s *MasterRegistry) AddMasterConnection(ctx context.Context, master, sid, cid string) error {
-	return s.rdb.SAdd(ctx, s.masterConnsKey(master), sid+" "+cid).Err()
+func (s *MasterRegistry) AddMasterConnection(ctx context.Context, master protocol.MasterID, sid protocol.SessionID, cid protocol.ConnectionID) error {
+	return s.rdb.SAdd(ctx, s.masterConnsKey(master), Wake{sid, cid}.member()).Err()
 }
 
 // RemoveMasterConnection forgets that master holds connection cid's WebSocket.
-func (s *MasterRegistry) RemoveMasterConnection(ctx context.Context, master, sid, cid string) error {
-	return s.rdb.SRem(ctx, s.masterConnsKey(master), sid+" "+cid).Err()
+func (s *MasterRegistry) RemoveMasterConnection(ctx context.Context, master protocol.MasterID, sid protocol.SessionID, cid protocol.ConnectionID) error {
+	return s.rdb.SRem(ctx, s.masterConnsKey(master), Wake{sid, cid}.member()).Err()
 }
 
 // TakeMasterConnections atomically reads and deletes the set of connections a
 // (dead) master held, so exactly one caller handles them.
-func (s *MasterRegistry) TakeMasterConnections(ctx context.Context, master string) ([]Wake, error) {
+func (s *MasterRegistry) TakeMasterConnections(ctx context.Context, master protocol.MasterID) ([]Wake, error) {
 	pipe := s.rdb.TxPipeline()
 	members := pipe.SMembers(ctx, s.masterConnsKey(master))
 	pipe.Del(ctx, s.masterConnsKey(master))
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("take connections of master %s: %w", master, err)
 	}
-	var out []Wake
-	for _, m := range members.Val() {
-		var w Wake
-		if _, err := fmt.Sscanf(m, "%s %s", &w.SessionID, &w.ConnectionID); err == nil {
-			out = append(out, w)
-		}
-	}
-	return out, nil
+	return parseWakes(members.Val()), nil
 }
 
 // NextMasterEpoch returns a new epoch for a master id (1, 2, ...): a master
 // takes one at start and whenever it must come back as a new node.
-func (s *MasterRegistry) NextMasterEpoch(ctx context.Context, id string) (int64, error) {
-	key := s.prefix + ":master:" + id + ":epoch"
+func (s *MasterRegistry) NextMasterEpoch(ctx context.Context, id protocol.MasterID) (int64, error) {
+	key := s.prefix + ":master:" + string(id) + ":epoch"
 	pipe := s.rdb.TxPipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 30*24*time.Hour)
@@ -137,8 +133,10 @@ func (s *MasterRegistry) NextMasterEpoch(ctx context.Context, id string) (int64,
 	return n.Val(), nil
 }
 
-func (s keyspace) crashedKey(inc string) string { return s.prefix + ":crashed:" + inc }
-func (s keyspace) crashedMastersKey() string    { return s.prefix + ":crashedmasters" }
+func (s keyspace) crashedKey(inc protocol.MasterID) string {
+	return s.prefix + ":crashed:" + string(inc)
+}
+func (s keyspace) crashedMastersKey() string { return s.prefix + ":crashedmasters" }
 
 // crashedMemory is how long a crashed master stays flagged (and listed by
 // GET /openvidu/api/health).
@@ -146,7 +144,7 @@ const crashedMemory = time.Hour
 
 // FlagMasterCrashed marks a master incarnation crashed; only the first caller
 // gets true, so what follows a crash (nodeCrashed) happens once.
-func (s *MasterRegistry) FlagMasterCrashed(ctx context.Context, inc string, at time.Time) (bool, error) {
+func (s *MasterRegistry) FlagMasterCrashed(ctx context.Context, inc protocol.MasterID, at time.Time) (bool, error) {
 	won, err := s.rdb.SetNX(ctx, s.crashedKey(inc), at.UnixMilli(), crashedMemory).Result()
 	if err != nil {
 		return false, fmt.Errorf("flag %s crashed: %w", inc, err)
@@ -181,7 +179,7 @@ return 0
 // registration expired: it flags it only if it is still listed and its
 // registration is still gone, so a master that deregistered meanwhile is
 // never declared crashed. Only the first caller gets true.
-func (s *MasterRegistry) FlagExpiredMasterCrashed(ctx context.Context, inc string, at time.Time) (bool, error) {
+func (s *MasterRegistry) FlagExpiredMasterCrashed(ctx context.Context, inc protocol.MasterID, at time.Time) (bool, error) {
 	won, err := flagExpiredMaster.Run(ctx, s.rdb, []string{s.mastersKey(), s.masterKey(inc), s.crashedKey(inc)},
 		inc, at.UnixMilli(), crashedMemory.Milliseconds()).Int()
 	if err != nil {
@@ -199,7 +197,7 @@ func (s *MasterRegistry) FlagExpiredMasterCrashed(ctx context.Context, inc strin
 }
 
 // MasterCrashed reports whether an incarnation was declared crashed.
-func (s *MasterRegistry) MasterCrashed(ctx context.Context, inc string) (bool, error) {
+func (s *MasterRegistry) MasterCrashed(ctx context.Context, inc protocol.MasterID) (bool, error) {
 	n, err := s.rdb.Exists(ctx, s.crashedKey(inc)).Result()
 	return n == 1, err
 }
@@ -210,16 +208,10 @@ func (s *MasterRegistry) CrashedMasters(ctx context.Context) ([]string, error) {
 }
 
 // MasterConnections lists the connections a master holds, without taking them.
-func (s *MasterRegistry) MasterConnections(ctx context.Context, master string) ([]Wake, error) {
+func (s *MasterRegistry) MasterConnections(ctx context.Context, master protocol.MasterID) ([]Wake, error) {
 	members, err := s.rdb.SMembers(ctx, s.masterConnsKey(master)).Result()
 	if err != nil {
 		return nil, err
 	}
-	var out []Wake
-	for _, m := range members {
-		if sid, cid, ok := strings.Cut(m, " "); ok {
-			out = append(out, Wake{SessionID: sid, ConnectionID: cid})
-		}
-	}
-	return out, nil
+	return parseWakes(members), nil
 }

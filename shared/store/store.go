@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -137,12 +138,20 @@ func (s keyspace) Redis() redis.UniversalClient { return s.rdb }
 // Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
 func (s keyspace) Prefix() string { return s.prefix }
 
-func (s keyspace) sessionKey(sid string) string     { return s.prefix + ":{" + sid + "}" }
-func (s keyspace) outboxKey(sid, cid string) string { return s.prefix + ":{" + sid + "}:ob:" + cid }
-func (s keyspace) tombKey(sid string) string        { return s.prefix + ":{" + sid + "}:tomb" }
-func (s keyspace) sessionsKey() string              { return s.prefix + ":sessions" }
-func (s keyspace) evictKey() string                 { return s.prefix + ":evict" }
-func (s keyspace) wakeChannel(master string) string { return s.prefix + ":wake:" + master }
+func (s keyspace) sessionKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}"
+}
+func (s keyspace) outboxKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
+	return s.prefix + ":{" + string(sid) + "}:ob:" + string(cid)
+}
+func (s keyspace) tombKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}:tomb"
+}
+func (s keyspace) sessionsKey() string { return s.prefix + ":sessions" }
+func (s keyspace) evictKey() string    { return s.prefix + ":evict" }
+func (s keyspace) wakeChannel(master protocol.MasterID) string {
+	return s.prefix + ":wake:" + string(master)
+}
 
 const (
 	fieldSession = "session"
@@ -157,6 +166,18 @@ const (
 	tombstoneTTL = time.Hour
 )
 
+// connField is the session hash field of connection cid.
+func connField(cid protocol.ConnectionID) string { return connPrefix + string(cid) }
+
+// idsOf types identifiers read from Redis.
+func idsOf[T ~string](raw []string) []T {
+	out := make([]T, len(raw))
+	for i, r := range raw {
+		out[i] = T(r)
+	}
+	return out
+}
+
 // NowMillis is the time in Unix milliseconds, OpenVidu's timestamp unit.
 func NowMillis() int64 { return time.Now().UnixMilli() }
 
@@ -169,7 +190,7 @@ func (s *Sessions) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.BoolCmd, len(conns))
 	for i, c := range conns {
-		cmds[i] = pipe.HExists(ctx, s.sessionKey(c.SessionID), connPrefix+c.ConnectionID)
+		cmds[i] = pipe.HExists(ctx, s.sessionKey(c.SessionID), connField(c.ConnectionID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("check connections: %w", err)
@@ -206,12 +227,12 @@ func (s *Sessions) CreateSession(ctx context.Context, sess *Session, events ...S
 // Snapshot is a consistent read of one session.
 type Snapshot struct {
 	Session *Session
-	Conns   map[string]*Connection
+	Conns   map[protocol.ConnectionID]*Connection
 }
 
 // Load reads a session and its connections. It returns ErrNotFound when the
 // session does not exist.
-func (s *Sessions) Load(ctx context.Context, sid string) (*Snapshot, error) {
+func (s *Sessions) Load(ctx context.Context, sid protocol.SessionID) (*Snapshot, error) {
 	raw, err := s.rdb.HGetAll(ctx, s.sessionKey(sid)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", sid, err)
@@ -227,7 +248,7 @@ func (s *Sessions) Load(ctx context.Context, sid string) (*Snapshot, error) {
 }
 
 func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
-	snap := &Snapshot{Conns: make(map[string]*Connection)}
+	snap := &Snapshot{Conns: make(map[protocol.ConnectionID]*Connection)}
 	for field, val := range raw {
 		switch {
 		case field == fieldSession:
@@ -248,7 +269,7 @@ func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
 
 // SessionLife returns the life of a session, or of a session that closed
 // within the last hour; found is false when neither exists.
-func (s *Sessions) SessionLife(ctx context.Context, sid string) (life int, found bool, err error) {
+func (s *Sessions) SessionLife(ctx context.Context, sid protocol.SessionID) (life int, found bool, err error) {
 	snap, err := s.Load(ctx, sid)
 	if err == nil {
 		return snap.Session.Life, true, nil
@@ -267,12 +288,12 @@ func (s *Sessions) SessionLife(ctx context.Context, sid string) (life int, found
 }
 
 // ListSessionIDs returns the ids of every session in the index, oldest first.
-func (s *Sessions) ListSessionIDs(ctx context.Context) ([]string, error) {
+func (s *Sessions) ListSessionIDs(ctx context.Context) ([]protocol.SessionID, error) {
 	ids, err := s.rdb.ZRange(ctx, s.sessionsKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	return ids, nil
+	return idsOf[protocol.SessionID](ids), nil
 }
 
 // IdempotencyTTL is how long an Idempotency-Key is honoured.
@@ -280,14 +301,16 @@ const IdempotencyTTL = 10 * time.Minute
 
 // ReserveSessionID binds an Idempotency-Key of POST /sessions to a session
 // id: the first caller's candidate wins and every retry gets the same id.
-func (s *Sessions) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
-	return s.reserveID(ctx, "idem:"+key, candidate)
+func (s *Sessions) ReserveSessionID(ctx context.Context, key string, candidate protocol.SessionID) (protocol.SessionID, error) {
+	id, err := s.reserveID(ctx, "idem:"+key, string(candidate))
+	return protocol.SessionID(id), err
 }
 
 // ReserveMediaNodeID binds an Idempotency-Key of POST /media-nodes to the id
 // of the node it launches.
-func (s *NodeRegistry) ReserveMediaNodeID(ctx context.Context, key, candidate string) (string, error) {
-	return s.reserveID(ctx, "idem:media:"+key, candidate)
+func (s *NodeRegistry) ReserveMediaNodeID(ctx context.Context, key string, candidate protocol.NodeID) (protocol.NodeID, error) {
+	id, err := s.reserveID(ctx, "idem:media:"+key, string(candidate))
+	return protocol.NodeID(id), err
 }
 
 func (s keyspace) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
@@ -307,8 +330,8 @@ func (s keyspace) reserveID(ctx context.Context, suffix, candidate string) (stri
 }
 
 // SessionIndexedAt returns when a session id was added to the listing index.
-func (s *Sessions) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
-	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), sid).Result()
+func (s *Sessions) SessionIndexedAt(ctx context.Context, sid protocol.SessionID) (time.Time, bool) {
+	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), string(sid)).Result()
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -317,13 +340,13 @@ func (s *Sessions) SessionIndexedAt(ctx context.Context, sid string) (time.Time,
 
 // UnindexSession removes a session id from the listing index (used when the
 // session itself is already gone).
-func (s *Sessions) UnindexSession(ctx context.Context, sid string) error {
+func (s *Sessions) UnindexSession(ctx context.Context, sid protocol.SessionID) error {
 	return s.rdb.ZRem(ctx, s.sessionsKey(), sid).Err()
 }
 
 // Notification is one JSON-RPC notification queued for a participant.
 type Notification struct {
-	ConnectionID string
+	ConnectionID protocol.ConnectionID
 	Method       string
 	Params       json.RawMessage
 }
@@ -333,12 +356,12 @@ type Notification struct {
 // Update writes exactly what changed.
 type Tx struct {
 	Session *Session
-	Conns   map[string]*Connection
+	Conns   map[protocol.ConnectionID]*Connection
 
-	sid           string
+	sid           protocol.SessionID
 	rawSession    string
-	rawConns      map[string]string
-	loadedConns   map[string]*Connection // copies as loaded: removed connections still get their wakes
+	rawConns      map[protocol.ConnectionID]string
+	loadedConns   map[protocol.ConnectionID]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
 	events        []StoredEvent
@@ -347,7 +370,7 @@ type Tx struct {
 
 // Notify queues a notification for one connection. It is appended to the
 // connection's outbox in the same transaction as the state change.
-func (tx *Tx) Notify(connectionID, method string, params any) error {
+func (tx *Tx) Notify(connectionID protocol.ConnectionID, method string, params any) error {
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("encode %s notification: %w", method, err)
@@ -358,7 +381,7 @@ func (tx *Tx) Notify(connectionID, method string, params any) error {
 
 // NotifyParticipants queues a notification for every active participant
 // except the one whose id is except ("" for none).
-func (tx *Tx) NotifyParticipants(except, method string, params any) error {
+func (tx *Tx) NotifyParticipants(except protocol.ConnectionID, method string, params any) error {
 	for _, c := range tx.SortedConns() {
 		if c.Active() && c.ID != except {
 			if err := tx.Notify(c.ID, method, params); err != nil {
@@ -388,7 +411,7 @@ func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.
 // times (on concurrent modification) and must have no side effects besides
 // mutating tx. If the session does not exist, fn sees tx.Session == nil.
 // Errors from fn are returned as they are, and nothing is written.
-func (s *Sessions) Update(ctx context.Context, sid string, fn func(tx *Tx) error) error {
+func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(tx *Tx) error) error {
 	key := s.sessionKey(sid)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
@@ -402,9 +425,9 @@ func (s *Sessions) Update(ctx context.Context, sid string, fn func(tx *Tx) error
 				return fmt.Errorf("decode session %s: %w", sid, err)
 			}
 			tx = &Tx{Session: snap.Session, Conns: snap.Conns, sid: sid, rawSession: raw[fieldSession],
-				rawConns: map[string]string{}, loadedConns: map[string]*Connection{}}
+				rawConns: map[protocol.ConnectionID]string{}, loadedConns: map[protocol.ConnectionID]*Connection{}}
 			for cid, c := range snap.Conns {
-				tx.rawConns[cid] = raw[connPrefix+cid]
+				tx.rawConns[cid] = raw[connField(cid)]
 				copied := *c
 				tx.loadedConns[cid] = &copied
 			}
@@ -429,14 +452,14 @@ func (s *Sessions) Update(ctx context.Context, sid string, fn func(tx *Tx) error
 
 func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	key := s.sessionKey(tx.sid)
-	notified := map[string]bool{}
+	notified := map[protocol.ConnectionID]bool{}
 	for _, n := range tx.notifications {
 		notified[n.ConnectionID] = true
 	}
 	// removed are the connections this transaction deletes. Their outboxes go
 	// too, except those that just received a notification (an evicted
 	// participant must still read its participantEvicted): those expire.
-	removed := map[string]bool{}
+	removed := map[protocol.ConnectionID]bool{}
 	if tx.deleteSession {
 		p.Del(ctx, key)
 		if tx.Session != nil {
@@ -466,12 +489,12 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 				return fmt.Errorf("encode connection %s: %w", cid, err)
 			}
 			if string(raw) != tx.rawConns[cid] {
-				p.HSet(ctx, key, connPrefix+cid, raw)
+				p.HSet(ctx, key, connField(cid), raw)
 			}
 		}
 		for cid := range tx.rawConns {
 			if _, ok := tx.Conns[cid]; !ok {
-				p.HDel(ctx, key, connPrefix+cid)
+				p.HDel(ctx, key, connField(cid))
 				removed[cid] = true
 			}
 		}
@@ -508,7 +531,7 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
 	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
 	// message; masters also poll their outboxes, so a lost wake only delays.
-	woken := map[string]bool{}
+	woken := map[protocol.ConnectionID]bool{}
 	pipe := s.rdb.Pipeline()
 	for _, n := range tx.notifications {
 		c, ok := tx.Conns[n.ConnectionID]
@@ -519,7 +542,7 @@ func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
 			continue
 		}
 		woken[n.ConnectionID] = true
-		pipe.Publish(ctx, s.wakeChannel(c.Master), tx.sid+" "+n.ConnectionID)
+		pipe.Publish(ctx, s.wakeChannel(c.Master), Wake{tx.sid, n.ConnectionID}.member())
 	}
 	s.events.publishEvents(ctx, pipe, tx.sid, tx.events)
 	if len(woken) > 0 || len(tx.events) > 0 {
@@ -538,7 +561,7 @@ type OutboxEntry struct {
 }
 
 // ReadOutbox returns up to count queued notifications of a connection, oldest first.
-func (s *Sessions) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([]OutboxEntry, error) {
+func (s *Sessions) ReadOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, count int64) ([]OutboxEntry, error) {
 	msgs, err := s.rdb.XRangeN(ctx, s.outboxKey(sid, cid), "-", "+", count).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read outbox %s/%s: %w", sid, cid, err)
@@ -553,7 +576,7 @@ func (s *Sessions) ReadOutbox(ctx context.Context, sid, cid string, count int64)
 }
 
 // AckOutbox drops every notification up to and including id, once delivered.
-func (s *Sessions) AckOutbox(ctx context.Context, sid, cid, id string) error {
+func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, id string) error {
 	next, err := nextStreamID(id)
 	if err != nil {
 		return err
@@ -565,7 +588,7 @@ func (s *Sessions) AckOutbox(ctx context.Context, sid, cid, id string) error {
 }
 
 // DeleteOutbox removes a connection's outbox (once its participant is gone).
-func (s *Sessions) DeleteOutbox(ctx context.Context, sid, cid string) error {
+func (s *Sessions) DeleteOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
 }
 
@@ -579,15 +602,36 @@ func nextStreamID(id string) (string, error) {
 }
 
 // Wake tells a master that a connection's outbox has new entries.
-type Wake struct{ SessionID, ConnectionID string }
+type Wake struct {
+	SessionID    protocol.SessionID
+	ConnectionID protocol.ConnectionID
+}
+
+// member is how a Wake is written in Redis sets, sorted sets and pub/sub
+// messages: "<sid> <cid>" (neither id holds a space: protocol.ValidID).
+func (w Wake) member() string { return string(w.SessionID) + " " + string(w.ConnectionID) }
+
+// parseWake reads a member written by Wake.member.
+func parseWake(m string) (Wake, bool) {
+	sid, cid, ok := strings.Cut(m, " ")
+	return Wake{SessionID: protocol.SessionID(sid), ConnectionID: protocol.ConnectionID(cid)}, ok
+}
+
+// parseWakes reads members written by Wake.member, skipping malformed ones.
+func parseWakes(members []string) []Wake {
+	out := make([]Wake, 0, len(members))
+	for _, m := range members {
+		if w, ok := parseWake(m); ok {
+			out = append(out, w)
+		}
+	}
+	return out
+}
 
 // SubscribeWakes delivers the wakes addressed to master until ctx ends. The
 // returned channel is closed when the subscription ends.
-func (s *Sessions) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
-	return subscribe(ctx, s.rdb, s.wakeChannel(master), 256, func(payload string) (Wake, bool) {
-		sid, cid, found := strings.Cut(payload, " ")
-		return Wake{SessionID: sid, ConnectionID: cid}, found
-	})
+func (s *Sessions) SubscribeWakes(ctx context.Context, master protocol.MasterID) <-chan Wake {
+	return subscribe(ctx, s.rdb, s.wakeChannel(master), 256, parseWake)
 }
 
 // subscribe relays the messages of a Redis pub/sub channel, decoded by
@@ -626,13 +670,13 @@ func subscribe[T any](ctx context.Context, rdb redis.UniversalClient, channel st
 
 // ScheduleEviction records that connection cid of session sid must be evicted
 // at deadline unless its participant reconnects first.
-func (s *Sessions) ScheduleEviction(ctx context.Context, sid, cid string, deadline time.Time) error {
-	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: sid + " " + cid}).Err()
+func (s *Sessions) ScheduleEviction(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, deadline time.Time) error {
+	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: Wake{sid, cid}.member()}).Err()
 }
 
 // CancelEviction forgets a scheduled eviction.
-func (s *Sessions) CancelEviction(ctx context.Context, sid, cid string) error {
-	return s.rdb.ZRem(ctx, s.evictKey(), sid+" "+cid).Err()
+func (s *Sessions) CancelEviction(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
+	return s.rdb.ZRem(ctx, s.evictKey(), Wake{sid, cid}.member()).Err()
 }
 
 // DueEvictions returns up to limit scheduled evictions whose deadline has passed.
@@ -643,12 +687,7 @@ func (s *Sessions) DueEvictions(ctx context.Context, now time.Time, limit int64)
 	if err != nil {
 		return nil, fmt.Errorf("due evictions: %w", err)
 	}
-	out := make([]Wake, 0, len(members))
-	for _, m := range members {
-		if sid, cid, ok := strings.Cut(m, " "); ok {
-			out = append(out, Wake{SessionID: sid, ConnectionID: cid})
-		}
-	}
+	out := parseWakes(members)
 	return out, nil
 }
 
