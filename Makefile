@@ -59,6 +59,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSessionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzConnectionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzSignal -fuzztime 20s ./master/restapi
+	$(GO) test -run '^$$' -fuzz FuzzParseUsername -fuzztime 20s ./shared/turncred
+	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
