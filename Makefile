@@ -64,6 +64,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSessionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzConnectionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzSignal -fuzztime 20s ./master/restapi
+	$(GO) test -run '^$$' -fuzz FuzzParseUsername -fuzztime 20s ./shared/turncred
+	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
 
 # gofmt, vet, staticcheck, the layering rules (depguard) and the rest of
 # .golangci.yml, over every package including the e2e-tagged ones.
