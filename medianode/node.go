@@ -189,6 +189,7 @@ func (n *Node) report(ctx context.Context) (stop bool) {
 	defer cancel()
 	st, err := n.store.HeartbeatMediaNode(rctx, store.MediaNodeHeartbeat{
 		ID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Load: load, StartedAt: n.startedAt.UnixMilli(),
+		ICEUDPPort: n.udp.LocalAddr().(*net.UDPAddr).Port,
 	})
 	if err != nil {
 		if ctx.Err() == nil {

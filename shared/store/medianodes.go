@@ -88,6 +88,10 @@ type MediaNodeInfo struct {
 	HeartbeatAt int64   // Unix ms
 	ReportedURI string
 	ReportedIP  string
+	// ICEUDPPort and ICETCPPort are the ports of the node's ICE candidates
+	// on ReportedIP: UDP, and passive ICE-TCP (RFC 6544; 0 when off).
+	ICEUDPPort int
+	ICETCPPort int
 }
 
 // Fresh reports whether the node's last heartbeat is younger than maxAge.
@@ -118,6 +122,7 @@ func parseMediaNode(rec, hb map[string]string) MediaNodeInfo {
 		Drain: rec["drain"],
 		Load:  load, StartedAt: parseInt(hb, "startedAt"), HeartbeatAt: parseInt(hb, "heartbeatAt"),
 		ReportedURI: hb["uri"], ReportedIP: hb["ip"],
+		ICEUDPPort: int(parseInt(hb, "udpPort")), ICETCPPort: int(parseInt(hb, "tcpPort")),
 	}
 }
 
@@ -128,6 +133,10 @@ type MediaNodeHeartbeat struct {
 	IP        string
 	Load      float64
 	StartedAt int64 // Unix ms: identifies the node process
+	// ICEUDPPort and ICETCPPort are the ports of its ICE candidates on IP
+	// (0: none of that kind); TURN servers allow relaying to them.
+	ICEUDPPort int
+	ICETCPPort int
 }
 
 // NodeStanding is how the cluster sees a node, as its heartbeat learns it.
@@ -147,10 +156,11 @@ type NodeStanding struct {
 // node instance, and returns the record's status and crash mark.
 //
 //	KEYS: hb, seen, record, gone
-//	ARGV: id, uri, ip, load, startedAt, now, hbTTLms
+//	ARGV: id, uri, ip, load, startedAt, now, hbTTLms, udpPort, tcpPort
 var heartbeatScript = redis.NewScript(`
 if redis.call('GET', KEYS[4]) == ARGV[5] then return {'gone', ''} end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'uri', ARGV[2], 'ip', ARGV[3], 'load', ARGV[4], 'startedAt', ARGV[5], 'heartbeatAt', ARGV[6])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'uri', ARGV[2], 'ip', ARGV[3], 'load', ARGV[4], 'startedAt', ARGV[5], 'heartbeatAt', ARGV[6],
+  'udpPort', ARGV[8], 'tcpPort', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 local st = redis.call('HMGET', KEYS[3], 'status', 'crashedAt')
@@ -162,7 +172,7 @@ return {st[1] or '', st[2] or ''}
 func (s *NodeRegistry) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (NodeStanding, error) {
 	keys := []string{s.mediaHeartbeatKey(hb.ID), s.mediaSeenKey(), s.mediaNodeKey(hb.ID), s.nodeGoneKey(hb.ID)}
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys, hb.ID, hb.URI, hb.IP, strconv.FormatFloat(hb.Load, 'f', 2, 64),
-		hb.StartedAt, time.Now().UnixMilli(), heartbeatTTL.Milliseconds()).StringSlice()
+		hb.StartedAt, time.Now().UnixMilli(), heartbeatTTL.Milliseconds(), hb.ICEUDPPort, hb.ICETCPPort).StringSlice()
 	if err != nil {
 		return NodeStanding{}, fmt.Errorf("heartbeat of media node %s: %w", hb.ID, err)
 	}

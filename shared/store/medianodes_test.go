@@ -13,7 +13,7 @@ import (
 func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	hb := MediaNodeHeartbeat{ID: "media_a", URI: "http://127.0.0.1:1", IP: "127.0.0.1", Load: 12.5, StartedAt: 1000}
+	hb := MediaNodeHeartbeat{ID: "media_a", URI: "http://127.0.0.1:1", IP: "127.0.0.1", Load: 12.5, StartedAt: 1000, ICEUDPPort: 40000, ICETCPPort: 40001}
 
 	st, err := s.HeartbeatMediaNode(ctx, hb)
 	if err != nil || st != (NodeStanding{}) {
@@ -23,7 +23,7 @@ func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 		t.Fatalf("a heartbeat alone made a record: %+v (%v)", nodes, err)
 	}
 	un, err := s.UnadoptedMediaNodes(ctx, 3*time.Second)
-	if err != nil || len(un) != 1 || un[0].ID != "media_a" || un[0].URI != hb.URI || un[0].Load != 12.5 {
+	if err != nil || len(un) != 1 || un[0].ID != "media_a" || un[0].URI != hb.URI || un[0].Load != 12.5 || un[0].ICEUDPPort != 40000 || un[0].ICETCPPort != 40001 {
 		t.Fatalf("unadopted %+v %v", un, err)
 	}
 
