@@ -30,6 +30,7 @@ import (
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
+	"github.com/chorus-rtc/chorus/shared/tlscert"
 )
 
 // maxBufferedBody is the largest request body the proxy buffers so that it
@@ -295,7 +296,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	tlsCfg, err := tlsConfig(p.cfg.TLS)
+	tlsCfg, err := tlscert.Config(p.cfg.TLS)
 	if err != nil {
 		ln.Close()
 		return err

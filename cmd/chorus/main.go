@@ -1,5 +1,5 @@
 // Command chorus runs every role of a Chorus cluster: chorus master, chorus
-// media, chorus proxy, and chorus dev for a whole local cluster.
+// media, chorus proxy, chorus turn, and chorus dev for a whole local cluster.
 package main
 
 import (
@@ -19,6 +19,7 @@ import (
 	"github.com/chorus-rtc/chorus/proxy"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/store"
+	"github.com/chorus-rtc/chorus/turn"
 )
 
 func main() {
@@ -76,6 +77,16 @@ flags, in increasing order of precedence.`,
 					return err
 				}
 				return p.Run(ctx)
+			}),
+		roleCommand(config.RoleTurn, "turn", "Run a TURN server relaying (only) to the cluster's media nodes",
+			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+				rdb := store.NewClient(cfg.Redis)
+				defer rdb.Close()
+				r, err := turn.NewRole(turn.RoleConfig{Cluster: cfg, Redis: rdb, Logger: log})
+				if err != nil {
+					return err
+				}
+				return r.Run(ctx)
 			}),
 		devCommand(),
 		eventsCommand(),

@@ -38,6 +38,36 @@ type Config struct {
 	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
 	Media         Media       `mapstructure:"media"`
 	Proxy         Proxy       `mapstructure:"proxy"`
+	Turn          Turn        `mapstructure:"turn"`
+}
+
+// Turn configures the embedded TURN servers (the turn role) and what masters
+// hand to participants: the servers' URLs and, per connection, a TURN REST
+// API credential (draft-uberti-behave-turn-rest-00, coturn's
+// use-auth-secret) made with Secret.
+type Turn struct {
+	// URLs are the TURN servers' URLs as participants reach them
+	// ("turn:host:3478?transport=udp", "turns:host:5349?transport=tcp"...);
+	// empty: masters hand no TURN server (a connection's own
+	// customIceServers still apply).
+	URLs          []string      `mapstructure:"urls"`
+	Secret        string        `mapstructure:"secret"`
+	CredentialTTL time.Duration `mapstructure:"credential_ttl"`
+	Realm         string        `mapstructure:"realm"`
+
+	ListenIP string `mapstructure:"listen_ip"`
+	Port     int    `mapstructure:"port"`
+	TLSPort  int    `mapstructure:"tls_port"`
+	TLS      TLS    `mapstructure:"tls"`
+
+	RelayIP      string `mapstructure:"relay_ip"`
+	RelayBindIP  string `mapstructure:"relay_bind_ip"`
+	RelayPortMin int    `mapstructure:"relay_port_min"`
+	RelayPortMax int    `mapstructure:"relay_port_max"`
+
+	MaxAllocationsPerUser   int           `mapstructure:"max_allocations_per_user"`
+	MaxBitratePerAllocation int           `mapstructure:"max_bitrate_per_allocation"`
+	PeerRefreshInterval     time.Duration `mapstructure:"peer_refresh_interval"`
 }
 
 // MediaNodes is how masters manage the media nodes.
@@ -465,6 +495,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		c.validateEvents(bad)
 		c.validateMediaNodes(bad)
+		c.validateTurnURLs(bad)
+	case RoleTurn:
+		c.validateTurn(bad)
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
@@ -503,19 +536,7 @@ func (c *Config) Validate(role Role) error {
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
-		switch t := p.TLS; t.Mode {
-		case "off":
-		case "file":
-			if t.CertFile == "" || t.KeyFile == "" {
-				bad("proxy.tls.mode file needs proxy.tls.cert_file and proxy.tls.key_file")
-			}
-		case "self-signed":
-			if t.SelfSignedDir == "" {
-				bad("proxy.tls.self_signed_dir is empty while proxy.tls.mode is self-signed")
-			}
-		default:
-			bad("proxy.tls.mode %q must be off, file or self-signed", t.Mode)
-		}
+		validateTLS(bad, "proxy.tls", p.TLS)
 	}
 	if len(problems) == 0 {
 		return nil
@@ -697,4 +718,77 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 	default:
 		bad("autoscaling.drain %q must be when-no-sessions or migrate", a.Drain)
 	}
+}
+
+// validateTLS checks a TLS block named prefix (proxy.tls, turn.tls).
+func validateTLS(bad func(string, ...any), prefix string, t TLS) {
+	switch t.Mode {
+	case "off":
+	case "file":
+		if t.CertFile == "" || t.KeyFile == "" {
+			bad("%s.mode file needs %s.cert_file and %s.key_file", prefix, prefix, prefix)
+		}
+	case "self-signed":
+		if t.SelfSignedDir == "" {
+			bad("%s.self_signed_dir is empty while %s.mode is self-signed", prefix, prefix)
+		}
+	default:
+		bad("%s.mode %q must be off, file or self-signed", prefix, t.Mode)
+	}
+}
+
+// validateTurnURLs checks what masters hand to participants: STUN/TURN URLs
+// (RFC 7064, RFC 7065) and, for TURN ones, the secret to mint credentials.
+func (c *Config) validateTurnURLs(bad func(string, ...any)) {
+	t := c.Turn
+	needSecret := false
+	for _, u := range t.URLs {
+		scheme, rest, ok := strings.Cut(u, ":")
+		switch {
+		case !ok || rest == "":
+			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
+		case scheme == "turn" || scheme == "turns":
+			needSecret = true
+		case scheme == "stun" || scheme == "stuns":
+		default:
+			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
+		}
+	}
+	if needSecret && t.Secret == "" {
+		bad("turn.secret is empty while turn.urls names TURN servers: set CHORUS_TURN_SECRET (the TURN servers' too)")
+	}
+	if len(t.URLs) > 0 && t.CredentialTTL < time.Minute {
+		bad("turn.credential_ttl must be at least 1m, got %s", t.CredentialTTL)
+	}
+}
+
+// validateTurn checks the turn role's settings.
+func (c *Config) validateTurn(bad func(string, ...any)) {
+	t := c.Turn
+	if t.Secret == "" {
+		bad("turn.secret is empty: set CHORUS_TURN_SECRET (the masters' too)")
+	}
+	if net.ParseIP(t.ListenIP) == nil {
+		bad("turn.listen_ip %q is not an IP address", t.ListenIP)
+	}
+	if ip := net.ParseIP(t.RelayIP); ip == nil || ip.IsUnspecified() {
+		bad("turn.relay_ip %q must be the IP media nodes can send relayed media to", t.RelayIP)
+	}
+	if t.RelayBindIP != "" && net.ParseIP(t.RelayBindIP) == nil {
+		bad("turn.relay_bind_ip %q is not an IP address", t.RelayBindIP)
+	}
+	if t.Port > 65535 || t.Port < -1 {
+		bad("turn.port %d is not a port number (0: ephemeral, -1: off)", t.Port)
+	}
+	validateTLS(bad, "turn.tls", t.TLS)
+	if t.TLS.Mode != "off" && (t.TLSPort < 0 || t.TLSPort > 65535) {
+		bad("turn.tls_port %d is not a port number", t.TLSPort)
+	}
+	if t.Port < 0 && t.TLS.Mode == "off" {
+		bad("turn.port is -1 and turn.tls.mode is off: the TURN server would listen on nothing")
+	}
+	if !(t.RelayPortMin == 0 && t.RelayPortMax == 0) && (t.RelayPortMin < 1 || t.RelayPortMax > 65535 || t.RelayPortMin > t.RelayPortMax) {
+		bad("turn.relay_port_min..max %d-%d is not a port range", t.RelayPortMin, t.RelayPortMax)
+	}
+	positive(bad, "turn.peer_refresh_interval", t.PeerRefreshInterval)
 }

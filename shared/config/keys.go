@@ -20,6 +20,7 @@ const (
 	RoleMaster Role = "master"
 	RoleMedia  Role = "media"
 	RoleProxy  Role = "proxy"
+	RoleTurn   Role = "turn"
 	RoleTool   Role = "tool" // operator commands that only need Redis and the cluster id
 )
 
@@ -56,7 +57,7 @@ func (k Key) usedBy(r Role) bool {
 	return false
 }
 
-var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTool}
+var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTurn, RoleTool}
 
 // Keys returns every configuration setting Chorus reads. It is a function, not
 // a package variable, so that nobody can mutate the table.
@@ -264,5 +265,46 @@ func Keys() []Key {
 			"Where the self-signed certificate and key are written on first start and read afterwards (cert.pem, key.pem)."},
 		{"proxy.tls.hosts", []string{"CHORUS_PROXY_TLS_HOSTS"}, []string{"localhost", "127.0.0.1"}, []Role{RoleProxy},
 			"Names and IPs the self-signed certificate is valid for (add the LAN IP or name clients use)."},
+
+		{"turn.urls", []string{"CHORUS_TURN_URLS"}, []string{}, []Role{RoleMaster},
+			"TURN server URLs handed to every participant in joinRoom's customIceServers with a fresh credential " +
+				"(turn:host:3478?transport=udp, turn:host:3478?transport=tcp, turns:host:5349?transport=tcp); " +
+				"empty: none. A connection created with its own customIceServers gets those instead."},
+		{"turn.secret", []string{"CHORUS_TURN_SECRET"}, "", []Role{RoleMaster, RoleTurn},
+			"Shared secret of TURN credentials (coturn's static-auth-secret): masters mint with it, TURN servers check with it."},
+		{"turn.credential_ttl", []string{"CHORUS_TURN_CREDENTIAL_TTL"}, 24 * time.Hour, []Role{RoleMaster},
+			"How long a participant's TURN credential stays valid."},
+		{"turn.realm", []string{"CHORUS_TURN_REALM"}, "chorus", []Role{RoleTurn},
+			"TURN realm (RFC 8489 long-term credentials)."},
+		{"turn.listen_ip", []string{"CHORUS_TURN_LISTEN_IP"}, "0.0.0.0", []Role{RoleTurn},
+			"IP the TURN listeners bind."},
+		{"turn.port", []string{"CHORUS_TURN_PORT"}, 3478, []Role{RoleTurn},
+			"TURN (and STUN) port over UDP and TCP; 0: ephemeral, -1: off."},
+		{"turn.tls_port", []string{"CHORUS_TURN_TLS_PORT"}, 5349, []Role{RoleTurn},
+			"TURN over TLS port when turn.tls.mode is not off (443 in production, where firewalls let only HTTPS out)."},
+		{"turn.tls.mode", []string{"CHORUS_TURN_TLS_MODE"}, "off", []Role{RoleTurn},
+			"TURN over TLS: off, file (turn.tls.cert_file, turn.tls.key_file) or self-signed."},
+		{"turn.tls.cert_file", []string{"CHORUS_TURN_TLS_CERT_FILE"}, "", []Role{RoleTurn},
+			"PEM certificate chain (mode file)."},
+		{"turn.tls.key_file", []string{"CHORUS_TURN_TLS_KEY_FILE"}, "", []Role{RoleTurn},
+			"PEM private key (mode file)."},
+		{"turn.tls.self_signed_dir", []string{"CHORUS_TURN_TLS_SELF_SIGNED_DIR"}, "/var/lib/chorus/turn-tls", []Role{RoleTurn},
+			"Where the self-signed certificate and key are kept (mode self-signed)."},
+		{"turn.tls.hosts", []string{"CHORUS_TURN_TLS_HOSTS"}, []string{"localhost", "127.0.0.1"}, []Role{RoleTurn},
+			"Names and IPs the self-signed certificate is valid for."},
+		{"turn.relay_ip", []string{"CHORUS_TURN_RELAY_IP"}, "", []Role{RoleTurn},
+			"IP announced for relayed addresses: the address media nodes send to (required)."},
+		{"turn.relay_bind_ip", []string{"CHORUS_TURN_RELAY_BIND_IP"}, "", []Role{RoleTurn},
+			"IP relay sockets bind (default: any address of turn.relay_ip's family)."},
+		{"turn.relay_port_min", []string{"CHORUS_TURN_RELAY_PORT_MIN"}, 49152, []Role{RoleTurn},
+			"Lowest relay port (both 0: ephemeral ports)."},
+		{"turn.relay_port_max", []string{"CHORUS_TURN_RELAY_PORT_MAX"}, 65535, []Role{RoleTurn},
+			"Highest relay port."},
+		{"turn.max_allocations_per_user", []string{"CHORUS_TURN_MAX_ALLOCATIONS_PER_USER"}, 32, []Role{RoleTurn},
+			"Allocations one participant may hold at once (one per peer connection and transport tried); past it: 486."},
+		{"turn.max_bitrate_per_allocation", []string{"CHORUS_TURN_MAX_BITRATE_PER_ALLOCATION"}, 5_000_000, []Role{RoleTurn},
+			"Relayed bits per second per allocation and direction; excess is dropped. Negative: no cap."},
+		{"turn.peer_refresh_interval", []string{"CHORUS_TURN_PEER_REFRESH_INTERVAL"}, 2 * time.Second, []Role{RoleTurn},
+			"How often a TURN server rereads the media nodes' addresses it may relay to (it relays to nothing else)."},
 	}
 }
