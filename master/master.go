@@ -72,6 +72,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
+		TURN:   session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
 		Logger: log,
 	})
 	provider, err := newProvider(ctx, cfg.Cluster, log)

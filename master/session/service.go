@@ -54,7 +54,9 @@ type Config struct {
 	// Defaults of new sessions (OPENVIDU_STREAMS_FORCED_VIDEO_CODEC, _ALLOW_TRANSCODING).
 	ForcedVideoCodec string
 	AllowTranscoding bool
-	Logger           *slog.Logger
+	// TURN is handed to participants in joinRoom (ICEServers).
+	TURN   TURN
+	Logger *slog.Logger
 }
 
 // Nudges schedule WebSocket closes after a migration: Count of them,

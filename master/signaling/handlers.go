@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -129,7 +130,7 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 		ID: string(c.ID), FinalUserID: string(c.ID), CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
 		Value: []protocol.RemoteConnection{}, Session: string(res.Session.ID), SessionID: c.RPCSessionID,
 		Version: protocol.Version, MediaServer: protocol.MediaServer, VideoSimulcast: false,
-		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: c.CustomIceServers,
+		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: sk.srv.cfg.Sessions.ICEServers(c, time.Now()),
 	}
 	for _, o := range res.Others {
 		result.Value = append(result.Value, session.RenderRemote(o, true))

@@ -42,7 +42,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	if opts.VideoCodec == "" {
 		opts.VideoCodec = webrtc.MimeTypeVP8
 	}
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
 func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 	pub.renegotiation.Lock()
 	defer pub.renegotiation.Unlock()
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return err
 	}
@@ -304,7 +304,7 @@ func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscrip
 // answer makes a receiving peer connection from a server offer and sends
 // its answer with method (params plus the answer under answerKey).
 func (p *Participant) answer(ctx context.Context, sub *Subscription, offer, method string, params map[string]any, answerKey string) (*webrtc.PeerConnection, error) {
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -414,3 +414,41 @@ func (s SubscriptionStats) MarshalJSON() ([]byte, error) {
 		MaxGapMS int64 `json:"maxGapMs"`
 	}{alias(s), s.MaxGap.Milliseconds()})
 }
+
+// CandidatePair describes the ICE candidate pair a peer connection uses:
+// the candidate types (host, srflx, prflx, relay) and transports (udp,
+// tcp) of both ends.
+type CandidatePair struct {
+	LocalType, RemoteType         string
+	LocalProtocol, RemoteProtocol string
+}
+
+// selectedPair reads pc's selected candidate pair; ok is false before ICE
+// selected one.
+func selectedPair(pc *webrtc.PeerConnection) (CandidatePair, bool) {
+	sctp := pc.SCTP()
+	if sctp == nil {
+		return CandidatePair{}, false
+	}
+	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
+		return CandidatePair{}, false
+	}
+	return CandidatePair{
+		LocalType: pair.Local.Typ.String(), RemoteType: pair.Remote.Typ.String(),
+		LocalProtocol: pair.Local.Protocol.String(), RemoteProtocol: pair.Remote.Protocol.String(),
+	}, true
+}
+
+// CandidatePair is the publisher's selected ICE candidate pair (ok false
+// before one is selected).
+func (p *Publisher) CandidatePair() (CandidatePair, bool) {
+	p.mu.Lock()
+	pc := p.pc
+	p.mu.Unlock()
+	return selectedPair(pc)
+}
+
+// CandidatePair is the subscription's selected ICE candidate pair (ok false
+// before one is selected).
+func (s *Subscription) CandidatePair() (CandidatePair, bool) { return selectedPair(s.current()) }

@@ -52,7 +52,11 @@ type Config struct {
 	// noticed within about 2.5 s.
 	ICEDisconnectedTimeout time.Duration
 	ICEFailedTimeout       time.Duration
-	Logger                 *slog.Logger
+	// RelayOnly makes every peer connection use relayed candidates only
+	// (iceTransportPolicy "relay"), through the TURN servers of joinRoom's
+	// customIceServers, as a browser whose network lets only TURN out.
+	RelayOnly bool
+	Logger    *slog.Logger
 }
 
 // Resumption records one WebSocket break and its outcome.
@@ -162,6 +166,39 @@ func newAPI(cfg Config) (*webrtc.API, error) {
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), nil
 }
+
+// peerConfig is the configuration of every peer connection: the STUN/TURN
+// servers joinRoom's customIceServers name (as openvidu-browser's
+// Session.processJoinRoomResponse reads them: url, username, credential),
+// and the transport policy.
+func (p *Participant) peerConfig() webrtc.Configuration {
+	var cfg webrtc.Configuration
+	if p.cfg.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	var servers []struct {
+		URL        string `json:"url"`
+		Username   string `json:"username"`
+		Credential string `json:"credential"`
+	}
+	if len(p.join.CustomIceServers) > 0 {
+		if err := json.Unmarshal(p.join.CustomIceServers, &servers); err != nil {
+			p.cfg.Logger.Warn("customIceServers ignored", "err", err)
+		}
+	}
+	for _, s := range servers {
+		srv := webrtc.ICEServer{URLs: []string{s.URL}}
+		if s.Username != "" {
+			srv.Username, srv.Credential = s.Username, s.Credential
+		}
+		cfg.ICEServers = append(cfg.ICEServers, srv)
+	}
+	return cfg
+}
+
+// ICEServers are the STUN/TURN servers the participant's peer connections
+// use (from joinRoom's customIceServers).
+func (p *Participant) ICEServers() []webrtc.ICEServer { return p.peerConfig().ICEServers }
 
 // ConnectionID is the participant's connection id.
 func (p *Participant) ConnectionID() string { return p.join.ID }
