@@ -86,8 +86,13 @@ type backend struct {
 	fails   atomic.Int32
 }
 
-// New builds a proxy; Run serves it.
+// New builds a proxy; Run serves it. It fails on a secret unfit for where the
+// proxy listens (config.ErrUnsafeSecrets: see Config.CheckSecrets) and on a
+// master URL that does not parse.
 func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleProxy); err != nil {
+		return nil, err
+	}
 	p := &Proxy{
 		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{

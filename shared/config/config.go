@@ -28,6 +28,7 @@ type Config struct {
 	ClusterID     string      `mapstructure:"cluster_id"`
 	Secret        string      `mapstructure:"secret"`
 	ClusterSecret string      `mapstructure:"cluster_secret"`
+	PublishedIP   string      `mapstructure:"published_ip"`
 	Redis         Redis       `mapstructure:"redis"`
 	Log           Log         `mapstructure:"log"`
 	Master        Master      `mapstructure:"master"`
@@ -346,9 +347,6 @@ func jsonArrayHook(from, to reflect.Type, data any) (any, error) {
 
 // applyDerived fills settings whose default depends on other settings.
 func (c *Config) applyDerived() {
-	if c.ClusterSecret == "" {
-		c.ClusterSecret = c.Secret
-	}
 	if c.Master.InternalURL == "" && c.Master.Listen != "" {
 		c.Master.InternalURL = "http://" + dialable(c.Master.Listen)
 	}
@@ -417,14 +415,10 @@ func (c *Config) Validate(role Role) error {
 	default:
 		bad("log.format %q must be text or json", c.Log.Format)
 	}
-	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
-		if c.Secret == "" && role != RoleMedia {
-			bad("secret is empty: set OPENVIDU_SECRET, CHORUS_SECRET or --secret")
-		}
-		if c.ClusterSecret == "" {
-			bad("cluster_secret is empty: set CHORUS_CLUSTER_SECRET or secret")
-		}
+	if c.PublishedIP != "" && net.ParseIP(c.PublishedIP) == nil {
+		bad("published_ip %q is not an IP address", c.PublishedIP)
 	}
+	problems = append(problems, c.SecretProblems(role)...)
 	switch role {
 	case RoleMaster:
 		m := c.Master

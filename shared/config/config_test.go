@@ -73,9 +73,9 @@ func TestPrecedenceAndOpenViduNames(t *testing.T) {
 				t.Errorf("addrs %v", c.Redis.Addrs)
 			}
 		}},
-		{"cluster secret defaults to the secret", []string{"OPENVIDU_SECRET=S"}, nil, func(t *testing.T, c *Config) {
-			if c.ClusterSecret != "S" {
-				t.Errorf("cluster secret %q", c.ClusterSecret)
+		{"the cluster secret is its own setting", []string{"OPENVIDU_SECRET=S"}, nil, func(t *testing.T, c *Config) {
+			if c.ClusterSecret != "" {
+				t.Errorf("cluster secret %q: media nodes would need the OpenVidu secret", c.ClusterSecret)
 			}
 		}},
 	}
@@ -109,7 +109,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"secret is empty", "log.level", "forced_video_codec", "reconnect_grace", "redis.addrs"} {
+	for _, want := range []string{"secret (OPENVIDU_SECRET, CHORUS_SECRET or --secret) is empty", "cluster_secret (CHORUS_CLUSTER_SECRET", "log.level", "forced_video_codec", "reconnect_grace", "redis.addrs"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
@@ -119,7 +119,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	}
 	media, _ := load(t, RoleMedia, []string{"CHORUS_MEDIA_PUBLIC_IPS=1.2.3.4,not-an-ip", "CHORUS_MEDIA_RETRANSMISSION_BUFFER=100"})
 	err = media.Validate(RoleMedia)
-	for _, want := range []string{"cluster_secret is empty", "not-an-ip", "power of two"} {
+	for _, want := range []string{"cluster_secret (CHORUS_CLUSTER_SECRET or --cluster-secret, the same on every master and media node) is empty", "not-an-ip", "power of two"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("media: missing %q in %v", want, err)
 		}
