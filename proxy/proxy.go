@@ -52,9 +52,10 @@ type Proxy struct {
 	log    *slog.Logger
 	store  *store.Store
 
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
-	checker   *http.Client
+	transport   *http.Transport
+	rp          *httputil.ReverseProxy
+	checker     *http.Client
+	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -101,7 +102,8 @@ func New(cfg Config) (*Proxy, error) {
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 		},
-		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 	}
 	if cfg.Redis != nil {
 		p.store = store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})

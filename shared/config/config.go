@@ -196,6 +196,8 @@ type TLS struct {
 type Demo struct {
 	Enabled   bool   `mapstructure:"enabled"`
 	AssetsDir string `mapstructure:"assets_dir"`
+	RateLimit int    `mapstructure:"rate_limit"`
+	RateBurst int    `mapstructure:"rate_burst"`
 }
 
 // RegisterFlags adds a flag for every key the role reads, with the key's
@@ -496,6 +498,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
+		}
+		if p.Demo.Enabled && (p.Demo.RateLimit < 1 || p.Demo.RateBurst < 1) {
+			bad("proxy.demo.rate_limit (%d) and proxy.demo.rate_burst (%d) must be at least 1 while the demo is enabled", p.Demo.RateLimit, p.Demo.RateBurst)
 		}
 		switch t := p.TLS; t.Mode {
 		case "off":
