@@ -102,14 +102,20 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.ReconnectGrace = 2 * time.Second
 	}
 	c := &Cluster{stops: map[string]func(){}}
-	redisCfg := config.Redis{Timeout: 2 * time.Second}
+	var redisCfg config.Redis
 	if opts.Redis != nil {
 		redisCfg = *opts.Redis
 	} else {
-		c.Redis = redistest.Start(t)
-		redisCfg.Addrs = []string{c.Redis.Addr}
+		// With a password, as a deployment should have: every role's
+		// connections (pub/sub included) authenticate.
+		c.Redis = redistest.StartWith(t, redistest.Options{Password: "clustertest-redis-password"})
+		redisCfg = c.Redis.Config()
 	}
-	c.RDB = store.NewClient(redisCfg)
+	rdb, err := store.NewClient(redisCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RDB = rdb
 	t.Cleanup(func() { _ = c.RDB.Close() })
 	c.Store = store.New(store.Config{Redis: c.RDB, ClusterID: "test"})
 	log := slog.New(slog.NewTextHandler(logOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))

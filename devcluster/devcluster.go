@@ -461,7 +461,19 @@ func (r *runner) stopLaunched() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rdb := store.NewClient(config.Redis{Addrs: []string{r.redisAddr}, SentinelMasterName: r.cfg.RedisSentinelMaster, Timeout: time.Second})
+	// The processes' Redis settings: credentials and TLS from the
+	// environment (CHORUS_REDIS_*), the address this cluster uses.
+	rc, err := config.Load(nil, config.RoleTool, r.cfg.Env)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
+	rc.Redis.Addrs, rc.Redis.SentinelMasterName, rc.Redis.Timeout = []string{r.redisAddr}, r.cfg.RedisSentinelMaster, time.Second
+	rdb, err := store.NewClient(rc.Redis)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
 	defer rdb.Close()
 	nodes, err := store.New(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
 	if err != nil {

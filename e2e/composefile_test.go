@@ -104,4 +104,17 @@ func TestComposeDefaultsAreLoopbackOnly(t *testing.T) {
 	if rest, _ := env("master1", "OPENVIDU_SECRET"); rest == master {
 		t.Errorf("the cluster secret is the OpenVidu secret %q", rest)
 	}
+	password, _ := env("redis", "REDIS_PASSWORD")
+	if password == "" || !strings.Contains(strings.Join(p.Services["redis"].Command, " "), "requirepass") ||
+		!strings.Contains(strings.Join(p.Services["redis"].Command, " "), "--protected-mode yes") {
+		t.Errorf("redis runs without a password or protected mode: %q, %v", password, p.Services["redis"].Command)
+	}
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+		if v, _ := env(svc, "CHORUS_REDIS_PASSWORD"); v != password {
+			t.Errorf("%s: CHORUS_REDIS_PASSWORD=%q, redis has %q", svc, v, password)
+		}
+	}
+	if v, _ := env("redis", "REDISCLI_AUTH"); v != password {
+		t.Errorf("redis's health check authenticates with %q", v)
+	}
 }

@@ -98,7 +98,21 @@ type Redis struct {
 	Password           string        `mapstructure:"password"`
 	DB                 int           `mapstructure:"db"`
 	SentinelMasterName string        `mapstructure:"sentinel_master_name"`
+	SentinelUsername   string        `mapstructure:"sentinel_username"`
+	SentinelPassword   string        `mapstructure:"sentinel_password"`
 	Timeout            time.Duration `mapstructure:"timeout"`
+	TLS                RedisTLS      `mapstructure:"tls"`
+}
+
+// RedisTLS is how Chorus reaches Redis over TLS: the same settings apply to
+// a single node, a Sentinel set and its primary, and a Redis Cluster.
+type RedisTLS struct {
+	Enabled            bool   `mapstructure:"enabled"`
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	ServerName         string `mapstructure:"server_name"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 }
 
 // Log configures log/slog.
@@ -407,6 +421,7 @@ func (c *Config) Validate(role Role) error {
 	if c.Redis.Timeout <= 0 {
 		bad("redis.timeout must be positive, got %s", c.Redis.Timeout)
 	}
+	c.validateRedisAuth(role, bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -520,6 +535,29 @@ func (c *Config) Validate(role Role) error {
 		return nil
 	}
 	return errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+}
+
+// validateRedisAuth checks the Redis credentials and TLS settings: a
+// client certificate needs its key, TLS settings need redis.tls.enabled, Sentinel
+// credentials need a Sentinel, and skipping certificate verification is for
+// development only (refused on a process reachable from other machines).
+func (c *Config) validateRedisAuth(role Role, bad func(string, ...any)) {
+	r := c.Redis
+	if r.SentinelMasterName == "" && (r.SentinelUsername != "" || r.SentinelPassword != "") {
+		bad("redis.sentinel_username and redis.sentinel_password are for Sentinel: set redis.sentinel_master_name too, or use redis.username and redis.password")
+	}
+	t := r.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("redis.tls.cert_file and redis.tls.key_file go together (the client certificate and its key)")
+	}
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+		bad("redis.tls.* is set but redis.tls.enabled is false: set CHORUS_REDIS_TLS_ENABLED=true to reach Redis over TLS")
+	}
+	if t.Enabled && t.InsecureSkipVerify {
+		if exposed, where := c.Exposed(role); exposed {
+			bad("redis.tls.insecure_skip_verify is for development only, refused while %s is reachable from other machines: give redis.tls.ca_file instead", where)
+		}
+	}
 }
 
 // validateEvents checks the webhook, CDR and bus settings, with
