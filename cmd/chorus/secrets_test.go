@@ -16,6 +16,8 @@ import (
 	"github.com/chorus-rtc/chorus/medianode"
 	"github.com/chorus-rtc/chorus/proxy"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/redistest"
+	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // freeLoopbackPort is a TCP port nobody listens on.
@@ -154,5 +156,22 @@ func TestLoopbackRoleStartsWithTheDevelopmentSecret(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("stopping: %v", err)
+	}
+}
+
+// TestRoleStopsOnWrongRedisPassword: a role whose Redis password is wrong
+// stops at start-up, saying which setting to fix, instead of running with
+// every Redis call failing.
+func TestRoleStopsOnWrongRedisPassword(t *testing.T) {
+	s := redistest.StartWith(t, redistest.Options{Password: "the-right-password"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := runChorus(ctx, "proxy", "--proxy-listen", fmt.Sprintf("127.0.0.1:%d", freeLoopbackPort(t)),
+		"--redis-addrs", s.Addr, "--redis-password", "a-wrong-password", "--log-level", "error")
+	if !errors.Is(err, store.ErrRedisAuth) || !strings.Contains(err.Error(), "CHORUS_REDIS_PASSWORD") {
+		t.Fatalf("%v, want a clear Redis authentication error", err)
+	}
+	if err := runChorus(ctx, "events", "dead-letter", "list", "--redis-addrs", s.Addr, "--redis-password", "the-right-password"); err != nil {
+		t.Errorf("the right password: %v", err)
 	}
 }
