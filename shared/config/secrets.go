@@ -148,7 +148,7 @@ func (c *Config) SecretProblems(role Role) []string {
 		}
 	case RoleProxy:
 		if c.Secret != "" || c.Proxy.Demo.Enabled {
-			add(SecretProblem(secretWhat+", which the demo's token endpoint uses", c.Secret, exposed))
+			add(SecretProblem("secret (OPENVIDU_SECRET, CHORUS_SECRET or --secret; the demo's token endpoint uses it)", c.Secret, exposed))
 		}
 	case RoleMedia:
 		add(SecretProblem(clusterWhat, c.ClusterSecret, exposed))
