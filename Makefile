@@ -11,8 +11,12 @@ export CHORUS_TEST_REQUIRE_DEPS := 1
 # golangci-lint, installed into bin/ from the Go module proxy at this version.
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/golangci-lint
+# govulncheck, likewise; its vulnerability database is fetched when it runs
+# (GOVULNDB: another copy), and the check is skipped when it is unreachable.
+GOVULNCHECK_VERSION := v1.1.4
+GOVULNCHECK := bin/govulncheck
 
-.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint lint-tool clean config-reference
+.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
 
 all: build
 
@@ -68,14 +72,25 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
 
 # gofmt, vet, staticcheck, the layering rules (depguard) and the rest of
-# .golangci.yml, over every package including the e2e-tagged ones.
-lint: lint-tool
+# .golangci.yml, over every package including the e2e-tagged ones; then
+# govulncheck when its database is reachable.
+lint: lint-tool vulncheck
 	$(GOLANGCI_LINT) run ./...
+
+vulncheck: vulncheck-tool
+	GOVULNCHECK=$(GOVULNCHECK) ./scripts/vulncheck.sh
 
 lint-tool:
 	@if ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
 		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into bin/"; \
 		GOBIN=$(abspath bin) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+vulncheck-tool:
+	@if ! $(GOVULNCHECK) -version 2>/dev/null | grep -q "govulncheck@$(GOVULNCHECK_VERSION)"; then \
+		echo "installing govulncheck $(GOVULNCHECK_VERSION) into bin/"; \
+		GOBIN=$(abspath bin) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) || \
+			echo "govulncheck could not be installed: make vulncheck will skip"; \
 	fi
 
 # Rewrites README.md's configuration table from the settings table (keys.go).

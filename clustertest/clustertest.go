@@ -71,6 +71,11 @@ func (c *Cluster) WaitMediaNodes(t testing.TB, n int) {
 // Secret is the cluster's OpenVidu secret.
 const Secret = "MY_SECRET"
 
+// ClusterSecret is the cluster's internal secret (masters and media nodes):
+// a value of its own, so that a media node needing the OpenVidu secret
+// would fail the tests.
+const ClusterSecret = "TEST_CLUSTER_SECRET"
+
 // Cluster is a running in-process cluster.
 type Cluster struct {
 	Redis      *redistest.Server // nil with Options.Redis
@@ -97,14 +102,20 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.ReconnectGrace = 2 * time.Second
 	}
 	c := &Cluster{stops: map[string]func(){}}
-	redisCfg := config.Redis{Timeout: 2 * time.Second}
+	var redisCfg config.Redis
 	if opts.Redis != nil {
 		redisCfg = *opts.Redis
 	} else {
-		c.Redis = redistest.Start(t)
-		redisCfg.Addrs = []string{c.Redis.Addr}
+		// With a password, as a deployment should have: every role's
+		// connections (pub/sub included) authenticate.
+		c.Redis = redistest.StartWith(t, redistest.Options{Password: "clustertest-redis-password"})
+		redisCfg = c.Redis.Config()
 	}
-	c.RDB = store.NewClient(redisCfg)
+	rdb, err := store.NewClient(redisCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RDB = rdb
 	t.Cleanup(func() { _ = c.RDB.Close() })
 	c.Store = store.New(store.Config{Redis: c.RDB, ClusterID: "test"})
 	log := slog.New(slog.NewTextHandler(logOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -113,7 +124,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, Secret
+	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, ClusterSecret
 	base.Redis = redisCfg
 	base.Master.ReconnectGrace = opts.ReconnectGrace
 	base.Master.HeartbeatInterval = 200 * time.Millisecond
@@ -145,6 +156,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 
 	for i := 0; i < opts.MediaNodes; i++ {
 		cfg := *base
+		cfg.Secret = "" // media nodes never see the OpenVidu secret
 		cfg.Media.ID = fmt.Sprintf("media_%d", i+1)
 		port := freePort(t)
 		cfg.Media.Listen = fmt.Sprintf("127.0.0.1:%d", port)
@@ -266,7 +278,7 @@ func (c *Cluster) AssertNoLeftovers(t testing.TB) {
 			t.Fatal(err)
 		}
 		for _, n := range nodes {
-			list, err := mediaapi.NewClient(client, n.URI, Secret).Endpoints(context.Background())
+			list, err := mediaapi.NewClient(client, n.URI, ClusterSecret).Endpoints(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,8 @@ package devcluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +38,12 @@ type Config struct {
 	Port int
 	// ListenHost is the proxy's bind address (127.0.0.1 keeps it local).
 	ListenHost string
-	Secret     string
+	// Secret is the OpenVidu secret (REST API, demo). With a ListenHost
+	// other than loopback it must pass config.SecretProblem's rules.
+	Secret string
+	// ClusterSecret is the masters' and media nodes' internal secret;
+	// empty: a random one, new at every start.
+	ClusterSecret string
 	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
 	RedisAddr string
 	// RedisSentinelMaster, with RedisAddr, makes RedisAddr a Sentinel
@@ -72,10 +79,11 @@ type Node struct {
 
 // State is the state file's content.
 type State struct {
-	URL    string `json:"url"`
-	Secret string `json:"secret"`
-	Redis  string `json:"redis"`
-	Nodes  []Node `json:"nodes"`
+	URL           string `json:"url"`
+	Secret        string `json:"secret"`
+	ClusterSecret string `json:"clusterSecret"`
+	Redis         string `json:"redis"`
+	Nodes         []Node `json:"nodes"`
 }
 
 type process struct {
@@ -94,6 +102,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
+	}
+	exposed := !config.IsLoopback(cfg.ListenHost)
+	if p := config.SecretProblem("the secret (--secret)", cfg.Secret, exposed); p != "" {
+		if exposed {
+			p += fmt.Sprintf(" [--listen-host %s makes the proxy reachable from other machines]", cfg.ListenHost)
+		}
+		return errors.New(p)
+	}
+	if cfg.ClusterSecret == "" {
+		var err error
+		if cfg.ClusterSecret, err = randomSecret(); err != nil {
+			return err
+		}
 	}
 	r := &runner{cfg: cfg, log: cfg.Logger}
 	defer r.stopAll()
@@ -147,7 +168,7 @@ func (r *runner) tempDir(pattern string) (string, error) {
 
 func (r *runner) start(ctx context.Context) (*State, error) {
 	cfg := r.cfg
-	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret}
+	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
 	redisAddr := cfg.RedisAddr
 	if redisAddr == "" {
 		port, err := freeTCPPort()
@@ -169,7 +190,11 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		}
 	}
 	state.Redis = redisAddr
-	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
+	// The OpenVidu secret goes to the masters and the proxy only; the
+	// cluster secret reaches masters and media nodes through the
+	// environment (spawn), out of process listings.
+	common := []string{"--redis-addrs", redisAddr, "--cluster-id", cfg.ClusterID}
+	withSecret := []string{"--secret", cfg.Secret}
 	if cfg.RedisSentinelMaster != "" {
 		common = append(common, "--redis-sentinel-master-name", cfg.RedisSentinelMaster)
 	}
@@ -190,7 +215,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
 			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
-			"--media-nodes-process-log-dir", logDir}, common...)
+			"--media-nodes-process-log-dir", logDir}, append(common, withSecret...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -222,7 +247,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	proxyAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	args := append([]string{"proxy", "--proxy-listen", proxyAddr,
-		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, common...)
+		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, append(common, withSecret...)...)
 	p, err := r.spawn(Node{Role: "proxy", ID: "proxy", Addr: proxyAddr}, cfg.Binary, args...)
 	if err != nil {
 		return nil, err
@@ -242,7 +267,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 // prefixed with its id. The process is killed if this one dies (Pdeathsig).
 func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = r.cfg.Env
+	cmd.Env = append(append([]string(nil), r.cfg.Env...), "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -319,6 +344,15 @@ func (r *runner) stop(p *process) {
 		_ = syscall.Kill(-p.node.PID, syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// randomSecret is a fresh cluster secret: 24 random bytes, hex-encoded.
+func randomSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a cluster secret: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 func freeTCPPort() (int, error) {
@@ -427,7 +461,19 @@ func (r *runner) stopLaunched() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rdb := store.NewClient(config.Redis{Addrs: []string{r.redisAddr}, SentinelMasterName: r.cfg.RedisSentinelMaster, Timeout: time.Second})
+	// The processes' Redis settings: credentials and TLS from the
+	// environment (CHORUS_REDIS_*), the address this cluster uses.
+	rc, err := config.Load(nil, config.RoleTool, r.cfg.Env)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
+	rc.Redis.Addrs, rc.Redis.SentinelMasterName, rc.Redis.Timeout = []string{r.redisAddr}, r.cfg.RedisSentinelMaster, time.Second
+	rdb, err := store.NewClient(rc.Redis)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
 	defer rdb.Close()
 	nodes, err := store.NewNodeRegistry(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
 	if err != nil {

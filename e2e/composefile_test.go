@@ -48,3 +48,73 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)
 	}
 }
+
+// TestComposeDefaultsAreLoopbackOnly: out of the box (.env all commented
+// out) the compose cluster publishes its ports on 127.0.0.1 and tells every
+// process so (CHORUS_PUBLISHED_IP, which lets them accept the development
+// secrets), serves no demo, gives media nodes the cluster secret and never
+// the OpenVidu secret, and runs Redis with a password every process has.
+func TestComposeDefaultsAreLoopbackOnly(t *testing.T) {
+	file := filepath.Join(repoRoot, "docker-compose.yml")
+	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"),
+		cli.WithEnv([]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(service, name string) (string, bool) {
+		s, ok := p.Services[service]
+		if !ok {
+			t.Fatalf("service %s missing", service)
+		}
+		v, ok := s.Environment[name]
+		if !ok || v == nil {
+			return "", false
+		}
+		return *v, true
+	}
+	if v, _ := env("proxy", "CHORUS_PROXY_DEMO_ENABLED"); v != "false" {
+		t.Errorf("the proxy's demo: CHORUS_PROXY_DEMO_ENABLED=%q, want false", v)
+	}
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+		if v, _ := env(svc, "CHORUS_PUBLISHED_IP"); v != "127.0.0.1" {
+			t.Errorf("%s: CHORUS_PUBLISHED_IP=%q, want 127.0.0.1", svc, v)
+		}
+		for _, port := range p.Services[svc].Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %d on %q", svc, port.Target, port.HostIP)
+			}
+		}
+	}
+	for _, svc := range []string{"media1", "media2"} {
+		if v, ok := env(svc, "OPENVIDU_SECRET"); ok {
+			t.Errorf("%s gets the OpenVidu secret %q", svc, v)
+		}
+		if v, _ := env(svc, "CHORUS_CLUSTER_SECRET"); v == "" {
+			t.Errorf("%s has no cluster secret", svc)
+		}
+	}
+	master, _ := env("master1", "CHORUS_CLUSTER_SECRET")
+	if media, _ := env("media1", "CHORUS_CLUSTER_SECRET"); master != media || master == "" {
+		t.Errorf("cluster secrets: master %q, media %q", master, media)
+	}
+	if rest, _ := env("master1", "OPENVIDU_SECRET"); rest == master {
+		t.Errorf("the cluster secret is the OpenVidu secret %q", rest)
+	}
+	password, _ := env("redis", "REDIS_PASSWORD")
+	if password == "" || !strings.Contains(strings.Join(p.Services["redis"].Command, " "), "requirepass") ||
+		!strings.Contains(strings.Join(p.Services["redis"].Command, " "), "--protected-mode yes") {
+		t.Errorf("redis runs without a password or protected mode: %q, %v", password, p.Services["redis"].Command)
+	}
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+		if v, _ := env(svc, "CHORUS_REDIS_PASSWORD"); v != password {
+			t.Errorf("%s: CHORUS_REDIS_PASSWORD=%q, redis has %q", svc, v, password)
+		}
+	}
+	if v, _ := env("redis", "REDISCLI_AUTH"); v != password {
+		t.Errorf("redis's health check authenticates with %q", v)
+	}
+}

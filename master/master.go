@@ -54,9 +54,13 @@ type Master struct {
 	draining  atomic.Bool
 }
 
-// New builds a master. Run serves it. It fails only on a media node provider
-// that cannot be set up.
+// New builds a master. Run serves it. It fails on secrets unfit for where
+// the master listens (config.ErrUnsafeSecrets: see Config.CheckSecrets) and
+// on a media node provider that cannot be set up.
 func New(ctx context.Context, cfg Config) (*Master, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleMaster); err != nil {
+		return nil, err
+	}
 	mc := cfg.Cluster.Master
 	id := protocol.MasterID(mc.ID)
 	if id == "" {

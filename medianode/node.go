@@ -62,8 +62,13 @@ type Node struct {
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
 }
 
-// New binds the node's UDP port and builds its SFU. Run serves it.
+// New binds the node's UDP port and builds its SFU. Run serves it. It fails
+// before binding anything on a cluster secret unfit for where the node's API
+// listens (config.ErrUnsafeSecrets: see Config.CheckSecrets).
 func New(cfg Config) (*Node, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleMedia); err != nil {
+		return nil, err
+	}
 	mc := cfg.Cluster.Media
 	id := protocol.NodeID(mc.ID)
 	if id == "" {

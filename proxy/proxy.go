@@ -60,9 +60,10 @@ type Proxy struct {
 	log    *slog.Logger
 	store  masterDirectory
 
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
-	checker   *http.Client
+	transport   *http.Transport
+	rp          *httputil.ReverseProxy
+	checker     *http.Client
+	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -94,8 +95,13 @@ type backend struct {
 	fails   atomic.Int32
 }
 
-// New builds a proxy; Run serves it.
+// New builds a proxy; Run serves it. It fails on a secret unfit for where the
+// proxy listens (config.ErrUnsafeSecrets: see Config.CheckSecrets) and on a
+// master URL that does not parse.
 func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleProxy); err != nil {
+		return nil, err
+	}
 	p := &Proxy{
 		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
@@ -104,7 +110,8 @@ func New(cfg Config) (*Proxy, error) {
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 		},
-		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 	}
 	if cfg.Redis != nil {
 		p.store = store.NewMasterRegistry(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})

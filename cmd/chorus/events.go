@@ -113,7 +113,10 @@ func toolCommand(use, short string, run func(context.Context, *cobra.Command, *s
 			if err := cfg.Validate(config.RoleTool); err != nil {
 				return err
 			}
-			rdb := store.NewClient(cfg.Redis)
+			rdb, err := store.NewClient(cfg.Redis)
+			if err != nil {
+				return err
+			}
 			defer rdb.Close()
 			st := store.New(store.Config{Redis: rdb, ClusterID: cfg.ClusterID,
 				EventsMaxLen: cfg.Events.MaxLen, DeadLetterMaxLen: cfg.Events.DeadLetterMaxLen})

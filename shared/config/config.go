@@ -28,6 +28,7 @@ type Config struct {
 	ClusterID     string      `mapstructure:"cluster_id"`
 	Secret        string      `mapstructure:"secret"`
 	ClusterSecret string      `mapstructure:"cluster_secret"`
+	PublishedIP   string      `mapstructure:"published_ip"`
 	Redis         Redis       `mapstructure:"redis"`
 	Log           Log         `mapstructure:"log"`
 	Master        Master      `mapstructure:"master"`
@@ -127,7 +128,21 @@ type Redis struct {
 	Password           string        `mapstructure:"password"`
 	DB                 int           `mapstructure:"db"`
 	SentinelMasterName string        `mapstructure:"sentinel_master_name"`
+	SentinelUsername   string        `mapstructure:"sentinel_username"`
+	SentinelPassword   string        `mapstructure:"sentinel_password"`
 	Timeout            time.Duration `mapstructure:"timeout"`
+	TLS                RedisTLS      `mapstructure:"tls"`
+}
+
+// RedisTLS is how Chorus reaches Redis over TLS: the same settings apply to
+// a single node, a Sentinel set and its primary, and a Redis Cluster.
+type RedisTLS struct {
+	Enabled            bool   `mapstructure:"enabled"`
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	ServerName         string `mapstructure:"server_name"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 }
 
 // Log configures log/slog.
@@ -225,6 +240,8 @@ type TLS struct {
 type Demo struct {
 	Enabled   bool   `mapstructure:"enabled"`
 	AssetsDir string `mapstructure:"assets_dir"`
+	RateLimit int    `mapstructure:"rate_limit"`
+	RateBurst int    `mapstructure:"rate_burst"`
 }
 
 // RegisterFlags adds a flag for every key the role reads, with the key's
@@ -376,9 +393,6 @@ func jsonArrayHook(from, to reflect.Type, data any) (any, error) {
 
 // applyDerived fills settings whose default depends on other settings.
 func (c *Config) applyDerived() {
-	if c.ClusterSecret == "" {
-		c.ClusterSecret = c.Secret
-	}
 	if c.Master.InternalURL == "" && c.Master.Listen != "" {
 		c.Master.InternalURL = "http://" + dialable(c.Master.Listen)
 	}
@@ -437,6 +451,7 @@ func (c *Config) Validate(role Role) error {
 	if c.Redis.Timeout <= 0 {
 		bad("redis.timeout must be positive, got %s", c.Redis.Timeout)
 	}
+	c.validateRedisAuth(role, bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -447,14 +462,10 @@ func (c *Config) Validate(role Role) error {
 	default:
 		bad("log.format %q must be text or json", c.Log.Format)
 	}
-	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
-		if c.Secret == "" && role != RoleMedia {
-			bad("secret is empty: set OPENVIDU_SECRET, CHORUS_SECRET or --secret")
-		}
-		if c.ClusterSecret == "" {
-			bad("cluster_secret is empty: set CHORUS_CLUSTER_SECRET or secret")
-		}
+	if c.PublishedIP != "" && net.ParseIP(c.PublishedIP) == nil {
+		bad("published_ip %q is not an IP address", c.PublishedIP)
 	}
+	problems = append(problems, c.SecretProblems(role)...)
 	switch role {
 	case RoleMaster:
 		m := c.Master
@@ -536,12 +547,38 @@ func (c *Config) Validate(role Role) error {
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
+		if p.Demo.Enabled && (p.Demo.RateLimit < 1 || p.Demo.RateBurst < 1) {
+			bad("proxy.demo.rate_limit (%d) and proxy.demo.rate_burst (%d) must be at least 1 while the demo is enabled", p.Demo.RateLimit, p.Demo.RateBurst)
+		}
 		validateTLS(bad, "proxy.tls", p.TLS)
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	return errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+}
+
+// validateRedisAuth checks the Redis credentials and TLS settings: a
+// client certificate needs its key, TLS settings need redis.tls.enabled, Sentinel
+// credentials need a Sentinel, and skipping certificate verification is for
+// development only (refused on a process reachable from other machines).
+func (c *Config) validateRedisAuth(role Role, bad func(string, ...any)) {
+	r := c.Redis
+	if r.SentinelMasterName == "" && (r.SentinelUsername != "" || r.SentinelPassword != "") {
+		bad("redis.sentinel_username and redis.sentinel_password are for Sentinel: set redis.sentinel_master_name too, or use redis.username and redis.password")
+	}
+	t := r.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("redis.tls.cert_file and redis.tls.key_file go together (the client certificate and its key)")
+	}
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+		bad("redis.tls.* is set but redis.tls.enabled is false: set CHORUS_REDIS_TLS_ENABLED=true to reach Redis over TLS")
+	}
+	if t.Enabled && t.InsecureSkipVerify {
+		if exposed, where := c.Exposed(role); exposed {
+			bad("redis.tls.insecure_skip_verify is for development only, refused while %s is reachable from other machines: give redis.tls.ca_file instead", where)
+		}
+	}
 }
 
 // validateEvents checks the webhook, CDR and bus settings, with

@@ -29,11 +29,14 @@ function log(type, detail) {
   if (text) document.getElementById('status').textContent = text(detail || '');
 }
 
-async function fetchToken(sessionId) {
+// The demo backend serves only its own sessions, whose ids start with demo_.
+const SESSION_PREFIX = 'demo_';
+
+async function fetchToken(room) {
   const res = await fetch('/demo/token', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sessionId }),
+    body: JSON.stringify({ sessionId: SESSION_PREFIX + room }),
   });
   if (!res.ok) throw new Error('token request failed: ' + res.status + ' ' + (await res.text()));
   return (await res.json()).token;
