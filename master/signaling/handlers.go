@@ -154,6 +154,9 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	if joined || sk.urlSID == "" || p.SessionID == "" {
 		return nil, reconnErr
 	}
+	attach := sk.srv.attachLock(sk.urlSID) // until registered: see Server.attach
+	attach.Lock()
+	defer attach.Unlock()
 	c, err := sk.srv.cfg.Sessions.Reattach(ctx, sk.urlSID, p.SessionID)
 	if err != nil {
 		var e *session.Error
