@@ -195,54 +195,49 @@ func TestEvictDisconnected(t *testing.T) {
 	svcs := []*session.Service{e.service("master_a.1"), e.service("master_b.1"), e.service("master_c.1")}
 	svc := svcs[0]
 	// pastDeadline waits until the participant's grace period is over.
-	pastDeadline := func(sid, cid string) {
+	pastDeadline := func(e *env, sid, cid string) {
 		at := time.UnixMilli(e.conn(sid, cid).DisconnectedAt).Add(grace)
 		e.waitFor("the end of the grace period", func() bool { return time.Now().After(at) })
 	}
+	detach := func(e *env, sid, cid string) {
+		if err := svc.Detach(ctx, sid, cid); err != nil {
+			e.t.Fatal(err)
+		}
+	}
 	tests := []struct {
 		name    string
-		arrange func(sid, cid string) // before the evictions
+		arrange func(e *env, sid, cid string) // before the evictions
 		evicted bool
 	}{
-		{"detached past its grace", func(sid, cid string) {
-			if err := svc.Detach(ctx, sid, cid); err != nil {
-				t.Fatal(err)
-			}
-			pastDeadline(sid, cid)
+		{"detached past its grace", func(e *env, sid, cid string) {
+			detach(e, sid, cid)
+			pastDeadline(e, sid, cid)
 		}, true},
-		{"detached within its grace", func(sid, cid string) {
-			if err := svc.Detach(ctx, sid, cid); err != nil {
-				t.Fatal(err)
+		{"detached within its grace", detach, false},
+		{"came back", func(e *env, sid, cid string) {
+			detach(e, sid, cid)
+			at := time.UnixMilli(e.conn(sid, cid).DisconnectedAt).Add(grace)
+			if _, err := svcs[1].Reattach(ctx, sid, e.conn(sid, cid).RPCSessionID); err != nil {
+				e.t.Fatal(err)
 			}
-		}, false},
-		{"came back", func(sid, cid string) {
-			if err := svc.Detach(ctx, sid, cid); err != nil {
-				t.Fatal(err)
-			}
-			c := e.conn(sid, cid)
-			if _, err := svcs[1].Reattach(ctx, sid, c.RPCSessionID); err != nil {
-				t.Fatal(err)
-			}
-			at := time.UnixMilli(c.DisconnectedAt).Add(grace)
 			e.waitFor("the end of the grace period", func() bool { return time.Now().After(at) })
 		}, false},
-		{"socket never broke", func(string, string) {}, false},
-		{"left", func(sid, cid string) {
-			if err := svc.Detach(ctx, sid, cid); err != nil {
-				t.Fatal(err)
-			}
-			pastDeadline(sid, cid)
+		{"socket never broke", func(*env, string, string) {}, false},
+		{"left", func(e *env, sid, cid string) {
+			detach(e, sid, cid)
+			pastDeadline(e, sid, cid)
 			if err := svc.Leave(ctx, sid, cid); err != nil {
-				t.Fatal(err)
+				e.t.Fatal(err)
 			}
 		}, false},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			e := e.in(t)
 			sid := "ses_ev_" + string(rune('a'+i))
 			e.createSession(svc, sid)
 			victim, witness := e.join(svc, sid), e.join(svc, sid)
-			tt.arrange(sid, victim.ID)
+			tt.arrange(e, sid, victim.ID)
 			before := e.load(sid)
 			witnessBefore := e.outbox(sid, witness.ID)
 			eventsBefore := len(e.events(sid))

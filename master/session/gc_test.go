@@ -68,6 +68,7 @@ func TestCollectGarbage(t *testing.T) {
 
 	for _, tt := range tests {
 		t.Run(tt.sid, func(t *testing.T) {
+			e := e.in(t)
 			if !tt.collected {
 				if got := mustJSON(t, e.load(tt.sid)); got != before[tt.sid] {
 					t.Errorf("changed:\n%s\nwas\n%s", got, before[tt.sid])

@@ -65,6 +65,14 @@ func newEnv(t *testing.T, n int) *env {
 	return e
 }
 
+// in returns the env as seen by subtest t: its helpers fail t.
+func (e *env) in(t *testing.T) *env {
+	c := *e
+	c.t = t
+	return &c
+}
+
+// nodeID is the id clustertest gives its i-th media node (from 1).
 func nodeID(i int) string { return "media_" + string(rune('0'+i)) }
 
 func testLogger() *slog.Logger {

@@ -105,9 +105,9 @@ func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 		hold      time.Duration // how long held requests wait (default 1 s)
 	}{
 		{name: "settled socket", nudges: session.Nudges{Delay: time.Second, Interval: time.Second, Count: 1}, closeAt: time.Second},
-		// The first nudge comes once the join request is 600 ms old (not
-		// busy) but the socket too (young).
-		{name: "young socket", nudges: session.Nudges{Delay: 600 * time.Millisecond, Interval: 1200 * time.Millisecond, Count: 2}, closeAt: 1800 * time.Millisecond},
+		// The first nudge comes when the join request is over 400 ms old
+		// (not busy) and the socket under 800 ms (young).
+		{name: "young socket", nudges: session.Nudges{Delay: 450 * time.Millisecond, Interval: 1200 * time.Millisecond, Count: 2}, closeAt: 1650 * time.Millisecond},
 		{name: "busy socket", nudges: session.Nudges{Delay: time.Second, Interval: 800 * time.Millisecond, Count: 3}, closeAt: 2600 * time.Millisecond,
 			meanwhile: func(ctx context.Context, _ *testing.T, p *participant.Participant, start time.Time, _ string) {
 				// A request every 50 ms until 200 ms after the second nudge.

@@ -56,6 +56,7 @@ func TestMasterCrashReapedOnce(t *testing.T) {
 	reapers := []*session.Service{e.service("master_a.1"), e.service("master_b.1"), e.service("master_c.1")}
 	for round := range 5 {
 		t.Run(fmt.Sprint("round ", round), func(t *testing.T) {
+			e := e.in(t)
 			deadID := fmt.Sprintf("master_dead.%d", round+1)
 			dead := e.service(deadID)
 			if err := e.st.RegisterMaster(ctx, store.MasterInfo{ID: deadID, InternalURL: "http://127.0.0.1:9"}, time.Minute); err != nil {
