@@ -389,6 +389,25 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// eventually polls check until it finds nothing wrong (""), and reports
+// what it last found wrong after waitTimeout. It checks what happens after
+// a change commits (endpoint releases, index updates by whoever made it).
+func (e *env) eventually(check func() string) {
+	e.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		problem := check()
+		if problem == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Error(problem)
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // sessionError returns err as a *session.Error, failing the test otherwise.
 func sessionError(t *testing.T, err error) *session.Error {
 	t.Helper()
