@@ -84,7 +84,8 @@ type Cluster struct {
 	MasterURLs []string
 	ProxyURL   string   // the first proxy's
 	ProxyURLs  []string // every proxy's
-	// PublicURL is what tokens carry: the proxy's, else the first master's.
+	// PublicURL is what tokens carry: the proxy's, else the first master's
+	// ("" without either: a cluster of media nodes driven by the test).
 	PublicURL string
 	// MediaNodeURLs are the media nodes' internal API URLs, media_1 first.
 	MediaNodeURLs []string
@@ -150,7 +151,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if len(proxyPorts) > 0 {
 		c.ProxyURL = c.ProxyURLs[0]
 		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", proxyPorts[0])
-	} else {
+	} else if len(masterPorts) > 0 {
 		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", masterPorts[0])
 	}
 

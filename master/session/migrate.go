@@ -85,6 +85,19 @@ func unreachable(err error) bool {
 // longer exists or already left the node is only unpinned from it.
 func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, from protocol.NodeID, alive bool) error {
 	to, err := s.placeSession(ctx, from)
+	if errors.Is(err, errNoNode) {
+		// Without a node to move to, a session that is gone or already left
+		// the node (a stale pin) is still only unpinned: the controller
+		// would otherwise close it although it lives elsewhere, or keep the
+		// drained node waiting for it.
+		snap, lerr := s.store.Load(ctx, sid)
+		if errors.Is(lerr, store.ErrNotFound) || (lerr == nil && snap.Session.MediaNodeID != from) {
+			if uerr := s.store.UnpinSession(ctx, from, sid); uerr != nil {
+				return fmt.Errorf("unpin session %s from %s: %w", sid, from, uerr)
+			}
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -123,6 +123,11 @@ func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, 
 	if expired {
 		flag = s.store.FlagExpiredMasterCrashed
 	}
+	// The sessions nodeCrashed names are read before flagging: callers that
+	// lose the flag take (and empty) the index at once, so the winner,
+	// reading it after its flag, found it empty when masters declared the
+	// crash together (TestMasterCrashReapedOnce).
+	held, _ := s.store.MasterConnections(ctx, m.ID)
 	won, err := flag(ctx, m.ID, since)
 	if err != nil {
 		s.log.Warn("flag crashed master", "master", m.ID, "err", err)
@@ -134,10 +139,9 @@ func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, 
 		}
 	}
 	if won {
-		conns, _ := s.store.MasterConnections(ctx, m.ID)
 		sids := map[protocol.SessionID]bool{}
 		var sessionIDs []protocol.SessionID
-		for _, c := range conns {
+		for _, c := range held {
 			if !sids[c.SessionID] {
 				sids[c.SessionID] = true
 				sessionIDs = append(sessionIDs, c.SessionID)
@@ -149,7 +153,7 @@ func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, 
 		if err := s.store.EmitCluster(ctx, ev.Stored()); err != nil {
 			s.log.Warn("emit nodeCrashed", "master", m.ID, "err", err)
 		}
-		s.log.Warn("master crashed: its participants may resume on another master", "master", m.ID, "participants", len(conns))
+		s.log.Warn("master crashed: its participants may resume on another master", "master", m.ID, "participants", len(held))
 	}
 	conns, err := s.store.TakeMasterConnections(ctx, m.ID)
 	if err != nil {

@@ -155,6 +155,9 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	if joined || sk.urlSID == "" || p.SessionID == "" {
 		return nil, reconnErr
 	}
+	attach := sk.srv.attachLock(protocol.SessionID(sk.urlSID)) // until registered: see Server.attach
+	attach.Lock()
+	defer attach.Unlock()
 	c, err := sk.srv.cfg.Sessions.Reattach(ctx, protocol.SessionID(sk.urlSID), p.SessionID)
 	if err != nil {
 		if session.IsKind(err, session.ReconnectionFailed) {

@@ -7,6 +7,7 @@ package signaling
 
 import (
 	"context"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -64,6 +65,21 @@ type Server struct {
 	all     map[*socket]struct{}
 	joined  map[store.Wake]*socket // by session and connection
 	wg      sync.WaitGroup
+
+	// attach serializes, per session (striped), a resumption's Reattach
+	// and register with a closed socket's unregister and Detach. Without
+	// it a participant resuming on this master right after its socket
+	// closed (a nudge closes sockets on purpose) could be detached by the
+	// old socket after its Reattach: live on its new socket, yet evicted
+	// after the grace period (session.TestNudgeClosesOnlySettledSockets).
+	attach [64]sync.Mutex
+}
+
+// attachLock returns the lock of session sid's attachments (see attach).
+func (s *Server) attachLock(sid protocol.SessionID) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sid))
+	return &s.attach[h.Sum32()%uint32(len(s.attach))]
 }
 
 // New returns a Server.

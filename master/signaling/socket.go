@@ -117,6 +117,9 @@ func (sk *socket) serve(parent context.Context) {
 	if !joined {
 		return
 	}
+	attach := sk.srv.attachLock(sid)
+	attach.Lock()
+	defer attach.Unlock()
 	if sk.srv.unregister(sk, sid, cid) && !gone {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
