@@ -51,6 +51,12 @@ type Config struct {
 	RedisSentinelMaster string
 	Masters             int
 	MediaNodes          int
+	// TurnServers is how many TURN servers (chorus turn) run; masters hand
+	// every participant all of them (UDP and TCP URLs), with credentials
+	// minted with TurnSecret. 0: none.
+	TurnServers int
+	// TurnSecret is the TURN credentials' secret; empty: a random one.
+	TurnSecret string
 	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
 	// browsers on this machine only.
 	MediaIP string
@@ -71,7 +77,7 @@ type Config struct {
 
 // Node describes one process of the cluster in the state file.
 type Node struct {
-	Role string `json:"role"` // master, media, proxy or redis
+	Role string `json:"role"` // master, media, turn, proxy or redis
 	ID   string `json:"id"`
 	PID  int    `json:"pid"`
 	Addr string `json:"addr"`
@@ -83,7 +89,9 @@ type State struct {
 	Secret        string `json:"secret"`
 	ClusterSecret string `json:"clusterSecret"`
 	Redis         string `json:"redis"`
-	Nodes         []Node `json:"nodes"`
+	// TurnURLs are the TURN servers' URLs masters hand out.
+	TurnURLs []string `json:"turnUrls,omitempty"`
+	Nodes    []Node   `json:"nodes"`
 }
 
 type process struct {
@@ -113,6 +121,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.ClusterSecret == "" {
 		var err error
 		if cfg.ClusterSecret, err = randomSecret(); err != nil {
+			return err
+		}
+	}
+	if cfg.TurnSecret == "" {
+		var err error
+		if cfg.TurnSecret, err = randomSecret(); err != nil {
 			return err
 		}
 	}
@@ -205,6 +219,15 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	r.launchedLogs = logDir
 
+	turnURLs, err := r.startTurn(ctx, common)
+	if err != nil {
+		return nil, err
+	}
+	state.TurnURLs = turnURLs
+	masterTurn := []string{}
+	if len(turnURLs) > 0 {
+		masterTurn = []string{"--turn-urls", strings.Join(turnURLs, ",")}
+	}
 	for i := 1; i <= cfg.Masters; i++ {
 		port, err := freeTCPPort()
 		if err != nil {
@@ -215,7 +238,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
 			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
-			"--media-nodes-process-log-dir", logDir}, append(common, withSecret...)...)
+			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -263,11 +286,56 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	return state, nil
 }
 
+// startTurn starts cfg.TurnServers TURN servers on MediaIP (UDP and TCP on
+// one port each, relaying from MediaIP to the media nodes) and returns the
+// URLs participants reach them at.
+func (r *runner) startTurn(ctx context.Context, common []string) ([]string, error) {
+	var urls []string
+	for i := 1; i <= r.cfg.TurnServers; i++ {
+		port, err := freeUDPAndTCPPort(r.cfg.MediaIP)
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(port))
+		id := fmt.Sprintf("turn_%d", i)
+		args := append([]string{"turn", "--turn-listen-ip", r.cfg.MediaIP, "--turn-port", strconv.Itoa(port),
+			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0"}, common...)
+		p, err := r.spawn(Node{Role: "turn", ID: id, Addr: addr}, r.cfg.Binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitTCP(ctx, addr, 10*time.Second, p); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+	}
+	return urls, nil
+}
+
+// freeUDPAndTCPPort finds a port free for both UDP and TCP on ip (TURN
+// listens on both).
+func freeUDPAndTCPPort(ip string) (int, error) {
+	for range 20 {
+		port, err := freeUDPPort(ip)
+		if err != nil {
+			return 0, err
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
+	}
+	return 0, errors.New("find a port free for both UDP and TCP: none after 20 tries")
+}
+
 // spawn starts one process; its output goes to cfg.Output line by line,
 // prefixed with its id. The process is killed if this one dies (Pdeathsig).
 func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append([]string(nil), r.cfg.Env...), "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret)
+	cmd.Env = append(append([]string(nil), r.cfg.Env...), "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret,
+		"CHORUS_TURN_SECRET="+r.cfg.TurnSecret)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

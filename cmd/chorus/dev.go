@@ -53,6 +53,7 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")
 	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
 	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")
+	f.IntVar(&c.TurnServers, "turn-servers", 1, "Number of TURN servers (chorus turn) handed to participants; 0: none")
 	f.StringVar(&c.MediaIP, "media-ip", "127.0.0.1", "IP the media nodes bind and announce to browsers")
 	f.StringVar(&c.ClusterID, "cluster-id", "chorus", "Cluster id (namespaces the Redis keys)")
 	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","clusterSecret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
