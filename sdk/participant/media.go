@@ -3,6 +3,7 @@ package participant
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -166,6 +167,12 @@ func (pub *Publisher) sendAudio(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// CandidatePair is the ICE candidate pair the publisher's current peer
+// connection uses (an error before ICE selected one).
+func (pub *Publisher) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(pub.current())
 }
 
 // Sent is the number of RTP packets sent.
@@ -386,6 +393,23 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 		s.last[kind], s.seqs[kind] = now, h.SequenceNumber
 		s.mu.Unlock()
 	}
+}
+
+// CandidatePair is the ICE candidate pair the subscription's current peer
+// connection uses (an error before ICE selected one).
+func (s *Subscription) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(s.current())
+}
+
+func selectedPair(pc *webrtc.PeerConnection) (*webrtc.ICECandidatePair, error) {
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return nil, fmt.Errorf("selected candidate pair: %w", err)
+	}
+	if pair == nil {
+		return nil, errors.New("no candidate pair selected yet")
+	}
+	return pair, nil
 }
 
 // Stats returns the subscription's counters.
