@@ -47,6 +47,9 @@ type Config struct {
 	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
 	// browsers on this machine only.
 	MediaIP string
+	// ICETCP gives every media node (the cluster's and those its masters
+	// launch) a free TCP port of MediaIP for ICE-TCP; off, they have none.
+	ICETCP bool
 	// ClusterID namespaces the cluster's Redis keys.
 	ClusterID string
 	// StateFile, if set, receives the cluster's description once it is up.
@@ -190,6 +193,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
 			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
+			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
 			"--media-nodes-process-log-dir", logDir}, common...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
@@ -208,10 +212,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
+		tcp := -1
+		if cfg.ICETCP {
+			if tcp, err = freeTCPPortOn(cfg.MediaIP); err != nil {
+				return nil, err
+			}
+		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("media_%d", i)
 		args := append([]string{"media", "--media-id", id, "--media-listen", addr,
-			"--media-udp-port", strconv.Itoa(udp), "--media-bind-ip", cfg.MediaIP}, common...)
+			"--media-udp-port", strconv.Itoa(udp), "--media-tcp-port=" + strconv.Itoa(tcp),
+			"--media-bind-ip", cfg.MediaIP}, common...)
 		p, err := r.spawn(Node{Role: "media", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -322,9 +333,13 @@ func (r *runner) stop(p *process) {
 }
 
 func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeTCPPortOn("127.0.0.1")
+}
+
+func freeTCPPortOn(ip string) (int, error) {
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(ip)})
 	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+		return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil

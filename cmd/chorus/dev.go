@@ -53,6 +53,7 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
 	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")
 	f.StringVar(&c.MediaIP, "media-ip", "127.0.0.1", "IP the media nodes bind and announce to browsers")
+	f.BoolVar(&c.ICETCP, "ice-tcp", true, "Media nodes also take ICE-TCP connections, each on a free TCP port of --media-ip (for browsers whose network blocks UDP)")
 	f.StringVar(&c.ClusterID, "cluster-id", "chorus", "Cluster id (namespaces the Redis keys)")
 	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
 	f.BoolVar(&c.Demo, "demo", true, "Serve the demo page and its token endpoint")
