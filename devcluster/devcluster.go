@@ -32,10 +32,13 @@ import (
 type Config struct {
 	// Binary is the chorus executable the processes run.
 	Binary string
-	// Port is the proxy's port: the cluster's URL is http://localhost:Port.
+	// Port is the proxy's port: the cluster's URL is http://PublicHost:Port.
 	Port int
 	// ListenHost is the proxy's bind address (127.0.0.1 keeps it local).
 	ListenHost string
+	// PublicHost is the host of the cluster's URL and of the tokens'
+	// WebSocket URL, where browsers reach the proxy ("" = localhost).
+	PublicHost string
 	Secret     string
 	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
 	RedisAddr string
@@ -150,7 +153,12 @@ func (r *runner) tempDir(pattern string) (string, error) {
 
 func (r *runner) start(ctx context.Context) (*State, error) {
 	cfg := r.cfg
-	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret}
+	publicHost := cfg.PublicHost
+	if publicHost == "" {
+		publicHost = "localhost"
+	}
+	publicAddr := net.JoinHostPort(publicHost, strconv.Itoa(cfg.Port))
+	state := &State{URL: "http://" + publicAddr, Secret: cfg.Secret}
 	redisAddr := cfg.RedisAddr
 	if redisAddr == "" {
 		port, err := freeTCPPort()
@@ -191,7 +199,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("master_%d", i)
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
-			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
+			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
 			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
 			"--media-nodes-process-log-dir", logDir}, common...)
@@ -238,7 +246,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/chorus/health", cfg.Port), 20*time.Second, p); err != nil {
+	if err := waitHealthy(ctx, "http://"+dialable(proxyAddr)+"/chorus/health", 20*time.Second, p); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -330,6 +338,19 @@ func (r *runner) stop(p *process) {
 		_ = syscall.Kill(-p.node.PID, syscall.SIGKILL)
 		<-p.done
 	}
+}
+
+// dialable turns a listen address into one this machine can dial (an
+// unspecified host becomes 127.0.0.1).
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func freeTCPPort() (int, error) {

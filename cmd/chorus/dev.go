@@ -45,8 +45,9 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://localhost:<port>")
+	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://<public-host>:<port>")
 	f.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "Address the proxy binds (0.0.0.0 to reach it from the LAN)")
+	f.StringVar(&c.PublicHost, "public-host", "localhost", "Host of the cluster's URL and of the tokens, where browsers reach the proxy")
 	f.StringVar(&c.Secret, "secret", "MY_SECRET", "OpenVidu secret of the cluster")
 	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
 	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")
