@@ -24,7 +24,7 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 			Host: d.Host, Image: d.Image, Network: d.Network, Project: d.Project, ClusterID: c.ClusterID,
 			PublishIP: d.PublishIP, PublicIPs: d.PublicIPs, UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax,
 			ICETCP: c.MediaNodes.ICETCP,
-			Env: mediaNodeEnv(c, nil),
+			Env:    mediaNodeEnv(c, nil),
 		})
 		if err != nil {
 			return nil, err
