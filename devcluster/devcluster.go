@@ -362,7 +362,7 @@ func freeTCPPortOn(ip string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

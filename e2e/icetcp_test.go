@@ -241,5 +241,9 @@ func summary(v []int64) string {
 	for i, x := range v {
 		parts[i] = strconv.FormatInt(x, 10)
 	}
-	return fmt.Sprintf("median %d ms (%d-%d, %d runs: %s)", s[len(s)/2], s[0], s[len(s)-1], len(s), strings.Join(parts, ", "))
+	median := s[len(s)/2]
+	if len(s)%2 == 0 {
+		median = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return fmt.Sprintf("median %d ms (%d-%d, %d runs: %s)", median, s[0], s[len(s)-1], len(s), strings.Join(parts, ", "))
 }
