@@ -150,10 +150,11 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	} else {
 		// Passive TCP host candidates only (the node is ICE-lite: it never
-		// connects out), prioritized by pion below the UDP ones as RFC
-		// 6544 section 4.2 recommends: local preference (2^13)*4+8191 for
-		// passive TCP against 65535 for UDP, same type preference (host),
-		// so a client that can use both picks UDP.
+		// connects out), prioritized by pion below the UDP ones: type
+		// preference 126-27 (pion's TCP offset) against 126 for a UDP host
+		// candidate, local preference (2^13)*4+8191 for passive TCP
+		// against 65535 (RFC 6544 section 4.2), so 1671430143 against
+		// 2130706431: a client that can use both picks UDP.
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
 		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
 			Listener:             newClosingListener(cfg.TCPListener),
