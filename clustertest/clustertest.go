@@ -163,6 +163,10 @@ func Start(t testing.TB, opts Options) *Cluster {
 		cfg.Media.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 		cfg.Media.InternalURL = "http://" + cfg.Media.Listen
 		cfg.Media.BindIP, cfg.Media.UDPPort = "127.0.0.1", 0
+		if cfg.Media.TCPPort > 0 {
+			// ICE-TCP on an ephemeral port; Configure's -1 keeps it off.
+			cfg.Media.TCPPort = 0
+		}
 		cfg.Media.HeartbeatInterval = 200 * time.Millisecond
 		n, err := medianode.New(medianode.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
 		if err != nil {

@@ -34,10 +34,13 @@ import (
 type Config struct {
 	// Binary is the chorus executable the processes run.
 	Binary string
-	// Port is the proxy's port: the cluster's URL is http://localhost:Port.
+	// Port is the proxy's port: the cluster's URL is http://PublicHost:Port.
 	Port int
 	// ListenHost is the proxy's bind address (127.0.0.1 keeps it local).
 	ListenHost string
+	// PublicHost is the host of the cluster's URL and of the tokens'
+	// WebSocket URL, where browsers reach the proxy ("" = localhost).
+	PublicHost string
 	// Secret is the OpenVidu secret (REST API, demo). With a ListenHost
 	// other than loopback it must pass config.SecretProblem's rules.
 	Secret string
@@ -60,6 +63,9 @@ type Config struct {
 	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
 	// browsers on this machine only.
 	MediaIP string
+	// ICETCP gives every media node (the cluster's and those its masters
+	// launch) a free TCP port of MediaIP for ICE-TCP; off, they have none.
+	ICETCP bool
 	// ClusterID namespaces the cluster's Redis keys.
 	ClusterID string
 	// StateFile, if set, receives the cluster's description once it is up.
@@ -182,7 +188,12 @@ func (r *runner) tempDir(pattern string) (string, error) {
 
 func (r *runner) start(ctx context.Context) (*State, error) {
 	cfg := r.cfg
-	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
+	publicHost := cfg.PublicHost
+	if publicHost == "" {
+		publicHost = "localhost"
+	}
+	publicAddr := net.JoinHostPort(publicHost, strconv.Itoa(cfg.Port))
+	state := &State{URL: "http://" + publicAddr, Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
 	redisAddr := cfg.RedisAddr
 	if redisAddr == "" {
 		port, err := freeTCPPort()
@@ -236,8 +247,9 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("master_%d", i)
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
-			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
+			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
+			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
 			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
@@ -256,10 +268,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
+		tcp := -1
+		if cfg.ICETCP {
+			if tcp, err = freeTCPPortOn(cfg.MediaIP); err != nil {
+				return nil, err
+			}
+		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("media_%d", i)
 		args := append([]string{"media", "--media-id", id, "--media-listen", addr,
-			"--media-udp-port", strconv.Itoa(udp), "--media-bind-ip", cfg.MediaIP}, common...)
+			"--media-udp-port", strconv.Itoa(udp), "--media-tcp-port=" + strconv.Itoa(tcp),
+			"--media-bind-ip", cfg.MediaIP}, common...)
 		p, err := r.spawn(Node{Role: "media", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -275,7 +294,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/chorus/health", cfg.Port), 20*time.Second, p); err != nil {
+	if err := waitHealthy(ctx, "http://"+dialable(proxyAddr)+"/chorus/health", 20*time.Second, p); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -423,12 +442,29 @@ func randomSecret() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// dialable turns a listen address into one this machine can dial (an
+// unspecified host becomes 127.0.0.1).
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+		return addr
 	}
-	defer l.Close()
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func freeTCPPort() (int, error) {
+	return freeTCPPortOn("127.0.0.1")
+}
+
+func freeTCPPortOn(ip string) (int, error) {
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
+	}
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 

@@ -85,12 +85,16 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	if l := os.Getenv("CHORUS_TEST_LOG_LEVEL"); l != "" {
 		level = l
 	}
-	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level)
+	// The cluster's own temporary directory: what it leaves there is its
+	// leftover, whatever else runs on the machine (other clusters share
+	// the system's).
+	tmp := t.TempDir()
+	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level, "TMPDIR="+tmp)
 	for _, o := range opts {
 		args = append(args, o.Args...)
 		env = append(env, o.Env...)
 	}
-	tempBefore := chorusTempEntries()
+	tempBefore := chorusTempEntries(tmp)
 	procsBefore := map[int]bool{}
 	for _, pid := range allProcesses() {
 		procsBefore[pid] = true
@@ -127,10 +131,10 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			}
 		}
 		// Nor may any file or directory it made in the temporary directory.
-		for name := range chorusTempEntries() {
+		for name := range chorusTempEntries(tmp) {
 			if !tempBefore[name] {
 				t.Errorf("chorus dev left %s behind: removed", name)
-				_ = os.RemoveAll(filepath.Join(os.TempDir(), name))
+				_ = os.RemoveAll(filepath.Join(tmp, name))
 			}
 		}
 		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
@@ -226,11 +230,10 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// chorusTempEntries lists the entries of the system's temporary directory
-// that Chorus processes make (chorus-*, media_*.log). The e2e tests run one
-// cluster at a time, so a new one after a cluster stopped is its leftover.
-func chorusTempEntries() map[string]bool {
-	entries, _ := os.ReadDir(os.TempDir())
+// chorusTempEntries lists the entries of a temporary directory that Chorus
+// processes make (chorus-*, media_*.log).
+func chorusTempEntries(dir string) map[string]bool {
+	entries, _ := os.ReadDir(dir)
 	out := map[string]bool{}
 	for _, e := range entries {
 		if n := e.Name(); strings.HasPrefix(n, "chorus-") && !strings.HasPrefix(n, "chorus-e2e-") ||

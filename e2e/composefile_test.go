@@ -6,6 +6,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 // TestComposeFileValidForBothComposes: docker-compose.yml loads, with its
 // schema checked, in compose-go (what docker compose v2 parses it with; the
 // v2 plugin itself cannot be installed on this machine) and in
-// docker-compose 1.29 (what CI runs), with the services the README lists.
+// docker-compose 1.29 (what CI runs), with the services the README lists
+// and the media nodes' UDP and ICE-TCP ports published.
 func TestComposeFileValidForBothComposes(t *testing.T) {
 	file := filepath.Join(repoRoot, "docker-compose.yml")
 	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"))
@@ -39,6 +41,26 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 		}
 		if s.Restart != want || s.HealthCheck == nil {
 			t.Errorf("service %s: restart %q (want %q), health check %v", name, s.Restart, want, s.HealthCheck != nil)
+		}
+	}
+	// Each media node publishes its UDP port and its ICE-TCP port, each on
+	// the number it listens on (NAT 1:1 rewrites only the address).
+	for _, name := range []string{"media1", "media2"} {
+		s := p.Services[name]
+		published := map[string]bool{}
+		for _, port := range s.Ports {
+			if port.Published == strconv.Itoa(int(port.Target)) {
+				published[port.Published+"/"+port.Protocol] = true
+			}
+		}
+		for env, proto := range map[string]string{"CHORUS_MEDIA_UDP_PORT": "udp", "CHORUS_MEDIA_TCP_PORT": "tcp"} {
+			v := ""
+			if p := s.Environment[env]; p != nil {
+				v = *p
+			}
+			if v == "" || !published[v+"/"+proto] {
+				t.Errorf("service %s: %s=%q is not published over %s on the same number (published: %v)", name, env, v, proto, published)
+			}
 		}
 	}
 	if len(p.Services) != 7 {

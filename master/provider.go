@@ -23,6 +23,7 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 		p, err := medianodes.NewDocker(ctx, medianodes.DockerConfig{
 			Host: d.Host, Image: d.Image, Network: d.Network, Project: d.Project, ClusterID: c.ClusterID,
 			PublishIP: d.PublishIP, PublicIPs: d.PublicIPs, UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax,
+			ICETCP: c.MediaNodes.ICETCP,
 			// Launched nodes listen on 0.0.0.0 in their containers; their
 			// ports are published on publish_ip only.
 			Env: append(mediaNodeEnv(c, nil), "CHORUS_PUBLISHED_IP="+d.PublishIP),
@@ -32,7 +33,7 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 		}
 		r := p.Config()
 		log.Info("media nodes are launched as containers", "image", r.Image, "network", r.Network, "project", r.Project,
-			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax))
+			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax), "ice_tcp", r.ICETCP)
 		return p, nil
 	case medianodes.ProviderProcess:
 		p := c.MediaNodes.Process
@@ -44,10 +45,10 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 			}
 			bin = exe
 		}
-		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP)
+		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP, "ice_tcp", c.MediaNodes.ICETCP)
 		env := append(mediaNodeEnv(c, os.Environ()), "CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(p.PublicIPs, ","))
 		return medianodes.NewProcess(medianodes.ProcessConfig{
-			Binary: bin, BindIP: p.BindIP, Env: env, LogDir: p.LogDir,
+			Binary: bin, BindIP: p.BindIP, ICETCP: c.MediaNodes.ICETCP, Env: env, LogDir: p.LogDir,
 		}), nil
 	case medianodes.ProviderStatic:
 		return medianodes.Static{}, nil

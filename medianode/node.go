@@ -54,7 +54,10 @@ type Node struct {
 	sfu   *sfu.SFU
 	udp   net.PacketConn // the media socket, batching when batch is set
 	batch *udpbatch.Conn // nil when media.batch_writes is off
-	load  *loadMeter
+	// tcpPort is the bound ICE-TCP port (0: ICE-TCP off); the SFU owns
+	// the listener.
+	tcpPort int
+	load    *loadMeter
 
 	secret      string
 	startedAt   time.Time
@@ -62,9 +65,10 @@ type Node struct {
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
 }
 
-// New binds the node's UDP port and builds its SFU. Run serves it. It fails
-// before binding anything on a cluster secret unfit for where the node's API
-// listens (config.ErrUnsafeSecrets: see Config.CheckSecrets).
+// New binds the node's UDP port and, unless media.tcp_port is negative, its
+// ICE-TCP port, and builds its SFU. Run serves it. It fails before binding
+// anything on a cluster secret unfit for where the node's API listens
+// (config.ErrUnsafeSecrets: see Config.CheckSecrets).
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Cluster.CheckSecrets(config.RoleMedia); err != nil {
 		return nil, err
@@ -75,9 +79,23 @@ func New(cfg Config) (*Node, error) {
 		id = protocol.NewMediaNodeID()
 	}
 	log := cfg.Logger.With("node", id)
+	lm, err := newLoadMeter()
+	if err != nil {
+		return nil, err
+	}
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(mc.BindIP), Port: mc.UDPPort})
 	if err != nil {
 		return nil, fmt.Errorf("bind media UDP port %s:%d: %w", mc.BindIP, mc.UDPPort, err)
+	}
+	var tcp net.Listener
+	tcpPort := 0
+	if mc.TCPPort >= 0 {
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(mc.BindIP), Port: mc.TCPPort})
+		if err != nil {
+			_ = udp.Close()
+			return nil, fmt.Errorf("bind ICE-TCP port %s:%d (media.tcp_port; -1 turns ICE-TCP off): %w", mc.BindIP, mc.TCPPort, err)
+		}
+		tcp, tcpPort = ln, ln.Addr().(*net.TCPAddr).Port
 	}
 	var conn net.PacketConn = udp
 	var batch *udpbatch.Conn
@@ -86,17 +104,15 @@ func New(cfg Config) (*Node, error) {
 		conn = batch
 	}
 	s, err := sfu.New(sfu.Config{
-		Engine:               sfu.EngineConfig{UDPConn: conn, PublicIPs: mc.PublicIPs},
+		Engine:               sfu.EngineConfig{UDPConn: conn, TCPListener: tcp, PublicIPs: mc.PublicIPs},
 		RetransmissionBuffer: mc.RetransmissionBuffer,
 		Logger:               log,
 	})
 	if err != nil {
 		_ = conn.Close()
-		return nil, err
-	}
-	lm, err := newLoadMeter()
-	if err != nil {
-		_ = conn.Close()
+		if tcp != nil {
+			_ = tcp.Close()
+		}
 		return nil, err
 	}
 	ip := mc.BindIP
@@ -104,7 +120,7 @@ func New(cfg Config) (*Node, error) {
 		ip = mc.PublicIPs[0]
 	}
 	return &Node{
-		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, load: lm,
+		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
 		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
 		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
 	}, nil
@@ -126,7 +142,7 @@ func (n *Node) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "announce", n.ip)
+	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "ice_tcp_port", n.tcpPort, "announce", n.ip)
 
 	recCtx, stopReconciling := context.WithCancel(ctx)
 	reconciled := make(chan struct{})
@@ -194,7 +210,7 @@ func (n *Node) report(ctx context.Context) (stop bool) {
 	defer cancel()
 	st, err := n.store.HeartbeatMediaNode(rctx, store.MediaNodeHeartbeat{
 		ID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Load: load, StartedAt: n.startedAt.UnixMilli(),
-		ICEUDPPort: n.udp.LocalAddr().(*net.UDPAddr).Port,
+		ICEUDPPort: n.udp.LocalAddr().(*net.UDPAddr).Port, ICETCPPort: n.tcpPort,
 	})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -30,6 +30,9 @@ const (
 	LabelMediaNode = "io.chorus.media-node"
 	// LabelUDPPort holds the published media UDP port.
 	LabelUDPPort = "io.chorus.udp-port"
+	// LabelTCPPort holds the published ICE-TCP port (the UDP port's
+	// number; absent without ICE-TCP).
+	LabelTCPPort = "io.chorus.tcp-port"
 
 	// Compose's labels: with them, `docker compose down --remove-orphans`
 	// (and docker-compose 1.29's) removes launched nodes with the project.
@@ -64,6 +67,10 @@ type DockerConfig struct {
 	// UDPPortMin and UDPPortMax bound the UDP ports they get, each published
 	// on the same number inside and out.
 	UDPPortMin, UDPPortMax int
+	// ICETCP makes each node listen for ICE-TCP on its UDP port's number,
+	// published over TCP the same way (so the range's TCP ports are used
+	// too).
+	ICETCP bool
 	// Env is the environment every node gets (Redis, cluster id, secret...).
 	Env []string
 	// StopTimeout is how long a node has to exit after SIGTERM.
@@ -92,7 +99,8 @@ func (a engineAdapter) ContainerCreate(ctx context.Context, cfg *container.Confi
 
 // Docker launches media nodes as containers through the Docker Engine API:
 // the cluster's image on the cluster's network, each with its own UDP port
-// published on the same number (NAT 1:1 rewrites only the address), and
+// (and, with ICE-TCP, the TCP port of the same number) published on the
+// same number (NAT 1:1 rewrites only the address), and
 // labelled with the cluster (LabelCluster) and, under compose, the project.
 // The container id is the node's environment id. Containers are not
 // restarted by Docker: a node that dies is declared crashed and removed.
@@ -224,8 +232,17 @@ func (d *Docker) containerName(id protocol.NodeID) string {
 // that cannot start is removed.
 func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (string, error) {
 	name := d.containerName(id)
-	proto := nat.Port(strconv.Itoa(port) + "/udp")
+	udp := nat.Port(strconv.Itoa(port) + "/udp")
+	binding := []nat.PortBinding{{HostIP: d.cfg.PublishIP, HostPort: strconv.Itoa(port)}}
+	exposed, bindings := nat.PortSet{udp: struct{}{}}, nat.PortMap{udp: binding}
 	labels := map[string]string{LabelCluster: d.cfg.ClusterID, LabelMediaNode: string(id), LabelUDPPort: strconv.Itoa(port)}
+	tcpPort := -1
+	if d.cfg.ICETCP {
+		tcpPort = port
+		tcp := nat.Port(strconv.Itoa(port) + "/tcp")
+		exposed[tcp], bindings[tcp] = struct{}{}, binding
+		labels[LabelTCPPort] = strconv.Itoa(port)
+	}
 	if d.cfg.Project != "" {
 		labels[labelComposeProject] = d.cfg.Project
 		labels[labelComposeService] = composeService
@@ -237,16 +254,13 @@ func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (strin
 		"CHORUS_MEDIA_LISTEN=0.0.0.0:8888",
 		"CHORUS_MEDIA_INTERNAL_URL=http://"+name+":8888",
 		"CHORUS_MEDIA_UDP_PORT="+strconv.Itoa(port),
+		"CHORUS_MEDIA_TCP_PORT="+strconv.Itoa(tcpPort),
 		"CHORUS_MEDIA_BIND_IP=0.0.0.0",
 		"CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(d.cfg.PublicIPs, ","),
 	)
 	created, err := d.engine.ContainerCreate(ctx,
-		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels,
-			ExposedPorts: nat.PortSet{proto: struct{}{}}},
-		&container.HostConfig{
-			PortBindings: nat.PortMap{proto: []nat.PortBinding{{HostIP: d.cfg.PublishIP, HostPort: strconv.Itoa(port)}}},
-			Init:         new(bool),
-		},
+		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels, ExposedPorts: exposed},
+		&container.HostConfig{PortBindings: bindings, Init: new(bool)},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.cfg.Network: {}}},
 		name)
 	if err != nil {

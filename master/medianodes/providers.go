@@ -63,6 +63,9 @@ type ProcessConfig struct {
 	Binary string
 	// BindIP is the IP the launched nodes bind and announce.
 	BindIP string
+	// ICETCP gives each launched node a free TCP port of BindIP for
+	// ICE-TCP (--media-tcp-port); off, the nodes get -1 (no ICE-TCP).
+	ICETCP bool
 	// Args are extra flags every launched node gets (Redis, cluster id...).
 	Args []string
 	// Env is the nodes' environment.
@@ -101,8 +104,15 @@ func (p *Process) Launch(_ context.Context, id protocol.NodeID) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	tcpPort := -1
+	if p.cfg.ICETCP {
+		if tcpPort, err = freePort("tcp", p.cfg.BindIP); err != nil {
+			return "", err
+		}
+	}
 	args := append([]string{"media", "--media-id", string(id), "--media-listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"--media-udp-port", strconv.Itoa(udpPort), "--media-bind-ip", p.cfg.BindIP}, p.cfg.Args...)
+		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port=" + strconv.Itoa(tcpPort),
+		"--media-bind-ip", p.cfg.BindIP}, p.cfg.Args...)
 	logPath := filepath.Join(p.cfg.LogDir, string(id)+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"time"
@@ -74,7 +75,8 @@ type subscriber struct {
 	downTracks []*downTrack
 }
 
-// New returns an SFU using the given UDP socket for all media.
+// New returns an SFU using the given UDP socket for all media, and the
+// given TCP listener, if any, for ICE-TCP (see EngineConfig).
 func New(cfg Config) (*SFU, error) {
 	if cfg.RetransmissionBuffer == 0 {
 		cfg.RetransmissionBuffer = 512
@@ -396,9 +398,13 @@ func (s *SFU) CloseAll() {
 	s.sessions = map[string]*room{}
 	s.mu.Unlock()
 	closeAll(toClose)
+	if err := s.eng.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Warn("close the ICE-TCP port", "err", err)
+	}
 }
 
-// Close closes every endpoint; the SFU accepts no new ones.
+// Close closes every endpoint and the ICE-TCP port (waiting for its
+// connections' goroutines); the SFU accepts no new endpoints.
 func (s *SFU) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -409,6 +415,9 @@ func (s *SFU) Close() {
 	s.sessions = map[string]*room{}
 	s.mu.Unlock()
 	closeAll(toClose)
+	if err := s.eng.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Warn("close the ICE-TCP port", "err", err)
+	}
 }
 
 func (r *room) peerConnections() []*webrtc.PeerConnection {

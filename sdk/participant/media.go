@@ -3,6 +3,7 @@ package participant
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -166,6 +167,12 @@ func (pub *Publisher) sendAudio(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// CandidatePair is the ICE candidate pair the publisher's current peer
+// connection uses (an error before ICE selected one).
+func (pub *Publisher) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(pub.current())
 }
 
 // Sent is the number of RTP packets sent.
@@ -388,6 +395,23 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 	}
 }
 
+// CandidatePair is the ICE candidate pair the subscription's current peer
+// connection uses (an error before ICE selected one).
+func (s *Subscription) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(s.current())
+}
+
+func selectedPair(pc *webrtc.PeerConnection) (*webrtc.ICECandidatePair, error) {
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return nil, fmt.Errorf("selected candidate pair: %w", err)
+	}
+	if pair == nil {
+		return nil, errors.New("no candidate pair selected yet")
+	}
+	return pair, nil
+}
+
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
 	s.mu.Lock()
@@ -414,41 +438,3 @@ func (s SubscriptionStats) MarshalJSON() ([]byte, error) {
 		MaxGapMS int64 `json:"maxGapMs"`
 	}{alias(s), s.MaxGap.Milliseconds()})
 }
-
-// CandidatePair describes the ICE candidate pair a peer connection uses:
-// the candidate types (host, srflx, prflx, relay) and transports (udp,
-// tcp) of both ends.
-type CandidatePair struct {
-	LocalType, RemoteType         string
-	LocalProtocol, RemoteProtocol string
-}
-
-// selectedPair reads pc's selected candidate pair; ok is false before ICE
-// selected one.
-func selectedPair(pc *webrtc.PeerConnection) (CandidatePair, bool) {
-	sctp := pc.SCTP()
-	if sctp == nil {
-		return CandidatePair{}, false
-	}
-	pair, err := sctp.Transport().ICETransport().GetSelectedCandidatePair()
-	if err != nil || pair == nil || pair.Local == nil || pair.Remote == nil {
-		return CandidatePair{}, false
-	}
-	return CandidatePair{
-		LocalType: pair.Local.Typ.String(), RemoteType: pair.Remote.Typ.String(),
-		LocalProtocol: pair.Local.Protocol.String(), RemoteProtocol: pair.Remote.Protocol.String(),
-	}, true
-}
-
-// CandidatePair is the publisher's selected ICE candidate pair (ok false
-// before one is selected).
-func (p *Publisher) CandidatePair() (CandidatePair, bool) {
-	p.mu.Lock()
-	pc := p.pc
-	p.mu.Unlock()
-	return selectedPair(pc)
-}
-
-// CandidatePair is the subscription's selected ICE candidate pair (ok false
-// before one is selected).
-func (s *Subscription) CandidatePair() (CandidatePair, bool) { return selectedPair(s.current()) }

@@ -37,6 +37,11 @@ type Config struct {
 	Metadata string
 	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
 	LoopbackOnly bool
+	// NetworkTypes are the transports ICE may use (pion's
+	// SettingEngine.SetNetworkTypes); default UDP4 only. TCP4 alone is a
+	// client whose network blocks UDP: it reaches media nodes' passive
+	// ICE-TCP candidates (RFC 6544) with active TCP connections.
+	NetworkTypes []webrtc.NetworkType
 	// PingInterval is the heartbeat interval (openvidu-browser: 5 s).
 	PingInterval time.Duration
 	// NoResume turns off the resumption after a broken WebSocket (by default
@@ -151,7 +156,11 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 
 func newAPI(cfg Config) (*webrtc.API, error) {
 	var se webrtc.SettingEngine
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := cfg.NetworkTypes
+	if len(networks) == 0 {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 500*time.Millisecond)
 	// The cheapest SRTP profile first, as media nodes do (load tests decrypt
 	// every packet they receive).

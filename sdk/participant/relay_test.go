@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/webrtc/v4"
+
 	"github.com/chorus-rtc/chorus/clustertest"
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/config"
@@ -95,10 +97,10 @@ func TestRelayOnlyParticipants(t *testing.T) {
 					st.PermissionDenials.Load(), peers.Addrs(), pp, sp, sub.Stats())
 			})
 			waitFor(t, "relayed video", func() bool { return sub.Stats().VideoPackets > 50 })
-			for name, pair := range map[string]func() (participant.CandidatePair, bool){"publisher": pub.CandidatePair, "subscriber": sub.CandidatePair} {
-				p, ok := pair()
-				if !ok || p.LocalType != "relay" {
-					t.Errorf("%s uses %+v, want a relayed local candidate", name, p)
+			for name, pair := range map[string]func() (*webrtc.ICECandidatePair, error){"publisher": pub.CandidatePair, "subscriber": sub.CandidatePair} {
+				p, err := pair()
+				if err != nil || p.Local.Typ != webrtc.ICECandidateTypeRelay {
+					t.Errorf("%s uses %v (%v), want a relayed local candidate", name, p, err)
 				}
 			}
 			if n := srv.Stats().Allocations.Load(); n == 0 {

@@ -73,7 +73,9 @@ type Turn struct {
 
 // MediaNodes is how masters manage the media nodes.
 type MediaNodes struct {
-	Provider            string          `mapstructure:"provider"`
+	Provider string `mapstructure:"provider"`
+	// ICETCP gives launched media nodes an ICE-TCP port (process, docker).
+	ICETCP              bool            `mapstructure:"ice_tcp"`
 	AutoAdopt           bool            `mapstructure:"auto_adopt"`
 	LaunchTimeout       time.Duration   `mapstructure:"launch_timeout"`
 	CrashWindow         time.Duration   `mapstructure:"crash_window"`
@@ -202,10 +204,13 @@ type Events struct {
 
 // Media is a media node's configuration.
 type Media struct {
-	ID                   string        `mapstructure:"id"`
-	Listen               string        `mapstructure:"listen"`
-	InternalURL          string        `mapstructure:"internal_url"`
-	UDPPort              int           `mapstructure:"udp_port"`
+	ID          string `mapstructure:"id"`
+	Listen      string `mapstructure:"listen"`
+	InternalURL string `mapstructure:"internal_url"`
+	UDPPort     int    `mapstructure:"udp_port"`
+	// TCPPort is the passive ICE-TCP port (RFC 6544): > 0 that port, 0 one
+	// chosen by the system, < 0 no ICE-TCP.
+	TCPPort              int           `mapstructure:"tcp_port"`
 	BindIP               string        `mapstructure:"bind_ip"`
 	PublicIPs            []string      `mapstructure:"public_ips"`
 	HeartbeatInterval    time.Duration `mapstructure:"heartbeat_interval"`
@@ -515,6 +520,9 @@ func (c *Config) Validate(role Role) error {
 		checkURL(bad, "media.internal_url", m.InternalURL, "http", "https")
 		if m.UDPPort < 1 || m.UDPPort > 65535 {
 			bad("media.udp_port %d is not a port number", m.UDPPort)
+		}
+		if m.TCPPort > 65535 {
+			bad("media.tcp_port %d is not a port number (0: chosen by the system, -1: ICE-TCP off)", m.TCPPort)
 		}
 		if net.ParseIP(m.BindIP) == nil {
 			bad("media.bind_ip %q is not an IP address", m.BindIP)

@@ -172,3 +172,48 @@ func TestRedisAuthAndTLSSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestMediaTCPPort: ICE-TCP is on by default on the UDP port's number; 0
+// (a port chosen by the system) and -1 (off) pass validation, from the
+// environment or the flag; a number past 65535 does not.
+func TestMediaTCPPort(t *testing.T) {
+	env := []string{"CHORUS_CLUSTER_SECRET=S"}
+	c, err := load(t, RoleMedia, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Media.TCPPort != 40000 || c.Media.TCPPort != c.Media.UDPPort {
+		t.Errorf("default tcp_port %d, want 40000 (the UDP port's default)", c.Media.TCPPort)
+	}
+	for _, tt := range []struct {
+		env  []string
+		args []string
+		want int
+	}{
+		{[]string{"CHORUS_MEDIA_TCP_PORT=0"}, nil, 0},
+		{[]string{"CHORUS_MEDIA_TCP_PORT=-1"}, nil, -1},
+		{[]string{"CHORUS_MEDIA_TCP_PORT=443"}, []string{"--media-tcp-port=-1"}, -1},
+	} {
+		c, err := load(t, RoleMedia, append(tt.env, env...), tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Media.TCPPort != tt.want {
+			t.Errorf("%v %v: tcp_port %d, want %d", tt.env, tt.args, c.Media.TCPPort, tt.want)
+		}
+		if err := c.Validate(RoleMedia); err != nil {
+			t.Errorf("%v %v: %v", tt.env, tt.args, err)
+		}
+	}
+	c, _ = load(t, RoleMedia, append([]string{"CHORUS_MEDIA_TCP_PORT=70000"}, env...))
+	if err := c.Validate(RoleMedia); err == nil || !strings.Contains(err.Error(), "media.tcp_port") {
+		t.Errorf("tcp_port 70000: %v", err)
+	}
+	m, err := load(t, RoleMaster, nil, "--media-nodes-ice-tcp=false")
+	if err != nil || m.MediaNodes.ICETCP {
+		t.Errorf("--media-nodes-ice-tcp=false: %v %v", m.MediaNodes.ICETCP, err)
+	}
+	if m, _ := load(t, RoleMaster, nil); !m.MediaNodes.ICETCP {
+		t.Error("media_nodes.ice_tcp is off by default")
+	}
+}
