@@ -108,8 +108,11 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		t.Fatal(err)
 	}
 	dc := &devCluster{cmd: cmd, logs: logs}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the process has exited, with exitErr set: both
+	// the start-up wait and the cleanup may wait for it.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -148,8 +151,8 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			return dc
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("chorus dev exited: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("chorus dev exited: %v\n%s", exitErr, logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {

@@ -18,12 +18,13 @@ import (
 // from the namespace: the proxy, the tokens' URL and the media node's UDP
 // and ICE-TCP ports are all on the root side of the veth pair, which the
 // root namespace reaches too (it is one of its addresses).
-func startNetNSDev(t *testing.T, ns *netNS, iceTCP bool) *devCluster {
+func startNetNSDev(t *testing.T, ns *netNS, iceTCP bool, turnServers int) *devCluster {
 	t.Helper()
 	host := ns.HostIP.String()
-	return startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1",
+	// Beyond loopback, chorus dev refuses a weak secret (as every role does).
+	return startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--secret", "e2e-netns-4f8a1c2b9d7e",
 		"--media-ip", host, "--listen-host", host, "--public-host", host,
-		"--ice-tcp=" + strconv.FormatBool(iceTCP)}})
+		"--ice-tcp=" + strconv.FormatBool(iceTCP), "--turn-servers", strconv.Itoa(turnServers)}})
 }
 
 // startNetNSPages starts a root-namespace browser and one inside ns, both
@@ -75,7 +76,7 @@ func checkTransports(t *testing.T, who string, p *pages, want, host string) stri
 func TestICETCPBrowser(t *testing.T) {
 	t.Run("ice-tcp", func(t *testing.T) {
 		ns := newNetNS(t, netNSConfig{DropUDP: true})
-		dc := startNetNSDev(t, ns, true)
+		dc := startNetNSDev(t, ns, true, 0)
 		root, inside := startNetNSPages(t, dc, ns)
 		sid := fmt.Sprintf("icetcp_%06d", rand.IntN(1e6))
 		root.join(sid, 1)
@@ -109,7 +110,7 @@ func TestICETCPBrowser(t *testing.T) {
 
 	t.Run("ice-tcp-off", func(t *testing.T) {
 		ns := newNetNS(t, netNSConfig{DropUDP: true})
-		dc := startNetNSDev(t, ns, false)
+		dc := startNetNSDev(t, ns, false, 0)
 		root, inside := startNetNSPages(t, dc, ns)
 		sid := fmt.Sprintf("icetcpoff_%06d", rand.IntN(1e6))
 		root.join(sid, 1)
@@ -164,7 +165,7 @@ func TestICETCPFirstFrame(t *testing.T) {
 		runs = v
 	}
 	ns := newNetNS(t, netNSConfig{})
-	dc := startNetNSDev(t, ns, true)
+	dc := startNetNSDev(t, ns, true, 0)
 	root, inside := startNetNSPages(t, dc, ns)
 	host := ns.HostIP.String()
 
@@ -246,4 +247,40 @@ func summary(v []int64) string {
 		median = (s[len(s)/2-1] + s[len(s)/2]) / 2
 	}
 	return fmt.Sprintf("median %d ms (%d-%d, %d runs: %s)", median, s[0], s[len(s)-1], len(s), strings.Join(parts, ", "))
+}
+
+// TestTURNOverTCPBrowser is a browser whose network drops UDP and whose
+// media node offers no ICE-TCP: Chromium with openvidu-browser in the
+// namespace gets media only through the cluster's TURN server, reached
+// over TCP with the credential joinRoom's customIceServers carries; its
+// peer connections use relayed local candidates (getStats).
+func TestTURNOverTCPBrowser(t *testing.T) {
+	ns := newNetNS(t, netNSConfig{DropUDP: true})
+	dc := startNetNSDev(t, ns, false, 1)
+	if len(dc.TurnURLs) == 0 {
+		t.Fatalf("chorus dev announced no TURN server: %+v", dc.State)
+	}
+	root, inside := startNetNSPages(t, dc, ns)
+	sid := fmt.Sprintf("turntcp_%06d", rand.IntN(1e6))
+	root.join(sid, 1)
+	inside.join(sid, 1)
+	inside.waitVideo(1, 45*time.Second)
+	root.waitVideo(1, 45*time.Second)
+	n := 0
+	for _, list := range inside.transports() {
+		for _, pc := range list {
+			n++
+			if pc.Local == nil || pc.Local.CandidateType != "relay" {
+				t.Errorf("namespaced page: %s peer connection of %s uses %+v, want a relayed local candidate", pc.Kind, pc.StreamID, pc.Local)
+			}
+		}
+	}
+	if n != 2 {
+		t.Errorf("namespaced page: %d peer connections, want 2", n)
+	}
+	if ns.DroppedUDP() == 0 {
+		t.Errorf("the namespace's firewall dropped no UDP packet:\n%s", ns.Ruleset())
+	}
+	root.leave()
+	inside.leave()
 }
