@@ -79,7 +79,9 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	t.Helper()
 	port := freePort(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
-	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
+	// No TURN server unless a test asks for one (--turn-servers 1): the
+	// crash and drain bounds of BENCHMARKS.md were measured without.
+	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET", "--turn-servers", "0",
 		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}
 	level := "info"
 	if l := os.Getenv("CHORUS_TEST_LOG_LEVEL"); l != "" {
