@@ -239,9 +239,26 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if len(turnURLs) > 0 {
 		masterTurn = []string{"--turn-urls", strings.Join(turnURLs, ",")}
 	}
-	// Media nodes first: they heartbeat until a master adopts them, so the
-	// controller's first round adopts them before its first autoscaling
-	// decision counts the nodes.
+	for i := 1; i <= cfg.Masters; i++ {
+		port, err := freeTCPPort()
+		if err != nil {
+			return nil, err
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		id := fmt.Sprintf("master_%d", i)
+		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
+			"--master-public-url", "ws://" + publicAddr,
+			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
+			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
+			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
+		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitHealthy(ctx, "http://"+addr+"/chorus/health", 20*time.Second, p); err != nil {
+			return nil, err
+		}
+	}
 	for i := 1; i <= cfg.MediaNodes; i++ {
 		port, err := freeTCPPort()
 		if err != nil {
@@ -263,26 +280,6 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			"--media-udp-port", strconv.Itoa(udp), "--media-tcp-port=" + strconv.Itoa(tcp),
 			"--media-bind-ip", cfg.MediaIP}, common...)
 		p, err := r.spawn(Node{Role: "media", ID: id, Addr: addr}, cfg.Binary, args...)
-		if err != nil {
-			return nil, err
-		}
-		if err := waitHealthy(ctx, "http://"+addr+"/chorus/health", 20*time.Second, p); err != nil {
-			return nil, err
-		}
-	}
-	for i := 1; i <= cfg.Masters; i++ {
-		port, err := freeTCPPort()
-		if err != nil {
-			return nil, err
-		}
-		addr := fmt.Sprintf("127.0.0.1:%d", port)
-		id := fmt.Sprintf("master_%d", i)
-		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
-			"--master-public-url", "ws://" + publicAddr,
-			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
-			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
-			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
-		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
 		}
