@@ -150,12 +150,12 @@ func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reas
 func evictNotify(tx *store.Tx, victim *store.Connection, remaining []*store.Connection, reason string) error {
 	params := protocol.ConnectionReason{ConnectionID: string(victim.ID), Reason: reason}
 	for _, c := range remaining {
-		if err := tx.Notify(c.ID, protocol.NotifyParticipantLeft, params); err != nil {
+		if err := tx.NotifyDeparture(c, victim, protocol.NotifyParticipantLeft, params); err != nil {
 			return err
 		}
 	}
 	for _, c := range remaining {
-		if err := tx.Notify(c.ID, protocol.NotifyParticipantEvicted, params); err != nil {
+		if err := tx.NotifyDeparture(c, victim, protocol.NotifyParticipantEvicted, params); err != nil {
 			return err
 		}
 	}
@@ -485,7 +485,7 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 		}
 	} else {
 		for _, r := range remaining {
-			if err := tx.Notify(r.ID, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
+			if err := tx.NotifyDeparture(r, c, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
 				return nil, nil, err
 			}
 		}

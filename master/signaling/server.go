@@ -40,14 +40,17 @@ type Config struct {
 	// prepareReceiveVideoFrom) that wait for a stream being moved to another
 	// media node; they run beside the socket's other requests.
 	HoldTimeout time.Duration
-	// DepartureDelay holds a notification of another participant's
-	// departure (participantLeft, participantEvicted) for this long after it
-	// is first read from the outbox. openvidu-browser forgets a session as
-	// soon as it sends leaveRoom, so a client leaving with several
-	// connections at once (camera and screen) would otherwise get, on the
-	// second one, the first one's departure and report an unknown
-	// connection; its own leaveRoom arrives within the delay and stops the
-	// delivery. 0 delivers at once.
+	// DepartureDelay holds a notification of the departure
+	// (participantLeft, participantEvicted) of a connection that may be of
+	// the recipient's own client (same IP and platform: store.Connection.
+	// SameClient) for this long after it is first read from the outbox;
+	// other participants are told at once. openvidu-browser forgets a
+	// session as soon as it sends leaveRoom, so a client leaving with
+	// several connections at once (camera and screen) would otherwise get,
+	// on the second one, the first one's departure and report an unknown
+	// connection; its own leaveRoom arrives within the delay (the first
+	// disconnect() tears down media first: up to ~1 s on a loaded machine)
+	// and stops the delivery. 0 delivers at once.
 	DepartureDelay time.Duration
 	// PollInterval is how often outboxes are read without a wake-up (pub/sub
 	// wakes may be lost).

@@ -452,12 +452,12 @@ func (sk *socket) deliver(sid protocol.SessionID, cid protocol.ConnectionID) {
 	}
 }
 
-// holdDeparture reports whether e, a notification of another participant's
-// departure, must wait (Config.DepartureDelay); a wake-up is scheduled for
-// when it is due.
+// holdDeparture reports whether e, a notification of the departure of a
+// connection that may be of this participant's own client (e.Hold), must
+// wait (Config.DepartureDelay); a wake-up is scheduled for when it is due.
 func (sk *socket) holdDeparture(e store.OutboxEntry, cid protocol.ConnectionID) bool {
 	delay := sk.srv.cfg.DepartureDelay
-	if delay <= 0 || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
+	if delay <= 0 || !e.Hold || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
 		return false
 	}
 	var p protocol.ConnectionReason

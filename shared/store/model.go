@@ -158,4 +158,14 @@ func SubscriberEndpointID(subscriberID protocol.ConnectionID, streamID protocol.
 }
 
 // Active reports whether a participant has joined with this connection.
+// SameClient reports whether c and o may be connections of one client (one
+// browser page holding a camera and a screen connection, as openvidu-call
+// does): the same IP and platform, or either unknown.
+func (c *Connection) SameClient(o *Connection) bool {
+	if c.IP == "" || o.IP == "" || c.Platform == "" || o.Platform == "" {
+		return true
+	}
+	return c.IP == o.IP && c.Platform == o.Platform
+}
+
 func (c *Connection) Active() bool { return c.Status == StatusActive }

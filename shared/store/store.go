@@ -349,6 +349,10 @@ type Notification struct {
 	ConnectionID protocol.ConnectionID
 	Method       string
 	Params       json.RawMessage
+	// Hold marks another participant's departure that may be the
+	// recipient's own client leaving with several connections (see
+	// NotifyDeparture): delivery may hold it back.
+	Hold bool
 }
 
 // Tx is a session being changed inside Update. The callback mutates Session
@@ -376,6 +380,18 @@ func (tx *Tx) Notify(connectionID protocol.ConnectionID, method string, params a
 		return fmt.Errorf("encode %s notification: %w", method, err)
 	}
 	tx.notifications = append(tx.notifications, Notification{ConnectionID: connectionID, Method: method, Params: raw})
+	return nil
+}
+
+// NotifyDeparture queues, for recipient, the notification of another
+// connection's departure (participantLeft, participantEvicted), marked Hold
+// when the two may be one client's connections (Connection.SameClient).
+func (tx *Tx) NotifyDeparture(recipient, gone *Connection, method string, params any) error {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encode %s notification: %w", method, err)
+	}
+	tx.notifications = append(tx.notifications, Notification{ConnectionID: recipient.ID, Method: method, Params: raw, Hold: recipient.SameClient(gone)})
 	return nil
 }
 
@@ -510,11 +526,15 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 		if !current && !loaded {
 			continue // not a connection of this session
 		}
+		values := []any{"m", n.Method, "p", string(n.Params)}
+		if n.Hold {
+			values = append(values, "h", "1")
+		}
 		p.XAdd(ctx, &redis.XAddArgs{
 			Stream: s.outboxKey(tx.sid, n.ConnectionID),
 			MaxLen: outboxMaxLen,
 			Approx: true,
-			Values: []any{"m", n.Method, "p", string(n.Params)},
+			Values: values,
 		})
 	}
 	for cid := range removed {
@@ -558,6 +578,8 @@ type OutboxEntry struct {
 	ID     string
 	Method string
 	Params json.RawMessage
+	// Hold: see Notification.Hold.
+	Hold bool
 }
 
 // ReadOutbox returns up to count queued notifications of a connection, oldest first.
@@ -570,7 +592,8 @@ func (s *Sessions) ReadOutbox(ctx context.Context, sid protocol.SessionID, cid p
 	for _, m := range msgs {
 		method, _ := m.Values["m"].(string)
 		params, _ := m.Values["p"].(string)
-		out = append(out, OutboxEntry{ID: m.ID, Method: method, Params: json.RawMessage(params)})
+		hold, _ := m.Values["h"].(string)
+		out = append(out, OutboxEntry{ID: m.ID, Method: method, Params: json.RawMessage(params), Hold: hold == "1"})
 	}
 	return out, nil
 }
