@@ -70,13 +70,15 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	inc := session.NewIncarnation(id)
 	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
 		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
-	nc := cfg.Cluster.MediaNodes
+	nc, lim := cfg.Cluster.MediaNodes, cfg.Cluster.Limits
 	sessions := session.New(session.Config{
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
-		TURN:   session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
+		TURN: session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
+		Limits: session.Limits{SignalDataBytes: lim.SignalDataBytes, MetadataBytes: lim.MetadataBytes,
+			OutboxBytes: lim.OutboxBytes, ParticipantsPerSession: lim.ParticipantsPerSession},
 		Logger: log,
 	})
 	provider, err := newProvider(ctx, cfg.Cluster, log)
@@ -100,7 +102,8 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
-			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay, Logger: log,
+			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
+			Limits: signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests}, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,

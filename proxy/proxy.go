@@ -64,6 +64,7 @@ type Proxy struct {
 	rp          *httputil.ReverseProxy
 	checker     *http.Client
 	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
+	wsLimiter   *connLimiter // WebSocket connections per client IP
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -112,6 +113,7 @@ func New(cfg Config) (*Proxy, error) {
 		},
 		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
+		wsLimiter:   newConnLimiter(cfg.Cluster.Limits.WebSocketsPerIP),
 	}
 	if cfg.Redis != nil {
 		p.store = store.NewMasterRegistry(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
@@ -292,7 +294,7 @@ func (p *Proxy) Handler() http.Handler {
 	if p.cfg.Demo.Enabled {
 		p.registerDemo(mux)
 	}
-	mux.Handle("/", p.rp)
+	mux.Handle("/", limitWebSockets(p.wsLimiter, p.rp))
 	return mux
 }
 

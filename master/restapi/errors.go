@@ -39,6 +39,12 @@ func restErrorOf(k session.Kind) restError {
 		return restError{status: http.StatusUnauthorized}
 	case session.BadSDP, session.CodecNotFound:
 		return restError{status: http.StatusBadRequest}
+	case session.SignalTooLarge, session.MetadataTooLarge:
+		// "There is a problem with some body parameter" (POST /signal,
+		// POST /sessions/{id}/connection), with the limit in the message.
+		return restError{status: http.StatusBadRequest, body: true}
+	case session.SessionFull:
+		return restError{status: http.StatusConflict, body: true}
 	default: // Internal, OfferFailed and any kind added without a row here
 		return restError{status: http.StatusInternalServerError}
 	}

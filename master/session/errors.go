@@ -67,6 +67,16 @@ const (
 	// ReconnectionFailed: a socket's reconnection cannot take over a
 	// participant (openvidu-browser then asks sessionStatus).
 	ReconnectionFailed
+	// SignalTooLarge: a signal's data exceeds Limits.SignalDataBytes
+	// (openvidu-server's invalid signal: SIGNAL_FORMAT_INVALID, REST 400).
+	SignalTooLarge
+	// MetadataTooLarge: a connection's metadata exceeds
+	// Limits.MetadataBytes (openvidu-server's invalid client metadata:
+	// USER_METADATA_FORMAT_INVALID, REST 400).
+	MetadataTooLarge
+	// SessionFull: the session has Limits.ParticipantsPerSession active
+	// participants already.
+	SessionFull
 )
 
 var kindNames = [...]string{
@@ -77,7 +87,8 @@ var kindNames = [...]string{
 	StreamNotFound: "stream not found", AlreadyPublishing: "already publishing", Unauthorized: "unauthorized",
 	BadSDP: "bad SDP", OfferFailed: "offer failed", CodecNotFound: "codec not found", Superseded: "superseded",
 	StreamMoving: "stream moving", NotMovedInTime: "not moved in time", InvalidRecipients: "invalid recipients",
-	ReconnectionFailed: "reconnection failed",
+	ReconnectionFailed: "reconnection failed", SignalTooLarge: "signal too large",
+	MetadataTooLarge: "metadata too large", SessionFull: "session full",
 }
 
 // Kinds lists every kind, for the transports' mapping tests.

@@ -85,7 +85,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		codec string
 	)
 	var stale []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		stale = nil
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -122,7 +122,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		s.rollbackPublisher(ctx, sid, cid, streamID, node)
 		return nil, publishError(err, cid, codec)
 	}
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -148,7 +148,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 func (s *Service) rollbackPublisher(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, node protocol.NodeID) {
 	ctx, cancel := background(ctx)
 	defer cancel()
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil && c.Publisher != nil && c.Publisher.StreamID == streamID {
 			c.Publisher = nil
 		}
@@ -268,7 +268,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, 
 		ownerID  protocol.ConnectionID
 	)
 	var replace, reconnecting bool
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -361,7 +361,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, 
 // moving and the node serves ("" otherwise; moving says the stream is being
 // moved to another node). It records the node in the subscription.
 func (s *Service) subscriptionTarget(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, createdAt int64) (node protocol.NodeID, moving bool, err error) {
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		node, moving = "", false
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -407,7 +407,7 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid protocol.Session
 	ctx, cancel := background(ctx)
 	defer cancel()
 	kept := false
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		kept = false
 		if c := tx.Conns[cid]; c != nil {
 			if sub := c.Subscriptions[streamID]; sub != nil && sub.CreatedAt == createdAt {
@@ -470,7 +470,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID,
 		}
 		return err
 	}
-	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	return s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil {
 			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt && cur.State != store.EndpointReady {
 				if cur.State == store.EndpointCreating {
@@ -487,7 +487,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID,
 // sender connection (unsubscribeFromVideo).
 func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, sender string) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -518,7 +518,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid p
 // participantUnpublished with reason unpublish.
 func (s *Service) Unpublish(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -539,7 +539,7 @@ func (s *Service) Unpublish(ctx context.Context, sid protocol.SessionID, cid pro
 // ForceUnpublishByUser unpublishes someone's stream on behalf of a moderator.
 func (s *Service) ForceUnpublishByUser(ctx context.Context, sid protocol.SessionID, moderator protocol.ConnectionID, streamID protocol.StreamID) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		m, err := activeParticipant(tx, sid, moderator)
 		if err != nil {
 			return err
@@ -608,7 +608,7 @@ func (s *Service) AddICECandidate(ctx context.Context, sid protocol.SessionID, c
 // stream (audioActive, videoActive, videoDimensions, ...) and tells the
 // others; newValue is forwarded as the JSON text of what the client sent.
 func (s *Service) StreamPropertyChanged(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, property string, newValue json.RawMessage, reason string) error {
-	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	return s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err

@@ -43,6 +43,10 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	if !ok && !insecure {
 		return nil, newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 	}
+	if limit := s.cfg.Limits.MetadataBytes; limit > 0 && len(req.Metadata) > limit {
+		return nil, newError(MetadataTooLarge, "Unable to join session %s. The metadata received from the client-side has an invalid format: %d bytes, more than the %d allowed",
+			sid, len(req.Metadata), limit)
+	}
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
@@ -65,7 +69,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	newConnID := protocol.NewConnectionID()
 	var res *JoinResult
 	pinned := false
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		res, pinned = nil, false
 		if tx.Session == nil {
 			return newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
@@ -86,6 +90,9 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 			if c == nil || c.Active() {
 				return newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 			}
+		}
+		if limit := s.cfg.Limits.ParticipantsPerSession; limit > 0 && len(activeConns(tx.SortedConns())) >= limit {
+			return newError(SessionFull, "Unable to join session %s. It has reached its limit of %d participants", sid, limit)
 		}
 		if tx.Session.MediaNodeID == "" {
 			tx.Session.MediaNodeID, pinned = node, true
@@ -134,7 +141,7 @@ func (s *Service) Reattach(ctx context.Context, sid protocol.SessionID, rpcSessi
 	var conn *store.Connection
 	var rollback []endpointRef
 	var previous protocol.MasterID
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		conn, rollback, previous = nil, nil, ""
 		if tx.Session == nil {
 			return reconnErr
@@ -202,7 +209,7 @@ func (s *Service) DetachFromMaster(ctx context.Context, sid protocol.SessionID, 
 func (s *Service) detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	now := time.Now()
 	detached := false
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		detached = false
 		if tx.Session == nil {
 			return nil
@@ -257,7 +264,7 @@ func (s *Service) ForceDisconnect(ctx context.Context, sid protocol.SessionID, m
 func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...protocol.ConnectionID) error {
 	var removed *store.Connection
 	var closed *store.Session
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		if tx.Session == nil {
 			return newError(SessionNotFound, "Session %s not found", sid)
@@ -288,6 +295,37 @@ func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid 
 		s.afterRemoval(ctx, sid, removed, closed)
 	}
 	return nil
+}
+
+// evictOverflowing evicts a participant whose outbox holds more than
+// Limits.OutboxBytes (queued bytes): a reader that slow, or gone, would make
+// Redis hold everything sent to it. Its queue is dropped in the same
+// transaction; it gets only its participantEvicted (reason
+// forceDisconnectByServer), the others participantLeft and
+// participantEvicted. A participant gone meanwhile is left alone.
+func (s *Service) evictOverflowing(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, queued int64) {
+	var removed *store.Connection
+	var closed *store.Session
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		removed, closed = nil, nil
+		c := tx.Conns[cid]
+		if tx.Session == nil || c == nil || !c.Active() {
+			return nil
+		}
+		tx.ResetOutbox(cid)
+		var err error
+		removed, closed, err = removeParticipant(tx, c, protocol.ReasonForceDisconnectByServer, true)
+		return err
+	})
+	if err != nil {
+		s.log.Warn("evict a participant whose outbox overflowed", "session", sid, "connection", cid, "queued", queued, "err", err)
+		return
+	}
+	if removed != nil {
+		s.log.Warn("evicted a participant whose outbox overflowed: it reads its notifications too slowly",
+			"session", sid, "connection", cid, "queued", queued, "limit", s.cfg.Limits.OutboxBytes)
+		s.afterRemoval(ctx, sid, removed, closed)
+	}
 }
 
 // SessionStatus answers sessionStatus: the session's life, or the life it

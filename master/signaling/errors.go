@@ -33,6 +33,9 @@ var rpcCodes = map[session.Kind]int{
 	session.NotMovedInTime:      protocol.CodeMediaGeneric,
 	session.InvalidRecipients:   protocol.CodeSignalToInvalid,
 	session.ReconnectionFailed:  protocol.CodeReconnectionError,
+	session.SignalTooLarge:      protocol.CodeSignalFormatInvalid,
+	session.MetadataTooLarge:    protocol.CodeUserMetadataFormatInvalid,
+	session.SessionFull:         protocol.CodeUserUnauthorized,
 }
 
 // toRPCError answers a failed request: an RPCError as built, or a session

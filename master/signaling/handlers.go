@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -378,6 +379,10 @@ func (sk *socket) leaveRoom(ctx context.Context, pt participant, _ json.RawMessa
 }
 
 func (sk *socket) sendMessage(ctx context.Context, pt participant, raw json.RawMessage) (any, error) {
+	if sk.signals != nil && !sk.signals.Allow() {
+		return nil, &protocol.RPCError{Code: protocol.CodeGeneric,
+			Message: fmt.Sprintf("Too many signals: at most %d per second may be sent on this connection", sk.srv.cfg.Limits.SignalsPerSecond)}
+	}
 	var p struct {
 		Message *string `json:"message"`
 	}

@@ -55,7 +55,22 @@ type Config struct {
 	// PollInterval is how often outboxes are read without a wake-up (pub/sub
 	// wakes may be lost).
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Limits bound what one socket can cost (zero values: none).
+	Limits Limits
+	Logger *slog.Logger
+}
+
+// Limits bound what one participant's socket can cost the master. OpenVidu
+// 2 has none of them. Zero turns a limit off.
+type Limits struct {
+	// SignalsPerSecond caps the socket's sendMessage requests, with a burst
+	// of one second's worth; beyond it they fail with JSON-RPC error 999.
+	SignalsPerSecond int
+	// HeldRequests caps the socket's unanswered held requests
+	// (reconnectStream, prepareReceiveVideoFrom: each runs beside the
+	// others and may wait HoldTimeout); beyond it they fail at once with
+	// JSON-RPC error 999.
+	HeldRequests int
 }
 
 // Server accepts participants' WebSockets.

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -72,6 +74,9 @@ type socket struct {
 	// whose request it dropped.
 	held atomic.Int32
 
+	// signals paces sendMessage (Limits.SignalsPerSecond; nil: no limit).
+	signals *rate.Limiter
+
 	// deliverMu orders notifications against leaveRoom: once leaving is
 	// set, no notification is written (OpenVidu sends nothing to a
 	// participant after answering its leaveRoom; openvidu-browser, which
@@ -89,12 +94,16 @@ type socket struct {
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, ip, urlSID string) *socket {
-	return &socket{
+	sk := &socket{
 		srv: srv, conn: conn, ip: ip, urlSID: urlSID,
 		requests: make(chan *protocol.Request, requestQueue),
 		wakeCh:   make(chan struct{}, 1),
 		lastPing: time.Now(), interval: defaultPingInterval, openedAt: time.Now(),
 	}
+	if n := srv.cfg.Limits.SignalsPerSecond; n > 0 {
+		sk.signals = rate.NewLimiter(rate.Limit(n), n)
+	}
+	return sk
 }
 
 // serve runs the socket until it closes, then detaches the participant (it
@@ -213,6 +222,11 @@ func (sk *socket) watchdog() {
 func (sk *socket) work() {
 	for req := range sk.requests {
 		if held(req.Method) {
+			if limit := sk.srv.cfg.Limits.HeldRequests; limit > 0 && int(sk.held.Load()) >= limit {
+				sk.reply(req.ID, nil, &protocol.RPCError{Code: protocol.CodeGeneric,
+					Message: fmt.Sprintf("Too many pending %s requests on this connection: at most %d may wait at once", req.Method, limit)})
+				continue
+			}
 			sk.srv.wg.Add(1)
 			sk.held.Add(1)
 			go func() {
@@ -430,7 +444,7 @@ func (sk *socket) deliver(sid protocol.SessionID, cid protocol.ConnectionID) {
 			return
 		}
 		if len(delivered) > 0 && sk.ctx.Err() == nil {
-			if err := st.AckOutbox(sk.ctx, sid, cid, delivered[len(delivered)-1].ID); err != nil {
+			if err := st.AckOutbox(sk.ctx, sid, cid, delivered); err != nil {
 				sk.srv.log.Warn("ack outbox", "session", sid, "connection", cid, "err", err)
 			}
 			if reconnect != nil {

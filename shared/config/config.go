@@ -40,6 +40,33 @@ type Config struct {
 	Media         Media       `mapstructure:"media"`
 	Proxy         Proxy       `mapstructure:"proxy"`
 	Turn          Turn        `mapstructure:"turn"`
+	Limits        Limits      `mapstructure:"limits"`
+}
+
+// Limits bound what one participant, or one client address, can cost the
+// cluster (OpenVidu 2 has none of them; the sizes follow LiveKit's). Zero
+// turns a limit off.
+type Limits struct {
+	// SignalDataBytes caps a signal's data plus type (sendMessage and POST
+	// /openvidu/api/signal), in bytes.
+	SignalDataBytes int `mapstructure:"signal_data_bytes"`
+	// MetadataBytes caps a connection's metadata: joinRoom's client data
+	// and the data of POST /sessions/{id}/connection, in bytes.
+	MetadataBytes int `mapstructure:"metadata_bytes"`
+	// OutboxBytes caps the notifications queued in Redis for one
+	// participant; a participant whose outbox exceeds it is evicted.
+	OutboxBytes int64 `mapstructure:"outbox_bytes"`
+	// SignalsPerSecond caps the signals one connection sends (a burst of
+	// one second's worth is allowed).
+	SignalsPerSecond int `mapstructure:"signals_per_second"`
+	// ParticipantsPerSession caps the active participants of a session.
+	ParticipantsPerSession int `mapstructure:"participants_per_session"`
+	// HeldRequests caps the unanswered reconnectStream and
+	// prepareReceiveVideoFrom requests of one WebSocket.
+	HeldRequests int `mapstructure:"held_requests"`
+	// WebSocketsPerIP caps the WebSocket connections the proxy relays for
+	// one client address (an IPv6 client by its /64).
+	WebSocketsPerIP int `mapstructure:"websockets_per_ip"`
 }
 
 // Turn configures the embedded TURN servers (the turn role) and what masters
@@ -510,6 +537,7 @@ func (c *Config) Validate(role Role) error {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}
 		c.validateEvents(bad)
+		c.validateLimits(bad)
 		c.validateMediaNodes(bad)
 		c.validateTurnURLs(bad)
 	case RoleTurn:
@@ -552,6 +580,9 @@ func (c *Config) Validate(role Role) error {
 		if p.UnhealthyAfter < 1 {
 			bad("proxy.unhealthy_after must be at least 1, got %d", p.UnhealthyAfter)
 		}
+		if c.Limits.WebSocketsPerIP < 0 {
+			bad("limits.websockets_per_ip must not be negative (0: no limit), got %d", c.Limits.WebSocketsPerIP)
+		}
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
@@ -586,6 +617,30 @@ func (c *Config) validateRedisAuth(role Role, bad func(string, ...any)) {
 		if exposed, where := c.Exposed(role); exposed {
 			bad("redis.tls.insecure_skip_verify is for development only, refused while %s is reachable from other machines: give redis.tls.ca_file instead", where)
 		}
+	}
+}
+
+// validateLimits checks the limits.* settings a master applies.
+func (c *Config) validateLimits(bad func(string, ...any)) {
+	l := c.Limits
+	for _, v := range []struct {
+		name  string
+		value int64
+	}{
+		{"limits.signal_data_bytes", int64(l.SignalDataBytes)}, {"limits.metadata_bytes", int64(l.MetadataBytes)},
+		{"limits.outbox_bytes", l.OutboxBytes}, {"limits.signals_per_second", int64(l.SignalsPerSecond)},
+		{"limits.participants_per_session", int64(l.ParticipantsPerSession)}, {"limits.held_requests", int64(l.HeldRequests)},
+	} {
+		if v.value < 0 {
+			bad("%s must not be negative (0: no limit), got %d", v.name, v.value)
+		}
+	}
+	if l.SignalDataBytes > 0 && int64(l.SignalDataBytes) >= c.Master.MaxMessageBytes {
+		bad("limits.signal_data_bytes (%d) must be below master.max_message_bytes (%d): a larger signal would close the socket instead of being refused",
+			l.SignalDataBytes, c.Master.MaxMessageBytes)
+	}
+	if l.OutboxBytes > 0 && l.OutboxBytes < 1<<20 {
+		bad("limits.outbox_bytes must be at least 1048576 (a few notifications with SDPs), got %d", l.OutboxBytes)
 	}
 }
 

@@ -141,8 +141,8 @@ func Keys() []Key {
 			"How long a participant's departure (participantLeft, participantEvicted) is held before a connection of the same client (same IP and platform) is told, so that a client leaving with several connections at once (camera and screen) is not told of its own other connections leaving (openvidu-browser reports those as unknown); other participants are told at once. 0: at once."},
 		{"master.edition", []string{"CHORUS_MASTER_EDITION"}, "pro", []Role{RoleMaster},
 			"OpenVidu edition announced in every token's edition parameter: ce, pro or enterprise (openvidu-browser and applications enable features by it)."},
-		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 1 << 20, []Role{RoleMaster},
-			"Largest JSON-RPC message accepted on the WebSocket; larger ones close it with status 1009."},
+		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 2 << 20, []Role{RoleMaster},
+			"Largest JSON-RPC message accepted on the WebSocket (LiveKit's 2 MiB signal message); larger ones close it with status 1009."},
 
 		{"webhook.enabled", []string{"CHORUS_WEBHOOK_ENABLED", "OPENVIDU_WEBHOOK"}, false, []Role{RoleMaster},
 			"Post every event to the webhook endpoint (OpenVidu's OPENVIDU_WEBHOOK)."},
@@ -293,6 +293,21 @@ func Keys() []Key {
 			"Where the self-signed certificate and key are written on first start and read afterwards (cert.pem, key.pem)."},
 		{"proxy.tls.hosts", []string{"CHORUS_PROXY_TLS_HOSTS"}, []string{"localhost", "127.0.0.1"}, []Role{RoleProxy},
 			"Names and IPs the self-signed certificate is valid for (add the LAN IP or name clients use)."},
+
+		{"limits.signal_data_bytes", []string{"CHORUS_LIMITS_SIGNAL_DATA_BYTES"}, 64 << 10, []Role{RoleMaster},
+			"Largest signal, data and type together, in bytes (sendMessage: JSON-RPC error 600; POST /openvidu/api/signal: 400). 0: no limit."},
+		{"limits.metadata_bytes", []string{"CHORUS_LIMITS_METADATA_BYTES"}, 512 << 10, []Role{RoleMaster},
+			"Largest connection metadata, in bytes: joinRoom's client data (JSON-RPC error 500) and the data of POST /sessions/{id}/connection (400). 0: no limit."},
+		{"limits.outbox_bytes", []string{"CHORUS_LIMITS_OUTBOX_BYTES"}, 8 << 20, []Role{RoleMaster},
+			"Most bytes of notifications queued in Redis for one participant (a slow or absent reader); past it the participant is evicted (reason forceDisconnectByServer) and its queue dropped. 0: no limit (the queue is still capped at 10000 notifications)."},
+		{"limits.signals_per_second", []string{"CHORUS_LIMITS_SIGNALS_PER_SECOND"}, 100, []Role{RoleMaster},
+			"Signals one connection may send per second, with a burst of as many; beyond it sendMessage fails (JSON-RPC error 999). 0: no limit."},
+		{"limits.participants_per_session", []string{"CHORUS_LIMITS_PARTICIPANTS_PER_SESSION"}, 0, []Role{RoleMaster},
+			"Most active participants of one session; joinRoom beyond it fails (JSON-RPC error 401). 0: no limit, as OpenVidu."},
+		{"limits.held_requests", []string{"CHORUS_LIMITS_HELD_REQUESTS"}, 256, []Role{RoleMaster},
+			"Most unanswered reconnectStream and prepareReceiveVideoFrom requests of one WebSocket (each may wait for a stream moving to another media node); beyond it they fail at once (JSON-RPC error 999). 0: no limit."},
+		{"limits.websockets_per_ip", []string{"CHORUS_LIMITS_WEBSOCKETS_PER_IP"}, 500, []Role{RoleProxy},
+			"WebSocket connections the proxy relays at once for one client IP (an IPv6 client by its /64; X-Forwarded-For is not trusted); beyond it 429. 0: no limit."},
 
 		{"turn.urls", []string{"CHORUS_TURN_URLS"}, []string{}, []Role{RoleMaster},
 			"TURN server URLs handed to every participant in joinRoom's customIceServers with a fresh credential " +

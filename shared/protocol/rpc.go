@@ -55,27 +55,28 @@ const (
 	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 
-	CodeGeneric                 = 999
-	CodeServiceNotEnabled       = 996
-	CodeWrongEdition            = 997
-	CodeTransport               = 803
-	CodeForcedCodecNotFound     = 800
-	CodeMediaSDP                = 302
-	CodeMediaGeneric            = 301
-	CodeRoomCannotBeCreated     = 204
-	CodeRoomClosed              = 203
-	CodeRoomNotFound            = 202
-	CodeUserAlreadyStreaming    = 106
-	CodeUserNotStreaming        = 105
-	CodeUserNotFound            = 102
-	CodeUserGeneric             = 10
-	CodeUserUnauthorized        = 401
-	CodeTokenCannotBeCreated    = 404
-	CodeSignalFormatInvalid     = 600
-	CodeSignalToInvalid         = 601
-	CodeMediaNodeNotFound       = 900
-	CodeReconnectionError       = 40007
-	CodeReconnectionErrorString = "reconnection error"
+	CodeGeneric                   = 999
+	CodeServiceNotEnabled         = 996
+	CodeWrongEdition              = 997
+	CodeTransport                 = 803
+	CodeForcedCodecNotFound       = 800
+	CodeMediaSDP                  = 302
+	CodeMediaGeneric              = 301
+	CodeRoomCannotBeCreated       = 204
+	CodeRoomClosed                = 203
+	CodeRoomNotFound              = 202
+	CodeUserAlreadyStreaming      = 106
+	CodeUserNotStreaming          = 105
+	CodeUserNotFound              = 102
+	CodeUserGeneric               = 10
+	CodeUserUnauthorized          = 401
+	CodeTokenCannotBeCreated      = 404
+	CodeUserMetadataFormatInvalid = 500
+	CodeSignalFormatInvalid       = 600
+	CodeSignalToInvalid           = 601
+	CodeMediaNodeNotFound         = 900
+	CodeReconnectionError         = 40007
+	CodeReconnectionErrorString   = "reconnection error"
 )
 
 // DecodeRequest parses one WebSocket text frame as a JSON-RPC request. Its

@@ -6,6 +6,8 @@
 //
 //	P:{sid}             hash: "session" -> Session JSON, "c:<cid>" -> Connection JSON
 //	P:{sid}:ob:<cid>    stream: the connection's outbox of JSON-RPC notifications
+//	P:{sid}:obb:<cid>   integer: bytes queued in that outbox (method and params
+//	                    of each entry; see Tx.OutboxBytes)
 //	P:{sid}:tomb        string: the life of a closed session (expires after an hour)
 //	P:sessions          zset: session id -> createdAt (ms), the listing index
 //	P:evict             zset: "<sid> <cid>" -> eviction deadline (ms)
@@ -143,6 +145,9 @@ func (s keyspace) sessionKey(sid protocol.SessionID) string {
 }
 func (s keyspace) outboxKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
 	return s.prefix + ":{" + string(sid) + "}:ob:" + string(cid)
+}
+func (s keyspace) outboxBytesKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
+	return s.prefix + ":{" + string(sid) + "}:obb:" + string(cid)
 }
 func (s keyspace) tombKey(sid protocol.SessionID) string {
 	return s.prefix + ":{" + string(sid) + "}:tomb"
@@ -368,9 +373,30 @@ type Tx struct {
 	loadedConns   map[protocol.ConnectionID]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
+	resetOutboxes map[protocol.ConnectionID]bool
 	events        []StoredEvent
 	afterCommit   []func(context.Context)
+
+	queued      map[protocol.ConnectionID]*redis.IntCmd // bytes queued once committed
+	outboxBytes map[protocol.ConnectionID]int64
 }
+
+// ResetOutbox drops what is queued for connection cid before this
+// transaction's notifications are appended (a participant evicted for not
+// reading its outbox gets only its participantEvicted).
+func (tx *Tx) ResetOutbox(cid protocol.ConnectionID) {
+	if tx.resetOutboxes == nil {
+		tx.resetOutboxes = map[protocol.ConnectionID]bool{}
+	}
+	tx.resetOutboxes[cid] = true
+}
+
+// OutboxBytes returns, once the transaction has committed (in AfterCommit
+// functions), the bytes queued in the outbox of every connection it
+// notified, this transaction's notifications included. A connection whose
+// participant is slow to read, or absent, accumulates bytes there until its
+// deliverer acknowledges them (AckOutbox).
+func (tx *Tx) OutboxBytes() map[protocol.ConnectionID]int64 { return tx.outboxBytes }
 
 // Notify queues a notification for one connection. It is appended to the
 // connection's outbox in the same transaction as the state change.
@@ -517,9 +543,13 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	}
 	for cid := range removed {
 		if !notified[cid] {
-			p.Del(ctx, s.outboxKey(tx.sid, cid))
+			p.Del(ctx, s.outboxKey(tx.sid, cid), s.outboxBytesKey(tx.sid, cid))
 		}
 	}
+	for cid := range tx.resetOutboxes {
+		p.Del(ctx, s.outboxKey(tx.sid, cid), s.outboxBytesKey(tx.sid, cid))
+	}
+	tx.queued = map[protocol.ConnectionID]*redis.IntCmd{}
 	for _, n := range tx.notifications {
 		_, current := tx.Conns[n.ConnectionID]
 		_, loaded := tx.rawConns[n.ConnectionID]
@@ -536,10 +566,12 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 			Approx: true,
 			Values: values,
 		})
+		tx.queued[n.ConnectionID] = p.IncrBy(ctx, s.outboxBytesKey(tx.sid, n.ConnectionID), entrySize(n.Method, n.Params))
 	}
 	for cid := range removed {
 		if notified[cid] {
 			p.PExpire(ctx, s.outboxKey(tx.sid, cid), removedOutboxTTL)
+			p.PExpire(ctx, s.outboxBytesKey(tx.sid, cid), removedOutboxTTL)
 		}
 	}
 	for _, e := range tx.events {
@@ -548,7 +580,14 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	return nil
 }
 
+// entrySize is what one outbox entry counts towards its outbox's bytes.
+func entrySize(method string, params []byte) int64 { return int64(len(method) + len(params)) }
+
 func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
+	tx.outboxBytes = make(map[protocol.ConnectionID]int64, len(tx.queued))
+	for cid, cmd := range tx.queued {
+		tx.outboxBytes[cid] = cmd.Val()
+	}
 	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
 	// message; masters also poll their outboxes, so a lost wake only delays.
 	woken := map[protocol.ConnectionID]bool{}
@@ -598,21 +637,50 @@ func (s *Sessions) ReadOutbox(ctx context.Context, sid protocol.SessionID, cid p
 	return out, nil
 }
 
-// AckOutbox drops every notification up to and including id, once delivered.
-func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, id string) error {
-	next, err := nextStreamID(id)
+// Size is what the entry counts towards its outbox's bytes (Tx.OutboxBytes).
+func (e OutboxEntry) Size() int64 { return entrySize(e.Method, e.Params) }
+
+// AckOutbox drops the delivered notifications, read by ReadOutbox in order:
+// every entry up to and including the last one, whose bytes no longer count
+// towards the outbox's (an emptied outbox counts none, whatever the count
+// said: entries dropped by the outbox's length cap were never acknowledged).
+func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, delivered []OutboxEntry) error {
+	if len(delivered) == 0 {
+		return nil
+	}
+	next, err := nextStreamID(delivered[len(delivered)-1].ID)
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.XTrimMinID(ctx, s.outboxKey(sid, cid), next).Err(); err != nil {
+	var size int64
+	for _, e := range delivered {
+		size += e.Size()
+	}
+	keys := []string{s.outboxKey(sid, cid), s.outboxBytesKey(sid, cid)}
+	if err := ackOutbox.Run(ctx, s.rdb, keys, next, size).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("ack outbox %s/%s: %w", sid, cid, err)
 	}
 	return nil
 }
 
+// ackOutbox trims an outbox (KEYS[1]) below ARGV[1] and takes ARGV[2] bytes
+// off its count (KEYS[2]), which it deletes once the outbox is empty.
+var ackOutbox = redis.NewScript(`
+redis.call("XTRIM", KEYS[1], "MINID", ARGV[1])
+if redis.call("XLEN", KEYS[1]) == 0 then
+  redis.call("DEL", KEYS[2])
+  return 0
+end
+local left = redis.call("DECRBY", KEYS[2], ARGV[2])
+if left < 0 then
+  redis.call("SET", KEYS[2], 0, "KEEPTTL")
+  return 0
+end
+return left`)
+
 // DeleteOutbox removes a connection's outbox (once its participant is gone).
 func (s *Sessions) DeleteOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
-	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
+	return s.rdb.Del(ctx, s.outboxKey(sid, cid), s.outboxBytesKey(sid, cid)).Err()
 }
 
 func nextStreamID(id string) (string, error) {
