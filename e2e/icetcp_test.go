@@ -313,6 +313,11 @@ func TestTURNBrowser(t *testing.T) {
 				t.Errorf("namespaced page: %d peer connections, want 2", n)
 			}
 			t.Logf("namespaced page: %s", raw)
+			for _, tm := range inside.timings() {
+				for conn, at := range tm.FirstFrames {
+					t.Logf("TURN/%s: namespaced page: join to first frame of %s: %d ms", tt.name, conn, at-tm.JoinStartedAt)
+				}
+			}
 			if ns.DroppedUDP() == 0 {
 				t.Errorf("the namespace's firewall dropped no UDP packet:\n%s", ns.Ruleset())
 			}
