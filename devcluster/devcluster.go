@@ -306,8 +306,10 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 }
 
 // startTurn starts cfg.TurnServers TURN servers on MediaIP (UDP and TCP on
-// one port each, relaying from MediaIP to the media nodes) and returns the
-// URLs participants reach them at.
+// one port each, TLS on another with a self-signed certificate for MediaIP,
+// localhost and 127.0.0.1, relaying from MediaIP to the media nodes) and
+// returns the URLs participants reach them at: turn: over UDP and TCP,
+// turns: over TCP, for each server.
 func (r *runner) startTurn(ctx context.Context, common []string) ([]string, error) {
 	var urls []string
 	for i := 1; i <= r.cfg.TurnServers; i++ {
@@ -315,10 +317,21 @@ func (r *runner) startTurn(ctx context.Context, common []string) ([]string, erro
 		if err != nil {
 			return nil, err
 		}
+		tlsPort, err := freeTCPPortOn(r.cfg.MediaIP)
+		if err != nil {
+			return nil, err
+		}
+		certDir, err := r.tempDir("chorus-turn-tls-")
+		if err != nil {
+			return nil, err
+		}
 		addr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(port))
+		tlsAddr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(tlsPort))
 		id := fmt.Sprintf("turn_%d", i)
 		args := append([]string{"turn", "--turn-listen-ip", r.cfg.MediaIP, "--turn-port", strconv.Itoa(port),
-			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0"}, common...)
+			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0",
+			"--turn-tls-mode", "self-signed", "--turn-tls-port", strconv.Itoa(tlsPort),
+			"--turn-tls-self-signed-dir", certDir, "--turn-tls-hosts", r.cfg.MediaIP + ",localhost,127.0.0.1"}, common...)
 		p, err := r.spawn(Node{Role: "turn", ID: id, Addr: addr}, r.cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -326,7 +339,10 @@ func (r *runner) startTurn(ctx context.Context, common []string) ([]string, erro
 		if err := waitTCP(ctx, addr, 10*time.Second, p); err != nil {
 			return nil, err
 		}
-		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+		if err := waitTCP(ctx, tlsAddr, 10*time.Second, p); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp", "turns:"+tlsAddr+"?transport=tcp")
 	}
 	return urls, nil
 }

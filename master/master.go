@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
 			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
-			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout,
+			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout, TURNURLs: cfg.Cluster.Turn.URLs,
 			Cluster: restapi.ClusterInfo{ID: cfg.Cluster.ClusterID, Provider: provider.Name(),
 				ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), Autoscaling: cfg.Cluster.Autoscaling},
 			Logger: log,

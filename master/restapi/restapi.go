@@ -15,7 +15,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +52,10 @@ type Config struct {
 	LaunchTimeout time.Duration
 	// Cluster is reported by GET /config (OpenVidu Pro's cluster properties).
 	Cluster ClusterInfo
-	Logger  *slog.Logger
+	// TURNURLs are the STUN/TURN URLs masters hand to participants
+	// (turn.urls), reported by GET /config as OpenVidu reports its coturn.
+	TURNURLs []string
+	Logger   *slog.Logger
 }
 
 // ClusterInfo is what GET /config reports about the media node cluster.
@@ -577,6 +582,7 @@ func (a *API) config(c *gin.Context) {
 			With("OPENVIDU_WEBHOOK_HEADERS", nonNil(a.cfg.Webhook.Headers)).
 			With("OPENVIDU_WEBHOOK_EVENTS", nonNil(a.cfg.Webhook.Events))
 	}
+	fields = withTURN(fields, a.cfg.TURNURLs)
 	cl := a.cfg.Cluster
 	rt := -1
 	if cl.ReconnectionTimeout >= 0 {
@@ -594,6 +600,62 @@ func (a *API) config(c *gin.Context) {
 		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_LOAD", cl.Autoscaling.MinLoad)
 	raw, _ := json.Marshal(fields)
 	c.Data(http.StatusOK, "application/json", raw)
+}
+
+// withTURN adds to GET /config's fields the TURN servers handed to
+// participants, with OpenVidu's names: COTURN_IP and COTURN_PORT (the host
+// and port of the first turn: URL, else of the first turns: URL; OpenVidu's
+// coturn settings, 3478 by default) and OPENVIDU_WEBRTC_ICE_SERVERS (every
+// URL, in OpenVidu's "url=<url>" element syntax, as a JSON array; its
+// credentials are minted per connection from turn.secret, which is not
+// reported). Without TURN URLs none of them is present (OpenVidu omits
+// OPENVIDU_WEBRTC_ICE_SERVERS when empty; Chorus has no coturn then).
+func withTURN(fields protocol.Object, urls []string) protocol.Object {
+	if len(urls) == 0 {
+		return fields
+	}
+	host, port, ok := "", 0, false
+	for _, scheme := range []string{"turn", "turns"} {
+		for _, u := range urls {
+			if host, port, ok = turnHostPort(scheme, u); ok {
+				break
+			}
+		}
+		if ok {
+			break
+		}
+	}
+	if ok {
+		fields = fields.With("COTURN_IP", host).With("COTURN_PORT", port)
+	}
+	servers := make([]string, len(urls))
+	for i, u := range urls {
+		servers[i] = "url=" + u
+	}
+	return fields.With("OPENVIDU_WEBRTC_ICE_SERVERS", servers)
+}
+
+// turnHostPort parses a TURN URL of the scheme (RFC 7065:
+// turn[s]:host[:port][?transport=udp|tcp]) into its host and port (3478 for
+// turn:, 5349 for turns: when absent).
+func turnHostPort(scheme, u string) (string, int, bool) {
+	rest, ok := strings.CutPrefix(u, scheme+":")
+	if !ok || rest == "" {
+		return "", 0, false
+	}
+	rest, _, _ = strings.Cut(rest, "?")
+	port := 3478
+	if scheme == "turns" {
+		port = 5349
+	}
+	if h, p, err := net.SplitHostPort(rest); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || h == "" {
+			return "", 0, false
+		}
+		return h, n, true
+	}
+	return strings.Trim(rest, "[]"), port, true
 }
 
 func nonNil(s []string) []string {

@@ -838,24 +838,19 @@ func validateTLS(bad func(string, ...any), prefix string, t TLS) {
 }
 
 // validateTurnURLs checks what masters hand to participants: STUN/TURN URLs
-// (RFC 7064, RFC 7065) and, for TURN ones, the secret to mint credentials.
+// (RFC 7064, RFC 7065); the secret that mints credentials for TURN ones is
+// SecretProblems's.
 func (c *Config) validateTurnURLs(bad func(string, ...any)) {
 	t := c.Turn
-	needSecret := false
 	for _, u := range t.URLs {
 		scheme, rest, ok := strings.Cut(u, ":")
 		switch {
 		case !ok || rest == "":
 			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
-		case scheme == "turn" || scheme == "turns":
-			needSecret = true
-		case scheme == "stun" || scheme == "stuns":
+		case scheme == "turn" || scheme == "turns" || scheme == "stun" || scheme == "stuns":
 		default:
 			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
 		}
-	}
-	if needSecret && t.Secret == "" {
-		bad("turn.secret is empty while turn.urls names TURN servers: set CHORUS_TURN_SECRET (the TURN servers' too)")
 	}
 	if len(t.URLs) > 0 && t.CredentialTTL < time.Minute {
 		bad("turn.credential_ttl must be at least 1m, got %s", t.CredentialTTL)
@@ -865,9 +860,7 @@ func (c *Config) validateTurnURLs(bad func(string, ...any)) {
 // validateTurn checks the turn role's settings.
 func (c *Config) validateTurn(bad func(string, ...any)) {
 	t := c.Turn
-	if t.Secret == "" {
-		bad("turn.secret is empty: set CHORUS_TURN_SECRET (the masters' too)")
-	}
+	// turn.secret's rules: SecretProblems.
 	if net.ParseIP(t.ListenIP) == nil {
 		bad("turn.listen_ip %q is not an IP address", t.ListenIP)
 	}

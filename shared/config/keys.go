@@ -314,7 +314,7 @@ func Keys() []Key {
 				"(turn:host:3478?transport=udp, turn:host:3478?transport=tcp, turns:host:5349?transport=tcp); " +
 				"empty: none. A connection created with its own customIceServers gets those instead."},
 		{"turn.secret", []string{"CHORUS_TURN_SECRET"}, "", []Role{RoleMaster, RoleTurn},
-			"Shared secret of TURN credentials (coturn's static-auth-secret): masters mint with it, TURN servers check with it."},
+			"Shared secret of TURN credentials (coturn's static-auth-secret): masters mint with it, TURN servers check with it. Beyond loopback: at least 16 characters, not a development value, not the OpenVidu or cluster secret."},
 		{"turn.credential_ttl", []string{"CHORUS_TURN_CREDENTIAL_TTL"}, 24 * time.Hour, []Role{RoleMaster},
 			"How long a participant's TURN credential stays valid."},
 		{"turn.realm", []string{"CHORUS_TURN_REALM"}, "chorus", []Role{RoleTurn},
