@@ -46,7 +46,7 @@ func near(t *testing.T, what string, got, want, tolerance int64) {
 
 func TestSegmentRecordsPlayableTracks(t *testing.T) {
 	fakepublisher.RequireFFmpeg(t)
-	const dur = 3 * time.Second
+	const dur = 2 * time.Second
 	cases := []struct {
 		name      string
 		codec     capture.Codec

@@ -314,3 +314,49 @@ func Between(packets []Packet, from, to time.Time) []Packet {
 	}
 	return out
 }
+
+// Continue renumbers next's packets so that their sequence numbers,
+// timestamps and SSRC continue prev's, kind by kind, as if one publisher
+// had sent both (an encoder that changed resolution, say); prev's packets
+// must come first in time. It returns prev followed by next.
+func Continue(prev, next []Packet) []Packet {
+	type state struct {
+		seq  uint16
+		ts   uint32
+		ssrc uint32
+		ok   bool
+	}
+	last := map[Kind]*state{Video: {}, Audio: {}}
+	for _, p := range prev {
+		s := last[p.Kind]
+		if !s.ok || int16(p.Packet.SequenceNumber-s.seq) > 0 {
+			s.seq, s.ts, s.ssrc, s.ok = p.Packet.SequenceNumber, p.Packet.Timestamp, p.Packet.SSRC, true
+		}
+	}
+	first := map[Kind]*state{Video: {}, Audio: {}}
+	for _, p := range next {
+		s := first[p.Kind]
+		if !s.ok || int16(p.Packet.SequenceNumber-s.seq) < 0 {
+			s.seq, s.ts, s.ok = p.Packet.SequenceNumber, p.Packet.Timestamp, true
+		}
+	}
+	out := append([]Packet{}, prev...)
+	for _, p := range next {
+		l, f := last[p.Kind], first[p.Kind]
+		if !l.ok {
+			out = append(out, p)
+			continue
+		}
+		step := uint32(3000) // one 30 fps frame
+		if p.Kind == Audio {
+			step = 960
+		}
+		q := p
+		q.Packet = p.Packet.Clone()
+		q.Packet.SequenceNumber = l.seq + 1 + (p.Packet.SequenceNumber - f.seq)
+		q.Packet.Timestamp = l.ts + step + (p.Packet.Timestamp - f.ts)
+		q.Packet.SSRC = l.ssrc
+		out = append(out, q)
+	}
+	return out
+}

@@ -162,6 +162,78 @@ func (f Frame) Lit(x0, y0, x1, y1 int) float64 {
 	return float64(lit) / float64(total)
 }
 
+// Blue returns the share of pixels of the rectangle that are the tests'
+// blue (0x2050d0, give or take the encoding).
+func (f Frame) Blue(x0, y0, x1, y1 int) float64 {
+	blue, total := 0, 0
+	for y := y0; y < y1; y++ {
+		for x := x0; x < x1; x++ {
+			r, g, b := f.RGB(x, y)
+			if r < 70 && g > 50 && g < 120 && b > 170 {
+				blue++
+			}
+			total++
+		}
+	}
+	if total == 0 {
+		return 0
+	}
+	return float64(blue) / float64(total)
+}
+
+// Interval is a stretch of a file's timeline.
+type Interval struct{ Start, End time.Duration }
+
+// Silences returns the stretches of the first audio stream quieter than
+// -40 dB for at least minDur; missing audio (a gap in the timestamps) counts
+// as silence. An open silence at the end ends at the file's end.
+func Silences(ctx context.Context, file string, minDur time.Duration) ([]Interval, error) {
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "info", "-i", file, "-map", "0:a:0",
+		"-af", fmt.Sprintf("aresample=async=1:first_pts=0,silencedetect=noise=-40dB:d=%.3f", minDur.Seconds()), "-f", "null", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("silencedetect %s: %w: %s", file, err, stderr.String())
+	}
+	var out []Interval
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if _, v, ok := strings.Cut(line, "silence_start: "); ok {
+			out = append(out, Interval{Start: parseSeconds(strings.Fields(v)[0]), End: -1})
+		}
+		if _, v, ok := strings.Cut(line, "silence_end: "); ok && len(out) > 0 {
+			out[len(out)-1].End = parseSeconds(strings.Fields(v)[0])
+		}
+	}
+	if n := len(out); n > 0 && out[n-1].End < 0 {
+		r, err := File(ctx, file)
+		if err != nil {
+			return nil, err
+		}
+		out[n-1].End = r.Duration()
+	}
+	return out, nil
+}
+
+// PacketTimes returns the presentation times of the first stream of
+// codec_type kind's packets, in file order.
+func PacketTimes(ctx context.Context, file, kind string) ([]time.Duration, error) {
+	sel := "v:0"
+	if kind == "audio" {
+		sel = "a:0"
+	}
+	out, err := run(ctx, "ffprobe", "-v", "error", "-select_streams", sel, "-show_entries", "packet=pts_time", "-of", "csv=p=0", file)
+	if err != nil {
+		return nil, err
+	}
+	var times []time.Duration
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if v := strings.Trim(strings.TrimSpace(line), ","); v != "" && v != "N/A" {
+			times = append(times, parseSeconds(v))
+		}
+	}
+	return times, nil
+}
+
 // FrameAt decodes the video frame shown at time at, of size width×height
 // (the file's video size).
 func FrameAt(ctx context.Context, file string, at time.Duration, width, height int) (Frame, error) {
