@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
 	"github.com/chorus-rtc/chorus/recorder/capture"
@@ -304,5 +305,68 @@ func TestOpenRejectsInvalidConfig(t *testing.T) {
 	}
 	if found, err := capture.List(filepath.Join(dir, "missing")); err != nil || len(found) != 0 {
 		t.Errorf("List of a missing directory = %v, %v", found, err)
+	}
+}
+
+// A lost packet makes the segment ask for a keyframe; padding packets
+// (bandwidth probes without media) do not.
+func TestSegmentAsksKeyframeAfterLossOnly(t *testing.T) {
+	fakepublisher.RequireFFmpeg(t)
+	ctx := context.Background()
+	packets, err := fakepublisher.Make(ctx, t.TempDir(), fakepublisher.Source{
+		Video: "testsrc=size=160x120:rate=30", VideoCodec: capture.CodecVP8, FrameRate: 30, GOP: 90, Duration: 3 * time.Second,
+	}, t0, fakepublisher.Impairment{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first packet of the frame at 1 s.
+	k := 0
+	for packets[k].MediaTime < time.Second {
+		k++
+	}
+	lossy := append(append([]fakepublisher.Packet{}, packets[:k]...), packets[k+1:]...)
+	// Padding: an empty packet with the previous frame's timestamp, the
+	// following packets renumbered after it.
+	padding := packets[k]
+	padding.Packet = &rtp.Packet{Header: packets[k-1].Packet.Header, Payload: nil}
+	padding.Packet.SequenceNumber = packets[k].Packet.SequenceNumber
+	padding.Packet.Marker = false
+	padding.Packet.Padding, padding.Packet.PaddingSize = true, 200
+	padded := append(append([]fakepublisher.Packet{}, packets[:k]...), padding)
+	for _, p := range packets[k:] {
+		q := p
+		q.Packet = p.Packet.Clone()
+		q.Packet.SequenceNumber++
+		padded = append(padded, q)
+	}
+	for _, tc := range []struct {
+		name     string
+		packets  []fakepublisher.Packet
+		requests int
+		frames   int64
+	}{
+		// The builder gives up on the lost packet 0.5 s to 1 s later
+		// (MaxDelay, twice).
+		{"loss", lossy, 1, 89},
+		{"padding", padded, 0, 90},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			requests := 0
+			seg, err := capture.Open(capture.Config{
+				WorkDir: t.TempDir(), RecordingID: "ses_A",
+				Stream:          capture.Stream{StreamID: "str_A", HasVideo: true, VideoCodec: capture.CodecVP8},
+				RequestKeyframe: func() { requests++ },
+			}, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, seg, tc.packets)
+			if err := seg.Close(t0.Add(3 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			if m := seg.Manifest(); requests != tc.requests || m.Video.Samples != tc.frames {
+				t.Errorf("%d keyframe requests, %d frames; want %d and %d", requests, m.Video.Samples, tc.requests, tc.frames)
+			}
+		})
 	}
 }

@@ -46,7 +46,9 @@
 //
 // Video starts at a keyframe (VP8 key frame, H.264 IDR with SPS and PPS, the
 // last ones seen being prepended when the IDR comes without them): samples
-// before it are dropped. While it waits, and after a loss, the segment calls
-// Config.RequestKeyframe (at most every Config.KeyframeRequestInterval); the
+// before it are dropped. When it drops one that way, and after a loss (once
+// the sample builder gave up waiting for the packet), the segment calls
+// Config.RequestKeyframe, at most every Config.KeyframeRequestInterval; the
 // caller sends a PLI to the publisher. NeedsKeyframe reports the wait.
+// Padding-only packets are not losses.
 package capture

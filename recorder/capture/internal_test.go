@@ -61,4 +61,9 @@ func TestSeqFilterDropsWhatTheBuilderReleased(t *testing.T) {
 	if !f.admit(1) || !f.admit(2) {
 		t.Error("packets after the released ones refused")
 	}
+	f.release(1)
+	f.release(4) // 2 and 3 never came
+	if f.lost != 2 {
+		t.Errorf("lost = %d, want 2", f.lost)
+	}
 }

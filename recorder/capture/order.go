@@ -11,11 +11,16 @@ import (
 // packet at or behind the last one the builder released (consumed or gave
 // up on) would move the builder's head backwards. Duplicates of packets
 // still buffered are harmless (the builder overwrites them).
+//
+// It also counts losses: sequence numbers the builder went past without
+// having had the packet (padding packets, which the builder drops too, are
+// not losses).
 type seqFilter struct {
 	started     bool
 	max         int64 // highest extended sequence number pushed
 	anyReleased bool
 	released    int64 // highest extended sequence number released by the builder
+	lost        int64 // sequence numbers released over without a packet
 }
 
 // admit returns whether the packet with sequence number seq may be pushed.
@@ -37,8 +42,13 @@ func (f *seqFilter) admit(seq uint16) bool {
 
 // release records that the builder released the packet seq.
 func (f *seqFilter) release(seq uint16) {
-	if ext := f.extend(seq); !f.anyReleased || ext > f.released {
-		f.anyReleased = true
+	ext := f.extend(seq)
+	if !f.anyReleased {
+		f.anyReleased, f.released = true, ext
+		return
+	}
+	if ext > f.released {
+		f.lost += ext - f.released - 1
 		f.released = ext
 	}
 }

@@ -46,17 +46,19 @@ type Config struct {
 	// CheckpointInterval is how often (in packet arrival time) the manifest
 	// is rewritten: what a crash can lose at most. Default 1 s.
 	CheckpointInterval time.Duration
-	// RequestKeyframe, if set, is called when the video waits for a keyframe
-	// (before its first one, after a loss), at most every
-	// KeyframeRequestInterval (default 500 ms). It runs inside
-	// WriteVideo: it must not call the segment.
+	// RequestKeyframe, if set, is called when the video needs a keyframe: a
+	// frame was dropped while waiting for the first one, or packets were
+	// lost (once the sample builder gave up on them), at most every
+	// KeyframeRequestInterval (default 500 ms). It runs inside WriteVideo:
+	// it must not call the segment.
 	RequestKeyframe         func()
 	KeyframeRequestInterval time.Duration
 	// MaxLate is how many packets (video; audio: a tenth of it, at least
-	// 16) the sample builder waits for a missing one, MaxDelay how long in
-	// RTP time. Defaults 256 packets and 1 s. Written media lags the
-	// packets by up to that wait after a loss: a crash loses it, with what
-	// came after the last checkpoint.
+	// 16) the sample builder waits for a missing one (a retransmission),
+	// MaxDelay how long in RTP time. Defaults 256 packets and 500 ms.
+	// After a loss, written video lags the packets by up to twice that
+	// wait (pion's builder waits again past the hole): a crash loses it,
+	// with what came after the last checkpoint.
 	MaxLate  uint16
 	MaxDelay time.Duration
 	// MaxGap is the largest audio timestamp gap filled with concealment
@@ -106,7 +108,7 @@ func Open(cfg Config, at time.Time) (*Segment, error) {
 		cfg.MaxLate = 256
 	}
 	if cfg.MaxDelay <= 0 {
-		cfg.MaxDelay = time.Second
+		cfg.MaxDelay = 500 * time.Millisecond
 	}
 	if cfg.MaxGap <= 0 {
 		cfg.MaxGap = time.Hour
@@ -163,11 +165,11 @@ func (s *Segment) WriteVideo(p *rtp.Packet, at time.Time) error {
 	if s.video == nil {
 		return fmt.Errorf("%w: video of %s", ErrNoTrack, s.cfg.Stream.StreamID)
 	}
-	lost, err := s.video.push(p, at)
+	needKey, err := s.video.push(p, at)
 	if err != nil {
 		return err
 	}
-	if (lost || s.video.waiting()) && s.cfg.RequestKeyframe != nil &&
+	if needKey && s.cfg.RequestKeyframe != nil &&
 		at.Sub(s.lastKeyRequest) >= s.cfg.KeyframeRequestInterval {
 		s.lastKeyRequest = at
 		s.cfg.RequestKeyframe()

@@ -76,12 +76,14 @@ func newVideoTrack(dir string, codec Codec, maxLate uint16, maxDelay time.Durati
 	}, nil
 }
 
-// push feeds one packet; it returns whether a sample was lost (the caller
-// then asks for a keyframe).
-func (v *videoTrack) push(p *rtp.Packet, at time.Time) (lost bool, err error) {
+// push feeds one packet; it returns whether the track needs a keyframe: a
+// frame was dropped waiting for the first one, or packets were lost.
+func (v *videoTrack) push(p *rtp.Packet, at time.Time) (needKey bool, err error) {
+	lost, waited := v.seq.lost, v.dropped
 	v.clock.observe(p.Timestamp, at)
-	v.pushAll(v.start.add(p, at))
-	return v.pop()
+	v.pushAll(v.start.add(p, at)) // the builder may give up on packets here
+	err = v.pop()
+	return v.seq.lost > lost || (v.record == nil && v.dropped > waited), err
 }
 
 func (v *videoTrack) pushAll(packets []*rtp.Packet) {
@@ -89,6 +91,13 @@ func (v *videoTrack) pushAll(packets []*rtp.Packet) {
 		if !v.seq.admit(p.SequenceNumber) {
 			v.countDrop()
 			continue
+		}
+		if len(p.Payload) == 0 {
+			// A padding packet (a bandwidth probe) ends a "frame" of its
+			// own, which the builder drops: unmarked, the builder would
+			// take it and a one-packet frame after it as one frame, and
+			// drop both.
+			p.Marker = true
 		}
 		v.sb.Push(p)
 	}
@@ -98,20 +107,16 @@ func (v *videoTrack) pushAll(packets []*rtp.Packet) {
 func (v *videoTrack) flush() error {
 	v.pushAll(v.start.drain())
 	v.sb.Flush()
-	_, err := v.pop()
-	return err
+	return v.pop()
 }
 
-func (v *videoTrack) pop() (lost bool, err error) {
+func (v *videoTrack) pop() error {
 	for s := v.sb.Pop(); s != nil; s = v.sb.Pop() {
-		if s.PrevDroppedPackets > 0 {
-			lost = true
-		}
 		if err := v.write(s); err != nil {
-			return lost, err
+			return err
 		}
 	}
-	return lost, nil
+	return nil
 }
 
 func (v *videoTrack) countDrop() {

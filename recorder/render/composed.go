@@ -63,101 +63,24 @@ func videoIntervals(takes []*take, duration int64) []interval {
 }
 
 // composedArgs returns FFmpeg's arguments for a COMPOSED recording and the
-// filter graph (to be written to graphFile): every video piece is an input
-// placed at its time (setpts), split into one branch per interval it is on
-// screen in, scaled to that interval's tile and overlaid on a black
-// picture at the recording's size and rate; every audio piece is an input
-// trimmed to its place, delayed to its start and mixed with silence as long
-// as the recording. The output lasts exactly StoppedAt - CreatedAt.
+// filter graph (to be written to graphFile). The output lasts exactly
+// StoppedAt - CreatedAt.
 func composedArgs(rec Recording, cfg Config, takes []*take, graphFile, out string) (args []string, graph string) {
 	duration := rec.StoppedAt.UnixMilli() - rec.CreatedAt.UnixMilli()
 	var g strings.Builder
-	input := 0
+	inputs := 0
 	if rec.HasVideo {
-		width, height, _ := parseResolution(rec.Resolution)
-		fmt.Fprintf(&g, "color=c=black:s=%dx%d:r=%d:d=%s,format=yuv420p[bg0];\n", width, height, rec.FrameRate, seconds(duration))
-		type branch struct {
-			tile           Tile
-			from, to       int64 // trimmed frames
-			onFrom, onTo   int64 // drawn
-			label, overlay string
-		}
-		branches := map[*piece][]*branch{}
-		var order []*piece
-		var draws []*branch
-		for _, iv := range videoIntervals(takes, duration) {
-			tiles := BestFitLayout(len(iv.takes), width, height)
-			for i, t := range iv.takes {
-				for _, p := range t.video {
-					onFrom, onTo := max(iv.start, p.start), min(iv.end, p.end)
-					if onTo <= onFrom {
-						continue
-					}
-					b := &branch{tile: tiles[i], from: max(p.start, iv.start-lookback), to: onTo, onFrom: onFrom, onTo: onTo}
-					if branches[p] == nil {
-						order = append(order, p)
-					}
-					branches[p] = append(branches[p], b)
-					draws = append(draws, b)
-				}
-			}
-		}
-		for _, p := range order {
-			args = append(args, "-reinit_filter", "0", "-i", p.file)
-			bs := branches[p]
-			fmt.Fprintf(&g, "[%d:v]setpts=PTS-STARTPTS+%s/TB,split=%d", input, seconds(p.start), len(bs))
-			for j, b := range bs {
-				b.label = fmt.Sprintf("v%d_%d", input, j)
-				fmt.Fprintf(&g, "[%s]", b.label)
-			}
-			g.WriteString(";\n")
-			for _, b := range bs {
-				t := b.tile
-				fmt.Fprintf(&g, "[%s]trim=start=%s:end=%s,scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d,setsar=1[%s_t];\n",
-					b.label, seconds(b.from), seconds(b.to), t.W, t.H, t.W, t.H, b.label)
-			}
-			input++
-		}
-		for i, b := range draws {
-			next := fmt.Sprintf("bg%d", i+1)
-			if i == len(draws)-1 {
-				next = "vout"
-			}
-			fmt.Fprintf(&g, "[bg%d][%s_t]overlay=x=%d:y=%d:eof_action=pass:enable='gte(t,%s)*lt(t,%s)'[%s];\n",
-				i, b.label, b.tile.X, b.tile.Y, seconds(b.onFrom), seconds(b.onTo), next)
-		}
-		if len(draws) == 0 {
-			g.WriteString("[bg0]null[vout];\n")
-		}
+		var video []string
+		video, inputs = videoGraph(&g, rec, takes, duration)
+		args = append(args, video...)
 	}
 	if rec.HasAudio {
-		samples := func(ms int64) int64 { return ms * 48 } // 48 kHz
-		fmt.Fprintf(&g, "anullsrc=r=48000:cl=stereo,atrim=end_sample=%d[silence];\n", samples(duration))
-		var mixed []string
-		for _, t := range takes {
-			for _, p := range t.audio {
-				// Decoded sample 0 is the first packet's sample preSkip.
-				zero := p.start + p.preSkip*1000/48000
-				from, to := max(zero, 0), p.end
-				if to <= from {
-					continue
-				}
-				args = append(args, "-i", p.file)
-				label := fmt.Sprintf("a%d", input)
-				fmt.Fprintf(&g, "[%d:a]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"+
-					"atrim=start_sample=%d:end_sample=%d,asetpts=N/SR/TB,adelay=delays=%dS:all=1[%s];\n",
-					input, samples(from-zero), samples(to-zero), samples(from), label)
-				mixed = append(mixed, label)
-				input++
-			}
-		}
-		g.WriteString("[silence]")
-		for _, l := range mixed {
-			fmt.Fprintf(&g, "[%s]", l)
-		}
-		fmt.Fprintf(&g, "amix=inputs=%d:duration=first:dropout_transition=0:normalize=0[aout]\n", len(mixed)+1)
+		args = append(args, audioGraph(&g, inputs, takes, duration)...)
 	}
 	graph = strings.TrimSuffix(strings.TrimSpace(g.String()), ";")
+	if cfg.Threads > 0 {
+		args = append(args, "-filter_complex_threads", strconv.Itoa(cfg.Threads))
+	}
 	args = append(args, "-filter_complex_script", graphFile)
 	if rec.HasVideo {
 		args = append(args, "-map", "[vout]", "-c:v", "libx264", "-preset", cfg.Preset, "-crf", strconv.Itoa(cfg.CRF),
@@ -176,6 +99,9 @@ func composedArgs(rec Recording, cfg Config, takes []*take, graphFile, out strin
 		}
 		args = append(args, "-map", "[aout]", "-c:a", codec, "-b:a", strconv.Itoa(bitrate))
 	}
+	if cfg.Threads > 0 {
+		args = append(args, "-threads", strconv.Itoa(cfg.Threads))
+	}
 	args = append(args, "-t", seconds(duration))
 	if rec.HasVideo {
 		args = append(args, "-movflags", "+faststart", "-f", "mp4", out)
@@ -183,6 +109,104 @@ func composedArgs(rec Recording, cfg Config, takes []*take, graphFile, out strin
 		args = append(args, "-f", "webm", out)
 	}
 	return args, graph
+}
+
+// videoGraph writes the video part of the filter graph and returns the
+// arguments of its inputs (from input 0) and their number: every video piece is an input
+// placed at its time (setpts), split into one branch per interval it is on
+// screen in, each branch trimmed to its interval, scaled to its tile and
+// overlaid on a black picture at the recording's size and rate, for that
+// interval only. The result is [vout].
+func videoGraph(g *strings.Builder, rec Recording, takes []*take, duration int64) (args []string, inputs int) {
+	width, height, _ := parseResolution(rec.Resolution)
+	fmt.Fprintf(g, "color=c=black:s=%dx%d:r=%d:d=%s,format=yuv420p[bg0];\n", width, height, rec.FrameRate, seconds(duration))
+	type branch struct {
+		tile         Tile
+		from, to     int64 // frames kept (ms)
+		onFrom, onTo int64 // drawn (ms)
+		label        string
+	}
+	branches := map[*piece][]*branch{}
+	var order []*piece
+	var draws []*branch
+	for _, iv := range videoIntervals(takes, duration) {
+		tiles := BestFitLayout(len(iv.takes), width, height)
+		for i, t := range iv.takes {
+			for _, p := range t.video {
+				onFrom, onTo := max(iv.start, p.start), min(iv.end, p.end)
+				if onTo <= onFrom {
+					continue
+				}
+				b := &branch{tile: tiles[i], from: max(p.start, iv.start-lookback), to: onTo, onFrom: onFrom, onTo: onTo}
+				if branches[p] == nil {
+					order = append(order, p)
+				}
+				branches[p] = append(branches[p], b)
+				draws = append(draws, b)
+			}
+		}
+	}
+	for input, p := range order {
+		args = append(args, "-reinit_filter", "0", "-i", p.file)
+		bs := branches[p]
+		fmt.Fprintf(g, "[%d:v]setpts=PTS-STARTPTS+%s/TB,split=%d", input, seconds(p.start), len(bs))
+		for j, b := range bs {
+			b.label = fmt.Sprintf("v%d_%d", input, j)
+			fmt.Fprintf(g, "[%s]", b.label)
+		}
+		g.WriteString(";\n")
+		for _, b := range bs {
+			t := b.tile
+			fmt.Fprintf(g, "[%s]trim=start=%s:end=%s,scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d,setsar=1[%s_t];\n",
+				b.label, seconds(b.from), seconds(b.to), t.W, t.H, t.W, t.H, b.label)
+		}
+	}
+	for i, b := range draws {
+		next := fmt.Sprintf("bg%d", i+1)
+		if i == len(draws)-1 {
+			next = "vout"
+		}
+		fmt.Fprintf(g, "[bg%d][%s_t]overlay=x=%d:y=%d:eof_action=pass:enable='gte(t,%s)*lt(t,%s)'[%s];\n",
+			i, b.label, b.tile.X, b.tile.Y, seconds(b.onFrom), seconds(b.onTo), next)
+	}
+	if len(draws) == 0 {
+		g.WriteString("[bg0]null[vout];\n")
+	}
+	return args, len(order)
+}
+
+// audioGraph writes the audio part of the filter graph and returns the
+// arguments of its inputs (numbered from first): every audio piece is trimmed to its place on
+// the recording's timeline, delayed to its start and mixed with silence as
+// long as the recording (amix, not normalized). The result is [aout].
+func audioGraph(g *strings.Builder, first int, takes []*take, duration int64) (args []string) {
+	samples := func(ms int64) int64 { return ms * 48 } // 48 kHz
+	fmt.Fprintf(g, "anullsrc=r=48000:cl=stereo,atrim=end_sample=%d[silence];\n", samples(duration))
+	var mixed []string
+	input := first
+	for _, t := range takes {
+		for _, p := range t.audio {
+			// Decoded sample 0 is the first packet's sample preSkip.
+			zero := p.start + p.preSkip*1000/48000
+			from, to := max(zero, 0), p.end
+			if to <= from {
+				continue
+			}
+			args = append(args, "-i", p.file)
+			label := fmt.Sprintf("a%d", input)
+			fmt.Fprintf(g, "[%d:a]aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"+
+				"atrim=start_sample=%d:end_sample=%d,asetpts=N/SR/TB,adelay=delays=%dS:all=1[%s];\n",
+				input, samples(from-zero), samples(to-zero), samples(from), label)
+			mixed = append(mixed, label)
+			input++
+		}
+	}
+	g.WriteString("[silence]")
+	for _, l := range mixed {
+		fmt.Fprintf(g, "[%s]", l)
+	}
+	fmt.Fprintf(g, "amix=inputs=%d:duration=first:dropout_transition=0:normalize=0[aout]\n", len(mixed)+1)
+	return args
 }
 
 // composed renders a COMPOSED (or COMPOSED_QUICK_START) recording: an MP4

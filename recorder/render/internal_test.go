@@ -135,6 +135,10 @@ func TestComposedArgs(t *testing.T) {
 			t.Errorf("arguments lack %q: %s", want, cmd)
 		}
 	}
+	args, _ = composedArgs(rec, Config{Preset: "veryfast", CRF: 23, Threads: 1}, nil, "g.txt", "out.mp4")
+	if cmd := strings.Join(args, " "); !strings.Contains(cmd, "-filter_complex_threads 1 ") || !strings.Contains(cmd, "-threads 1 ") {
+		t.Errorf("Threads 1 not passed on: %s", cmd)
+	}
 }
 
 func TestConcatList(t *testing.T) {

@@ -93,6 +93,9 @@ type Config struct {
 	// AudioBitrate is the COMPOSED audio bitrate in bit/s; 0: 128000 for
 	// AAC (MP4), 64000 for Opus (audio-only WebM).
 	AudioBitrate int
+	// Threads caps the threads of FFmpeg's encoders and filter graph (0:
+	// FFmpeg's choice, one per core).
+	Threads int
 	// StderrTail is how much of FFmpeg's error output an FFmpegError keeps
 	// (default 4096 bytes).
 	StderrTail int
