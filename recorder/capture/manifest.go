@@ -166,7 +166,8 @@ func List(workDir string) ([]Found, error) {
 	return found, nil
 }
 
-// ReadManifest reads dir's segment.json.
+// ReadManifest reads dir's segment.json; it fails if the file is missing,
+// is not JSON, or has another format than this package writes.
 func ReadManifest(dir string) (Manifest, error) {
 	b, err := os.ReadFile(filepath.Join(dir, ManifestFile))
 	if err != nil {

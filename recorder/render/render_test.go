@@ -102,13 +102,15 @@ func within(t *testing.T, what string, got, want, tolerance time.Duration) {
 	}
 }
 
-func newRenderer(t *testing.T) *render.Renderer {
+// newRenderer returns a renderer whose temporary files go to tmp.
+func newRenderer(t *testing.T) (r *render.Renderer, tmp string) {
 	t.Helper()
-	r, err := render.New(render.Config{TempDir: t.TempDir(), Preset: "ultrafast"})
+	tmp = t.TempDir()
+	r, err := render.New(render.Config{TempDir: tmp, Preset: "ultrafast"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, tmp
 }
 
 func TestComposed(t *testing.T) {
@@ -142,6 +144,9 @@ func TestComposed(t *testing.T) {
 		frames   []frameCheck
 		// silences are the expected stretches without sound (> 300 ms).
 		silences []probe.Interval
+		// tonesB are stretches where B's 660 Hz tone is heard (true) or
+		// not.
+		tonesB map[probe.Interval]bool
 	}{
 		{
 			name: "two streams", hasAudio: true, hasVideo: true, stop: 4500 * time.Millisecond,
@@ -156,6 +161,13 @@ func TestComposed(t *testing.T) {
 				{at: 1200 * time.Millisecond, left: pattern, right: blue},
 				{at: 3800 * time.Millisecond, left: pattern, right: blue},
 				{at: 4200 * time.Millisecond, left: pattern, right: pattern},
+			},
+			// B's sound is mixed in while B is recorded (its first 80 ms are
+			// the Ogg pre-skip).
+			tonesB: map[probe.Interval]bool{
+				{Start: 200 * time.Millisecond, End: 900 * time.Millisecond}:   false,
+				{Start: 1200 * time.Millisecond, End: 3900 * time.Millisecond}: true,
+				{Start: 4100 * time.Millisecond, End: 4500 * time.Millisecond}: false,
 			},
 		},
 		{
@@ -221,11 +233,13 @@ func TestComposed(t *testing.T) {
 				HasAudio: tc.hasAudio, HasVideo: tc.hasVideo, Resolution: "320x240", FrameRate: 15,
 				CreatedAt: t0, StoppedAt: t0.Add(tc.stop),
 			}
-			res, err := newRenderer(t).Render(ctx, rec, work, out)
+			r, tmp := newRenderer(t)
+			res, err := r.Render(ctx, rec, work, out)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Logf("rendered in %v of CPU", res.CPU)
+			assertEmpty(t, tmp)
 			wantFile, wantFormat := "MyRecording.mp4", "mov,mp4,m4a,3gp,3g2,mj2"
 			if !tc.hasVideo {
 				wantFile, wantFormat = "MyRecording.webm", "matroska,webm"
@@ -295,6 +309,15 @@ func TestComposed(t *testing.T) {
 					checkStart(t, "silence", s.Start, tc.silences[i].Start)
 					within(t, "silence end", s.End, tc.silences[i].End, 30*time.Millisecond)
 				}
+				for iv, heard := range tc.tonesB {
+					db, err := probe.ToneLevel(ctx, res.File, 660, iv.Start, iv.End)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if heard != (db > -30) {
+						t.Errorf("660 Hz at %v-%v: %.1f dB, want heard %v", iv.Start, iv.End, db, heard)
+					}
+				}
 			}
 			entries, _ := os.ReadDir(out)
 			if want := map[bool]int{true: 2, false: 1}[tc.hasVideo]; len(entries) != want {
@@ -348,12 +371,14 @@ func TestIndividual(t *testing.T) {
 		ID: recordingID, Name: "MyRecording", SessionID: recordingID, OutputMode: render.Individual,
 		HasAudio: true, HasVideo: true, CreatedAt: t0, StoppedAt: t0.Add(5 * time.Second),
 	}
-	res, err := newRenderer(t).Render(ctx, rec, work, out)
+	r, tmp := newRenderer(t)
+	res, err := r.Render(ctx, rec, work, out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.File != filepath.Join(out, "MyRecording.zip") {
-		t.Errorf("output %s, want MyRecording.zip", res.File)
+	assertEmpty(t, tmp)
+	if entries, _ := os.ReadDir(out); res.File != filepath.Join(out, "MyRecording.zip") || len(entries) != 1 {
+		t.Errorf("output %s among %d files, want MyRecording.zip alone", res.File, len(entries))
 	}
 	files := unzip(t, res.File, t.TempDir())
 	var sync render.SyncFile
@@ -601,7 +626,7 @@ func TestRenderErrors(t *testing.T) {
 	})
 }
 
-// assertEmpty checks that a failed render left nothing behind.
+// assertEmpty checks that a render left nothing behind in dirs.
 func assertEmpty(t *testing.T, dirs ...string) {
 	t.Helper()
 	for _, dir := range dirs {

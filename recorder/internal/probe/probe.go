@@ -214,6 +214,28 @@ func Silences(ctx context.Context, file string, minDur time.Duration) ([]Interva
 	return out, nil
 }
 
+// ToneLevel returns the RMS level (dB) of the first audio stream between
+// from and to, through a narrow band-pass around hz.
+func ToneLevel(ctx context.Context, file string, hz int, from, to time.Duration) (float64, error) {
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "info", "-i", file, "-map", "0:a:0",
+		"-af", fmt.Sprintf("atrim=%.3f:%.3f,bandpass=f=%d:width_type=q:w=8,astats=metadata=0", from.Seconds(), to.Seconds(), hz),
+		"-f", "null", "-")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return 0, fmt.Errorf("astats %s: %w: %s", file, err, stderr.String())
+	}
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if _, v, ok := strings.Cut(line, "RMS level dB: "); ok {
+			if v = strings.TrimSpace(v); v == "-inf" {
+				return -200, nil
+			}
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	return 0, fmt.Errorf("astats %s: no RMS level in %s", file, stderr.String())
+}
+
 // PacketTimes returns the presentation times of the first stream of
 // codec_type kind's packets, in file order.
 func PacketTimes(ctx context.Context, file, kind string) ([]time.Duration, error) {
