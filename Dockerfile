@@ -1,23 +1,33 @@
 # The Chorus image: one static binary for every role (master, media, proxy),
 # the demo page and openvidu-browser's bundle, on an empty base.
-#   docker build -t chorus:latest .
+#   docker build -t chorus:latest --build-arg GOPROXY="$(go env GOPROXY)" \
+#     --build-arg NPM_REGISTRY="$(npm config get registry)" .
+# The package hosts come from the build environment, never from this file.
 # Without a registry, `make compose-images` provides the two base images
-# (see docker/images.sh).
+# and passes both (see docker/images.sh).
 
 ARG GO_IMAGE=golang:1.26-bookworm
 
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
-ARG GOPROXY=https://proxy.golang.org,direct
+# The Go module proxy of the build environment (`go env GOPROXY`); empty:
+# the Go toolchain's default.
+ARG GOPROXY
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY}
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/chorus
-# The demo page's openvidu-browser bundle, from npm, checked against web/package-lock.json.
+# The demo page's openvidu-browser bundle, from the npm registry of the build
+# environment (`npm config get registry`), checked against the sha512 of
+# web/package-lock.json whatever registry serves it.
+ARG NPM_REGISTRY
 ARG OPENVIDU_BROWSER=2.32.2
 ARG OPENVIDU_BROWSER_SHA512=4570a6d65351d98c00640aac63bf88affceec99fc2969be37d93a3016ddf735ec3c87348d2a15f9af17f571ae4e361045f76dac8a8558421164254aaa21ca56b
-RUN curl -fsSL -o /tmp/ovb.tgz "https://registry.npmjs.org/openvidu-browser/-/openvidu-browser-${OPENVIDU_BROWSER}.tgz" \
+RUN if [ -z "${NPM_REGISTRY}" ]; then \
+      echo 'NPM_REGISTRY is not set: build with --build-arg NPM_REGISTRY="$(npm config get registry)" (docker compose: export NPM_REGISTRY)' >&2; exit 1; \
+    fi \
+ && curl -fsSL -o /tmp/ovb.tgz "${NPM_REGISTRY%/}/openvidu-browser/-/openvidu-browser-${OPENVIDU_BROWSER}.tgz" \
  && echo "${OPENVIDU_BROWSER_SHA512}  /tmp/ovb.tgz" | sha512sum -c - \
  && mkdir -p /out/web/node_modules/openvidu-browser \
  && tar -xzf /tmp/ovb.tgz -C /out/web/node_modules/openvidu-browser --strip-components=1 package/static/js \

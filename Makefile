@@ -3,11 +3,20 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/chorus
 GOTEST_FLAGS ?= -count=1
-# The end-to-end packages run one at a time: the machine has 2 cores.
+# The end-to-end packages (build tag e2e) run one at a time: the machine has 2 cores.
 E2E_PKGS := ./e2e/...
-UNIT_PKGS := $(shell $(GO) list ./... 2>/dev/null | grep -v /e2e)
+UNIT_PKGS := ./...
+# Tests fail, rather than skip, when a system dependency (redis-server) is missing.
+export CHORUS_TEST_REQUIRE_DEPS := 1
+# golangci-lint, installed into bin/ from the Go module proxy at this version.
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := bin/golangci-lint
+# govulncheck, likewise; its vulnerability database is fetched when it runs
+# (GOVULNDB: another copy), and the check is skipped when it is unreachable.
+GOVULNCHECK_VERSION := v1.1.4
+GOVULNCHECK := bin/govulncheck
 
-.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint clean config-reference
+.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
 
 all: build
 
@@ -20,13 +29,16 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	touch $@
 
-# System packages the tests need, installed when missing (Debian).
+# System packages the tests need, installed when missing (Debian): ip and
+# nft make the network namespaces of the firewall tests (e2e/netns_test.go).
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi; \
@@ -48,11 +60,11 @@ test-quick:
 	$(GO) test $(GOTEST_FLAGS) $(UNIT_PKGS)
 
 test-e2e: build web compose-images
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -p 1 -timeout 25m $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
 
 test: deps lint build web compose-images
 	$(GO) test $(GOTEST_FLAGS) -timeout 15m $(UNIT_PKGS)
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -p 1 -timeout 25m $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
 
 # Short fuzzing runs of every fuzz target (the seed corpora also run in make test).
 fuzz:
@@ -60,10 +72,30 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSessionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzConnectionProperties -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzSignal -fuzztime 20s ./master/restapi
+	$(GO) test -run '^$$' -fuzz FuzzParseUsername -fuzztime 20s ./shared/turncred
+	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
 
-lint:
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+# gofmt, vet, staticcheck, the layering rules (depguard) and the rest of
+# .golangci.yml, over every package including the e2e-tagged ones; then
+# govulncheck when its database is reachable.
+lint: lint-tool vulncheck
+	$(GOLANGCI_LINT) run ./...
+
+vulncheck: vulncheck-tool
+	GOVULNCHECK=$(GOVULNCHECK) ./scripts/vulncheck.sh
+
+lint-tool:
+	@if ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
+		echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into bin/"; \
+		GOBIN=$(abspath bin) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
+
+vulncheck-tool:
+	@if ! $(GOVULNCHECK) -version 2>/dev/null | grep -q "govulncheck@$(GOVULNCHECK_VERSION)"; then \
+		echo "installing govulncheck $(GOVULNCHECK_VERSION) into bin/"; \
+		GOBIN=$(abspath bin) $(GO) install golang.org/x/vuln/cmd/govulncheck@$(GOVULNCHECK_VERSION) || \
+			echo "govulncheck could not be installed: make vulncheck will skip"; \
+	fi
 
 # Rewrites README.md's configuration table from the settings table (keys.go).
 config-reference: build

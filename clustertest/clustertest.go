@@ -71,6 +71,11 @@ func (c *Cluster) WaitMediaNodes(t testing.TB, n int) {
 // Secret is the cluster's OpenVidu secret.
 const Secret = "MY_SECRET"
 
+// ClusterSecret is the cluster's internal secret (masters and media nodes):
+// a value of its own, so that a media node needing the OpenVidu secret
+// would fail the tests.
+const ClusterSecret = "TEST_CLUSTER_SECRET"
+
 // Cluster is a running in-process cluster.
 type Cluster struct {
 	Redis      *redistest.Server // nil with Options.Redis
@@ -79,7 +84,8 @@ type Cluster struct {
 	MasterURLs []string
 	ProxyURL   string   // the first proxy's
 	ProxyURLs  []string // every proxy's
-	// PublicURL is what tokens carry: the proxy's, else the first master's.
+	// PublicURL is what tokens carry: the proxy's, else the first master's
+	// ("" without either: a cluster of media nodes driven by the test).
 	PublicURL string
 	// MediaNodeURLs are the media nodes' internal API URLs, media_1 first.
 	MediaNodeURLs []string
@@ -97,14 +103,20 @@ func Start(t testing.TB, opts Options) *Cluster {
 		opts.ReconnectGrace = 2 * time.Second
 	}
 	c := &Cluster{stops: map[string]func(){}}
-	redisCfg := config.Redis{Timeout: 2 * time.Second}
+	var redisCfg config.Redis
 	if opts.Redis != nil {
 		redisCfg = *opts.Redis
 	} else {
-		c.Redis = redistest.Start(t)
-		redisCfg.Addrs = []string{c.Redis.Addr}
+		// With a password, as a deployment should have: every role's
+		// connections (pub/sub included) authenticate.
+		c.Redis = redistest.StartWith(t, redistest.Options{Password: "clustertest-redis-password"})
+		redisCfg = c.Redis.Config()
 	}
-	c.RDB = store.NewClient(redisCfg)
+	rdb, err := store.NewClient(redisCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.RDB = rdb
 	t.Cleanup(func() { _ = c.RDB.Close() })
 	c.Store = store.New(store.Config{Redis: c.RDB, ClusterID: "test"})
 	log := slog.New(slog.NewTextHandler(logOutput(), &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -113,7 +125,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, Secret
+	base.ClusterID, base.Secret, base.ClusterSecret = "test", Secret, ClusterSecret
 	base.Redis = redisCfg
 	base.Master.ReconnectGrace = opts.ReconnectGrace
 	base.Master.HeartbeatInterval = 200 * time.Millisecond
@@ -139,17 +151,22 @@ func Start(t testing.TB, opts Options) *Cluster {
 	if len(proxyPorts) > 0 {
 		c.ProxyURL = c.ProxyURLs[0]
 		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", proxyPorts[0])
-	} else {
+	} else if len(masterPorts) > 0 {
 		c.PublicURL = fmt.Sprintf("ws://127.0.0.1:%d", masterPorts[0])
 	}
 
 	for i := 0; i < opts.MediaNodes; i++ {
 		cfg := *base
+		cfg.Secret = "" // media nodes never see the OpenVidu secret
 		cfg.Media.ID = fmt.Sprintf("media_%d", i+1)
 		port := freePort(t)
 		cfg.Media.Listen = fmt.Sprintf("127.0.0.1:%d", port)
 		cfg.Media.InternalURL = "http://" + cfg.Media.Listen
 		cfg.Media.BindIP, cfg.Media.UDPPort = "127.0.0.1", 0
+		if cfg.Media.TCPPort > 0 {
+			// ICE-TCP on an ephemeral port; Configure's -1 keeps it off.
+			cfg.Media.TCPPort = 0
+		}
 		cfg.Media.HeartbeatInterval = 200 * time.Millisecond
 		n, err := medianode.New(medianode.Config{Cluster: &cfg, Redis: c.RDB, Logger: log})
 		if err != nil {
@@ -266,7 +283,7 @@ func (c *Cluster) AssertNoLeftovers(t testing.TB) {
 			t.Fatal(err)
 		}
 		for _, n := range nodes {
-			list, err := mediaapi.NewClient(client, n.URI, Secret).Endpoints(context.Background())
+			list, err := mediaapi.NewClient(client, n.URI, ClusterSecret).Endpoints(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,6 +7,8 @@ package devcluster
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,8 +25,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/nodeprocess"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -32,11 +34,19 @@ import (
 type Config struct {
 	// Binary is the chorus executable the processes run.
 	Binary string
-	// Port is the proxy's port: the cluster's URL is http://localhost:Port.
+	// Port is the proxy's port: the cluster's URL is http://PublicHost:Port.
 	Port int
 	// ListenHost is the proxy's bind address (127.0.0.1 keeps it local).
 	ListenHost string
-	Secret     string
+	// PublicHost is the host of the cluster's URL and of the tokens'
+	// WebSocket URL, where browsers reach the proxy ("" = localhost).
+	PublicHost string
+	// Secret is the OpenVidu secret (REST API, demo). With a ListenHost
+	// other than loopback it must pass config.SecretProblem's rules.
+	Secret string
+	// ClusterSecret is the masters' and media nodes' internal secret;
+	// empty: a random one, new at every start.
+	ClusterSecret string
 	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
 	RedisAddr string
 	// RedisSentinelMaster, with RedisAddr, makes RedisAddr a Sentinel
@@ -44,9 +54,18 @@ type Config struct {
 	RedisSentinelMaster string
 	Masters             int
 	MediaNodes          int
+	// TurnServers is how many TURN servers (chorus turn) run; masters hand
+	// every participant all of them (UDP and TCP URLs), with credentials
+	// minted with TurnSecret. 0: none.
+	TurnServers int
+	// TurnSecret is the TURN credentials' secret; empty: a random one.
+	TurnSecret string
 	// MediaIP is the IP media nodes announce (and bind); 127.0.0.1 serves
 	// browsers on this machine only.
 	MediaIP string
+	// ICETCP gives every media node (the cluster's and those its masters
+	// launch) a free TCP port of MediaIP for ICE-TCP; off, they have none.
+	ICETCP bool
 	// ClusterID namespaces the cluster's Redis keys.
 	ClusterID string
 	// StateFile, if set, receives the cluster's description once it is up.
@@ -64,7 +83,7 @@ type Config struct {
 
 // Node describes one process of the cluster in the state file.
 type Node struct {
-	Role string `json:"role"` // master, media, proxy or redis
+	Role string `json:"role"` // master, media, turn, proxy or redis
 	ID   string `json:"id"`
 	PID  int    `json:"pid"`
 	Addr string `json:"addr"`
@@ -72,10 +91,13 @@ type Node struct {
 
 // State is the state file's content.
 type State struct {
-	URL    string `json:"url"`
-	Secret string `json:"secret"`
-	Redis  string `json:"redis"`
-	Nodes  []Node `json:"nodes"`
+	URL           string `json:"url"`
+	Secret        string `json:"secret"`
+	ClusterSecret string `json:"clusterSecret"`
+	Redis         string `json:"redis"`
+	// TurnURLs are the TURN servers' URLs masters hand out.
+	TurnURLs []string `json:"turnUrls,omitempty"`
+	Nodes    []Node   `json:"nodes"`
 }
 
 type process struct {
@@ -94,6 +116,25 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
+	}
+	exposed := !config.IsLoopback(cfg.ListenHost)
+	if p := config.SecretProblem("the secret (--secret)", cfg.Secret, exposed); p != "" {
+		if exposed {
+			p += fmt.Sprintf(" [--listen-host %s makes the proxy reachable from other machines]", cfg.ListenHost)
+		}
+		return errors.New(p)
+	}
+	if cfg.ClusterSecret == "" {
+		var err error
+		if cfg.ClusterSecret, err = randomSecret(); err != nil {
+			return err
+		}
+	}
+	if cfg.TurnSecret == "" {
+		var err error
+		if cfg.TurnSecret, err = randomSecret(); err != nil {
+			return err
+		}
 	}
 	r := &runner{cfg: cfg, log: cfg.Logger}
 	defer r.stopAll()
@@ -147,7 +188,12 @@ func (r *runner) tempDir(pattern string) (string, error) {
 
 func (r *runner) start(ctx context.Context) (*State, error) {
 	cfg := r.cfg
-	state := &State{URL: fmt.Sprintf("http://localhost:%d", cfg.Port), Secret: cfg.Secret}
+	publicHost := cfg.PublicHost
+	if publicHost == "" {
+		publicHost = "localhost"
+	}
+	publicAddr := net.JoinHostPort(publicHost, strconv.Itoa(cfg.Port))
+	state := &State{URL: "http://" + publicAddr, Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
 	redisAddr := cfg.RedisAddr
 	if redisAddr == "" {
 		port, err := freeTCPPort()
@@ -169,7 +215,11 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		}
 	}
 	state.Redis = redisAddr
-	common := []string{"--redis-addrs", redisAddr, "--secret", cfg.Secret, "--cluster-id", cfg.ClusterID}
+	// The OpenVidu secret goes to the masters and the proxy only; the
+	// cluster secret reaches masters and media nodes through the
+	// environment (spawn), out of process listings.
+	common := []string{"--redis-addrs", redisAddr, "--cluster-id", cfg.ClusterID}
+	withSecret := []string{"--secret", cfg.Secret}
 	if cfg.RedisSentinelMaster != "" {
 		common = append(common, "--redis-sentinel-master-name", cfg.RedisSentinelMaster)
 	}
@@ -180,6 +230,15 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	r.launchedLogs = logDir
 
+	turnURLs, err := r.startTurn(ctx, common)
+	if err != nil {
+		return nil, err
+	}
+	state.TurnURLs = turnURLs
+	masterTurn := []string{}
+	if len(turnURLs) > 0 {
+		masterTurn = []string{"--turn-urls", strings.Join(turnURLs, ",")}
+	}
 	for i := 1; i <= cfg.Masters; i++ {
 		port, err := freeTCPPort()
 		if err != nil {
@@ -188,9 +247,10 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("master_%d", i)
 		args := append([]string{"master", "--master-id", id, "--master-listen", addr,
-			"--master-public-url", fmt.Sprintf("ws://localhost:%d", cfg.Port),
+			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
-			"--media-nodes-process-log-dir", logDir}, common...)
+			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
+			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -208,10 +268,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		if err != nil {
 			return nil, err
 		}
+		tcp := -1
+		if cfg.ICETCP {
+			if tcp, err = freeTCPPortOn(cfg.MediaIP); err != nil {
+				return nil, err
+			}
+		}
 		addr := fmt.Sprintf("127.0.0.1:%d", port)
 		id := fmt.Sprintf("media_%d", i)
 		args := append([]string{"media", "--media-id", id, "--media-listen", addr,
-			"--media-udp-port", strconv.Itoa(udp), "--media-bind-ip", cfg.MediaIP}, common...)
+			"--media-udp-port", strconv.Itoa(udp), "--media-tcp-port=" + strconv.Itoa(tcp),
+			"--media-bind-ip", cfg.MediaIP}, common...)
 		p, err := r.spawn(Node{Role: "media", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -222,12 +289,12 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	proxyAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	args := append([]string{"proxy", "--proxy-listen", proxyAddr,
-		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, common...)
+		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, append(common, withSecret...)...)
 	p, err := r.spawn(Node{Role: "proxy", ID: "proxy", Addr: proxyAddr}, cfg.Binary, args...)
 	if err != nil {
 		return nil, err
 	}
-	if err := waitHealthy(ctx, fmt.Sprintf("http://127.0.0.1:%d/chorus/health", cfg.Port), 20*time.Second, p); err != nil {
+	if err := waitHealthy(ctx, "http://"+dialable(proxyAddr)+"/chorus/health", 20*time.Second, p); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -238,11 +305,56 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	return state, nil
 }
 
+// startTurn starts cfg.TurnServers TURN servers on MediaIP (UDP and TCP on
+// one port each, relaying from MediaIP to the media nodes) and returns the
+// URLs participants reach them at.
+func (r *runner) startTurn(ctx context.Context, common []string) ([]string, error) {
+	var urls []string
+	for i := 1; i <= r.cfg.TurnServers; i++ {
+		port, err := freeUDPAndTCPPort(r.cfg.MediaIP)
+		if err != nil {
+			return nil, err
+		}
+		addr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(port))
+		id := fmt.Sprintf("turn_%d", i)
+		args := append([]string{"turn", "--turn-listen-ip", r.cfg.MediaIP, "--turn-port", strconv.Itoa(port),
+			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0"}, common...)
+		p, err := r.spawn(Node{Role: "turn", ID: id, Addr: addr}, r.cfg.Binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		if err := waitTCP(ctx, addr, 10*time.Second, p); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+	}
+	return urls, nil
+}
+
+// freeUDPAndTCPPort finds a port free for both UDP and TCP on ip (TURN
+// listens on both).
+func freeUDPAndTCPPort(ip string) (int, error) {
+	for range 20 {
+		port, err := freeUDPPort(ip)
+		if err != nil {
+			return 0, err
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
+		return port, nil
+	}
+	return 0, errors.New("find a port free for both UDP and TCP: none after 20 tries")
+}
+
 // spawn starts one process; its output goes to cfg.Output line by line,
 // prefixed with its id. The process is killed if this one dies (Pdeathsig).
 func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = r.cfg.Env
+	cmd.Env = append(append([]string(nil), r.cfg.Env...), "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret,
+		"CHORUS_TURN_SECRET="+r.cfg.TurnSecret)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -321,12 +433,38 @@ func (r *runner) stop(p *process) {
 	}
 }
 
-func freeTCPPort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
+// randomSecret is a fresh cluster secret: 24 random bytes, hex-encoded.
+func randomSecret() (string, error) {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate a cluster secret: %w", err)
 	}
-	defer l.Close()
+	return hex.EncodeToString(b), nil
+}
+
+// dialable turns a listen address into one this machine can dial (an
+// unspecified host becomes 127.0.0.1).
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func freeTCPPort() (int, error) {
+	return freeTCPPortOn("127.0.0.1")
+}
+
+func freeTCPPortOn(ip string) (int, error) {
+	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(ip)})
+	if err != nil {
+		return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
+	}
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
@@ -335,8 +473,9 @@ func freeUDPPort(ip string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("find a free UDP port: %w", err)
 	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port, nil
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	_ = c.Close()
+	return port, nil
 }
 
 var errExited = errors.New("process exited during start-up")
@@ -426,25 +565,39 @@ func (r *runner) stopLaunched() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	rdb := store.NewClient(config.Redis{Addrs: []string{r.redisAddr}, SentinelMasterName: r.cfg.RedisSentinelMaster, Timeout: time.Second})
-	defer rdb.Close()
-	nodes, err := store.New(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
+	// The processes' Redis settings: credentials and TLS from the
+	// environment (CHORUS_REDIS_*), the address this cluster uses.
+	rc, err := config.Load(nil, config.RoleTool, r.cfg.Env)
 	if err != nil {
 		r.log.Warn("list launched media nodes", "err", err)
 		return
 	}
-	provider := medianodes.NewProcess(medianodes.ProcessConfig{})
+	rc.Redis.Addrs, rc.Redis.SentinelMasterName, rc.Redis.Timeout = []string{r.redisAddr}, r.cfg.RedisSentinelMaster, time.Second
+	rdb, err := store.NewClient(rc.Redis)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
+	defer rdb.Close()
+	nodes, err := store.NewNodeRegistry(store.Config{Redis: rdb, ClusterID: r.cfg.ClusterID}).MediaNodes(ctx)
+	if err != nil {
+		r.log.Warn("list launched media nodes", "err", err)
+		return
+	}
 	var wg sync.WaitGroup
 	for _, n := range nodes {
-		if n.Provider != provider.Name() {
+		pid, err := strconv.Atoi(n.EnvironmentID)
+		if n.Provider != nodeprocess.Provider || err != nil {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			r.log.Info("stopping launched media node", "node", n.ID, "pid", n.EnvironmentID,
-				"log", filepath.Join(r.launchedLogs, n.ID+".log"))
-			_ = provider.Stop(ctx, n)
+				"log", filepath.Join(r.launchedLogs, string(n.ID)+".log"))
+			if err := nodeprocess.Stop(ctx, pid, string(n.ID)); err != nil {
+				r.log.Warn("stop launched media node", "node", n.ID, "err", err)
+			}
 		}()
 	}
 	wg.Wait()

@@ -1,25 +1,67 @@
 #!/bin/sh
 # Prepares, without any image registry, every image docker-compose.yml names,
 # under the same names (make compose-images):
-#   debian:bookworm-slim   debootstrap from Debian's mirror, imported
+#   debian:bookworm-slim   debootstrap from this machine's Debian mirror, imported
 #   golang:1.26-bookworm   that plus this machine's Go toolchain
 #   redis:7.0-bookworm     that plus Debian's redis-server
 #   chorus:latest          the repository's Dockerfile, built on those
 # Images already present are kept (FORCE=1 rebuilds them). On a machine with
 # a registry none of this is needed: docker compose pulls and builds.
+#
+# Package hosts come from this machine, never from this repository: the
+# Debian mirror from its apt sources (or DEBIAN_MIRROR), the Go module proxy
+# from `go env GOPROXY` (or GOPROXY), the npm registry from
+# `npm config get registry` (or NPM_REGISTRY).
 set -eu
 cd "$(dirname "$0")/.."
 
 CHORUS_IMAGE=${CHORUS_IMAGE:-chorus:latest}
 GO_IMAGE=golang:1.26-bookworm
-MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+SUITE=bookworm
 FORCE=${FORCE:-0}
+
+# apt_mirror prints the URI of the first enabled deb source of this machine
+# that serves suite $1 (one-line sources.list entries and deb822 .sources
+# files alike).
+apt_mirror() {
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk -v suite="$1" '
+			$1 == "deb" {
+				i = 2
+				if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+				if ($(i + 1) == suite) { print $i; exit }
+			}' "$f"
+	done
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk -v suite="$1" '
+			function flush() {
+				if (types ~ /(^| )deb( |$)/ && enabled != "no" && (" " suites " ") ~ (" " suite " ") && uri != "") { print uri; found = 1 }
+				types = ""; suites = ""; uri = ""; enabled = ""
+			}
+			/^[ \t]*$/ { flush(); if (found) exit; next }
+			/^Types:/ { sub(/^Types:[ \t]*/, ""); types = $0 }
+			/^URIs:/ { sub(/^URIs:[ \t]*/, ""); split($0, u, /[ \t]+/); uri = u[1] }
+			/^Suites:/ { sub(/^Suites:[ \t]*/, ""); suites = $0 }
+			/^Enabled:/ { sub(/^Enabled:[ \t]*/, ""); enabled = $0 }
+			END { if (!found) flush() }' "$f"
+	done
+}
+
+MIRROR=${DEBIAN_MIRROR:-$(apt_mirror "$SUITE" | head -1)}
+GOPROXY=${GOPROXY:-$(go env GOPROXY)}
+NPM_REGISTRY=${NPM_REGISTRY:-$(command -v npm >/dev/null && npm config get registry || true)}
 export DOCKER_BUILDKIT=0 # the classic builder: no buildx plugin needed
 
 have() { [ "$FORCE" = 0 ] && docker image inspect "$1" >/dev/null 2>&1; }
 step() { echo "==> $*"; }
 
 if ! have debian:bookworm-slim; then
+	if [ -z "$MIRROR" ]; then
+		echo "no apt source of this machine serves Debian $SUITE: set DEBIAN_MIRROR to a Debian mirror's URL" >&2
+		exit 1
+	fi
 	step "debian:bookworm-slim from debootstrap ($MIRROR)"
 	command -v debootstrap >/dev/null || { echo "debootstrap is missing: apt-get install debootstrap" >&2; exit 1; }
 	root=$(mktemp -d)
@@ -51,5 +93,9 @@ fi
 # The Chorus image is always rebuilt (the layer cache makes it quick when
 # nothing changed), so that it matches the checkout.
 step "$CHORUS_IMAGE from the Dockerfile"
-docker build -q -t "$CHORUS_IMAGE" --build-arg "GOPROXY=$(go env GOPROXY)" . >/dev/null
+if [ -z "$NPM_REGISTRY" ]; then
+	echo "no npm registry: install npm (its \`npm config get registry\` is used) or set NPM_REGISTRY" >&2
+	exit 1
+fi
+docker build -q -t "$CHORUS_IMAGE" --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|'"$CHORUS_IMAGE"')' || true

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -126,6 +128,11 @@ func TestAutoscaling(t *testing.T) {
 	t.Logf("cluster events: %v", trail)
 	t.Logf("autoscale reaction: scale-out decided %.1f s after the load started, node running after %.1f s; scale-in decided %.1f s after the load stopped",
 		out.Seconds(), running.Seconds(), in.Seconds())
+	// BENCHMARKS.md: 3.5-3.7 s out (the load is a 3 s mean), 3.3-4.3 s in;
+	// room for the joins of a busy machine.
+	if out > 6*time.Second || running > 7*time.Second || in > 6*time.Second {
+		t.Errorf("autoscaling reacted in %s (out), %s (node running), %s (in); want within 6, 7 and 6 s", out, running, in)
+	}
 
 	// Order: each decision, then its status changes.
 	want := []string{"media_1:<nil>>launching", "media_1:launching>running", "autoscaling(+1-0)",
@@ -201,8 +208,9 @@ func TestControllerLeaseTakeover(t *testing.T) {
 	}
 	takeover := time.Since(kill)
 	t.Logf("controller lease: %s -> %s in %s", holder, next, takeover.Round(time.Millisecond))
-	if takeover > 5*time.Second {
-		t.Errorf("takeover took %s", takeover)
+	// BENCHMARKS.md: 2.7-2.8 s (lease TTL 3 s, x1.25).
+	if takeover > 3500*time.Millisecond {
+		t.Errorf("takeover took %s, want within 3.5 s", takeover)
 	}
 	pid, _ := strconv.Atoi(*launched.EnvironmentID)
 	if syscall.Kill(pid, 0) != nil {
@@ -210,11 +218,8 @@ func TestControllerLeaseTakeover(t *testing.T) {
 	}
 
 	// The new controller decides from what is in Redis: nothing to do, until
-	// a node goes; then exactly one new decision.
-	time.Sleep(3 * time.Second)
-	if n := len(autoscalingEvents(h)); n != 1 {
-		t.Fatalf("%d autoscaling decisions after the takeover, want still 1: %v", n, clusterTrail(h))
-	}
+	// a node goes; then exactly one new decision (a decision repeated at the
+	// takeover would make three by the end).
 	expect(t, dc, "DELETE", "/openvidu/api/media-nodes/"+launched.ID+"?deletion-strategy=now&wait=true", "", 204, "")
 	h.waitFor(t, "a second decision and its node running", 30*time.Second, func() bool {
 		return len(autoscalingEvents(h)) >= 2 && strings.Count(strings.Join(clusterTrail(h), " "), "launching>running") == 3

@@ -1,6 +1,8 @@
+//go:build e2e
+
 // Package e2e tests a real multi-process Chorus cluster (`chorus dev`)
 // through its proxy, with the official OpenVidu client packages (Node.js),
-// headless Chromium and Go pion participants. Run it with `make test-e2e`:
+// headless Chromium and Go pion participants. Run it with `make test-e2e` (build tag e2e):
 // it needs bin/chorus (CHORUS_BIN), redis-server, chromium and web/node_modules.
 package e2e
 
@@ -28,7 +30,11 @@ var (
 	repoRoot  string
 )
 
-func TestMain(m *testing.M) {
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+// runTests prepares the binary and the npm packages, runs the tests and
+// removes what it built; its defers run, unlike TestMain's before os.Exit.
+func runTests(m *testing.M) int {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Dir(filepath.Dir(file))
 	chorusBin = os.Getenv("CHORUS_BIN")
@@ -36,22 +42,22 @@ func TestMain(m *testing.M) {
 		dir, err := os.MkdirTemp("", "chorus-e2e-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+			return 1
 		}
 		chorusBin = filepath.Join(dir, "chorus")
 		build := exec.Command("go", "build", "-o", chorusBin, "./cmd/chorus")
 		build.Dir, build.Stdout, build.Stderr = repoRoot, os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintln(os.Stderr, "build chorus:", err)
-			os.Exit(1)
+			return 1
 		}
 		defer os.RemoveAll(dir)
 	}
 	if _, err := os.Stat(filepath.Join(repoRoot, "web", "node_modules", "openvidu-browser")); err != nil {
 		fmt.Fprintln(os.Stderr, "web/node_modules is missing: run `make web` (npm ci in web/)")
-		os.Exit(1)
+		return 1
 	}
-	os.Exit(m.Run())
+	return m.Run()
 }
 
 // devCluster is a running `chorus dev`.
@@ -73,18 +79,24 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	t.Helper()
 	port := freePort(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
-	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET",
+	// No TURN server unless a test asks for one (--turn-servers 1): the
+	// crash and drain bounds of BENCHMARKS.md were measured without.
+	args := []string{"dev", "--port", fmt.Sprint(port), "--state-file", stateFile, "--secret", "E2E_SECRET", "--turn-servers", "0",
 		"--cluster-id", "e2e", "--assets-dir", filepath.Join(repoRoot, "web")}
 	level := "info"
 	if l := os.Getenv("CHORUS_TEST_LOG_LEVEL"); l != "" {
 		level = l
 	}
-	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level)
+	// The cluster's own temporary directory: what it leaves there is its
+	// leftover, whatever else runs on the machine (other clusters share
+	// the system's).
+	tmp := t.TempDir()
+	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level, "TMPDIR="+tmp)
 	for _, o := range opts {
 		args = append(args, o.Args...)
 		env = append(env, o.Env...)
 	}
-	tempBefore := chorusTempEntries()
+	tempBefore := chorusTempEntries(tmp)
 	procsBefore := map[int]bool{}
 	for _, pid := range allProcesses() {
 		procsBefore[pid] = true
@@ -98,8 +110,11 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		t.Fatal(err)
 	}
 	dc := &devCluster{cmd: cmd, logs: logs}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// exited is closed when the process has exited, with exitErr set: both
+	// the start-up wait and the cleanup may wait for it.
+	exited := make(chan struct{})
+	var exitErr error
+	go func() { exitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -111,8 +126,8 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 		}
 		// Nothing the cluster started may outlive it (media nodes launched
 		// by its masters included): they all name its Redis.
-		if dc.State.Redis != "" {
-			for _, pid := range processesNaming(dc.State.Redis) {
+		if dc.Redis != "" {
+			for _, pid := range processesNaming(dc.Redis) {
 				if procsBefore[pid] {
 					continue // the test's own (a Redis it started, say)
 				}
@@ -121,10 +136,10 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			}
 		}
 		// Nor may any file or directory it made in the temporary directory.
-		for name := range chorusTempEntries() {
+		for name := range chorusTempEntries(tmp) {
 			if !tempBefore[name] {
 				t.Errorf("chorus dev left %s behind: removed", name)
-				_ = os.RemoveAll(filepath.Join(os.TempDir(), name))
+				_ = os.RemoveAll(filepath.Join(tmp, name))
 			}
 		}
 		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
@@ -138,8 +153,8 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 			return dc
 		}
 		select {
-		case err := <-exited:
-			t.Fatalf("chorus dev exited: %v\n%s", err, logs.String())
+		case <-exited:
+			t.Fatalf("chorus dev exited: %v\n%s", exitErr, logs.String())
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -220,11 +235,10 @@ func tail(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// chorusTempEntries lists the entries of the system's temporary directory
-// that Chorus processes make (chorus-*, media_*.log). The e2e tests run one
-// cluster at a time, so a new one after a cluster stopped is its leftover.
-func chorusTempEntries() map[string]bool {
-	entries, _ := os.ReadDir(os.TempDir())
+// chorusTempEntries lists the entries of a temporary directory that Chorus
+// processes make (chorus-*, media_*.log).
+func chorusTempEntries(dir string) map[string]bool {
+	entries, _ := os.ReadDir(dir)
 	out := map[string]bool{}
 	for _, e := range entries {
 		if n := e.Name(); strings.HasPrefix(n, "chorus-") && !strings.HasPrefix(n, "chorus-e2e-") ||

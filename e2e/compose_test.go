@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -130,6 +132,7 @@ func TestComposeCluster(t *testing.T) {
 	const secret = "COMPOSE_SECRET"
 	c := &compose{t: t, project: fmt.Sprintf("chorustest%d", time.Now().UnixNano()%1e6), env: []string{
 		"OPENVIDU_SECRET=" + secret,
+		"CHORUS_DEMO=true", // the pages below are the demo's
 		"CHORUS_PORT=" + strconv.Itoa(port),
 		"CHORUS_TLS_MODE=self-signed",
 		"CHORUS_PUBLIC_URL=wss://localhost:" + strconv.Itoa(port),

@@ -1,9 +1,12 @@
+//go:build e2e
+
 package e2e
 
 import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -13,7 +16,8 @@ import (
 // TestComposeFileValidForBothComposes: docker-compose.yml loads, with its
 // schema checked, in compose-go (what docker compose v2 parses it with; the
 // v2 plugin itself cannot be installed on this machine) and in
-// docker-compose 1.29 (what CI runs), with the services the README lists.
+// docker-compose 1.29 (what CI runs), with the services the README lists
+// and the media nodes' UDP and ICE-TCP ports published.
 func TestComposeFileValidForBothComposes(t *testing.T) {
 	file := filepath.Join(repoRoot, "docker-compose.yml")
 	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"))
@@ -39,10 +43,100 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 			t.Errorf("service %s: restart %q (want %q), health check %v", name, s.Restart, want, s.HealthCheck != nil)
 		}
 	}
+	// Each media node publishes its UDP port and its ICE-TCP port, each on
+	// the number it listens on (NAT 1:1 rewrites only the address).
+	for _, name := range []string{"media1", "media2"} {
+		s := p.Services[name]
+		published := map[string]bool{}
+		for _, port := range s.Ports {
+			if port.Published == strconv.Itoa(int(port.Target)) {
+				published[port.Published+"/"+port.Protocol] = true
+			}
+		}
+		for env, proto := range map[string]string{"CHORUS_MEDIA_UDP_PORT": "udp", "CHORUS_MEDIA_TCP_PORT": "tcp"} {
+			v := ""
+			if p := s.Environment[env]; p != nil {
+				v = *p
+			}
+			if v == "" || !published[v+"/"+proto] {
+				t.Errorf("service %s: %s=%q is not published over %s on the same number (published: %v)", name, env, v, proto, published)
+			}
+		}
+	}
 	if len(p.Services) != 7 {
 		t.Errorf("%d services, want 7", len(p.Services))
 	}
 	if out, err := exec.Command("docker-compose", "-f", file, "config", "-q").CombinedOutput(); err != nil {
 		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)
+	}
+}
+
+// TestComposeDefaultsAreLoopbackOnly: out of the box (.env all commented
+// out) the compose cluster publishes its ports on 127.0.0.1 and tells every
+// process so (CHORUS_PUBLISHED_IP, which lets them accept the development
+// secrets), serves no demo, gives media nodes the cluster secret and never
+// the OpenVidu secret, and runs Redis with a password every process has.
+func TestComposeDefaultsAreLoopbackOnly(t *testing.T) {
+	file := filepath.Join(repoRoot, "docker-compose.yml")
+	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"),
+		cli.WithEnv([]string{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := opts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := func(service, name string) (string, bool) {
+		s, ok := p.Services[service]
+		if !ok {
+			t.Fatalf("service %s missing", service)
+		}
+		v, ok := s.Environment[name]
+		if !ok || v == nil {
+			return "", false
+		}
+		return *v, true
+	}
+	if v, _ := env("proxy", "CHORUS_PROXY_DEMO_ENABLED"); v != "false" {
+		t.Errorf("the proxy's demo: CHORUS_PROXY_DEMO_ENABLED=%q, want false", v)
+	}
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+		if v, _ := env(svc, "CHORUS_PUBLISHED_IP"); v != "127.0.0.1" {
+			t.Errorf("%s: CHORUS_PUBLISHED_IP=%q, want 127.0.0.1", svc, v)
+		}
+		for _, port := range p.Services[svc].Ports {
+			if port.HostIP != "127.0.0.1" {
+				t.Errorf("%s publishes %d on %q", svc, port.Target, port.HostIP)
+			}
+		}
+	}
+	for _, svc := range []string{"media1", "media2"} {
+		if v, ok := env(svc, "OPENVIDU_SECRET"); ok {
+			t.Errorf("%s gets the OpenVidu secret %q", svc, v)
+		}
+		if v, _ := env(svc, "CHORUS_CLUSTER_SECRET"); v == "" {
+			t.Errorf("%s has no cluster secret", svc)
+		}
+	}
+	master, _ := env("master1", "CHORUS_CLUSTER_SECRET")
+	if media, _ := env("media1", "CHORUS_CLUSTER_SECRET"); master != media || master == "" {
+		t.Errorf("cluster secrets: master %q, media %q", master, media)
+	}
+	if rest, _ := env("master1", "OPENVIDU_SECRET"); rest == master {
+		t.Errorf("the cluster secret is the OpenVidu secret %q", rest)
+	}
+	password, _ := env("redis", "REDIS_PASSWORD")
+	if password == "" || !strings.Contains(strings.Join(p.Services["redis"].Command, " "), "requirepass") ||
+		!strings.Contains(strings.Join(p.Services["redis"].Command, " "), "--protected-mode yes") {
+		t.Errorf("redis runs without a password or protected mode: %q, %v", password, p.Services["redis"].Command)
+	}
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+		if v, _ := env(svc, "CHORUS_REDIS_PASSWORD"); v != password {
+			t.Errorf("%s: CHORUS_REDIS_PASSWORD=%q, redis has %q", svc, v, password)
+		}
+	}
+	if v, _ := env("redis", "REDISCLI_AUTH"); v != password {
+		t.Errorf("redis's health check authenticates with %q", v)
 	}
 }

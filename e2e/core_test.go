@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -40,7 +42,6 @@ func TestPionParticipantsThroughProxy(t *testing.T) {
 
 	const n = 3
 	var ps []*participant.Participant
-	var pubs []*participant.Publisher
 	for i := 0; i < n; i++ {
 		var conn protocol.Connection
 		if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/pion/connection", `{"role":"PUBLISHER"}`), &conn); err != nil {
@@ -56,7 +57,7 @@ func TestPionParticipantsThroughProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 		go pub.SendSynthetic(ctx, participant.DefaultVideo)
-		ps, pubs = append(ps, p), append(pubs, pub)
+		ps = append(ps, p)
 	}
 	var subs []*participant.Subscription
 	for i, p := range ps {

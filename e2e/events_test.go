@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -620,7 +622,7 @@ func TestBadEventConfiguration(t *testing.T) {
 	run := func(env ...string) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		cmd := exec.CommandContext(ctx, chorusBin, "master", "--secret", "S", "--redis-addrs", redis.Addr,
+		cmd := exec.CommandContext(ctx, chorusBin, "master", "--secret", "S", "--cluster-secret", "C", "--redis-addrs", redis.Addr,
 			"--master-listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
@@ -648,7 +650,7 @@ func TestBadEventConfiguration(t *testing.T) {
 
 	t.Run("unreachable endpoint", func(t *testing.T) {
 		port := freePort(t)
-		cmd := exec.Command(chorusBin, "master", "--secret", "S", "--redis-addrs", redis.Addr, "--cluster-id", "bad",
+		cmd := exec.Command(chorusBin, "master", "--secret", "S", "--cluster-secret", "C", "--redis-addrs", redis.Addr, "--cluster-id", "bad",
 			"--master-listen", fmt.Sprintf("127.0.0.1:%d", port))
 		var logs bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -397,7 +399,7 @@ func endpointsOn(t *testing.T, dc *devCluster, id string) int {
 	t.Helper()
 	for _, node := range dc.Nodes {
 		if node.ID == id {
-			list, err := mediaapi.NewClient(http.DefaultClient, "http://"+node.Addr, dc.Secret).Endpoints(context.Background())
+			list, err := mediaapi.NewClient(http.DefaultClient, "http://"+node.Addr, dc.ClusterSecret).Endpoints(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}

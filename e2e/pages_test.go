@@ -1,7 +1,10 @@
+//go:build e2e
+
 package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,8 +44,28 @@ type pageStats struct {
 
 func startPages(t *testing.T, dc *devCluster) *pages {
 	t.Helper()
-	cmd := exec.Command("node", filepath.Join(repoRoot, "e2e", "js", "pages.cjs"))
-	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"), "CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret)
+	return startPagesWith(t, dc, pagesOptions{})
+}
+
+// pagesOptions say where pages.cjs runs and how its Chromium starts.
+type pagesOptions struct {
+	// NS runs pages.cjs, its Chromium included, inside a network namespace.
+	NS *netNS
+	// ChromiumArgs are extra Chromium flags.
+	ChromiumArgs []string
+}
+
+func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
+	t.Helper()
+	script := filepath.Join(repoRoot, "e2e", "js", "pages.cjs")
+	cmd := exec.Command("node", script)
+	if opts.NS != nil {
+		// ip netns exec enters the namespace and executes node itself: the
+		// pid (and Pdeathsig) are node's.
+		cmd = opts.NS.Command(context.Background(), "node", script)
+	}
+	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"), "CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret,
+		"CHORUS_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
@@ -145,6 +168,74 @@ func (p *pages) stats() []pageStats {
 func (p *pages) leave() {
 	var r struct{ Left bool }
 	p.do("leave", &r)
+}
+
+// reset makes every page leave and closes them.
+func (p *pages) reset() {
+	var r struct{ Reset bool }
+	p.do("reset", &r)
+}
+
+// candidateEnd is one end of an ICE candidate pair, as getStats() reports it.
+type candidateEnd struct {
+	Protocol      string `json:"protocol"`
+	CandidateType string `json:"candidateType"`
+	Address       string `json:"address"`
+	Port          int    `json:"port"`
+	TCPType       string `json:"tcpType"`
+}
+
+// pageTransport is the candidate pair of one peer connection of a page.
+type pageTransport struct {
+	StreamID string        `json:"streamId"`
+	Kind     string        `json:"kind"` // publisher or subscriber
+	ICEState string        `json:"iceState"`
+	Local    *candidateEnd `json:"local"`
+	Remote   *candidateEnd `json:"remote"`
+}
+
+// transports returns each page's peer connections' candidate pairs, by
+// connection id.
+func (p *pages) transports() map[string][]pageTransport {
+	var r struct {
+		Pages []struct {
+			ConnectionID string          `json:"connectionId"`
+			Transports   []pageTransport `json:"transports"`
+		}
+	}
+	p.do("transports", &r)
+	out := map[string][]pageTransport{}
+	for _, pg := range r.Pages {
+		out[pg.ConnectionID] = pg.Transports
+	}
+	return out
+}
+
+// joinTimings is when a page's join started, connected and published, and
+// when each remote video (by connection id) decoded its first frame (ms
+// since the epoch, the machine's clock).
+type joinTimings struct {
+	JoinStartedAt    int64            `json:"joinStartedAt"`
+	ConnectedAt      int64            `json:"connectedAt"`
+	PublishStartedAt int64            `json:"publishStartedAt"`
+	PublishedAt      int64            `json:"publishedAt"`
+	FirstFrames      map[string]int64 `json:"firstFrames"`
+}
+
+// timings returns each page's join timings, by connection id.
+func (p *pages) timings() map[string]joinTimings {
+	var r struct {
+		Pages []struct {
+			ConnectionID string      `json:"connectionId"`
+			Timings      joinTimings `json:"timings"`
+		}
+	}
+	p.do("timings", &r)
+	out := map[string]joinTimings{}
+	for _, pg := range r.Pages {
+		out[pg.ConnectionID] = pg.Timings
+	}
+	return out
 }
 
 // waitVideo waits until every page decodes want remote videos.

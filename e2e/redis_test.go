@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 import (
@@ -226,7 +228,7 @@ func endpointsOnMediaNodes(t *testing.T, dc *devCluster) int {
 		if node.Role != "media" {
 			continue
 		}
-		list, err := mediaapi.NewClient(http.DefaultClient, "http://"+node.Addr, dc.Secret).Endpoints(context.Background())
+		list, err := mediaapi.NewClient(http.DefaultClient, "http://"+node.Addr, dc.ClusterSecret).Endpoints(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -41,7 +41,7 @@ type Config struct {
 type Master struct {
 	cluster   *config.Config
 	cfg       config.Master
-	id        string
+	id        protocol.MasterID
 	inc       *session.Incarnation
 	peers     *peerChecker
 	log       *slog.Logger
@@ -54,11 +54,15 @@ type Master struct {
 	draining  atomic.Bool
 }
 
-// New builds a master. Run serves it. It fails only on a media node provider
-// that cannot be set up.
+// New builds a master. Run serves it. It fails on secrets unfit for where
+// the master listens (config.ErrUnsafeSecrets: see Config.CheckSecrets) and
+// on a media node provider that cannot be set up.
 func New(ctx context.Context, cfg Config) (*Master, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleMaster); err != nil {
+		return nil, err
+	}
 	mc := cfg.Cluster.Master
-	id := mc.ID
+	id := protocol.MasterID(mc.ID)
 	if id == "" {
 		id = protocol.NewMasterNodeID()
 	}
@@ -72,6 +76,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
+		TURN:   session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
 		Logger: log,
 	})
 	provider, err := newProvider(ctx, cfg.Cluster, log)
@@ -79,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		return nil, err
 	}
 	manager := medianodes.NewManager(medianodes.Config{
-		Store: st, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
+		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
 		Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
 		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
 		Logger: log,
@@ -118,7 +123,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 }
 
 // ID is the master's node id.
-func (m *Master) ID() string { return m.id }
+func (m *Master) ID() protocol.MasterID { return m.id }
 
 // Handler is the master's HTTP handler: REST API, WebSocket and health.
 func (m *Master) Handler() http.Handler {
@@ -216,13 +221,13 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	var cdr *eventdelivery.CDRFile
 	if m.cluster.CDR.Enabled {
 		var err error
-		if cdr, err = eventdelivery.OpenCDR(m.cluster.CDR.Path, m.id); err != nil {
+		if cdr, err = eventdelivery.OpenCDR(m.cluster.CDR.Path, string(m.id)); err != nil {
 			return nil, nil, err
 		}
 		m.log.Info("OpenVidu CDR service is enabled", "path", m.cluster.CDR.Path)
 	}
 	d := eventdelivery.New(eventdelivery.Config{
-		Store: m.store, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
+		Store: m.store.EventBus, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
 	})
 	return d, func() {
 		if cdr != nil {
@@ -237,7 +242,7 @@ func (m *Master) takeIncarnation(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("register master %s: %w", m.id, err)
 	}
-	m.inc.Set(fmt.Sprintf("%s.%d", m.id, epoch))
+	m.inc.Set(protocol.MasterID(fmt.Sprintf("%s.%d", m.id, epoch)))
 	m.log.Info("master incarnation", "incarnation", m.inc.ID())
 	return nil
 }
@@ -256,10 +261,13 @@ func (m *Master) shutdown(srv *http.Server) {
 	case <-ctx.Done():
 	}
 	m.signaling.Shutdown(ctx)
-	_ = srv.Shutdown(ctx)
+	// Deregistered before the listener closes: a peer that found the port
+	// closed for its crash window while requests in flight finished would
+	// declare this master crashed.
 	if err := m.store.DeregisterMaster(ctx, m.inc.ID()); err != nil {
 		m.log.Warn("deregister", "err", err)
 	}
+	_ = srv.Shutdown(ctx)
 }
 
 // heartbeat refreshes the registration every interval. If the registration

@@ -2,12 +2,14 @@ package master
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -27,21 +29,21 @@ type peerChecker struct {
 	log      *slog.Logger
 
 	mu       sync.Mutex
-	failing  map[string]time.Time // incarnation -> first failed check
-	suspects chan string
+	failing  map[protocol.MasterID]time.Time // incarnation -> first failed check
+	suspects chan protocol.MasterID
 }
 
 func newPeerChecker(st *store.Store, sessions *session.Service, self *session.Incarnation, secret string, interval, window time.Duration, log *slog.Logger) *peerChecker {
 	return &peerChecker{
 		store: st, sessions: sessions, self: self, secret: secret, interval: interval, window: window, log: log,
 		client:  &http.Client{Timeout: interval},
-		failing: map[string]time.Time{}, suspects: make(chan string, 64),
+		failing: map[protocol.MasterID]time.Time{}, suspects: make(chan protocol.MasterID, 64),
 	}
 }
 
 // Suspect asks for an immediate check of a peer (a participant of that
 // master reconnected here: its socket there probably died).
-func (p *peerChecker) Suspect(inc string) {
+func (p *peerChecker) Suspect(inc protocol.MasterID) {
 	select {
 	case p.suspects <- inc:
 	default:
@@ -65,16 +67,18 @@ func (p *peerChecker) Run(ctx context.Context) error {
 }
 
 // round checks every peer (or only the given one) concurrently.
-func (p *peerChecker) round(ctx context.Context, only string) {
+func (p *peerChecker) round(ctx context.Context, only protocol.MasterID) {
 	peers, _, err := p.store.Masters(ctx)
 	if err != nil {
 		return // Redis unavailable: no peer is judged on that
 	}
 	me := p.self.ID()
 	var wg sync.WaitGroup
-	seen := map[string]bool{}
+	seen := map[protocol.MasterID]bool{}
 	for _, peer := range peers {
-		if peer.ID == me || (only != "" && peer.ID != only) {
+		if peer.ID == me || peer.Draining || (only != "" && peer.ID != only) {
+			// A draining peer is leaving on purpose; if it dies meanwhile,
+			// its registration expires and the sweeper declares it.
 			continue
 		}
 		seen[peer.ID] = true
@@ -106,7 +110,7 @@ func (p *peerChecker) check(ctx context.Context, peer store.MasterInfo) {
 	if err == nil {
 		resp.Body.Close()
 	}
-	if ctx.Err() != nil && err != nil && context.Cause(ctx) == context.Canceled {
+	if ctx.Err() != nil && err != nil && errors.Is(context.Cause(ctx), context.Canceled) {
 		return // shutting down
 	}
 	now := time.Now()

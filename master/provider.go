@@ -23,14 +23,17 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 		p, err := medianodes.NewDocker(ctx, medianodes.DockerConfig{
 			Host: d.Host, Image: d.Image, Network: d.Network, Project: d.Project, ClusterID: c.ClusterID,
 			PublishIP: d.PublishIP, PublicIPs: d.PublicIPs, UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax,
-			Env: mediaNodeEnv(c, nil),
+			ICETCP: c.MediaNodes.ICETCP,
+			// Launched nodes listen on 0.0.0.0 in their containers; their
+			// ports are published on publish_ip only.
+			Env: append(mediaNodeEnv(c, nil), "CHORUS_PUBLISHED_IP="+d.PublishIP),
 		})
 		if err != nil {
 			return nil, err
 		}
 		r := p.Config()
 		log.Info("media nodes are launched as containers", "image", r.Image, "network", r.Network, "project", r.Project,
-			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax))
+			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax), "ice_tcp", r.ICETCP)
 		return p, nil
 	case medianodes.ProviderProcess:
 		p := c.MediaNodes.Process
@@ -42,10 +45,10 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 			}
 			bin = exe
 		}
-		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP)
+		log.Info("media nodes are launched as local processes", "binary", bin, "bind_ip", p.BindIP, "ice_tcp", c.MediaNodes.ICETCP)
 		env := append(mediaNodeEnv(c, os.Environ()), "CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(p.PublicIPs, ","))
 		return medianodes.NewProcess(medianodes.ProcessConfig{
-			Binary: bin, BindIP: p.BindIP, Env: env, LogDir: p.LogDir,
+			Binary: bin, BindIP: p.BindIP, ICETCP: c.MediaNodes.ICETCP, Env: env, LogDir: p.LogDir,
 		}), nil
 	case medianodes.ProviderStatic:
 		return medianodes.Static{}, nil
@@ -54,12 +57,19 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 }
 
 // mediaNodeEnv is the environment of the media nodes a master launches: its
-// own, plus what a node needs to join this cluster (Redis, cluster id and
-// secret, logging, announced IPs), passed in the environment rather than on
-// the command line so that secrets stay out of process listings.
+// own (base) without the OpenVidu secret, which media nodes never need, plus
+// what a node needs to join this cluster (Redis with its credentials and
+// TLS settings, cluster id and cluster secret, logging), passed in the environment rather than on the command line
+// so that secrets stay out of process listings.
 func mediaNodeEnv(c *config.Config, base []string) []string {
 	r := c.Redis
-	env := append([]string(nil), base...)
+	env := make([]string, 0, len(base)+16)
+	for _, kv := range base {
+		name, _, _ := strings.Cut(kv, "=")
+		if name != "OPENVIDU_SECRET" && name != "CHORUS_SECRET" {
+			env = append(env, kv)
+		}
+	}
 	return append(env,
 		"CHORUS_CLUSTER_ID="+c.ClusterID,
 		"CHORUS_CLUSTER_SECRET="+c.ClusterSecret,
@@ -68,7 +78,17 @@ func mediaNodeEnv(c *config.Config, base []string) []string {
 		"CHORUS_REDIS_PASSWORD="+r.Password,
 		"CHORUS_REDIS_DB="+strconv.Itoa(r.DB),
 		"CHORUS_REDIS_SENTINEL_MASTER_NAME="+r.SentinelMasterName,
+		"CHORUS_REDIS_SENTINEL_USERNAME="+r.SentinelUsername,
+		"CHORUS_REDIS_SENTINEL_PASSWORD="+r.SentinelPassword,
 		"CHORUS_REDIS_TIMEOUT="+r.Timeout.String(),
+		// TLS files are paths: a launched container finds them only where
+		// its image has them (the docker provider mounts nothing).
+		"CHORUS_REDIS_TLS_ENABLED="+strconv.FormatBool(r.TLS.Enabled),
+		"CHORUS_REDIS_TLS_CA_FILE="+r.TLS.CAFile,
+		"CHORUS_REDIS_TLS_CERT_FILE="+r.TLS.CertFile,
+		"CHORUS_REDIS_TLS_KEY_FILE="+r.TLS.KeyFile,
+		"CHORUS_REDIS_TLS_SERVER_NAME="+r.TLS.ServerName,
+		"CHORUS_REDIS_TLS_INSECURE_SKIP_VERIFY="+strconv.FormatBool(r.TLS.InsecureSkipVerify),
 		"CHORUS_LOG_LEVEL="+c.Log.Level,
 		"CHORUS_LOG_FORMAT="+c.Log.Format,
 	)

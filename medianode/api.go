@@ -98,7 +98,7 @@ func (n *Node) handleEndpoints(w http.ResponseWriter, _ *http.Request) {
 func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	sessions, endpoints := n.sfu.Counts()
 	writeJSON(w, http.StatusOK, mediaapi.Health{
-		ID: n.id, Load: math.Float64frombits(n.currentLoad.Load()), Sessions: sessions, Endpoints: endpoints,
+		ID: string(n.id), Load: math.Float64frombits(n.currentLoad.Load()), Sessions: sessions, Endpoints: endpoints,
 	})
 }
 

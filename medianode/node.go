@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-rtc/chorus/medianode/sfu"
 	"github.com/chorus-rtc/chorus/medianode/udpbatch"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -34,17 +35,29 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
+// clusterState is what a media node reads and writes in Redis: its own
+// heartbeat, and the sessions whose endpoints it holds (to drop the ones no
+// connection references any more).
+type clusterState interface {
+	HeartbeatMediaNode(ctx context.Context, hb store.MediaNodeHeartbeat) (store.NodeStanding, error)
+	ForgetMediaNodeHeartbeat(ctx context.Context, id protocol.NodeID) error
+	Load(ctx context.Context, sid protocol.SessionID) (*store.Snapshot, error)
+}
+
 // Node is a running media node.
 type Node struct {
 	cfg   config.Media
-	id    string
+	id    protocol.NodeID
 	ip    string
-	store *store.Store
+	store clusterState
 	log   *slog.Logger
 	sfu   *sfu.SFU
 	udp   net.PacketConn // the media socket, batching when batch is set
 	batch *udpbatch.Conn // nil when media.batch_writes is off
-	load  *loadMeter
+	// tcpPort is the bound ICE-TCP port (0: ICE-TCP off); the SFU owns
+	// the listener.
+	tcpPort int
+	load    *loadMeter
 
 	secret      string
 	startedAt   time.Time
@@ -52,17 +65,37 @@ type Node struct {
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
 }
 
-// New binds the node's UDP port and builds its SFU. Run serves it.
+// New binds the node's UDP port and, unless media.tcp_port is negative, its
+// ICE-TCP port, and builds its SFU. Run serves it. It fails before binding
+// anything on a cluster secret unfit for where the node's API listens
+// (config.ErrUnsafeSecrets: see Config.CheckSecrets).
 func New(cfg Config) (*Node, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleMedia); err != nil {
+		return nil, err
+	}
 	mc := cfg.Cluster.Media
-	id := mc.ID
+	id := protocol.NodeID(mc.ID)
 	if id == "" {
 		id = protocol.NewMediaNodeID()
 	}
 	log := cfg.Logger.With("node", id)
+	lm, err := newLoadMeter()
+	if err != nil {
+		return nil, err
+	}
 	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(mc.BindIP), Port: mc.UDPPort})
 	if err != nil {
 		return nil, fmt.Errorf("bind media UDP port %s:%d: %w", mc.BindIP, mc.UDPPort, err)
+	}
+	var tcp net.Listener
+	tcpPort := 0
+	if mc.TCPPort >= 0 {
+		ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(mc.BindIP), Port: mc.TCPPort})
+		if err != nil {
+			_ = udp.Close()
+			return nil, fmt.Errorf("bind ICE-TCP port %s:%d (media.tcp_port; -1 turns ICE-TCP off): %w", mc.BindIP, mc.TCPPort, err)
+		}
+		tcp, tcpPort = ln, ln.Addr().(*net.TCPAddr).Port
 	}
 	var conn net.PacketConn = udp
 	var batch *udpbatch.Conn
@@ -71,17 +104,15 @@ func New(cfg Config) (*Node, error) {
 		conn = batch
 	}
 	s, err := sfu.New(sfu.Config{
-		Engine:               sfu.EngineConfig{UDPConn: conn, PublicIPs: mc.PublicIPs},
+		Engine:               sfu.EngineConfig{UDPConn: conn, TCPListener: tcp, PublicIPs: mc.PublicIPs},
 		RetransmissionBuffer: mc.RetransmissionBuffer,
 		Logger:               log,
 	})
 	if err != nil {
 		_ = conn.Close()
-		return nil, err
-	}
-	lm, err := newLoadMeter()
-	if err != nil {
-		_ = conn.Close()
+		if tcp != nil {
+			_ = tcp.Close()
+		}
 		return nil, err
 	}
 	ip := mc.BindIP
@@ -89,14 +120,14 @@ func New(cfg Config) (*Node, error) {
 		ip = mc.PublicIPs[0]
 	}
 	return &Node{
-		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, load: lm,
+		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
 		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
 		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
 	}, nil
 }
 
 // ID is the node's id (media_...).
-func (n *Node) ID() string { return n.id }
+func (n *Node) ID() protocol.NodeID { return n.id }
 
 // Run serves the internal API and heartbeats until ctx ends or the cluster
 // terminates the node; then it closes every peer connection and returns.
@@ -111,7 +142,7 @@ func (n *Node) Run(ctx context.Context) error {
 	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
-	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "announce", n.ip)
+	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "ice_tcp_port", n.tcpPort, "announce", n.ip)
 
 	recCtx, stopReconciling := context.WithCancel(ctx)
 	reconciled := make(chan struct{})
@@ -179,6 +210,7 @@ func (n *Node) report(ctx context.Context) (stop bool) {
 	defer cancel()
 	st, err := n.store.HeartbeatMediaNode(rctx, store.MediaNodeHeartbeat{
 		ID: n.id, URI: n.cfg.InternalURL, IP: n.ip, Load: load, StartedAt: n.startedAt.UnixMilli(),
+		ICEUDPPort: n.udp.LocalAddr().(*net.UDPAddr).Port, ICETCPPort: n.tcpPort,
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -213,7 +245,7 @@ func (n *Node) metrics() *prometheus.Registry {
 	st := n.sfu.Stats()
 	counter := func(name, help string, v *atomic.Uint64) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name: "chorus_media_" + name, Help: help, ConstLabels: prometheus.Labels{"node": n.id},
+			Name: "chorus_media_" + name, Help: help, ConstLabels: prometheus.Labels{"node": string(n.id)},
 		}, func() float64 { return float64(v.Load()) }))
 	}
 	counter("received_packets_total", "RTP packets received from publishers.", &st.ReceivedPackets)
@@ -224,13 +256,13 @@ func (n *Node) metrics() *prometheus.Registry {
 	counter("nack_misses_total", "NACKed packets no longer buffered.", &st.NACKMisses)
 	counter("keyframe_requests_total", "Keyframe requests (PLI) sent to publishers.", &st.KeyframeRequests)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { _, e := n.sfu.Counts(); return float64(e) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_sessions", Help: "Sessions with at least one endpoint on this node.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_sessions", Help: "Sessions with at least one endpoint on this node.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { s, _ := n.sfu.Counts(); return float64(s) }))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_cpu_seconds_total", Help: "CPU time (user+system) of the media node process.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, n.load.cpuSeconds))
 	if n.batch != nil {
 		bs := n.batch.Stats()
@@ -239,10 +271,10 @@ func (n *Node) metrics() *prometheus.Registry {
 		counter("udp_dropped_packets_total", "Packets dropped because the UDP send queue was full.", &bs.Dropped)
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_cpus", Help: "CPUs the node process may use (GOMAXPROCS: its affinity or cgroup quota): 100 % load is all of them.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { return float64(runtime.GOMAXPROCS(0)) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": n.id},
+		Name: "chorus_media_load", Help: "CPU load of the node process, 0-100, as reported to the cluster.", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { return math.Float64frombits(n.currentLoad.Load()) }))
 	return reg
 }
@@ -251,17 +283,17 @@ func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": n.id})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": string(n.id)})
 	})
 	api := http.NewServeMux()
-	api.HandleFunc("POST /internal/v1/publishers", n.handlePublish)
-	api.HandleFunc("POST /internal/v1/subscribers", n.handleSubscribe)
-	api.HandleFunc("POST /internal/v1/endpoints/{id}/answer", n.handleAnswer)
-	api.HandleFunc("POST /internal/v1/endpoints/{id}/ice", n.handleICE)
-	api.HandleFunc("DELETE /internal/v1/endpoints/{id}", n.handleRelease)
-	api.HandleFunc("DELETE /internal/v1/sessions/{sid}", n.handleReleaseSession)
-	api.HandleFunc("GET /internal/v1/endpoints", n.handleEndpoints)
-	api.HandleFunc("GET /internal/v1/health", n.handleHealth)
+	api.HandleFunc(mediaapi.RoutePublish, n.handlePublish)
+	api.HandleFunc(mediaapi.RouteSubscribe, n.handleSubscribe)
+	api.HandleFunc(mediaapi.RouteAnswer, n.handleAnswer)
+	api.HandleFunc(mediaapi.RouteICE, n.handleICE)
+	api.HandleFunc(mediaapi.RouteRelease, n.handleRelease)
+	api.HandleFunc(mediaapi.RouteReleaseSession, n.handleReleaseSession)
+	api.HandleFunc(mediaapi.RouteEndpoints, n.handleEndpoints)
+	api.HandleFunc(mediaapi.RouteHealth, n.handleHealth)
 	// Go's profiler, for finding where forwarding time goes under load:
 	//   curl -H "Authorization: Bearer <cluster secret>" -o cpu.pprof \
 	//     'http://<node>/internal/debug/pprof/profile?seconds=20'

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -43,7 +44,7 @@ func (r *reconciler) round(ctx context.Context) {
 	seen := map[string]bool{}
 	for sid, endpoints := range bySession {
 		referenced := map[string]bool{}
-		snap, err := n.store.Load(ctx, sid)
+		snap, err := n.store.Load(ctx, protocol.SessionID(sid))
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
@@ -51,7 +52,7 @@ func (r *reconciler) round(ctx context.Context) {
 		default:
 			for _, c := range snap.Conns {
 				if p := c.Publisher; p != nil && p.Node == n.id {
-					referenced[p.StreamID] = true
+					referenced[string(p.StreamID)] = true
 				}
 				for streamID, sub := range c.Subscriptions {
 					if sub.Node == n.id {

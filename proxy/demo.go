@@ -11,14 +11,27 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // The demo: a conference page (web/demo) using openvidu-browser from npm
 // (web/node_modules, installed by `make web`), and a tiny application backend
 // that, like any OpenVidu application server, creates the session and a
 // connection through the REST API and hands the token to the page.
+//
+// Its token endpoint hands PUBLISHER tokens to anyone who reaches the proxy,
+// so it is off unless enabled (chorus dev enables it), serves only the
+// sessions of its own namespace (DemoSessionPrefix), and answers each
+// client IP at most proxy.demo.rate_limit times a minute.
 
-var demoSessionPattern = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+// DemoSessionPrefix starts the id of every session the demo creates and of
+// the only sessions its token endpoint serves: applications must not give
+// their sessions ids starting with it.
+const DemoSessionPrefix = "demo_"
+
+var demoSessionPattern = regexp.MustCompile(`^` + DemoSessionPrefix + `[a-zA-Z0-9_-]{1,64}$`)
 
 func (p *Proxy) registerDemo(mux *http.ServeMux) {
 	dir := p.cfg.Demo.AssetsDir
@@ -39,14 +52,29 @@ func (p *Proxy) registerDemo(mux *http.ServeMux) {
 	mux.HandleFunc("POST /demo/token", p.demoToken)
 }
 
-// demoToken answers {"token": ...} for {"sessionId": ...}: it creates the
-// session if needed (409 means it exists) and a publisher connection.
+// demoToken answers {"token": ...} for {"sessionId": "demo_..."}: it creates
+// the session if needed (409 means it exists) and a publisher connection.
+// It answers 429 (with Retry-After, in seconds) past the client's rate, 400
+// for a malformed body and 403 for a session outside its namespace.
 func (p *Proxy) demoToken(w http.ResponseWriter, r *http.Request) {
+	if ok, wait := p.demoLimiter.allow(clientKey(r)); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
+		demoAnswer(w, http.StatusTooManyRequests, "too many token requests from this address: try again later")
+		return
+	}
 	var in struct {
 		SessionID string `json:"sessionId"`
 	}
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in); err != nil || !demoSessionPattern.MatchString(in.SessionID) {
-		http.Error(w, `{"error":"sessionId must match [a-zA-Z0-9_-]{1,64}"}`, http.StatusBadRequest)
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&in); err != nil {
+		demoAnswer(w, http.StatusBadRequest, "the body must be {\"sessionId\": \""+DemoSessionPrefix+"<name>\"}")
+		return
+	}
+	if !strings.HasPrefix(in.SessionID, DemoSessionPrefix) {
+		demoAnswer(w, http.StatusForbidden, "the demo serves only its own sessions, whose ids start with "+DemoSessionPrefix)
+		return
+	}
+	if !demoSessionPattern.MatchString(in.SessionID) {
+		demoAnswer(w, http.StatusBadRequest, "sessionId must be "+DemoSessionPrefix+" and 1 to 64 of [a-zA-Z0-9_-]")
 		return
 	}
 	client := &http.Client{Transport: roundTripperFunc(p.roundTrip)}
@@ -95,7 +123,12 @@ func (p *Proxy) demoToken(w http.ResponseWriter, r *http.Request) {
 
 func (p *Proxy) demoError(w http.ResponseWriter, err error) {
 	p.log.Warn("demo token", "err", err)
+	demoAnswer(w, http.StatusBadGateway, err.Error())
+}
+
+// demoAnswer writes {"error": message} with status.
+func demoAnswer(w http.ResponseWriter, status int, message string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusBadGateway)
-	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": message})
 }

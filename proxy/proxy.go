@@ -28,7 +28,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
+	"github.com/chorus-rtc/chorus/shared/tlscert"
 )
 
 // maxBufferedBody is the largest request body the proxy buffers so that it
@@ -45,16 +47,23 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// masterDirectory is where the proxy discovers masters: their live
+// registrations in Redis.
+type masterDirectory interface {
+	Masters(ctx context.Context) (alive []store.MasterInfo, dead []protocol.MasterID, err error)
+}
+
 // Proxy is a running proxy.
 type Proxy struct {
 	cfg    config.Proxy
 	secret string
 	log    *slog.Logger
-	store  *store.Store
+	store  masterDirectory
 
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
-	checker   *http.Client
+	transport   *http.Transport
+	rp          *httputil.ReverseProxy
+	checker     *http.Client
+	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -86,8 +95,13 @@ type backend struct {
 	fails   atomic.Int32
 }
 
-// New builds a proxy; Run serves it.
+// New builds a proxy; Run serves it. It fails on a secret unfit for where the
+// proxy listens (config.ErrUnsafeSecrets: see Config.CheckSecrets) and on a
+// master URL that does not parse.
 func New(cfg Config) (*Proxy, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleProxy); err != nil {
+		return nil, err
+	}
 	p := &Proxy{
 		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
@@ -96,10 +110,11 @@ func New(cfg Config) (*Proxy, error) {
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 		},
-		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 	}
 	if cfg.Redis != nil {
-		p.store = store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
+		p.store = store.NewMasterRegistry(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
 	}
 	if len(p.cfg.Masters) == 0 && p.store == nil {
 		return nil, errors.New("proxy: no static masters and no Redis to discover them")
@@ -288,7 +303,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	tlsCfg, err := tlsConfig(p.cfg.TLS)
+	tlsCfg, err := tlscert.Config(p.cfg.TLS)
 	if err != nil {
 		ln.Close()
 		return err
@@ -381,7 +396,7 @@ func (p *Proxy) discover(ctx context.Context) {
 		key := u.String()
 		seen[key] = true
 		if _, ok := p.backends[key]; !ok {
-			p.backends[key] = &backend{id: m.ID, url: u}
+			p.backends[key] = &backend{id: string(m.ID), url: u}
 			p.log.Info("master discovered", "master", m.ID, "url", key)
 		}
 	}

@@ -23,9 +23,6 @@ served at the printed URL. Environment variables (CHORUS_*, OPENVIDU_*) reach
 every process. SIGINT or SIGTERM stops everything it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if c.Secret == "" {
-				return errors.New("--secret must not be empty")
-			}
 			if c.Masters < 1 || c.MediaNodes < 1 {
 				return errors.New("--masters and --media-nodes must be at least 1")
 			}
@@ -37,6 +34,9 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 				return fmt.Errorf("locate the chorus binary: %w", err)
 			}
 			c.Binary, c.Env, c.Output = bin, os.Environ(), cmd.ErrOrStderr()
+			if c.ClusterSecret == "" {
+				c.ClusterSecret = os.Getenv("CHORUS_CLUSTER_SECRET")
+			}
 			if c.AssetsDir == "" {
 				c.AssetsDir = devcluster.DefaultAssetsDir(bin)
 			}
@@ -45,16 +45,20 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 		},
 	}
 	f := cmd.Flags()
-	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://localhost:<port>")
+	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://<public-host>:<port>")
 	f.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "Address the proxy binds (0.0.0.0 to reach it from the LAN)")
-	f.StringVar(&c.Secret, "secret", "MY_SECRET", "OpenVidu secret of the cluster")
+	f.StringVar(&c.PublicHost, "public-host", "localhost", "Host of the cluster's URL and of the tokens, where browsers reach the proxy")
+	f.StringVar(&c.Secret, "secret", config.DevSecret, "OpenVidu secret of the cluster (the default is refused with a --listen-host other than loopback)")
+	f.StringVar(&c.ClusterSecret, "cluster-secret", "", "Internal secret of masters and media nodes (default: a random one; or CHORUS_CLUSTER_SECRET)")
 	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
 	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")
 	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
 	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")
+	f.IntVar(&c.TurnServers, "turn-servers", 1, "Number of TURN servers (chorus turn) handed to participants; 0: none")
 	f.StringVar(&c.MediaIP, "media-ip", "127.0.0.1", "IP the media nodes bind and announce to browsers")
+	f.BoolVar(&c.ICETCP, "ice-tcp", true, "Media nodes also take ICE-TCP connections, each on a free TCP port of --media-ip (for browsers whose network blocks UDP)")
 	f.StringVar(&c.ClusterID, "cluster-id", "chorus", "Cluster id (namespaces the Redis keys)")
-	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
+	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","clusterSecret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
 	f.BoolVar(&c.Demo, "demo", true, "Serve the demo page and its token endpoint")
 	f.StringVar(&c.AssetsDir, "assets-dir", "", "Directory of the demo page and openvidu-browser (default: ./web)")
 	return cmd

@@ -94,7 +94,7 @@ func deadLetterJSON(d store.DeadLetter) deadLetterOut {
 	if !json.Valid(body) {
 		body, _ = json.Marshal(string(d.Body))
 	}
-	return deadLetterOut{Entry: d.StreamID, EventID: d.ID, Event: d.Name, Session: d.Session, Error: d.Error,
+	return deadLetterOut{Entry: d.StreamID, EventID: d.ID, Event: d.Name, Session: string(d.Session), Error: d.Error,
 		FailedAt: time.UnixMilli(d.FailedAt).UTC().Format(time.RFC3339Nano), Body: body}
 }
 
@@ -113,7 +113,10 @@ func toolCommand(use, short string, run func(context.Context, *cobra.Command, *s
 			if err := cfg.Validate(config.RoleTool); err != nil {
 				return err
 			}
-			rdb := store.NewClient(cfg.Redis)
+			rdb, err := store.NewClient(cfg.Redis)
+			if err != nil {
+				return err
+			}
 			defer rdb.Close()
 			st := store.New(store.Config{Redis: rdb, ClusterID: cfg.ClusterID,
 				EventsMaxLen: cfg.Events.MaxLen, DeadLetterMaxLen: cfg.Events.DeadLetterMaxLen})

@@ -1,5 +1,5 @@
 // Command chorus runs every role of a Chorus cluster: chorus master, chorus
-// media, chorus proxy, and chorus dev for a whole local cluster.
+// media, chorus proxy, chorus turn, and chorus dev for a whole local cluster.
 package main
 
 import (
@@ -10,8 +10,10 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/chorus-rtc/chorus/master"
@@ -19,6 +21,7 @@ import (
 	"github.com/chorus-rtc/chorus/proxy"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/store"
+	"github.com/chorus-rtc/chorus/turn"
 )
 
 func main() {
@@ -48,9 +51,7 @@ flags, in increasing order of precedence.`,
 	}
 	root.AddCommand(
 		roleCommand(config.RoleMaster, "master", "Run a master node: OpenVidu REST API and JSON-RPC WebSocket signaling",
-			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-				rdb := store.NewClient(cfg.Redis)
-				defer rdb.Close()
+			func(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) error {
 				m, err := master.New(ctx, master.Config{Cluster: cfg, Redis: rdb, Logger: log})
 				if err != nil {
 					return err
@@ -58,9 +59,7 @@ flags, in increasing order of precedence.`,
 				return m.Run(ctx)
 			}),
 		roleCommand(config.RoleMedia, "media", "Run a media node: a pion WebRTC SFU",
-			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-				rdb := store.NewClient(cfg.Redis)
-				defer rdb.Close()
+			func(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) error {
 				n, err := medianode.New(medianode.Config{Cluster: cfg, Redis: rdb, Logger: log})
 				if err != nil {
 					return err
@@ -68,14 +67,20 @@ flags, in increasing order of precedence.`,
 				return n.Run(ctx)
 			}),
 		roleCommand(config.RoleProxy, "proxy", "Run the proxy: the public entry point balancing over the masters",
-			func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
-				rdb := store.NewClient(cfg.Redis)
-				defer rdb.Close()
+			func(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) error {
 				p, err := proxy.New(proxy.Config{Cluster: cfg, Redis: rdb, Logger: log})
 				if err != nil {
 					return err
 				}
 				return p.Run(ctx)
+			}),
+		roleCommand(config.RoleTurn, "turn", "Run a TURN server relaying (only) to the cluster's media nodes",
+			func(ctx context.Context, cfg *config.Config, rdb redis.UniversalClient, log *slog.Logger) error {
+				r, err := turn.NewRole(turn.RoleConfig{Cluster: cfg, Redis: rdb, Logger: log})
+				if err != nil {
+					return err
+				}
+				return r.Run(ctx)
 			}),
 		devCommand(),
 		eventsCommand(),
@@ -88,8 +93,11 @@ flags, in increasing order of precedence.`,
 }
 
 // roleCommand builds the command of a long-running role: its flags come from
-// the configuration key table.
-func roleCommand(role config.Role, use, short string, run func(context.Context, *config.Config, *slog.Logger) error) *cobra.Command {
+// the configuration key table. It validates the configuration, connects to
+// Redis and stops at once when Redis refuses the credentials or the TLS
+// handshake (a Redis that does not answer yet is only logged: the roles
+// ride out outages).
+func roleCommand(role config.Role, use, short string, run func(context.Context, *config.Config, redis.UniversalClient, *slog.Logger) error) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
@@ -103,7 +111,15 @@ func roleCommand(role config.Role, use, short string, run func(context.Context, 
 				return err
 			}
 			log := cfg.Log.NewLogger(os.Stderr).With("role", string(role))
-			err = run(cmd.Context(), cfg, log)
+			rdb, err := store.NewClient(cfg.Redis)
+			if err != nil {
+				return err
+			}
+			defer rdb.Close()
+			if err := checkRedis(cmd.Context(), rdb, cfg.Redis, log); err != nil {
+				return err
+			}
+			err = run(cmd.Context(), cfg, rdb, log)
 			if errors.Is(err, context.Canceled) {
 				return nil
 			}
@@ -112,4 +128,21 @@ func roleCommand(role config.Role, use, short string, run func(context.Context, 
 	}
 	config.RegisterFlags(cmd.Flags(), role)
 	return cmd
+}
+
+// checkRedis pings Redis once at start-up: wrong credentials or TLS settings
+// are an error (they will not fix themselves), an unreachable Redis a
+// warning.
+func checkRedis(ctx context.Context, rdb redis.UniversalClient, cfg config.Redis, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout+time.Second)
+	defer cancel()
+	err := store.Check(ctx, rdb, cfg)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrRedisAuth), errors.Is(err, store.ErrRedisTLS):
+		return err
+	}
+	log.Warn("redis does not answer yet", "err", err)
+	return nil
 }

@@ -5,9 +5,18 @@
 //                              -> {"joined": [connectionIds]}
 //   stats                      -> {"pages": [{"connectionId", "videos": [...], "events": [...]}]}
 //   gaps <sinceMs>             -> {"pages": [{"connectionId", "gaps": [{"connectionId", "maxGapMs", ...}]}]}
+//   transports                 -> {"pages": [{"connectionId", "transports": [{"kind", "local", "remote", ...}]}]}
+//   timings                    -> {"pages": [{"connectionId", "timings": {"joinStartedAt", "firstFrames", ...}}]}
 //   leave                      -> {"left": true}
+//   reset                      -> {"reset": true}   (leave, and close every page)
 //   quit                       -> exits
+// CHORUS_CHROMIUM_ARGS adds Chromium flags (space-separated).
 'use strict';
+
+// stdout carries the answers only: openvidu-node-client logs there (for
+// instance when a second pages.cjs joins an existing session), with the
+// console functions it takes when it loads.
+for (const level of ['log', 'info', 'debug']) console[level] = (...args) => process.stderr.write(args.join(' ') + '\n');
 
 const readline = require('readline');
 const { chromium } = require('playwright-core');
@@ -51,6 +60,20 @@ async function gaps(since) {
   }), since)));
 }
 
+async function transports() {
+  return Promise.all(pages.map(async (p) => ({
+    connectionId: await p.evaluate(() => window.chorusDemo.connectionId()),
+    transports: await p.evaluate(() => window.chorusDemo.transports()),
+  })));
+}
+
+async function timings() {
+  return Promise.all(pages.map((p) => p.evaluate(() => ({
+    connectionId: window.chorusDemo.connectionId(),
+    timings: window.chorusDemo.timings(),
+  }))));
+}
+
 async function stats() {
   return Promise.all(pages.map((p) => p.evaluate(() => ({
     connectionId: window.chorusDemo.connectionId(),
@@ -64,7 +87,8 @@ async function stats() {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
       '--allow-loopback-in-peer-connection', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
+      '--disable-sync', '--no-first-run', '--disable-quic',
+      ...(process.env.CHORUS_CHROMIUM_ARGS || '').split(/\s+/).filter(Boolean)],
   });
   context = await browser.newContext({ ignoreHTTPSErrors: true }); // the proxy's self-signed mode
   reply({ ready: true });
@@ -75,6 +99,14 @@ async function stats() {
       if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1), args[2]) });
       else if (cmd === 'gaps') reply({ pages: await gaps(Number(args[0])) });
       else if (cmd === 'stats') reply({ pages: await stats() });
+      else if (cmd === 'transports') reply({ pages: await transports() });
+      else if (cmd === 'timings') reply({ pages: await timings() });
+      else if (cmd === 'reset') {
+        for (const p of pages) await p.evaluate(() => window.chorusDemo.leave());
+        for (const p of pages) await p.close();
+        pages.length = 0;
+        reply({ reset: true });
+      }
       else if (cmd === 'leave') {
         for (const p of pages) await p.evaluate(() => window.chorusDemo.leave());
         reply({ left: true });

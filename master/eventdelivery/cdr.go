@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 )
 
 // cdrRetention is how long CDR files are kept, as OpenVidu (MaxHistory 30).

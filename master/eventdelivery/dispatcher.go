@@ -16,14 +16,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // Config configures a Dispatcher.
 type Config struct {
-	Store *store.Store
+	Store *store.EventBus
 	// Holder names this master in leases and consumer groups.
-	Holder string
+	Holder protocol.MasterID
 	// Webhook and CDR are the sinks; nil disables one. With neither, events
 	// are still consumed (and visible to `chorus events tail`).
 	Webhook *Webhook
@@ -40,11 +41,11 @@ type Config struct {
 // Dispatcher delivers events until its context ends.
 type Dispatcher struct {
 	cfg Config
-	st  *store.Store
+	st  *store.EventBus
 	log *slog.Logger
 
 	mu     sync.Mutex
-	active map[string]bool
+	active map[protocol.SessionID]bool
 	wg     sync.WaitGroup
 	sem    chan struct{}
 }
@@ -60,7 +61,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, active: map[string]bool{}, sem: make(chan struct{}, cfg.MaxStreams)}
+	return &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, active: map[protocol.SessionID]bool{}, sem: make(chan struct{}, cfg.MaxStreams)}
 }
 
 // Run delivers events until ctx ends, then waits for the deliveries in
@@ -124,7 +125,7 @@ func (d *Dispatcher) scan(ctx context.Context, drained bool) {
 }
 
 // start delivers one stream in the background if this master can lease it.
-func (d *Dispatcher) start(ctx context.Context, sid string) {
+func (d *Dispatcher) start(ctx context.Context, sid protocol.SessionID) {
 	d.mu.Lock()
 	if d.active[sid] || ctx.Err() != nil {
 		d.mu.Unlock()
@@ -162,7 +163,7 @@ func (d *Dispatcher) start(ctx context.Context, sid string) {
 
 // deliverStream delivers a leased stream's events in order until it is
 // empty, keeping the lease alive; it stops at once if the lease is lost.
-func (d *Dispatcher) deliverStream(parent context.Context, sid string) {
+func (d *Dispatcher) deliverStream(parent context.Context, sid protocol.SessionID) {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	renewed := make(chan struct{})
@@ -228,7 +229,7 @@ var errStopping = errors.New("delivery interrupted")
 // deliver hands one event to the sinks. A webhook that keeps failing until
 // the deadline sends the event to the dead-letter stream; only an
 // interruption (shutdown, lost lease) returns an error.
-func (d *Dispatcher) deliver(ctx context.Context, sid string, e store.StoredEvent) error {
+func (d *Dispatcher) deliver(ctx context.Context, sid protocol.SessionID, e store.StoredEvent) error {
 	if d.cfg.CDR != nil {
 		if err := d.cfg.CDR.Write(e.Name, e.Body); err != nil {
 			d.log.Error("write CDR", "event", e.Name, "err", err)

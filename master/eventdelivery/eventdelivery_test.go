@@ -18,8 +18,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/config"
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -74,9 +75,9 @@ func newStore(t *testing.T, rdb redis.UniversalClient) *store.Store {
 }
 
 // startDispatcher runs a dispatcher until the returned stop is called.
-func startDispatcher(t *testing.T, st *store.Store, holder string, wh *Webhook, cdr *CDRFile) (stop func()) {
+func startDispatcher(t *testing.T, st *store.Store, holder protocol.MasterID, wh *Webhook, cdr *CDRFile) (stop func()) {
 	t.Helper()
-	d := New(Config{Store: st, Holder: holder, Webhook: wh, CDR: cdr, LeaseTTL: time.Second, Poll: 100 * time.Millisecond,
+	d := New(Config{Store: st.EventBus, Holder: holder, Webhook: wh, CDR: cdr, LeaseTTL: time.Second, Poll: 100 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -89,7 +90,7 @@ func startDispatcher(t *testing.T, st *store.Store, holder string, wh *Webhook, 
 
 // emitSignals creates a session and emits n signalSent events carrying their
 // sequence number as data.
-func emitSignals(t *testing.T, st *store.Store, sid string, n int) {
+func emitSignals(t *testing.T, st *store.Store, sid protocol.SessionID, n int) {
 	t.Helper()
 	ctx := context.Background()
 	sess := &store.Session{ID: sid, CreatedAt: store.NowMillis(), Life: 1}
@@ -99,7 +100,7 @@ func emitSignals(t *testing.T, st *store.Store, sid string, n int) {
 	for i := 0; i < n; i++ {
 		data := fmt.Sprint(i)
 		err := st.Update(ctx, sid, func(tx *store.Tx) error {
-			tx.Emit(events.NewSignalSent(tx.Session, store.NowMillis(), "", []string{}, nil, &data).Stored())
+			tx.Emit(events.NewSignalSent(tx.Session, store.NowMillis(), "", []protocol.ConnectionID{}, nil, &data).Stored())
 			return nil
 		})
 		if err != nil {
@@ -158,8 +159,8 @@ func TestDeliversEverySessionInOrderDespiteFailures(t *testing.T) {
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
 	cdrDir := t.TempDir()
-	for _, holder := range []string{"m1", "m2"} {
-		cdr, err := OpenCDR(cdrDir, holder)
+	for _, holder := range []protocol.MasterID{"m1", "m2"} {
+		cdr, err := OpenCDR(cdrDir, string(holder))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -169,7 +170,7 @@ func TestDeliversEverySessionInOrderDespiteFailures(t *testing.T) {
 
 	const sessions, perSession = 4, 15
 	for s := 0; s < sessions; s++ {
-		emitSignals(t, st, fmt.Sprintf("s%d", s), perSession)
+		emitSignals(t, st, protocol.SessionID(fmt.Sprintf("s%d", s)), perSession)
 	}
 	waitFor(t, "every signal", func() bool {
 		counts := map[string]bool{}

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -45,13 +45,13 @@ func (c PlanConfig) Validate() error {
 // PlanNode is a node as the autoscaling event lists it. LaunchingTime is not
 // part of the event: it orders launching and canceled nodes when known.
 type PlanNode struct {
-	ID            string  `json:"id"`
-	EnvironmentID *string `json:"environmentId"`
-	IP            *string `json:"ip"`
-	Load          float64 `json:"load"`
-	Status        string  `json:"status"`
-	LaunchingTime int64   `json:"-"`
-	Sessions      int64   `json:"-"`
+	ID            protocol.NodeID `json:"id"`
+	EnvironmentID *string         `json:"environmentId"`
+	IP            *string         `json:"ip"`
+	Load          float64         `json:"load"`
+	Status        string          `json:"status"`
+	LaunchingTime int64           `json:"-"`
+	Sessions      int64           `json:"-"`
 }
 
 // PlanStatus is the cluster as the autoscaling event's system.status shows
@@ -256,16 +256,16 @@ func NewAutoscaler(cfg AutoscalerConfig) *Autoscaler {
 
 // statusOf describes the nodes as the autoscaling event lists them. Nodes
 // declared crashed count nowhere: they serve nobody.
-func statusOf(nodes map[string]*store.MediaNodeInfo, sessions map[string]int64) PlanStatus {
+func statusOf(nodes map[protocol.NodeID]*store.MediaNodeInfo, sessions map[protocol.NodeID]int64) PlanStatus {
 	var st PlanStatus
-	ids := slices.Sorted(func(yield func(string) bool) {
+	ids := slices.Sorted(func(yield func(protocol.NodeID) bool) {
 		for id := range nodes {
 			if !yield(id) {
 				return
 			}
 		}
 	})
-	slices.SortStableFunc(ids, func(a, b string) int { return cmp.Compare(nodes[a].LaunchingTime, nodes[b].LaunchingTime) })
+	slices.SortStableFunc(ids, func(a, b protocol.NodeID) int { return cmp.Compare(nodes[a].LaunchingTime, nodes[b].LaunchingTime) })
 	for _, id := range ids {
 		n := nodes[id]
 		if n.Crashed() {
@@ -299,7 +299,7 @@ func statusOf(nodes map[string]*store.MediaNodeInfo, sessions map[string]int64) 
 // autoscaling event and every status change it makes commit together under
 // the controller lease: a controller that lost the lease decides nothing,
 // and its successor sees the decision (and the cool-down) in Redis.
-func (a *Autoscaler) Round(ctx context.Context, leader string, now time.Time) error {
+func (a *Autoscaler) Round(ctx context.Context, leader protocol.MasterID, now time.Time) error {
 	if now.Sub(a.lastRun) < a.cfg.Interval {
 		return nil
 	}

@@ -5,17 +5,19 @@ import (
 	"os"
 	"reflect"
 	"testing"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
-func ids(nodes []PlanNode) []string {
-	out := []string{}
+func ids(nodes []PlanNode) []protocol.NodeID {
+	out := []protocol.NodeID{}
 	for _, n := range nodes {
 		out = append(out, n.ID)
 	}
 	return out
 }
 
-func node(id, status string, load float64, launchingTime int64) PlanNode {
+func node(id protocol.NodeID, status string, load float64, launchingTime int64) PlanNode {
 	return PlanNode{ID: id, Status: status, Load: load, LaunchingTime: launchingTime}
 }
 
@@ -26,7 +28,7 @@ func TestPlan(t *testing.T) {
 		return PlanConfig{MinNodes: minN, MaxNodes: maxN, MinAvgLoad: 30, MaxAvgLoad: 70}
 	}
 	type want struct {
-		revive, uncancel, cancel, drain []string
+		revive, uncancel, cancel, drain []protocol.NodeID
 		newNodes                        int
 		reason                          string
 	}
@@ -41,7 +43,7 @@ func TestPlan(t *testing.T) {
 			cfg:  limits(1, 3),
 			st: PlanStatus{RunningNodes: []PlanNode{node("r", Running, 23.84, 0)},
 				LaunchingNodes: []PlanNode{node("a", Launching, 0, 0), node("b", Launching, 0, 0)}},
-			want: want{cancel: []string{"b", "a"},
+			want: want{cancel: []protocol.NodeID{"b", "a"},
 				reason: "The cluster average load (7.95%) is below its limits [30.00%, 70.00%] and the lower limit of Media Nodes (1) has not been reached. Current number of active nodes is 3 (2 launching and 1 running). 2 launching Media Nodes will be canceled."},
 		},
 		{
@@ -55,7 +57,7 @@ func TestPlan(t *testing.T) {
 			name: "documented: two nodes, little load, one terminated",
 			cfg:  limits(1, 3),
 			st:   PlanStatus{RunningNodes: []PlanNode{node("x", Running, 20.59, 0), node("y", Running, 16, 0)}},
-			want: want{drain: []string{"y"},
+			want: want{drain: []protocol.NodeID{"y"},
 				reason: "The cluster average load (18.30%) is below its limits [30.00%, 70.00%] and the lower limit of Media Nodes (1) has not been reached. Current number of active nodes is 2 (0 launching and 2 running). 1 Media Nodes will be terminated."},
 		},
 		{
@@ -74,14 +76,14 @@ func TestPlan(t *testing.T) {
 				CanceledNodes:               []PlanNode{node("c2", Canceled, 0, 6), node("c1", Canceled, 0, 5)},
 			},
 			// total 230, target ceil(230/50) = 5: three more than the two running.
-			want: want{revive: []string{"w2", "w1"}, uncancel: []string{"c1"},
+			want: want{revive: []protocol.NodeID{"w2", "w1"}, uncancel: []protocol.NodeID{"c1"},
 				reason: "The cluster average load (115.00%) is above its limits [30.00%, 70.00%] and the upper limit of Media Nodes (10) has not been reached. Current number of active nodes is 2 (0 launching and 2 running). 2 waiting-idle-to-terminate Media Nodes will be returned to running status. 1 canceled Media Nodes will be returned to launching status."},
 		},
 		{
 			name: "scale out past the reusable nodes launches new ones",
 			cfg:  limits(1, 10),
 			st:   PlanStatus{RunningNodes: []PlanNode{node("r1", Running, 100, 1), node("r2", Running, 100, 2)}, CanceledNodes: []PlanNode{node("c", Canceled, 0, 3)}},
-			want: want{uncancel: []string{"c"}, newNodes: 1,
+			want: want{uncancel: []protocol.NodeID{"c"}, newNodes: 1,
 				reason: "The cluster average load (100.00%) is above its limits [30.00%, 70.00%] and the upper limit of Media Nodes (10) has not been reached. Current number of active nodes is 2 (0 launching and 2 running). 1 canceled Media Nodes will be returned to launching status. 1 new Media Nodes will be launched."},
 		},
 		{
@@ -116,7 +118,7 @@ func TestPlan(t *testing.T) {
 				RunningNodes:   []PlanNode{node("r1", Running, 50, 1), node("r2", Running, 40, 2), node("r3", Running, 45, 3)},
 				LaunchingNodes: []PlanNode{node("l1", Launching, 0, 4), node("l2", Launching, 0, 5)},
 			},
-			want: want{cancel: []string{"l2", "l1"}, drain: []string{"r2"},
+			want: want{cancel: []protocol.NodeID{"l2", "l1"}, drain: []protocol.NodeID{"r2"},
 				reason: "Maximum number of nodes (2) exceeded. The cluster average load (27.00%) is below its limits [30.00%, 70.00%] and the lower limit of Media Nodes (1) has not been reached. Current number of active nodes is 5 (2 launching and 3 running). 2 launching Media Nodes will be canceled. 1 Media Nodes will be terminated."},
 		},
 		{
@@ -124,7 +126,7 @@ func TestPlan(t *testing.T) {
 			cfg:  limits(1, 4),
 			st: PlanStatus{RunningNodes: []PlanNode{node("r1", Running, 10, 1), node("r2", Running, 5, 2)},
 				WaitingIdleToTerminateNodes: []PlanNode{node("w", WaitingIdle, 10, 0)}},
-			want: want{drain: []string{"r2"},
+			want: want{drain: []protocol.NodeID{"r2"},
 				reason: "The cluster average load (12.50%) is below its limits [30.00%, 70.00%] and the lower limit of Media Nodes (1) has not been reached. Current number of active nodes is 2 (0 launching and 2 running). 1 Media Nodes will be terminated."},
 		},
 	}
@@ -134,9 +136,9 @@ func TestPlan(t *testing.T) {
 			got := want{revive: ids(d.Revive), uncancel: ids(d.Uncancel), cancel: ids(d.Cancel), drain: ids(d.Drain),
 				newNodes: d.NewNodes, reason: d.Reason}
 			w := tc.want
-			for _, l := range []*[]string{&w.revive, &w.uncancel, &w.cancel, &w.drain} {
+			for _, l := range []*[]protocol.NodeID{&w.revive, &w.uncancel, &w.cancel, &w.drain} {
 				if *l == nil {
-					*l = []string{}
+					*l = []protocol.NodeID{}
 				}
 			}
 			if !reflect.DeepEqual(got, w) {

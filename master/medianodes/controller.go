@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -17,7 +18,7 @@ type ControllerConfig struct {
 	Manager *Manager
 	// Holder returns the identity the lease is held under (the master's
 	// current incarnation).
-	Holder func() string
+	Holder func() protocol.MasterID
 	// LeaseTTL is how long the lease lasts without renewal: a crashed
 	// controller's successor takes over within it.
 	LeaseTTL time.Duration
@@ -43,8 +44,8 @@ type Controller struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	watches map[string]*watch // crash detection state, by node
-	jobs    map[string]bool   // running background jobs, by key
+	watches map[protocol.NodeID]*watch // crash detection state, by node
+	jobs    map[string]bool            // running background jobs, by key
 	wg      sync.WaitGroup
 }
 
@@ -61,7 +62,7 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, m: cfg.Manager, log: cfg.Logger, watches: map[string]*watch{}, jobs: map[string]bool{}}
+	return &Controller{cfg: cfg, m: cfg.Manager, log: cfg.Logger, watches: map[protocol.NodeID]*watch{}, jobs: map[string]bool{}}
 }
 
 // Run competes for the lease and, while holding it, runs a round every
@@ -70,7 +71,7 @@ func NewController(cfg ControllerConfig) *Controller {
 func (c *Controller) Run(ctx context.Context) error {
 	t := time.NewTicker(c.cfg.Interval)
 	defer t.Stop()
-	leader := ""
+	var leader protocol.MasterID
 	var renewedAt time.Time
 	defer func() {
 		c.wg.Wait()
@@ -114,7 +115,7 @@ func (c *Controller) Run(ctx context.Context) error {
 
 func (c *Controller) resetWatches() {
 	c.mu.Lock()
-	c.watches = map[string]*watch{}
+	c.watches = map[protocol.NodeID]*watch{}
 	c.mu.Unlock()
 }
 
@@ -139,7 +140,7 @@ func (c *Controller) spawn(ctx context.Context, key string, fn func(ctx context.
 }
 
 // round is one pass over the cluster's nodes.
-func (c *Controller) round(ctx context.Context, leader string) {
+func (c *Controller) round(ctx context.Context, leader protocol.MasterID) {
 	m := c.m
 	if m.cfg.AutoAdopt {
 		unadopted, err := m.store.UnadoptedMediaNodes(ctx, m.cfg.CrashWindow)
@@ -158,7 +159,7 @@ func (c *Controller) round(ctx context.Context, leader string) {
 		c.roundError("list media nodes", err)
 		return
 	}
-	ids := make([]string, len(nodes))
+	ids := make([]protocol.NodeID, len(nodes))
 	for i, n := range nodes {
 		ids[i] = n.ID
 	}
@@ -186,11 +187,11 @@ func (c *Controller) roundError(what string, err error) {
 }
 
 // handle advances one node.
-func (c *Controller) handle(ctx context.Context, leader string, n store.MediaNodeInfo, sessions int64, now time.Time) {
+func (c *Controller) handle(ctx context.Context, leader protocol.MasterID, n store.MediaNodeInfo, sessions int64, now time.Time) {
 	m := c.m
 	if sessions > 0 {
 		if act := c.sessionAction(n); act != nil {
-			c.spawn(ctx, "sessions:"+n.ID, func(ctx context.Context) { act(ctx, n) })
+			c.spawn(ctx, "sessions:"+string(n.ID), func(ctx context.Context) { act(ctx, n) })
 		}
 	}
 	reporting := n.Fresh(now, m.cfg.CrashWindow)
@@ -207,7 +208,7 @@ func (c *Controller) handle(ctx context.Context, leader string, n store.MediaNod
 			})
 		} else if launchedFor > m.cfg.LaunchTimeout {
 			c.log.Warn("media node did not report within the launch timeout", "node", n.ID, "timeout", m.cfg.LaunchTimeout)
-			c.spawn(ctx, "finish:"+n.ID, func(ctx context.Context) { c.finish(ctx, leader, n, Failed) })
+			c.spawn(ctx, "finish:"+string(n.ID), func(ctx context.Context) { c.finish(ctx, leader, n, Failed) })
 		}
 	case n.Status == Canceled:
 		if reporting || launchedFor > m.cfg.LaunchTimeout {
@@ -220,7 +221,7 @@ func (c *Controller) handle(ctx context.Context, leader string, n store.MediaNod
 		}
 	case n.Status == Terminating:
 		if sessions == 0 {
-			c.spawn(ctx, "finish:"+n.ID, func(ctx context.Context) { c.finish(ctx, leader, n, Terminated) })
+			c.spawn(ctx, "finish:"+string(n.ID), func(ctx context.Context) { c.finish(ctx, leader, n, Terminated) })
 		}
 	case n.Crashed():
 		c.handleCrashed(ctx, leader, n, sessions, now)
@@ -242,7 +243,7 @@ func (c *Controller) handle(ctx context.Context, leader string, n store.MediaNod
 
 // commit changes one node under the lease; fn gets the current record (it
 // is skipped if the node is gone).
-func (c *Controller) commit(ctx context.Context, leader, id, what string, fn func(tx *store.NodesTx, n *store.MediaNodeInfo) error) {
+func (c *Controller) commit(ctx context.Context, leader protocol.MasterID, id protocol.NodeID, what string, fn func(tx *store.NodesTx, n *store.MediaNodeInfo) error) {
 	err := c.m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
 		n := tx.Nodes[id]
 		if n == nil {
@@ -251,7 +252,7 @@ func (c *Controller) commit(ctx context.Context, leader, id, what string, fn fun
 		return fn(tx, n)
 	})
 	if err != nil {
-		c.roundError(what+" "+id, err)
+		c.roundError(what+" "+string(id), err)
 	}
 }
 
@@ -278,7 +279,7 @@ func (c *Controller) sessionAction(n store.MediaNodeInfo) func(ctx context.Conte
 func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, alive bool, fallback string) {
 	sids, err := c.m.store.NodeSessions(ctx, n.ID)
 	if err != nil {
-		c.roundError("list sessions of "+n.ID, err)
+		c.roundError("list sessions of "+string(n.ID), err)
 		return
 	}
 	start := time.Now()
@@ -288,16 +289,16 @@ func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, al
 		switch {
 		case err == nil:
 			moved++
-			c.spawn(ctx, "nudge:"+sid, func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid) })
+			c.spawn(ctx, "nudge:"+string(sid), func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid) })
 		case errors.Is(err, ErrNoMediaNode) && fallback != "":
 			c.log.Warn("no media node can take the session: closing it", "session", sid, "node", n.ID, "reason", fallback)
 			if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, fallback); err != nil {
-				c.roundError("close session "+sid, err)
+				c.roundError("close session "+string(sid), err)
 			}
 		case errors.Is(err, ErrNoMediaNode):
 			c.log.Warn("no media node can take the session yet", "session", sid, "node", n.ID)
 		default:
-			c.roundError("migrate session "+sid, err)
+			c.roundError("migrate session "+string(sid), err)
 		}
 	}
 	c.log.Info("sessions migrated", "node", n.ID, "sessions", moved, "of", len(sids), "took", time.Since(start).Round(time.Millisecond))
@@ -307,12 +308,12 @@ func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, al
 func (c *Controller) closeSessions(ctx context.Context, n store.MediaNodeInfo, reason string) {
 	sids, err := c.m.store.NodeSessions(ctx, n.ID)
 	if err != nil {
-		c.roundError("list sessions of "+n.ID, err)
+		c.roundError("list sessions of "+string(n.ID), err)
 		return
 	}
 	for _, sid := range sids {
 		if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, reason); err != nil {
-			c.roundError("close session "+sid, err)
+			c.roundError("close session "+string(sid), err)
 		}
 	}
 	c.log.Info("sessions closed", "node", n.ID, "sessions", len(sids), "reason", reason)
@@ -320,7 +321,7 @@ func (c *Controller) closeSessions(ctx context.Context, n store.MediaNodeInfo, r
 
 // finish stops a node through its provider, then records its final status
 // (terminated, or failed for a launch that timed out) and forgets it.
-func (c *Controller) finish(ctx context.Context, leader string, n store.MediaNodeInfo, final string) {
+func (c *Controller) finish(ctx context.Context, leader protocol.MasterID, n store.MediaNodeInfo, final string) {
 	if err := c.m.cfg.Provider.Stop(ctx, n); err != nil {
 		c.log.Warn("stop media node", "node", n.ID, "err", err)
 	}
@@ -401,8 +402,8 @@ func (c *Controller) check(ctx context.Context, n store.MediaNodeInfo) error {
 	return nil
 }
 
-func (c *Controller) forgetWatches(ids []string) {
-	known := map[string]bool{}
+func (c *Controller) forgetWatches(ids []protocol.NodeID) {
+	known := map[protocol.NodeID]bool{}
 	for _, id := range ids {
 		known[id] = true
 	}
@@ -419,11 +420,11 @@ func (c *Controller) forgetWatches(ids []string) {
 // sessions it hosted. With a reconnection timeout no longer than the crash
 // window (OpenVidu's default: 3 s) the node goes to terminating at once, as
 // OpenVidu does; its sessions are then handled by sessionAction.
-func (c *Controller) declareCrashed(ctx context.Context, leader string, n store.MediaNodeInfo, now time.Time) {
+func (c *Controller) declareCrashed(ctx context.Context, leader protocol.MasterID, n store.MediaNodeInfo, now time.Time) {
 	m := c.m
 	sids, err := m.store.NodeSessions(ctx, n.ID)
 	if err != nil {
-		c.roundError("list sessions of "+n.ID, err)
+		c.roundError("list sessions of "+string(n.ID), err)
 		return
 	}
 	last := n.HeartbeatAt
@@ -457,7 +458,7 @@ func (c *Controller) declareCrashed(ctx context.Context, leader string, n store.
 // handleCrashed follows a crashed node: once its sessions are handled, it
 // recovers if it reports again, or is terminated when the reconnection
 // timeout passes.
-func (c *Controller) handleCrashed(ctx context.Context, leader string, n store.MediaNodeInfo, sessions int64, now time.Time) {
+func (c *Controller) handleCrashed(ctx context.Context, leader protocol.MasterID, n store.MediaNodeInfo, sessions int64, now time.Time) {
 	m := c.m
 	if sessions > 0 || (n.Status != Running && n.Status != WaitingIdle) {
 		return

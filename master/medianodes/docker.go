@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/go-connections/nat"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -28,6 +30,9 @@ const (
 	LabelMediaNode = "io.chorus.media-node"
 	// LabelUDPPort holds the published media UDP port.
 	LabelUDPPort = "io.chorus.udp-port"
+	// LabelTCPPort holds the published ICE-TCP port (the UDP port's
+	// number; absent without ICE-TCP).
+	LabelTCPPort = "io.chorus.tcp-port"
 
 	// Compose's labels: with them, `docker compose down --remove-orphans`
 	// (and docker-compose 1.29's) removes launched nodes with the project.
@@ -62,6 +67,10 @@ type DockerConfig struct {
 	// UDPPortMin and UDPPortMax bound the UDP ports they get, each published
 	// on the same number inside and out.
 	UDPPortMin, UDPPortMax int
+	// ICETCP makes each node listen for ICE-TCP on its UDP port's number,
+	// published over TCP the same way (so the range's TCP ports are used
+	// too).
+	ICETCP bool
 	// Env is the environment every node gets (Redis, cluster id, secret...).
 	Env []string
 	// StopTimeout is how long a node has to exit after SIGTERM.
@@ -90,7 +99,8 @@ func (a engineAdapter) ContainerCreate(ctx context.Context, cfg *container.Confi
 
 // Docker launches media nodes as containers through the Docker Engine API:
 // the cluster's image on the cluster's network, each with its own UDP port
-// published on the same number (NAT 1:1 rewrites only the address), and
+// (and, with ICE-TCP, the TCP port of the same number) published on the
+// same number (NAT 1:1 rewrites only the address), and
 // labelled with the cluster (LabelCluster) and, under compose, the project.
 // The container id is the node's environment id. Containers are not
 // restarted by Docker: a node that dies is declared crashed and removed.
@@ -174,7 +184,7 @@ func (d *Docker) Config() DockerConfig { return d.cfg }
 // Launch implements Provider: it creates and starts the node's container on
 // a free UDP port of the range; a port taken meanwhile (by a launch on
 // another master) makes it try the next one.
-func (d *Docker) Launch(ctx context.Context, id string) (string, error) {
+func (d *Docker) Launch(ctx context.Context, id protocol.NodeID) (string, error) {
 	used, err := d.usedPorts(ctx)
 	if err != nil {
 		return "", err
@@ -210,20 +220,29 @@ func portTaken(err error) bool {
 	return strings.Contains(msg, "port is already allocated") || strings.Contains(msg, "address already in use")
 }
 
-func (d *Docker) containerName(id string) string {
+func (d *Docker) containerName(id protocol.NodeID) string {
 	prefix := d.cfg.Project
 	if prefix == "" {
 		prefix = "chorus"
 	}
-	return prefix + "-" + strings.ReplaceAll(id, "_", "-")
+	return prefix + "-" + strings.ReplaceAll(string(id), "_", "-")
 }
 
 // start creates and starts the container of node id on port; a container
 // that cannot start is removed.
-func (d *Docker) start(ctx context.Context, id string, port int) (string, error) {
+func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (string, error) {
 	name := d.containerName(id)
-	proto := nat.Port(strconv.Itoa(port) + "/udp")
-	labels := map[string]string{LabelCluster: d.cfg.ClusterID, LabelMediaNode: id, LabelUDPPort: strconv.Itoa(port)}
+	udp := nat.Port(strconv.Itoa(port) + "/udp")
+	binding := []nat.PortBinding{{HostIP: d.cfg.PublishIP, HostPort: strconv.Itoa(port)}}
+	exposed, bindings := nat.PortSet{udp: struct{}{}}, nat.PortMap{udp: binding}
+	labels := map[string]string{LabelCluster: d.cfg.ClusterID, LabelMediaNode: string(id), LabelUDPPort: strconv.Itoa(port)}
+	tcpPort := -1
+	if d.cfg.ICETCP {
+		tcpPort = port
+		tcp := nat.Port(strconv.Itoa(port) + "/tcp")
+		exposed[tcp], bindings[tcp] = struct{}{}, binding
+		labels[LabelTCPPort] = strconv.Itoa(port)
+	}
 	if d.cfg.Project != "" {
 		labels[labelComposeProject] = d.cfg.Project
 		labels[labelComposeService] = composeService
@@ -231,20 +250,17 @@ func (d *Docker) start(ctx context.Context, id string, port int) (string, error)
 		labels[labelComposeNumber] = "1"
 	}
 	env := append(append([]string(nil), d.cfg.Env...),
-		"CHORUS_MEDIA_ID="+id,
+		"CHORUS_MEDIA_ID="+string(id),
 		"CHORUS_MEDIA_LISTEN=0.0.0.0:8888",
 		"CHORUS_MEDIA_INTERNAL_URL=http://"+name+":8888",
 		"CHORUS_MEDIA_UDP_PORT="+strconv.Itoa(port),
+		"CHORUS_MEDIA_TCP_PORT="+strconv.Itoa(tcpPort),
 		"CHORUS_MEDIA_BIND_IP=0.0.0.0",
 		"CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(d.cfg.PublicIPs, ","),
 	)
 	created, err := d.engine.ContainerCreate(ctx,
-		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels,
-			ExposedPorts: nat.PortSet{proto: struct{}{}}},
-		&container.HostConfig{
-			PortBindings: nat.PortMap{proto: []nat.PortBinding{{HostIP: d.cfg.PublishIP, HostPort: strconv.Itoa(port)}}},
-			Init:         new(bool),
-		},
+		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels, ExposedPorts: exposed},
+		&container.HostConfig{PortBindings: bindings, Init: new(bool)},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.cfg.Network: {}}},
 		name)
 	if err != nil {
@@ -282,20 +298,20 @@ func (d *Docker) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 		return nil
 	}
 	c, err := d.engine.ContainerInspect(ctx, n.EnvironmentID)
-	if client.IsErrNotFound(err) {
+	if cerrdefs.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("docker provider: inspect %s: %w", n.EnvironmentID, err)
 	}
-	if c.Config == nil || c.Config.Labels[LabelMediaNode] != n.ID {
+	if c.Config == nil || c.Config.Labels[LabelMediaNode] != string(n.ID) {
 		return nil
 	}
 	secs := int(d.cfg.StopTimeout / time.Second)
-	if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !client.IsErrNotFound(err) {
+	if err := d.engine.ContainerStop(ctx, c.ID, container.StopOptions{Timeout: &secs}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker provider: stop %s: %w", c.Name, err)
 	}
-	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+	if err := d.engine.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("docker provider: remove %s: %w", c.Name, err)
 	}
 	return nil

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -47,15 +47,15 @@ type Sessions interface {
 	// participant is evicted with the reason (sessionDestroyed,
 	// participantLeft ... carry it). A session that no longer exists is
 	// only unpinned.
-	CloseNodeSession(ctx context.Context, sid, node, reason string) error
+	CloseNodeSession(ctx context.Context, sid protocol.SessionID, node protocol.NodeID, reason string) error
 	// MigrateSession moves a session off the media node from (crashed, or
 	// draining when alive) to the best other node. It returns an error
 	// wrapping ErrNoMediaNode when no node can take it; a session that no
 	// longer exists (or left the node already) is only unpinned.
-	MigrateSession(ctx context.Context, sid, from string, alive bool) error
+	MigrateSession(ctx context.Context, sid protocol.SessionID, from protocol.NodeID, alive bool) error
 	// NudgePublishers helps the publishers of a migrated session re-publish
 	// sooner; it returns once they did, or gave up, or ctx ends.
-	NudgePublishers(ctx context.Context, sid string)
+	NudgePublishers(ctx context.Context, sid protocol.SessionID)
 }
 
 // ErrNoMediaNode means no media node can take a session.
@@ -63,7 +63,7 @@ var ErrNoMediaNode = errors.New("no media node available")
 
 // Config configures a Manager.
 type Config struct {
-	Store     *store.Store
+	Store     *store.NodeRegistry
 	Provider  Provider
 	ClusterID string
 	// HTTPClient checks nodes directly (crash detection, registration by URI).
@@ -92,7 +92,7 @@ type Config struct {
 // itself: adoption, crash detection, termination, autoscaling.
 type Manager struct {
 	cfg   Config
-	store *store.Store
+	store *store.NodeRegistry
 	log   *slog.Logger
 }
 
@@ -110,26 +110,50 @@ func NewManager(cfg Config) *Manager {
 // Provider returns the manager's provider.
 func (m *Manager) Provider() Provider { return m.cfg.Provider }
 
-// Error is a failed media-node operation with OpenVidu's status code and
-// message; OpenVidu's media-node API answers errors as text/plain.
+// ErrorKind is what made a media-node operation fail; restapi answers each
+// with the status OpenVidu Pro's media-node API documents.
+type ErrorKind uint8
+
+// The kinds of media-node failure.
+const (
+	// NodeNotFound: no media node with that id (or at that URI).
+	NodeNotFound ErrorKind = iota
+	// CannotLaunch: the provider cannot launch nodes (static: a "uri" is
+	// required).
+	CannotLaunch
+	// BadRequest: a parameter is invalid for the node or its status.
+	BadRequest
+	// Conflict: the node is registered already, or has sessions that
+	// cannot move.
+	Conflict
+	// LaunchFailed: the launched node never came up (waited for).
+	LaunchFailed
+	// LaunchError: the provider failed to start a node (not waited for).
+	LaunchError
+	// StatusTimeout: the node did not reach the expected status in time.
+	StatusTimeout
+)
+
+// Error is a failed media-node operation: its kind and OpenVidu's message
+// (its media-node API answers errors as text/plain).
 type Error struct {
-	Status  int
+	Kind    ErrorKind
 	Message string
 }
 
 func (e *Error) Error() string { return e.Message }
 
-func errorf(status int, format string, args ...any) *Error {
-	return &Error{Status: status, Message: fmt.Sprintf(format, args...)}
+func errorf(kind ErrorKind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
-func notFound(id string) *Error {
-	return errorf(http.StatusNotFound, "Media Node %q does not exist", id)
+func notFound(id protocol.NodeID) *Error {
+	return errorf(NodeNotFound, "Media Node %q does not exist", id)
 }
 
 // eventNode describes a node in cluster events.
 func eventNode(n *store.MediaNodeInfo) events.MediaNode {
-	return events.MediaNode{ID: n.ID, EnvironmentID: n.EnvironmentID, IP: n.IP, URI: n.URI}
+	return events.MediaNode{ID: string(n.ID), EnvironmentID: n.EnvironmentID, IP: n.IP, URI: n.URI}
 }
 
 // transition moves a node to another status inside a transaction and emits
@@ -159,7 +183,7 @@ func (m *Manager) List(ctx context.Context) ([]store.MediaNodeInfo, error) {
 }
 
 // Get returns one node, or an *Error 404.
-func (m *Manager) Get(ctx context.Context, id string) (store.MediaNodeInfo, error) {
+func (m *Manager) Get(ctx context.Context, id protocol.NodeID) (store.MediaNodeInfo, error) {
 	n, err := m.store.MediaNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return n, notFound(id)
@@ -174,7 +198,7 @@ func (m *Manager) Get(ctx context.Context, id string) (store.MediaNodeInfo, erro
 // retry of the same request gets the node the first attempt launched.
 func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) (store.MediaNodeInfo, error) {
 	if !m.cfg.Provider.CanLaunch() {
-		return store.MediaNodeInfo{}, errorf(http.StatusNotImplemented,
+		return store.MediaNodeInfo{}, errorf(CannotLaunch,
 			`No parameter "uri" found in the body request. With the %s media node provider it must exist and be a string with a valid URI format`,
 			m.cfg.Provider.Name())
 	}
@@ -190,12 +214,11 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 	}
 	n, err := m.launch(ctx, id, "")
 	if err != nil {
-		status := http.StatusInternalServerError
-		msg := "Error while launching media node: "
+		kind, msg := LaunchError, "Error while launching media node: "
 		if wait {
-			status, msg = http.StatusBadGateway, "Error launching new instance: "
+			kind, msg = LaunchFailed, "Error launching new instance: "
 		}
-		return store.MediaNodeInfo{}, errorf(status, "%s%v", msg, err)
+		return store.MediaNodeInfo{}, errorf(kind, "%s%v", msg, err)
 	}
 	if !wait {
 		return n, nil
@@ -204,10 +227,10 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 }
 
 // relaunched answers a retried launch with the node the first attempt made.
-func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.MediaNodeInfo, error) {
+func (m *Manager) relaunched(ctx context.Context, id protocol.NodeID, wait bool) (store.MediaNodeInfo, error) {
 	n, err := m.store.MediaNode(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return n, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", id)
+		return n, errorf(LaunchFailed, "Error launching new instance: media node %s failed to start", id)
 	}
 	if err != nil || !wait {
 		return n, err
@@ -216,11 +239,11 @@ func (m *Manager) relaunched(ctx context.Context, id string, wait bool) (store.M
 }
 
 // waitRunning waits until a launched node runs, or fails.
-func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeInfo, error) {
+func (m *Manager) waitRunning(ctx context.Context, id protocol.NodeID) (store.MediaNodeInfo, error) {
 	return m.waitFor(ctx, id, m.cfg.LaunchTimeout+5*time.Second, func(n store.MediaNodeInfo, exists bool) (bool, error) {
 		switch {
 		case !exists:
-			return true, errorf(http.StatusBadGateway, "Error launching new instance: media node %s failed to start", n.ID)
+			return true, errorf(LaunchFailed, "Error launching new instance: media node %s failed to start", n.ID)
 		case n.Status == Running:
 			return true, nil
 		}
@@ -231,7 +254,7 @@ func (m *Manager) waitRunning(ctx context.Context, id string) (store.MediaNodeIn
 // launch creates a launching record under id and asks the provider to start
 // it. On failure the record goes to failed (and away) before the error
 // returns.
-func (m *Manager) launch(ctx context.Context, id, leader string) (store.MediaNodeInfo, error) {
+func (m *Manager) launch(ctx context.Context, id protocol.NodeID, leader protocol.MasterID) (store.MediaNodeInfo, error) {
 	now := store.NowMillis()
 	var created store.MediaNodeInfo
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
@@ -289,7 +312,7 @@ func (m *Manager) startLaunched(ctx context.Context, n store.MediaNodeInfo) (sto
 func (m *Manager) Register(ctx context.Context, uri, environmentID string) (store.MediaNodeInfo, error) {
 	u, err := url.Parse(uri)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return store.MediaNodeInfo{}, errorf(http.StatusBadRequest,
+		return store.MediaNodeInfo{}, errorf(BadRequest,
 			`Invalid parameter "uri". It must be a string with a valid URI format (the node's internal API, http://host:port)`)
 	}
 	uri = strings.TrimRight(uri, "/")
@@ -299,16 +322,16 @@ func (m *Manager) Register(ctx context.Context, uri, environmentID string) (stor
 	}
 	for _, n := range nodes {
 		if n.URI == uri {
-			return store.MediaNodeInfo{}, errorf(http.StatusConflict, "Media Node at %q is already registered", uri)
+			return store.MediaNodeInfo{}, errorf(Conflict, "Media Node at %q is already registered", uri)
 		}
 	}
 	id, err := m.probe(ctx, uri)
 	if err != nil {
-		return store.MediaNodeInfo{}, errorf(http.StatusNotFound, "Media Node at %q could not be reached: %v", uri, err)
+		return store.MediaNodeInfo{}, errorf(NodeNotFound, "Media Node at %q could not be reached: %v", uri, err)
 	}
 	for _, n := range nodes {
 		if n.ID == id {
-			return store.MediaNodeInfo{}, errorf(http.StatusConflict, "Media Node at %q is already registered as %s", uri, id)
+			return store.MediaNodeInfo{}, errorf(Conflict, "Media Node at %q is already registered as %s", uri, id)
 		}
 	}
 	unadopted, err := m.store.UnadoptedMediaNodes(ctx, m.cfg.CrashWindow)
@@ -319,17 +342,17 @@ func (m *Manager) Register(ctx context.Context, uri, environmentID string) (stor
 		if hb.ID == id {
 			n, err := m.adopt(ctx, "", hb, environmentID)
 			if errors.Is(err, errAlreadyKnown) {
-				return n, errorf(http.StatusConflict, "Media Node at %q is already registered as %s", uri, id)
+				return n, errorf(Conflict, "Media Node at %q is already registered as %s", uri, id)
 			}
 			return n, err
 		}
 	}
-	return store.MediaNodeInfo{}, errorf(http.StatusNotFound,
+	return store.MediaNodeInfo{}, errorf(NodeNotFound,
 		"Media Node at %q (%s) does not report to this cluster: check its cluster id and Redis", uri, id)
 }
 
 // probe asks a node's health endpoint for its id.
-func (m *Manager) probe(ctx context.Context, uri string) (string, error) {
+func (m *Manager) probe(ctx context.Context, uri string) (protocol.NodeID, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri+"/chorus/health", nil)
@@ -350,7 +373,7 @@ func (m *Manager) probe(ctx context.Context, uri string) (string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || !strings.HasPrefix(body.ID, protocol.PrefixMediaNode) {
 		return "", fmt.Errorf("not a Chorus media node")
 	}
-	return body.ID, nil
+	return protocol.NodeID(body.ID), nil
 }
 
 var errAlreadyKnown = errors.New("media node already has a record")
@@ -358,7 +381,7 @@ var errAlreadyKnown = errors.New("media node already has a record")
 // adopt gives a self-registered node a record: launching, then running at
 // once since it already reports (two mediaNodeStatusChanged events, as
 // OpenVidu emits for a node it connects to).
-func (m *Manager) adopt(ctx context.Context, leader string, hb store.MediaNodeInfo, environmentID string) (store.MediaNodeInfo, error) {
+func (m *Manager) adopt(ctx context.Context, leader protocol.MasterID, hb store.MediaNodeInfo, environmentID string) (store.MediaNodeInfo, error) {
 	var out store.MediaNodeInfo
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
 		if tx.Nodes[hb.ID] != nil {
@@ -446,12 +469,12 @@ func ValidDropStrategy(s string) bool {
 // Chorus's migrate (its sessions move to other nodes first: 202). The
 // controller finishes the job: sessions, provider, terminated. With wait,
 // Drop returns once the node is terminated (except while draining).
-func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (store.MediaNodeInfo, DropResult, error) {
+func (m *Manager) Drop(ctx context.Context, id protocol.NodeID, strategy string, wait bool) (store.MediaNodeInfo, DropResult, error) {
 	if strategy == "" {
 		strategy = DropIfNoSessions
 	}
 	if !ValidDropStrategy(strategy) {
-		return store.MediaNodeInfo{}, 0, errorf(http.StatusBadRequest,
+		return store.MediaNodeInfo{}, 0, errorf(BadRequest,
 			`Invalid parameter "deletion-strategy": %q. Must be one of "now", "if-no-sessions", "when-no-sessions", "migrate"`, strategy)
 	}
 	var out store.MediaNodeInfo
@@ -466,17 +489,17 @@ func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (sto
 		res = Dropping
 		switch n.Status {
 		case Launching, Canceled:
-			return errorf(http.StatusBadRequest,
+			return errorf(BadRequest,
 				`Cannot remove Media Node %s if status is %q: cancel its launch instead (PATCH {"status": "canceled"})`, id, n.Status)
 		case Terminating:
 			// Already on its way.
 		case Running, WaitingIdle:
 			switch {
 			case strategy == DropIfNoSessions && busy:
-				return errorf(http.StatusConflict, "Media Node %s has ongoing sessions", id)
+				return errorf(Conflict, "Media Node %s has ongoing sessions", id)
 			case strategy == DropMigrate && busy:
 				if !otherNodeAccepts(tx, id) {
-					return errorf(http.StatusConflict, "Media Node %s has ongoing sessions and no other Media Node can take them", id)
+					return errorf(Conflict, "Media Node %s has ongoing sessions and no other Media Node can take them", id)
 				}
 				n.Drain = DropMigrate
 				fallthrough
@@ -516,7 +539,7 @@ func (m *Manager) Drop(ctx context.Context, id, strategy string, wait bool) (sto
 }
 
 // otherNodeAccepts reports whether a node other than id accepts sessions.
-func otherNodeAccepts(tx *store.NodesTx, id string) bool {
+func otherNodeAccepts(tx *store.NodesTx, id protocol.NodeID) bool {
 	now := time.Now()
 	for _, n := range tx.Nodes {
 		if n.ID != id && n.AcceptsSessions(now) {
@@ -532,7 +555,7 @@ func otherNodeAccepts(tx *store.NodesTx, id string) bool {
 // DELETE when-no-sessions), terminating from running or
 // waiting-idle-to-terminate (as DELETE now). It reports whether anything
 // changed (OpenVidu answers 204 when the status is already the requested one).
-func (m *Manager) SetStatus(ctx context.Context, id, status string) (store.MediaNodeInfo, bool, error) {
+func (m *Manager) SetStatus(ctx context.Context, id protocol.NodeID, status string) (store.MediaNodeInfo, bool, error) {
 	cur, err := m.Get(ctx, id)
 	if err != nil {
 		return cur, false, err
@@ -575,7 +598,7 @@ func (m *Manager) SetStatus(ctx context.Context, id, status string) (store.Media
 		})
 		return out, err == nil, err
 	}
-	return cur, false, errorf(http.StatusBadRequest, "Invalid parameter \"status\". Cannot be %q", status)
+	return cur, false, errorf(BadRequest, "Invalid parameter \"status\". Cannot be %q", status)
 }
 
 func requiredFrom(to string) string {
@@ -589,11 +612,11 @@ func requiredFrom(to string) string {
 }
 
 func badStatus(to, current string) *Error {
-	return errorf(http.StatusBadRequest, "Invalid parameter \"status\". Cannot be %q if current status is %s", to, current)
+	return errorf(BadRequest, "Invalid parameter \"status\". Cannot be %q if current status is %s", to, current)
 }
 
 // waitFor polls a node until done says so or the timeout passes.
-func (m *Manager) waitFor(ctx context.Context, id string, timeout time.Duration,
+func (m *Manager) waitFor(ctx context.Context, id protocol.NodeID, timeout time.Duration,
 	done func(n store.MediaNodeInfo, exists bool) (bool, error)) (store.MediaNodeInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -613,7 +636,7 @@ func (m *Manager) waitFor(ctx context.Context, id string, timeout time.Duration,
 		}
 		select {
 		case <-ctx.Done():
-			return n, errorf(http.StatusGatewayTimeout, "Media Node %s did not reach the expected status within %s", id, timeout)
+			return n, errorf(StatusTimeout, "Media Node %s did not reach the expected status within %s", id, timeout)
 		case <-t.C:
 		}
 	}

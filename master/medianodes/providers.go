@@ -8,19 +8,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
-	"strings"
 	"syscall"
-	"time"
 
+	"github.com/chorus-rtc/chorus/shared/nodeprocess"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // Provider names.
 const (
 	ProviderStatic  = "static"
-	ProviderProcess = "process"
+	ProviderProcess = nodeprocess.Provider
 	ProviderDocker  = "docker"
 )
 
@@ -32,7 +31,7 @@ type Provider interface {
 	CanLaunch() bool
 	// Launch starts a media node that registers itself in the cluster under
 	// id. It returns the node's environment id (process id, container id).
-	Launch(ctx context.Context, id string) (environmentID string, err error)
+	Launch(ctx context.Context, id protocol.NodeID) (environmentID string, err error)
 	// Stop shuts a node down (idempotent); nodes it did not launch are left
 	// alone.
 	Stop(ctx context.Context, n store.MediaNodeInfo) error
@@ -53,7 +52,7 @@ func (Static) Name() string { return ProviderStatic }
 func (Static) CanLaunch() bool { return false }
 
 // Launch implements Provider: a static cluster cannot start machines.
-func (Static) Launch(context.Context, string) (string, error) { return "", ErrCannotLaunch }
+func (Static) Launch(context.Context, protocol.NodeID) (string, error) { return "", ErrCannotLaunch }
 
 // Stop implements Provider: the operator stops the node once it is terminated.
 func (Static) Stop(context.Context, store.MediaNodeInfo) error { return nil }
@@ -64,6 +63,9 @@ type ProcessConfig struct {
 	Binary string
 	// BindIP is the IP the launched nodes bind and announce.
 	BindIP string
+	// ICETCP gives each launched node a free TCP port of BindIP for
+	// ICE-TCP (--media-tcp-port); off, the nodes get -1 (no ICE-TCP).
+	ICETCP bool
 	// Args are extra flags every launched node gets (Redis, cluster id...).
 	Args []string
 	// Env is the nodes' environment.
@@ -93,7 +95,7 @@ func (*Process) Name() string { return ProviderProcess }
 func (*Process) CanLaunch() bool { return true }
 
 // Launch implements Provider.
-func (p *Process) Launch(_ context.Context, id string) (string, error) {
+func (p *Process) Launch(_ context.Context, id protocol.NodeID) (string, error) {
 	apiPort, err := freePort("tcp", "127.0.0.1")
 	if err != nil {
 		return "", err
@@ -102,9 +104,16 @@ func (p *Process) Launch(_ context.Context, id string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	args := append([]string{"media", "--media-id", id, "--media-listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		"--media-udp-port", strconv.Itoa(udpPort), "--media-bind-ip", p.cfg.BindIP}, p.cfg.Args...)
-	logPath := filepath.Join(p.cfg.LogDir, id+".log")
+	tcpPort := -1
+	if p.cfg.ICETCP {
+		if tcpPort, err = freePort("tcp", p.cfg.BindIP); err != nil {
+			return "", err
+		}
+	}
+	args := append([]string{"media", "--media-id", string(id), "--media-listen", fmt.Sprintf("127.0.0.1:%d", apiPort),
+		"--media-udp-port", strconv.Itoa(udpPort), "--media-tcp-port=" + strconv.Itoa(tcpPort),
+		"--media-bind-ip", p.cfg.BindIP}, p.cfg.Args...)
+	logPath := filepath.Join(p.cfg.LogDir, string(id)+".log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("open the node's log %s: %w", logPath, err)
@@ -122,27 +131,17 @@ func (p *Process) Launch(_ context.Context, id string) (string, error) {
 	return strconv.Itoa(pid), nil
 }
 
-// Stop implements Provider: SIGTERM, then SIGKILL after 10 s.
+// Stop implements Provider: SIGTERM, then SIGKILL after
+// nodeprocess.StopGrace.
 func (p *Process) Stop(ctx context.Context, n store.MediaNodeInfo) error {
 	if n.Provider != p.Name() {
 		return nil
 	}
 	pid, err := strconv.Atoi(n.EnvironmentID)
-	if err != nil || pid <= 1 || !runsNode(pid, n.ID) {
-		return nil // gone, or the pid now belongs to another process
+	if err != nil {
+		return nil // not a process id: nothing of ours to stop
 	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return nil // already gone
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if syscall.Kill(pid, 0) != nil {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	return nil
+	return nodeprocess.Stop(ctx, pid, string(n.ID))
 }
 
 func freePort(network, ip string) (int, error) {
@@ -154,8 +153,9 @@ func freePort(network, ip string) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("find a free UDP port: %w", err)
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port, nil
+		port := c.LocalAddr().(*net.UDPAddr).Port
+		_ = c.Close()
+		return port, nil
 	}
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -163,14 +163,4 @@ func freePort(network, ip string) (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// runsNode reports whether process pid is the media node id (its command
-// line names it), so that a recycled pid is never signalled.
-func runsNode(pid int, id string) bool {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	return slices.Contains(strings.Split(string(raw), "\x00"), id)
 }

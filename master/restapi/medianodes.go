@@ -28,18 +28,39 @@ func (a *API) registerMediaNodes(g *gin.RouterGroup) {
 	g.PATCH("/media-nodes/:mediaNodeId", a.patchMediaNode)
 }
 
+// mediaNodeStatus maps a media-node failure to the status OpenVidu Pro's
+// media-node API answers (REST-API.md, "The Media Node object").
+func mediaNodeStatus(k medianodes.ErrorKind) int {
+	switch k {
+	case medianodes.NodeNotFound:
+		return http.StatusNotFound
+	case medianodes.CannotLaunch:
+		return http.StatusNotImplemented
+	case medianodes.BadRequest:
+		return http.StatusBadRequest
+	case medianodes.Conflict:
+		return http.StatusConflict
+	case medianodes.LaunchFailed:
+		return http.StatusBadGateway
+	case medianodes.StatusTimeout:
+		return http.StatusGatewayTimeout
+	default: // LaunchError
+		return http.StatusInternalServerError
+	}
+}
+
 // failText answers a media-node error as OpenVidu does: text/plain.
 func (a *API) failText(c *gin.Context, err error) {
 	var e *medianodes.Error
 	if errors.As(err, &e) {
-		c.String(e.Status, e.Message)
+		c.String(mediaNodeStatus(e.Kind), e.Message)
 		return
 	}
-	se := session.AsError(err)
-	if se.Status >= 500 {
+	ans, se := restAnswer(err)
+	if ans.status >= 500 {
 		a.log.Warn("media node request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	c.String(se.Status, se.Message)
+	c.String(ans.status, se.Message)
 }
 
 // mediaNodeQuery reads ?sessions=, ?recordings= and ?extra-info=.
@@ -158,7 +179,7 @@ func (a *API) getMediaNode(c *gin.Context) {
 	if !ok {
 		return
 	}
-	n, err := a.cfg.MediaNodes.Get(c.Request.Context(), c.Param("mediaNodeId"))
+	n, err := a.cfg.MediaNodes.Get(c.Request.Context(), protocol.NodeID(c.Param("mediaNodeId")))
 	if err != nil {
 		a.failText(c, err)
 		return
@@ -240,7 +261,7 @@ func (a *API) dropMediaNode(c *gin.Context) {
 		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
 	}
-	n, res, err := a.cfg.MediaNodes.Drop(ctx, c.Param("mediaNodeId"), strategy, wait)
+	n, res, err := a.cfg.MediaNodes.Drop(ctx, protocol.NodeID(c.Param("mediaNodeId")), strategy, wait)
 	if err != nil {
 		a.failText(c, err)
 		return
@@ -269,7 +290,7 @@ func (a *API) patchMediaNode(c *gin.Context) {
 		c.Status(http.StatusNoContent)
 		return
 	}
-	n, changed, err := a.cfg.MediaNodes.SetStatus(c.Request.Context(), c.Param("mediaNodeId"), *status)
+	n, changed, err := a.cfg.MediaNodes.SetStatus(c.Request.Context(), protocol.NodeID(c.Param("mediaNodeId")), *status)
 	if err != nil {
 		a.failText(c, err)
 		return

@@ -110,7 +110,7 @@ func SessionPropertiesFromBody(raw []byte) (store.SessionProperties, error) {
 	if err != nil {
 		return p, err
 	}
-	typeErr := func(err error) error { return fmt.Errorf("Type error in some parameter: %v", err) }
+	typeErr := func(err error) error { return fmt.Errorf("Type error in some parameter: %w", err) }
 	mediaMode, err := b.string("mediaMode")
 	if err != nil {
 		return p, typeErr(err)
@@ -159,7 +159,7 @@ func SessionPropertiesFromBody(raw []byte) (store.SessionProperties, error) {
 			return p, fmt.Errorf("Some parameter is not valid. Error in parameter 'defaultRecordingProperties'. It is not a valid JSON object")
 		}
 		if p.DefaultRecordingProperties, err = recordingProperties(rec); err != nil {
-			return p, fmt.Errorf("Some parameter is not valid. Parameter 'defaultRecordingProperties' is not valid: %v", err)
+			return p, fmt.Errorf("Some parameter is not valid. Parameter 'defaultRecordingProperties' is not valid: %w", err)
 		}
 	}
 	if b.present("mediaNode") {
@@ -279,11 +279,11 @@ func recordingProperties(b body) (json.RawMessage, error) {
 	return json.Marshal(out)
 }
 
-// ErrNotSupported marks a request for something Chorus deliberately does not
+// NotSupportedError marks a request for something Chorus deliberately does not
 // do (IP cameras): the REST layer answers 501.
-type ErrNotSupported struct{ Message string }
+type NotSupportedError struct{ Message string }
 
-func (e ErrNotSupported) Error() string { return e.Message }
+func (e NotSupportedError) Error() string { return e.Message }
 
 // ConnectionPropertiesFromBody validates POST /sessions/{id}/connection's (and
 // POST /tokens') body, in openvidu-server's order of checks.
@@ -291,27 +291,27 @@ func ConnectionPropertiesFromBody(b body) (session.ConnectionProperties, error) 
 	p := session.ConnectionProperties{Type: "WEBRTC", Role: protocol.RolePublisher, Record: true}
 	typ, err := b.string("type")
 	if err != nil {
-		return p, fmt.Errorf("Type error in some parameter: %v", err)
+		return p, fmt.Errorf("Type error in some parameter: %w", err)
 	}
 	if typ != nil {
 		switch *typ {
 		case "WEBRTC":
 		case "IPCAM":
-			return p, ErrNotSupported{"Connections of type IPCAM are not supported by this server"}
+			return p, NotSupportedError{"Connections of type IPCAM are not supported by this server"}
 		default:
 			return p, fmt.Errorf("Parameter 'type' %s is not defined", *typ)
 		}
 	}
 	data, err := b.string("data")
 	if err != nil {
-		return p, fmt.Errorf("Type error in some parameter: %v", err)
+		return p, fmt.Errorf("Type error in some parameter: %w", err)
 	}
 	if data != nil {
 		p.Data = *data
 	}
 	role, err := b.string("role")
 	if err != nil {
-		return p, fmt.Errorf("Type error in parameter 'role': %v", err)
+		return p, fmt.Errorf("Type error in parameter 'role': %w", err)
 	}
 	if role != nil {
 		if !slices.Contains([]string{protocol.RoleSubscriber, protocol.RolePublisher, protocol.RoleModerator}, *role) {
@@ -325,7 +325,7 @@ func ConnectionPropertiesFromBody(b body) (session.ConnectionProperties, error) 
 			return p, fmt.Errorf("Error in parameter 'kurentoOptions'. It is not a valid JSON object")
 		}
 		if p.KurentoOptions, err = kurentoOptions(ko); err != nil {
-			return p, fmt.Errorf("Type error in some parameter of 'kurentoOptions': %v", err)
+			return p, fmt.Errorf("Type error in some parameter of 'kurentoOptions': %w", err)
 		}
 	}
 	if b.present("customIceServers") {
@@ -334,12 +334,12 @@ func ConnectionPropertiesFromBody(b body) (session.ConnectionProperties, error) 
 			return p, fmt.Errorf("Error in parameter 'customIceServersJson'. It is not a valid JSON object")
 		}
 		if p.CustomIceServers, err = iceServers(servers); err != nil {
-			return p, fmt.Errorf("Type error in some parameter of 'customIceServers': %v", err)
+			return p, fmt.Errorf("Type error in some parameter of 'customIceServers': %w", err)
 		}
 	}
 	record, err := b.bool("record")
 	if err != nil {
-		return p, fmt.Errorf("Type error in parameter 'record': %v", err)
+		return p, fmt.Errorf("Type error in parameter 'record': %w", err)
 	}
 	if record != nil {
 		p.Record = *record

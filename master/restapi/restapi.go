@@ -177,6 +177,16 @@ func notImplemented(c *gin.Context) {
 	writeError(c, http.StatusNotImplemented, "Recording and broadcasting are not enabled in this cluster", c.Request.URL.Path)
 }
 
+// sessionIDParam is the route's :sessionId.
+func sessionIDParam(c *gin.Context) protocol.SessionID {
+	return protocol.SessionID(c.Param("sessionId"))
+}
+
+// connectionIDParam is the route's :connectionId.
+func connectionIDParam(c *gin.Context) protocol.ConnectionID {
+	return protocol.ConnectionID(c.Param("connectionId"))
+}
+
 // writeJSON writes v without HTML escaping (token URLs keep a literal &).
 func writeJSON(c *gin.Context, status int, v any) {
 	var buf bytes.Buffer
@@ -196,18 +206,19 @@ func writeError(c *gin.Context, status int, message, path string) {
 	})
 }
 
-// fail answers a service error: OpenVidu's status with its error JSON where
-// openvidu-server sends one, an empty body otherwise.
-func (a *API) fail(c *gin.Context, err error, path string) {
-	e := session.AsError(err)
-	if e.Status >= 500 {
+// fail answers a service error: OpenVidu's status (restErrorOf, or the
+// route's overrides) with its error JSON where openvidu-server sends one, an
+// empty body otherwise.
+func (a *API) fail(c *gin.Context, err error, path string, overrides ...errorOverride) {
+	ans, e := restAnswer(err, overrides...)
+	if ans.status >= 500 {
 		a.log.Warn("REST request failed", "method", c.Request.Method, "path", c.Request.URL.Path, "err", err)
 	}
-	if e.Body || e.Status >= 500 {
-		writeError(c, e.Status, e.Message, path)
+	if ans.body || ans.status >= 500 {
+		writeError(c, ans.status, e.Message, path)
 		return
 	}
-	c.Status(e.Status)
+	c.Status(ans.status)
 }
 
 // idempotencyKey reads the Idempotency-Key header (at most 128 characters,
@@ -315,7 +326,7 @@ func (a *API) getSession(c *gin.Context) {
 	if !ok {
 		return
 	}
-	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
+	snap, err := a.svc.GetSession(c.Request.Context(), sessionIDParam(c))
 	if err != nil {
 		a.fail(c, err, "/openvidu/api/sessions")
 		return
@@ -324,7 +335,7 @@ func (a *API) getSession(c *gin.Context) {
 }
 
 func (a *API) closeSession(c *gin.Context) {
-	if err := a.svc.CloseSession(c.Request.Context(), c.Param("sessionId"), protocol.ReasonSessionClosedByServer); err != nil {
+	if err := a.svc.CloseSession(c.Request.Context(), sessionIDParam(c), protocol.ReasonSessionClosedByServer); err != nil {
 		a.fail(c, err, "/openvidu/api/sessions")
 		return
 	}
@@ -332,8 +343,8 @@ func (a *API) closeSession(c *gin.Context) {
 }
 
 func (a *API) createConnection(c *gin.Context) {
-	sid := c.Param("sessionId")
-	path := "/openvidu/api/sessions/" + sid + "/connection"
+	sid := sessionIDParam(c)
+	path := "/openvidu/api/sessions/" + string(sid) + "/connection"
 	if _, err := a.svc.GetSession(c.Request.Context(), sid); err != nil {
 		a.fail(c, err, path)
 		return
@@ -343,7 +354,7 @@ func (a *API) createConnection(c *gin.Context) {
 		return
 	}
 	props, err := ConnectionPropertiesFromBody(b)
-	var unsupported ErrNotSupported
+	var unsupported NotSupportedError
 	if errors.As(err, &unsupported) {
 		writeError(c, http.StatusNotImplemented, unsupported.Message, path)
 		return
@@ -365,7 +376,7 @@ func (a *API) listConnections(c *gin.Context) {
 	if !ok {
 		return
 	}
-	snap, err := a.svc.GetSession(c.Request.Context(), c.Param("sessionId"))
+	snap, err := a.svc.GetSession(c.Request.Context(), sessionIDParam(c))
 	if err != nil {
 		a.fail(c, err, "/openvidu/api/sessions")
 		return
@@ -374,17 +385,17 @@ func (a *API) listConnections(c *gin.Context) {
 }
 
 func (a *API) getConnection(c *gin.Context) {
-	snap, conn, err := a.svc.GetConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId"))
+	snap, conn, err := a.svc.GetConnection(c.Request.Context(), sessionIDParam(c), connectionIDParam(c))
 	if err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	writeJSON(c, http.StatusOK, session.RenderConnection(snap, conn))
 }
 
 func (a *API) updateConnection(c *gin.Context) {
-	sid, cid := c.Param("sessionId"), c.Param("connectionId")
-	path := "/openvidu/api/sessions/" + sid + "/connection/" + cid
+	sid, cid := sessionIDParam(c), connectionIDParam(c)
+	path := "/openvidu/api/sessions/" + string(sid) + "/connection/" + string(cid)
 	b, ok := jsonBody(c, path, true)
 	if !ok {
 		return
@@ -412,24 +423,24 @@ func (a *API) updateConnection(c *gin.Context) {
 }
 
 func (a *API) deleteConnection(c *gin.Context) {
-	if err := a.svc.DeleteConnection(c.Request.Context(), c.Param("sessionId"), c.Param("connectionId")); err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+	if err := a.svc.DeleteConnection(c.Request.Context(), sessionIDParam(c), connectionIDParam(c)); err != nil {
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	c.Status(http.StatusNoContent)
 }
 
 func (a *API) forceUnpublish(c *gin.Context) {
-	err := a.svc.ForceUnpublish(c.Request.Context(), c.Param("sessionId"), c.Param("streamId"), protocol.ReasonForceUnpublishByServer)
+	err := a.svc.ForceUnpublish(c.Request.Context(), sessionIDParam(c), protocol.StreamID(c.Param("streamId")), protocol.ReasonForceUnpublishByServer)
 	if err != nil {
-		a.fail(c, err, "/openvidu/api/sessions")
+		a.fail(c, err, "/openvidu/api/sessions", sessionOfConnectionMissing)
 		return
 	}
 	c.Status(http.StatusNoContent)
 }
 
 // SignalFromBody validates POST /openvidu/api/signal's body.
-func SignalFromBody(raw []byte) (sid string, to []string, typ, data *string, err error) {
+func SignalFromBody(raw []byte) (sid protocol.SessionID, to []string, typ, data *string, err error) {
 	b, err := parseBody(raw, false)
 	if err != nil {
 		return "", nil, nil, nil, err
@@ -461,7 +472,7 @@ func SignalFromBody(raw []byte) (sid string, to []string, typ, data *string, err
 	if s == nil {
 		return "", nil, nil, nil, errors.New(`"session" parameter is mandatory`)
 	}
-	return *s, to, typ, data, nil
+	return protocol.SessionID(*s), to, typ, data, nil
 }
 
 func (a *API) signal(c *gin.Context) {
@@ -498,7 +509,7 @@ func (a *API) createToken(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, `"session" parameter is mandatory`, path)
 		return
 	}
-	if _, err := a.svc.GetSession(c.Request.Context(), *sid); err != nil {
+	if _, err := a.svc.GetSession(c.Request.Context(), protocol.SessionID(*sid)); err != nil {
 		writeError(c, http.StatusNotFound, "Session "+*sid+" not found", path)
 		return
 	}
@@ -508,14 +519,14 @@ func (a *API) createToken(c *gin.Context) {
 		writeError(c, http.StatusBadRequest, err.Error(), "/openvidu/api/sessions/"+*sid+"/connection")
 		return
 	}
-	_, conn, err := a.svc.CreateConnection(c.Request.Context(), *sid, props, idempotencyKey(c))
+	_, conn, err := a.svc.CreateConnection(c.Request.Context(), protocol.SessionID(*sid), props, idempotencyKey(c))
 	if err != nil {
 		a.fail(c, err, path)
 		return
 	}
 	writeJSON(c, http.StatusOK, protocol.Token{
-		ID: conn.Token, Token: conn.Token, CreatedAt: conn.CreatedAt, ConnectionID: conn.ID,
-		Session: conn.SessionID, Data: conn.ServerData, Role: conn.Role, KurentoOptions: conn.KurentoOptions,
+		ID: conn.Token, Token: conn.Token, CreatedAt: conn.CreatedAt, ConnectionID: string(conn.ID),
+		Session: string(conn.SessionID), Data: conn.ServerData, Role: conn.Role, KurentoOptions: conn.KurentoOptions,
 	})
 }
 
@@ -617,7 +628,7 @@ func (a *API) health(c *gin.Context) {
 		}
 		serving++
 		if !Connected(n, now) {
-			disconnected = append(disconnected, n.ID)
+			disconnected = append(disconnected, string(n.ID))
 		}
 	}
 	status, code := protocol.HealthUp, http.StatusOK
@@ -633,7 +644,7 @@ func (a *API) health(c *gin.Context) {
 		if m.Draining {
 			ms = "DRAINING"
 		}
-		out.Nodes[m.ID] = protocol.NodeHealth{Status: ms, ID: m.ID, URI: m.InternalURL, DisconnectedMediaNodes: disconnected}
+		out.Nodes[string(m.ID)] = protocol.NodeHealth{Status: ms, ID: string(m.ID), URI: m.InternalURL, DisconnectedMediaNodes: disconnected}
 	}
 	// Masters declared crashed in the last hour.
 	crashed, err := st.CrashedMasters(ctx)

@@ -2,12 +2,14 @@ package session
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -23,7 +25,7 @@ func newTestServices(t *testing.T, n int) ([]*Service, *store.Store) {
 	var out []*Service
 	for i := range n {
 		out = append(out, New(Config{Store: st, ClusterID: "test", ReconnectGrace: time.Second,
-			Incarnation: NewIncarnation("master_" + string(rune('a'+i)) + ".1")}))
+			Incarnation: NewIncarnation(protocol.MasterID("master_" + string(rune('a'+i)) + ".1"))}))
 	}
 	return out, st
 }
@@ -35,7 +37,7 @@ func TestMasterCrashDeclaredOnce(t *testing.T) {
 	ctx := context.Background()
 	svcs, st := newTestServices(t, 3)
 	for round := range 20 {
-		inc := store.MasterInfo{ID: "master_dead." + string(rune('a'+round)), InternalURL: "http://127.0.0.1:1"}
+		inc := store.MasterInfo{ID: protocol.MasterID("master_dead." + string(rune('a'+round))), InternalURL: "http://127.0.0.1:1"}
 		if err := st.RegisterMaster(ctx, inc, time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -64,5 +66,47 @@ func TestMasterCrashDeclaredOnce(t *testing.T) {
 	}
 	if crashes != 20 {
 		t.Errorf("%d nodeCrashed for 20 crashes, each declared by 3 masters at once", crashes)
+	}
+}
+
+// TestExpiredMasterDeclaredUnlessDeregistered: the sweeper finds a master by
+// its expired registration; a master that deregistered gracefully between
+// the sweeper's listing and its declaration is not declared crashed, one
+// that really expired is, once.
+func TestExpiredMasterDeclaredUnlessDeregistered(t *testing.T) {
+	ctx := context.Background()
+	svcs, st := newTestServices(t, 2)
+	for _, id := range []protocol.MasterID{"master_gone.1", "master_left.1"} {
+		if err := st.RegisterMaster(ctx, store.MasterInfo{ID: id, InternalURL: "http://127.0.0.1:1"}, 100*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // both registrations expire
+	if _, dead, err := st.Masters(ctx); err != nil || len(dead) != 2 {
+		t.Fatalf("dead masters %v (%v)", dead, err)
+	}
+	// master_left deregisters after the listing, before the declaration.
+	if err := st.DeregisterMaster(ctx, "master_left.1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range svcs {
+		s.declareMasterCrashed(ctx, store.MasterInfo{ID: "master_gone.1"}, time.Now(), true)
+		s.declareMasterCrashed(ctx, store.MasterInfo{ID: "master_left.1"}, time.Now(), true)
+	}
+	events, err := st.Redis().XRange(ctx, "chorus:test:{cluster}:ev", "-", "+").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var crashed []string
+	for _, e := range events {
+		if e.Values["n"] == "nodeCrashed" {
+			crashed = append(crashed, e.Values["b"].(string))
+		}
+	}
+	if len(crashed) != 1 || !strings.Contains(crashed[0], "master_gone.1") {
+		t.Errorf("nodeCrashed events %v, want master_gone.1's alone", crashed)
+	}
+	if c, err := st.MasterCrashed(ctx, "master_left.1"); err != nil || c {
+		t.Errorf("a deregistered master is flagged crashed (%v)", err)
 	}
 }

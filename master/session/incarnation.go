@@ -1,6 +1,10 @@
 package session
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
 
 // Incarnation is the identity under which this master process owns
 // WebSockets: its configured id and an epoch, "master_1.3". Connection
@@ -11,17 +15,17 @@ import "sync"
 // it owned before can be acted on under the old one.
 type Incarnation struct {
 	mu      sync.Mutex
-	id      string
+	id      protocol.MasterID
 	changed chan struct{}
 }
 
 // NewIncarnation returns an incarnation set to id.
-func NewIncarnation(id string) *Incarnation {
+func NewIncarnation(id protocol.MasterID) *Incarnation {
 	return &Incarnation{id: id, changed: make(chan struct{})}
 }
 
 // ID is the current incarnation.
-func (i *Incarnation) ID() string {
+func (i *Incarnation) ID() protocol.MasterID {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.id
@@ -35,7 +39,7 @@ func (i *Incarnation) Changed() <-chan struct{} {
 }
 
 // Set replaces the incarnation.
-func (i *Incarnation) Set(id string) {
+func (i *Incarnation) Set(id protocol.MasterID) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if id == i.id {

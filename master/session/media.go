@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -22,18 +21,37 @@ type PublishRequest struct {
 
 // Published is publishVideo's (and a publisher's reconnectStream's) result.
 type Published struct {
-	StreamID  string
+	StreamID  protocol.StreamID
 	CreatedAt int64
 	SDPAnswer string
 }
 
 // participantNotFound is the error for a request from a participant the
 // session no longer has (evicted meanwhile).
-func participantNotFound(sid, cid string) *Error {
-	return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
+func participantNotFound(sid protocol.SessionID, cid protocol.ConnectionID) *Error {
+	return newError(ConnectionNotFound, "Participant %s not found in session %s", cid, sid)
 }
 
-func activeParticipant(tx *store.Tx, sid, cid string) (*store.Connection, error) {
+// loadParticipant reads session sid outside a transaction and returns it
+// with participant cid, or participantNotFound when the session or an active
+// participant cid is gone.
+func (s *Service) loadParticipant(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) (*store.Snapshot, *store.Connection, error) {
+	snap, err := s.store.Load(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, participantNotFound(sid, cid)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c := snap.Conns[cid]
+	if c == nil || !c.Active() {
+		return nil, nil, participantNotFound(sid, cid)
+	}
+	return snap, c, nil
+}
+
+// activeParticipant is loadParticipant inside a transaction.
+func activeParticipant(tx *store.Tx, sid protocol.SessionID, cid protocol.ConnectionID) (*store.Connection, error) {
 	if tx.Session == nil {
 		return nil, participantNotFound(sid, cid)
 	}
@@ -59,10 +77,13 @@ func streamTypeCode(m store.MediaOptions) string {
 // Publish creates the participant's publisher endpoint on the session's media
 // node from its SDP offer and tells the other participants
 // (participantPublished) once the node answered.
-func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishRequest) (*Published, error) {
+func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, req PublishRequest) (*Published, error) {
 	streamID := protocol.NewStreamID(streamTypeCode(req.MediaOptions), cid)
 	now := store.NowMillis()
-	var node, codec string
+	var (
+		node  protocol.NodeID
+		codec string
+	)
 	var stale []endpointRef
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		stale = nil
@@ -71,13 +92,13 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 			return err
 		}
 		if !protocol.CanPublish(c.Role) {
-			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to publish video. The user does not have a valid token")
+			return newError(Unauthorized, "Unable to publish video. The user does not have a valid token")
 		}
 		if p := c.Publisher; p != nil {
 			if p.Live() {
-				return newError(protocol.CodeUserAlreadyStreaming, http.StatusConflict, "User %s is already publishing in session %s", cid, sid)
+				return newError(AlreadyPublishing, "User %s is already publishing in session %s", cid, sid)
 			}
-			stale = []endpointRef{{p.Node, p.StreamID}} // a publishVideo that died half-way
+			stale = []endpointRef{{p.Node, string(p.StreamID)}} // a publishVideo that died half-way
 		}
 		node, codec = tx.Session.MediaNodeID, tx.Session.Properties.ForcedVideoCodecResolved
 		c.Publisher = &store.Publisher{StreamID: streamID, CreatedAt: now, MediaOptions: req.MediaOptions, Node: node, State: store.EndpointCreating}
@@ -95,7 +116,7 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 	mc, err := s.mediaClient(ctx, node)
 	var answer mediaapi.SDPAnswer
 	if err == nil {
-		answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: req.SDPOffer, VideoCodec: codec})
+		answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), SDPOffer: req.SDPOffer, VideoCodec: codec})
 	}
 	if err != nil {
 		s.rollbackPublisher(ctx, sid, cid, streamID, node)
@@ -116,7 +137,7 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 	if err != nil {
 		bctx, cancel := background(ctx)
 		defer cancel()
-		s.releaseEndpoints(bctx, sid, []endpointRef{{node, streamID}})
+		s.releaseEndpoints(bctx, sid, []endpointRef{{node, string(streamID)}})
 		return nil, err
 	}
 	return &Published{StreamID: streamID, CreatedAt: now, SDPAnswer: answer.SDPAnswer}, nil
@@ -124,7 +145,7 @@ func (s *Service) Publish(ctx context.Context, sid, cid string, req PublishReque
 
 // rollbackPublisher undoes a failed publishVideo: the record goes, and the
 // endpoint is released in case the node made it before failing to answer.
-func (s *Service) rollbackPublisher(ctx context.Context, sid, cid, streamID, node string) {
+func (s *Service) rollbackPublisher(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, node protocol.NodeID) {
 	ctx, cancel := background(ctx)
 	defer cancel()
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
@@ -136,19 +157,19 @@ func (s *Service) rollbackPublisher(ctx context.Context, sid, cid, streamID, nod
 	if err != nil {
 		s.log.Warn("roll back publisher", "session", sid, "stream", streamID, "err", err)
 	}
-	s.releaseEndpoints(ctx, sid, []endpointRef{{node, streamID}})
+	s.releaseEndpoints(ctx, sid, []endpointRef{{node, string(streamID)}})
 }
 
-func publishError(err error, cid, codec string) error {
+func publishError(err error, cid protocol.ConnectionID, codec string) error {
 	var me *mediaapi.Error
 	if errors.As(err, &me) {
 		switch me.Code {
 		case mediaapi.CodeCodecNotOffered:
-			return &Error{Code: protocol.CodeForcedCodecNotFound, Status: http.StatusBadRequest, cause: err,
-				Message: "Error forcing codec: '" + codec + "' not found in the SDP offer of publisher " + cid}
+			return &Error{Kind: CodecNotFound, cause: err,
+				Message: "Error forcing codec: '" + codec + "' not found in the SDP offer of publisher " + string(cid)}
 		case mediaapi.CodeBadSDP:
-			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
-				Message: "Error generating SDP response for publishing user " + cid}
+			return &Error{Kind: BadSDP, cause: err,
+				Message: "Error generating SDP response for publishing user " + string(cid)}
 		}
 	}
 	return err
@@ -164,22 +185,15 @@ func publishError(err error, cid, codec string) error {
 // openvidu-browser never retries a failed reconnection, so a request that
 // finds the stream's node unreachable (dead, but not yet declared crashed)
 // is held until the stream has been moved, within ctx.
-func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, offer string) (*Published, error) {
+func (s *Service) ReconnectPublisher(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, offer string) (*Published, error) {
 	for {
-		snap, err := s.store.Load(ctx, sid)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, participantNotFound(sid, cid)
-		}
+		snap, c, err := s.loadParticipant(ctx, sid, cid)
 		if err != nil {
 			return nil, err
 		}
-		c := snap.Conns[cid]
-		if c == nil || !c.Active() {
-			return nil, participantNotFound(sid, cid)
-		}
 		p := c.Publisher
 		if p == nil || p.StreamID != streamID || !p.Live() {
-			return nil, newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return nil, newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		if !s.nodeServes(ctx, p.Node) {
 			if err := holdOn(ctx); err != nil {
@@ -191,7 +205,7 @@ func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, of
 		mc, err := s.mediaClient(ctx, p.Node)
 		var answer mediaapi.SDPAnswer
 		if err == nil {
-			answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: streamID, SDPOffer: offer, VideoCodec: codec, Reconnect: true})
+			answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), SDPOffer: offer, VideoCodec: codec, Reconnect: true})
 		}
 		if unreachable(err) {
 			if err := holdOn(ctx); err != nil {
@@ -211,24 +225,23 @@ func (s *Service) ReconnectPublisher(ctx context.Context, sid, cid, streamID, of
 
 // resolveSender finds the publishing connection a subscription request names:
 // by stream id, or by connection id as openvidu-server also accepts.
-func resolveSender(conns map[string]*store.Connection, sender string) *store.Connection {
-	if c := streamOwner(conns, sender); c != nil {
+func resolveSender(conns map[protocol.ConnectionID]*store.Connection, sender string) *store.Connection {
+	if c := streamOwner(conns, protocol.StreamID(sender)); c != nil {
 		return c
 	}
-	if c := conns[sender]; c != nil && c.Active() {
-		return c
-	}
-	if c := conns[protocol.ConnectionOfStream(sender)]; c != nil && c.Active() {
+	if c := conns[senderConnectionID(sender)]; c != nil && c.Active() {
 		return c
 	}
 	return nil
 }
 
-func senderConnectionID(sender string) string {
-	if id := protocol.ConnectionOfStream(sender); id != "" {
+// senderConnectionID is the connection a sender names: the owner of a
+// stream id, or the connection id itself.
+func senderConnectionID(sender string) protocol.ConnectionID {
+	if id := protocol.ConnectionOfStream(protocol.StreamID(sender)); id != "" {
 		return id
 	}
-	return sender
+	return protocol.ConnectionID(sender)
 }
 
 // forcedAnswerWindow is how long a forced subscriber reconnection's offer
@@ -248,9 +261,12 @@ const forcedAnswerWindow = 3 * time.Second
 // crashed, is held. A subscription the server is already moving (its offer
 // sent, answer pending) refuses the client's own reconnection for
 // forcedAnswerWindow: the client then completes the server's offer instead.
-func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string) (string, error) {
+func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, sender string) (string, error) {
 	now := store.NowMillis()
-	var streamID, ownerID string
+	var (
+		streamID protocol.StreamID
+		ownerID  protocol.ConnectionID
+	)
 	var replace, reconnecting bool
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
@@ -259,14 +275,14 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		}
 		owner := resolveSender(tx.Conns, sender)
 		if owner == nil {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
+			return newError(ConnectionNotFound, "User '%s not found in session '%s'", senderConnectionID(sender), sid)
 		}
 		if owner.Publisher == nil || !owner.Publisher.Live() {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
+			return newError(StreamNotFound, "User '%s not streaming media in session '%s'", owner.ID, sid)
 		}
 		ownerID, streamID = owner.ID, owner.Publisher.StreamID
 		if c.Subscriptions == nil {
-			c.Subscriptions = map[string]*store.Subscription{}
+			c.Subscriptions = map[protocol.StreamID]*store.Subscription{}
 		}
 		// A subscription the server is reconnecting (forced) is left to
 		// that offer for forcedAnswerWindow: openvidu-browser answers it
@@ -278,7 +294,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		// refused (CompleteSubscribe).
 		cur := c.Subscriptions[streamID]
 		if cur != nil && cur.State == store.EndpointForced && now-cur.CreatedAt < forcedAnswerWindow.Milliseconds() {
-			return newError(protocol.CodeMediaSDP, http.StatusConflict, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
+			return newError(Superseded, "The server is moving the subscription of '%s' to '%s': answer its forciblyReconnectSubscriber offer", cid, streamID)
 		}
 		replace = cur != nil
 		reconnecting = cur != nil && cur.Live()
@@ -306,8 +322,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 			// keeps the nudges off it, and its own stream, broken too,
 			// would wait for openvidu-browser's 4 s timer.
 			s.rollbackSubscription(ctx, sid, cid, streamID, now, "")
-			return "", newError(protocol.CodeMediaGeneric, http.StatusConflict,
-				"Stream '%s' is moving to another media node: the server offers the subscription again once it is there", streamID)
+			return "", newError(StreamMoving, "Stream '%s' is moving to another media node: the server offers the subscription again once it is there", streamID)
 		}
 		if node == "" { // the stream is moving (a new subscription waits), or its node is briefly unreachable
 			if err := holdOn(ctx); err != nil {
@@ -319,7 +334,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 		mc, err := s.mediaClient(ctx, node)
 		var offer mediaapi.SDPOffer
 		if err == nil {
-			offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: endpoint, StreamID: streamID, Reconnect: replace})
+			offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: string(sid), EndpointID: endpoint, StreamID: string(streamID), Reconnect: replace})
 		}
 		if unreachable(err) {
 			if err := holdOn(ctx); err != nil {
@@ -332,8 +347,8 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 			s.rollbackSubscription(ctx, sid, cid, streamID, now, node)
 			var me *mediaapi.Error
 			if errors.As(err, &me) {
-				return "", &Error{Code: protocol.CodeMediaSDP, Status: http.StatusInternalServerError, cause: err,
-					Message: "Unable to generate SDP offer when subscribing '" + cid + "' to '" + ownerID + "'"}
+				return "", &Error{Kind: OfferFailed, cause: err,
+					Message: "Unable to generate SDP offer when subscribing '" + string(cid) + "' to '" + string(ownerID) + "'"}
 			}
 			return "", err
 		}
@@ -345,7 +360,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid, cid, sender string)
 // createdAt) must be created: its stream's node, once the stream is not
 // moving and the node serves ("" otherwise; moving says the stream is being
 // moved to another node). It records the node in the subscription.
-func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID string, createdAt int64) (node string, moving bool, err error) {
+func (s *Service) subscriptionTarget(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, createdAt int64) (node protocol.NodeID, moving bool, err error) {
 	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		node, moving = "", false
 		c, err := activeParticipant(tx, sid, cid)
@@ -354,11 +369,11 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 		}
 		sub := c.Subscriptions[streamID]
 		if sub == nil || sub.CreatedAt != createdAt {
-			return newError(protocol.CodeUserNotFound, http.StatusConflict, "The subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
+			return newError(Superseded, "The subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil || owner.Publisher == nil || !owner.Publisher.Live() {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		if owner.Publisher.State == store.EndpointMigrating {
 			moving = true
@@ -388,7 +403,7 @@ func (s *Service) subscriptionTarget(ctx context.Context, sid, cid, streamID str
 // subscription goes; a live one whose reconnection failed stays, to be moved
 // by the server (forciblyReconnectSubscriber), since openvidu-browser never
 // retries its own reconnection.
-func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID string, createdAt int64, node string) {
+func (s *Service) rollbackSubscription(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, createdAt int64, node protocol.NodeID) {
 	ctx, cancel := background(ctx)
 	defer cancel()
 	kept := false
@@ -420,35 +435,28 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid, cid, streamID s
 // server's offer (reconnectStream's forciblyReconnect): an answer to an offer
 // that the other side's negotiation replaced meanwhile is refused without
 // touching the endpoint, whose peer connection now belongs to that one.
-func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answer string, forced bool) error {
-	snap, err := s.store.Load(ctx, sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return participantNotFound(sid, cid)
-	}
+func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, sender, answer string, forced bool) error {
+	snap, c, err := s.loadParticipant(ctx, sid, cid)
 	if err != nil {
 		return err
 	}
-	c := snap.Conns[cid]
-	if c == nil || !c.Active() {
-		return participantNotFound(sid, cid)
-	}
 	owner := resolveSender(snap.Conns, sender)
 	if owner == nil || owner.Publisher == nil {
-		return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", sender, sid)
+		return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", sender, sid)
 	}
 	streamID := owner.Publisher.StreamID
 	sub := c.Subscriptions[streamID]
 	if sub == nil {
-		return newError(protocol.CodeUserNotFound, http.StatusNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
+		return newError(ConnectionNotFound, "No subscription of %s to %s: call prepareReceiveVideoFrom first", cid, streamID)
 	}
 	if forced != (sub.State == store.EndpointForced) {
-		return newError(protocol.CodeMediaSDP, http.StatusConflict, "The offer answered for the subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
+		return newError(Superseded, "The offer answered for the subscription of '%s' to '%s' was replaced meanwhile", cid, streamID)
 	}
 	mc, err := s.mediaClient(ctx, sub.Node)
 	if err != nil {
 		return err
 	}
-	if err := mc.Answer(ctx, sid, store.SubscriberEndpointID(cid, streamID), answer); err != nil {
+	if err := mc.Answer(ctx, string(sid), store.SubscriberEndpointID(cid, streamID), answer); err != nil {
 		if sub.State == store.EndpointForced {
 			// The answer came for a server offer the endpoint no longer
 			// has: offer the subscriber a fresh one.
@@ -457,8 +465,8 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 		}
 		var me *mediaapi.Error
 		if errors.As(err, &me) {
-			return &Error{Code: protocol.CodeMediaSDP, Status: http.StatusBadRequest, cause: err,
-				Message: "Unable to generate SDP answer when subscribing '" + cid + "' to '" + owner.ID + "'"}
+			return &Error{Kind: BadSDP, cause: err,
+				Message: "Unable to generate SDP answer when subscribing '" + string(cid) + "' to '" + string(owner.ID) + "'"}
 		}
 		return err
 	}
@@ -477,7 +485,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid, cid, sender, answe
 
 // Unsubscribe ends the participant's subscription to the stream of the
 // sender connection (unsubscribeFromVideo).
-func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) error {
+func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, sender string) error {
 	var released []endpointRef
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
@@ -486,7 +494,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 			return err
 		}
 		for streamID, sub := range c.Subscriptions {
-			if streamID == sender || protocol.ConnectionOfStream(streamID) == sender {
+			if string(streamID) == sender || protocol.ConnectionOfStream(streamID) == protocol.ConnectionID(sender) {
 				if sub.Live() {
 					emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, streamID)), store.NowMillis(), protocol.ReasonUnsubscribe))
 				}
@@ -495,7 +503,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 			}
 		}
 		if len(released) == 0 {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "User %s not found in session %s", sender, sid)
+			return newError(ConnectionNotFound, "User %s not found in session %s", sender, sid)
 		}
 		return nil
 	})
@@ -508,7 +516,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid, cid, sender string) erro
 
 // Unpublish stops the participant's stream (unpublishVideo): the others get
 // participantUnpublished with reason unpublish.
-func (s *Service) Unpublish(ctx context.Context, sid, cid string) error {
+func (s *Service) Unpublish(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var released []endpointRef
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
@@ -516,7 +524,7 @@ func (s *Service) Unpublish(ctx context.Context, sid, cid string) error {
 			return err
 		}
 		if c.Publisher == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+			return newError(StreamNotFound, "Participant '%s' is not streaming media", cid)
 		}
 		released, err = unpublish(tx, c, protocol.ReasonUnpublish, false)
 		return err
@@ -529,7 +537,7 @@ func (s *Service) Unpublish(ctx context.Context, sid, cid string) error {
 }
 
 // ForceUnpublishByUser unpublishes someone's stream on behalf of a moderator.
-func (s *Service) ForceUnpublishByUser(ctx context.Context, sid, moderator, streamID string) error {
+func (s *Service) ForceUnpublishByUser(ctx context.Context, sid protocol.SessionID, moderator protocol.ConnectionID, streamID protocol.StreamID) error {
 	var released []endpointRef
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		m, err := activeParticipant(tx, sid, moderator)
@@ -537,11 +545,11 @@ func (s *Service) ForceUnpublishByUser(ctx context.Context, sid, moderator, stre
 			return err
 		}
 		if m.Role != protocol.RoleModerator {
-			return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to force unpublish. The user does not have a valid token")
+			return newError(Unauthorized, "Unable to force unpublish. The user does not have a valid token")
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+			return newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
 		}
 		released, err = unpublish(tx, owner, protocol.ReasonForceUnpublishByUser, true)
 		return err
@@ -565,26 +573,22 @@ type ICECandidate struct {
 // id for a subscription. Candidates for an endpoint the node does not know
 // (yet) are dropped: the node is ICE-lite and learns the browser's address
 // from its connectivity checks.
-func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName string, cand ICECandidate) error {
-	snap, err := s.store.Load(ctx, sid)
-	if errors.Is(err, store.ErrNotFound) {
-		return participantNotFound(sid, cid)
-	}
+func (s *Service) AddICECandidate(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, endpointName string, cand ICECandidate) error {
+	snap, c, err := s.loadParticipant(ctx, sid, cid)
 	if err != nil {
 		return err
 	}
-	c := snap.Conns[cid]
-	if c == nil || !c.Active() {
-		return participantNotFound(sid, cid)
-	}
-	var endpoint, node string
-	if endpointName == cid {
+	var (
+		endpoint string
+		node     protocol.NodeID
+	)
+	if protocol.ConnectionID(endpointName) == cid {
 		if c.Publisher == nil {
 			return nil
 		}
-		endpoint, node = c.Publisher.StreamID, c.Publisher.Node
+		endpoint, node = string(c.Publisher.StreamID), c.Publisher.Node
 	} else {
-		owner := snap.Conns[endpointName]
+		owner := snap.Conns[protocol.ConnectionID(endpointName)]
 		if owner == nil || owner.Publisher == nil || c.Subscriptions[owner.Publisher.StreamID] == nil {
 			return nil
 		}
@@ -592,7 +596,7 @@ func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName st
 	}
 	mc, err := s.mediaClient(ctx, node)
 	if err == nil {
-		err = mc.AddICECandidate(ctx, endpoint, mediaapi.ICECandidate{SessionID: sid, Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
+		err = mc.AddICECandidate(ctx, endpoint, mediaapi.ICECandidate{SessionID: string(sid), Candidate: cand.Candidate, SDPMid: cand.SDPMid, SDPMLineIndex: cand.SDPMLineIndex})
 	}
 	if err != nil && ctx.Err() == nil {
 		s.log.Debug("ICE candidate not applied", "session", sid, "endpoint", endpoint, "err", err)
@@ -603,7 +607,7 @@ func (s *Service) AddICECandidate(ctx context.Context, sid, cid, endpointName st
 // StreamPropertyChanged records a change of the participant's published
 // stream (audioActive, videoActive, videoDimensions, ...) and tells the
 // others; newValue is forwarded as the JSON text of what the client sent.
-func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property string, newValue json.RawMessage, reason string) error {
+func (s *Service) StreamPropertyChanged(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, property string, newValue json.RawMessage, reason string) error {
 	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -611,7 +615,7 @@ func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property 
 		}
 		p := c.Publisher
 		if p == nil {
-			return newError(protocol.CodeUserNotStreaming, http.StatusNotFound, "Participant '%s' is not streaming media", cid)
+			return newError(StreamNotFound, "Participant '%s' is not streaming media", cid)
 		}
 		switch property {
 		case "audioActive":
@@ -628,7 +632,7 @@ func (s *Service) StreamPropertyChanged(ctx context.Context, sid, cid, property 
 			return nil
 		}
 		return tx.NotifyParticipants(cid, protocol.NotifyStreamPropertyChanged, protocol.StreamPropertyChangedNotification{
-			ConnectionID: cid, StreamID: p.StreamID, Property: property, NewValue: string(newValue), Reason: reason,
+			ConnectionID: string(cid), StreamID: string(p.StreamID), Property: property, NewValue: string(newValue), Reason: reason,
 		})
 	})
 }

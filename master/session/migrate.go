@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -42,7 +41,7 @@ const holdStep = 100 * time.Millisecond
 // nodeServes reports whether the media node takes requests for the sessions
 // it hosts: known, not declared crashed, running or draining, and
 // heartbeating.
-func (s *Service) nodeServes(ctx context.Context, id string) bool {
+func (s *Service) nodeServes(ctx context.Context, id protocol.NodeID) bool {
 	n, err := s.store.MediaNode(ctx, id)
 	if err != nil {
 		return false
@@ -55,7 +54,7 @@ func (s *Service) nodeServes(ctx context.Context, id string) bool {
 func holdOn(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
-		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusServiceUnavailable, cause: ctx.Err(),
+		return &Error{Kind: NotMovedInTime, cause: ctx.Err(),
 			Message: "The media node of this stream is unavailable and the stream was not moved in time"}
 	case <-time.After(holdStep):
 		return nil
@@ -74,7 +73,7 @@ func unreachable(err error) bool {
 	}
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Code == protocol.CodeMediaNodeNotFound
+		return e.Kind == NoMediaNode
 	}
 	return true
 }
@@ -84,13 +83,26 @@ func unreachable(err error) bool {
 // its endpoints of the session are released, which breaks the clients' peer
 // connections so that they reconnect to the new node. A session that no
 // longer exists or already left the node is only unpinned from it.
-func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bool) error {
+func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, from protocol.NodeID, alive bool) error {
 	to, err := s.placeSession(ctx, from)
+	if errors.Is(err, errNoNode) {
+		// Without a node to move to, a session that is gone or already left
+		// the node (a stale pin) is still only unpinned: the controller
+		// would otherwise close it although it lives elsewhere, or keep the
+		// drained node waiting for it.
+		snap, lerr := s.store.Load(ctx, sid)
+		if errors.Is(lerr, store.ErrNotFound) || (lerr == nil && snap.Session.MediaNodeID != from) {
+			if uerr := s.store.UnpinSession(ctx, from, sid); uerr != nil {
+				return fmt.Errorf("unpin session %s from %s: %w", sid, from, uerr)
+			}
+			return nil
+		}
+	}
 	if err != nil {
 		return err
 	}
 	moved := false
-	var nudge []string
+	var nudge []protocol.ConnectionID
 	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		moved, nudge = false, nil
 		if tx.Session == nil || tx.Session.MediaNodeID != from {
@@ -139,7 +151,7 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 	}
 	if alive {
 		if mc, err := s.mediaClient(ctx, from); err == nil {
-			if err := mc.ReleaseSession(ctx, sid); err != nil {
+			if err := mc.ReleaseSession(ctx, string(sid)); err != nil {
 				s.log.Warn("release a migrated session on its old node", "session", sid, "node", from, "err", err)
 			}
 		}
@@ -158,7 +170,7 @@ func (s *Service) MigrateSession(ctx context.Context, sid, from string, alive bo
 // after ICE "disconnected"). A close before the browser's ICE noticed the
 // loss does nothing but a reconnection, hence several. It returns when done
 // or when ctx ends.
-func (s *Service) NudgePublishers(ctx context.Context, sid string) {
+func (s *Service) NudgePublishers(ctx context.Context, sid protocol.SessionID) {
 	n := s.cfg.Nudges
 	if n.Count <= 0 {
 		return
@@ -196,7 +208,7 @@ func (s *Service) NudgePublishers(ctx context.Context, sid string) {
 
 // QueueResponse queues a JSON-RPC response frame for a participant whose
 // socket closed before the answer was ready (see signaling).
-func (s *Service) QueueResponse(ctx context.Context, sid, cid string, frame json.RawMessage) {
+func (s *Service) QueueResponse(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, frame json.RawMessage) {
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c == nil || !c.Active() {
 			return nil
@@ -210,7 +222,7 @@ func (s *Service) QueueResponse(ctx context.Context, sid, cid string, frame json
 
 // PublisherMigrating reports whether a participant's stream waits to be
 // re-published on another media node.
-func (s *Service) PublisherMigrating(ctx context.Context, sid, cid string) bool {
+func (s *Service) PublisherMigrating(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) bool {
 	snap, err := s.store.Load(ctx, sid)
 	if err != nil {
 		return false
@@ -221,10 +233,9 @@ func (s *Service) PublisherMigrating(ctx context.Context, sid, cid string) bool 
 
 // CloseNodeSession closes a session hosted by a media node that crashed or
 // is removed (medianodes.Sessions); a session that is gone is only unpinned.
-func (s *Service) CloseNodeSession(ctx context.Context, sid, node, reason string) error {
+func (s *Service) CloseNodeSession(ctx context.Context, sid protocol.SessionID, node protocol.NodeID, reason string) error {
 	err := s.CloseSession(ctx, sid, reason)
-	var e *Error
-	if errors.As(err, &e) && e.Code == protocol.CodeRoomNotFound {
+	if IsKind(err, SessionNotFound) {
 		err = nil
 	}
 	if uerr := s.store.UnpinSession(ctx, node, sid); err == nil && uerr != nil {
@@ -235,8 +246,8 @@ func (s *Service) CloseNodeSession(ctx context.Context, sid, node, reason string
 
 // publisherMoved records that a migrating stream's endpoint now exists on
 // node, and moves its subscribers there.
-func (s *Service) publisherMoved(ctx context.Context, sid, cid, streamID, node string) {
-	var subscribers []string
+func (s *Service) publisherMoved(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, node protocol.NodeID) {
+	var subscribers []protocol.ConnectionID
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		subscribers = nil
 		c := tx.Conns[cid]
@@ -265,9 +276,12 @@ func (s *Service) publisherMoved(ctx context.Context, sid, cid, streamID, node s
 // on the stream's node (forciblyReconnectSubscriber). It acts on a
 // subscription left behind by a migration, or (again) on one whose forced
 // offer went stale.
-func (s *Service) forceResubscribe(ctx context.Context, sid, cid, streamID string, again bool) {
+func (s *Service) forceResubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, again bool) {
 	createdAt := store.NowMillis()
-	var node, ownerID string
+	var (
+		node    protocol.NodeID
+		ownerID protocol.ConnectionID
+	)
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		node = ""
 		c := tx.Conns[cid]
@@ -295,8 +309,8 @@ func (s *Service) forceResubscribe(ctx context.Context, sid, cid, streamID strin
 	mc, subErr := s.mediaClient(ctx, node)
 	var offer mediaapi.SDPOffer
 	if subErr == nil {
-		offer, subErr = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: sid, EndpointID: store.SubscriberEndpointID(cid, streamID),
-			StreamID: streamID, Reconnect: true})
+		offer, subErr = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: string(sid), EndpointID: store.SubscriberEndpointID(cid, streamID),
+			StreamID: string(streamID), Reconnect: true})
 	}
 	if subErr != nil {
 		s.log.Warn("offer a moved stream to a subscriber", "session", sid, "subscriber", cid, "stream", streamID, "err", subErr)
@@ -317,7 +331,7 @@ func (s *Service) forceResubscribe(ctx context.Context, sid, cid, streamID strin
 			return nil
 		}
 		return tx.Notify(cid, protocol.NotifyForciblyReconnect,
-			protocol.ForciblyReconnectNotification{ConnectionID: ownerID, StreamID: streamID, SDPOffer: offer.SDPOffer})
+			protocol.ForciblyReconnectNotification{ConnectionID: string(ownerID), StreamID: string(streamID), SDPOffer: offer.SDPOffer})
 	})
 	if err != nil {
 		s.log.Warn("force a subscriber to reconnect", "session", sid, "subscriber", cid, "stream", streamID, "err", err)

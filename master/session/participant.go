@@ -4,17 +4,16 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"net/http"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // JoinRequest is a joinRoom as the signaling layer hands it over.
 type JoinRequest struct {
-	SessionID string
+	SessionID protocol.SessionID
 	Token     string
 	Metadata  string
 	Platform  string
@@ -42,11 +41,11 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	insecure := req.Secret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(req.ServerSecret)) == 1
 	tokenID, ok := ParseToken(req.Token, sid)
 	if !ok && !insecure {
-		return nil, newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
+		return nil, newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 	}
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, newError(protocol.CodeRoomNotFound, http.StatusNotFound, "Unable to join session. Session %s cannot be found", sid)
+		return nil, newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
 	}
 	if err != nil {
 		return nil, err
@@ -54,8 +53,8 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	node := snap.Session.MediaNodeID
 	if node == "" {
 		if node, err = s.placeSession(ctx, ""); errors.Is(err, errNoNode) {
-			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusServiceUnavailable, cause: err,
-				Message: "There is no available Media Node where to initialize session '" + sid + "'"}
+			return nil, &Error{Kind: NoCapacity, cause: err,
+				Message: "There is no available Media Node where to initialize session '" + string(sid) + "'"}
 		}
 		if err != nil {
 			return nil, err
@@ -69,7 +68,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		res, pinned = nil, false
 		if tx.Session == nil {
-			return newError(protocol.CodeRoomNotFound, http.StatusNotFound, "Unable to join session. Session %s cannot be found", sid)
+			return newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
 		}
 		var c *store.Connection
 		if insecure {
@@ -85,7 +84,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 				}
 			}
 			if c == nil || c.Active() {
-				return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
+				return newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 			}
 		}
 		if tx.Session.MediaNodeID == "" {
@@ -127,14 +126,14 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 // Reattach binds a participant whose WebSocket broke to this master's new
 // WebSocket ("connect" with the JSON-RPC session id of joinRoom). Endpoints
 // that requests cut off by the break left half-built are released.
-func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*store.Connection, error) {
-	reconnErr := &Error{Code: protocol.CodeReconnectionError, Status: http.StatusNotFound, Message: protocol.CodeReconnectionErrorString}
+func (s *Service) Reattach(ctx context.Context, sid protocol.SessionID, rpcSessionID string) (*store.Connection, error) {
+	reconnErr := &Error{Kind: ReconnectionFailed, Message: protocol.CodeReconnectionErrorString}
 	if rpcSessionID == "" {
 		return nil, reconnErr
 	}
 	var conn *store.Connection
 	var rollback []endpointRef
-	var previous string
+	var previous protocol.MasterID
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		conn, rollback, previous = nil, nil, ""
 		if tx.Session == nil {
@@ -152,7 +151,7 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 		previous = conn.Master
 		conn.Master, conn.DisconnectedAt = s.cfg.Incarnation.ID(), 0
 		if p := conn.Publisher; p != nil && p.State == store.EndpointCreating {
-			rollback = append(rollback, endpointRef{p.Node, p.StreamID})
+			rollback = append(rollback, endpointRef{p.Node, string(p.StreamID)})
 			conn.Publisher = nil
 		}
 		for id, sub := range conn.Subscriptions {
@@ -191,16 +190,16 @@ func (s *Service) Reattach(ctx context.Context, sid, rpcSessionID string) (*stor
 // Detach records that this master lost a participant's WebSocket without a
 // leaveRoom: the participant is evicted (networkDisconnect) unless it
 // reconnects within the grace period.
-func (s *Service) Detach(ctx context.Context, sid, cid string) error {
+func (s *Service) Detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.detach(ctx, sid, cid, s.cfg.Incarnation.ID())
 }
 
 // DetachFromMaster is Detach on behalf of a master that died.
-func (s *Service) DetachFromMaster(ctx context.Context, sid, cid, master string) error {
+func (s *Service) DetachFromMaster(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	return s.detach(ctx, sid, cid, master)
 }
 
-func (s *Service) detach(ctx context.Context, sid, cid, master string) error {
+func (s *Service) detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	now := time.Now()
 	detached := false
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
@@ -227,7 +226,7 @@ func (s *Service) detach(ctx context.Context, sid, cid, master string) error {
 
 // Leave removes a participant that left by itself (leaveRoom): the others
 // get participantLeft with reason disconnect.
-func (s *Service) Leave(ctx context.Context, sid, cid string) error {
+func (s *Service) Leave(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.removeActive(ctx, sid, cid, protocol.ReasonDisconnect, false, nil)
 }
 
@@ -235,46 +234,45 @@ func (s *Service) Leave(ctx context.Context, sid, cid string) error {
 // longer than the grace period (reason networkDisconnect). It does nothing
 // if the participant came back or left meanwhile; among masters racing to
 // evict the same participant exactly one succeeds.
-func (s *Service) EvictDisconnected(ctx context.Context, sid, cid string) error {
+func (s *Service) EvictDisconnected(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	deadline := time.Now().Add(-s.cfg.ReconnectGrace).UnixMilli()
 	still := func(c *store.Connection) bool {
 		return c.Master == "" && c.DisconnectedAt != 0 && c.DisconnectedAt <= deadline
 	}
 	err := s.removeActive(ctx, sid, cid, protocol.ReasonNetworkDisconnect, true, still)
-	var e *Error
-	if errors.As(err, &e) && e.Code == protocol.CodeUserNotFound {
+	if IsKind(err, SessionNotFound, ConnectionNotFound) {
 		return nil
 	}
 	return err
 }
 
 // ForceDisconnect evicts target on behalf of moderator (forceDisconnect).
-func (s *Service) ForceDisconnect(ctx context.Context, sid, moderator, target string) error {
+func (s *Service) ForceDisconnect(ctx context.Context, sid protocol.SessionID, moderator, target protocol.ConnectionID) error {
 	return s.removeActive(ctx, sid, target, protocol.ReasonForceDisconnectByUser, true, nil, moderator)
 }
 
 // removeActive removes an active participant. cond, if set, must hold for the
 // participant at transaction time. by, if given, is a participant that must
 // be a moderator.
-func (s *Service) removeActive(ctx context.Context, sid, cid, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...string) error {
+func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...protocol.ConnectionID) error {
 	var removed *store.Connection
 	var closed *store.Session
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		if tx.Session == nil {
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Session %s not found", sid)
+			return newError(SessionNotFound, "Session %s not found", sid)
 		}
 		if len(by) > 0 {
 			if m := tx.Conns[by[0]]; m == nil || m.Role != protocol.RoleModerator {
-				return newError(protocol.CodeUserUnauthorized, http.StatusUnauthorized, "Unable to force disconnect. The user does not have a valid token")
+				return newError(Unauthorized, "Unable to force disconnect. The user does not have a valid token")
 			}
 		}
 		c := tx.Conns[cid]
 		if c == nil || !c.Active() {
 			if len(by) > 0 {
-				return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Connection not found when calling 'forceDisconnect'")
+				return newError(ConnectionNotFound, "Connection not found when calling 'forceDisconnect'")
 			}
-			return newError(protocol.CodeUserNotFound, http.StatusNotFound, "Participant %s not found in session %s", cid, sid)
+			return newError(ConnectionNotFound, "Participant %s not found in session %s", cid, sid)
 		}
 		if cond != nil && !cond(c) {
 			return nil
@@ -295,7 +293,7 @@ func (s *Service) removeActive(ctx context.Context, sid, cid, reason string, not
 // SessionStatus answers sessionStatus: the session's life, or the life it
 // had when it closed. A session the cluster never heard of (its state was
 // lost) answers 0, which openvidu-browser reads as a crash (nodeCrashed).
-func (s *Service) SessionStatus(ctx context.Context, sid string) (int, error) {
+func (s *Service) SessionStatus(ctx context.Context, sid protocol.SessionID) (int, error) {
 	life, _, err := s.store.SessionLife(ctx, sid)
 	return life, err
 }

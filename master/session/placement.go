@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/medianodes"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -25,7 +26,7 @@ var errNoNode = fmt.Errorf("%w: no running media node accepts sessions", mediano
 // (OpenVidu's rule), breaking near-ties by the number of sessions the node
 // already hosts. Nodes at or above the load ceiling (MaxLoad) are chosen
 // only when every node is.
-func (s *Service) placeSession(ctx context.Context, exclude string) (string, error) {
+func (s *Service) placeSession(ctx context.Context, exclude protocol.NodeID) (protocol.NodeID, error) {
 	nodes, err := s.store.MediaNodes(ctx)
 	if err != nil {
 		return "", err
@@ -47,7 +48,7 @@ func (s *Service) placeSession(ctx context.Context, exclude string) (string, err
 	if len(roomy) > 0 {
 		candidates = roomy
 	}
-	ids := make([]string, len(candidates))
+	ids := make([]protocol.NodeID, len(candidates))
 	for i, n := range candidates {
 		ids[i] = n.ID
 	}
@@ -60,7 +61,7 @@ func (s *Service) placeSession(ctx context.Context, exclude string) (string, err
 
 // chooseNode orders candidates by load bucket, then session count, then exact
 // load, then id, and returns the first.
-func chooseNode(candidates []store.MediaNodeInfo, sessions map[string]int64) string {
+func chooseNode(candidates []store.MediaNodeInfo, sessions map[protocol.NodeID]int64) protocol.NodeID {
 	sort.Slice(candidates, func(i, j int) bool {
 		a, b := candidates[i], candidates[j]
 		ba, bb := math.Floor(a.Load/loadBucket), math.Floor(b.Load/loadBucket)

@@ -3,6 +3,7 @@ package session
 import (
 	"testing"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -10,13 +11,13 @@ func TestChooseNode(t *testing.T) {
 	tests := []struct {
 		name     string
 		nodes    []store.MediaNodeInfo
-		sessions map[string]int64
-		want     string
+		sessions map[protocol.NodeID]int64
+		want     protocol.NodeID
 	}{
 		{"least loaded", []store.MediaNodeInfo{{ID: "a", Load: 60}, {ID: "b", Load: 20}}, nil, "b"},
-		{"near tie: fewer sessions", []store.MediaNodeInfo{{ID: "a", Load: 1.0}, {ID: "b", Load: 1.5}}, map[string]int64{"a": 3, "b": 1}, "b"},
+		{"near tie: fewer sessions", []store.MediaNodeInfo{{ID: "a", Load: 1.0}, {ID: "b", Load: 1.5}}, map[protocol.NodeID]int64{"a": 3, "b": 1}, "b"},
 		{"exact tie: id", []store.MediaNodeInfo{{ID: "b", Load: 0}, {ID: "a", Load: 0}}, nil, "a"},
-		{"load beats session count", []store.MediaNodeInfo{{ID: "a", Load: 50}, {ID: "b", Load: 10}}, map[string]int64{"b": 9}, "b"},
+		{"load beats session count", []store.MediaNodeInfo{{ID: "a", Load: 50}, {ID: "b", Load: 10}}, map[protocol.NodeID]int64{"b": 9}, "b"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,7 +41,7 @@ func TestParseToken(t *testing.T) {
 		{"garbage", "s1", "", false},
 	}
 	for _, tt := range tests {
-		got, ok := ParseToken(tt.token, tt.sid)
+		got, ok := ParseToken(tt.token, protocol.SessionID(tt.sid))
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("ParseToken(%q) = %q, %v", tt.token, got, ok)
 		}

@@ -16,7 +16,7 @@ func RenderSession(snap *store.Snapshot, withPending bool) protocol.Session {
 	s := snap.Session
 	p := s.Properties
 	out := protocol.Session{
-		ID: s.ID, Object: "session", SessionID: s.ID, CreatedAt: s.CreatedAt,
+		ID: string(s.ID), Object: "session", SessionID: string(s.ID), CreatedAt: s.CreatedAt,
 		MediaMode: p.MediaMode, RecordingMode: p.RecordingMode,
 		DefaultRecordingProperties: p.DefaultRecordingProperties,
 		CustomSessionID:            p.CustomSessionID,
@@ -31,7 +31,7 @@ func RenderSession(snap *store.Snapshot, withPending bool) protocol.Session {
 		out.MediaNode = &protocol.MediaNodeRef{ID: p.MediaNodeRequested}
 	}
 	if s.ActivatedAt != 0 {
-		out.MediaNodeID = s.MediaNodeID
+		out.MediaNodeID = string(s.MediaNodeID)
 	}
 	return out
 }
@@ -60,7 +60,7 @@ func RenderConnections(snap *store.Snapshot, withPending bool) protocol.Connecti
 // RenderConnection builds OpenVidu's Connection object.
 func RenderConnection(snap *store.Snapshot, c *store.Connection) protocol.Connection {
 	out := protocol.Connection{
-		ID: c.ID, Object: "connection", Status: c.Status, ConnectionID: c.ID, SessionID: c.SessionID,
+		ID: string(c.ID), Object: "connection", Status: c.Status, ConnectionID: string(c.ID), SessionID: string(c.SessionID),
 		CreatedAt: c.CreatedAt, Type: c.Type, Record: c.Record, Role: c.Role,
 		KurentoOptions: c.KurentoOptions, CustomIceServers: c.CustomIceServers,
 		ServerData: c.ServerData, Token: c.Token,
@@ -80,12 +80,12 @@ func RenderConnection(snap *store.Snapshot, c *store.Connection) protocol.Connec
 	out.Subscribers = []protocol.Subscriber{}
 	if p := c.Publisher; p != nil && p.Live() {
 		out.Publishers = append(out.Publishers, protocol.Publisher{
-			CreatedAt: p.CreatedAt, StreamID: p.StreamID, MediaOptions: renderMediaOptions(p.MediaOptions),
+			CreatedAt: p.CreatedAt, StreamID: string(p.StreamID), MediaOptions: renderMediaOptions(p.MediaOptions),
 		})
 	}
 	for _, sub := range sortedSubscriptions(c) {
 		if sub.Live() {
-			out.Subscribers = append(out.Subscribers, protocol.Subscriber{CreatedAt: sub.CreatedAt, StreamID: sub.StreamID})
+			out.Subscribers = append(out.Subscribers, protocol.Subscriber{CreatedAt: sub.CreatedAt, StreamID: string(sub.StreamID)})
 		}
 	}
 	return out
@@ -111,7 +111,7 @@ func renderMediaOptions(m store.MediaOptions) protocol.MediaOptions {
 func RenderStream(p *store.Publisher) protocol.Stream {
 	m := p.MediaOptions
 	s := protocol.Stream{
-		ID: p.StreamID, CreatedAt: p.CreatedAt,
+		ID: string(p.StreamID), CreatedAt: p.CreatedAt,
 		HasAudio: m.HasAudio, HasVideo: m.HasVideo, AudioActive: m.AudioActive, VideoActive: m.VideoActive,
 		TypeOfVideo: m.TypeOfVideo, FrameRate: m.FrameRate, VideoDimensions: m.VideoDimensions, Filter: m.Filter,
 	}
@@ -125,7 +125,7 @@ func RenderStream(p *store.Publisher) protocol.Stream {
 // participantJoined, participantPublished).
 func RenderRemote(c *store.Connection, withStreams bool) protocol.RemoteConnection {
 	md := Metadata(c)
-	r := protocol.RemoteConnection{ID: c.ID, CreatedAt: c.ActiveAt, Metadata: &md}
+	r := protocol.RemoteConnection{ID: string(c.ID), CreatedAt: c.ActiveAt, Metadata: &md}
 	if withStreams && c.Publisher != nil && c.Publisher.Live() {
 		r.Streams = []protocol.Stream{RenderStream(c.Publisher)}
 	}

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
-	"slices"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -22,7 +20,7 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 		props.ForcedVideoCodec = s.cfg.ForcedVideoCodec
 	}
 	props.ForcedVideoCodecResolved = ResolveCodec(props.ForcedVideoCodec, s.cfg.ForcedVideoCodec)
-	id := props.CustomSessionID
+	id := protocol.SessionID(props.CustomSessionID)
 	if id == "" {
 		id = protocol.NewSessionID()
 	}
@@ -43,20 +41,19 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 		}
 	}
 	sess := &store.Session{ID: id, CreatedAt: store.NowMillis(), Properties: props, Life: 1}
-	if n := props.MediaNodeRequested; n != "" {
+	if n := protocol.NodeID(props.MediaNodeRequested); n != "" {
 		node, err := s.store.MediaNode(ctx, n)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, err
 		}
 		if err != nil || !node.AcceptsSessions(time.Now()) {
-			return nil, &Error{Code: protocol.CodeMediaNodeNotFound, Status: http.StatusBadRequest, Body: true,
-				Message: "Media Node " + n + " does not allow initializing new Sessions"}
+			return nil, &Error{Kind: NodeRefusesSessions, Message: "Media Node " + string(n) + " does not allow initializing new Sessions"}
 		}
 		sess.MediaNodeID = n
 	}
 	if err := s.store.CreateSession(ctx, sess, events.NewSessionCreated(sess).Stored()); err != nil {
 		if errors.Is(err, store.ErrSessionExists) {
-			return nil, &Error{Code: protocol.CodeRoomCannotBeCreated, Status: http.StatusConflict, Message: "Session " + id + " already exists"}
+			return nil, &Error{Kind: SessionExists, Message: "Session " + string(id) + " already exists"}
 		}
 		return nil, err
 	}
@@ -67,7 +64,7 @@ func (s *Service) CreateSession(ctx context.Context, props store.SessionProperti
 			return nil, err
 		}
 	}
-	return &store.Snapshot{Session: sess, Conns: map[string]*store.Connection{}}, nil
+	return &store.Snapshot{Session: sess, Conns: map[protocol.ConnectionID]*store.Connection{}}, nil
 }
 
 // ResolveCodec maps a session's forcedVideoCodec to the codec its media
@@ -85,10 +82,10 @@ func ResolveCodec(forced, clusterDefault string) string {
 }
 
 // GetSession returns a session, or a 404 Error.
-func (s *Service) GetSession(ctx context.Context, sid string) (*store.Snapshot, error) {
+func (s *Service) GetSession(ctx context.Context, sid protocol.SessionID) (*store.Snapshot, error) {
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+		return nil, &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 	}
 	return snap, err
 }
@@ -115,12 +112,12 @@ func (s *Service) ListSessions(ctx context.Context) ([]*store.Snapshot, error) {
 
 // CloseSession closes a session (DELETE /sessions/{id}): every participant is
 // evicted with the reason, the media node releases the session.
-func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
+func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reason string) error {
 	var closed *store.Session
 	var evicted []*store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		closed, evicted = tx.Session, nil
 		now := store.NowMillis()
@@ -151,7 +148,7 @@ func (s *Service) CloseSession(ctx context.Context, sid, reason string) error {
 // victim (whose client leaves on it), as openvidu-server sends them. A victim
 // without a WebSocket is not told: nobody would read it.
 func evictNotify(tx *store.Tx, victim *store.Connection, remaining []*store.Connection, reason string) error {
-	params := protocol.ConnectionReason{ConnectionID: victim.ID, Reason: reason}
+	params := protocol.ConnectionReason{ConnectionID: string(victim.ID), Reason: reason}
 	for _, c := range remaining {
 		if err := tx.Notify(c.ID, protocol.NotifyParticipantLeft, params); err != nil {
 			return err
@@ -192,7 +189,7 @@ func (s *Service) afterSessionClosed(ctx context.Context, sess *store.Session, c
 	_ = s.store.UnpinSession(ctx, sess.MediaNodeID, sess.ID)
 	mc, err := s.mediaClient(ctx, sess.MediaNodeID)
 	if err == nil {
-		err = mc.ReleaseSession(ctx, sess.ID)
+		err = mc.ReleaseSession(ctx, string(sess.ID))
 	}
 	if err != nil {
 		s.log.Warn("release session on media node", "session", sess.ID, "node", sess.MediaNodeID, "err", err)
@@ -213,7 +210,7 @@ type ConnectionProperties struct {
 // CreateConnection adds a pending connection (a token) to a session. With an
 // idempotency key, a retry returns the connection the first attempt made:
 // the key is recorded in the same transaction as the connection.
-func (s *Service) CreateConnection(ctx context.Context, sid string, p ConnectionProperties, idempotencyKey string) (*store.Snapshot, *store.Connection, error) {
+func (s *Service) CreateConnection(ctx context.Context, sid protocol.SessionID, p ConnectionProperties, idempotencyKey string) (*store.Snapshot, *store.Connection, error) {
 	tokenID := protocol.NewToken()
 	c := &store.Connection{
 		ID: protocol.NewConnectionID(), SessionID: sid, Type: p.Type, Status: store.StatusPending,
@@ -225,7 +222,7 @@ func (s *Service) CreateConnection(ctx context.Context, sid string, p Connection
 	var made *store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		snap, made = &store.Snapshot{Session: tx.Session, Conns: tx.Conns}, c
 		if idempotencyKey == "" {
@@ -259,34 +256,34 @@ func (s *Service) CreateConnection(ctx context.Context, sid string, p Connection
 
 // GetConnection returns one connection. As openvidu-server, an unknown
 // session is a 400 and an unknown connection a 404.
-func (s *Service) GetConnection(ctx context.Context, sid, cid string) (*store.Snapshot, *store.Connection, error) {
+func (s *Service) GetConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) (*store.Snapshot, *store.Connection, error) {
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil, &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+		return nil, nil, &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 	}
 	if err != nil {
 		return nil, nil, err
 	}
 	c := snap.Conns[cid]
 	if c == nil {
-		return nil, nil, &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+		return nil, nil, &Error{Kind: ConnectionNotFound, Message: "Connection " + string(cid) + " not found"}
 	}
 	return snap, c, nil
 }
 
 // DeleteConnection revokes a pending connection's token or evicts an active
 // participant with reason forceDisconnectByServer (DELETE .../connection/{cid}).
-func (s *Service) DeleteConnection(ctx context.Context, sid, cid string) error {
+func (s *Service) DeleteConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var evicted *store.Connection
 	var closed *store.Session
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		evicted, closed = nil, nil
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		c := tx.Conns[cid]
 		if c == nil {
-			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+			return &Error{Kind: ConnectionNotFound, Message: "Connection " + string(cid) + " not found"}
 		}
 		if !c.Active() {
 			delete(tx.Conns, cid)
@@ -308,16 +305,16 @@ func (s *Service) DeleteConnection(ctx context.Context, sid, cid string) error {
 // UpdateConnection changes a connection's role and/or record flag (PATCH
 // .../connection/{cid}, OpenVidu Pro). An active participant is told about
 // each property that changed with connectionPropertyChanged.
-func (s *Service) UpdateConnection(ctx context.Context, sid, cid string, role *string, record *bool) (*store.Snapshot, *store.Connection, error) {
+func (s *Service) UpdateConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, role *string, record *bool) (*store.Snapshot, *store.Connection, error) {
 	var snap *store.Snapshot
 	var updated *store.Connection
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		c := tx.Conns[cid]
 		if c == nil {
-			return &Error{Code: protocol.CodeUserNotFound, Status: http.StatusNotFound, Message: "Connection " + cid + " not found"}
+			return &Error{Kind: ConnectionNotFound, Message: "Connection " + string(cid) + " not found"}
 		}
 		if role != nil && *role != c.Role {
 			c.Role = *role
@@ -351,16 +348,19 @@ func (s *Service) UpdateConnection(ctx context.Context, sid, cid string, role *s
 // Signal sends a signal to participants (POST /signal, and sendMessage from a
 // participant when from is set). An empty to means everybody, the sender
 // included. An unknown recipient fails the whole signal.
-func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data *string, from string) error {
+func (s *Service) Signal(ctx context.Context, sid protocol.SessionID, to []string, typ, data *string, from string) error {
 	fromREST := from == ""
 	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		if fromREST && tx.Session.ActivatedAt == 0 {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotAcceptable, Message: "Session " + sid + " has no participants"}
+			return &Error{Kind: SessionEmpty, Message: "Session " + string(sid) + " has no participants"}
 		}
-		recipients := to
+		recipients := make([]protocol.ConnectionID, 0, len(to))
+		for _, r := range to {
+			recipients = append(recipients, protocol.ConnectionID(r))
+		}
 		if len(recipients) == 0 {
 			for _, c := range activeConns(tx.SortedConns()) {
 				recipients = append(recipients, c.ID)
@@ -369,16 +369,14 @@ func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data
 		for _, r := range recipients {
 			if c := tx.Conns[r]; c == nil || !c.Active() {
 				if fromREST {
-					return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusNotAcceptable, Body: true,
-						Message: `"to" array has no valid connection identifiers`}
+					return &Error{Kind: InvalidRecipients, Message: `"to" array has no valid connection identifiers`}
 				}
-				return &Error{Code: protocol.CodeSignalToInvalid, Status: http.StatusBadRequest,
-					Message: `Signal "to" field invalid format: some connectionId does not exist in this session`}
+				return &Error{Kind: InvalidRecipients, Message: `Signal "to" field invalid format: some connectionId does not exist in this session`}
 			}
 		}
 		msg := protocol.SignalNotification{Data: data, Type: typ, From: from}
-		seen := map[string]bool{}
-		var sent []string
+		seen := map[protocol.ConnectionID]bool{}
+		var sent []protocol.ConnectionID
 		for _, r := range recipients {
 			if seen[r] {
 				continue
@@ -398,19 +396,19 @@ func (s *Service) Signal(ctx context.Context, sid string, to []string, typ, data
 // .../stream/{streamId}: reason forceUnpublishByServer) or a moderator
 // (forceUnpublish: forceUnpublishByUser). Every participant, owner included,
 // gets participantUnpublished.
-func (s *Service) ForceUnpublish(ctx context.Context, sid, streamID, reason string) error {
+func (s *Service) ForceUnpublish(ctx context.Context, sid protocol.SessionID, streamID protocol.StreamID, reason string) error {
 	var released []endpointRef
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
 		if tx.Session == nil {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusBadRequest, Message: "Session " + sid + " not found"}
+			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
 		if tx.Session.ActivatedAt == 0 {
-			return &Error{Code: protocol.CodeRoomNotFound, Status: http.StatusNotFound, Message: "Session " + sid + " is not active"}
+			return &Error{Kind: SessionInactive, Message: "Session " + string(sid) + " is not active"}
 		}
 		owner := streamOwner(tx.Conns, streamID)
 		if owner == nil {
-			return &Error{Code: protocol.CodeUserNotStreaming, Status: http.StatusNotFound, Message: "Stream '" + streamID + "' does not exist in Session '" + sid + "'"}
+			return &Error{Kind: StreamNotFound, Message: "Stream '" + string(streamID) + "' does not exist in Session '" + string(sid) + "'"}
 		}
 		var err error
 		released, err = unpublish(tx, owner, reason, true)
@@ -426,7 +424,7 @@ func (s *Service) ForceUnpublish(ctx context.Context, sid, streamID, reason stri
 }
 
 // streamOwner returns the connection publishing streamID, or nil.
-func streamOwner(conns map[string]*store.Connection, streamID string) *store.Connection {
+func streamOwner(conns map[protocol.ConnectionID]*store.Connection, streamID protocol.StreamID) *store.Connection {
 	if c := conns[protocol.ConnectionOfStream(streamID)]; c != nil && c.Publisher != nil && c.Publisher.StreamID == streamID {
 		return c
 	}
@@ -451,7 +449,7 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 		emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, outbound(owner), now, reason))
 		emitSubscriptionsTo(tx, owner, now, reason)
 	}
-	released := []endpointRef{{p.Node, p.StreamID}}
+	released := []endpointRef{{p.Node, string(p.StreamID)}}
 	owner.Publisher = nil
 	for _, c := range tx.Conns {
 		if sub := c.Subscriptions[p.StreamID]; sub != nil {
@@ -462,7 +460,7 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 	if !p.Live() {
 		return released, nil // nobody was told it existed
 	}
-	params := protocol.ConnectionReason{ConnectionID: owner.ID, Reason: reason}
+	params := protocol.ConnectionReason{ConnectionID: string(owner.ID), Reason: reason}
 	except := owner.ID
 	if notifyOwner {
 		except = ""
@@ -487,7 +485,7 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 		}
 	} else {
 		for _, r := range remaining {
-			if err := tx.Notify(r.ID, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: c.ID, Reason: reason}); err != nil {
+			if err := tx.Notify(r.ID, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
 				return nil, nil, err
 			}
 		}
@@ -514,7 +512,7 @@ func dropParticipant(tx *store.Tx, c *store.Connection) {
 
 // afterRemoval releases what a removed participant held, and the session's
 // resources if it closed.
-func (s *Service) afterRemoval(ctx context.Context, sid string, c *store.Connection, closed *store.Session) {
+func (s *Service) afterRemoval(ctx context.Context, sid protocol.SessionID, c *store.Connection, closed *store.Session) {
 	ctx, cancel := background(ctx)
 	defer cancel()
 	_ = s.store.CancelEviction(ctx, sid, c.ID)
@@ -526,9 +524,4 @@ func (s *Service) afterRemoval(ctx context.Context, sid string, c *store.Connect
 		return
 	}
 	s.releaseEndpoints(ctx, sid, endpointsOf(c))
-}
-
-// validRole reports whether r is an OpenVidu role.
-func validRole(r string) bool {
-	return slices.Contains([]string{protocol.RoleSubscriber, protocol.RolePublisher, protocol.RoleModerator}, r)
 }

@@ -14,7 +14,6 @@ package session
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -55,7 +54,9 @@ type Config struct {
 	// Defaults of new sessions (OPENVIDU_STREAMS_FORCED_VIDEO_CODEC, _ALLOW_TRANSCODING).
 	ForcedVideoCodec string
 	AllowTranscoding bool
-	Logger           *slog.Logger
+	// TURN is handed to participants in joinRoom (ICEServers).
+	TURN   TURN
+	Logger *slog.Logger
 }
 
 // Nudges schedule WebSocket closes after a migration: Count of them,
@@ -71,12 +72,12 @@ type Service struct {
 	cfg     Config
 	store   *store.Store
 	log     *slog.Logger
-	suspect atomic.Pointer[func(string)]
+	suspect atomic.Pointer[func(protocol.MasterID)]
 }
 
 // SetPeerSuspect registers what to call when a participant of another master
 // reconnects here (its master should be checked at once).
-func (s *Service) SetPeerSuspect(f func(master string)) { s.suspect.Store(&f) }
+func (s *Service) SetPeerSuspect(f func(master protocol.MasterID)) { s.suspect.Store(&f) }
 
 // New returns a Service.
 func New(cfg Config) *Service {
@@ -90,54 +91,12 @@ func New(cfg Config) *Service {
 // Store returns the service's store.
 func (s *Service) Store() *store.Store { return s.store }
 
-// Error is a failure with OpenVidu's meaning: Code is the JSON-RPC error code
-// and Status the REST status openvidu-server answers in that case; Message is
-// its wording. Body tells REST handlers to send OpenVidu's error JSON rather
-// than an empty body.
-type Error struct {
-	Code    int
-	Status  int
-	Message string
-	Body    bool
-	cause   error
-}
-
-func (e *Error) Error() string {
-	if e.cause != nil {
-		return e.Message + ": " + e.cause.Error()
-	}
-	return e.Message
-}
-
-func (e *Error) Unwrap() error { return e.cause }
-
-func newError(code, status int, format string, args ...any) *Error {
-	return &Error{Code: code, Status: status, Message: fmt.Sprintf(format, args...)}
-}
-
-// AsError returns err as an *Error, wrapping unexpected errors as 500s (and
-// Redis being unreachable as a 503, so clients and proxies retry).
-func AsError(err error) *Error {
-	var e *Error
-	if errors.As(err, &e) {
-		return e
-	}
-	var me *mediaapi.Error
-	if errors.As(err, &me) {
-		return &Error{Code: protocol.CodeMediaGeneric, Status: http.StatusBadGateway, Message: "Media node error: " + me.Message, cause: err}
-	}
-	if store.IsUnavailable(err) {
-		return &Error{Code: protocol.CodeGeneric, Status: http.StatusServiceUnavailable, Message: "Cluster state unavailable", Body: true, cause: err}
-	}
-	return &Error{Code: protocol.CodeGeneric, Status: http.StatusInternalServerError, Message: "Internal error", Body: true, cause: err}
-}
-
 // TokenURL returns the token string handed to clients:
 // <public url>?sessionId=<sid>&token=<tok_...>&edition=<edition>, as
 // OpenVidu Pro's (openvidu-browser's Session.processToken reads edition into
 // isAtLeastPro and isEnterprise; only the tok_ id is the credential).
-func (s *Service) TokenURL(sid, tokenID string) string {
-	u := s.cfg.PublicURL + "?sessionId=" + url.QueryEscape(sid) + "&token=" + tokenID
+func (s *Service) TokenURL(sid protocol.SessionID, tokenID string) string {
+	u := s.cfg.PublicURL + "?sessionId=" + url.QueryEscape(string(sid)) + "&token=" + tokenID
 	if s.cfg.Edition != "" {
 		u += "&edition=" + url.QueryEscape(s.cfg.Edition)
 	}
@@ -146,7 +105,7 @@ func (s *Service) TokenURL(sid, tokenID string) string {
 
 // ParseToken extracts the tok_ id from a token as a client presents it: the
 // full URL (whose sessionId must be sid) or the bare id.
-func ParseToken(token, sid string) (string, bool) {
+func ParseToken(token string, sid protocol.SessionID) (string, bool) {
 	if strings.HasPrefix(token, protocol.PrefixToken) {
 		return token, true
 	}
@@ -155,20 +114,20 @@ func ParseToken(token, sid string) (string, bool) {
 		return "", false
 	}
 	q := u.Query()
-	if q.Get("sessionId") != sid || !strings.HasPrefix(q.Get("token"), protocol.PrefixToken) {
+	if protocol.SessionID(q.Get("sessionId")) != sid || !strings.HasPrefix(q.Get("token"), protocol.PrefixToken) {
 		return "", false
 	}
 	return q.Get("token"), true
 }
 
 // mediaClient returns a client for a media node by id.
-func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Client, error) {
+func (s *Service) mediaClient(ctx context.Context, nodeID protocol.NodeID) (*mediaapi.Client, error) {
 	if nodeID == "" {
-		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "The session has no media node")
+		return nil, newError(NoMediaNode, "The session has no media node")
 	}
 	n, err := s.store.MediaNode(ctx, nodeID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && n.Crashed()) {
-		return nil, newError(protocol.CodeMediaNodeNotFound, http.StatusServiceUnavailable, "Media node %s is not available", nodeID)
+		return nil, newError(NoMediaNode, "Media node %s is not available", nodeID)
 	}
 	if err != nil {
 		return nil, err
@@ -179,7 +138,7 @@ func (s *Service) mediaClient(ctx context.Context, nodeID string) (*mediaapi.Cli
 // releaseEndpoints releases media node endpoints in the background of a
 // finished operation; failures are logged (the node's own cleanup catches
 // what is left).
-func (s *Service) releaseEndpoints(ctx context.Context, sid string, rel []endpointRef) {
+func (s *Service) releaseEndpoints(ctx context.Context, sid protocol.SessionID, rel []endpointRef) {
 	for _, r := range rel {
 		if r.node == "" {
 			continue
@@ -189,20 +148,23 @@ func (s *Service) releaseEndpoints(ctx context.Context, sid string, rel []endpoi
 			s.log.Warn("release endpoint: no media node", "session", sid, "endpoint", r.id, "node", r.node, "err", err)
 			continue
 		}
-		if err := mc.Release(ctx, sid, r.id); err != nil {
+		if err := mc.Release(ctx, string(sid), r.id); err != nil {
 			s.log.Warn("release endpoint", "session", sid, "endpoint", r.id, "node", r.node, "err", err)
 		}
 	}
 }
 
 // endpointRef names an endpoint on a media node.
-type endpointRef struct{ node, id string }
+type endpointRef struct {
+	node protocol.NodeID
+	id   string // a publisher's stream id, or store.SubscriberEndpointID
+}
 
 // endpointsOf lists the endpoints a connection holds.
 func endpointsOf(c *store.Connection) []endpointRef {
 	var out []endpointRef
 	if p := c.Publisher; p != nil {
-		out = append(out, endpointRef{p.Node, p.StreamID})
+		out = append(out, endpointRef{p.Node, string(p.StreamID)})
 	}
 	for _, sub := range c.Subscriptions {
 		out = append(out, endpointRef{sub.Node, store.SubscriberEndpointID(c.ID, sub.StreamID)})

@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"net/url"
-	"sort"
+	"slices"
 	"time"
 
-	"github.com/chorus-rtc/chorus/shared/events"
+	"github.com/chorus-rtc/chorus/master/events"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -100,7 +101,7 @@ func (s *Service) reapDeadMasters(ctx context.Context) {
 		return
 	}
 	for _, m := range dead {
-		s.DeclareMasterCrashed(ctx, store.MasterInfo{ID: m}, time.Now())
+		s.declareMasterCrashed(ctx, store.MasterInfo{ID: m}, time.Now(), true)
 	}
 }
 
@@ -111,28 +112,48 @@ func (s *Service) reapDeadMasters(ctx context.Context) {
 // cluster; every caller then helps detach its participants, which may resume
 // on another master within the grace period.
 func (s *Service) DeclareMasterCrashed(ctx context.Context, m store.MasterInfo, since time.Time) {
-	won, err := s.store.FlagMasterCrashed(ctx, m.ID, since)
+	s.declareMasterCrashed(ctx, m, since, false)
+}
+
+// declareMasterCrashed is DeclareMasterCrashed; expired says the master was
+// found by its expired registration, which a graceful deregistration may
+// have removed meanwhile (then it did not crash, and nothing happens).
+func (s *Service) declareMasterCrashed(ctx context.Context, m store.MasterInfo, since time.Time, expired bool) {
+	flag := s.store.FlagMasterCrashed
+	if expired {
+		flag = s.store.FlagExpiredMasterCrashed
+	}
+	// The sessions nodeCrashed names are read before flagging: callers that
+	// lose the flag take (and empty) the index at once, so the winner,
+	// reading it after its flag, found it empty when masters declared the
+	// crash together (TestMasterCrashReapedOnce).
+	held, _ := s.store.MasterConnections(ctx, m.ID)
+	won, err := flag(ctx, m.ID, since)
 	if err != nil {
 		s.log.Warn("flag crashed master", "master", m.ID, "err", err)
 		return
 	}
+	if expired && !won {
+		if crashed, err := s.store.MasterCrashed(ctx, m.ID); err != nil || !crashed {
+			return // deregistered meanwhile: a graceful shutdown, not a crash
+		}
+	}
 	if won {
-		conns, _ := s.store.MasterConnections(ctx, m.ID)
-		sids := map[string]bool{}
-		var sessionIDs []string
-		for _, c := range conns {
+		sids := map[protocol.SessionID]bool{}
+		var sessionIDs []protocol.SessionID
+		for _, c := range held {
 			if !sids[c.SessionID] {
 				sids[c.SessionID] = true
 				sessionIDs = append(sessionIDs, c.SessionID)
 			}
 		}
-		sort.Strings(sessionIDs)
-		node := events.MediaNode{ID: m.ID, URI: m.InternalURL, IP: hostOf(m.InternalURL)}
+		slices.Sort(sessionIDs)
+		node := events.MediaNode{ID: string(m.ID), URI: m.InternalURL, IP: hostOf(m.InternalURL)}
 		ev := events.NewNodeCrashed(store.NowMillis(), s.cfg.ClusterID, node, events.RoleMasterNode, since.UnixMilli(), sessionIDs)
 		if err := s.store.EmitCluster(ctx, ev.Stored()); err != nil {
 			s.log.Warn("emit nodeCrashed", "master", m.ID, "err", err)
 		}
-		s.log.Warn("master crashed: its participants may resume on another master", "master", m.ID, "participants", len(conns))
+		s.log.Warn("master crashed: its participants may resume on another master", "master", m.ID, "participants", len(held))
 	}
 	conns, err := s.store.TakeMasterConnections(ctx, m.ID)
 	if err != nil {

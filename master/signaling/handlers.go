@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"strings"
+	"time"
 
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -16,8 +16,6 @@ func errNotJoined() *protocol.RPCError {
 	return &protocol.RPCError{Code: protocol.CodeTransport,
 		Message: "No connection found for participant. Method 'Session.connect()' must be the first operation called in any session"}
 }
-
-func asSessionError(err error) *session.Error { return session.AsError(err) }
 
 // errTryAgainLater closes the socket instead of answering, so the client
 // reconnects and retries.
@@ -50,7 +48,10 @@ func (sk *socket) handle(ctx context.Context, req *protocol.Request) (any, error
 	return handler(sk, ctx, participant{sid: sid, cid: cid}, req.Params)
 }
 
-type participant struct{ sid, cid string }
+type participant struct {
+	sid protocol.SessionID
+	cid protocol.ConnectionID
+}
 
 type participantMethod func(sk *socket, ctx context.Context, p participant, params json.RawMessage) (any, error)
 
@@ -113,7 +114,7 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 		secret = *p.Secret
 	}
 	res, err := sk.srv.cfg.Sessions.Join(ctx, session.JoinRequest{
-		SessionID: *p.Session, Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
+		SessionID: protocol.SessionID(*p.Session), Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
 		Secret: secret, ServerSecret: sk.srv.cfg.Secret,
 	})
 	if err != nil {
@@ -126,10 +127,10 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	sk.srv.register(sk, res.Session.ID, c.ID)
 
 	result := protocol.JoinRoomResult{
-		ID: c.ID, FinalUserID: c.ID, CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
-		Value: []protocol.RemoteConnection{}, Session: res.Session.ID, SessionID: c.RPCSessionID,
+		ID: string(c.ID), FinalUserID: string(c.ID), CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
+		Value: []protocol.RemoteConnection{}, Session: string(res.Session.ID), SessionID: c.RPCSessionID,
 		Version: protocol.Version, MediaServer: protocol.MediaServer, VideoSimulcast: false,
-		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: c.CustomIceServers,
+		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: sk.srv.cfg.Sessions.ICEServers(c, time.Now()),
 	}
 	for _, o := range res.Others {
 		result.Value = append(result.Value, session.RenderRemote(o, true))
@@ -154,13 +155,15 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	if joined || sk.urlSID == "" || p.SessionID == "" {
 		return nil, reconnErr
 	}
-	c, err := sk.srv.cfg.Sessions.Reattach(ctx, sk.urlSID, p.SessionID)
+	attach := sk.srv.attachLock(protocol.SessionID(sk.urlSID)) // until registered: see Server.attach
+	attach.Lock()
+	defer attach.Unlock()
+	c, err := sk.srv.cfg.Sessions.Reattach(ctx, protocol.SessionID(sk.urlSID), p.SessionID)
 	if err != nil {
-		var e *session.Error
-		if errors.As(err, &e) && e.Code == protocol.CodeReconnectionError {
+		if session.IsKind(err, session.ReconnectionFailed) {
 			return nil, reconnErr
 		}
-		if session.AsError(err).Status == http.StatusServiceUnavailable {
+		if session.AsError(err).Kind == session.Unavailable {
 			// The cluster state is unreachable: an error here would make
 			// openvidu-browser give up (it asks sessionStatus, then waits
 			// forever); a closed socket makes it try again.
@@ -186,7 +189,7 @@ func (sk *socket) sessionStatus(ctx context.Context, raw json.RawMessage) (any, 
 	if p.SessionID == "" {
 		return nil, protocol.MissingParam("sessionStatus", "sessionId")
 	}
-	life, err := sk.srv.cfg.Sessions.SessionStatus(ctx, p.SessionID)
+	life, err := sk.srv.cfg.Sessions.SessionStatus(ctx, protocol.SessionID(p.SessionID))
 	if err != nil {
 		return nil, err
 	}
@@ -294,8 +297,8 @@ func (sk *socket) reconnectStream(ctx context.Context, pt participant, raw json.
 	if sdp == nil {
 		return nil, protocol.MissingParam("reconnectStream", "sdpString")
 	}
-	if protocol.ConnectionOfStream(*p.Stream) == pt.cid {
-		pub, err := sk.srv.cfg.Sessions.ReconnectPublisher(ctx, pt.sid, pt.cid, *p.Stream, *sdp)
+	if protocol.ConnectionOfStream(protocol.StreamID(*p.Stream)) == pt.cid {
+		pub, err := sk.srv.cfg.Sessions.ReconnectPublisher(ctx, pt.sid, pt.cid, protocol.StreamID(*p.Stream), *sdp)
 		if err != nil {
 			return nil, err
 		}
@@ -358,8 +361,7 @@ func (sk *socket) unsubscribeFromVideo(ctx context.Context, pt participant, raw 
 func (sk *socket) leaveRoom(ctx context.Context, pt participant, _ json.RawMessage) (any, error) {
 	sk.stopNotifications()
 	if err := sk.srv.cfg.Sessions.Leave(ctx, pt.sid, pt.cid); err != nil {
-		var e *session.Error
-		if !errors.As(err, &e) || e.Code != protocol.CodeUserNotFound {
+		if !session.IsKind(err, session.SessionNotFound, session.ConnectionNotFound) {
 			sk.resumeNotifications()
 			return nil, err
 		}
@@ -397,7 +399,7 @@ func (sk *socket) sendMessage(ctx context.Context, pt participant, raw json.RawM
 		}
 		to = append(to, *t)
 	}
-	if err := sk.srv.cfg.Sessions.Signal(ctx, pt.sid, to, msg.Type, msg.Data, pt.cid); err != nil {
+	if err := sk.srv.cfg.Sessions.Signal(ctx, pt.sid, to, msg.Type, msg.Data, string(pt.cid)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
@@ -413,7 +415,7 @@ func (sk *socket) forceDisconnect(ctx context.Context, pt participant, raw json.
 	if p.ConnectionID == nil {
 		return nil, protocol.MissingParam("forceDisconnect", "connectionId")
 	}
-	if err := sk.srv.cfg.Sessions.ForceDisconnect(ctx, pt.sid, pt.cid, *p.ConnectionID); err != nil {
+	if err := sk.srv.cfg.Sessions.ForceDisconnect(ctx, pt.sid, pt.cid, protocol.ConnectionID(*p.ConnectionID)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil
@@ -429,7 +431,7 @@ func (sk *socket) forceUnpublish(ctx context.Context, pt participant, raw json.R
 	if p.StreamID == nil {
 		return nil, protocol.MissingParam("forceUnpublish", "streamId")
 	}
-	if err := sk.srv.cfg.Sessions.ForceUnpublishByUser(ctx, pt.sid, pt.cid, *p.StreamID); err != nil {
+	if err := sk.srv.cfg.Sessions.ForceUnpublishByUser(ctx, pt.sid, pt.cid, protocol.StreamID(*p.StreamID)); err != nil {
 		return nil, err
 	}
 	return map[string]any{}, nil

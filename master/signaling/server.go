@@ -7,6 +7,7 @@ package signaling
 
 import (
 	"context"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -61,8 +63,23 @@ type Server struct {
 	mu      sync.Mutex
 	closing bool
 	all     map[*socket]struct{}
-	joined  map[string]*socket // by "<sid> <cid>"
+	joined  map[store.Wake]*socket // by session and connection
 	wg      sync.WaitGroup
+
+	// attach serializes, per session (striped), a resumption's Reattach
+	// and register with a closed socket's unregister and Detach. Without
+	// it a participant resuming on this master right after its socket
+	// closed (a nudge closes sockets on purpose) could be detached by the
+	// old socket after its Reattach: live on its new socket, yet evicted
+	// after the grace period (session.TestNudgeClosesOnlySettledSockets).
+	attach [64]sync.Mutex
+}
+
+// attachLock returns the lock of session sid's attachments (see attach).
+func (s *Server) attachLock(sid protocol.SessionID) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(sid))
+	return &s.attach[h.Sum32()%uint32(len(s.attach))]
 }
 
 // New returns a Server.
@@ -76,10 +93,8 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[string]*socket{}}
+	return &Server{cfg: cfg, log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
 }
-
-func key(sid, cid string) string { return sid + " " + cid }
 
 // ServeHTTP upgrades a request to /openvidu and serves the socket until it
 // closes. Any Origin is accepted, as openvidu-server does.
@@ -113,10 +128,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // register makes sk the socket of participant (sid, cid) on this master,
 // closing any older socket of the same participant (a reconnection that
 // arrived before the old socket's death was noticed).
-func (s *Server) register(sk *socket, sid, cid string) {
+func (s *Server) register(sk *socket, sid protocol.SessionID, cid protocol.ConnectionID) {
 	s.mu.Lock()
-	old := s.joined[key(sid, cid)]
-	s.joined[key(sid, cid)] = sk
+	old := s.joined[store.Wake{SessionID: sid, ConnectionID: cid}]
+	s.joined[store.Wake{SessionID: sid, ConnectionID: cid}] = sk
 	s.mu.Unlock()
 	if old != nil && old != sk {
 		old.replaced()
@@ -125,13 +140,13 @@ func (s *Server) register(sk *socket, sid, cid string) {
 
 // unregister forgets sk; it reports whether sk was still the participant's
 // current socket (only then is the participant detached).
-func (s *Server) unregister(sk *socket, sid, cid string) bool {
+func (s *Server) unregister(sk *socket, sid protocol.SessionID, cid protocol.ConnectionID) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.joined[key(sid, cid)] != sk {
+	if s.joined[store.Wake{SessionID: sid, ConnectionID: cid}] != sk {
 		return false
 	}
-	delete(s.joined, key(sid, cid))
+	delete(s.joined, store.Wake{SessionID: sid, ConnectionID: cid})
 	return true
 }
 
@@ -152,7 +167,7 @@ func (s *Server) Run(ctx context.Context) error {
 					break dispatch
 				}
 				s.mu.Lock()
-				sk := s.joined[key(w.SessionID, w.ConnectionID)]
+				sk := s.joined[store.Wake{SessionID: w.SessionID, ConnectionID: w.ConnectionID}]
 				s.mu.Unlock()
 				if sk != nil {
 					sk.wake()
@@ -201,9 +216,7 @@ func (s *Server) VerifySockets(ctx context.Context) {
 	s.mu.Lock()
 	var conns []store.Wake
 	sockets := map[store.Wake]*socket{}
-	for k, sk := range s.joined {
-		sid, cid, _ := strings.Cut(k, " ")
-		w := store.Wake{SessionID: sid, ConnectionID: cid}
+	for w, sk := range s.joined {
 		conns = append(conns, w)
 		sockets[w] = sk
 	}

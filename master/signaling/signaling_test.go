@@ -209,9 +209,9 @@ type rawSocket struct {
 	id int
 }
 
-func dialRaw(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid string) *rawSocket {
+func dialRaw(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid protocol.SessionID) *rawSocket {
 	t.Helper()
-	ws, _, err := websocket.Dial(ctx, strings.Replace(c.MasterURLs[0], "http", "ws", 1)+"/openvidu?sessionId="+sid, nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(c.MasterURLs[0], "http", "ws", 1)+"/openvidu?sessionId="+string(sid), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,8 +485,8 @@ func TestModeratorAndSignals(t *testing.T) {
 	if st, _ := rest(t, c, "DELETE", "/openvidu/api/sessions/mod", ""); st != 204 {
 		t.Errorf("DELETE session: %d", st)
 	}
-	ev = waitEvents(t, ctx, mod, protocol.NotifyParticipantEvicted, 2)
-	if !strings.Contains(string(ev[len(ev)-1].Params), protocol.ReasonSessionClosedByServer) {
+	ev = waitEvents(t, ctx, mod, protocol.NotifyParticipantEvicted, 3) // pubber's, viewer's, then its own
+	if own := string(ev[2].Params); !strings.Contains(own, mod.ConnectionID()) || !strings.Contains(own, protocol.ReasonSessionClosedByServer) {
 		t.Errorf("session close told the moderator %s", ev[len(ev)-1].Params)
 	}
 	mod.Close()

@@ -57,7 +57,8 @@ type socket struct {
 	wakeCh   chan struct{}
 
 	mu       sync.Mutex
-	sid, cid string
+	sid      protocol.SessionID
+	cid      protocol.ConnectionID
 	rpcID    string
 	joined   bool
 	gone     bool // left, evicted or replaced: do not detach on close
@@ -116,6 +117,9 @@ func (sk *socket) serve(parent context.Context) {
 	if !joined {
 		return
 	}
+	attach := sk.srv.attachLock(sid)
+	attach.Lock()
+	defer attach.Unlock()
 	if sk.srv.unregister(sk, sid, cid) && !gone {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -374,7 +378,7 @@ func (sk *socket) close(code websocket.StatusCode, reason string) {
 }
 
 // startDelivery writes the participant's queued notifications from now on.
-func (sk *socket) startDelivery(sid, cid string) {
+func (sk *socket) startDelivery(sid protocol.SessionID, cid protocol.ConnectionID) {
 	sk.tasks.Add(1)
 	go func() {
 		defer sk.tasks.Done()
@@ -382,7 +386,7 @@ func (sk *socket) startDelivery(sid, cid string) {
 	}()
 }
 
-func (sk *socket) deliver(sid, cid string) {
+func (sk *socket) deliver(sid protocol.SessionID, cid protocol.ConnectionID) {
 	st := sk.srv.cfg.Store
 	tick := time.NewTicker(sk.srv.cfg.PollInterval)
 	defer tick.Stop()
@@ -451,13 +455,13 @@ func (sk *socket) deliver(sid, cid string) {
 // holdDeparture reports whether e, a notification of another participant's
 // departure, must wait (Config.DepartureDelay); a wake-up is scheduled for
 // when it is due.
-func (sk *socket) holdDeparture(e store.OutboxEntry, cid string) bool {
+func (sk *socket) holdDeparture(e store.OutboxEntry, cid protocol.ConnectionID) bool {
 	delay := sk.srv.cfg.DepartureDelay
 	if delay <= 0 || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
 		return false
 	}
 	var p protocol.ConnectionReason
-	if json.Unmarshal(e.Params, &p) == nil && p.ConnectionID == cid {
+	if json.Unmarshal(e.Params, &p) == nil && protocol.ConnectionID(p.ConnectionID) == cid {
 		return false // its own eviction: at once
 	}
 	if sk.departure != e.ID {
@@ -503,7 +507,7 @@ func (sk *socket) resumeNotifications() {
 // reconnect closes the socket so that its client reconnects and resumes
 // (the entry is acknowledged first: the resumed socket is not closed again).
 // It reports whether it closed the socket.
-func (sk *socket) reconnect(sid, cid string, params json.RawMessage) bool {
+func (sk *socket) reconnect(sid protocol.SessionID, cid protocol.ConnectionID, params json.RawMessage) bool {
 	var p protocol.ReconnectSocket
 	_ = json.Unmarshal(params, &p)
 	if p.IfMigrating && !sk.srv.cfg.Sessions.PublisherMigrating(sk.ctx, sid, cid) {
@@ -531,9 +535,9 @@ func (sk *socket) reconnect(sid, cid string, params json.RawMessage) bool {
 // isOwnEviction reports whether a participantEvicted is about this socket's
 // own participant; if so, its client leaves and closes the socket, and if it
 // does not, the server does.
-func (sk *socket) isOwnEviction(cid string, params json.RawMessage) bool {
+func (sk *socket) isOwnEviction(cid protocol.ConnectionID, params json.RawMessage) bool {
 	var p protocol.ConnectionReason
-	if json.Unmarshal(params, &p) != nil || p.ConnectionID != cid {
+	if json.Unmarshal(params, &p) != nil || protocol.ConnectionID(p.ConnectionID) != cid {
 		return false
 	}
 	sk.mu.Lock()
@@ -541,13 +545,4 @@ func (sk *socket) isOwnEviction(cid string, params json.RawMessage) bool {
 	sk.mu.Unlock()
 	time.AfterFunc(evictedCloseDelay, func() { sk.close(websocket.StatusNormalClosure, "evicted") })
 	return true
-}
-
-func toRPCError(err error) *protocol.RPCError {
-	var rerr *protocol.RPCError
-	if errors.As(err, &rerr) {
-		return rerr
-	}
-	e := asSessionError(err)
-	return &protocol.RPCError{Code: e.Code, Message: e.Message}
 }

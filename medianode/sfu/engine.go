@@ -5,6 +5,8 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/ice/v4"
@@ -60,22 +62,55 @@ func videoCodec(name string) (webrtc.RTPCodecParameters, error) {
 }
 
 // engine builds the pion API objects of the node's peer connections: every
-// one shares the node's single UDP port (UDP mux), uses ICE-lite (the node
-// answers connectivity checks and never starts them, like mediasoup) and
-// announces the configured IPs.
+// one shares the node's single UDP port (UDP mux) and, with ICE-TCP, its
+// single TCP port (TCP mux), uses ICE-lite (the node answers connectivity
+// checks and never starts them, like mediasoup) and announces the
+// configured IPs.
 type engine struct {
 	settings webrtc.SettingEngine
+	// tcpMux is pion's ICE-TCP mux over the node's TCP listener (nil
+	// without ICE-TCP); the SFU closes it, and with it the listener.
+	tcpMux    ice.TCPMux
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // EngineConfig configures the node's ICE.
 type EngineConfig struct {
 	// UDPConn is the node's single media socket.
 	UDPConn net.PacketConn
-	// PublicIPs replace the local address in host candidates (NAT 1:1).
+	// TCPListener, when set, is the node's single ICE-TCP port: every peer
+	// connection also gets a passive TCP host candidate on it (RFC 6544,
+	// media framed as RFC 4571 by pion's TCP mux), for clients whose
+	// network blocks UDP. The SFU owns it once New succeeds: Close closes
+	// it.
+	TCPListener net.Listener
+	// PublicIPs replace the local address in host candidates (NAT 1:1),
+	// UDP and TCP alike.
 	PublicIPs []string
 	// LoggerFactory receives pion's logs (nil: pion's default, warnings only).
 	LoggerFactory logging.LoggerFactory
 }
+
+// ICE-TCP buffers of pion's TCP mux (ice.TCPMuxParams), per TCP connection.
+const (
+	// tcpReadBufferPackets is how many received packets wait for the peer
+	// connection's reader before the mux stops reading the socket (TCP's
+	// own flow control then slows the sender).
+	tcpReadBufferPackets = 64
+	// tcpWriteBufferBytes bounds the packets queued for a TCP client, in
+	// bytes: about 1.6 s of a 2.5 Mbit/s stream. Writes never block (a
+	// forwarding loop writes to every subscriber in turn: one congested
+	// TCP client must not stall the others); past the bound packets are
+	// dropped, and NACKs and keyframe requests repair them as UDP losses.
+	// pion's webrtc.NewICETCPMux sets no write buffer (blocking writes),
+	// hence ice.NewTCPMuxDefault.
+	tcpWriteBufferBytes = 512 << 10
+	// tcpFirstSTUNTimeout is how long a new TCP connection may stay silent
+	// before its first STUN binding request (a browser sends it at once;
+	// pion's default is 30 s): idle connections are dropped sooner.
+	tcpFirstSTUNTimeout = 10 * time.Second
+)
 
 func newEngine(cfg EngineConfig) (*engine, error) {
 	var s webrtc.SettingEngine
@@ -86,18 +121,21 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 	// The cheapest SRTP profile first: AES-128-GCM (fewer AES rounds than
 	// pion's default AES-256-GCM; both AEAD, no separate HMAC).
 	s.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	var logger logging.LeveledLogger
-	if cfg.LoggerFactory != nil {
-		logger = cfg.LoggerFactory.NewLogger("udpmux")
+	logger := func(scope string) logging.LeveledLogger {
+		if cfg.LoggerFactory == nil {
+			return nil
+		}
+		return cfg.LoggerFactory.NewLogger(scope)
 	}
-	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger, cfg.UDPConn))
+	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger("udpmux"), cfg.UDPConn))
 	local, _ := cfg.UDPConn.LocalAddr().(*net.UDPAddr)
 	if local != nil && local.IP.IsLoopback() {
 		s.SetIncludeLoopbackCandidate(true)
 	}
 	if len(cfg.PublicIPs) > 0 {
+		// pion applies the rules to host candidates of every network
+		// type: the TCP candidates announce the same addresses.
 		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        cfg.PublicIPs,
 			AsCandidateType: webrtc.ICECandidateTypeHost,
@@ -107,7 +145,39 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 			return nil, fmt.Errorf("announce public IPs %v: %w", cfg.PublicIPs, err)
 		}
 	}
-	return &engine{settings: s}, nil
+	e := &engine{}
+	if cfg.TCPListener == nil {
+		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	} else {
+		// Passive TCP host candidates only (the node is ICE-lite: it never
+		// connects out), prioritized by pion below the UDP ones: type
+		// preference 126-27 (pion's TCP offset) against 126 for a UDP host
+		// candidate, local preference (2^13)*4+8191 for passive TCP
+		// against 65535 (RFC 6544 section 4.2), so 1671430143 against
+		// 2130706431: a client that can use both picks UDP.
+		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
+		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener:             newClosingListener(cfg.TCPListener),
+			Logger:               logger("tcpmux"),
+			ReadBufferSize:       tcpReadBufferPackets,
+			WriteBufferSize:      tcpWriteBufferBytes,
+			FirstStunBindTimeout: tcpFirstSTUNTimeout,
+		})
+		s.SetICETCPMux(e.tcpMux)
+	}
+	e.settings = s
+	return e, nil
+}
+
+// close releases the TCP mux: its listener, its connections and their
+// goroutines (it waits for them).
+func (e *engine) close() error {
+	e.closeOnce.Do(func() {
+		if e.tcpMux != nil {
+			e.closeErr = e.tcpMux.Close()
+		}
+	})
+	return e.closeErr
 }
 
 // publisherAPI returns the API for a publisher's peer connection: Opus and the
@@ -175,7 +245,7 @@ func registerCodecs(m *webrtc.MediaEngine, video webrtc.RTPCodecParameters) erro
 func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCodecType, error) {
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(offer); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	want := map[string]string{"audio": "opus", "video": strings.TrimPrefix(strings.ToLower(video.MimeType), "video/")}
 	var kinds []webrtc.RTPCodecType

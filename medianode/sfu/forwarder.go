@@ -139,5 +139,3 @@ func (f *forwarder) removeDownTrack(dt *downTrack) {
 	}
 	f.downTracks.Store(&next)
 }
-
-func (f *forwarder) subscriberCount() int { return len(*f.downTracks.Load()) }

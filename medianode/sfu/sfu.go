@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sort"
 	"sync"
 	"time"
@@ -74,7 +75,8 @@ type subscriber struct {
 	downTracks []*downTrack
 }
 
-// New returns an SFU using the given UDP socket for all media.
+// New returns an SFU using the given UDP socket for all media, and the
+// given TCP listener, if any, for ICE-TCP (see EngineConfig).
 func New(cfg Config) (*SFU, error) {
 	if cfg.RetransmissionBuffer == 0 {
 		cfg.RetransmissionBuffer = 512
@@ -113,7 +115,7 @@ func (s *SFU) roomLocked(sid string) *room {
 func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string, error) {
 	video, err := videoCodec(req.VideoCodec)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	kinds, err := offeredKinds(req.SDPOffer, video)
 	if err != nil {
@@ -190,11 +192,11 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 
 func (s *SFU) negotiateAnswer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	answer, err := pc.CreateAnswer(nil)
 	if err != nil {
-		return "", fmt.Errorf("%w: create answer: %v", ErrBadSDP, err)
+		return "", fmt.Errorf("%w: create answer: %w", ErrBadSDP, err)
 	}
 	if err := s.setLocalAndGather(ctx, pc, answer); err != nil {
 		return "", err
@@ -308,7 +310,7 @@ func (s *SFU) Answer(ctx context.Context, sessionID, endpointID, sdp string) err
 		return ErrUnknownEndpoint
 	}
 	if err := sub.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadSDP, err)
+		return fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
 	return nil
 }
@@ -326,7 +328,7 @@ func (s *SFU) AddICECandidate(sessionID, endpointID string, c mediaapi.ICECandid
 	}
 	err := pc.AddICECandidate(webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex})
 	if err != nil {
-		return fmt.Errorf("%w: candidate: %v", ErrBadSDP, err)
+		return fmt.Errorf("%w: candidate: %w", ErrBadSDP, err)
 	}
 	return nil
 }
@@ -396,9 +398,13 @@ func (s *SFU) CloseAll() {
 	s.sessions = map[string]*room{}
 	s.mu.Unlock()
 	closeAll(toClose)
+	if err := s.eng.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Warn("close the ICE-TCP port", "err", err)
+	}
 }
 
-// Close closes every endpoint; the SFU accepts no new ones.
+// Close closes every endpoint and the ICE-TCP port (waiting for its
+// connections' goroutines); the SFU accepts no new endpoints.
 func (s *SFU) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -409,6 +415,9 @@ func (s *SFU) Close() {
 	s.sessions = map[string]*room{}
 	s.mu.Unlock()
 	closeAll(toClose)
+	if err := s.eng.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		s.log.Warn("close the ICE-TCP port", "err", err)
+	}
 }
 
 func (r *room) peerConnections() []*webrtc.PeerConnection {

@@ -80,7 +80,13 @@ type testPublisher struct {
 
 func publish(t *testing.T, ctx context.Context, s *SFU, sid, streamID, codec string) *testPublisher {
 	t.Helper()
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	return publishWith(t, ctx, loopbackAPI(t), s, sid, streamID, codec)
+}
+
+// publishWith is publish from a peer of the given API.
+func publishWith(t *testing.T, ctx context.Context, api *webrtc.API, s *SFU, sid, streamID, codec string) *testPublisher {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +149,13 @@ type testSubscriber struct {
 
 func subscribe(t *testing.T, ctx context.Context, s *SFU, sid, endpointID, streamID string) *testSubscriber {
 	t.Helper()
-	pc, err := loopbackAPI(t).NewPeerConnection(webrtc.Configuration{})
+	return subscribeWith(t, ctx, loopbackAPI(t), s, sid, endpointID, streamID)
+}
+
+// subscribeWith is subscribe from a peer of the given API.
+func subscribeWith(t *testing.T, ctx context.Context, api *webrtc.API, s *SFU, sid, endpointID, streamID string) *testSubscriber {
+	t.Helper()
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package participant
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -42,7 +43,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	if opts.VideoCodec == "" {
 		opts.VideoCodec = webrtc.MimeTypeVP8
 	}
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +169,12 @@ func (pub *Publisher) sendAudio(ctx context.Context) {
 	}
 }
 
+// CandidatePair is the ICE candidate pair the publisher's current peer
+// connection uses (an error before ICE selected one).
+func (pub *Publisher) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(pub.current())
+}
+
 // Sent is the number of RTP packets sent.
 func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
 
@@ -177,7 +184,7 @@ func (pub *Publisher) Sent() uint64 { return pub.sent.Load() }
 func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 	pub.renegotiation.Lock()
 	defer pub.renegotiation.Unlock()
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return err
 	}
@@ -304,12 +311,12 @@ func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscrip
 // answer makes a receiving peer connection from a server offer and sends
 // its answer with method (params plus the answer under answerKey).
 func (p *Participant) answer(ctx context.Context, sub *Subscription, offer, method string, params map[string]any, answerKey string) (*webrtc.PeerConnection, error) {
-	pc, err := p.api.NewPeerConnection(webrtc.Configuration{})
+	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return nil, err
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { sub.read(tr) })
-	p.sendCandidates(pc, protocol.ConnectionOfStream(sub.StreamID))
+	p.sendCandidates(pc, string(protocol.ConnectionOfStream(protocol.StreamID(sub.StreamID))))
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("apply offer: %w", err)
@@ -388,6 +395,23 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 	}
 }
 
+// CandidatePair is the ICE candidate pair the subscription's current peer
+// connection uses (an error before ICE selected one).
+func (s *Subscription) CandidatePair() (*webrtc.ICECandidatePair, error) {
+	return selectedPair(s.current())
+}
+
+func selectedPair(pc *webrtc.PeerConnection) (*webrtc.ICECandidatePair, error) {
+	pair, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil {
+		return nil, fmt.Errorf("selected candidate pair: %w", err)
+	}
+	if pair == nil {
+		return nil, errors.New("no candidate pair selected yet")
+	}
+	return pair, nil
+}
+
 // Stats returns the subscription's counters.
 func (s *Subscription) Stats() SubscriptionStats {
 	s.mu.Lock()
@@ -401,7 +425,7 @@ func (p *Participant) Unsubscribe(ctx context.Context, sub *Subscription) error 
 	delete(p.subs, sub.StreamID)
 	p.mu.Unlock()
 	sub.close()
-	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": protocol.ConnectionOfStream(sub.StreamID)}, nil)
+	return p.call(ctx, "unsubscribeFromVideo", map[string]any{"sender": string(protocol.ConnectionOfStream(protocol.StreamID(sub.StreamID)))}, nil)
 }
 
 func (s *Subscription) close() { _ = s.current().Close() }

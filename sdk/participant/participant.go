@@ -37,6 +37,11 @@ type Config struct {
 	Metadata string
 	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
 	LoopbackOnly bool
+	// NetworkTypes are the transports ICE may use (pion's
+	// SettingEngine.SetNetworkTypes); default UDP4 only. TCP4 alone is a
+	// client whose network blocks UDP: it reaches media nodes' passive
+	// ICE-TCP candidates (RFC 6544) with active TCP connections.
+	NetworkTypes []webrtc.NetworkType
 	// PingInterval is the heartbeat interval (openvidu-browser: 5 s).
 	PingInterval time.Duration
 	// NoResume turns off the resumption after a broken WebSocket (by default
@@ -52,7 +57,11 @@ type Config struct {
 	// noticed within about 2.5 s.
 	ICEDisconnectedTimeout time.Duration
 	ICEFailedTimeout       time.Duration
-	Logger                 *slog.Logger
+	// RelayOnly makes every peer connection use relayed candidates only
+	// (iceTransportPolicy "relay"), through the TURN servers of joinRoom's
+	// customIceServers, as a browser whose network lets only TURN out.
+	RelayOnly bool
+	Logger    *slog.Logger
 }
 
 // Resumption records one WebSocket break and its outcome.
@@ -147,7 +156,11 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 
 func newAPI(cfg Config) (*webrtc.API, error) {
 	var se webrtc.SettingEngine
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	networks := cfg.NetworkTypes
+	if len(networks) == 0 {
+		networks = []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	}
+	se.SetNetworkTypes(networks)
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 500*time.Millisecond)
 	// The cheapest SRTP profile first, as media nodes do (load tests decrypt
 	// every packet they receive).
@@ -162,6 +175,39 @@ func newAPI(cfg Config) (*webrtc.API, error) {
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), nil
 }
+
+// peerConfig is the configuration of every peer connection: the STUN/TURN
+// servers joinRoom's customIceServers name (as openvidu-browser's
+// Session.processJoinRoomResponse reads them: url, username, credential),
+// and the transport policy.
+func (p *Participant) peerConfig() webrtc.Configuration {
+	var cfg webrtc.Configuration
+	if p.cfg.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	var servers []struct {
+		URL        string `json:"url"`
+		Username   string `json:"username"`
+		Credential string `json:"credential"`
+	}
+	if len(p.join.CustomIceServers) > 0 {
+		if err := json.Unmarshal(p.join.CustomIceServers, &servers); err != nil {
+			p.cfg.Logger.Warn("customIceServers ignored", "err", err)
+		}
+	}
+	for _, s := range servers {
+		srv := webrtc.ICEServer{URLs: []string{s.URL}}
+		if s.Username != "" {
+			srv.Username, srv.Credential = s.Username, s.Credential
+		}
+		cfg.ICEServers = append(cfg.ICEServers, srv)
+	}
+	return cfg
+}
+
+// ICEServers are the STUN/TURN servers the participant's peer connections
+// use (from joinRoom's customIceServers).
+func (p *Participant) ICEServers() []webrtc.ICEServer { return p.peerConfig().ICEServers }
 
 // ConnectionID is the participant's connection id.
 func (p *Participant) ConnectionID() string { return p.join.ID }
@@ -299,7 +345,7 @@ func (p *Participant) onNotification(method string, params json.RawMessage) {
 		var cr protocol.ConnectionReason
 		if json.Unmarshal(params, &cr) == nil {
 			for id := range p.streams {
-				if protocol.ConnectionOfStream(id) == cr.ConnectionID {
+				if string(protocol.ConnectionOfStream(protocol.StreamID(id))) == cr.ConnectionID {
 					delete(p.streams, id)
 				}
 			}

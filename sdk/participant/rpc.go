@@ -59,7 +59,7 @@ func (c *rpcConn) readLoop() {
 			c.mu.Lock()
 			byUs := c.closing
 			c.mu.Unlock()
-			c.shutdown(fmt.Errorf("%w: %v", ErrClosed, err))
+			c.shutdown(fmt.Errorf("%w: %w", ErrClosed, err))
 			if !byUs && c.onLost != nil {
 				c.onLost(c)
 			}

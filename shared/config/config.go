@@ -28,6 +28,7 @@ type Config struct {
 	ClusterID     string      `mapstructure:"cluster_id"`
 	Secret        string      `mapstructure:"secret"`
 	ClusterSecret string      `mapstructure:"cluster_secret"`
+	PublishedIP   string      `mapstructure:"published_ip"`
 	Redis         Redis       `mapstructure:"redis"`
 	Log           Log         `mapstructure:"log"`
 	Master        Master      `mapstructure:"master"`
@@ -38,11 +39,43 @@ type Config struct {
 	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
 	Media         Media       `mapstructure:"media"`
 	Proxy         Proxy       `mapstructure:"proxy"`
+	Turn          Turn        `mapstructure:"turn"`
+}
+
+// Turn configures the embedded TURN servers (the turn role) and what masters
+// hand to participants: the servers' URLs and, per connection, a TURN REST
+// API credential (draft-uberti-behave-turn-rest-00, coturn's
+// use-auth-secret) made with Secret.
+type Turn struct {
+	// URLs are the TURN servers' URLs as participants reach them
+	// ("turn:host:3478?transport=udp", "turns:host:5349?transport=tcp"...);
+	// empty: masters hand no TURN server (a connection's own
+	// customIceServers still apply).
+	URLs          []string      `mapstructure:"urls"`
+	Secret        string        `mapstructure:"secret"`
+	CredentialTTL time.Duration `mapstructure:"credential_ttl"`
+	Realm         string        `mapstructure:"realm"`
+
+	ListenIP string `mapstructure:"listen_ip"`
+	Port     int    `mapstructure:"port"`
+	TLSPort  int    `mapstructure:"tls_port"`
+	TLS      TLS    `mapstructure:"tls"`
+
+	RelayIP      string `mapstructure:"relay_ip"`
+	RelayBindIP  string `mapstructure:"relay_bind_ip"`
+	RelayPortMin int    `mapstructure:"relay_port_min"`
+	RelayPortMax int    `mapstructure:"relay_port_max"`
+
+	MaxAllocationsPerUser   int           `mapstructure:"max_allocations_per_user"`
+	MaxBitratePerAllocation int           `mapstructure:"max_bitrate_per_allocation"`
+	PeerRefreshInterval     time.Duration `mapstructure:"peer_refresh_interval"`
 }
 
 // MediaNodes is how masters manage the media nodes.
 type MediaNodes struct {
-	Provider            string          `mapstructure:"provider"`
+	Provider string `mapstructure:"provider"`
+	// ICETCP gives launched media nodes an ICE-TCP port (process, docker).
+	ICETCP              bool            `mapstructure:"ice_tcp"`
 	AutoAdopt           bool            `mapstructure:"auto_adopt"`
 	LaunchTimeout       time.Duration   `mapstructure:"launch_timeout"`
 	CrashWindow         time.Duration   `mapstructure:"crash_window"`
@@ -97,7 +130,21 @@ type Redis struct {
 	Password           string        `mapstructure:"password"`
 	DB                 int           `mapstructure:"db"`
 	SentinelMasterName string        `mapstructure:"sentinel_master_name"`
+	SentinelUsername   string        `mapstructure:"sentinel_username"`
+	SentinelPassword   string        `mapstructure:"sentinel_password"`
 	Timeout            time.Duration `mapstructure:"timeout"`
+	TLS                RedisTLS      `mapstructure:"tls"`
+}
+
+// RedisTLS is how Chorus reaches Redis over TLS: the same settings apply to
+// a single node, a Sentinel set and its primary, and a Redis Cluster.
+type RedisTLS struct {
+	Enabled            bool   `mapstructure:"enabled"`
+	CAFile             string `mapstructure:"ca_file"`
+	CertFile           string `mapstructure:"cert_file"`
+	KeyFile            string `mapstructure:"key_file"`
+	ServerName         string `mapstructure:"server_name"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
 }
 
 // Log configures log/slog.
@@ -157,10 +204,13 @@ type Events struct {
 
 // Media is a media node's configuration.
 type Media struct {
-	ID                   string        `mapstructure:"id"`
-	Listen               string        `mapstructure:"listen"`
-	InternalURL          string        `mapstructure:"internal_url"`
-	UDPPort              int           `mapstructure:"udp_port"`
+	ID          string `mapstructure:"id"`
+	Listen      string `mapstructure:"listen"`
+	InternalURL string `mapstructure:"internal_url"`
+	UDPPort     int    `mapstructure:"udp_port"`
+	// TCPPort is the passive ICE-TCP port (RFC 6544): > 0 that port, 0 one
+	// chosen by the system, < 0 no ICE-TCP.
+	TCPPort              int           `mapstructure:"tcp_port"`
 	BindIP               string        `mapstructure:"bind_ip"`
 	PublicIPs            []string      `mapstructure:"public_ips"`
 	HeartbeatInterval    time.Duration `mapstructure:"heartbeat_interval"`
@@ -195,6 +245,8 @@ type TLS struct {
 type Demo struct {
 	Enabled   bool   `mapstructure:"enabled"`
 	AssetsDir string `mapstructure:"assets_dir"`
+	RateLimit int    `mapstructure:"rate_limit"`
+	RateBurst int    `mapstructure:"rate_burst"`
 }
 
 // RegisterFlags adds a flag for every key the role reads, with the key's
@@ -339,16 +391,13 @@ func jsonArrayHook(from, to reflect.Type, data any) (any, error) {
 	}
 	var out []string
 	if err := json.Unmarshal([]byte(str), &out); err != nil {
-		return nil, fmt.Errorf("Is not a valid strings array in JSON format. %v", err)
+		return nil, fmt.Errorf("Is not a valid strings array in JSON format. %w", err) //nolint:staticcheck // OpenVidu's own message (ST1005)
 	}
 	return out, nil
 }
 
 // applyDerived fills settings whose default depends on other settings.
 func (c *Config) applyDerived() {
-	if c.ClusterSecret == "" {
-		c.ClusterSecret = c.Secret
-	}
 	if c.Master.InternalURL == "" && c.Master.Listen != "" {
 		c.Master.InternalURL = "http://" + dialable(c.Master.Listen)
 	}
@@ -407,6 +456,7 @@ func (c *Config) Validate(role Role) error {
 	if c.Redis.Timeout <= 0 {
 		bad("redis.timeout must be positive, got %s", c.Redis.Timeout)
 	}
+	c.validateRedisAuth(role, bad)
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -417,14 +467,10 @@ func (c *Config) Validate(role Role) error {
 	default:
 		bad("log.format %q must be text or json", c.Log.Format)
 	}
-	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
-		if c.Secret == "" && role != RoleMedia {
-			bad("secret is empty: set OPENVIDU_SECRET, CHORUS_SECRET or --secret")
-		}
-		if c.ClusterSecret == "" {
-			bad("cluster_secret is empty: set CHORUS_CLUSTER_SECRET or secret")
-		}
+	if c.PublishedIP != "" && net.ParseIP(c.PublishedIP) == nil {
+		bad("published_ip %q is not an IP address", c.PublishedIP)
 	}
+	problems = append(problems, c.SecretProblems(role)...)
 	switch role {
 	case RoleMaster:
 		m := c.Master
@@ -465,12 +511,18 @@ func (c *Config) Validate(role Role) error {
 		}
 		c.validateEvents(bad)
 		c.validateMediaNodes(bad)
+		c.validateTurnURLs(bad)
+	case RoleTurn:
+		c.validateTurn(bad)
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
 		checkURL(bad, "media.internal_url", m.InternalURL, "http", "https")
 		if m.UDPPort < 1 || m.UDPPort > 65535 {
 			bad("media.udp_port %d is not a port number", m.UDPPort)
+		}
+		if m.TCPPort > 65535 {
+			bad("media.tcp_port %d is not a port number (0: chosen by the system, -1: ICE-TCP off)", m.TCPPort)
 		}
 		if net.ParseIP(m.BindIP) == nil {
 			bad("media.bind_ip %q is not an IP address", m.BindIP)
@@ -503,24 +555,38 @@ func (c *Config) Validate(role Role) error {
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
-		switch t := p.TLS; t.Mode {
-		case "off":
-		case "file":
-			if t.CertFile == "" || t.KeyFile == "" {
-				bad("proxy.tls.mode file needs proxy.tls.cert_file and proxy.tls.key_file")
-			}
-		case "self-signed":
-			if t.SelfSignedDir == "" {
-				bad("proxy.tls.self_signed_dir is empty while proxy.tls.mode is self-signed")
-			}
-		default:
-			bad("proxy.tls.mode %q must be off, file or self-signed", t.Mode)
+		if p.Demo.Enabled && (p.Demo.RateLimit < 1 || p.Demo.RateBurst < 1) {
+			bad("proxy.demo.rate_limit (%d) and proxy.demo.rate_burst (%d) must be at least 1 while the demo is enabled", p.Demo.RateLimit, p.Demo.RateBurst)
 		}
+		validateTLS(bad, "proxy.tls", p.TLS)
 	}
 	if len(problems) == 0 {
 		return nil
 	}
 	return errors.New("invalid configuration:\n  - " + strings.Join(problems, "\n  - "))
+}
+
+// validateRedisAuth checks the Redis credentials and TLS settings: a
+// client certificate needs its key, TLS settings need redis.tls.enabled, Sentinel
+// credentials need a Sentinel, and skipping certificate verification is for
+// development only (refused on a process reachable from other machines).
+func (c *Config) validateRedisAuth(role Role, bad func(string, ...any)) {
+	r := c.Redis
+	if r.SentinelMasterName == "" && (r.SentinelUsername != "" || r.SentinelPassword != "") {
+		bad("redis.sentinel_username and redis.sentinel_password are for Sentinel: set redis.sentinel_master_name too, or use redis.username and redis.password")
+	}
+	t := r.TLS
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		bad("redis.tls.cert_file and redis.tls.key_file go together (the client certificate and its key)")
+	}
+	if !t.Enabled && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "" || t.InsecureSkipVerify) {
+		bad("redis.tls.* is set but redis.tls.enabled is false: set CHORUS_REDIS_TLS_ENABLED=true to reach Redis over TLS")
+	}
+	if t.Enabled && t.InsecureSkipVerify {
+		if exposed, where := c.Exposed(role); exposed {
+			bad("redis.tls.insecure_skip_verify is for development only, refused while %s is reachable from other machines: give redis.tls.ca_file instead", where)
+		}
+	}
 }
 
 // validateEvents checks the webhook, CDR and bus settings, with
@@ -697,4 +763,77 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 	default:
 		bad("autoscaling.drain %q must be when-no-sessions or migrate", a.Drain)
 	}
+}
+
+// validateTLS checks a TLS block named prefix (proxy.tls, turn.tls).
+func validateTLS(bad func(string, ...any), prefix string, t TLS) {
+	switch t.Mode {
+	case "off":
+	case "file":
+		if t.CertFile == "" || t.KeyFile == "" {
+			bad("%s.mode file needs %s.cert_file and %s.key_file", prefix, prefix, prefix)
+		}
+	case "self-signed":
+		if t.SelfSignedDir == "" {
+			bad("%s.self_signed_dir is empty while %s.mode is self-signed", prefix, prefix)
+		}
+	default:
+		bad("%s.mode %q must be off, file or self-signed", prefix, t.Mode)
+	}
+}
+
+// validateTurnURLs checks what masters hand to participants: STUN/TURN URLs
+// (RFC 7064, RFC 7065) and, for TURN ones, the secret to mint credentials.
+func (c *Config) validateTurnURLs(bad func(string, ...any)) {
+	t := c.Turn
+	needSecret := false
+	for _, u := range t.URLs {
+		scheme, rest, ok := strings.Cut(u, ":")
+		switch {
+		case !ok || rest == "":
+			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
+		case scheme == "turn" || scheme == "turns":
+			needSecret = true
+		case scheme == "stun" || scheme == "stuns":
+		default:
+			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
+		}
+	}
+	if needSecret && t.Secret == "" {
+		bad("turn.secret is empty while turn.urls names TURN servers: set CHORUS_TURN_SECRET (the TURN servers' too)")
+	}
+	if len(t.URLs) > 0 && t.CredentialTTL < time.Minute {
+		bad("turn.credential_ttl must be at least 1m, got %s", t.CredentialTTL)
+	}
+}
+
+// validateTurn checks the turn role's settings.
+func (c *Config) validateTurn(bad func(string, ...any)) {
+	t := c.Turn
+	if t.Secret == "" {
+		bad("turn.secret is empty: set CHORUS_TURN_SECRET (the masters' too)")
+	}
+	if net.ParseIP(t.ListenIP) == nil {
+		bad("turn.listen_ip %q is not an IP address", t.ListenIP)
+	}
+	if ip := net.ParseIP(t.RelayIP); ip == nil || ip.IsUnspecified() {
+		bad("turn.relay_ip %q must be the IP media nodes can send relayed media to", t.RelayIP)
+	}
+	if t.RelayBindIP != "" && net.ParseIP(t.RelayBindIP) == nil {
+		bad("turn.relay_bind_ip %q is not an IP address", t.RelayBindIP)
+	}
+	if t.Port > 65535 || t.Port < -1 {
+		bad("turn.port %d is not a port number (0: ephemeral, -1: off)", t.Port)
+	}
+	validateTLS(bad, "turn.tls", t.TLS)
+	if t.TLS.Mode != "off" && (t.TLSPort < 0 || t.TLSPort > 65535) {
+		bad("turn.tls_port %d is not a port number", t.TLSPort)
+	}
+	if t.Port < 0 && t.TLS.Mode == "off" {
+		bad("turn.port is -1 and turn.tls.mode is off: the TURN server would listen on nothing")
+	}
+	if !(t.RelayPortMin == 0 && t.RelayPortMax == 0) && (t.RelayPortMin < 1 || t.RelayPortMax > 65535 || t.RelayPortMin > t.RelayPortMax) {
+		bad("turn.relay_port_min..max %d-%d is not a port range", t.RelayPortMin, t.RelayPortMax)
+	}
+	positive(bad, "turn.peer_refresh_interval", t.PeerRefreshInterval)
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -73,9 +74,9 @@ func TestPrecedenceAndOpenViduNames(t *testing.T) {
 				t.Errorf("addrs %v", c.Redis.Addrs)
 			}
 		}},
-		{"cluster secret defaults to the secret", []string{"OPENVIDU_SECRET=S"}, nil, func(t *testing.T, c *Config) {
-			if c.ClusterSecret != "S" {
-				t.Errorf("cluster secret %q", c.ClusterSecret)
+		{"the cluster secret is its own setting", []string{"OPENVIDU_SECRET=S"}, nil, func(t *testing.T, c *Config) {
+			if c.ClusterSecret != "" {
+				t.Errorf("cluster secret %q: media nodes would need the OpenVidu secret", c.ClusterSecret)
 			}
 		}},
 	}
@@ -109,7 +110,7 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, want := range []string{"secret is empty", "log.level", "forced_video_codec", "reconnect_grace", "redis.addrs"} {
+	for _, want := range []string{"secret (OPENVIDU_SECRET, CHORUS_SECRET or --secret) is empty", "cluster_secret (CHORUS_CLUSTER_SECRET", "log.level", "forced_video_codec", "reconnect_grace", "redis.addrs"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in:\n%v", want, err)
 		}
@@ -119,9 +120,100 @@ func TestValidateListsEveryProblem(t *testing.T) {
 	}
 	media, _ := load(t, RoleMedia, []string{"CHORUS_MEDIA_PUBLIC_IPS=1.2.3.4,not-an-ip", "CHORUS_MEDIA_RETRANSMISSION_BUFFER=100"})
 	err = media.Validate(RoleMedia)
-	for _, want := range []string{"cluster_secret is empty", "not-an-ip", "power of two"} {
+	for _, want := range []string{"cluster_secret (CHORUS_CLUSTER_SECRET or --cluster-secret, the same on every master and media node) is empty", "not-an-ip", "power of two"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("media: missing %q in %v", want, err)
 		}
+	}
+}
+
+// TestRedisAuthAndTLSSettings: the Redis credentials and TLS settings come
+// from the environment under their CHORUS_REDIS_* names and are checked
+// together.
+func TestRedisAuthAndTLSSettings(t *testing.T) {
+	c, err := load(t, RoleTool, []string{"CHORUS_REDIS_USERNAME=chorus", "CHORUS_REDIS_PASSWORD=pw",
+		"CHORUS_REDIS_SENTINEL_MASTER_NAME=m", "CHORUS_REDIS_SENTINEL_USERNAME=su", "CHORUS_REDIS_SENTINEL_PASSWORD=sp",
+		"CHORUS_REDIS_TLS_ENABLED=true", "CHORUS_REDIS_TLS_CA_FILE=/ca.pem", "CHORUS_REDIS_TLS_CERT_FILE=/c.pem",
+		"CHORUS_REDIS_TLS_KEY_FILE=/c.key", "CHORUS_REDIS_TLS_SERVER_NAME=redis.internal", "CHORUS_REDIS_TLS_INSECURE_SKIP_VERIFY=true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Redis{Addrs: []string{"127.0.0.1:6379"}, Username: "chorus", Password: "pw", SentinelMasterName: "m",
+		SentinelUsername: "su", SentinelPassword: "sp", Timeout: 2 * time.Second,
+		TLS: RedisTLS{Enabled: true, CAFile: "/ca.pem", CertFile: "/c.pem", KeyFile: "/c.key", ServerName: "redis.internal", InsecureSkipVerify: true}}
+	if !reflect.DeepEqual(c.Redis, want) {
+		t.Errorf("redis settings\n%+v\nwant\n%+v", c.Redis, want)
+	}
+	if err := c.Validate(RoleTool); err != nil {
+		t.Errorf("valid settings refused: %v", err)
+	}
+
+	tests := []struct {
+		name string
+		role Role
+		env  []string
+		want string
+	}{
+		{"certificate without key", RoleTool, []string{"CHORUS_REDIS_TLS_ENABLED=true", "CHORUS_REDIS_TLS_CERT_FILE=/c.pem"}, "go together"},
+		{"TLS files without TLS", RoleTool, []string{"CHORUS_REDIS_TLS_CA_FILE=/ca.pem"}, "CHORUS_REDIS_TLS_ENABLED=true"},
+		{"sentinel password without sentinel", RoleTool, []string{"CHORUS_REDIS_SENTINEL_PASSWORD=sp"}, "set redis.sentinel_master_name too"},
+		{"skipping verification beyond loopback", RoleMedia, []string{"CHORUS_CLUSTER_SECRET=f3a9c1d27be84c06a5d1e9f4", "CHORUS_MEDIA_LISTEN=0.0.0.0:8888",
+			"CHORUS_REDIS_TLS_ENABLED=true", "CHORUS_REDIS_TLS_INSECURE_SKIP_VERIFY=true"}, "development only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(t, tt.role, tt.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Validate(tt.role); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("%v, want an error with %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestMediaTCPPort: ICE-TCP is on by default on the UDP port's number; 0
+// (a port chosen by the system) and -1 (off) pass validation, from the
+// environment or the flag; a number past 65535 does not.
+func TestMediaTCPPort(t *testing.T) {
+	env := []string{"CHORUS_CLUSTER_SECRET=S"}
+	c, err := load(t, RoleMedia, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Media.TCPPort != 40000 || c.Media.TCPPort != c.Media.UDPPort {
+		t.Errorf("default tcp_port %d, want 40000 (the UDP port's default)", c.Media.TCPPort)
+	}
+	for _, tt := range []struct {
+		env  []string
+		args []string
+		want int
+	}{
+		{[]string{"CHORUS_MEDIA_TCP_PORT=0"}, nil, 0},
+		{[]string{"CHORUS_MEDIA_TCP_PORT=-1"}, nil, -1},
+		{[]string{"CHORUS_MEDIA_TCP_PORT=443"}, []string{"--media-tcp-port=-1"}, -1},
+	} {
+		c, err := load(t, RoleMedia, append(tt.env, env...), tt.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Media.TCPPort != tt.want {
+			t.Errorf("%v %v: tcp_port %d, want %d", tt.env, tt.args, c.Media.TCPPort, tt.want)
+		}
+		if err := c.Validate(RoleMedia); err != nil {
+			t.Errorf("%v %v: %v", tt.env, tt.args, err)
+		}
+	}
+	c, _ = load(t, RoleMedia, append([]string{"CHORUS_MEDIA_TCP_PORT=70000"}, env...))
+	if err := c.Validate(RoleMedia); err == nil || !strings.Contains(err.Error(), "media.tcp_port") {
+		t.Errorf("tcp_port 70000: %v", err)
+	}
+	m, err := load(t, RoleMaster, nil, "--media-nodes-ice-tcp=false")
+	if err != nil || m.MediaNodes.ICETCP {
+		t.Errorf("--media-nodes-ice-tcp=false: %v %v", m.MediaNodes.ICETCP, err)
+	}
+	if m, _ := load(t, RoleMaster, nil); !m.MediaNodes.ICETCP {
+		t.Error("media_nodes.ice_tcp is off by default")
 	}
 }

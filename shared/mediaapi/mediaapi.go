@@ -129,6 +129,35 @@ func Authorized(r *http.Request, secret string) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(secret)) == 1
 }
 
+// The media node API's routes, as net/http ServeMux patterns ("METHOD
+// /path/{wildcard}"): the node serves them and Client calls them, so both
+// sides read the same table. Wildcards are filled in order by Route.Path.
+const (
+	RoutePublish        = "POST /internal/v1/publishers"
+	RouteSubscribe      = "POST /internal/v1/subscribers"
+	RouteAnswer         = "POST /internal/v1/endpoints/{id}/answer" // ?session=<sid>
+	RouteICE            = "POST /internal/v1/endpoints/{id}/ice"
+	RouteRelease        = "DELETE /internal/v1/endpoints/{id}" // ?session=<sid>
+	RouteReleaseSession = "DELETE /internal/v1/sessions/{sid}"
+	RouteEndpoints      = "GET /internal/v1/endpoints"
+	RouteHealth         = "GET /internal/v1/health"
+)
+
+// route splits a Route* pattern into its method and its path with the
+// wildcards replaced, in order, by the path-escaped values.
+func route(pattern string, values ...string) (method, path string) {
+	method, path, _ = strings.Cut(pattern, " ")
+	for _, v := range values {
+		open := strings.IndexByte(path, '{')
+		end := strings.IndexByte(path, '}')
+		if open < 0 || end < open {
+			break
+		}
+		path = path[:open] + url.PathEscape(v) + path[end+1:]
+	}
+	return method, path
+}
+
 // Client calls one media node.
 type Client struct {
 	base   string
@@ -144,53 +173,58 @@ func NewClient(httpClient *http.Client, base, secret string) *Client {
 // Publish creates (or, with Reconnect, replaces) a publisher endpoint.
 func (c *Client) Publish(ctx context.Context, req PublishRequest) (SDPAnswer, error) {
 	var out SDPAnswer
-	err := c.do(ctx, http.MethodPost, "/internal/v1/publishers", req, &out)
+	err := c.do(ctx, RoutePublish, nil, nil, req, &out)
 	return out, err
 }
 
 // Subscribe creates (or, with Reconnect, replaces) a subscriber endpoint.
 func (c *Client) Subscribe(ctx context.Context, req SubscribeRequest) (SDPOffer, error) {
 	var out SDPOffer
-	err := c.do(ctx, http.MethodPost, "/internal/v1/subscribers", req, &out)
+	err := c.do(ctx, RouteSubscribe, nil, nil, req, &out)
 	return out, err
 }
 
 // Answer completes a subscriber endpoint's negotiation with the client's answer.
 func (c *Client) Answer(ctx context.Context, sessionID, endpointID, sdp string) error {
-	return c.do(ctx, http.MethodPost, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"/answer?session="+url.QueryEscape(sessionID),
-		SDPAnswer{SDPAnswer: sdp}, nil)
+	return c.do(ctx, RouteAnswer, []string{endpointID}, url.Values{"session": {sessionID}}, SDPAnswer{SDPAnswer: sdp}, nil)
 }
 
 // AddICECandidate adds a client's ICE candidate to an endpoint.
 func (c *Client) AddICECandidate(ctx context.Context, endpointID string, cand ICECandidate) error {
-	return c.do(ctx, http.MethodPost, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"/ice", cand, nil)
+	return c.do(ctx, RouteICE, []string{endpointID}, nil, cand, nil)
 }
 
 // Release closes an endpoint; releasing an unknown endpoint succeeds.
 func (c *Client) Release(ctx context.Context, sessionID, endpointID string) error {
-	return c.do(ctx, http.MethodDelete, "/internal/v1/endpoints/"+url.PathEscape(endpointID)+"?session="+url.QueryEscape(sessionID), nil, nil)
+	return c.do(ctx, RouteRelease, []string{endpointID}, url.Values{"session": {sessionID}}, nil, nil)
 }
 
 // ReleaseSession closes every endpoint of a session.
 func (c *Client) ReleaseSession(ctx context.Context, sessionID string) error {
-	return c.do(ctx, http.MethodDelete, "/internal/v1/sessions/"+url.PathEscape(sessionID), nil, nil)
+	return c.do(ctx, RouteReleaseSession, []string{sessionID}, nil, nil, nil)
 }
 
 // Endpoints lists the node's endpoints.
 func (c *Client) Endpoints(ctx context.Context) (EndpointList, error) {
 	var out EndpointList
-	err := c.do(ctx, http.MethodGet, "/internal/v1/endpoints", nil, &out)
+	err := c.do(ctx, RouteEndpoints, nil, nil, nil, &out)
 	return out, err
 }
 
 // Health asks the node for its health.
 func (c *Client) Health(ctx context.Context) (Health, error) {
 	var out Health
-	err := c.do(ctx, http.MethodGet, "/internal/v1/health", nil, &out)
+	err := c.do(ctx, RouteHealth, nil, nil, nil, &out)
 	return out, err
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+// do calls route (a Route* pattern) with its wildcards filled by values,
+// query appended, in sent as JSON and the answer decoded into out.
+func (c *Client) do(ctx context.Context, pattern string, values []string, query url.Values, in, out any) error {
+	method, path := route(pattern, values...)
+	if len(query) > 0 {
+		path += "?" + query.Encode()
+	}
 	var body io.Reader
 	if in != nil {
 		raw, err := json.Marshal(in)

@@ -19,6 +19,40 @@ const (
 	PrefixMasterNode = "master_"
 )
 
+// Identifiers of the domain, distinct types so that one cannot be passed
+// where another is expected (ForceDisconnect(ctx, session, moderator, target)
+// does not compile with the session and a connection swapped). Their JSON is
+// the plain string; a client-chosen session id (customSessionId) is a
+// SessionID like a generated one.
+type (
+	// SessionID identifies a session: "ses_..." or a customSessionId.
+	SessionID string
+	// ConnectionID identifies a connection (a token, then its participant): "con_...".
+	ConnectionID string
+	// StreamID identifies a published stream: "str_<TYPE>_<4>_<connection id>".
+	StreamID string
+	// NodeID identifies a media node: "media_...".
+	NodeID string
+	// MasterID identifies a master: "master_...".
+	MasterID string
+)
+
+// MarshalBinary lets an id be a Redis command argument as it is (go-redis
+// accepts string and encoding.BinaryMarshaler, not named string types).
+func (id SessionID) MarshalBinary() ([]byte, error) { return []byte(id), nil }
+
+// MarshalBinary: see SessionID.MarshalBinary.
+func (id ConnectionID) MarshalBinary() ([]byte, error) { return []byte(id), nil }
+
+// MarshalBinary: see SessionID.MarshalBinary.
+func (id StreamID) MarshalBinary() ([]byte, error) { return []byte(id), nil }
+
+// MarshalBinary: see SessionID.MarshalBinary.
+func (id NodeID) MarshalBinary() ([]byte, error) { return []byte(id), nil }
+
+// MarshalBinary: see SessionID.MarshalBinary.
+func (id MasterID) MarshalBinary() ([]byte, error) { return []byte(id), nil }
+
 const (
 	alphanumeric = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 	upper        = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -50,12 +84,14 @@ func randomString(alphabet string, n int) string {
 
 // NewSessionID returns "ses_" plus an upper-case letter and 9 alphanumerics,
 // the shape of openvidu-server's generated session ids.
-func NewSessionID() string {
-	return PrefixSession + randomString(upper, 1) + randomString(alphanumeric, 9)
+func NewSessionID() SessionID {
+	return SessionID(PrefixSession + randomString(upper, 1) + randomString(alphanumeric, 9))
 }
 
 // NewConnectionID returns "con_" plus 10 alphanumerics, as openvidu-server.
-func NewConnectionID() string { return PrefixConnection + randomString(alphanumeric, 10) }
+func NewConnectionID() ConnectionID {
+	return ConnectionID(PrefixConnection + randomString(alphanumeric, 10))
+}
 
 // NewToken returns "tok_" plus 24 alphanumerics: 142 bits of randomness
 // (openvidu-server uses 16 characters; we want at least 128 bits).
@@ -67,10 +103,10 @@ func NewToken() string { return PrefixToken + randomString(alphanumeric, 24) }
 func NewRPCSessionID() string { return randomString(alphanumeric, 32) }
 
 // NewMediaNodeID returns "media_" plus 10 alphanumerics.
-func NewMediaNodeID() string { return PrefixMediaNode + randomString(alphanumeric, 10) }
+func NewMediaNodeID() NodeID { return NodeID(PrefixMediaNode + randomString(alphanumeric, 10)) }
 
 // NewMasterNodeID returns "master_" plus 10 alphanumerics.
-func NewMasterNodeID() string { return PrefixMasterNode + randomString(alphanumeric, 10) }
+func NewMasterNodeID() MasterID { return MasterID(PrefixMasterNode + randomString(alphanumeric, 10)) }
 
 // NewEventID returns a random id for de-duplicating events and idempotent operations.
 func NewEventID() string { return randomString(alphanumeric, 20) }
@@ -80,7 +116,7 @@ func NewEventID() string { return randomString(alphanumeric, 20) }
 // IPC) + "_" + 4 alphanumerics + "_" + the connection id, e.g.
 // "str_CAM_NhxL_con_Xnxg19tonh". The owner's connection id can be read back
 // with ConnectionOfStream.
-func NewStreamID(typeOfVideo, connectionID string) string {
+func NewStreamID(typeOfVideo string, connectionID ConnectionID) StreamID {
 	kind := strings.ToUpper(typeOfVideo)
 	if len(kind) > 3 {
 		kind = kind[:3]
@@ -88,17 +124,18 @@ func NewStreamID(typeOfVideo, connectionID string) string {
 	if kind == "" {
 		kind = "CAM"
 	}
-	return PrefixStream + kind + "_" + randomString(alphanumeric, 4) + "_" + connectionID
+	return StreamID(PrefixStream + kind + "_" + randomString(alphanumeric, 4) + "_" + string(connectionID))
 }
 
 // ConnectionOfStream returns the connection id embedded in a stream id made by
 // NewStreamID, or "" if the id has another shape.
-func ConnectionOfStream(streamID string) string {
-	i := strings.Index(streamID, "_"+PrefixConnection)
-	if !strings.HasPrefix(streamID, PrefixStream) || i < 0 {
+func ConnectionOfStream(streamID StreamID) ConnectionID {
+	s := string(streamID)
+	i := strings.Index(s, "_"+PrefixConnection)
+	if !strings.HasPrefix(s, PrefixStream) || i < 0 {
 		return ""
 	}
-	return streamID[i+1:]
+	return ConnectionID(s[i+1:])
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9_-]+$`)

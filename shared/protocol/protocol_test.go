@@ -1,7 +1,9 @@
 package protocol
 
 import (
+	"encoding"
 	"encoding/json"
+	"fmt"
 	"regexp"
 	"testing"
 )
@@ -12,11 +14,11 @@ func TestIDs(t *testing.T) {
 		gen  func() string
 		re   string
 	}{
-		{"session", NewSessionID, `^ses_[A-Z][A-Za-z0-9]{9}$`},
-		{"connection", NewConnectionID, `^con_[A-Za-z0-9]{10}$`},
+		{"session", func() string { return string(NewSessionID()) }, `^ses_[A-Z][A-Za-z0-9]{9}$`},
+		{"connection", func() string { return string(NewConnectionID()) }, `^con_[A-Za-z0-9]{10}$`},
 		{"token", NewToken, `^tok_[A-Za-z0-9]{24}$`},
 		{"rpc session", NewRPCSessionID, `^[A-Za-z0-9]{32}$`},
-		{"media node", NewMediaNodeID, `^media_[A-Za-z0-9]{10}$`},
+		{"media node", func() string { return string(NewMediaNodeID()) }, `^media_[A-Za-z0-9]{10}$`},
 	}
 	for _, c := range checks {
 		seen := map[string]bool{}
@@ -30,7 +32,7 @@ func TestIDs(t *testing.T) {
 		}
 	}
 	stream := NewStreamID("CAMERA", "con_abcdefghij")
-	if !regexp.MustCompile(`^str_CAM_[A-Za-z0-9]{4}_con_abcdefghij$`).MatchString(stream) || ConnectionOfStream(stream) != "con_abcdefghij" {
+	if !regexp.MustCompile(`^str_CAM_[A-Za-z0-9]{4}_con_abcdefghij$`).MatchString(string(stream)) || ConnectionOfStream(stream) != "con_abcdefghij" {
 		t.Errorf("stream id %q", stream)
 	}
 	if ConnectionOfStream("con_abcdefghij") != "" || ConnectionOfStream("str_x") != "" {
@@ -83,4 +85,15 @@ func FuzzDecodeRequest(f *testing.F) {
 		var p JoinRoomParams
 		_ = DecodeParams(req.Params, &p)
 	})
+}
+
+// TestIDsAreRedisArguments: go-redis refuses named string types unless they
+// implement encoding.BinaryMarshaler; ids go to Redis as they are.
+func TestIDsAreRedisArguments(t *testing.T) {
+	for _, id := range []encoding.BinaryMarshaler{SessionID("ses_A"), ConnectionID("con_B"), StreamID("str_C"), NodeID("media_D"), MasterID("master_E")} {
+		b, err := id.MarshalBinary()
+		if err != nil || string(b) != fmt.Sprint(id) {
+			t.Errorf("%v: %q, %v", id, b, err)
+		}
+	}
 }

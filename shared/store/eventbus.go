@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -33,15 +34,19 @@ import (
 // previous holder read but did not acknowledge (XAUTOCLAIM).
 
 // ClusterStream is the pseudo session id of the cluster events' stream.
-const ClusterStream = "cluster"
+const ClusterStream protocol.SessionID = "cluster"
 
 const deliveryGroup = "delivery"
 
-func (s *Store) eventsKey(sid string) string     { return s.prefix + ":{" + sid + "}:ev" }
-func (s *Store) eventLeaseKey(sid string) string { return s.prefix + ":{" + sid + "}:evlease" }
-func (s *Store) eventStreamsKey() string         { return s.prefix + ":evstreams" }
-func (s *Store) deadLetterKey() string           { return s.prefix + ":deadletter" }
-func (s *Store) eventWakeChannel() string        { return s.prefix + ":evwake" }
+func (s keyspace) eventsKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}:ev"
+}
+func (s keyspace) eventLeaseKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}:evlease"
+}
+func (s keyspace) eventStreamsKey() string  { return s.prefix + ":evstreams" }
+func (s keyspace) deadLetterKey() string    { return s.prefix + ":deadletter" }
+func (s keyspace) eventWakeChannel() string { return s.prefix + ":evwake" }
 
 // StoredEvent is an event as the bus stores it: its unique id, name and the
 // JSON body its webhook receives.
@@ -66,7 +71,7 @@ func parseEvent(m redis.XMessage) StoredEvent {
 func (tx *Tx) Emit(e StoredEvent) { tx.events = append(tx.events, e) }
 
 // EmitCluster appends a cluster event (not tied to a session).
-func (s *Store) EmitCluster(ctx context.Context, e StoredEvent) error {
+func (s *EventBus) EmitCluster(ctx context.Context, e StoredEvent) error {
 	if err := s.rdb.XAdd(ctx, s.eventArgs(ClusterStream, e)).Err(); err != nil {
 		return fmt.Errorf("emit %s: %w", e.Name, err)
 	}
@@ -76,55 +81,40 @@ func (s *Store) EmitCluster(ctx context.Context, e StoredEvent) error {
 	return nil
 }
 
-func (s *Store) eventArgs(sid string, e StoredEvent) *redis.XAddArgs {
+func (s *EventBus) eventArgs(sid protocol.SessionID, e StoredEvent) *redis.XAddArgs {
 	return &redis.XAddArgs{Stream: s.eventsKey(sid), MaxLen: s.eventsMaxLen, Approx: true, Values: eventValues(e)}
 }
 
 // RegisterEventStream makes a session's event stream discoverable by the
 // masters that deliver events; it must precede the session's first event.
-func (s *Store) RegisterEventStream(ctx context.Context, sid string) error {
+func (s *EventBus) RegisterEventStream(ctx context.Context, sid protocol.SessionID) error {
 	return s.rdb.SAdd(ctx, s.eventStreamsKey(), sid).Err()
 }
 
 // EventStreams returns the streams that may hold events: every registered
 // session's, and the cluster's.
-func (s *Store) EventStreams(ctx context.Context) ([]string, error) {
+func (s *EventBus) EventStreams(ctx context.Context) ([]protocol.SessionID, error) {
 	ids, err := s.rdb.SMembers(ctx, s.eventStreamsKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list event streams: %w", err)
 	}
-	return append(ids, ClusterStream), nil
+	out := make([]protocol.SessionID, 0, len(ids)+1)
+	for _, id := range ids {
+		out = append(out, protocol.SessionID(id))
+	}
+	return append(out, ClusterStream), nil
 }
 
 // SubscribeEventWakes delivers the ids of streams that just got events.
-func (s *Store) SubscribeEventWakes(ctx context.Context) <-chan string {
-	out := make(chan string, 256)
-	sub := s.rdb.Subscribe(ctx, s.eventWakeChannel())
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		ch := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				select {
-				case out <- msg.Payload:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+func (s *EventBus) SubscribeEventWakes(ctx context.Context) <-chan protocol.SessionID {
+	return subscribe(ctx, s.rdb, s.eventWakeChannel(), 256, func(payload string) (protocol.SessionID, bool) {
+		return protocol.SessionID(payload), true
+	})
 }
 
 // AcquireEventLease makes holder the deliverer of a stream for ttl, or
 // extends its lease; it reports whether holder holds it.
-func (s *Store) AcquireEventLease(ctx context.Context, sid, holder string, ttl time.Duration) (bool, error) {
+func (s *EventBus) AcquireEventLease(ctx context.Context, sid protocol.SessionID, holder protocol.MasterID, ttl time.Duration) (bool, error) {
 	key := s.eventLeaseKey(sid)
 	ok, err := s.rdb.SetNX(ctx, key, holder, ttl).Result()
 	if err != nil {
@@ -154,7 +144,7 @@ end
 return 0`)
 
 // ReleaseEventLease gives up a lease held by holder.
-func (s *Store) ReleaseEventLease(ctx context.Context, sid, holder string) error {
+func (s *EventBus) ReleaseEventLease(ctx context.Context, sid protocol.SessionID, holder protocol.MasterID) error {
 	return releaseLease.Run(ctx, s.rdb, []string{s.eventLeaseKey(sid)}, holder).Err()
 }
 
@@ -162,7 +152,7 @@ func (s *Store) ReleaseEventLease(ctx context.Context, sid, holder string) error
 // consumer holder that holds the lease: first those read before but not
 // acknowledged (by holder, or by a previous holder that died: claimed), then
 // new ones. At most count are returned.
-func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int64) ([]StoredEvent, error) {
+func (s *EventBus) PendingEvents(ctx context.Context, sid protocol.SessionID, holder protocol.MasterID, count int64) ([]StoredEvent, error) {
 	key := s.eventsKey(sid)
 	if err := s.rdb.XGroupCreateMkStream(ctx, key, deliveryGroup, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
 		return nil, fmt.Errorf("create delivery group of %s: %w", sid, err)
@@ -172,7 +162,7 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 	start := "0-0"
 	for int64(len(out)) < count {
 		msgs, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: key, Group: deliveryGroup, Consumer: holder, MinIdle: 0, Start: start, Count: count,
+			Stream: key, Group: deliveryGroup, Consumer: string(holder), MinIdle: 0, Start: start, Count: count,
 		}).Result()
 		if redis.HasErrorPrefix(err, "NOGROUP") {
 			return nil, nil // drained and forgotten meanwhile by the previous holder
@@ -194,7 +184,7 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 		return out, nil
 	}
 	streams, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-		Group: deliveryGroup, Consumer: holder, Streams: []string{key, ">"}, Count: count, Block: -1,
+		Group: deliveryGroup, Consumer: string(holder), Streams: []string{key, ">"}, Count: count, Block: -1,
 	}).Result()
 	if errors.Is(err, redis.Nil) || redis.HasErrorPrefix(err, "NOGROUP") {
 		return nil, nil // nothing, or drained and forgotten meanwhile
@@ -211,7 +201,7 @@ func (s *Store) PendingEvents(ctx context.Context, sid, holder string, count int
 }
 
 // AckEvent marks an event delivered and removes it from its stream.
-func (s *Store) AckEvent(ctx context.Context, sid, streamID string) error {
+func (s *EventBus) AckEvent(ctx context.Context, sid protocol.SessionID, streamID string) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.XAck(ctx, s.eventsKey(sid), deliveryGroup, streamID)
 	pipe.XDel(ctx, s.eventsKey(sid), streamID)
@@ -224,7 +214,7 @@ func (s *Store) AckEvent(ctx context.Context, sid, streamID string) error {
 // ForgetDrainedStream deletes a session's event stream and lease once the
 // stream is empty (delivered events are deleted as they are acknowledged) and the session no longer exists, and unregisters it. It
 // reports whether it did.
-func (s *Store) ForgetDrainedStream(ctx context.Context, sid string) (bool, error) {
+func (s *EventBus) ForgetDrainedStream(ctx context.Context, sid protocol.SessionID) (bool, error) {
 	if sid == ClusterStream {
 		return false, nil
 	}
@@ -265,19 +255,19 @@ func (s *Store) ForgetDrainedStream(ctx context.Context, sid string) (bool, erro
 // DeadLetter is an event that could not be delivered before its deadline.
 type DeadLetter struct {
 	StoredEvent
-	Session  string
+	Session  protocol.SessionID
 	Error    string
 	FailedAt int64 // Unix ms
 }
 
 // AddDeadLetter records an event whose delivery failed.
-func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
+func (s *EventBus) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	vals := append(eventValues(d.StoredEvent), "s", d.Session, "err", d.Error, "at", d.FailedAt)
 	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.deadLetterKey(), MaxLen: s.deadLetterMaxLen, Approx: true, Values: vals}).Err()
 }
 
 // DeadLetters lists the dead-letter stream, oldest first.
-func (s *Store) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error) {
+func (s *EventBus) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, error) {
 	msgs, err := s.rdb.XRangeN(ctx, s.deadLetterKey(), "-", "+", count).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list dead letters: %w", err)
@@ -285,7 +275,8 @@ func (s *Store) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, err
 	out := make([]DeadLetter, 0, len(msgs))
 	for _, m := range msgs {
 		d := DeadLetter{StoredEvent: parseEvent(m)}
-		d.Session, _ = m.Values["s"].(string)
+		sid, _ := m.Values["s"].(string)
+		d.Session = protocol.SessionID(sid)
 		d.Error, _ = m.Values["err"].(string)
 		if at, ok := m.Values["at"].(string); ok {
 			_, _ = fmt.Sscan(at, &d.FailedAt)
@@ -296,44 +287,25 @@ func (s *Store) DeadLetters(ctx context.Context, count int64) ([]DeadLetter, err
 }
 
 // RemoveDeadLetter deletes one dead letter by its stream id.
-func (s *Store) RemoveDeadLetter(ctx context.Context, streamID string) error {
+func (s *EventBus) RemoveDeadLetter(ctx context.Context, streamID string) error {
 	return s.rdb.XDel(ctx, s.deadLetterKey(), streamID).Err()
 }
 
 // SubscribeTail follows every event as it is emitted (a live view for
 // operators: `chorus events tail`). It is pub/sub, so a subscriber that is
 // not listening misses events; the bus itself is the durable copy.
-func (s *Store) SubscribeTail(ctx context.Context) <-chan StoredEvent {
-	out := make(chan StoredEvent, 1024)
-	sub := s.rdb.Subscribe(ctx, s.tailChannel())
-	go func() {
-		defer close(out)
-		defer sub.Close()
-		ch := sub.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				name, body, _ := strings.Cut(msg.Payload, " ")
-				select {
-				case out <- StoredEvent{Name: name, Body: []byte(body)}:
-				default:
-				}
-			}
-		}
-	}()
-	return out
+func (s *EventBus) SubscribeTail(ctx context.Context) <-chan StoredEvent {
+	return subscribe(ctx, s.rdb, s.tailChannel(), 1024, func(payload string) (StoredEvent, bool) {
+		name, body, _ := strings.Cut(payload, " ")
+		return StoredEvent{Name: name, Body: []byte(body)}, true
+	})
 }
 
-func (s *Store) tailChannel() string { return s.prefix + ":evtail" }
+func (s keyspace) tailChannel() string { return s.prefix + ":evtail" }
 
 // publishEvents announces committed events: a wake-up for the deliverers and
 // the event itself for tails.
-func (s *Store) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid string, events []StoredEvent) {
+func (s *EventBus) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid protocol.SessionID, events []StoredEvent) {
 	if len(events) == 0 {
 		return
 	}
@@ -344,16 +316,16 @@ func (s *Store) publishEvents(ctx context.Context, pipe redis.Pipeliner, sid str
 }
 
 // EventStreamLengths returns how many undelivered events each stream holds.
-func (s *Store) EventStreamLengths(ctx context.Context, sids []string) (map[string]int64, error) {
+func (s *EventBus) EventStreamLengths(ctx context.Context, sids []protocol.SessionID) (map[protocol.SessionID]int64, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make(map[string]*redis.IntCmd, len(sids))
+	cmds := make(map[protocol.SessionID]*redis.IntCmd, len(sids))
 	for _, sid := range sids {
 		cmds[sid] = pipe.XLen(ctx, s.eventsKey(sid))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("measure event streams: %w", err)
 	}
-	out := make(map[string]int64, len(sids))
+	out := make(map[protocol.SessionID]int64, len(sids))
 	for sid, c := range cmds {
 		out[sid] = c.Val()
 	}
@@ -363,7 +335,7 @@ func (s *Store) EventStreamLengths(ctx context.Context, sids []string) (map[stri
 // ReplayDeadLetter puts a dead letter back on its stream (same eventId, so
 // receivers can tell a replay from a new event) and removes it from the
 // dead-letter stream.
-func (s *Store) ReplayDeadLetter(ctx context.Context, d DeadLetter) error {
+func (s *EventBus) ReplayDeadLetter(ctx context.Context, d DeadLetter) error {
 	sid := d.Session
 	if sid == "" {
 		sid = ClusterStream

@@ -34,19 +34,23 @@ import (
 // cluster's transactions. A node that heartbeats without a record registered
 // itself and waits to be adopted.
 
-func (s *Store) mediaNodesKey() string         { return s.prefix + ":{cluster}:medianodes" }
-func (s *Store) mediaNodeKey(id string) string { return s.prefix + ":{cluster}:media:" + id }
-func (s *Store) mediaHeartbeatKey(id string) string {
-	return s.prefix + ":{cluster}:media:" + id + ":hb"
+func (s keyspace) mediaNodesKey() string { return s.prefix + ":{cluster}:medianodes" }
+func (s keyspace) mediaNodeKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id)
 }
-func (s *Store) nodeSessionsKey(id string) string {
-	return s.prefix + ":{cluster}:media:" + id + ":sessions"
+func (s keyspace) mediaHeartbeatKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":hb"
 }
-func (s *Store) nodeGoneKey(id string) string { return s.prefix + ":{cluster}:media:" + id + ":gone" }
-func (s *Store) mediaSeenKey() string         { return s.prefix + ":{cluster}:mediaseen" }
-func (s *Store) nodesVersionKey() string      { return s.prefix + ":{cluster}:nodesver" }
-func (s *Store) controllerKey() string        { return s.prefix + ":{cluster}:controller" }
-func (s *Store) autoscalingKey() string       { return s.prefix + ":{cluster}:autoscaling" }
+func (s keyspace) nodeSessionsKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":sessions"
+}
+func (s keyspace) nodeGoneKey(id protocol.NodeID) string {
+	return s.prefix + ":{cluster}:media:" + string(id) + ":gone"
+}
+func (s keyspace) mediaSeenKey() string    { return s.prefix + ":{cluster}:mediaseen" }
+func (s keyspace) nodesVersionKey() string { return s.prefix + ":{cluster}:nodesver" }
+func (s keyspace) controllerKey() string   { return s.prefix + ":{cluster}:controller" }
+func (s keyspace) autoscalingKey() string  { return s.prefix + ":{cluster}:autoscaling" }
 
 // heartbeatTTL is how long a node's report outlives its last heartbeat.
 const heartbeatTTL = time.Minute
@@ -57,7 +61,7 @@ const goneTTL = 24 * time.Hour
 // MediaNodeInfo is a media node as the cluster knows it: its record joined
 // with its latest heartbeat.
 type MediaNodeInfo struct {
-	ID            string
+	ID            protocol.NodeID
 	EnvironmentID string // process id, container id, or what the operator gave
 	URI           string // internal API URL masters use
 	IP            string // announced media IP
@@ -84,6 +88,10 @@ type MediaNodeInfo struct {
 	HeartbeatAt int64   // Unix ms
 	ReportedURI string
 	ReportedIP  string
+	// ICEUDPPort and ICETCPPort are the ports of the node's ICE candidates
+	// on ReportedIP: UDP, and passive ICE-TCP (RFC 6544; 0 when off).
+	ICEUDPPort int
+	ICETCPPort int
 }
 
 // Fresh reports whether the node's last heartbeat is younger than maxAge.
@@ -108,22 +116,27 @@ func parseInt(h map[string]string, k string) int64 {
 func parseMediaNode(rec, hb map[string]string) MediaNodeInfo {
 	load, _ := strconv.ParseFloat(hb["load"], 64)
 	return MediaNodeInfo{
-		ID: rec["id"], EnvironmentID: rec["environmentId"], URI: rec["uri"], IP: rec["ip"], Status: rec["status"],
+		ID: protocol.NodeID(rec["id"]), EnvironmentID: rec["environmentId"], URI: rec["uri"], IP: rec["ip"], Status: rec["status"],
 		Provider: rec["provider"], LaunchingTime: parseInt(rec, "launchingTime"), ConnectedAt: parseInt(rec, "connectedAt"),
 		Instance: parseInt(rec, "instance"), CrashedAt: parseInt(rec, "crashedAt"), DisconnectedAt: parseInt(rec, "disconnectedAt"),
 		Drain: rec["drain"],
 		Load:  load, StartedAt: parseInt(hb, "startedAt"), HeartbeatAt: parseInt(hb, "heartbeatAt"),
 		ReportedURI: hb["uri"], ReportedIP: hb["ip"],
+		ICEUDPPort: int(parseInt(hb, "udpPort")), ICETCPPort: int(parseInt(hb, "tcpPort")),
 	}
 }
 
 // MediaNodeHeartbeat is what a node reports about itself every second.
 type MediaNodeHeartbeat struct {
-	ID        string
+	ID        protocol.NodeID
 	URI       string
 	IP        string
 	Load      float64
 	StartedAt int64 // Unix ms: identifies the node process
+	// ICEUDPPort and ICETCPPort are the ports of its ICE candidates on IP
+	// (0: none of that kind); TURN servers allow relaying to them.
+	ICEUDPPort int
+	ICETCPPort int
 }
 
 // NodeStanding is how the cluster sees a node, as its heartbeat learns it.
@@ -143,10 +156,11 @@ type NodeStanding struct {
 // node instance, and returns the record's status and crash mark.
 //
 //	KEYS: hb, seen, record, gone
-//	ARGV: id, uri, ip, load, startedAt, now, hbTTLms
+//	ARGV: id, uri, ip, load, startedAt, now, hbTTLms, udpPort, tcpPort
 var heartbeatScript = redis.NewScript(`
 if redis.call('GET', KEYS[4]) == ARGV[5] then return {'gone', ''} end
-redis.call('HSET', KEYS[1], 'id', ARGV[1], 'uri', ARGV[2], 'ip', ARGV[3], 'load', ARGV[4], 'startedAt', ARGV[5], 'heartbeatAt', ARGV[6])
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'uri', ARGV[2], 'ip', ARGV[3], 'load', ARGV[4], 'startedAt', ARGV[5], 'heartbeatAt', ARGV[6],
+  'udpPort', ARGV[8], 'tcpPort', ARGV[9])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 local st = redis.call('HMGET', KEYS[3], 'status', 'crashedAt')
@@ -155,10 +169,10 @@ return {st[1] or '', st[2] or ''}
 
 // HeartbeatMediaNode records a node's heartbeat and tells the node how the
 // cluster sees it.
-func (s *Store) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (NodeStanding, error) {
+func (s *NodeRegistry) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (NodeStanding, error) {
 	keys := []string{s.mediaHeartbeatKey(hb.ID), s.mediaSeenKey(), s.mediaNodeKey(hb.ID), s.nodeGoneKey(hb.ID)}
 	res, err := heartbeatScript.Run(ctx, s.rdb, keys, hb.ID, hb.URI, hb.IP, strconv.FormatFloat(hb.Load, 'f', 2, 64),
-		hb.StartedAt, time.Now().UnixMilli(), heartbeatTTL.Milliseconds()).StringSlice()
+		hb.StartedAt, time.Now().UnixMilli(), heartbeatTTL.Milliseconds(), hb.ICEUDPPort, hb.ICETCPPort).StringSlice()
 	if err != nil {
 		return NodeStanding{}, fmt.Errorf("heartbeat of media node %s: %w", hb.ID, err)
 	}
@@ -173,7 +187,7 @@ func (s *Store) HeartbeatMediaNode(ctx context.Context, hb MediaNodeHeartbeat) (
 }
 
 // ForgetMediaNodeHeartbeat removes a node's report (a node shutting down).
-func (s *Store) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
+func (s *NodeRegistry) ForgetMediaNodeHeartbeat(ctx context.Context, id protocol.NodeID) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, s.mediaHeartbeatKey(id))
 	pipe.ZRem(ctx, s.mediaSeenKey(), id)
@@ -183,7 +197,7 @@ func (s *Store) ForgetMediaNodeHeartbeat(ctx context.Context, id string) error {
 
 // readNodes reads records (and their heartbeats) by id, in id order; ids
 // without a record are skipped.
-func (s *Store) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) readNodes(ctx context.Context, r redis.Cmdable, ids []protocol.NodeID) ([]MediaNodeInfo, error) {
 	ids = slices.Sorted(slices.Values(ids))
 	pipe := r.Pipeline()
 	recs := make([]*redis.MapStringStringCmd, len(ids))
@@ -205,17 +219,17 @@ func (s *Store) readNodes(ctx context.Context, r redis.Cmdable, ids []string) ([
 }
 
 // MediaNodes returns every node the cluster has a record of, sorted by id.
-func (s *Store) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) MediaNodes(ctx context.Context) ([]MediaNodeInfo, error) {
 	ids, err := s.rdb.SMembers(ctx, s.mediaNodesKey()).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list media nodes: %w", err)
 	}
-	return s.readNodes(ctx, s.rdb, ids)
+	return s.readNodes(ctx, s.rdb, idsOf[protocol.NodeID](ids))
 }
 
 // MediaNode returns one node's record, or ErrNotFound.
-func (s *Store) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error) {
-	nodes, err := s.readNodes(ctx, s.rdb, []string{id})
+func (s *NodeRegistry) MediaNode(ctx context.Context, id protocol.NodeID) (MediaNodeInfo, error) {
+	nodes, err := s.readNodes(ctx, s.rdb, []protocol.NodeID{id})
 	if err != nil {
 		return MediaNodeInfo{}, err
 	}
@@ -228,7 +242,7 @@ func (s *Store) MediaNode(ctx context.Context, id string) (MediaNodeInfo, error)
 // UnadoptedMediaNodes returns the nodes that heartbeat (within maxAge) but
 // that the cluster has no record of, sorted by id. Reports older than
 // heartbeatTTL are pruned on the way.
-func (s *Store) UnadoptedMediaNodes(ctx context.Context, maxAge time.Duration) ([]MediaNodeInfo, error) {
+func (s *NodeRegistry) UnadoptedMediaNodes(ctx context.Context, maxAge time.Duration) ([]MediaNodeInfo, error) {
 	now := time.Now()
 	_ = s.rdb.ZRemRangeByScore(ctx, s.mediaSeenKey(), "-inf", strconv.FormatInt(now.Add(-heartbeatTTL).UnixMilli(), 10)).Err()
 	seen, err := s.rdb.ZRangeByScore(ctx, s.mediaSeenKey(), &redis.ZRangeBy{
@@ -237,10 +251,11 @@ func (s *Store) UnadoptedMediaNodes(ctx context.Context, maxAge time.Duration) (
 		return nil, fmt.Errorf("list heartbeating media nodes: %w", err)
 	}
 	slices.Sort(seen)
+	seenIDs := idsOf[protocol.NodeID](seen)
 	pipe := s.rdb.Pipeline()
 	known := make([]*redis.IntCmd, len(seen))
 	hbs := make([]*redis.MapStringStringCmd, len(seen))
-	for i, id := range seen {
+	for i, id := range seenIDs {
 		known[i] = pipe.Exists(ctx, s.mediaNodeKey(id))
 		hbs[i] = pipe.HGetAll(ctx, s.mediaHeartbeatKey(id))
 	}
@@ -269,16 +284,16 @@ var ErrNotLeader = errors.New("this master does not hold the controller lease")
 type NodesTx struct {
 	// Nodes are the records by id; the callback changes them in place, adds
 	// new ones (Create) and removes some (Remove).
-	Nodes map[string]*MediaNodeInfo
+	Nodes map[protocol.NodeID]*MediaNodeInfo
 	// Sessions counts the sessions pinned to each node (read-only: pinning
 	// a session during the transaction makes it retry).
-	Sessions map[string]int64
+	Sessions map[protocol.NodeID]int64
 	// Autoscaling is the autoscaler's memory; the callback may change it.
 	Autoscaling AutoscalingMemory
 
-	orig        map[string]MediaNodeInfo
+	orig        map[protocol.NodeID]MediaNodeInfo
 	origScaling AutoscalingMemory
-	removed     map[string]bool
+	removed     map[protocol.NodeID]bool
 	events      []StoredEvent
 }
 
@@ -316,7 +331,7 @@ func (t *NodesTx) Create(n MediaNodeInfo) *MediaNodeInfo {
 // Remove deletes a record (a terminated node): its heartbeat report and
 // session set go with it, and the node instance that reported last is
 // remembered as gone, so that it stops if it is still alive.
-func (t *NodesTx) Remove(id string) {
+func (t *NodesTx) Remove(id protocol.NodeID) {
 	if _, ok := t.Nodes[id]; ok {
 		t.removed[id] = true
 		delete(t.Nodes, id)
@@ -332,7 +347,7 @@ func (t *NodesTx) Emit(e StoredEvent) { t.events = append(t.events, e) }
 // a non-empty leader, the change is made only while leader holds the
 // controller lease (else ErrNotLeader), so a controller that lost its lease
 // cannot act twice. An error from fn is returned untouched, writing nothing.
-func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx *NodesTx) error) error {
+func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader protocol.MasterID, fn func(tx *NodesTx) error) error {
 	watch := []string{s.nodesVersionKey(), s.autoscalingKey()}
 	if leader != "" {
 		watch = append(watch, s.controllerKey())
@@ -345,14 +360,15 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 				if err != nil && !errors.Is(err, redis.Nil) {
 					return err
 				}
-				if holder != leader {
+				if holder != string(leader) {
 					return ErrNotLeader
 				}
 			}
-			ids, err := rtx.SMembers(ctx, s.mediaNodesKey()).Result()
+			raw, err := rtx.SMembers(ctx, s.mediaNodesKey()).Result()
 			if err != nil {
 				return err
 			}
+			ids := idsOf[protocol.NodeID](raw)
 			sessionKeys := make([]string, len(ids))
 			for i, id := range ids {
 				sessionKeys[i] = s.nodeSessionsKey(id)
@@ -366,7 +382,7 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 			if err != nil {
 				return err
 			}
-			counts := map[string]int64{}
+			counts := map[protocol.NodeID]int64{}
 			for i, id := range ids {
 				if counts[id], err = rtx.SCard(ctx, sessionKeys[i]).Result(); err != nil {
 					return err
@@ -376,11 +392,10 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 			if err != nil {
 				return err
 			}
-			t = &NodesTx{Nodes: map[string]*MediaNodeInfo{}, Sessions: counts, orig: map[string]MediaNodeInfo{}, removed: map[string]bool{}}
+			t = &NodesTx{Nodes: map[protocol.NodeID]*MediaNodeInfo{}, Sessions: counts, orig: map[protocol.NodeID]MediaNodeInfo{}, removed: map[protocol.NodeID]bool{}}
 			t.Autoscaling = AutoscalingMemory{LastDecisionAt: parseInt(as, "lastDecisionAt"), Decisions: parseInt(as, "decisions")}
 			t.origScaling = t.Autoscaling
 			for _, n := range nodes {
-				n := n
 				t.Nodes[n.ID], t.orig[n.ID] = &n, n
 			}
 			if err := fn(t); err != nil {
@@ -417,7 +432,7 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 					p.HSet(ctx, s.autoscalingKey(), "lastDecisionAt", t.Autoscaling.LastDecisionAt, "decisions", t.Autoscaling.Decisions)
 				}
 				for _, e := range t.events {
-					p.XAdd(ctx, s.eventArgs(ClusterStream, e))
+					p.XAdd(ctx, s.events.eventArgs(ClusterStream, e))
 				}
 				if changed {
 					p.Incr(ctx, s.nodesVersionKey())
@@ -434,7 +449,7 @@ func (s *Store) UpdateMediaNodes(ctx context.Context, leader string, fn func(tx 
 		}
 		if len(t.events) > 0 {
 			pipe := s.rdb.Pipeline()
-			s.publishEvents(ctx, pipe, ClusterStream, t.events)
+			s.events.publishEvents(ctx, pipe, ClusterStream, t.events)
 			_, _ = pipe.Exec(ctx)
 		}
 		return nil
@@ -448,26 +463,26 @@ func sameRecord(a, b MediaNodeInfo) bool {
 }
 
 // PinSession records that session sid runs on media node id.
-func (s *Store) PinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) PinSession(ctx context.Context, node protocol.NodeID, sid protocol.SessionID) error {
 	return s.rdb.SAdd(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // UnpinSession forgets that session sid runs on media node id.
-func (s *Store) UnpinSession(ctx context.Context, node, sid string) error {
+func (s *NodeRegistry) UnpinSession(ctx context.Context, node protocol.NodeID, sid protocol.SessionID) error {
 	return s.rdb.SRem(ctx, s.nodeSessionsKey(node), sid).Err()
 }
 
 // NodeSessionCounts returns how many sessions each node hosts.
-func (s *Store) NodeSessionCounts(ctx context.Context, ids []string) (map[string]int64, error) {
+func (s *NodeRegistry) NodeSessionCounts(ctx context.Context, ids []protocol.NodeID) (map[protocol.NodeID]int64, error) {
 	pipe := s.rdb.Pipeline()
-	cmds := make(map[string]*redis.IntCmd, len(ids))
+	cmds := make(map[protocol.NodeID]*redis.IntCmd, len(ids))
 	for _, id := range ids {
 		cmds[id] = pipe.SCard(ctx, s.nodeSessionsKey(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, fmt.Errorf("count node sessions: %w", err)
 	}
-	out := make(map[string]int64, len(ids))
+	out := make(map[protocol.NodeID]int64, len(ids))
 	for id, c := range cmds {
 		out[id] = c.Val()
 	}
@@ -475,18 +490,18 @@ func (s *Store) NodeSessionCounts(ctx context.Context, ids []string) (map[string
 }
 
 // NodeSessions returns the ids of the sessions pinned to a node, sorted.
-func (s *Store) NodeSessions(ctx context.Context, node string) ([]string, error) {
+func (s *NodeRegistry) NodeSessions(ctx context.Context, node protocol.NodeID) ([]protocol.SessionID, error) {
 	ids, err := s.rdb.SMembers(ctx, s.nodeSessionsKey(node)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("sessions of media node %s: %w", node, err)
 	}
 	slices.Sort(ids)
-	return ids, nil
+	return idsOf[protocol.SessionID](ids), nil
 }
 
 // AcquireControllerLease makes holder the cluster controller for ttl, or
 // extends its lease; it reports whether holder holds it.
-func (s *Store) AcquireControllerLease(ctx context.Context, holder string, ttl time.Duration) (bool, error) {
+func (s *NodeRegistry) AcquireControllerLease(ctx context.Context, holder protocol.MasterID, ttl time.Duration) (bool, error) {
 	ok, err := s.rdb.SetNX(ctx, s.controllerKey(), holder, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("controller lease: %w", err)
@@ -502,12 +517,12 @@ func (s *Store) AcquireControllerLease(ctx context.Context, holder string, ttl t
 }
 
 // ReleaseControllerLease gives up the lease if holder holds it.
-func (s *Store) ReleaseControllerLease(ctx context.Context, holder string) error {
+func (s *NodeRegistry) ReleaseControllerLease(ctx context.Context, holder protocol.MasterID) error {
 	return releaseLease.Run(ctx, s.rdb, []string{s.controllerKey()}, holder).Err()
 }
 
 // ControllerHolder returns who holds the controller lease ("" if nobody).
-func (s *Store) ControllerHolder(ctx context.Context) (string, error) {
+func (s *NodeRegistry) ControllerHolder(ctx context.Context) (string, error) {
 	v, err := s.rdb.Get(ctx, s.controllerKey()).Result()
 	if errors.Is(err, redis.Nil) {
 		return "", nil

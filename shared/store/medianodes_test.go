@@ -6,12 +6,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
 func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t)
-	hb := MediaNodeHeartbeat{ID: "media_a", URI: "http://127.0.0.1:1", IP: "127.0.0.1", Load: 12.5, StartedAt: 1000}
+	hb := MediaNodeHeartbeat{ID: "media_a", URI: "http://127.0.0.1:1", IP: "127.0.0.1", Load: 12.5, StartedAt: 1000, ICEUDPPort: 40000, ICETCPPort: 40001}
 
 	st, err := s.HeartbeatMediaNode(ctx, hb)
 	if err != nil || st != (NodeStanding{}) {
@@ -21,7 +23,7 @@ func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 		t.Fatalf("a heartbeat alone made a record: %+v (%v)", nodes, err)
 	}
 	un, err := s.UnadoptedMediaNodes(ctx, 3*time.Second)
-	if err != nil || len(un) != 1 || un[0].ID != "media_a" || un[0].URI != hb.URI || un[0].Load != 12.5 {
+	if err != nil || len(un) != 1 || un[0].ID != "media_a" || un[0].URI != hb.URI || un[0].Load != 12.5 || un[0].ICEUDPPort != 40000 || un[0].ICETCPPort != 40001 {
 		t.Fatalf("unadopted %+v %v", un, err)
 	}
 
@@ -67,7 +69,7 @@ func TestMediaNodeHeartbeatAdoptionAndRemoval(t *testing.T) {
 	if _, err := s.MediaNode(ctx, "media_a"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("removed node still there: %v", err)
 	}
-	if c, err := s.NodeSessionCounts(ctx, []string{"media_a"}); err != nil || c["media_a"] != 0 {
+	if c, err := s.NodeSessionCounts(ctx, []protocol.NodeID{"media_a"}); err != nil || c["media_a"] != 0 {
 		t.Fatalf("session set outlived the node: %v (%v)", c, err)
 	}
 	if st, err := s.HeartbeatMediaNode(ctx, hb); err != nil || !st.Gone {

@@ -2,19 +2,21 @@ package store
 
 import (
 	"encoding/json"
+
+	"github.com/chorus-rtc/chorus/shared/protocol"
 )
 
 // Session is the stored state of one OpenVidu session. Every field is owned by
 // the cluster, not by a master: any master loads it, changes it in a
 // transaction and writes it back.
 type Session struct {
-	ID        string `json:"id"`
-	CreatedAt int64  `json:"createdAt"` // Unix ms
+	ID        protocol.SessionID `json:"id"`
+	CreatedAt int64              `json:"createdAt"` // Unix ms
 	// Properties are the session's POST /sessions properties, normalised.
 	Properties SessionProperties `json:"properties"`
 	// MediaNodeID is the media node the session is pinned to: chosen when the
 	// first participant joins, or given by mediaNode.id at creation.
-	MediaNodeID string `json:"mediaNodeId,omitempty"`
+	MediaNodeID protocol.NodeID `json:"mediaNodeId,omitempty"`
 	// ActivatedAt is when a participant first joined (Unix ms); 0 while
 	// nobody has. Garbage collection closes sessions nobody joined.
 	ActivatedAt int64 `json:"activatedAt,omitempty"`
@@ -29,8 +31,8 @@ type Session struct {
 
 // IdempotentCall is what one idempotency key produced.
 type IdempotentCall struct {
-	ConnectionID string `json:"connectionId"`
-	At           int64  `json:"at"` // Unix ms
+	ConnectionID protocol.ConnectionID `json:"connectionId"`
+	At           int64                 `json:"at"` // Unix ms
 }
 
 // SessionProperties mirror OpenVidu's SessionProperties.
@@ -84,12 +86,12 @@ func (s *Subscription) Live() bool { return s.State != EndpointCreating }
 // out by POST /connection (pending) and, once a client joins with it, the
 // participant (active).
 type Connection struct {
-	ID        string `json:"id"`
-	SessionID string `json:"sessionId"`
-	Type      string `json:"type"` // WEBRTC
-	Status    string `json:"status"`
-	CreatedAt int64  `json:"createdAt"`
-	ActiveAt  int64  `json:"activeAt,omitempty"`
+	ID        protocol.ConnectionID `json:"id"`
+	SessionID protocol.SessionID    `json:"sessionId"`
+	Type      string                `json:"type"` // WEBRTC
+	Status    string                `json:"status"`
+	CreatedAt int64                 `json:"createdAt"`
+	ActiveAt  int64                 `json:"activeAt,omitempty"`
 
 	TokenID string `json:"tokenId"` // tok_...
 	Token   string `json:"token"`   // the full ws(s)://...?sessionId=...&token=tok_... URL
@@ -111,21 +113,21 @@ type Connection struct {
 
 	// Master is the id of the master holding the participant's WebSocket; ""
 	// while the socket is gone (the participant may still reconnect).
-	Master string `json:"master,omitempty"`
+	Master protocol.MasterID `json:"master,omitempty"`
 	// DisconnectedAt is when the WebSocket was lost (Unix ms), 0 while connected.
 	DisconnectedAt int64 `json:"disconnectedAt,omitempty"`
 
-	Publisher     *Publisher               `json:"publisher,omitempty"`
-	Subscriptions map[string]*Subscription `json:"subscriptions,omitempty"` // by publisher stream id
+	Publisher     *Publisher                          `json:"publisher,omitempty"`
+	Subscriptions map[protocol.StreamID]*Subscription `json:"subscriptions,omitempty"` // by publisher stream id
 }
 
 // Publisher is the stream a connection publishes (OpenVidu 2 allows one).
 type Publisher struct {
-	StreamID     string       `json:"streamId"`
-	CreatedAt    int64        `json:"createdAt"`
-	MediaOptions MediaOptions `json:"mediaOptions"`
-	Node         string       `json:"node"` // media node holding the endpoint
-	State        string       `json:"state"`
+	StreamID     protocol.StreamID `json:"streamId"`
+	CreatedAt    int64             `json:"createdAt"`
+	MediaOptions MediaOptions      `json:"mediaOptions"`
+	Node         protocol.NodeID   `json:"node"` // media node holding the endpoint
+	State        string            `json:"state"`
 }
 
 // MediaOptions are the published stream's properties, as openvidu-browser
@@ -143,16 +145,16 @@ type MediaOptions struct {
 
 // Subscription is one stream a connection receives.
 type Subscription struct {
-	StreamID  string `json:"streamId"`
-	CreatedAt int64  `json:"createdAt"`
-	Node      string `json:"node"`
-	State     string `json:"state"`
+	StreamID  protocol.StreamID `json:"streamId"`
+	CreatedAt int64             `json:"createdAt"`
+	Node      protocol.NodeID   `json:"node"`
+	State     string            `json:"state"`
 }
 
 // SubscriberEndpointID names the media node endpoint through which connection
 // subscriberID receives streamID.
-func SubscriberEndpointID(subscriberID, streamID string) string {
-	return subscriberID + "_" + streamID
+func SubscriberEndpointID(subscriberID protocol.ConnectionID, streamID protocol.StreamID) string {
+	return string(subscriberID) + "_" + string(streamID)
 }
 
 // Active reports whether a participant has joined with this connection.

@@ -1,6 +1,14 @@
 package store
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/shared/config"
@@ -8,21 +16,119 @@ import (
 
 // NewClient builds the Redis client the configuration describes: a single
 // node, a Sentinel-managed primary (SentinelMasterName set; Addrs are the
-// sentinels) or a Redis Cluster (several Addrs), behind one interface.
-func NewClient(cfg config.Redis) redis.UniversalClient {
+// sentinels, authenticated with SentinelUsername/SentinelPassword) or a
+// Redis Cluster (several Addrs), behind one interface, with the
+// configuration's ACL user, password and TLS for every connection. It
+// connects lazily (see Check); it fails only when a TLS file cannot be read
+// or parsed.
+func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
+	tlsCfg, err := TLSConfig(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
-		Addrs:        cfg.Addrs,
-		MasterName:   cfg.SentinelMasterName,
-		Username:     cfg.Username,
-		Password:     cfg.Password,
-		DB:           cfg.DB,
-		DialTimeout:  cfg.Timeout,
-		ReadTimeout:  cfg.Timeout,
-		WriteTimeout: cfg.Timeout,
+		Addrs:            cfg.Addrs,
+		MasterName:       cfg.SentinelMasterName,
+		Username:         cfg.Username,
+		Password:         cfg.Password,
+		SentinelUsername: cfg.SentinelUsername,
+		SentinelPassword: cfg.SentinelPassword,
+		DB:               cfg.DB,
+		TLSConfig:        tlsCfg,
+		DialTimeout:      cfg.Timeout,
+		ReadTimeout:      cfg.Timeout,
+		WriteTimeout:     cfg.Timeout,
 		// Blocking commands are not used; pub/sub has its own connection.
 		PoolTimeout: cfg.Timeout,
 		// One retry: a request must fail within its timeout (503), not hang
 		// while an unresponsive Redis times out again and again.
 		MaxRetries: 1,
-	})
+	}), nil
+}
+
+// TLSConfig is the client TLS configuration of redis.tls (nil when TLS is
+// off): TLS 1.2 or later, Redis's certificate checked against CAFile (or
+// the system's CAs) and ServerName (or the host dialled), the client
+// certificate from CertFile/KeyFile when given. Unreadable or unparsable
+// files are an error naming the setting.
+func TLSConfig(t config.RedisTLS) (*tls.Config, error) {
+	if !t.Enabled {
+		return nil, nil
+	}
+	out := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, refused beyond loopback by config.Validate
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
+		}
+		out.RootCAs = x509.NewCertPool()
+		if !out.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("redis.tls.ca_file %s: no PEM certificate in it", t.CAFile)
+		}
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.cert_file and key_file: %w", err)
+		}
+		out.Certificates = []tls.Certificate{cert}
+	}
+	return out, nil
+}
+
+// Errors Check wraps, so that callers can tell a misconfiguration (fatal at
+// start-up) from Redis merely not answering yet.
+var (
+	// ErrRedisAuth: Redis (or a Sentinel) refused the credentials, or the
+	// ACL user may not run Chorus's commands.
+	ErrRedisAuth = errors.New("redis refused the credentials")
+	// ErrRedisTLS: the TLS handshake with Redis failed.
+	ErrRedisTLS = errors.New("redis TLS handshake failed")
+)
+
+// Check pings Redis once (through Sentinel, or every Cluster node go-redis
+// knows) and, when that fails, says which settings to look at: an error
+// wrapping ErrRedisAuth or ErrRedisTLS for a misconfiguration, else the
+// ping's error wrapped (Redis not reachable yet).
+func Check(ctx context.Context, rdb redis.UniversalClient, cfg config.Redis) error {
+	err := rdb.Ping(ctx).Err()
+	if err == nil {
+		return nil
+	}
+	where := "redis " + strings.Join(cfg.Addrs, ",")
+	if cfg.SentinelMasterName != "" {
+		where = fmt.Sprintf("redis primary %q through the sentinels %s", cfg.SentinelMasterName, strings.Join(cfg.Addrs, ","))
+	}
+	msg := err.Error()
+	switch {
+	case redis.IsAuthError(err) || strings.Contains(msg, "WRONGPASS") || strings.Contains(msg, "NOAUTH"):
+		hint := "check redis.password (CHORUS_REDIS_PASSWORD) and redis.username (CHORUS_REDIS_USERNAME)"
+		if cfg.SentinelMasterName != "" {
+			hint += ", and for the sentinels themselves redis.sentinel_password (CHORUS_REDIS_SENTINEL_PASSWORD) and redis.sentinel_username"
+		}
+		return fmt.Errorf("%s: %w: %s: %w", where, ErrRedisAuth, hint, err)
+	case redis.IsPermissionError(err) || strings.Contains(msg, "NOPERM"):
+		return fmt.Errorf("%s: %w: the ACL user %q may not run Chorus's commands (see redis.username in the README): %w", where, ErrRedisAuth, cfg.Username, err)
+	case isTLSError(err):
+		return fmt.Errorf("%s: %w: check redis.tls.* (CHORUS_REDIS_TLS_*: the CA, the client certificate, the server name) and that the address is Redis's tls-port: %w", where, ErrRedisTLS, err)
+	}
+	return fmt.Errorf("%s: %w", where, err)
+}
+
+// isTLSError reports whether err comes from a TLS handshake: a certificate
+// Redis or the client would not accept, or TLS spoken to a plain port.
+func isTLSError(err error) bool {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	var alert tls.AlertError
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) ||
+		errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &alert) ||
+		strings.Contains(err.Error(), "tls: ")
 }

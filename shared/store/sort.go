@@ -1,8 +1,12 @@
 package store
 
-import "sort"
+import (
+	"sort"
 
-func sortConns(m map[string]*Connection) []*Connection {
+	"github.com/chorus-rtc/chorus/shared/protocol"
+)
+
+func sortConns(m map[protocol.ConnectionID]*Connection) []*Connection {
 	out := make([]*Connection, 0, len(m))
 	for _, c := range m {
 		out = append(out, c)

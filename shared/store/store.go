@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -41,12 +42,51 @@ var (
 	ErrContention    = errors.New("session changed concurrently too many times")
 )
 
-// Store is the Redis-backed state of one cluster.
+// Store is the Redis-backed state of one cluster, by concern: the sessions
+// (and their participants' outboxes and evictions), the event bus, the
+// masters' registry and the media nodes' registry. Each concern is its own
+// type over the same keyspace, so a role holds only the ones it uses (the
+// proxy a MasterRegistry, a media node a NodeRegistry); a master uses them
+// all, through Store.
 type Store struct {
-	rdb              redis.UniversalClient
-	prefix           string
+	*Sessions
+	*EventBus
+	*MasterRegistry
+	*NodeRegistry
+}
+
+// keyspace is what every concern shares: the client and the key prefix.
+type keyspace struct {
+	rdb    redis.UniversalClient
+	prefix string
+}
+
+// Sessions keeps sessions, their connections, outboxes and evictions. Its
+// transactions (Update) append the events they cause through the EventBus,
+// in the same MULTI/EXEC.
+type Sessions struct {
+	keyspace
+	events *EventBus
+}
+
+// EventBus keeps the per-session event streams, their delivery leases and
+// the dead letters (eventbus.go).
+type EventBus struct {
+	keyspace
 	eventsMaxLen     int64
 	deadLetterMaxLen int64
+}
+
+// MasterRegistry keeps the masters' registrations, the connections each
+// holds and the crash marks (registry.go).
+type MasterRegistry struct{ keyspace }
+
+// NodeRegistry keeps the media nodes' records and heartbeats, the sessions
+// pinned to each, the controller lease and the autoscaler's state
+// (medianodes.go). Its transactions emit node events through the EventBus.
+type NodeRegistry struct {
+	keyspace
+	events *EventBus
 }
 
 // Config configures a Store.
@@ -67,22 +107,51 @@ func New(cfg Config) *Store {
 	if cfg.DeadLetterMaxLen <= 0 {
 		cfg.DeadLetterMaxLen = 100000
 	}
-	return &Store{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
+	ks := keyspace{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID}
+	bus := &EventBus{keyspace: ks, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
+	return &Store{
+		Sessions:       &Sessions{keyspace: ks, events: bus},
+		EventBus:       bus,
+		MasterRegistry: &MasterRegistry{keyspace: ks},
+		NodeRegistry:   &NodeRegistry{keyspace: ks, events: bus},
+	}
 }
+
+// Redis is the client every concern uses (the caller of New owns it).
+func (s *Store) Redis() redis.UniversalClient { return s.Sessions.rdb }
+
+// Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
+func (s *Store) Prefix() string { return s.Sessions.prefix }
+
+// NewMasterRegistry returns the masters' registry alone (what the proxy
+// needs to discover masters).
+func NewMasterRegistry(cfg Config) *MasterRegistry { return New(cfg).MasterRegistry }
+
+// NewNodeRegistry returns the media nodes' registry alone (what a media node
+// needs to announce itself).
+func NewNodeRegistry(cfg Config) *NodeRegistry { return New(cfg).NodeRegistry }
 
 // Redis exposes the underlying client to packages that add their own keys
 // under Prefix (registry, events).
-func (s *Store) Redis() redis.UniversalClient { return s.rdb }
+func (s keyspace) Redis() redis.UniversalClient { return s.rdb }
 
 // Prefix is the namespace of every key of this cluster: "chorus:<clusterId>".
-func (s *Store) Prefix() string { return s.prefix }
+func (s keyspace) Prefix() string { return s.prefix }
 
-func (s *Store) sessionKey(sid string) string     { return s.prefix + ":{" + sid + "}" }
-func (s *Store) outboxKey(sid, cid string) string { return s.prefix + ":{" + sid + "}:ob:" + cid }
-func (s *Store) tombKey(sid string) string        { return s.prefix + ":{" + sid + "}:tomb" }
-func (s *Store) sessionsKey() string              { return s.prefix + ":sessions" }
-func (s *Store) evictKey() string                 { return s.prefix + ":evict" }
-func (s *Store) wakeChannel(master string) string { return s.prefix + ":wake:" + master }
+func (s keyspace) sessionKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}"
+}
+func (s keyspace) outboxKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
+	return s.prefix + ":{" + string(sid) + "}:ob:" + string(cid)
+}
+func (s keyspace) tombKey(sid protocol.SessionID) string {
+	return s.prefix + ":{" + string(sid) + "}:tomb"
+}
+func (s keyspace) sessionsKey() string { return s.prefix + ":sessions" }
+func (s keyspace) evictKey() string    { return s.prefix + ":evict" }
+func (s keyspace) wakeChannel(master protocol.MasterID) string {
+	return s.prefix + ":wake:" + string(master)
+}
 
 const (
 	fieldSession = "session"
@@ -97,19 +166,31 @@ const (
 	tombstoneTTL = time.Hour
 )
 
+// connField is the session hash field of connection cid.
+func connField(cid protocol.ConnectionID) string { return connPrefix + string(cid) }
+
+// idsOf types identifiers read from Redis.
+func idsOf[T ~string](raw []string) []T {
+	out := make([]T, len(raw))
+	for i, r := range raw {
+		out[i] = T(r)
+	}
+	return out
+}
+
 // NowMillis is the time in Unix milliseconds, OpenVidu's timestamp unit.
 func NowMillis() int64 { return time.Now().UnixMilli() }
 
 // Ping checks that Redis answers.
-func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+func (s *Sessions) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
 // ConnectionsExist reports, for each (session, connection), whether the
 // connection is still in the cluster state.
-func (s *Store) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bool, error) {
+func (s *Sessions) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bool, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.BoolCmd, len(conns))
 	for i, c := range conns {
-		cmds[i] = pipe.HExists(ctx, s.sessionKey(c.SessionID), connPrefix+c.ConnectionID)
+		cmds[i] = pipe.HExists(ctx, s.sessionKey(c.SessionID), connField(c.ConnectionID))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("check connections: %w", err)
@@ -123,7 +204,7 @@ func (s *Store) ConnectionsExist(ctx context.Context, conns []Wake) (map[Wake]bo
 
 // CreateSession stores a new session, with the events its creation causes,
 // in one transaction. It returns ErrSessionExists when the id is taken.
-func (s *Store) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
+func (s *Sessions) CreateSession(ctx context.Context, sess *Session, events ...StoredEvent) error {
 	// Index first: an index entry without a session is dropped by the garbage
 	// collector, whereas a session missing from the index would never be
 	// listed, and a stream missing from the registry never delivered.
@@ -146,12 +227,12 @@ func (s *Store) CreateSession(ctx context.Context, sess *Session, events ...Stor
 // Snapshot is a consistent read of one session.
 type Snapshot struct {
 	Session *Session
-	Conns   map[string]*Connection
+	Conns   map[protocol.ConnectionID]*Connection
 }
 
 // Load reads a session and its connections. It returns ErrNotFound when the
 // session does not exist.
-func (s *Store) Load(ctx context.Context, sid string) (*Snapshot, error) {
+func (s *Sessions) Load(ctx context.Context, sid protocol.SessionID) (*Snapshot, error) {
 	raw, err := s.rdb.HGetAll(ctx, s.sessionKey(sid)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("load session %s: %w", sid, err)
@@ -167,7 +248,7 @@ func (s *Store) Load(ctx context.Context, sid string) (*Snapshot, error) {
 }
 
 func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
-	snap := &Snapshot{Conns: make(map[string]*Connection)}
+	snap := &Snapshot{Conns: make(map[protocol.ConnectionID]*Connection)}
 	for field, val := range raw {
 		switch {
 		case field == fieldSession:
@@ -188,7 +269,7 @@ func decodeSnapshot(raw map[string]string) (*Snapshot, error) {
 
 // SessionLife returns the life of a session, or of a session that closed
 // within the last hour; found is false when neither exists.
-func (s *Store) SessionLife(ctx context.Context, sid string) (life int, found bool, err error) {
+func (s *Sessions) SessionLife(ctx context.Context, sid protocol.SessionID) (life int, found bool, err error) {
 	snap, err := s.Load(ctx, sid)
 	if err == nil {
 		return snap.Session.Life, true, nil
@@ -207,12 +288,12 @@ func (s *Store) SessionLife(ctx context.Context, sid string) (life int, found bo
 }
 
 // ListSessionIDs returns the ids of every session in the index, oldest first.
-func (s *Store) ListSessionIDs(ctx context.Context) ([]string, error) {
+func (s *Sessions) ListSessionIDs(ctx context.Context) ([]protocol.SessionID, error) {
 	ids, err := s.rdb.ZRange(ctx, s.sessionsKey(), 0, -1).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
-	return ids, nil
+	return idsOf[protocol.SessionID](ids), nil
 }
 
 // IdempotencyTTL is how long an Idempotency-Key is honoured.
@@ -220,17 +301,19 @@ const IdempotencyTTL = 10 * time.Minute
 
 // ReserveSessionID binds an Idempotency-Key of POST /sessions to a session
 // id: the first caller's candidate wins and every retry gets the same id.
-func (s *Store) ReserveSessionID(ctx context.Context, key, candidate string) (string, error) {
-	return s.reserveID(ctx, "idem:"+key, candidate)
+func (s *Sessions) ReserveSessionID(ctx context.Context, key string, candidate protocol.SessionID) (protocol.SessionID, error) {
+	id, err := s.reserveID(ctx, "idem:"+key, string(candidate))
+	return protocol.SessionID(id), err
 }
 
 // ReserveMediaNodeID binds an Idempotency-Key of POST /media-nodes to the id
 // of the node it launches.
-func (s *Store) ReserveMediaNodeID(ctx context.Context, key, candidate string) (string, error) {
-	return s.reserveID(ctx, "idem:media:"+key, candidate)
+func (s *NodeRegistry) ReserveMediaNodeID(ctx context.Context, key string, candidate protocol.NodeID) (protocol.NodeID, error) {
+	id, err := s.reserveID(ctx, "idem:media:"+key, string(candidate))
+	return protocol.NodeID(id), err
 }
 
-func (s *Store) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
+func (s keyspace) reserveID(ctx context.Context, suffix, candidate string) (string, error) {
 	k := s.prefix + ":" + suffix
 	ok, err := s.rdb.SetNX(ctx, k, candidate, IdempotencyTTL).Result()
 	if err != nil {
@@ -247,8 +330,8 @@ func (s *Store) reserveID(ctx context.Context, suffix, candidate string) (string
 }
 
 // SessionIndexedAt returns when a session id was added to the listing index.
-func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bool) {
-	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), sid).Result()
+func (s *Sessions) SessionIndexedAt(ctx context.Context, sid protocol.SessionID) (time.Time, bool) {
+	score, err := s.rdb.ZScore(ctx, s.sessionsKey(), string(sid)).Result()
 	if err != nil {
 		return time.Time{}, false
 	}
@@ -257,13 +340,13 @@ func (s *Store) SessionIndexedAt(ctx context.Context, sid string) (time.Time, bo
 
 // UnindexSession removes a session id from the listing index (used when the
 // session itself is already gone).
-func (s *Store) UnindexSession(ctx context.Context, sid string) error {
+func (s *Sessions) UnindexSession(ctx context.Context, sid protocol.SessionID) error {
 	return s.rdb.ZRem(ctx, s.sessionsKey(), sid).Err()
 }
 
 // Notification is one JSON-RPC notification queued for a participant.
 type Notification struct {
-	ConnectionID string
+	ConnectionID protocol.ConnectionID
 	Method       string
 	Params       json.RawMessage
 }
@@ -273,12 +356,12 @@ type Notification struct {
 // Update writes exactly what changed.
 type Tx struct {
 	Session *Session
-	Conns   map[string]*Connection
+	Conns   map[protocol.ConnectionID]*Connection
 
-	sid           string
+	sid           protocol.SessionID
 	rawSession    string
-	rawConns      map[string]string
-	loadedConns   map[string]*Connection // copies as loaded: removed connections still get their wakes
+	rawConns      map[protocol.ConnectionID]string
+	loadedConns   map[protocol.ConnectionID]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
 	events        []StoredEvent
@@ -287,7 +370,7 @@ type Tx struct {
 
 // Notify queues a notification for one connection. It is appended to the
 // connection's outbox in the same transaction as the state change.
-func (tx *Tx) Notify(connectionID, method string, params any) error {
+func (tx *Tx) Notify(connectionID protocol.ConnectionID, method string, params any) error {
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return fmt.Errorf("encode %s notification: %w", method, err)
@@ -298,7 +381,7 @@ func (tx *Tx) Notify(connectionID, method string, params any) error {
 
 // NotifyParticipants queues a notification for every active participant
 // except the one whose id is except ("" for none).
-func (tx *Tx) NotifyParticipants(except, method string, params any) error {
+func (tx *Tx) NotifyParticipants(except protocol.ConnectionID, method string, params any) error {
 	for _, c := range tx.SortedConns() {
 		if c.Active() && c.ID != except {
 			if err := tx.Notify(c.ID, method, params); err != nil {
@@ -328,7 +411,7 @@ func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.
 // times (on concurrent modification) and must have no side effects besides
 // mutating tx. If the session does not exist, fn sees tx.Session == nil.
 // Errors from fn are returned as they are, and nothing is written.
-func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) error {
+func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(tx *Tx) error) error {
 	key := s.sessionKey(sid)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
@@ -342,9 +425,9 @@ func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) e
 				return fmt.Errorf("decode session %s: %w", sid, err)
 			}
 			tx = &Tx{Session: snap.Session, Conns: snap.Conns, sid: sid, rawSession: raw[fieldSession],
-				rawConns: map[string]string{}, loadedConns: map[string]*Connection{}}
+				rawConns: map[protocol.ConnectionID]string{}, loadedConns: map[protocol.ConnectionID]*Connection{}}
 			for cid, c := range snap.Conns {
-				tx.rawConns[cid] = raw[connPrefix+cid]
+				tx.rawConns[cid] = raw[connField(cid)]
 				copied := *c
 				tx.loadedConns[cid] = &copied
 			}
@@ -367,16 +450,16 @@ func (s *Store) Update(ctx context.Context, sid string, fn func(tx *Tx) error) e
 	return fmt.Errorf("update session %s: %w", sid, ErrContention)
 }
 
-func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
+func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	key := s.sessionKey(tx.sid)
-	notified := map[string]bool{}
+	notified := map[protocol.ConnectionID]bool{}
 	for _, n := range tx.notifications {
 		notified[n.ConnectionID] = true
 	}
 	// removed are the connections this transaction deletes. Their outboxes go
 	// too, except those that just received a notification (an evicted
 	// participant must still read its participantEvicted): those expire.
-	removed := map[string]bool{}
+	removed := map[protocol.ConnectionID]bool{}
 	if tx.deleteSession {
 		p.Del(ctx, key)
 		if tx.Session != nil {
@@ -406,12 +489,12 @@ func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 				return fmt.Errorf("encode connection %s: %w", cid, err)
 			}
 			if string(raw) != tx.rawConns[cid] {
-				p.HSet(ctx, key, connPrefix+cid, raw)
+				p.HSet(ctx, key, connField(cid), raw)
 			}
 		}
 		for cid := range tx.rawConns {
 			if _, ok := tx.Conns[cid]; !ok {
-				p.HDel(ctx, key, connPrefix+cid)
+				p.HDel(ctx, key, connField(cid))
 				removed[cid] = true
 			}
 		}
@@ -440,15 +523,15 @@ func (s *Store) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 		}
 	}
 	for _, e := range tx.events {
-		p.XAdd(ctx, s.eventArgs(tx.sid, e))
+		p.XAdd(ctx, s.events.eventArgs(tx.sid, e))
 	}
 	return nil
 }
 
-func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
+func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
 	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
 	// message; masters also poll their outboxes, so a lost wake only delays.
-	woken := map[string]bool{}
+	woken := map[protocol.ConnectionID]bool{}
 	pipe := s.rdb.Pipeline()
 	for _, n := range tx.notifications {
 		c, ok := tx.Conns[n.ConnectionID]
@@ -459,9 +542,9 @@ func (s *Store) afterCommit(ctx context.Context, tx *Tx) {
 			continue
 		}
 		woken[n.ConnectionID] = true
-		pipe.Publish(ctx, s.wakeChannel(c.Master), tx.sid+" "+n.ConnectionID)
+		pipe.Publish(ctx, s.wakeChannel(c.Master), Wake{tx.sid, n.ConnectionID}.member())
 	}
-	s.publishEvents(ctx, pipe, tx.sid, tx.events)
+	s.events.publishEvents(ctx, pipe, tx.sid, tx.events)
 	if len(woken) > 0 || len(tx.events) > 0 {
 		_, _ = pipe.Exec(ctx)
 	}
@@ -478,7 +561,7 @@ type OutboxEntry struct {
 }
 
 // ReadOutbox returns up to count queued notifications of a connection, oldest first.
-func (s *Store) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([]OutboxEntry, error) {
+func (s *Sessions) ReadOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, count int64) ([]OutboxEntry, error) {
 	msgs, err := s.rdb.XRangeN(ctx, s.outboxKey(sid, cid), "-", "+", count).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read outbox %s/%s: %w", sid, cid, err)
@@ -493,7 +576,7 @@ func (s *Store) ReadOutbox(ctx context.Context, sid, cid string, count int64) ([
 }
 
 // AckOutbox drops every notification up to and including id, once delivered.
-func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
+func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, id string) error {
 	next, err := nextStreamID(id)
 	if err != nil {
 		return err
@@ -505,7 +588,7 @@ func (s *Store) AckOutbox(ctx context.Context, sid, cid, id string) error {
 }
 
 // DeleteOutbox removes a connection's outbox (once its participant is gone).
-func (s *Store) DeleteOutbox(ctx context.Context, sid, cid string) error {
+func (s *Sessions) DeleteOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
 }
 
@@ -519,13 +602,46 @@ func nextStreamID(id string) (string, error) {
 }
 
 // Wake tells a master that a connection's outbox has new entries.
-type Wake struct{ SessionID, ConnectionID string }
+type Wake struct {
+	SessionID    protocol.SessionID
+	ConnectionID protocol.ConnectionID
+}
+
+// member is how a Wake is written in Redis sets, sorted sets and pub/sub
+// messages: "<sid> <cid>" (neither id holds a space: protocol.ValidID).
+func (w Wake) member() string { return string(w.SessionID) + " " + string(w.ConnectionID) }
+
+// parseWake reads a member written by Wake.member.
+func parseWake(m string) (Wake, bool) {
+	sid, cid, ok := strings.Cut(m, " ")
+	return Wake{SessionID: protocol.SessionID(sid), ConnectionID: protocol.ConnectionID(cid)}, ok
+}
+
+// parseWakes reads members written by Wake.member, skipping malformed ones.
+func parseWakes(members []string) []Wake {
+	out := make([]Wake, 0, len(members))
+	for _, m := range members {
+		if w, ok := parseWake(m); ok {
+			out = append(out, w)
+		}
+	}
+	return out
+}
 
 // SubscribeWakes delivers the wakes addressed to master until ctx ends. The
 // returned channel is closed when the subscription ends.
-func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
-	out := make(chan Wake, 256)
-	sub := s.rdb.Subscribe(ctx, s.wakeChannel(master))
+func (s *Sessions) SubscribeWakes(ctx context.Context, master protocol.MasterID) <-chan Wake {
+	return subscribe(ctx, s.rdb, s.wakeChannel(master), 256, parseWake)
+}
+
+// subscribe relays the messages of a Redis pub/sub channel, decoded by
+// parse (false drops one), to a channel of size buffer until ctx ends or the
+// subscription breaks; then the channel closes. A message the consumer has no
+// room for is dropped: every consumer also polls, so a wake-up is a hint and
+// never blocks the subscription.
+func subscribe[T any](ctx context.Context, rdb redis.UniversalClient, channel string, buffer int, parse func(payload string) (T, bool)) <-chan T {
+	out := make(chan T, buffer)
+	sub := rdb.Subscribe(ctx, channel)
 	go func() {
 		defer close(out)
 		defer sub.Close()
@@ -538,13 +654,13 @@ func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
 				if !ok {
 					return
 				}
-				sid, cid, found := strings.Cut(msg.Payload, " ")
-				if !found {
+				v, ok := parse(msg.Payload)
+				if !ok {
 					continue
 				}
 				select {
-				case out <- Wake{SessionID: sid, ConnectionID: cid}:
-				default: // a slow consumer polls anyway; never block the subscription
+				case out <- v:
+				default:
 				}
 			}
 		}
@@ -554,29 +670,24 @@ func (s *Store) SubscribeWakes(ctx context.Context, master string) <-chan Wake {
 
 // ScheduleEviction records that connection cid of session sid must be evicted
 // at deadline unless its participant reconnects first.
-func (s *Store) ScheduleEviction(ctx context.Context, sid, cid string, deadline time.Time) error {
-	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: sid + " " + cid}).Err()
+func (s *Sessions) ScheduleEviction(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, deadline time.Time) error {
+	return s.rdb.ZAdd(ctx, s.evictKey(), redis.Z{Score: float64(deadline.UnixMilli()), Member: Wake{sid, cid}.member()}).Err()
 }
 
 // CancelEviction forgets a scheduled eviction.
-func (s *Store) CancelEviction(ctx context.Context, sid, cid string) error {
-	return s.rdb.ZRem(ctx, s.evictKey(), sid+" "+cid).Err()
+func (s *Sessions) CancelEviction(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
+	return s.rdb.ZRem(ctx, s.evictKey(), Wake{sid, cid}.member()).Err()
 }
 
 // DueEvictions returns up to limit scheduled evictions whose deadline has passed.
-func (s *Store) DueEvictions(ctx context.Context, now time.Time, limit int64) ([]Wake, error) {
+func (s *Sessions) DueEvictions(ctx context.Context, now time.Time, limit int64) ([]Wake, error) {
 	members, err := s.rdb.ZRangeByScore(ctx, s.evictKey(), &redis.ZRangeBy{
 		Min: "-inf", Max: strconv.FormatInt(now.UnixMilli(), 10), Count: limit,
 	}).Result()
 	if err != nil {
 		return nil, fmt.Errorf("due evictions: %w", err)
 	}
-	out := make([]Wake, 0, len(members))
-	for _, m := range members {
-		if sid, cid, ok := strings.Cut(m, " "); ok {
-			out = append(out, Wake{SessionID: sid, ConnectionID: cid})
-		}
-	}
+	out := parseWakes(members)
 	return out, nil
 }
 

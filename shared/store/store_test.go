@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 )
 
@@ -17,7 +18,7 @@ func newStore(t *testing.T) *Store {
 	return New(Config{Redis: redistest.Start(t).Client(t), ClusterID: "t"})
 }
 
-func addConn(t *testing.T, s *Store, sid, cid string, active bool) {
+func addConn(t *testing.T, s *Store, sid protocol.SessionID, cid protocol.ConnectionID, active bool) {
 	t.Helper()
 	err := s.Update(context.Background(), sid, func(tx *Tx) error {
 		c := &Connection{ID: cid, SessionID: sid, CreatedAt: NowMillis(), Status: StatusPending}
@@ -53,7 +54,7 @@ func TestSessionLifecycleAndOutbox(t *testing.T) {
 		}
 	}
 	// Only active participants other than a got them, in order.
-	for cid, want := range map[string]int{"a": 0, "b": 3, "p": 0} {
+	for cid, want := range map[protocol.ConnectionID]int{"a": 0, "b": 3, "p": 0} {
 		got, err := s.ReadOutbox(ctx, "s1", cid, 10)
 		if err != nil || len(got) != want {
 			t.Fatalf("outbox of %s: %d entries (%v), want %d", cid, len(got), err, want)
@@ -84,10 +85,10 @@ func TestSessionLifecycleAndOutbox(t *testing.T) {
 		t.Fatal(err)
 	}
 	rdb := s.Redis()
-	if ttl := rdb.PTTL(ctx, s.outboxKey("s1", "a")).Val(); ttl <= 0 || ttl > removedOutboxTTL {
+	if ttl := rdb.PTTL(ctx, s.Sessions.outboxKey("s1", "a")).Val(); ttl <= 0 || ttl > removedOutboxTTL {
 		t.Errorf("notified removed outbox TTL %s", ttl)
 	}
-	if n := rdb.Exists(ctx, s.outboxKey("s1", "b")).Val(); n != 0 {
+	if n := rdb.Exists(ctx, s.Sessions.outboxKey("s1", "b")).Val(); n != 0 {
 		t.Error("the outbox of a silently removed connection survived")
 	}
 	// Closing leaves only a tombstone with the session's life.

@@ -3,14 +3,18 @@
 // openvidu-browser, publishes the camera and shows everybody else.
 //
 // window.chorusDemo is the page's small API for the end-to-end tests: join
-// with a given token, read every remote video's size and decoded frames, and
-// the session events seen so far.
+// with a given token, read every remote video's size and decoded frames, the
+// session events seen so far, the ICE candidate pairs in use and how long
+// joining took.
 'use strict';
 
 const demo = {
   session: null,
   publisher: null,
   events: [],
+  // When the last join started, connected and published, and when each
+  // remote video decoded its first frame (ms since the epoch).
+  timings: null,
 };
 
 // Events worth telling the user about; the others only go to the log.
@@ -29,11 +33,14 @@ function log(type, detail) {
   if (text) document.getElementById('status').textContent = text(detail || '');
 }
 
-async function fetchToken(sessionId) {
+// The demo backend serves only its own sessions, whose ids start with demo_.
+const SESSION_PREFIX = 'demo_';
+
+async function fetchToken(room) {
   const res = await fetch('/demo/token', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ sessionId }),
+    body: JSON.stringify({ sessionId: SESSION_PREFIX + room }),
   });
   if (!res.ok) throw new Error('token request failed: ' + res.status + ' ' + (await res.text()));
   return (await res.json()).token;
@@ -55,7 +62,20 @@ function nameOf(connection) {
   try { return JSON.parse(connection.data.split('%/%')[0]).clientData; } catch (e) { return connection.connectionId; }
 }
 
+// watchFirstFrame records when a remote video decodes its first frame
+// (checked every 10 ms, for two minutes at most).
+function watchFirstFrame(video, connectionId) {
+  const timings = demo.timings;
+  const started = Date.now();
+  const timer = setInterval(() => {
+    const frames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
+    if (frames > 0 && !timings.firstFrames[connectionId]) timings.firstFrames[connectionId] = Date.now();
+    if (frames > 0 || Date.now() - started > 120000) clearInterval(timer);
+  }, 10);
+}
+
 async function join(token, name, debug) {
+  demo.timings = { joinStartedAt: Date.now(), connectedAt: 0, publishStartedAt: 0, publishedAt: 0, firstFrames: {} };
   const OV = new OpenVidu();
   if (!debug) OV.enableProdMode();
   const session = OV.initSession();
@@ -63,7 +83,10 @@ async function join(token, name, debug) {
   session.on('streamCreated', (event) => {
     const el = tile('tile-' + event.stream.streamId, nameOf(event.stream.connection));
     const subscriber = session.subscribe(event.stream, el, { insertMode: 'APPEND' });
-    subscriber.on('videoElementCreated', (e) => { e.element.dataset.connectionId = event.stream.connection.connectionId; });
+    subscriber.on('videoElementCreated', (e) => {
+      e.element.dataset.connectionId = event.stream.connection.connectionId;
+      watchFirstFrame(e.element, event.stream.connection.connectionId);
+    });
     log('streamCreated', event.stream.streamId);
   });
   session.on('streamDestroyed', (event) => {
@@ -79,12 +102,15 @@ async function join(token, name, debug) {
   // the broken peer connection's stream): tests time recoveries by it.
   session.on('exception', (event) => log('exception', event.name + (event.origin && event.origin.streamId ? ' ' + event.origin.streamId : '')));
   await session.connect(token, { clientData: name });
+  demo.timings.connectedAt = Date.now();
   log('connected', session.connection.connectionId);
   const publisher = await OV.initPublisherAsync('local', {
     insertMode: 'APPEND', resolution: '640x480', frameRate: 30, mirror: false,
   });
   demo.publisher = publisher;
+  demo.timings.publishStartedAt = Date.now();
   await session.publish(publisher);
+  demo.timings.publishedAt = Date.now();
   log('published', publisher.stream.streamId);
   return session.connection.connectionId;
 }
@@ -161,12 +187,46 @@ function frameGaps(since) {
   });
 }
 
+// transports reports, for each peer connection (the publisher's and one per
+// subscription), the ICE candidate pair in use, from getStats(): each end's
+// protocol (udp or tcp), candidate type, address, port and TCP type.
+async function transports() {
+  const managers = [];
+  if (demo.publisher) managers.push(demo.publisher);
+  if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
+  const out = [];
+  for (const m of managers) {
+    const pc = m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null;
+    if (!pc) continue;
+    const stats = await pc.getStats();
+    let pair = null;
+    stats.forEach((r) => {
+      if (r.type === 'transport' && r.selectedCandidatePairId) pair = stats.get(r.selectedCandidatePairId);
+    });
+    if (!pair) stats.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
+    const end = (id) => {
+      const c = id && stats.get(id);
+      return c ? { protocol: c.protocol, candidateType: c.candidateType, address: c.address, port: c.port, tcpType: c.tcpType || '' } : null;
+    };
+    out.push({
+      streamId: m.stream.streamId,
+      kind: m === demo.publisher ? 'publisher' : 'subscriber',
+      iceState: pc.iceConnectionState,
+      local: pair ? end(pair.localCandidateId) : null,
+      remote: pair ? end(pair.remoteCandidateId) : null,
+    });
+  }
+  return out;
+}
+
 window.chorusDemo = {
   join,
   leave,
   videos,
   trackFrames,
   frameGaps,
+  transports,
+  timings: () => JSON.parse(JSON.stringify(demo.timings)),
   events: () => demo.events.slice(),
   connectionId: () => (demo.session && demo.session.connection ? demo.session.connection.connectionId : ''),
   session: () => demo.session,

@@ -135,10 +135,10 @@ const (
 
 // WebrtcConnection describes one endpoint for the webrtcConnection events.
 type WebrtcConnection struct {
-	StreamID      string
-	ConnectionID  string // the endpoint's owner: the subscriber for INBOUND
+	StreamID      protocol.StreamID
+	ConnectionID  protocol.ConnectionID // the endpoint's owner: the subscriber for INBOUND
 	Direction     string
-	ReceivingFrom string // the publisher, for INBOUND
+	ReceivingFrom protocol.ConnectionID // the publisher, for INBOUND
 	CreatedAt     int64
 	Media         store.MediaOptions
 }
@@ -177,7 +177,7 @@ func NewWebrtcConnectionDestroyed(s *store.Session, w WebrtcConnection, now int6
 // NewSignalSent is emitted for each signal delivered. from is "" for the
 // REST API's signals (null in the event); a participant's type loses its
 // "signal:" prefix, as in OpenVidu.
-func NewSignalSent(s *store.Session, now int64, from string, to []string, typ, data *string) Event {
+func NewSignalSent(s *store.Session, now int64, from string, to []protocol.ConnectionID, typ, data *string) Event {
 	o := sessionBase(s, now)
 	var fromV, typV, dataV any
 	if from != "" {
@@ -198,7 +198,7 @@ func NewSignalSent(s *store.Session, now int64, from string, to []string, typ, d
 
 // MediaNode describes a media node in cluster events.
 type MediaNode struct {
-	ID            string
+	ID            string // a media node's or a master's id
 	EnvironmentID string // "" is null
 	IP            string
 	URI           string
@@ -226,13 +226,13 @@ const (
 )
 
 // NewNodeCrashed is emitted once when a media or master node is declared dead.
-func NewNodeCrashed(now int64, clusterID string, n MediaNode, role string, timeOfDisconnection int64, sessionIDs []string) Event {
+func NewNodeCrashed(now int64, clusterID string, n MediaNode, role string, timeOfDisconnection int64, sessionIDs []protocol.SessionID) Event {
 	o := protocol.Object{}.With("timestamp", now).With("id", n.ID)
 	if n.EnvironmentID != "" {
 		o = o.With("environmentId", n.EnvironmentID)
 	}
 	if sessionIDs == nil {
-		sessionIDs = []string{}
+		sessionIDs = []protocol.SessionID{}
 	}
 	return Event{NodeCrashed, o.With("ip", n.IP).With("uri", n.URI).With("nodeRole", role).
 		With("timeOfDisconnection", timeOfDisconnection).With("clusterId", clusterID).

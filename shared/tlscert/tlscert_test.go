@@ -1,4 +1,4 @@
-package proxy
+package tlscert
 
 import (
 	"bytes"
@@ -12,11 +12,11 @@ import (
 func TestSelfSignedCertificateIsKeptAcrossStarts(t *testing.T) {
 	dir := t.TempDir()
 	cfg := config.TLS{Mode: "self-signed", SelfSignedDir: dir, Hosts: []string{"localhost", "127.0.0.1", "192.168.1.20"}}
-	first, err := tlsConfig(cfg)
+	first, err := Config(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := tlsConfig(cfg)
+	second, err := Config(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func TestTLSConfigErrors(t *testing.T) {
 		{"unknown mode", config.TLS{Mode: "acme"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := tlsConfig(tc.cfg)
+			_, err := Config(tc.cfg)
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}

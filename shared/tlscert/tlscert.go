@@ -1,4 +1,8 @@
-package proxy
+// Package tlscert gives a role its TLS server configuration from
+// config.TLS: off, certificate files, or a self-signed certificate made once
+// and kept on disk. The proxy (HTTPS) and the TURN role (TURN over TLS, RFC
+// 8656 section 3.1) use it.
+package tlscert
 
 import (
 	"crypto/ecdsa"
@@ -23,11 +27,11 @@ import (
 // selfSignedValidity is how long a generated certificate is valid.
 const selfSignedValidity = 2 * 365 * 24 * time.Hour
 
-// tlsConfig returns the proxy's TLS configuration (nil when mode is off):
+// Config returns a server TLS configuration (nil when mode is off):
 // the configured files, or a self-signed certificate for t.Hosts, generated
 // on first start and kept in t.SelfSignedDir (cert.pem, key.pem) so that a
 // browser's exception survives restarts.
-func tlsConfig(t config.TLS) (*tls.Config, error) {
+func Config(t config.TLS) (*tls.Config, error) {
 	var cert tls.Certificate
 	var err error
 	switch t.Mode {
@@ -38,10 +42,10 @@ func tlsConfig(t config.TLS) (*tls.Config, error) {
 	case "self-signed":
 		cert, err = selfSigned(t.SelfSignedDir, t.Hosts)
 	default:
-		return nil, fmt.Errorf("proxy: unknown TLS mode %q", t.Mode)
+		return nil, fmt.Errorf("tls: unknown mode %q (off, file or self-signed)", t.Mode)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("proxy: TLS certificate: %w", err)
+		return nil, fmt.Errorf("tls certificate: %w", err)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// maxLimiterClients bounds the memory of a rateLimiter: past this many
+// clients with a partly used bucket, new clients are refused until buckets
+// refill (a flood of addresses cannot grow the map without bound).
+const maxLimiterClients = 65536
+
+// rateLimiter is a token bucket per client: each client may make burst
+// requests at once, then perMinute per minute. Its zero value is unusable;
+// build it with newRateLimiter.
+type rateLimiter struct {
+	perSecond float64
+	burst     float64
+	now       func() time.Time
+
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	lastSweep time.Time
+}
+
+type bucket struct {
+	tokens float64
+	at     time.Time
+}
+
+// newRateLimiter allows burst requests at once and perMinute a minute per
+// client; now is the clock (time.Now outside tests).
+func newRateLimiter(perMinute, burst int, now func() time.Time) *rateLimiter {
+	return &rateLimiter{
+		perSecond: float64(perMinute) / 60, burst: float64(burst), now: now,
+		buckets: map[string]*bucket{}, lastSweep: now(),
+	}
+}
+
+// allow takes a token from client's bucket. When there is none it returns
+// false and how long until there is.
+func (l *rateLimiter) allow(client string) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if now.Sub(l.lastSweep) > time.Minute || len(l.buckets) >= maxLimiterClients {
+		l.sweep(now)
+	}
+	b, ok := l.buckets[client]
+	if !ok {
+		if len(l.buckets) >= maxLimiterClients {
+			return false, time.Minute
+		}
+		b = &bucket{tokens: l.burst, at: now}
+		l.buckets[client] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.perSecond)
+	b.at = now
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	if l.perSecond <= 0 {
+		return false, time.Minute
+	}
+	return false, time.Duration((1 - b.tokens) / l.perSecond * float64(time.Second))
+}
+
+// sweep forgets the clients whose bucket is full again: they are as new.
+func (l *rateLimiter) sweep(now time.Time) {
+	l.lastSweep = now
+	for c, b := range l.buckets {
+		if b.tokens+now.Sub(b.at).Seconds()*l.perSecond >= l.burst {
+			delete(l.buckets, c)
+		}
+	}
+}
+
+// clientKey is the rate-limited identity of a request: its peer's IP (the
+// proxy trusts no X-Forwarded-For), an IPv6 peer by its /64, which one
+// subscriber usually has whole.
+func clientKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return host
+	}
+	if ip.To4() != nil {
+		return ip.String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
