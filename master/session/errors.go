@@ -67,6 +67,15 @@ const (
 	// ReconnectionFailed: a socket's reconnection cannot take over a
 	// participant (openvidu-browser then asks sessionStatus).
 	ReconnectionFailed
+	// RecordingNotFound: no recording with that id.
+	RecordingNotFound
+	// RecordingConflict: the session is being recorded already, or a
+	// started recording cannot be deleted.
+	RecordingConflict
+	// RecordingStarting: the recording cannot be stopped before it started.
+	RecordingStarting
+	// RecordingFailed: no recorder started the recording in time.
+	RecordingFailed
 )
 
 var kindNames = [...]string{
@@ -77,7 +86,8 @@ var kindNames = [...]string{
 	StreamNotFound: "stream not found", AlreadyPublishing: "already publishing", Unauthorized: "unauthorized",
 	BadSDP: "bad SDP", OfferFailed: "offer failed", CodecNotFound: "codec not found", Superseded: "superseded",
 	StreamMoving: "stream moving", NotMovedInTime: "not moved in time", InvalidRecipients: "invalid recipients",
-	ReconnectionFailed: "reconnection failed",
+	ReconnectionFailed: "reconnection failed", RecordingNotFound: "recording not found",
+	RecordingConflict: "recording conflict", RecordingStarting: "recording starting", RecordingFailed: "recording failed",
 }
 
 // Kinds lists every kind, for the transports' mapping tests.

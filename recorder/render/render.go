@@ -154,7 +154,7 @@ func (r *Renderer) Render(ctx context.Context, rec Recording, workDir, outDir st
 	if err != nil {
 		return Result{}, fmt.Errorf("render: temporary directory: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer func() { _ = os.RemoveAll(tmp) }()
 
 	run := &runner{ffmpeg: r.cfg.FFmpeg, tail: r.cfg.StderrTail}
 	var res Result
@@ -243,11 +243,11 @@ func publish(tmpFile, outDir, name string) (string, int64, error) {
 	final := filepath.Join(outDir, name)
 	partial := filepath.Join(outDir, "."+name+".partial")
 	if err := copyFile(tmpFile, partial); err != nil {
-		os.Remove(partial)
+		_ = os.Remove(partial)
 		return "", 0, fmt.Errorf("render: write %s: %w", final, err)
 	}
 	if err := os.Rename(partial, final); err != nil {
-		os.Remove(partial)
+		_ = os.Remove(partial)
 		return "", 0, fmt.Errorf("render: write %s: %w", final, err)
 	}
 	st, err := os.Stat(final)
