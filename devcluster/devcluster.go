@@ -74,6 +74,13 @@ type Config struct {
 	Demo bool
 	// AssetsDir holds the demo page and openvidu-browser (web/).
 	AssetsDir string
+	// Recorders is how many recorders (chorus recorder) run; at least one
+	// turns recording on in the masters (OPENVIDU_RECORDING). 0: recording
+	// answers 501.
+	Recorders int
+	// RecordingPath is the recording path of masters and recorders (one
+	// host: they share it); empty: a temporary directory removed at exit.
+	RecordingPath string
 	// Env is the environment of every process (CHORUS_*, OPENVIDU_*, ...).
 	Env []string
 	// Output receives the processes' logs, each line prefixed by its node.
@@ -97,7 +104,9 @@ type State struct {
 	Redis         string `json:"redis"`
 	// TurnURLs are the TURN servers' URLs masters hand out.
 	TurnURLs []string `json:"turnUrls,omitempty"`
-	Nodes    []Node   `json:"nodes"`
+	// RecordingPath is where recordings are written, with recorders.
+	RecordingPath string `json:"recordingPath,omitempty"`
+	Nodes         []Node `json:"nodes"`
 }
 
 type process struct {
@@ -239,6 +248,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if len(turnURLs) > 0 {
 		masterTurn = []string{"--turn-urls", strings.Join(turnURLs, ",")}
 	}
+	recording := []string{}
+	if cfg.Recorders > 0 {
+		path := cfg.RecordingPath
+		if path == "" {
+			if path, err = r.tempDir("chorus-recordings-"); err != nil {
+				return nil, err
+			}
+		}
+		state.RecordingPath = path
+		recording = []string{"--recording-enabled", "--recording-path", path}
+	}
 	for i := 1; i <= cfg.Masters; i++ {
 		port, err := freeTCPPort()
 		if err != nil {
@@ -250,7 +270,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
 			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
-			"--media-nodes-process-log-dir", logDir}, append(append(common, withSecret...), masterTurn...)...)
+			"--media-nodes-process-log-dir", logDir}, append(append(append(common, withSecret...), masterTurn...), recording...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -284,6 +304,14 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			return nil, err
 		}
 		if err := waitHealthy(ctx, "http://"+addr+"/chorus/health", 20*time.Second, p); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i <= cfg.Recorders; i++ {
+		id := fmt.Sprintf("recorder_%d", i)
+		args := append([]string{"recorder", "--recorder-id", id, "--recording-path", state.RecordingPath,
+			"--recorder-loopback-only=" + strconv.FormatBool(net.ParseIP(cfg.MediaIP).IsLoopback())}, common...)
+		if _, err := r.spawn(Node{Role: "recorder", ID: id}, cfg.Binary, args...); err != nil {
 			return nil, err
 		}
 	}

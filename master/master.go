@@ -110,6 +110,8 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
 			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
+			Recording: restapi.RecordingConfig{Enabled: cfg.Cluster.Recording.Enabled, Path: cfg.Cluster.Recording.Path,
+				PublicAccess: cfg.Cluster.Recording.PublicAccess, StartWait: mc.RequestTimeout * 4 / 5},
 			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout, TURNURLs: cfg.Cluster.Turn.URLs,
 			Cluster: restapi.ClusterInfo{ID: cfg.Cluster.ClusterID, Provider: provider.Name(),
 				ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), Autoscaling: cfg.Cluster.Autoscaling},

@@ -31,6 +31,14 @@ func restErrorOf(k session.Kind) restError {
 		return restError{status: http.StatusNotFound}
 	case session.SessionExists, session.AlreadyPublishing, session.Superseded, session.StreamMoving:
 		return restError{status: http.StatusConflict}
+	case session.RecordingNotFound:
+		return restError{status: http.StatusNotFound}
+	case session.RecordingConflict:
+		return restError{status: http.StatusConflict, body: true}
+	case session.RecordingStarting:
+		return restError{status: http.StatusNotAcceptable, body: true}
+	case session.RecordingFailed: // no recorder started it: retry once one runs
+		return restError{status: http.StatusServiceUnavailable, body: true}
 	case session.SessionEmpty:
 		return restError{status: http.StatusNotAcceptable}
 	case session.InvalidRecipients:

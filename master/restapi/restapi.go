@@ -46,6 +46,7 @@ type Config struct {
 	RequestTimeout   time.Duration
 	Webhook          config.Webhook
 	CDR              config.CDR
+	Recording        RecordingConfig
 	// MediaNodes serves the /media-nodes API.
 	MediaNodes *medianodes.Manager
 	// LaunchTimeout bounds POST /media-nodes?wait=true.
@@ -100,10 +101,8 @@ func (a *API) Register(r *gin.Engine) {
 	g.GET("/config", a.config)
 	g.GET("/health", a.health)
 	a.registerMediaNodes(g)
+	a.registerRecordings(g, r)
 	for _, route := range []struct{ method, path string }{
-		{http.MethodPost, "/recordings/start"}, {http.MethodPost, "/recordings/stop/:recordingId"},
-		{http.MethodGet, "/recordings"}, {http.MethodGet, "/recordings/:recordingId"},
-		{http.MethodDelete, "/recordings/:recordingId"},
 		{http.MethodPost, "/broadcast/start"}, {http.MethodPost, "/broadcast/stop"},
 	} {
 		g.Handle(route.method, route.path, notImplemented)
@@ -575,7 +574,7 @@ func (a *API) config(c *gin.Context) {
 		With("OPENVIDU_WEBRTC_SIMULCAST", false).
 		With("OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())).
 		With("OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())).
-		With("OPENVIDU_RECORDING", false).
+		With("OPENVIDU_RECORDING", a.cfg.Recording.Enabled).
 		With("OPENVIDU_WEBHOOK", a.cfg.Webhook.Enabled)
 	if a.cfg.Webhook.Enabled {
 		fields = fields.With("OPENVIDU_WEBHOOK_ENDPOINT", a.cfg.Webhook.Endpoint).

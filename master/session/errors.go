@@ -77,6 +77,15 @@ const (
 	// SessionFull: the session has Limits.ParticipantsPerSession active
 	// participants already.
 	SessionFull
+	// RecordingNotFound: no recording with that id.
+	RecordingNotFound
+	// RecordingConflict: the session is being recorded already, or a
+	// started recording cannot be deleted.
+	RecordingConflict
+	// RecordingStarting: the recording cannot be stopped before it started.
+	RecordingStarting
+	// RecordingFailed: no recorder started the recording in time.
+	RecordingFailed
 )
 
 var kindNames = [...]string{
@@ -89,6 +98,8 @@ var kindNames = [...]string{
 	StreamMoving: "stream moving", NotMovedInTime: "not moved in time", InvalidRecipients: "invalid recipients",
 	ReconnectionFailed: "reconnection failed", SignalTooLarge: "signal too large",
 	MetadataTooLarge: "metadata too large", SessionFull: "session full",
+	RecordingNotFound: "recording not found",
+	RecordingConflict: "recording conflict", RecordingStarting: "recording starting", RecordingFailed: "recording failed",
 }
 
 // Kinds lists every kind, for the transports' mapping tests.

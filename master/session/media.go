@@ -473,7 +473,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID,
 	return s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil {
 			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt && cur.State != store.EndpointReady {
-				if cur.State == store.EndpointCreating {
+				if cur.State == store.EndpointCreating && !c.Recorder {
 					emit(tx, events.NewWebrtcConnectionCreated(tx.Session, inbound(c, cur, streamOwner(tx.Conns, streamID))))
 				}
 				cur.State = store.EndpointReady
@@ -495,7 +495,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid p
 		}
 		for streamID, sub := range c.Subscriptions {
 			if string(streamID) == sender || protocol.ConnectionOfStream(streamID) == protocol.ConnectionID(sender) {
-				if sub.Live() {
+				if sub.Live() && !c.Recorder {
 					emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, streamID)), store.NowMillis(), protocol.ReasonUnsubscribe))
 				}
 				delete(c.Subscriptions, streamID)

@@ -104,14 +104,16 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		c.ClientData, c.Platform, c.IP, c.Location = req.Metadata, req.Platform, req.IP, "unknown"
 		c.RPCSessionID, c.Master, c.DisconnectedAt = rpcID, s.cfg.Incarnation.ID(), 0
 		others := []*store.Connection{}
-		for _, o := range activeConns(tx.SortedConns()) {
+		for _, o := range participants(tx.SortedConns()) {
 			if o.ID != c.ID {
 				others = append(others, o)
 			}
 		}
-		emit(tx, events.NewParticipantJoined(tx.Session, c))
-		if err := tx.NotifyParticipants(c.ID, protocol.NotifyParticipantJoined, RenderRemote(c, false)); err != nil {
-			return err
+		if !c.Recorder {
+			emit(tx, events.NewParticipantJoined(tx.Session, c))
+			if err := tx.NotifyParticipants(c.ID, protocol.NotifyParticipantJoined, RenderRemote(c, false)); err != nil {
+				return err
+			}
 		}
 		res = &JoinResult{Session: tx.Session, Conn: c, Others: others}
 		return nil

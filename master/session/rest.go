@@ -494,19 +494,29 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 	emitParticipantGone(tx, c, now, reason)
 	dropParticipant(tx, c)
 	remaining := activeConns(tx.SortedConns())
-	if notifyEvicted {
+	switch {
+	case c.Recorder:
+		// hidden: nobody was told it joined
+	case notifyEvicted:
 		if err := evictNotify(tx, c, remaining, reason); err != nil {
 			return nil, nil, err
 		}
-	} else {
+	default:
 		for _, r := range remaining {
 			if err := tx.NotifyDeparture(r, c, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	if len(remaining) > 0 {
+	if len(participants(remaining)) > 0 || c.Recorder {
 		return &removed, nil, nil
+	}
+	// Only recorders remain: they leave with the session.
+	for _, r := range remaining {
+		dropParticipant(tx, r)
+		if err := tx.Notify(r.ID, protocol.NotifyParticipantEvicted, protocol.ConnectionReason{ConnectionID: string(r.ID), Reason: reason}); err != nil {
+			return nil, nil, err
+		}
 	}
 	closed := tx.Session
 	emit(tx, events.NewSessionDestroyed(tx.Session, now, protocol.ReasonLastParticipantLeft))

@@ -218,6 +218,18 @@ func endpointsOf(c *store.Connection) []endpointRef {
 	return out
 }
 
+// participants are the active connections but recorders' (OpenVidu's
+// hidden RECORDER participant is never listed, announced or counted).
+func participants(conns []*store.Connection) []*store.Connection {
+	var out []*store.Connection
+	for _, c := range conns {
+		if c.Active() && !c.Recorder {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func activeConns(conns []*store.Connection) []*store.Connection {
 	var out []*store.Connection
 	for _, c := range conns {

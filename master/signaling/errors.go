@@ -36,6 +36,12 @@ var rpcCodes = map[session.Kind]int{
 	session.SignalTooLarge:      protocol.CodeSignalFormatInvalid,
 	session.MetadataTooLarge:    protocol.CodeUserMetadataFormatInvalid,
 	session.SessionFull:         protocol.CodeUserUnauthorized,
+	// Recording failures come from the REST API only; no JSON-RPC method
+	// records.
+	session.RecordingNotFound: protocol.CodeGeneric,
+	session.RecordingConflict: protocol.CodeGeneric,
+	session.RecordingStarting: protocol.CodeGeneric,
+	session.RecordingFailed:   protocol.CodeGeneric,
 }
 
 // toRPCError answers a failed request: an RPCError as built, or a session

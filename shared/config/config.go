@@ -34,6 +34,8 @@ type Config struct {
 	Master        Master      `mapstructure:"master"`
 	Webhook       Webhook     `mapstructure:"webhook"`
 	CDR           CDR         `mapstructure:"cdr"`
+	Recording     Recording   `mapstructure:"recording"`
+	Recorder      Recorder    `mapstructure:"recorder"`
 	Events        Events      `mapstructure:"events"`
 	MediaNodes    MediaNodes  `mapstructure:"media_nodes"`
 	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
@@ -220,6 +222,23 @@ type Webhook struct {
 type CDR struct {
 	Enabled bool   `mapstructure:"enabled"`
 	Path    string `mapstructure:"path"`
+}
+
+// Recording is OpenVidu's recording configuration (OPENVIDU_RECORDING,
+// OPENVIDU_RECORDING_PATH, OPENVIDU_RECORDING_PUBLIC_ACCESS).
+type Recording struct {
+	Enabled      bool   `mapstructure:"enabled"`
+	Path         string `mapstructure:"path"`
+	PublicAccess bool   `mapstructure:"public_access"`
+}
+
+// Recorder is a recording worker's configuration (chorus recorder).
+type Recorder struct {
+	ID           string        `mapstructure:"id"`
+	WorkDir      string        `mapstructure:"work_dir"`
+	LeaseTTL     time.Duration `mapstructure:"lease_ttl"`
+	MaxJobs      int           `mapstructure:"max_jobs"`
+	LoopbackOnly bool          `mapstructure:"loopback_only"`
 }
 
 // Events sizes the event bus.
@@ -536,10 +555,23 @@ func (c *Config) Validate(role Role) error {
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}
+		if c.Recording.Enabled && c.Recording.Path == "" {
+			bad("recording.path is empty while recording is enabled")
+		}
 		c.validateEvents(bad)
 		c.validateLimits(bad)
 		c.validateMediaNodes(bad)
 		c.validateTurnURLs(bad)
+	case RoleRecorder:
+		if c.Recording.Path == "" {
+			bad("recording.path is empty")
+		}
+		if c.Recorder.LeaseTTL < 300*time.Millisecond {
+			bad("recorder.lease_ttl must be at least 300ms, got %s", c.Recorder.LeaseTTL)
+		}
+		if c.Recorder.MaxJobs < 1 {
+			bad("recorder.max_jobs must be at least 1, got %d", c.Recorder.MaxJobs)
+		}
 	case RoleTurn:
 		c.validateTurn(bad)
 	case RoleMedia:

@@ -22,6 +22,8 @@ const (
 	RoleProxy  Role = "proxy"
 	RoleTurn   Role = "turn"
 	RoleTool   Role = "tool" // operator commands that only need Redis and the cluster id
+	// RoleRecorder runs recording workers (chorus recorder).
+	RoleRecorder Role = "recorder"
 )
 
 // Key describes one configuration setting: its viper key (the YAML path), the
@@ -57,7 +59,7 @@ func (k Key) usedBy(r Role) bool {
 	return false
 }
 
-var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTurn, RoleTool}
+var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTurn, RoleTool, RoleRecorder}
 
 // Keys returns every configuration setting Chorus reads. It is a function, not
 // a package variable, so that nobody can mutate the table.
@@ -160,6 +162,22 @@ func Keys() []Key {
 			"Shortest wait between two attempts."},
 		{"webhook.retry_wait_max", []string{"CHORUS_WEBHOOK_RETRY_WAIT_MAX"}, 10 * time.Second, []Role{RoleMaster},
 			"Longest wait between two attempts."},
+		{"recording.enabled", []string{"CHORUS_RECORDING_ENABLED", "OPENVIDU_RECORDING"}, false, []Role{RoleMaster},
+			"Serve the recording API (OpenVidu's OPENVIDU_RECORDING); false: every recording call answers 501. Needs at least one chorus recorder."},
+		{"recording.path", []string{"CHORUS_RECORDING_PATH", "OPENVIDU_RECORDING_PATH"}, "/opt/openvidu/recordings", []Role{RoleMaster, RoleRecorder},
+			"Directory of the finished recordings (<path>/<recordingId>/<file>): recorders write it, masters serve and delete from it, so every master and recorder must see the same directory (one host, or a shared volume)."},
+		{"recording.public_access", []string{"CHORUS_RECORDING_PUBLIC_ACCESS", "OPENVIDU_RECORDING_PUBLIC_ACCESS"}, false, []Role{RoleMaster},
+			"Serve /openvidu/recordings/<id>/<file> without Basic auth (OpenVidu's OPENVIDU_RECORDING_PUBLIC_ACCESS)."},
+		{"recorder.id", []string{"CHORUS_RECORDER_ID"}, "", []Role{RoleRecorder},
+			"Recorder id, the holder of its recording leases (default: recorder_ plus a random suffix, new at every start)."},
+		{"recorder.work_dir", []string{"CHORUS_RECORDER_WORK_DIR"}, "", []Role{RoleRecorder},
+			"Directory of the segments being captured (default: <recording.path>/.work); the same for every recorder on one host or volume."},
+		{"recorder.lease_ttl", []string{"CHORUS_RECORDER_LEASE_TTL"}, 5 * time.Second, []Role{RoleRecorder},
+			"Lease of a recording job: a recorder renews it every third of this; another recorder may take the job once it expires."},
+		{"recorder.max_jobs", []string{"CHORUS_RECORDER_MAX_JOBS"}, 4, []Role{RoleRecorder},
+			"Recordings one recorder captures at a time."},
+		{"recorder.loopback_only", []string{"CHORUS_RECORDER_LOOPBACK_ONLY"}, false, []Role{RoleRecorder},
+			"Gather only loopback ICE candidates (a cluster on one machine: chorus dev)."},
 		{"cdr.enabled", []string{"CHORUS_CDR_ENABLED", "OPENVIDU_CDR"}, false, []Role{RoleMaster},
 			"Write every event to a CDR file (JSON Lines) on the master that delivers it (OpenVidu's OPENVIDU_CDR)."},
 		{"cdr.path", []string{"CHORUS_CDR_PATH", "OPENVIDU_CDR_PATH"}, "/opt/openvidu/cdr", []Role{RoleMaster},

@@ -255,6 +255,11 @@ const (
 	NotifyStreamPropertyChanged    = "streamPropertyChanged"
 	NotifyConnectionPropertyChange = "connectionPropertyChanged"
 	NotifyForciblyReconnect        = "forciblyReconnectSubscriber"
+	// NotifyRecordingStarted and NotifyRecordingStopped carry
+	// RecordingNotification; openvidu-browser turns them into the session's
+	// recordingStarted and recordingStopped events.
+	NotifyRecordingStarted = "recordingStarted"
+	NotifyRecordingStopped = "recordingStopped"
 )
 
 // InternalReconnectSocket is an outbox entry that is never sent: the master
@@ -285,18 +290,19 @@ type ConnectionReason struct {
 
 // Reasons (OpenVidu's EndReason names).
 const (
-	ReasonUnsubscribe             = "unsubscribe"
-	ReasonUnpublish               = "unpublish"
-	ReasonDisconnect              = "disconnect"
-	ReasonForceUnpublishByUser    = "forceUnpublishByUser"
-	ReasonForceUnpublishByServer  = "forceUnpublishByServer"
-	ReasonForceDisconnectByUser   = "forceDisconnectByUser"
-	ReasonForceDisconnectByServer = "forceDisconnectByServer"
-	ReasonLastParticipantLeft     = "lastParticipantLeft"
-	ReasonSessionClosedByServer   = "sessionClosedByServer"
-	ReasonNetworkDisconnect       = "networkDisconnect"
-	ReasonNodeCrashed             = "nodeCrashed"
-	ReasonOpenviduServerStopped   = "openviduServerStopped"
+	ReasonUnsubscribe              = "unsubscribe"
+	ReasonUnpublish                = "unpublish"
+	ReasonDisconnect               = "disconnect"
+	ReasonForceUnpublishByUser     = "forceUnpublishByUser"
+	ReasonForceUnpublishByServer   = "forceUnpublishByServer"
+	ReasonForceDisconnectByUser    = "forceDisconnectByUser"
+	ReasonForceDisconnectByServer  = "forceDisconnectByServer"
+	ReasonLastParticipantLeft      = "lastParticipantLeft"
+	ReasonSessionClosedByServer    = "sessionClosedByServer"
+	ReasonNetworkDisconnect        = "networkDisconnect"
+	ReasonNodeCrashed              = "nodeCrashed"
+	ReasonOpenviduServerStopped    = "openviduServerStopped"
+	ReasonRecordingStoppedByServer = "recordingStoppedByServer"
 )
 
 // SignalNotification is sendMessage's notification params.
@@ -329,4 +335,13 @@ type ForciblyReconnectNotification struct {
 	ConnectionID string `json:"connectionId"`
 	StreamID     string `json:"streamId"`
 	SDPOffer     string `json:"sdpOffer"`
+}
+
+// RecordingNotification is the params of recordingStarted and
+// recordingStopped (openvidu-server's SessionEventsHandler; reason only when
+// stopped).
+type RecordingNotification struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason,omitempty"`
 }

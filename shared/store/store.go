@@ -12,6 +12,10 @@
 //	P:sessions          zset: session id -> createdAt (ms), the listing index
 //	P:evict             zset: "<sid> <cid>" -> eviction deadline (ms)
 //	P:wake:<master>     pub/sub channel: "<sid> <cid>" when that outbox grew
+//	P:{sid}:rec:<rid>   string: Recording JSON (recordings.go)
+//	P:recordings        zset: recording id -> createdAt (ms), the listing index
+//	P:recjobs           set: recordings a recorder must work on
+//	P:{sid}:rec:<rid>:lease  string: the recorder holding the job
 //
 // A session changes only through Update: an optimistic transaction (WATCH on
 // the session hash, MULTI/EXEC) that writes the new state and appends the
@@ -379,6 +383,11 @@ type Tx struct {
 
 	queued      map[protocol.ConnectionID]*redis.IntCmd // bytes queued once committed
 	outboxBytes map[protocol.ConnectionID]int64
+	// Recording is the recording UpdateRecording loaded (nil: none with that
+	// id); the callback may change it, set it or set it to nil (deleted).
+	Recording    *Recording
+	recordingID  string
+	rawRecording string
 }
 
 // ResetOutbox drops what is queued for connection cid before this
@@ -454,7 +463,17 @@ func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.
 // mutating tx. If the session does not exist, fn sees tx.Session == nil.
 // Errors from fn are returned as they are, and nothing is written.
 func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(tx *Tx) error) error {
+	return s.update(ctx, sid, "", fn)
+}
+
+// update is Update; with recordingID, tx.Recording is that recording of the
+// session (nil if it does not exist), watched and written with the session.
+func (s *Sessions) update(ctx context.Context, sid protocol.SessionID, recordingID string, fn func(tx *Tx) error) error {
 	key := s.sessionKey(sid)
+	keys := []string{key}
+	if recordingID != "" {
+		keys = append(keys, s.recordingKey(sid, recordingID))
+	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
 		err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
@@ -473,12 +492,17 @@ func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(t
 				copied := *c
 				tx.loadedConns[cid] = &copied
 			}
+			if recordingID != "" {
+				if err := s.loadRecordingInto(ctx, rtx, tx, recordingID); err != nil {
+					return err
+				}
+			}
 			if err := fn(tx); err != nil {
 				return err
 			}
 			_, err = rtx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.apply(ctx, p, tx) })
 			return err
-		}, key)
+		}, keys...)
 		if errors.Is(err, redis.TxFailedErr) {
 			time.Sleep(time.Duration(rand.IntN(5*(attempt+1))) * time.Millisecond)
 			continue
@@ -577,7 +601,7 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	for _, e := range tx.events {
 		p.XAdd(ctx, s.events.eventArgs(tx.sid, e))
 	}
-	return nil
+	return s.applyRecording(ctx, p, tx)
 }
 
 // entrySize is what one outbox entry counts towards its outbox's bytes.
