@@ -106,25 +106,13 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	if joined {
 		return nil, &protocol.RPCError{Code: protocol.CodeUserGeneric, Message: "This connection already joined a session"}
 	}
-	var p protocol.JoinRoomParams
-	if err := protocol.DecodeParams(raw, &p); err != nil {
-		return nil, err
-	}
-	for name, v := range map[string]*string{"token": p.Token, "session": p.Session, "platform": p.Platform, "metadata": p.Metadata} {
-		if v == nil {
-			return nil, protocol.MissingParam("joinRoom", name)
-		}
-	}
-	if !protocol.ValidID(*p.Session) {
-		return nil, &protocol.RPCError{Code: protocol.CodeRoomNotFound, Message: "Unable to join session. Session " + *p.Session + " cannot be found"}
-	}
-	secret := ""
-	if p.Secret != nil {
-		secret = *p.Secret
+	p, rerr := protocol.DecodeJoinRoom(raw)
+	if rerr != nil {
+		return nil, rerr
 	}
 	res, err := sk.srv.cfg.Sessions.Join(ctx, session.JoinRequest{
-		SessionID: protocol.SessionID(*p.Session), Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
-		Secret: secret, ServerSecret: sk.srv.cfg.Secret,
+		SessionID: protocol.SessionID(p.Session), Token: p.Token, Metadata: p.Metadata, Platform: p.Platform, IP: sk.ip,
+		Secret: p.Secret, ServerSecret: sk.srv.cfg.Secret,
 	})
 	if err != nil {
 		return nil, err
