@@ -74,6 +74,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSignal -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzParseUsername -fuzztime 20s ./shared/turncred
 	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
+	$(GO) test -run '^$$' -fuzz FuzzParseToken -fuzztime 20s ./master/session
+	$(GO) test -run '^$$' -fuzz FuzzJoinRoomParams -fuzztime 20s ./shared/protocol
+	$(GO) test -run '^$$' -fuzz FuzzOfferedKinds -fuzztime 20s ./medianode/sfu
 
 # gofmt, vet, staticcheck, the layering rules (depguard) and the rest of
 # .golangci.yml, over every package including the e2e-tagged ones; then

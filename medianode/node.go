@@ -47,6 +47,7 @@ type clusterState interface {
 // Node is a running media node.
 type Node struct {
 	cfg   config.Media
+	http  config.HTTP
 	id    protocol.NodeID
 	ip    string
 	store clusterState
@@ -121,8 +122,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	return &Node{
 		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
-		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
-		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
+		store: store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
+		http:  cfg.Cluster.HTTP, secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
 	}, nil
 }
 
@@ -139,7 +140,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := n.http.Server(n.handler())
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "ice_tcp_port", n.tcpPort, "announce", n.ip)

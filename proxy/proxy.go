@@ -56,6 +56,7 @@ type masterDirectory interface {
 // Proxy is a running proxy.
 type Proxy struct {
 	cfg    config.Proxy
+	http   config.HTTP
 	secret string
 	log    *slog.Logger
 	store  masterDirectory
@@ -104,12 +105,15 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
+		cfg: cfg.Cluster.Proxy, http: cfg.Cluster.HTTP, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ResponseHeaderTimeout: cfg.Cluster.Proxy.RequestTimeout,
 			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
+			// Below the masters' http.idle_timeout: a connection the
+			// master is about to close is never reused (a request sent
+			// on it would fail, and a POST is not retried).
+			IdleConnTimeout: cfg.Cluster.HTTP.IdleTimeout / 2,
 		},
 		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
@@ -304,7 +308,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := p.http.Server(p.Handler())
 	tlsCfg, err := tlscert.Config(p.cfg.TLS)
 	if err != nil {
 		ln.Close()

@@ -65,7 +65,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		}
 	}
 	now := store.NowMillis()
-	rpcID := protocol.NewRPCSessionID()
+	rpcID := s.newRPCSessionID(sid)
 	newConnID := protocol.NewConnectionID()
 	var res *JoinResult
 	pinned := false

@@ -34,6 +34,17 @@ type Config struct {
 	// MaxMessageBytes is the largest frame accepted; a larger one closes the
 	// socket with status 1009 (message too big).
 	MaxMessageBytes int64
+	// JoinTimeout is how long a socket may stay without a participant: one
+	// that has not joined (joinRoom) or resumed (connect) by then is closed
+	// with status 1008 (policy violation), unless one of those is being
+	// handled. openvidu-browser sends joinRoom, or connect after a
+	// reconnection, as soon as its socket opens. 0: 10 s.
+	JoinTimeout time.Duration
+	// MaxPingInterval is the largest heartbeat interval a client may
+	// announce (ping's interval, in ms); larger ones are clamped to it,
+	// smaller ones to a second. A socket silent for three intervals is
+	// closed. 0: 30 s.
+	MaxPingInterval time.Duration
 	// RequestTimeout bounds the handling of one request.
 	RequestTimeout time.Duration
 	// HoldTimeout bounds the media renegotiations (reconnectStream,
@@ -104,6 +115,12 @@ func (s *Server) attachLock(sid protocol.SessionID) *sync.Mutex {
 func New(cfg Config) *Server {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.JoinTimeout == 0 {
+		cfg.JoinTimeout = 10 * time.Second
+	}
+	if cfg.MaxPingInterval == 0 {
+		cfg.MaxPingInterval = 30 * time.Second
 	}
 	if cfg.HoldTimeout == 0 {
 		cfg.HoldTimeout = cfg.RequestTimeout

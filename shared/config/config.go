@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"reflect"
 	"slices"
@@ -30,6 +31,7 @@ type Config struct {
 	ClusterSecret string      `mapstructure:"cluster_secret"`
 	PublishedIP   string      `mapstructure:"published_ip"`
 	Redis         Redis       `mapstructure:"redis"`
+	HTTP          HTTP        `mapstructure:"http"`
 	Log           Log         `mapstructure:"log"`
 	Master        Master      `mapstructure:"master"`
 	Webhook       Webhook     `mapstructure:"webhook"`
@@ -202,8 +204,28 @@ type Master struct {
 	RedisRecoveryGrace       time.Duration `mapstructure:"redis_recovery_grace"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
+	JoinTimeout              time.Duration `mapstructure:"join_timeout"`
+	MaxPingInterval          time.Duration `mapstructure:"max_ping_interval"`
 	Edition                  string        `mapstructure:"edition"`
 	DepartureDelay           time.Duration `mapstructure:"departure_delay"`
+}
+
+// HTTP bounds what a client may hold of the HTTP server of a master, media
+// node or proxy (see Server).
+type HTTP struct {
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+}
+
+// Server returns an HTTP server of handler with these timeouts: headers
+// within ReadHeaderTimeout, the whole request (body included) within
+// ReadTimeout, and an idle keep-alive connection closed after IdleTimeout.
+// net/http clears the read deadline of a connection it hands over
+// (Hijack), so a WebSocket outlives ReadTimeout. No WriteTimeout: a
+// streamed response (a recording, the events tail) may take long.
+func (h HTTP) Server(handler http.Handler) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, IdleTimeout: h.IdleTimeout}
 }
 
 // Webhook is OpenVidu's webhook (OPENVIDU_WEBHOOK*), with retries.
@@ -517,6 +539,13 @@ func (c *Config) Validate(role Role) error {
 		bad("published_ip %q is not an IP address", c.PublishedIP)
 	}
 	problems = append(problems, c.SecretProblems(role)...)
+	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
+		positive(bad, "http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+		positive(bad, "http.idle_timeout", c.HTTP.IdleTimeout)
+		if c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+			bad("http.read_timeout (%s) must be at least http.read_header_timeout (%s)", c.HTTP.ReadTimeout, c.HTTP.ReadHeaderTimeout)
+		}
+	}
 	switch role {
 	case RoleMaster:
 		m := c.Master
@@ -547,6 +576,12 @@ func (c *Config) Validate(role Role) error {
 			bad("master.departure_delay must be between 0 and 5s, got %s", m.DepartureDelay)
 		}
 		positive(bad, "master.request_timeout", m.RequestTimeout)
+		if m.JoinTimeout < time.Second || m.JoinTimeout > 5*time.Minute {
+			bad("master.join_timeout must be between 1s and 5m, got %s", m.JoinTimeout)
+		}
+		if m.MaxPingInterval < time.Second || m.MaxPingInterval > 5*time.Minute {
+			bad("master.max_ping_interval must be between 1s and 5m, got %s", m.MaxPingInterval)
+		}
 		switch m.Edition {
 		case "ce", "pro", "enterprise":
 		default:

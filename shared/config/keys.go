@@ -103,6 +103,13 @@ func Keys() []Key {
 		{"log.level", []string{"CHORUS_LOG_LEVEL"}, "info", all, "Log level: debug, info, warn or error."},
 		{"log.format", []string{"CHORUS_LOG_FORMAT"}, "text", all, "Log format: text or json."},
 
+		{"http.read_header_timeout", []string{"CHORUS_HTTP_READ_HEADER_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"Time a client has to send a request's headers to the HTTP server of a master, media node or proxy, counted from the first byte."},
+		{"http.read_timeout", []string{"CHORUS_HTTP_READ_TIMEOUT"}, 30 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"Time a client has to send a whole request, headers and body, before the HTTP server closes the connection (a body trickled byte by byte holds nothing longer). A WebSocket is not bound by it once upgraded."},
+		{"http.idle_timeout", []string{"CHORUS_HTTP_IDLE_TIMEOUT"}, 60 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"How long the HTTP server keeps an idle keep-alive connection open. The proxy drops its own idle connections to masters after half of it, so that it never reuses one a master is closing: keep it the same on proxies and masters."},
+
 		{"master.id", []string{"CHORUS_MASTER_ID"}, "", []Role{RoleMaster},
 			"Master node id (default: master_ plus a random suffix, new at every start)."},
 		{"master.listen", []string{"CHORUS_MASTER_LISTEN"}, "127.0.0.1:5443", []Role{RoleMaster},
@@ -143,6 +150,10 @@ func Keys() []Key {
 			"How long a participant's departure (participantLeft, participantEvicted) is held before a connection of the same client (same IP and platform) is told, so that a client leaving with several connections at once (camera and screen) is not told of its own other connections leaving (openvidu-browser reports those as unknown); other participants are told at once. 0: at once."},
 		{"master.edition", []string{"CHORUS_MASTER_EDITION"}, "pro", []Role{RoleMaster},
 			"OpenVidu edition announced in every token's edition parameter: ce, pro or enterprise (openvidu-browser and applications enable features by it)."},
+		{"master.join_timeout", []string{"CHORUS_MASTER_JOIN_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
+			"Time a WebSocket has to join (joinRoom) or resume (connect) a participant before it is closed (status 1008): an unauthenticated client holds no socket longer. openvidu-browser sends either as soon as its socket opens."},
+		{"master.max_ping_interval", []string{"CHORUS_MASTER_MAX_PING_INTERVAL"}, 30 * time.Second, []Role{RoleMaster},
+			"Largest heartbeat interval a client may announce in its ping (openvidu-browser: 5 s); a socket silent for three intervals is closed and its participant detached. Larger announcements are clamped to it, smaller ones to 1 s."},
 		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 2 << 20, []Role{RoleMaster},
 			"Largest JSON-RPC message accepted on the WebSocket (LiveKit's 2 MiB signal message); larger ones close it with status 1009."},
 

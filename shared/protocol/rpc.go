@@ -143,6 +143,46 @@ type JoinRoomParams struct {
 	STT        bool    `json:"stt"`
 }
 
+// JoinRoom is a validated joinRoom request: every mandatory parameter
+// present, the session id of OpenVidu's shape.
+type JoinRoom struct {
+	Token, Session, Platform, Metadata string
+	// Secret is the OpenVidu secret, when the client joins without a token
+	// (openvidu-browser sends "" otherwise).
+	Secret     string
+	SDKVersion string
+	Recorder   bool
+}
+
+// DecodeJoinRoom decodes and validates joinRoom's params, as
+// openvidu-browser sends them (Session.initializeParams: token, session,
+// platform, sdkVersion, metadata, secret, recorder, stt). Errors: invalid
+// params (-32602) for undecodable JSON or a missing token, session,
+// platform or metadata (worded as openvidu-server); ROOM_NOT_FOUND (404)
+// for a session id no session can have (ValidID).
+func DecodeJoinRoom(raw json.RawMessage) (JoinRoom, *RPCError) {
+	var p JoinRoomParams
+	if err := DecodeParams(raw, &p); err != nil {
+		return JoinRoom{}, err
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"token", p.Token}, {"session", p.Session}, {"platform", p.Platform}, {"metadata", p.Metadata}} {
+		if f.v == nil {
+			return JoinRoom{}, MissingParam("joinRoom", f.name)
+		}
+	}
+	if !ValidID(*p.Session) {
+		return JoinRoom{}, &RPCError{Code: CodeRoomNotFound, Message: "Unable to join session. Session " + *p.Session + " cannot be found"}
+	}
+	j := JoinRoom{Token: *p.Token, Session: *p.Session, Platform: *p.Platform, Metadata: *p.Metadata, SDKVersion: p.SDKVersion, Recorder: p.Recorder}
+	if p.Secret != nil {
+		j.Secret = *p.Secret
+	}
+	return j, nil
+}
+
 // PublishVideoParams are publishVideo's params.
 type PublishVideoParams struct {
 	SDPOffer        *string         `json:"sdpOffer"`
