@@ -321,3 +321,65 @@ func TestHeldRequestsLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestParticipantsAndSignalRate: with limits.participants_per_session 2, a
+// third participant's joinRoom is refused (401) until one leaves; with
+// limits.signals_per_second 10, a connection sending 50 signals at once gets
+// the first 10 (the burst) through and the rest refused (999), and after a
+// second of quiet it may signal again.
+func TestParticipantsAndSignalRate(t *testing.T) {
+	e := newEnv(t, 1)
+	e.adopt(nodeID(1))
+	svc, _ := e.socketMasterWith("master_caps", session.Nudges{}, 5*time.Second,
+		session.Limits{ParticipantsPerSession: 2}, signaling.Limits{SignalsPerSecond: 10})
+	e.createSession(svc, "caps")
+	alice, bob := e.connect(svc, "caps"), e.connect(svc, "caps")
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+
+	tok := e.token(svc, "caps").Token
+	_, err := participant.Join(ctx, participant.Config{Token: tok, LoopbackOnly: true, NoResume: true, Logger: testLogger()})
+	if rerr := rpcErrorOf(err); rerr == nil || rerr.Code != protocol.CodeUserUnauthorized {
+		t.Fatalf("a third participant: %v, want JSON-RPC error %d", err, protocol.CodeUserUnauthorized)
+	}
+	if err := bob.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.WaitFor(ctx, func(p *participant.Participant) bool {
+		for _, ev := range p.Events() {
+			if ev.Method == protocol.NotifyParticipantLeft {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatal("bob's departure never reached alice")
+	}
+	carol, err := participant.Join(ctx, participant.Config{Token: e.token(svc, "caps").Token, LoopbackOnly: true, NoResume: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatalf("a participant once bob left: %v", err)
+	}
+	defer carol.Close()
+
+	var passed, limited int
+	for range 50 {
+		err := alice.Call(ctx, "sendMessage", signalParams("hi", carol.ConnectionID()), nil)
+		switch rerr := rpcErrorOf(err); {
+		case err == nil:
+			passed++
+		case rerr != nil && rerr.Code == protocol.CodeGeneric && strings.Contains(rerr.Message, "Too many signals"):
+			limited++
+		default:
+			t.Fatalf("signal: %v", err)
+		}
+	}
+	// 50 calls one after the other take well under a second here; the
+	// limiter refills 10 a second, so a slow machine may pass a few more.
+	if passed < 10 || passed > 20 || limited != 50-passed {
+		t.Errorf("%d signals passed and %d were refused, want 10 (the burst, a few more on a slow machine) and the rest", passed, limited)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := alice.Call(ctx, "sendMessage", signalParams("again", carol.ConnectionID()), nil); err != nil {
+		t.Errorf("a signal after a second of quiet: %v", err)
+	}
+}
