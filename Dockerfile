@@ -32,7 +32,7 @@ RUN if [ -z "${NPM_REGISTRY}" ]; then \
  && mkdir -p /out/web/node_modules/openvidu-browser \
  && tar -xzf /tmp/ovb.tgz -C /out/web/node_modules/openvidu-browser --strip-components=1 package/static/js \
  && cp -r web/demo /out/web/demo \
- && mkdir -p /out/var/lib/chorus/tls /out/tmp \
+ && mkdir -p /out/var/lib/chorus/tls /out/var/lib/chorus/turn-tls /out/tmp \
  && echo 'chorus:x:10001:10001:chorus:/var/lib/chorus:/nonexistent' > /out/passwd \
  && echo 'chorus:x:10001:' > /out/group
 

@@ -21,7 +21,9 @@ if command -v systemctl >/dev/null && systemctl start docker 2>/dev/null && dock
 	exit 0
 fi
 echo "starting dockerd"
-$SUDO sh -c 'nohup dockerd >/var/log/chorus-dockerd.log 2>&1 &'
+# dockerd outlives this script: it must not keep our descriptors above 2
+# open (a caller's lock file, a pipe its caller waits on).
+$SUDO sh -c 'nohup dockerd >/var/log/chorus-dockerd.log 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &'
 i=0
 until docker info >/dev/null 2>&1; do
 	i=$((i + 1))

@@ -234,17 +234,30 @@ type AutoscalerConfig struct {
 	CoolDown time.Duration
 	// Drain is the deletion strategy of scaled-in running nodes:
 	// when-no-sessions (OpenVidu's) or migrate.
-	Drain  string
-	Logger *slog.Logger
+	Drain string
+	// StartupGrace: in a cluster that has never made a decision, the
+	// first one waits this long after the controller took the lease, so
+	// that the media nodes starting with the cluster register (and are
+	// adopted) first; deciding on an empty registry would launch nodes
+	// and then scale the extra ones in. A controller taking over a
+	// cluster that has decided before decides at once.
+	StartupGrace time.Duration
+	Logger       *slog.Logger
 }
 
 // Autoscaler applies Plan on the controller.
 type Autoscaler struct {
-	cfg     AutoscalerConfig
-	m       *Manager
-	log     *slog.Logger
-	lastRun time.Time
+	cfg      AutoscalerConfig
+	m        *Manager
+	log      *slog.Logger
+	lastRun  time.Time
+	ledSince time.Time // when this master last became the controller
 }
+
+// Lead tells the autoscaler that this master became the controller at now
+// (the start of AutoscalerConfig.StartupGrace). Called from the
+// controller's goroutine, like Round.
+func (a *Autoscaler) Lead(now time.Time) { a.ledSince = now }
 
 // NewAutoscaler returns an Autoscaler.
 func NewAutoscaler(cfg AutoscalerConfig) *Autoscaler {
@@ -310,6 +323,9 @@ func (a *Autoscaler) Round(ctx context.Context, leader protocol.MasterID, now ti
 	err := m.store.UpdateMediaNodes(ctx, leader, func(tx *store.NodesTx) error {
 		d, launches = Decision{}, nil
 		if now.UnixMilli()-tx.Autoscaling.LastDecisionAt < a.cfg.CoolDown.Milliseconds() {
+			return nil
+		}
+		if tx.Autoscaling.Decisions == 0 && now.Sub(a.ledSince) < a.cfg.StartupGrace {
 			return nil
 		}
 		d = Plan(a.cfg.Plan, statusOf(tx.Nodes, tx.Sessions))

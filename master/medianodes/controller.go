@@ -101,6 +101,9 @@ func (c *Controller) Run(ctx context.Context) error {
 			case ok && leader != holder:
 				c.log.Info("this master is now the media node controller", "holder", holder)
 				c.resetWatches()
+				if c.cfg.Autoscaler != nil {
+					c.cfg.Autoscaler.Lead(time.Now())
+				}
 				leader = holder
 			case !ok && leader != "":
 				c.log.Info("this master is no longer the media node controller", "holder", leader)
