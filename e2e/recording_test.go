@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"archive/zip"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // recording is openvidu-node-client's Recording, as pages.cjs prints it.
@@ -355,4 +358,33 @@ func TestRecordingBrowsers(t *testing.T) {
 		t.Errorf("deleteRecording %s: %+v", last, r)
 	}
 	assertNoSessionKeys(t, dc)
+	assertNoMasterConnections(t, dc)
+}
+
+// assertNoMasterConnections waits until no master's set of the connections
+// whose WebSocket it holds (mconns) lists any connection: every session of
+// the test is closed.
+func assertNoMasterConnections(t *testing.T, dc *devCluster) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		keys, err := rdb.Keys(ctx, "chorus:e2e:mconns:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, k := range keys {
+			left = append(left, k+" "+strings.Join(rdb.SMembers(ctx, k).Val(), ","))
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections left in the masters' sets:\n%s", strings.Join(left, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
