@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -188,6 +189,8 @@ func TestRecordingBrowsers(t *testing.T) {
 	p.waitVideo(1, 30*time.Second)
 
 	// COMPOSED, 640x480.
+	recorderPID := dc.pid(t, "recorder_1")
+	cpuBefore := processCPU(t, recorderPID)
 	callAt := time.Now()
 	r := p.rec("start", sid, `{"name":"composed","outputMode":"COMPOSED","resolution":"640x480","frameRate":25}`)
 	startedAt := time.Now()
@@ -202,6 +205,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	waitPageEvent(t, p, "recordingStarted", id)
 	time.Sleep(10 * time.Second)
 	stopCall := time.Now()
+	cpuCapture := processCPU(t, recorderPID) - cpuBefore
 	r = p.rec("stop", id)
 	stoppedAt := time.Now()
 	if r.Recording == nil || r.Recording.Status != "stopped" {
@@ -209,6 +213,9 @@ func TestRecordingBrowsers(t *testing.T) {
 	}
 	waitPageEvent(t, p, "recordingStopped", id)
 	ready := p.waitRecording(id, "ready", 60*time.Second)
+	cpuAll := processCPU(t, recorderPID) - cpuBefore
+	t.Logf("recorder CPU for a %s COMPOSED 640x480 recording of 2 participants: %s capturing (%.0f%% of a core), %s in all with the render (FFmpeg included)",
+		stopCall.Sub(startedAt).Round(100*time.Millisecond), cpuCapture, 100*cpuCapture.Seconds()/stopCall.Sub(callAt).Seconds(), cpuAll)
 	t.Logf("COMPOSED ready %s after stop; duration %.2f s, size %d", time.Since(stoppedAt).Round(time.Millisecond), ready.Duration, ready.Size)
 	file := filepath.Join(dc.RecordingPath, id, "composed.mp4")
 	info := ffprobe(t, file)
@@ -244,8 +251,8 @@ func TestRecordingBrowsers(t *testing.T) {
 	if !listed {
 		t.Errorf("listRecordings does not list %s ready", id)
 	}
-	if r := p.rec("stop", id); r.Status != 406 {
-		t.Errorf("stopRecording of a ready recording: %+v, want 406", r)
+	if r := p.rec("stop", id); r.Status != 404 {
+		t.Errorf("stopRecording of a ready recording: %+v, want 404 (openvidu-server's)", r)
 	}
 
 	// INDIVIDUAL, with a third page joining during the recording.
@@ -387,4 +394,139 @@ func assertNoMasterConnections(t *testing.T, dc *devCluster) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// blackIntervals returns the stretches of a video where the whole picture
+// is black (FFmpeg's blackdetect), in seconds from its start.
+func blackIntervals(t *testing.T, file string) [][2]float64 {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "info", "-i", file, "-vf", "blackdetect=d=0.1:pic_th=0.98:pix_th=0.10",
+		"-an", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("blackdetect %s: %v\n%s", file, err, tail(string(out), 20))
+	}
+	var spans [][2]float64
+	for _, line := range strings.Split(string(out), "\n") {
+		i := strings.Index(line, "black_start:")
+		if i < 0 {
+			continue
+		}
+		var start, end float64
+		if _, err := fmt.Sscanf(line[i:], "black_start:%g black_end:%g", &start, &end); err == nil {
+			spans = append(spans, [2]float64{start, end})
+		}
+	}
+	return spans
+}
+
+// TestRecordingRecorderCrash SIGKILLs the recorder capturing a COMPOSED
+// recording of two Chromium pages (chorus dev with two recorders): the
+// other recorder takes the job over when the lease expires, joins with a
+// fresh recorder connection, goes on in new segments, and renders the
+// recording when it is stopped; the file plays for the whole recording,
+// black only during the gap, which is measured (BENCHMARKS.md).
+func TestRecordingRecorderCrash(t *testing.T) {
+	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "2"}})
+	p := startPages(t, dc)
+	sid := "reccrash_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	p.join(sid, 2)
+	p.waitVideo(1, 30*time.Second)
+	r := p.rec("start", sid, `{"name":"crash","outputMode":"COMPOSED","resolution":"640x480"}`)
+	startedAt := time.Now()
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("startRecording: %+v", r)
+	}
+	id := r.Recording.ID
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	leaseKey := "chorus:e2e:{" + sid + "}:rec:" + id + ":lease"
+	holder, err := rdb.Get(ctx, leaseKey).Result()
+	if err != nil {
+		t.Fatalf("lease %s: %v", leaseKey, err)
+	}
+	time.Sleep(4 * time.Second)
+	if err := syscall.Kill(dc.pid(t, holder), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	// The other recorder takes it over.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h, err := rdb.Get(ctx, leaseKey).Result()
+		if err == nil && h != holder {
+			t.Logf("%s took the recording over %s after %s's SIGKILL", h, time.Since(killedAt).Round(100*time.Millisecond), holder)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recorder took the recording over in 20 s (lease holder %q, %v)", h, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second)
+	stopCall := time.Now()
+	if r := p.rec("stop", id); r.Recording == nil || r.Recording.Status != "stopped" {
+		t.Fatalf("stopRecording after the takeover: %+v", r)
+	}
+	p.waitRecording(id, "ready", 60*time.Second)
+	file := filepath.Join(dc.RecordingPath, id, "crash.mp4")
+	info := ffprobe(t, file)
+	wall := stopCall.Sub(startedAt)
+	if d := info.duration(); d < wall-time.Second || d > wall+time.Second {
+		t.Errorf("the recording lasts %s, its wall time was %s", d, wall)
+	}
+	if v := info.codec("video"); v != "h264" {
+		t.Errorf("video codec %q", v)
+	}
+	// Video before the kill and after the takeover; black only in between.
+	killAt := killedAt.Sub(startedAt).Seconds()
+	var gap float64
+	for _, s := range blackIntervals(t, file) {
+		if s[0] == 0 && s[1] < 1.5 {
+			continue // the recording starts before the first key frames arrive
+		}
+		if s[1] < killAt-0.5 || s[0] > killAt+15 {
+			t.Errorf("black picture at %.2f-%.2f s, away from the kill at %.2f s", s[0], s[1], killAt)
+			continue
+		}
+		gap += s[1] - s[0]
+	}
+	t.Logf("recording gap after the recorder's SIGKILL: %.2f s of black picture (kill at %.2f s of %.2f s)", gap, killAt, wall.Seconds())
+	if gap == 0 {
+		t.Errorf("no gap found around the kill at %.2f s: the takeover cannot have been seamless", killAt)
+	}
+	for _, at := range []time.Duration{2 * time.Second, wall - 2*time.Second} {
+		shares := litShare(t, file, at, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
+		if shares[0] < 0.5 || shares[1] < 0.5 {
+			t.Errorf("frame at %s: lit shares %.2f and %.2f, want both tiles showing video", at, shares[0], shares[1])
+		}
+	}
+	if r := p.rec("delete", id); !r.Deleted {
+		t.Errorf("deleteRecording: %+v", r)
+	}
+	p.reset()
+	assertNoSessionKeys(t, dc)
+	assertNoMasterConnections(t, dc)
+}
+
+// processCPU is the CPU time a process and its waited-for children (FFmpeg)
+// used so far: utime+stime+cutime+cstime of /proc/<pid>/stat (proc(5)), in
+// clock ticks of 10 ms.
+func processCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces) in ")".
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime: fields 14-17
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }

@@ -169,7 +169,8 @@ func (s *Service) awaitStart(ctx context.Context, rec *store.Recording, wait tim
 
 // StopRecording stops a started recording (POST /recordings/stop/{id}) with
 // reason recordingStoppedByServer; a recorder renders it (stopped, then
-// ready). Errors: RecordingNotFound, RecordingStarting (406).
+// ready). Errors: RecordingNotFound (also when it is stopped, ready or
+// failed, as openvidu-server), RecordingStarting (406).
 func (s *Service) StopRecording(ctx context.Context, id string) (*store.Recording, error) {
 	rec, err := recordings.Stop(ctx, s.store, id, protocol.ReasonRecordingStoppedByServer, store.NowMillis())
 	switch {
@@ -178,7 +179,9 @@ func (s *Service) StopRecording(ctx context.Context, id string) (*store.Recordin
 	case errors.Is(err, recordings.ErrStarting):
 		return nil, newError(RecordingStarting, "Recording %s is still starting", id)
 	case errors.Is(err, recordings.ErrNotStarted):
-		return nil, newError(RecordingStarting, "Recording %s is not started", id)
+		// openvidu-server (SessionRestController.stopRecording) looks among
+		// the started and starting recordings only: any other is not found.
+		return nil, newError(RecordingNotFound, "Recording %s is not started", id)
 	}
 	return rec, err
 }
