@@ -210,6 +210,9 @@ func (m *Master) Run(ctx context.Context) error {
 			GarbageInterval:  m.cfg.SessionsGarbageInterval,
 			GarbageThreshold: m.cfg.SessionsGarbageThreshold,
 			RecoveryGrace:    m.cfg.RedisRecoveryGrace,
+			// Recorders renew their leases every 5/3 s: 20 s without one
+			// is a dead worker no other recorder took over.
+			RecordingOrphanTimeout: recordingOrphanTimeout(m.cluster.Recording.Enabled),
 		})
 	})
 	g.Go(func() error {
@@ -325,4 +328,14 @@ func (m *Master) register(ctx context.Context, ttl time.Duration) {
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("heartbeat", "err", err)
 	}
+}
+
+// recordingOrphanTimeout is the sweeper's bound on a recording without a
+// recorder (session.SweepConfig.RecordingOrphanTimeout): 20 s with
+// recording on, none otherwise.
+func recordingOrphanTimeout(enabled bool) time.Duration {
+	if enabled {
+		return 20 * time.Second
+	}
+	return 0
 }

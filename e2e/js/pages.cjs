@@ -7,6 +7,10 @@
 //   gaps <sinceMs>             -> {"pages": [{"connectionId", "gaps": [{"connectionId", "maxGapMs", ...}]}]}
 //   transports                 -> {"pages": [{"connectionId", "transports": [{"kind", "local", "remote", ...}]}]}
 //   timings                    -> {"pages": [{"connectionId", "timings": {"joinStartedAt", "firstFrames", ...}}]}
+//   rec start <sessionId> <json RecordingProperties>
+//   rec stop|get|delete <recordingId>
+//   rec list                   -> {"recording": {...}} | {"recordings": [...]} | {"deleted": true},
+//                                 or {"status": <HTTP status>} when openvidu-node-client rejects
 //   leave                      -> {"left": true}
 //   reset                      -> {"reset": true}   (leave, and close every page)
 //   quit                       -> exits
@@ -57,6 +61,24 @@ async function join(sessionId, count, mediaNode) {
   return ids;
 }
 
+// rec drives openvidu-node-client's recording calls; a call rejected with
+// an HTTP status (node-client rejects with Error(String(status))) answers
+// that status.
+async function rec(op, args) {
+  try {
+    if (op === 'start') return { recording: await ov.startRecording(args[0], JSON.parse(args.slice(1).join(' ') || '{}')) };
+    if (op === 'stop') return { recording: await ov.stopRecording(args[0]) };
+    if (op === 'get') return { recording: await ov.getRecording(args[0]) };
+    if (op === 'list') return { recordings: await ov.listRecordings() };
+    if (op === 'delete') { await ov.deleteRecording(args[0]); return { deleted: true }; }
+  } catch (err) {
+    const status = Number(err && err.message);
+    if (status) return { status };
+    throw err;
+  }
+  throw new Error('unknown rec operation ' + op);
+}
+
 async function gaps(since) {
   return Promise.all(pages.map((p) => p.evaluate((s) => ({
     connectionId: window.chorusDemo.connectionId(),
@@ -101,6 +123,7 @@ async function stats() {
     const [cmd, ...args] = line.trim().split(/\s+/);
     try {
       if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1), args[2]) });
+      else if (cmd === 'rec') reply(await rec(args[0], args.slice(1)));
       else if (cmd === 'gaps') reply({ pages: await gaps(Number(args[0])) });
       else if (cmd === 'stats') reply({ pages: await stats() });
       else if (cmd === 'transports') reply({ pages: await transports() });

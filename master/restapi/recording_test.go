@@ -93,7 +93,9 @@ func TestRecordingStatusCodes(t *testing.T) {
 	if rec.Status != protocol.RecordingStopped {
 		t.Errorf("stopped recording %+v", rec)
 	}
-	expect("stop again", call{method: "POST", path: "/openvidu/api/recordings/stop/recs"}, 406)
+	// openvidu-server's SessionRestController.stopRecording: a recording
+	// neither started nor starting is not found.
+	expect("stop again", call{method: "POST", path: "/openvidu/api/recordings/stop/recs"}, 404)
 	if err := p.WaitFor(ctx, func(p *participant.Participant) bool {
 		started, stopped := false, false
 		for _, e := range p.Events() {

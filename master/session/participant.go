@@ -265,7 +265,7 @@ func (s *Service) ForceDisconnect(ctx context.Context, sid protocol.SessionID, m
 // be a moderator.
 func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...protocol.ConnectionID) error {
 	var removed *store.Connection
-	var closed *store.Session
+	var closed *closedSession
 	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		if tx.Session == nil {
@@ -307,7 +307,7 @@ func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid 
 // participantEvicted. A participant gone meanwhile is left alone.
 func (s *Service) evictOverflowing(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, queued int64) {
 	var removed *store.Connection
-	var closed *store.Session
+	var closed *closedSession
 	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		c := tx.Conns[cid]

@@ -169,7 +169,8 @@ func (s *Service) awaitStart(ctx context.Context, rec *store.Recording, wait tim
 
 // StopRecording stops a started recording (POST /recordings/stop/{id}) with
 // reason recordingStoppedByServer; a recorder renders it (stopped, then
-// ready). Errors: RecordingNotFound, RecordingStarting (406).
+// ready). Errors: RecordingNotFound (also when it is stopped, ready or
+// failed, as openvidu-server), RecordingStarting (406).
 func (s *Service) StopRecording(ctx context.Context, id string) (*store.Recording, error) {
 	rec, err := recordings.Stop(ctx, s.store, id, protocol.ReasonRecordingStoppedByServer, store.NowMillis())
 	switch {
@@ -178,7 +179,9 @@ func (s *Service) StopRecording(ctx context.Context, id string) (*store.Recordin
 	case errors.Is(err, recordings.ErrStarting):
 		return nil, newError(RecordingStarting, "Recording %s is still starting", id)
 	case errors.Is(err, recordings.ErrNotStarted):
-		return nil, newError(RecordingStarting, "Recording %s is not started", id)
+		// openvidu-server (SessionRestController.stopRecording) looks among
+		// the started and starting recordings only: any other is not found.
+		return nil, newError(RecordingNotFound, "Recording %s is not started", id)
 	}
 	return rec, err
 }
@@ -220,4 +223,85 @@ func (s *Service) DeleteRecording(ctx context.Context, id string) (*store.Record
 		s.log.Warn("unindex recording", "recording", id, "err", err)
 	}
 	return gone, nil
+}
+
+// ReasonRecorderLost is the reason of a recording stopped because no
+// recorder held it for RecordingOrphanTimeout: OpenVidu has no worker
+// failover and names a recording stopped by a crashed node nodeCrashed
+// (openvidu-server-webhook.md, recordingStatusChanged reasons).
+const ReasonRecorderLost = protocol.ReasonNodeCrashed
+
+// orphans tracks, for the recording sweeper, since when each recording job
+// has had no recorder holding its lease. It belongs to one RunSweeper loop.
+type orphans map[string]time.Time
+
+// sweepRecordings makes sure no recording stays active without a live
+// recorder: a job whose lease nobody has held for bound (its worker died
+// and no other recorder took it over) is stopped if it was capturing (any
+// recorder that comes later renders it from the segments on disk: stopped,
+// then ready), and failed if it stays stopped another bound without a
+// recorder. Jobs of recordings that are gone, ready or failed are removed.
+// since is the sweeper's memory between calls; the store's transactions
+// make each change happen once whichever master sweeps.
+func (s *Service) sweepRecordings(ctx context.Context, since orphans, bound time.Duration) {
+	ids, err := s.store.RecordingJobs(ctx)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	jobs := map[string]bool{}
+	for _, id := range ids {
+		jobs[id] = true
+		held, err := s.store.RecordingLeaseHeld(ctx, id)
+		if err != nil {
+			continue
+		}
+		if held {
+			delete(since, id)
+			continue
+		}
+		first, seen := since[id]
+		if !seen {
+			since[id] = now
+			continue
+		}
+		if now.Sub(first) < bound {
+			continue
+		}
+		s.sweepRecording(ctx, id)
+		delete(since, id) // a new bound for the next step
+	}
+	for id := range since {
+		if !jobs[id] {
+			delete(since, id)
+		}
+	}
+}
+
+// sweepRecording moves one recording without a recorder one step on.
+func (s *Service) sweepRecording(ctx context.Context, id string) {
+	rec, err := s.store.LoadRecording(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		_ = s.store.FinishRecordingJob(ctx, id)
+		return
+	}
+	if err != nil {
+		return
+	}
+	switch rec.Status {
+	case protocol.RecordingStarted:
+		s.log.Warn("recording without a recorder: stopped, a recorder renders what was captured", "recording", id)
+		_, err = recordings.Stop(ctx, s.store, id, ReasonRecorderLost, store.NowMillis())
+	case protocol.RecordingStarting, protocol.RecordingStopped:
+		s.log.Warn("recording without a recorder: failed", "recording", id, "status", rec.Status)
+		_, err = recordings.Fail(ctx, s.store, id, "no recorder took the recording over", store.NowMillis())
+		if err == nil {
+			err = s.store.FinishRecordingJob(ctx, id)
+		}
+	default:
+		err = s.store.FinishRecordingJob(ctx, id)
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("sweep recording", "recording", id, "err", err)
+	}
 }

@@ -278,7 +278,7 @@ func (s *Service) GetConnection(ctx context.Context, sid protocol.SessionID, cid
 // participant with reason forceDisconnectByServer (DELETE .../connection/{cid}).
 func (s *Service) DeleteConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var evicted *store.Connection
-	var closed *store.Session
+	var closed *closedSession
 	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		evicted, closed = nil, nil
 		if tx.Session == nil {
@@ -483,12 +483,20 @@ func unpublish(tx *store.Tx, owner *store.Connection, reason string, notifyOwner
 	return released, tx.NotifyParticipants(except, protocol.NotifyParticipantUnpublished, params)
 }
 
+// closedSession is a session removeParticipant closed and the recorder
+// connections it removed with it (their masters' connection sets and
+// evictions must go too).
+type closedSession struct {
+	session   *store.Session
+	recorders []*store.Connection
+}
+
 // removeParticipant deletes an active participant from the session within tx:
 // subscriptions to its stream go, the others get participantLeft (and
 // participantEvicted with notifyEvicted, the victim included). When nobody is
-// left the session is deleted (reason lastParticipantLeft). It returns the
-// removed connection and, if closed, the session.
-func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyEvicted bool) (*store.Connection, *store.Session, error) {
+// left the session is deleted (reason lastParticipantLeft), its recorders
+// with it. It returns the removed connection and, if closed, the session.
+func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyEvicted bool) (*store.Connection, *closedSession, error) {
 	removed := *c
 	now := store.NowMillis()
 	emitParticipantGone(tx, c, now, reason)
@@ -512,13 +520,14 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 		return &removed, nil, nil
 	}
 	// Only recorders remain: they leave with the session.
+	closed := &closedSession{session: tx.Session}
 	for _, r := range remaining {
 		dropParticipant(tx, r)
+		closed.recorders = append(closed.recorders, r)
 		if err := tx.Notify(r.ID, protocol.NotifyParticipantEvicted, protocol.ConnectionReason{ConnectionID: string(r.ID), Reason: reason}); err != nil {
 			return nil, nil, err
 		}
 	}
-	closed := tx.Session
 	emit(tx, events.NewSessionDestroyed(tx.Session, now, protocol.ReasonLastParticipantLeft))
 	tx.DeleteSession()
 	return &removed, closed, nil
@@ -537,7 +546,7 @@ func dropParticipant(tx *store.Tx, c *store.Connection) {
 
 // afterRemoval releases what a removed participant held, and the session's
 // resources if it closed.
-func (s *Service) afterRemoval(ctx context.Context, sid protocol.SessionID, c *store.Connection, closed *store.Session) {
+func (s *Service) afterRemoval(ctx context.Context, sid protocol.SessionID, c *store.Connection, closed *closedSession) {
 	ctx, cancel := background(ctx)
 	defer cancel()
 	_ = s.store.CancelEviction(ctx, sid, c.ID)
@@ -545,7 +554,7 @@ func (s *Service) afterRemoval(ctx context.Context, sid protocol.SessionID, c *s
 		_ = s.store.RemoveMasterConnection(ctx, c.Master, sid, c.ID)
 	}
 	if closed != nil {
-		s.afterSessionClosed(ctx, closed, nil)
+		s.afterSessionClosed(ctx, closed.session, closed.recorders)
 		return
 	}
 	s.releaseEndpoints(ctx, sid, endpointsOf(c))

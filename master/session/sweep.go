@@ -28,6 +28,10 @@ type SweepConfig struct {
 	// heartbeats and reconnections lapsed together, and they get this long
 	// to come back first.
 	RecoveryGrace time.Duration
+	// RecordingOrphanTimeout is how long a recording job may go without a
+	// recorder holding its lease before the sweeper stops it (then fails
+	// it, if still no recorder renders it); 0: never (sweepRecordings).
+	RecordingOrphanTimeout time.Duration
 }
 
 // RunSweeper evicts participants that did not reconnect in time, takes over
@@ -43,6 +47,7 @@ func (s *Service) RunSweeper(ctx context.Context, cfg SweepConfig) error {
 		gc = t.C
 	}
 	var healthySince time.Time
+	orphaned := orphans{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -63,6 +68,9 @@ func (s *Service) RunSweeper(ctx context.Context, cfg SweepConfig) error {
 			}
 			s.reapDeadMasters(ctx)
 			s.evictDue(ctx)
+			if cfg.RecordingOrphanTimeout > 0 {
+				s.sweepRecordings(ctx, orphaned, cfg.RecordingOrphanTimeout)
+			}
 		case <-gc:
 			s.CollectGarbage(ctx, cfg.GarbageThreshold)
 		}

@@ -282,6 +282,15 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 	if snap.Session.Properties.ForcedVideoCodecResolved == "H264" {
 		codec = capture.CodecH264
 	}
+	// A takeover: the previous worker used the recorder token.
+	prepared, err := recordings.PrepareRecorder(ctx, w.cfg.Store, rec.ID, store.NowMillis())
+	if errors.Is(err, recordings.ErrNotStarted) {
+		return w.cfg.Store.LoadRecording(ctx, rec.ID) // stopped meanwhile: render it
+	}
+	if err != nil {
+		return nil, err
+	}
+	rec = prepared
 	joinCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	p, err := participant.Join(joinCtx, participant.Config{
 		Token: rec.RecorderToken, LoopbackOnly: w.cfg.LoopbackOnly, Logger: w.log,

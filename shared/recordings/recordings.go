@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -202,3 +203,53 @@ func update(ctx context.Context, st Store, id string, fn func(tx *store.Tx) erro
 	}
 	return st.UpdateRecording(ctx, id, fn)
 }
+
+// PrepareRecorder returns the recording with a recorder connection a worker
+// can join with. A recorder token is single use (the connection it names
+// turns active on joinRoom), so a worker that takes over a recording whose
+// previous worker joined and died (its lease expired) gets, in the
+// recording's transaction, a fresh hidden recorder connection: a new
+// connection id and token, its token URL the old one with the new token
+// (same cluster URL and session). The old connection is left to the masters,
+// which evict it as any participant whose socket is gone. A recording whose
+// recorder connection is still pending is returned unchanged; one that is
+// neither starting nor started gives ErrNotStarted.
+func PrepareRecorder(ctx context.Context, st Store, id string, now int64) (*store.Recording, error) {
+	var out *store.Recording
+	err := update(ctx, st, id, func(tx *store.Tx) error {
+		r := tx.Recording
+		if r == nil {
+			return ErrNotFound
+		}
+		if r.Status != protocol.RecordingStarting && r.Status != protocol.RecordingStarted {
+			return fmt.Errorf("prepare recorder of %s: %w (%s)", id, ErrNotStarted, r.Status)
+		}
+		out = r
+		if c := tx.Conns[r.RecorderConnection]; c != nil && c.Status == store.StatusPending {
+			return nil
+		}
+		if tx.Session == nil {
+			return fmt.Errorf("prepare recorder of %s: session %s: %w", id, r.SessionID, ErrNotFound)
+		}
+		u, err := url.Parse(r.RecorderToken)
+		if err != nil || u.Query().Get("token") == "" {
+			return fmt.Errorf("prepare recorder of %s: token URL %q: %w", id, r.RecorderToken, ErrBadToken)
+		}
+		tokenID := protocol.NewToken()
+		q := u.Query()
+		q.Set("token", tokenID)
+		u.RawQuery = q.Encode()
+		conn := &store.Connection{
+			ID: protocol.NewConnectionID(), SessionID: r.SessionID, Type: "WEBRTC", Status: store.StatusPending,
+			CreatedAt: now, TokenID: tokenID, Token: u.String(), Role: protocol.RoleSubscriber, Recorder: true,
+		}
+		tx.Conns[conn.ID] = conn
+		r.RecorderConnection, r.RecorderToken = conn.ID, conn.Token
+		r.Takeovers++
+		return nil
+	})
+	return out, err
+}
+
+// ErrBadToken: a recording's recorder token is not a token URL.
+var ErrBadToken = errors.New("recorder token is not a token URL")

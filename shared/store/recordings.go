@@ -51,6 +51,10 @@ type Recording struct {
 	// receives the session's streams, and RecorderToken its token.
 	RecorderConnection protocol.ConnectionID `json:"recorderConnection,omitempty"`
 	RecorderToken      string                `json:"recorderToken,omitempty"`
+	// Takeovers counts the workers that took the recording over after its
+	// worker died while capturing, each with a fresh recorder connection
+	// (recordings.PrepareRecorder); each left a gap between segments.
+	Takeovers int `json:"takeovers,omitempty"`
 }
 
 // Active reports whether the recording still captures or waits for its files.
@@ -238,4 +242,14 @@ func (s *Sessions) ReleaseRecordingLease(ctx context.Context, id, holder string)
 		return fmt.Errorf("release recording lease %s: %w", id, err)
 	}
 	return nil
+}
+
+// RecordingLeaseHeld reports whether some recorder holds the lease of a
+// recording.
+func (s *Sessions) RecordingLeaseHeld(ctx context.Context, id string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, s.recordingLeaseKey(id)).Result()
+	if err != nil {
+		return false, fmt.Errorf("recording lease %s: %w", id, err)
+	}
+	return n == 1, nil
 }

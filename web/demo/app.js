@@ -101,6 +101,8 @@ async function join(token, name, debug, options) {
     log('streamDestroyed', event.reason);
   });
   session.on('connectionDestroyed', (event) => log('connectionDestroyed', event.reason));
+  session.on('recordingStarted', (event) => log('recordingStarted', event.id));
+  session.on('recordingStopped', (event) => log('recordingStopped', event.id + ' ' + event.reason));
   session.on('reconnecting', () => log('reconnecting'));
   session.on('reconnected', () => log('reconnected'));
   session.on('sessionDisconnected', (event) => log('sessionDisconnected', event.reason));

@@ -1,0 +1,532 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"archive/zip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// recording is openvidu-node-client's Recording, as pages.cjs prints it.
+type recording struct {
+	ID         string  `json:"id"`
+	SessionID  string  `json:"sessionId"`
+	CreatedAt  int64   `json:"createdAt"`
+	Size       int64   `json:"size"`
+	Duration   float64 `json:"duration"`
+	URL        string  `json:"url"`
+	Status     string  `json:"status"`
+	Properties struct {
+		Name       string `json:"name"`
+		OutputMode string `json:"outputMode"`
+		Resolution string `json:"resolution"`
+		FrameRate  int    `json:"frameRate"`
+	} `json:"properties"`
+}
+
+// recAnswer is pages.cjs's answer to a rec command.
+type recAnswer struct {
+	Recording  *recording  `json:"recording"`
+	Recordings []recording `json:"recordings"`
+	Deleted    bool        `json:"deleted"`
+	Status     int         `json:"status"`
+}
+
+// rec runs an openvidu-node-client recording call in pages.cjs.
+func (p *pages) rec(args ...string) recAnswer {
+	p.t.Helper()
+	var r recAnswer
+	p.do("rec "+strings.Join(args, " "), &r)
+	return r
+}
+
+// waitRecording polls getRecording until the recording has a status.
+func (p *pages) waitRecording(id, status string, timeout time.Duration) recording {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := p.rec("get", id)
+		if r.Recording != nil && r.Recording.Status == status {
+			return *r.Recording
+		}
+		if r.Recording != nil && r.Recording.Status == "failed" || time.Now().After(deadline) {
+			p.t.Fatalf("recording %s is not %s: %+v %+v", id, status, r.Recording, r.Status)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// pageEvent returns when each page saw an event of a type with a detail
+// prefix (0: not seen), by connection id.
+func pageEvent(st []pageStats, typ, detail string) map[string]int64 {
+	out := map[string]int64{}
+	for _, pg := range st {
+		out[pg.ConnectionID] = 0
+		for _, e := range pg.Events {
+			if e.Type == typ && strings.HasPrefix(e.Detail, detail) {
+				out[pg.ConnectionID] = e.At
+				break
+			}
+		}
+	}
+	return out
+}
+
+// waitPageEvent waits until every page saw the event.
+func waitPageEvent(t *testing.T, p *pages, typ, detail string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen := pageEvent(p.stats(), typ, detail)
+		ok := true
+		for _, at := range seen {
+			ok = ok && at > 0
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pages did not all get %s %s: %v", typ, detail, seen)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// ffprobeStreams is ffprobe's view of a media file.
+type ffprobeStreams struct {
+	Streams []struct {
+		CodecType string `json:"codec_type"`
+		CodecName string `json:"codec_name"`
+		Width     int    `json:"width"`
+		Height    int    `json:"height"`
+	} `json:"streams"`
+	Format struct {
+		Duration string `json:"duration"`
+	} `json:"format"`
+}
+
+func ffprobe(t *testing.T, file string) ffprobeStreams {
+	t.Helper()
+	out, err := exec.Command("ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", file).Output()
+	if err != nil {
+		t.Fatalf("ffprobe %s: %v", file, err)
+	}
+	var r ffprobeStreams
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r ffprobeStreams) codec(kind string) string {
+	for _, s := range r.Streams {
+		if s.CodecType == kind {
+			return s.CodecName
+		}
+	}
+	return ""
+}
+
+func (r ffprobeStreams) duration() time.Duration {
+	f, _ := strconv.ParseFloat(r.Format.Duration, 64)
+	return time.Duration(f * float64(time.Second))
+}
+
+// litShare decodes the frame at a time and returns the share of pixels
+// brighter than black in each rectangle [x0,y0,x1,y1).
+func litShare(t *testing.T, file string, at time.Duration, width, height int, rects ...[4]int) []float64 {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "error", "-ss", fmt.Sprintf("%.3f", at.Seconds()), "-i", file,
+		"-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-").Output()
+	if err != nil || len(out) != width*height*3 {
+		t.Fatalf("decode a frame of %s at %s: %v (%d bytes)", file, at, err, len(out))
+	}
+	shares := make([]float64, len(rects))
+	for i, r := range rects {
+		lit, all := 0, 0
+		for y := r[1]; y < r[3]; y++ {
+			for x := r[0]; x < r[2]; x++ {
+				o := (y*width + x) * 3
+				if int(out[o])+int(out[o+1])+int(out[o+2]) > 60 {
+					lit++
+				}
+				all++
+			}
+		}
+		shares[i] = float64(lit) / float64(all)
+	}
+	return shares
+}
+
+// TestRecordingBrowsers records two Chromium pages publishing with the real
+// openvidu-browser (fake camera and microphone) through chorus dev with one
+// recorder, driven by openvidu-node-client: COMPOSED at 640x480 gives an
+// H.264 + AAC MP4 of the recording's wall time with both tiles lit, and the
+// pages get recordingStarted/recordingStopped; INDIVIDUAL gives one playable
+// WebM per stream and the JSON offsets of a page that joins during the
+// recording. Issue 14, "How it must be tested".
+func TestRecordingBrowsers(t *testing.T) {
+	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "1"}})
+	if dc.RecordingPath == "" {
+		t.Fatal("chorus dev --recorders 1 reports no recording path")
+	}
+	p := startPages(t, dc)
+	sid := "rec_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	joined := p.join(sid, 2)
+	p.waitVideo(1, 30*time.Second)
+
+	// COMPOSED, 640x480.
+	recorderPID := dc.pid(t, "recorder_1")
+	cpuBefore := processCPU(t, recorderPID)
+	callAt := time.Now()
+	r := p.rec("start", sid, `{"name":"composed","outputMode":"COMPOSED","resolution":"640x480","frameRate":25}`)
+	startedAt := time.Now()
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("startRecording: %+v", r)
+	}
+	id := r.Recording.ID
+	t.Logf("start latency (REST call to started): %s", startedAt.Sub(callAt).Round(time.Millisecond))
+	if again := p.rec("start", sid, `{}`); again.Status != 409 {
+		t.Errorf("a second startRecording in the session: %+v, want 409", again)
+	}
+	waitPageEvent(t, p, "recordingStarted", id)
+	time.Sleep(10 * time.Second)
+	stopCall := time.Now()
+	cpuCapture := processCPU(t, recorderPID) - cpuBefore
+	r = p.rec("stop", id)
+	stoppedAt := time.Now()
+	if r.Recording == nil || r.Recording.Status != "stopped" {
+		t.Fatalf("stopRecording: %+v", r)
+	}
+	waitPageEvent(t, p, "recordingStopped", id)
+	ready := p.waitRecording(id, "ready", 60*time.Second)
+	cpuAll := processCPU(t, recorderPID) - cpuBefore
+	t.Logf("recorder CPU for a %s COMPOSED 640x480 recording of 2 participants: %s capturing (%.0f%% of a core), %s in all with the render (FFmpeg included)",
+		stopCall.Sub(startedAt).Round(100*time.Millisecond), cpuCapture, 100*cpuCapture.Seconds()/stopCall.Sub(callAt).Seconds(), cpuAll)
+	t.Logf("COMPOSED ready %s after stop; duration %.2f s, size %d", time.Since(stoppedAt).Round(time.Millisecond), ready.Duration, ready.Size)
+	file := filepath.Join(dc.RecordingPath, id, "composed.mp4")
+	info := ffprobe(t, file)
+	wall := stopCall.Sub(startedAt) // the recording runs from started to the stop call
+	if v, a := info.codec("video"), info.codec("audio"); v != "h264" || a != "aac" {
+		t.Errorf("COMPOSED codecs %q + %q, want h264 + aac", v, a)
+	}
+	for _, s := range info.Streams {
+		if s.CodecType == "video" && (s.Width != 640 || s.Height != 480) {
+			t.Errorf("COMPOSED is %dx%d, want 640x480", s.Width, s.Height)
+		}
+	}
+	if d := info.duration(); d < wall-time.Second || d > wall+time.Second+stoppedAt.Sub(stopCall) {
+		t.Errorf("COMPOSED lasts %s, the recording's wall time was %s", d, wall)
+	}
+	if d := time.Duration(ready.Duration * float64(time.Second)); d < wall-time.Second || d > wall+time.Second+stoppedAt.Sub(stopCall) {
+		t.Errorf("Recording.duration %s, the recording's wall time was %s", d, wall)
+	}
+	// BEST_FIT at 640x480 puts two videos side by side: both halves lit.
+	for _, at := range []time.Duration{3 * time.Second, wall - 2*time.Second} {
+		shares := litShare(t, file, at, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
+		if shares[0] < 0.5 || shares[1] < 0.5 {
+			t.Errorf("frame at %s: lit share of the left tile %.2f, of the right tile %.2f: want both tiles showing video", at, shares[0], shares[1])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dc.RecordingPath, id, id+".jpg")); err != nil {
+		t.Errorf("COMPOSED thumbnail: %v", err)
+	}
+	listed := false
+	for _, l := range p.rec("list").Recordings {
+		listed = listed || l.ID == id && l.Status == "ready"
+	}
+	if !listed {
+		t.Errorf("listRecordings does not list %s ready", id)
+	}
+	if r := p.rec("stop", id); r.Status != 404 {
+		t.Errorf("stopRecording of a ready recording: %+v, want 404 (openvidu-server's)", r)
+	}
+
+	// INDIVIDUAL, with a third page joining during the recording.
+	r = p.rec("start", sid, `{"name":"individual","outputMode":"INDIVIDUAL"}`)
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("startRecording INDIVIDUAL: %+v", r)
+	}
+	ind := r.Recording.ID
+	time.Sleep(2 * time.Second)
+	third := p.join(sid, 1)[0]
+	p.waitVideo(2, 30*time.Second)
+	time.Sleep(2 * time.Second)
+	if r := p.rec("stop", ind); r.Recording == nil || r.Recording.Status != "stopped" {
+		t.Fatalf("stopRecording INDIVIDUAL: %+v", r)
+	}
+	p.waitRecording(ind, "ready", 60*time.Second)
+	timings := p.timings()
+	zr, err := zip.OpenReader(filepath.Join(dc.RecordingPath, ind, "individual.zip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var sync struct {
+		CreatedAt int64 `json:"createdAt"`
+		Files     []struct {
+			Name            string `json:"name"`
+			ConnectionID    string `json:"connectionId"`
+			StreamID        string `json:"streamId"`
+			StartTimeOffset int64  `json:"startTimeOffset"`
+			EndTimeOffset   int64  `json:"endTimeOffset"`
+		} `json:"files"`
+	}
+	dir := t.TempDir()
+	media := map[string]string{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(rc)
+		rc.Close()
+		if f.Name == "individual.json" {
+			if err := json.Unmarshal(raw, &sync); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		media[f.Name] = filepath.Join(dir, f.Name)
+		if err := os.WriteFile(media[f.Name], raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(sync.Files) != 3 || len(media) != 3 {
+		t.Fatalf("INDIVIDUAL: %d JSON entries and %d media files, want 3 (one per stream): %+v %v", len(sync.Files), len(media), sync, media)
+	}
+	conns := map[string]bool{joined[0]: true, joined[1]: true, third: true}
+	for _, f := range sync.Files {
+		if !conns[f.ConnectionID] {
+			t.Errorf("INDIVIDUAL file of connection %s, not a page's", f.ConnectionID)
+		}
+		file := media[f.StreamID+".webm"]
+		if file == "" {
+			t.Errorf("no %s.webm in the ZIP: %v", f.StreamID, media)
+			continue
+		}
+		info := ffprobe(t, file)
+		if v, a := info.codec("video"), info.codec("audio"); v != "vp8" || a != "opus" {
+			t.Errorf("%s: codecs %q + %q, want vp8 + opus", f.StreamID, v, a)
+		}
+		// The file lasts what its offsets say.
+		if d, want := info.duration(), time.Duration(f.EndTimeOffset-f.StartTimeOffset)*time.Millisecond; d < want-500*time.Millisecond || d > want+500*time.Millisecond {
+			t.Errorf("%s lasts %s, its offsets say %s", f.StreamID, d, want)
+		}
+		// The pages that were there from the start are recorded from the
+		// start; the third from when it published.
+		want := int64(0)
+		if f.ConnectionID == third {
+			want = timings[third].PublishedAt - sync.CreatedAt
+		}
+		if f.StartTimeOffset < want-1000 || f.StartTimeOffset > want+1000 {
+			t.Errorf("%s (connection %s): startTimeOffset %d ms, want %d ± 1000 (page published at %d, recording created at %d)",
+				f.StreamID, f.ConnectionID, f.StartTimeOffset, want, timings[f.ConnectionID].PublishedAt, sync.CreatedAt)
+		}
+	}
+
+	// Delete both; nothing is left on disk or in Redis once the session ends.
+	for _, rid := range []string{id, ind} {
+		if r := p.rec("delete", rid); !r.Deleted {
+			t.Errorf("deleteRecording %s: %+v", rid, r)
+		}
+		if r := p.rec("get", rid); r.Status != 404 {
+			t.Errorf("getRecording of deleted %s: %+v, want 404", rid, r)
+		}
+		if _, err := os.Stat(filepath.Join(dc.RecordingPath, rid)); !os.IsNotExist(err) {
+			t.Errorf("deleted recording %s still on disk: %v", rid, err)
+		}
+	}
+	// The last participant leaves during a recording: the session closes,
+	// the recording stops and is rendered, and neither the session nor its
+	// recorder connection leaves anything in Redis.
+	r = p.rec("start", sid, `{"name":"lastleft","outputMode":"COMPOSED","resolution":"640x480"}`)
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("startRecording before the last participant leaves: %+v", r)
+	}
+	last := r.Recording.ID
+	time.Sleep(2 * time.Second)
+	p.reset()
+	p.waitRecording(last, "ready", 60*time.Second)
+	if r := p.rec("delete", last); !r.Deleted {
+		t.Errorf("deleteRecording %s: %+v", last, r)
+	}
+	assertNoSessionKeys(t, dc)
+	assertNoMasterConnections(t, dc)
+}
+
+// assertNoMasterConnections waits until no master's set of the connections
+// whose WebSocket it holds (mconns) lists any connection: every session of
+// the test is closed.
+func assertNoMasterConnections(t *testing.T, dc *devCluster) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		keys, err := rdb.Keys(ctx, "chorus:e2e:mconns:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var left []string
+		for _, k := range keys {
+			left = append(left, k+" "+strings.Join(rdb.SMembers(ctx, k).Val(), ","))
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connections left in the masters' sets:\n%s", strings.Join(left, "\n"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// blackIntervals returns the stretches of a video where the whole picture
+// is black (FFmpeg's blackdetect), in seconds from its start.
+func blackIntervals(t *testing.T, file string) [][2]float64 {
+	t.Helper()
+	out, err := exec.Command("ffmpeg", "-v", "info", "-i", file, "-vf", "blackdetect=d=0.1:pic_th=0.98:pix_th=0.10",
+		"-an", "-f", "null", "-").CombinedOutput()
+	if err != nil {
+		t.Fatalf("blackdetect %s: %v\n%s", file, err, tail(string(out), 20))
+	}
+	var spans [][2]float64
+	for _, line := range strings.Split(string(out), "\n") {
+		i := strings.Index(line, "black_start:")
+		if i < 0 {
+			continue
+		}
+		var start, end float64
+		if _, err := fmt.Sscanf(line[i:], "black_start:%g black_end:%g", &start, &end); err == nil {
+			spans = append(spans, [2]float64{start, end})
+		}
+	}
+	return spans
+}
+
+// TestRecordingRecorderCrash SIGKILLs the recorder capturing a COMPOSED
+// recording of two Chromium pages (chorus dev with two recorders): the
+// other recorder takes the job over when the lease expires, joins with a
+// fresh recorder connection, goes on in new segments, and renders the
+// recording when it is stopped; the file plays for the whole recording,
+// black only during the gap, which is measured (BENCHMARKS.md).
+func TestRecordingRecorderCrash(t *testing.T) {
+	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "2"}})
+	p := startPages(t, dc)
+	sid := "reccrash_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	p.join(sid, 2)
+	p.waitVideo(1, 30*time.Second)
+	r := p.rec("start", sid, `{"name":"crash","outputMode":"COMPOSED","resolution":"640x480"}`)
+	startedAt := time.Now()
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("startRecording: %+v", r)
+	}
+	id := r.Recording.ID
+	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
+	defer rdb.Close()
+	ctx := context.Background()
+	leaseKey := "chorus:e2e:{" + sid + "}:rec:" + id + ":lease"
+	holder, err := rdb.Get(ctx, leaseKey).Result()
+	if err != nil {
+		t.Fatalf("lease %s: %v", leaseKey, err)
+	}
+	time.Sleep(4 * time.Second)
+	if err := syscall.Kill(dc.pid(t, holder), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := time.Now()
+	// The other recorder takes it over.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		h, err := rdb.Get(ctx, leaseKey).Result()
+		if err == nil && h != holder {
+			t.Logf("%s took the recording over %s after %s's SIGKILL", h, time.Since(killedAt).Round(100*time.Millisecond), holder)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recorder took the recording over in 20 s (lease holder %q, %v)", h, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(6 * time.Second)
+	stopCall := time.Now()
+	if r := p.rec("stop", id); r.Recording == nil || r.Recording.Status != "stopped" {
+		t.Fatalf("stopRecording after the takeover: %+v", r)
+	}
+	p.waitRecording(id, "ready", 60*time.Second)
+	file := filepath.Join(dc.RecordingPath, id, "crash.mp4")
+	info := ffprobe(t, file)
+	wall := stopCall.Sub(startedAt)
+	if d := info.duration(); d < wall-time.Second || d > wall+time.Second {
+		t.Errorf("the recording lasts %s, its wall time was %s", d, wall)
+	}
+	if v := info.codec("video"); v != "h264" {
+		t.Errorf("video codec %q", v)
+	}
+	// Video before the kill and after the takeover; black only in between.
+	killAt := killedAt.Sub(startedAt).Seconds()
+	var gap float64
+	for _, s := range blackIntervals(t, file) {
+		if s[0] == 0 && s[1] < 1.5 {
+			continue // the recording starts before the first key frames arrive
+		}
+		if s[1] < killAt-0.5 || s[0] > killAt+15 {
+			t.Errorf("black picture at %.2f-%.2f s, away from the kill at %.2f s", s[0], s[1], killAt)
+			continue
+		}
+		gap += s[1] - s[0]
+	}
+	t.Logf("recording gap after the recorder's SIGKILL: %.2f s of black picture (kill at %.2f s of %.2f s)", gap, killAt, wall.Seconds())
+	if gap == 0 {
+		t.Errorf("no gap found around the kill at %.2f s: the takeover cannot have been seamless", killAt)
+	}
+	for _, at := range []time.Duration{2 * time.Second, wall - 2*time.Second} {
+		shares := litShare(t, file, at, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
+		if shares[0] < 0.5 || shares[1] < 0.5 {
+			t.Errorf("frame at %s: lit shares %.2f and %.2f, want both tiles showing video", at, shares[0], shares[1])
+		}
+	}
+	if r := p.rec("delete", id); !r.Deleted {
+		t.Errorf("deleteRecording: %+v", r)
+	}
+	p.reset()
+	assertNoSessionKeys(t, dc)
+	assertNoMasterConnections(t, dc)
+}
+
+// processCPU is the CPU time a process and its waited-for children (FFmpeg)
+// used so far: utime+stime+cutime+cstime of /proc/<pid>/stat (proc(5)), in
+// clock ticks of 10 ms.
+func processCPU(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces) in ")".
+	f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime: fields 14-17
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			t.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
+}
