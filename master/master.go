@@ -25,6 +25,7 @@ import (
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -39,19 +40,21 @@ type Config struct {
 
 // Master is a running master node.
 type Master struct {
-	cluster   *config.Config
-	cfg       config.Master
-	id        protocol.MasterID
-	inc       *session.Incarnation
-	peers     *peerChecker
-	log       *slog.Logger
-	store     *store.Store
-	sessions  *session.Service
-	signaling *signaling.Server
-	api       *restapi.API
-	nodes     *medianodes.Controller
-	startedAt time.Time
-	draining  atomic.Bool
+	cluster *config.Config
+	// clusterSecret authenticates peer masters' health checks.
+	clusterSecret credential.Secret
+	cfg           config.Master
+	id            protocol.MasterID
+	inc           *session.Incarnation
+	peers         *peerChecker
+	log           *slog.Logger
+	store         *store.Store
+	sessions      *session.Service
+	signaling     *signaling.Server
+	api           *restapi.API
+	nodes         *medianodes.Controller
+	startedAt     time.Time
+	draining      atomic.Bool
 }
 
 // New builds a master. Run serves it. It fails on secrets unfit for where
@@ -97,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		})
 	}
 	m := &Master{
-		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
+		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
 			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay, Logger: log,
@@ -155,7 +158,7 @@ func (m *Master) health(c *gin.Context) {
 
 // internalHealth answers peer masters' checks (cluster secret required).
 func (m *Master) internalHealth(c *gin.Context) {
-	if !mediaapi.Authorized(c.Request, m.cluster.ClusterSecret) {
+	if !mediaapi.Authorized(c.Request, m.clusterSecret) {
 		c.Status(http.StatusUnauthorized)
 		return
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-rtc/chorus/medianode/sfu"
 	"github.com/chorus-rtc/chorus/medianode/udpbatch"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -59,7 +60,7 @@ type Node struct {
 	tcpPort int
 	load    *loadMeter
 
-	secret      string
+	secret      credential.Secret // the cluster secret
 	startedAt   time.Time
 	currentLoad atomic.Uint64 // float64 bits
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
@@ -122,7 +123,7 @@ func New(cfg Config) (*Node, error) {
 	return &Node{
 		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
 		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
-		secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
+		secret: credential.New(cfg.Cluster.ClusterSecret), startedAt: time.Now(),
 	}, nil
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -57,8 +58,9 @@ type Config struct {
 
 // Server accepts participants' WebSockets.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	secret credential.Secret // cfg.Secret
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	closing bool
@@ -93,7 +95,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
+	return &Server{cfg: cfg, secret: credential.New(cfg.Secret), log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
 }
 
 // ServeHTTP upgrades a request to /openvidu and serves the socket until it
