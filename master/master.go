@@ -24,6 +24,7 @@ import (
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
+	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -82,6 +83,10 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		TURN:   session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
 		Logger: log,
 	})
+	trusted, err := clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.trusted_proxies: %w", err)
+	}
 	provider, err := newProvider(ctx, cfg.Cluster, log)
 	if err != nil {
 		return nil, err
@@ -102,7 +107,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	m := &Master{
 		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
-			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
+			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
 			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -78,14 +77,10 @@ func (l *rateLimiter) sweep(now time.Time) {
 	}
 }
 
-// clientKey is the rate-limited identity of a request: its peer's IP (the
-// proxy trusts no X-Forwarded-For), an IPv6 peer by its /64, which one
-// subscriber usually has whole.
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
+// clientKey is the rate-limited identity of a client address (the peer,
+// or the client a trusted proxy forwarded for: Proxy.clientAddr): the IP,
+// an IPv6 one by its /64, which one subscriber usually has whole.
+func clientKey(host string) string {
 	ip := net.ParseIP(host)
 	if ip == nil {
 		return host

@@ -9,15 +9,14 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -32,6 +31,10 @@ type Config struct {
 	Incarnation *session.Incarnation
 	// Secret is the OpenVidu secret (joinRoom's "secret" joins without a token).
 	Secret string
+	// TrustedProxies are the proxies in front of the Chorus proxy
+	// (proxy.trusted_proxies): skipped from the end of X-Forwarded-For when
+	// a participant's IP is reported.
+	TrustedProxies clientip.Trusted
 	// MaxMessageBytes is the largest frame accepted; a larger one closes the
 	// socket with status 1009 (message too big).
 	MaxMessageBytes int64
@@ -117,7 +120,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(s.cfg.MaxMessageBytes)
-	sk := newSocket(s, conn, clientIP(r), r.URL.Query().Get("sessionId"))
+	sk := newSocket(s, conn, clientIP(r, s.cfg.TrustedProxies), r.URL.Query().Get("sessionId"))
 	s.mu.Lock()
 	s.all[sk] = struct{}{}
 	s.mu.Unlock()
@@ -246,16 +249,15 @@ func (s *Server) Count() int {
 	return len(s.all)
 }
 
-// clientIP is the participant's address: the last X-Forwarded-For entry (the
-// one our proxy appended), else the peer address.
-func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		parts := strings.Split(xff, ",")
-		return strings.TrimSpace(parts[len(parts)-1])
+// clientIP is the participant's address (OpenVidu's connection "ip"):
+// behind the Chorus proxy, the last X-Forwarded-For entry that is not a
+// trusted proxy (the proxy appends its own peer, having kept the chain only
+// from a trusted one); without X-Forwarded-For, the peer address. The peer
+// itself (the proxy) is not judged: masters must be reachable only from
+// the proxies (ARCHITECTURE.md's threat model).
+func clientIP(r *http.Request, trusted clientip.Trusted) string {
+	if chain := clientip.ForwardedFor(r); len(chain) > 0 {
+		return trusted.Client(chain)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return clientip.Peer(r)
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -228,8 +229,12 @@ type Proxy struct {
 	HealthTimeout  time.Duration `mapstructure:"health_timeout"`
 	UnhealthyAfter int           `mapstructure:"unhealthy_after"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
-	Demo           Demo          `mapstructure:"demo"`
-	TLS            TLS           `mapstructure:"tls"`
+	// TrustedProxies are CIDRs (or IPs) of proxies in front of the Chorus
+	// proxy, a load balancer say, whose X-Forwarded-For is kept; masters
+	// skip them too when they report a participant's IP.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	Demo           Demo     `mapstructure:"demo"`
+	TLS            TLS      `mapstructure:"tls"`
 }
 
 // TLS is how the proxy serves HTTPS: off, from files, or self-signed.
@@ -559,6 +564,13 @@ func (c *Config) Validate(role Role) error {
 			bad("proxy.demo.rate_limit (%d) and proxy.demo.rate_burst (%d) must be at least 1 while the demo is enabled", p.Demo.RateLimit, p.Demo.RateBurst)
 		}
 		validateTLS(bad, "proxy.tls", p.TLS)
+	}
+	if role == RoleMaster || role == RoleProxy {
+		for _, e := range c.Proxy.TrustedProxies {
+			if _, err := netip.ParsePrefix(e); err != nil && net.ParseIP(e) == nil {
+				bad("proxy.trusted_proxies: %q is neither a CIDR nor an IP address", e)
+			}
+		}
 	}
 	if len(problems) == 0 {
 		return nil
