@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -224,7 +225,7 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	var webhook *eventdelivery.Webhook
 	if m.cluster.Webhook.Enabled {
 		webhook = eventdelivery.NewWebhook(m.cluster.Webhook)
-		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", m.cluster.Webhook.Endpoint, "events", m.cluster.Webhook.Events)
+		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", endpointForLog(m.cluster.Webhook.Endpoint), "events", m.cluster.Webhook.Events)
 	}
 	var cdr *eventdelivery.CDRFile
 	if m.cluster.CDR.Enabled {
@@ -242,6 +243,17 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 			_ = cdr.Close()
 		}
 	}, nil
+}
+
+// endpointForLog is the part of a webhook URL fit for logs: its scheme and
+// host. User info, path and query may hold credentials (a token in the
+// path, as many webhook receivers take it), so they are left out.
+func endpointForLog(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // takeIncarnation gives the master a new epoch: master_1.<epoch>.
