@@ -147,7 +147,9 @@ func runLoadtest(t *testing.T, ctx context.Context, dc *devCluster, args ...stri
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "result.json")
 	args = append([]string{"loadtest", "--url", dc.URL, "--secret", dc.Secret, "--loopback", "--quiet", "--json", out}, args...)
-	if summary, err := exec.CommandContext(ctx, chorusBin, args...).CombinedOutput(); err != nil {
+	cmd := exec.CommandContext(ctx, chorusBin, args...)
+	cmd.Env = append(os.Environ(), "CHORUS_CLUSTER_SECRET="+dc.ClusterSecret) // the nodes' /metrics, out of ps
+	if summary, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chorus %v: %v\n%s", args, err, summary)
 	}
 	raw, err := os.ReadFile(out)

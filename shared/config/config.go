@@ -208,7 +208,11 @@ type Media struct {
 	ID          string `mapstructure:"id"`
 	Listen      string `mapstructure:"listen"`
 	InternalURL string `mapstructure:"internal_url"`
-	UDPPort     int    `mapstructure:"udp_port"`
+	// MetricsListen, when set, serves GET /metrics there without
+	// authentication (bind it to a private address for Prometheus) and no
+	// longer on Listen; empty: /metrics on Listen behind the cluster secret.
+	MetricsListen string `mapstructure:"metrics_listen"`
+	UDPPort       int    `mapstructure:"udp_port"`
 	// TCPPort is the passive ICE-TCP port (RFC 6544): > 0 that port, 0 one
 	// chosen by the system, < 0 no ICE-TCP.
 	TCPPort              int           `mapstructure:"tcp_port"`
@@ -522,6 +526,9 @@ func (c *Config) Validate(role Role) error {
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
+		if m.MetricsListen != "" {
+			checkListen(bad, "media.metrics_listen", m.MetricsListen)
+		}
 		checkURL(bad, "media.internal_url", m.InternalURL, "http", "https")
 		if m.UDPPort < 1 || m.UDPPort > 65535 {
 			bad("media.udp_port %d is not a port number", m.UDPPort)

@@ -244,6 +244,8 @@ func Keys() []Key {
 			"Address of the media node's internal HTTP API (masters create endpoints through it)."},
 		{"media.internal_url", []string{"CHORUS_MEDIA_INTERNAL_URL"}, "", []Role{RoleMedia},
 			"URL at which masters reach this node's internal API (default: http://<listen address>)."},
+		{"media.metrics_listen", []string{"CHORUS_MEDIA_METRICS_LISTEN"}, "", []Role{RoleMedia},
+			"Address serving the node's Prometheus metrics (GET /metrics) without authentication, for a scraper on a private network (e.g. 10.0.0.5:9101); they are then no longer on media.listen. Empty: /metrics on media.listen, behind the cluster secret (Authorization: Bearer <cluster secret>)."},
 		{"media.udp_port", []string{"CHORUS_MEDIA_UDP_PORT"}, 40000, []Role{RoleMedia},
 			"The single UDP port every ICE connection of this node uses (UDP mux)."},
 		{"media.tcp_port", []string{"CHORUS_MEDIA_TCP_PORT"}, 40000, []Role{RoleMedia},
