@@ -101,6 +101,11 @@ type DockerProvider struct {
 	PublicIPs  []string `mapstructure:"public_ips"`
 	UDPPortMin int      `mapstructure:"udp_port_min"`
 	UDPPortMax int      `mapstructure:"udp_port_max"`
+	// CPUs, MemoryMB and PidsLimit bound each launched container (0: no
+	// bound).
+	CPUs      float64 `mapstructure:"cpus"`
+	MemoryMB  int     `mapstructure:"memory_mb"`
+	PidsLimit int     `mapstructure:"pids_limit"`
 }
 
 // ProcessProvider configures the process media node provider.
@@ -764,6 +769,9 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 		}
 		if d.UDPPortMin < 1 || d.UDPPortMax > 65535 || d.UDPPortMin > d.UDPPortMax {
 			bad("media_nodes.docker: need 1 <= udp_port_min (%d) <= udp_port_max (%d) <= 65535", d.UDPPortMin, d.UDPPortMax)
+		}
+		if d.CPUs < 0 || d.MemoryMB < 0 || (d.MemoryMB > 0 && d.MemoryMB < 64) || d.PidsLimit < 0 || (d.PidsLimit > 0 && d.PidsLimit < 64) {
+			bad("media_nodes.docker: cpus (%g) must be >= 0, memory_mb (%d) 0 or at least 64, pids_limit (%d) 0 or at least 64", d.CPUs, d.MemoryMB, d.PidsLimit)
 		}
 	}
 	a := c.Autoscaling

@@ -220,6 +220,12 @@ func Keys() []Key {
 			"Docker provider: lowest UDP port of launched nodes (each publishes one port, the same number inside and out, and with media_nodes.ice_tcp the same number over TCP)."},
 		{"media_nodes.docker.udp_port_max", []string{"CHORUS_MEDIA_NODES_DOCKER_UDP_PORT_MAX"}, 40199, []Role{RoleMaster},
 			"Docker provider: highest UDP port of launched nodes."},
+		{"media_nodes.docker.cpus", []string{"CHORUS_MEDIA_NODES_DOCKER_CPUS"}, 2.0, []Role{RoleMaster},
+			"Docker provider: CPUs each launched node may use (docker run --cpus; the node's 100 % load is all of them). 0: no limit."},
+		{"media_nodes.docker.memory_mb", []string{"CHORUS_MEDIA_NODES_DOCKER_MEMORY_MB"}, 2048, []Role{RoleMaster},
+			"Docker provider: memory limit of each launched node in MiB, swap included (docker run --memory and --memory-swap). 0: no limit."},
+		{"media_nodes.docker.pids_limit", []string{"CHORUS_MEDIA_NODES_DOCKER_PIDS_LIMIT"}, 1024, []Role{RoleMaster},
+			"Docker provider: most processes and threads in each launched node (docker run --pids-limit). 0: no limit."},
 
 		{"autoscaling.enabled", []string{"CHORUS_AUTOSCALING_ENABLED", "OPENVIDU_PRO_CLUSTER_AUTOSCALING"}, false, []Role{RoleMaster},
 			"Autoscale the media nodes (OpenVidu Pro's algorithm; see the README)."},
