@@ -117,3 +117,24 @@ func TestForwardedFor(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoErrorsNameNoMaster: when the cluster fails the demo's token
+// request (here the master drops the connection), the answer is a fixed
+// message, not the transport error with the master's address.
+func TestDemoErrorsNameNoMaster(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/chorus/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })
+	mux.HandleFunc("/openvidu/api/sessions", func(w http.ResponseWriter, _ *http.Request) {
+		conn, _, _ := w.(http.Hijacker).Hijack()
+		conn.Close()
+	})
+	m := httptest.NewServer(mux)
+	t.Cleanup(m.Close)
+	u, _ := url.Parse(m.URL)
+	_, base := startProxyWith(t, true, withDemo(100, 100), m.URL)
+	status, body, _ := demoToken(t, base, `{"sessionId":"demo_x"}`)
+	if status != http.StatusBadGateway || strings.Contains(body, u.Port()) || strings.Contains(body, "EOF") ||
+		!strings.Contains(body, "the cluster could not make a token") {
+		t.Errorf("demo token with a failing master: %d %s, want 502 with the fixed message", status, body)
+	}
+}
