@@ -36,6 +36,7 @@ deps:
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \
@@ -73,6 +74,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzSignal -fuzztime 20s ./master/restapi
 	$(GO) test -run '^$$' -fuzz FuzzParseUsername -fuzztime 20s ./shared/turncred
 	$(GO) test -run '^$$' -fuzz FuzzRelayFilter -fuzztime 20s ./turn
+	$(GO) test -run '^$$' -fuzz FuzzParseToken -fuzztime 20s ./master/session
+	$(GO) test -run '^$$' -fuzz FuzzJoinRoomParams -fuzztime 20s ./shared/protocol
+	$(GO) test -run '^$$' -fuzz FuzzOfferedKinds -fuzztime 20s ./medianode/sfu
 
 # gofmt, vet, staticcheck, the layering rules (depguard) and the rest of
 # .golangci.yml, over every package including the e2e-tagged ones; then

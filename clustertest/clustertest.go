@@ -6,11 +6,13 @@ package clustertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -22,6 +24,8 @@ import (
 	"github.com/chorus-rtc/chorus/master"
 	"github.com/chorus-rtc/chorus/medianode"
 	"github.com/chorus-rtc/chorus/proxy"
+	"github.com/chorus-rtc/chorus/recorder/render"
+	"github.com/chorus-rtc/chorus/recorder/worker"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/redistest"
@@ -43,6 +47,10 @@ type Options struct {
 	// Redis, if set, is the cluster's Redis deployment (a Sentinel group,
 	// say); by default a throwaway redis-server is started.
 	Redis *config.Redis
+	// Recorders runs that many recording workers (recorder/worker, FFmpeg
+	// on PATH) and turns recording on in the masters, with a recording
+	// path in the test's temporary directory.
+	Recorders int
 }
 
 // WaitMediaNodes waits until n media nodes are running (adopted by the
@@ -131,6 +139,9 @@ func Start(t testing.TB, opts Options) *Cluster {
 	base.Master.HeartbeatInterval = 200 * time.Millisecond
 	base.Master.RedisRecoveryGrace = 300 * time.Millisecond
 	base.Proxy.HealthInterval = 100 * time.Millisecond
+	if opts.Recorders > 0 {
+		base.Recording.Enabled, base.Recording.Path = true, t.TempDir()
+	}
 	if opts.Configure != nil {
 		opts.Configure(base)
 	}
@@ -191,6 +202,24 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 	if opts.Masters > 0 && base.MediaNodes.AutoAdopt {
 		c.WaitMediaNodes(t, opts.MediaNodes)
+	}
+	for i := 0; i < opts.Recorders; i++ {
+		r, err := render.New(render.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := fmt.Sprintf("recorder_%d", i+1)
+		w, err := worker.New(worker.Config{Store: c.Store, Renderer: r, ID: id, Path: base.Recording.Path,
+			WorkDir: filepath.Join(base.Recording.Path, ".work"), LoopbackOnly: true, Logger: log.With("recorder", id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.run(t, id, func(ctx context.Context) error {
+			if err := w.Run(ctx); !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		})
 	}
 	for i, port := range proxyPorts {
 		cfg := *base

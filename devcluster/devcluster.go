@@ -74,6 +74,13 @@ type Config struct {
 	Demo bool
 	// AssetsDir holds the demo page and openvidu-browser (web/).
 	AssetsDir string
+	// Recorders is how many recorders (chorus recorder) run; at least one
+	// turns recording on in the masters (OPENVIDU_RECORDING). 0: recording
+	// answers 501.
+	Recorders int
+	// RecordingPath is the recording path of masters and recorders (one
+	// host: they share it); empty: a temporary directory removed at exit.
+	RecordingPath string
 	// Env is the environment of every process (CHORUS_*, OPENVIDU_*, ...).
 	Env []string
 	// Output receives the processes' logs, each line prefixed by its node.
@@ -97,7 +104,9 @@ type State struct {
 	Redis         string `json:"redis"`
 	// TurnURLs are the TURN servers' URLs masters hand out.
 	TurnURLs []string `json:"turnUrls,omitempty"`
-	Nodes    []Node   `json:"nodes"`
+	// RecordingPath is where recordings are written, with recorders.
+	RecordingPath string `json:"recordingPath,omitempty"`
+	Nodes         []Node `json:"nodes"`
 }
 
 type process struct {
@@ -238,6 +247,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if len(turnURLs) > 0 {
 		masterTurn = []string{"--turn-urls", strings.Join(turnURLs, ",")}
 	}
+	recording := []string{}
+	if cfg.Recorders > 0 {
+		path := cfg.RecordingPath
+		if path == "" {
+			if path, err = r.tempDir("chorus-recordings-"); err != nil {
+				return nil, err
+			}
+		}
+		state.RecordingPath = path
+		recording = []string{"--recording-enabled", "--recording-path", path}
+	}
 	for i := 1; i <= cfg.Masters; i++ {
 		port, err := freeTCPPort()
 		if err != nil {
@@ -249,7 +269,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
 			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
-			"--media-nodes-process-log-dir", logDir}, append(common, masterTurn...)...)
+			"--media-nodes-process-log-dir", logDir}, append(append(common, masterTurn...), recording...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -286,6 +306,14 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			return nil, err
 		}
 	}
+	for i := 1; i <= cfg.Recorders; i++ {
+		id := fmt.Sprintf("recorder_%d", i)
+		args := append([]string{"recorder", "--recorder-id", id, "--recording-path", state.RecordingPath,
+			"--recorder-loopback-only=" + strconv.FormatBool(net.ParseIP(cfg.MediaIP).IsLoopback())}, common...)
+		if _, err := r.spawn(Node{Role: "recorder", ID: id}, cfg.Binary, args...); err != nil {
+			return nil, err
+		}
+	}
 	proxyAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	args := append([]string{"proxy", "--proxy-listen", proxyAddr,
 		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, common...)
@@ -305,8 +333,10 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 }
 
 // startTurn starts cfg.TurnServers TURN servers on MediaIP (UDP and TCP on
-// one port each, relaying from MediaIP to the media nodes) and returns the
-// URLs participants reach them at.
+// one port each, TLS on another with a self-signed certificate for MediaIP,
+// localhost and 127.0.0.1, relaying from MediaIP to the media nodes) and
+// returns the URLs participants reach them at: turn: over UDP and TCP,
+// turns: over TCP, for each server.
 func (r *runner) startTurn(ctx context.Context, common []string) ([]string, error) {
 	var urls []string
 	for i := 1; i <= r.cfg.TurnServers; i++ {
@@ -314,10 +344,21 @@ func (r *runner) startTurn(ctx context.Context, common []string) ([]string, erro
 		if err != nil {
 			return nil, err
 		}
+		tlsPort, err := freeTCPPortOn(r.cfg.MediaIP)
+		if err != nil {
+			return nil, err
+		}
+		certDir, err := r.tempDir("chorus-turn-tls-")
+		if err != nil {
+			return nil, err
+		}
 		addr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(port))
+		tlsAddr := net.JoinHostPort(r.cfg.MediaIP, strconv.Itoa(tlsPort))
 		id := fmt.Sprintf("turn_%d", i)
 		args := append([]string{"turn", "--turn-listen-ip", r.cfg.MediaIP, "--turn-port", strconv.Itoa(port),
-			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0"}, common...)
+			"--turn-relay-ip", r.cfg.MediaIP, "--turn-relay-port-min", "0", "--turn-relay-port-max", "0",
+			"--turn-tls-mode", "self-signed", "--turn-tls-port", strconv.Itoa(tlsPort),
+			"--turn-tls-self-signed-dir", certDir, "--turn-tls-hosts", r.cfg.MediaIP + ",localhost,127.0.0.1"}, common...)
 		p, err := r.spawn(Node{Role: "turn", ID: id, Addr: addr}, r.cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -325,7 +366,10 @@ func (r *runner) startTurn(ctx context.Context, common []string) ([]string, erro
 		if err := waitTCP(ctx, addr, 10*time.Second, p); err != nil {
 			return nil, err
 		}
-		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp")
+		if err := waitTCP(ctx, tlsAddr, 10*time.Second, p); err != nil {
+			return nil, err
+		}
+		urls = append(urls, "turn:"+addr+"?transport=udp", "turn:"+addr+"?transport=tcp", "turns:"+tlsAddr+"?transport=tcp")
 	}
 	return urls, nil
 }

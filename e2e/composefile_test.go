@@ -6,6 +6,7 @@ import (
 	"context"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,8 @@ import (
 // schema checked, in compose-go (what docker compose v2 parses it with; the
 // v2 plugin itself cannot be installed on this machine) and in
 // docker-compose 1.29 (what CI runs), with the services the README lists
-// and the media nodes' UDP and ICE-TCP ports published.
+// the media nodes' UDP and ICE-TCP ports published, and two TURN replicas
+// publishing TURN over UDP, TCP and TLS, all of which the masters hand out.
 func TestComposeFileValidForBothComposes(t *testing.T) {
 	file := filepath.Join(repoRoot, "docker-compose.yml")
 	opts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"))
@@ -28,7 +30,7 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("compose v2 (compose-go) rejects docker-compose.yml: %v", err)
 	}
-	for _, name := range []string{"redis", "proxy", "master1", "master2", "master3", "media1", "media2"} {
+	for _, name := range []string{"redis", "proxy", "master1", "master2", "master3", "media1", "media2", "turn1", "turn2"} {
 		s, ok := p.Services[name]
 		if !ok {
 			t.Errorf("service %s missing", name)
@@ -39,7 +41,8 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 		if strings.HasPrefix(name, "media") {
 			want = "on-failure"
 		}
-		if s.Restart != want || s.HealthCheck == nil {
+		// TURN servers have no HTTP endpoint to check.
+		if s.Restart != want || (s.HealthCheck == nil) != strings.HasPrefix(name, "turn") {
 			t.Errorf("service %s: restart %q (want %q), health check %v", name, s.Restart, want, s.HealthCheck != nil)
 		}
 	}
@@ -63,8 +66,52 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 			}
 		}
 	}
-	if len(p.Services) != 7 {
-		t.Errorf("%d services, want 7", len(p.Services))
+	// Each TURN replica publishes its TURN port over UDP and TCP and its
+	// TLS port over TCP, on the numbers it listens on, and every master
+	// hands out all three URLs of each replica.
+	urls := ""
+	if v := p.Services["master1"].Environment["CHORUS_TURN_URLS"]; v != nil {
+		urls = *v
+	}
+	for _, name := range []string{"master2", "master3"} {
+		if v := p.Services[name].Environment["CHORUS_TURN_URLS"]; v == nil || *v != urls {
+			t.Errorf("%s hands other TURN servers than master1 (%q)", name, urls)
+		}
+	}
+	for _, name := range []string{"turn1", "turn2"} {
+		s := p.Services[name]
+		if len(s.Command) != 1 || s.Command[0] != "turn" {
+			t.Errorf("service %s runs %v, want the turn role", name, s.Command)
+		}
+		published := map[string]bool{}
+		for _, port := range s.Ports {
+			if port.Published == strconv.Itoa(int(port.Target)) {
+				published[port.Published+"/"+port.Protocol] = true
+			}
+		}
+		env := func(k string) string {
+			if v := s.Environment[k]; v != nil {
+				return *v
+			}
+			return ""
+		}
+		port, tlsPort := env("CHORUS_TURN_PORT"), env("CHORUS_TURN_TLS_PORT")
+		for _, want := range []string{port + "/udp", port + "/tcp", tlsPort + "/tcp"} {
+			if !published[want] {
+				t.Errorf("service %s (CHORUS_TURN_PORT=%q, CHORUS_TURN_TLS_PORT=%q) does not publish %s on the same number (published: %v)", name, port, tlsPort, want, published)
+			}
+		}
+		if env("CHORUS_TURN_TLS_MODE") == "off" || env("CHORUS_TURN_TLS_MODE") == "" {
+			t.Errorf("service %s serves no TURN over TLS", name)
+		}
+		for _, want := range []string{"turn:127.0.0.1:" + port + "?transport=udp", "turn:127.0.0.1:" + port + "?transport=tcp", "turns:127.0.0.1:" + tlsPort + "?transport=tcp"} {
+			if !slices.Contains(strings.Split(urls, ","), want) {
+				t.Errorf("the masters do not hand out %s (CHORUS_TURN_URLS=%q)", want, urls)
+			}
+		}
+	}
+	if len(p.Services) != 9 {
+		t.Errorf("%d services, want 9", len(p.Services))
 	}
 	if out, err := exec.Command("docker-compose", "-f", file, "config", "-q").CombinedOutput(); err != nil {
 		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)
@@ -101,7 +148,7 @@ func TestComposeDefaultsAreLoopbackOnly(t *testing.T) {
 	if v, _ := env("proxy", "CHORUS_PROXY_DEMO_ENABLED"); v != "false" {
 		t.Errorf("the proxy's demo: CHORUS_PROXY_DEMO_ENABLED=%q, want false", v)
 	}
-	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2", "turn1", "turn2"} {
 		if v, _ := env(svc, "CHORUS_PUBLISHED_IP"); v != "127.0.0.1" {
 			t.Errorf("%s: CHORUS_PUBLISHED_IP=%q, want 127.0.0.1", svc, v)
 		}
@@ -126,12 +173,29 @@ func TestComposeDefaultsAreLoopbackOnly(t *testing.T) {
 	if rest, _ := env("master1", "OPENVIDU_SECRET"); rest == master {
 		t.Errorf("the cluster secret is the OpenVidu secret %q", rest)
 	}
+	// TURN servers hold the TURN secret only; masters mint with the same.
+	turnSecret, _ := env("master1", "CHORUS_TURN_SECRET")
+	cluster, _ := env("master1", "CHORUS_CLUSTER_SECRET")
+	rest, _ := env("master1", "OPENVIDU_SECRET")
+	if turnSecret == "" || turnSecret == cluster || turnSecret == rest {
+		t.Errorf("the masters' TURN secret %q is empty or another secret", turnSecret)
+	}
+	for _, svc := range []string{"turn1", "turn2"} {
+		if v, _ := env(svc, "CHORUS_TURN_SECRET"); v != turnSecret {
+			t.Errorf("%s: CHORUS_TURN_SECRET=%q, the masters mint with %q", svc, v, turnSecret)
+		}
+		for _, other := range []string{"OPENVIDU_SECRET", "CHORUS_CLUSTER_SECRET"} {
+			if v, ok := env(svc, other); ok {
+				t.Errorf("%s gets %s %q", svc, other, v)
+			}
+		}
+	}
 	password, _ := env("redis", "REDIS_PASSWORD")
 	if password == "" || !strings.Contains(strings.Join(p.Services["redis"].Command, " "), "requirepass") ||
 		!strings.Contains(strings.Join(p.Services["redis"].Command, " "), "--protected-mode yes") {
 		t.Errorf("redis runs without a password or protected mode: %q, %v", password, p.Services["redis"].Command)
 	}
-	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2"} {
+	for _, svc := range []string{"proxy", "master1", "master2", "master3", "media1", "media2", "turn1", "turn2"} {
 		if v, _ := env(svc, "CHORUS_REDIS_PASSWORD"); v != password {
 			t.Errorf("%s: CHORUS_REDIS_PASSWORD=%q, redis has %q", svc, v, password)
 		}

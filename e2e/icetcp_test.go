@@ -249,38 +249,85 @@ func summary(v []int64) string {
 	return fmt.Sprintf("median %d ms (%d-%d, %d runs: %s)", median, s[0], s[len(s)-1], len(s), strings.Join(parts, ", "))
 }
 
-// TestTURNOverTCPBrowser is a browser whose network drops UDP and whose
-// media node offers no ICE-TCP: Chromium with openvidu-browser in the
-// namespace gets media only through the cluster's TURN server, reached
-// over TCP with the credential joinRoom's customIceServers carries; its
-// peer connections use relayed local candidates (getStats).
-func TestTURNOverTCPBrowser(t *testing.T) {
-	ns := newNetNS(t, netNSConfig{DropUDP: true})
-	dc := startNetNSDev(t, ns, false, 1)
-	if len(dc.TurnURLs) == 0 {
-		t.Fatalf("chorus dev announced no TURN server: %+v", dc.State)
+// TestTURNBrowser is a browser whose network drops UDP and whose media
+// node offers no ICE-TCP: Chromium with openvidu-browser in the namespace
+// gets media only through the cluster's TURN server, with the credential
+// joinRoom's customIceServers carries; every peer connection of its uses a
+// relayed local candidate reaching the TURN server over the row's protocol
+// (getStats: candidateType relay, relayProtocol).
+//   - tcp: TURN over TCP, iceTransportPolicy "relay" given through
+//     openvidu-browser's OV.setAdvancedConfiguration({rtcConfiguration});
+//   - tls: TURN over TLS, the only way out: the namespace lets TCP out to
+//     the proxy's port and the TURN server's TLS port only.
+func TestTURNBrowser(t *testing.T) {
+	tests := []struct {
+		name   string
+		policy string // iceTransportPolicy
+		// tlsOnly restricts outbound TCP to the proxy and the TLS port.
+		tlsOnly       bool
+		relayProtocol string
+	}{
+		{name: "tcp", policy: "relay", relayProtocol: "tcp"},
+		{name: "tls", tlsOnly: true, relayProtocol: "tls"},
 	}
-	root, inside := startNetNSPages(t, dc, ns)
-	sid := fmt.Sprintf("turntcp_%06d", rand.IntN(1e6))
-	root.join(sid, 1)
-	inside.join(sid, 1)
-	inside.waitVideo(1, 45*time.Second)
-	root.waitVideo(1, 45*time.Second)
-	n := 0
-	for _, list := range inside.transports() {
-		for _, pc := range list {
-			n++
-			if pc.Local == nil || pc.Local.CandidateType != "relay" {
-				t.Errorf("namespaced page: %s peer connection of %s uses %+v, want a relayed local candidate", pc.Kind, pc.StreamID, pc.Local)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ns := newNetNS(t, netNSConfig{DropUDP: true})
+			dc := startNetNSDev(t, ns, false, 1)
+			tlsPort := 0
+			for _, u := range dc.TurnURLs {
+				if rest, ok := strings.CutPrefix(u, "turns:"); ok {
+					rest, _, _ = strings.Cut(rest, "?")
+					_, p, _ := strings.Cut(rest, ":")
+					tlsPort, _ = strconv.Atoi(p)
+				}
 			}
-		}
+			if tlsPort == 0 {
+				t.Fatalf("chorus dev announced no TURN over TLS: %v", dc.TurnURLs)
+			}
+			if tt.tlsOnly {
+				_, proxyPort, _ := strings.Cut(strings.TrimPrefix(dc.URL, "http://"), ":")
+				pp, _ := strconv.Atoi(proxyPort)
+				ns.SetFirewall(netNSConfig{DropUDP: true, AllowTCPPorts: []int{pp, tlsPort}})
+			}
+			args := []string{"--unsafely-treat-insecure-origin-as-secure=" + dc.URL}
+			root := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args})
+			inside := startPagesWith(t, dc, pagesOptions{NS: ns, ChromiumArgs: append(args, turnTLSChromiumArgs...), ICETransportPolicy: tt.policy})
+			sid := fmt.Sprintf("turn%s_%06d", tt.name, rand.IntN(1e6))
+			root.join(sid, 1)
+			inside.join(sid, 1)
+			inside.waitVideo(1, 45*time.Second)
+			root.waitVideo(1, 45*time.Second)
+			n := 0
+			tr := inside.transports()
+			raw, _ := json.Marshal(tr)
+			for _, list := range tr {
+				for _, pc := range list {
+					n++
+					if pc.Local == nil || pc.Local.CandidateType != "relay" || pc.Local.RelayProtocol != tt.relayProtocol {
+						t.Errorf("namespaced page: %s peer connection of %s uses %+v, want a relayed local candidate over %s", pc.Kind, pc.StreamID, pc.Local, tt.relayProtocol)
+					}
+				}
+			}
+			if n != 2 {
+				t.Errorf("namespaced page: %d peer connections, want 2", n)
+			}
+			t.Logf("namespaced page: %s", raw)
+			for _, tm := range inside.timings() {
+				for conn, at := range tm.FirstFrames {
+					t.Logf("TURN/%s: namespaced page: join to first frame of %s: %d ms", tt.name, conn, at-tm.JoinStartedAt)
+				}
+			}
+			if ns.DroppedUDP() == 0 {
+				t.Errorf("the namespace's firewall dropped no UDP packet:\n%s", ns.Ruleset())
+			}
+			root.leave()
+			inside.leave()
+		})
 	}
-	if n != 2 {
-		t.Errorf("namespaced page: %d peer connections, want 2", n)
-	}
-	if ns.DroppedUDP() == 0 {
-		t.Errorf("the namespace's firewall dropped no UDP packet:\n%s", ns.Ruleset())
-	}
-	root.leave()
-	inside.leave()
 }
+
+// turnTLSChromiumArgs are the Chromium flags the TURN over TLS tests need
+// for chorus dev's self-signed TURN certificate: Chromium checks a turns:
+// server's certificate (without the flag the tls row gets no media).
+var turnTLSChromiumArgs = []string{"--ignore-certificate-errors"}

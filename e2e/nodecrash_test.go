@@ -24,6 +24,13 @@ import (
 // wherever the cluster places it).
 func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int) ([]*participant.Participant, []*participant.Subscription) {
 	t.Helper()
+	return pionMeshWith(t, ctx, dc, sid, node, n, participant.Config{LoopbackOnly: true})
+}
+
+// pionMeshWith is pionMeshOn with participants configured as base (its
+// Token and Logger are set here).
+func pionMeshWith(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int, base participant.Config) ([]*participant.Participant, []*participant.Subscription) {
+	t.Helper()
 	body := fmt.Sprintf(`{"customSessionId":%q}`, sid)
 	if node != "" {
 		waitNodeRunning(t, dc, node)
@@ -36,7 +43,9 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 		if err := json.Unmarshal(restCall(t, dc, "POST", "/openvidu/api/sessions/"+sid+"/connection", `{}`), &conn); err != nil {
 			t.Fatal(err)
 		}
-		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true, Logger: sdkLogger()})
+		cfg := base
+		cfg.Token, cfg.Logger = conn.Token, sdkLogger()
+		p, err := participant.Join(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

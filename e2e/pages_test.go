@@ -53,6 +53,9 @@ type pagesOptions struct {
 	NS *netNS
 	// ChromiumArgs are extra Chromium flags.
 	ChromiumArgs []string
+	// ICETransportPolicy, when set ("relay"), is given to openvidu-browser
+	// as OV.setAdvancedConfiguration({rtcConfiguration: {iceTransportPolicy}}).
+	ICETransportPolicy string
 }
 
 func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
@@ -65,7 +68,7 @@ func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
 		cmd = opts.NS.Command(context.Background(), "node", script)
 	}
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"), "CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret,
-		"CHORUS_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "))
+		"CHORUS_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "), "CHORUS_ICE_TRANSPORT_POLICY="+opts.ICETransportPolicy)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()
@@ -183,6 +186,9 @@ type candidateEnd struct {
 	Address       string `json:"address"`
 	Port          int    `json:"port"`
 	TCPType       string `json:"tcpType"`
+	// RelayProtocol is how a relayed local candidate reaches its TURN
+	// server: udp, tcp or tls ("" for other candidates).
+	RelayProtocol string `json:"relayProtocol"`
 }
 
 // pageTransport is the candidate pair of one peer connection of a page.

@@ -75,13 +75,20 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	inc := session.NewIncarnation(id)
 	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
 		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
-	nc := cfg.Cluster.MediaNodes
+	nc, lim := cfg.Cluster.MediaNodes, cfg.Cluster.Limits
+	// Media nodes close idle connections after http.idle_timeout: drop ours
+	// before, so that no request (a POST is not retried) goes out on a
+	// connection the node is closing.
+	internal := http.DefaultTransport.(*http.Transport).Clone()
+	internal.IdleConnTimeout = cfg.Cluster.HTTP.IdleTimeout / 2
 	sessions := session.New(session.Config{
-		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout},
+		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout, Transport: internal},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
-		TURN:   session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
+		TURN: session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
+		Limits: session.Limits{SignalDataBytes: lim.SignalDataBytes, MetadataBytes: lim.MetadataBytes,
+			OutboxBytes: lim.OutboxBytes, ParticipantsPerSession: lim.ParticipantsPerSession},
 		Logger: log,
 	})
 	trusted, err := clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies)
@@ -93,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		return nil, err
 	}
 	manager := medianodes.NewManager(medianodes.Config{
-		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second},
+		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second, Transport: internal},
 		Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
 		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
 		Logger: log,
@@ -109,14 +116,17 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
-			MaxMessageBytes: mc.MaxMessageBytes, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay, Logger: log,
+			MaxMessageBytes: mc.MaxMessageBytes, JoinTimeout: mc.JoinTimeout, MaxPingInterval: mc.MaxPingInterval, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
+			Limits: signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests}, Logger: log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
 			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
-			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout,
+			Recording: restapi.RecordingConfig{Enabled: cfg.Cluster.Recording.Enabled, Path: cfg.Cluster.Recording.Path,
+				PublicAccess: cfg.Cluster.Recording.PublicAccess, StartWait: mc.RequestTimeout * 4 / 5},
+			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout, TURNURLs: cfg.Cluster.Turn.URLs,
 			Cluster: restapi.ClusterInfo{ID: cfg.Cluster.ClusterID, Provider: provider.Name(),
 				ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), Autoscaling: cfg.Cluster.Autoscaling},
 			Logger: log,
@@ -187,7 +197,7 @@ func (m *Master) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", m.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := m.cluster.HTTP.Server(m.Handler())
 	m.log.Info("master started", "listen", ln.Addr().String(), "internal_url", m.cfg.InternalURL, "public_url", m.cfg.PublicURL)
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -48,6 +48,7 @@ type clusterState interface {
 // Node is a running media node.
 type Node struct {
 	cfg   config.Media
+	http  config.HTTP
 	id    protocol.NodeID
 	ip    string
 	store clusterState
@@ -122,8 +123,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	return &Node{
 		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
-		store:  store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
-		secret: credential.New(cfg.Cluster.ClusterSecret), startedAt: time.Now(),
+		store: store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
+		http:  cfg.Cluster.HTTP, secret: credential.New(cfg.Cluster.ClusterSecret), startedAt: time.Now(),
 	}, nil
 }
 
@@ -145,7 +146,7 @@ func (n *Node) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	srv := &http.Server{Handler: n.handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := n.http.Server(n.handler())
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if metricsSrv != nil {

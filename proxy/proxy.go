@@ -58,6 +58,7 @@ type masterDirectory interface {
 // Proxy is a running proxy.
 type Proxy struct {
 	cfg    config.Proxy
+	http   config.HTTP
 	secret string
 	log    *slog.Logger
 	store  masterDirectory
@@ -67,6 +68,7 @@ type Proxy struct {
 	checker     *http.Client
 	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
 	trusted     clientip.Trusted
+	wsLimiter   *connLimiter // WebSocket connections per client IP
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -107,15 +109,19 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	var err error
 	p := &Proxy{
-		cfg: cfg.Cluster.Proxy, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
+		cfg: cfg.Cluster.Proxy, http: cfg.Cluster.HTTP, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			ResponseHeaderTimeout: cfg.Cluster.Proxy.RequestTimeout,
 			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
+			// Below the masters' http.idle_timeout: a connection the
+			// master is about to close is never reused (a request sent
+			// on it would fail, and a POST is not retried).
+			IdleConnTimeout: cfg.Cluster.HTTP.IdleTimeout / 2,
 		},
 		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
+		wsLimiter:   newConnLimiter(cfg.Cluster.Limits.WebSocketsPerIP),
 	}
 	if p.trusted, err = clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("proxy: proxy.trusted_proxies: %w", err)
@@ -348,7 +354,7 @@ func (p *Proxy) Handler() http.Handler {
 	if p.cfg.Demo.Enabled {
 		p.registerDemo(mux)
 	}
-	mux.Handle("/", p.rp)
+	mux.Handle("/", limitWebSockets(p.wsLimiter, p.clientAddr, p.rp))
 	return mux
 }
 
@@ -358,7 +364,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", p.cfg.Listen, err)
 	}
-	srv := &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := p.http.Server(p.Handler())
 	tlsCfg, err := tlscert.Config(p.cfg.TLS)
 	if err != nil {
 		ln.Close()

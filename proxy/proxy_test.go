@@ -59,6 +59,16 @@ func startProxy(t *testing.T, wantHealthy bool, masters ...string) (*Proxy, stri
 // startProxyWith is startProxy with a change to the proxy's configuration.
 func startProxyWith(t *testing.T, wantHealthy bool, change func(*config.Proxy), masters ...string) (*Proxy, string) {
 	t.Helper()
+	return startProxyConfig(t, wantHealthy, func(c *config.Config) {
+		if change != nil {
+			change(&c.Proxy)
+		}
+	}, masters...)
+}
+
+// startProxyConfig is startProxy with a change to the whole configuration.
+func startProxyConfig(t *testing.T, wantHealthy bool, change func(*config.Config), masters ...string) (*Proxy, string) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +80,7 @@ func startProxyWith(t *testing.T, wantHealthy bool, change func(*config.Proxy), 
 		UnhealthyAfter: 100, RequestTimeout: 300 * time.Millisecond,
 	}}
 	if change != nil {
-		change(&cfg.Proxy)
+		change(cfg)
 	}
 	p, err := New(Config{Cluster: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -202,5 +212,56 @@ func TestClientsGivingUpDoNotMarkAMasterDown(t *testing.T) {
 	}
 	if status, body := get(t, url+"/who", ""); status != http.StatusOK {
 		t.Fatalf("after clients gave up: %d %s, want the master still serving", status, body)
+	}
+}
+
+// TestWebSocketsPerIP: a client address holds at most limits.websockets_per_ip
+// WebSocket connections through the proxy; the next upgrade gets 429 while
+// plain requests still pass, and a closed connection frees its place.
+func TestWebSocketsPerIP(t *testing.T) {
+	const limit = 3
+	a := stubMaster(t, "A")
+	_, url := startProxyConfig(t, true, func(c *config.Config) { c.Limits.WebSocketsPerIP = limit }, a.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wsURL := strings.Replace(url, "http", "ws", 1) + "/openvidu?sessionId=x"
+	var open []*websocket.Conn
+	for i := 0; i < limit; i++ {
+		c, _, err := websocket.Dial(ctx, wsURL, nil)
+		if err != nil {
+			t.Fatalf("connection %d of %d: %v", i+1, limit, err)
+		}
+		defer c.CloseNow()
+		open = append(open, c)
+	}
+	c, resp, err := websocket.Dial(ctx, wsURL, nil)
+	if err == nil {
+		c.CloseNow()
+		t.Fatalf("connection %d of a client allowed %d was accepted", limit+1, limit)
+	}
+	if resp == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("connection %d: %v (response %+v), want 429 with Retry-After", limit+1, err, resp)
+	}
+	if status, body := get(t, url+"/who", ""); status != http.StatusOK {
+		t.Errorf("a plain request past the WebSocket limit: %d %s", status, body)
+	}
+	// Closing one frees its place (once the proxy has seen the relay end).
+	_ = open[0].Close(websocket.StatusNormalClosure, "")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _, err := websocket.Dial(ctx, wsURL, nil)
+		if err == nil {
+			_ = c.Write(ctx, websocket.MessageText, []byte("hi"))
+			_, msg, rerr := c.Read(ctx)
+			c.CloseNow()
+			if rerr != nil || string(msg) != "A:hi" {
+				t.Fatalf("echo through the freed place: %q, %v", msg, rerr)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no place freed 5 s after a connection closed: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

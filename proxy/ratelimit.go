@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -89,4 +92,69 @@ func clientKey(host string) string {
 		return ip.String()
 	}
 	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+// connLimiter caps the connections open at once per client (the WebSocket
+// connections the proxy relays: each holds a socket here and on a master,
+// and a goroutine and buffers on both). Its zero value is unusable; build it
+// with newConnLimiter.
+type connLimiter struct {
+	max int
+
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// newConnLimiter allows max connections per client (0: no limit).
+func newConnLimiter(maxPerClient int) *connLimiter {
+	return &connLimiter{max: maxPerClient, open: map[string]int{}}
+}
+
+// acquire counts one more connection of client; it reports false, counting
+// nothing, when client has max open already.
+func (l *connLimiter) acquire(client string) bool {
+	if l.max <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[client] >= l.max {
+		return false
+	}
+	l.open[client]++
+	return true
+}
+
+// release counts one connection of client fewer (after a successful acquire).
+func (l *connLimiter) release(client string) {
+	if l.max <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.open[client]--; l.open[client] <= 0 {
+		delete(l.open, client)
+	}
+}
+
+// limitWebSockets refuses, with 429, a WebSocket upgrade from a client
+// (clientAddr: the peer, or whom a trusted proxy forwarded for) that has
+// max WebSocket connections open through the proxy already; other requests
+// pass untouched. The upgraded connection counts until next returns
+// (httputil.ReverseProxy returns once the relay ends).
+func limitWebSockets(l *connLimiter, clientAddr func(*http.Request) string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if l.max <= 0 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		client := clientKey(clientAddr(r))
+		if !l.acquire(client) {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, fmt.Sprintf("Too many WebSocket connections from this address (at most %d)", l.max), http.StatusTooManyRequests)
+			return
+		}
+		defer l.release(client)
+		next.ServeHTTP(w, r)
+	})
 }

@@ -41,9 +41,14 @@ type Role struct {
 }
 
 // NewRole builds the turn role from the cluster configuration (keys turn.*)
-// and binds its listeners. Errors: an invalid configuration, a certificate
-// that cannot be loaded or made, a port that cannot be bound.
+// and binds its listeners. Errors: a TURN secret unfit for where the
+// listeners bind (config.ErrUnsafeSecrets: see Config.CheckSecrets), an
+// invalid configuration, a certificate that cannot be loaded or made, a
+// port that cannot be bound.
 func NewRole(cfg RoleConfig) (*Role, error) {
+	if err := cfg.Cluster.CheckSecrets(config.RoleTurn); err != nil {
+		return nil, err
+	}
 	t := cfg.Cluster.Turn
 	tlsCfg, err := tlscert.Config(t.TLS)
 	if err != nil {

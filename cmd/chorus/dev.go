@@ -23,6 +23,9 @@ served at the printed URL. Environment variables (CHORUS_*, OPENVIDU_*) reach
 every process. SIGINT or SIGTERM stops everything it started.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.Recorders < 0 {
+				return errors.New("--recorders must not be negative")
+			}
 			if c.Masters < 1 || c.MediaNodes < 1 {
 				return errors.New("--masters and --media-nodes must be at least 1")
 			}
@@ -65,5 +68,7 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.StringVar(&c.StateFile, "state-file", "", `Write {"url","secret","clusterSecret","redis","nodes":[{"role","id","pid","addr"}]} here once the cluster is up`)
 	f.BoolVar(&c.Demo, "demo", true, "Serve the demo page and its token endpoint")
 	f.StringVar(&c.AssetsDir, "assets-dir", "", "Directory of the demo page and openvidu-browser (default: ./web)")
+	f.IntVar(&c.Recorders, "recorders", 0, "Number of recorders (chorus recorder); at least one turns recording on (OPENVIDU_RECORDING; FFmpeg on PATH)")
+	f.StringVar(&c.RecordingPath, "recording-path", "", "Recording path of masters and recorders (default with --recorders: a temporary directory removed at exit)")
 	return cmd
 }

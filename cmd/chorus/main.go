@@ -82,6 +82,8 @@ flags, in increasing order of precedence.`,
 				}
 				return r.Run(ctx)
 			}),
+		roleCommand(config.RoleRecorder, "recorder", "Run a recorder: recording workers that join sessions as OpenVidu's hidden recorder participant and render with FFmpeg",
+			runRecorder),
 		devCommand(),
 		eventsCommand(),
 		configCommand(),

@@ -40,6 +40,33 @@ function afterLeave(rec) {
   return rec.frames.slice(answeredAt + 1).filter((f) => f.dir === 'in').map((f) => f.payload.slice(0, 200));
 }
 
+// pending returns the ids of the requests a socket sent and has no answer for.
+function pending(rec) {
+  const open = new Set();
+  for (const f of rec.frames) {
+    let msg;
+    try { msg = JSON.parse(f.payload); } catch (e) { continue; }
+    if (msg.id === undefined || msg.id === null) continue;
+    if (f.dir === 'out' && msg.method) open.add(msg.id);
+    if (f.dir === 'in' && !msg.method) open.delete(msg.id);
+  }
+  return [...open];
+}
+
+// quiet waits until no socket of recs has had a request awaiting its answer
+// for 500 ms: the page's subscriptions to each other are negotiated. Leaving
+// in the middle of one makes openvidu-browser answer an offer on a closed
+// socket, whatever the server does (its own error, not what this checks).
+async function quiet(recs) {
+  let since = Date.now();
+  for (const deadline = Date.now() + 15000; Date.now() < deadline;) {
+    if (recs.some((r) => pending(r).length > 0)) since = Date.now();
+    else if (Date.now() - since >= 500) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
 (async () => {
   const url = env('CHORUS_URL');
   const ov = new OpenVidu(url, env('CHORUS_SECRET'));
@@ -100,6 +127,7 @@ function afterLeave(rec) {
       if (seen < 2 * (round + 1)) await sleep(250);
     }
     check('round ' + round + ': the other page sees both streams', seen >= 2 * (round + 1), seen);
+    check('round ' + round + ': the page\'s requests all answered before it leaves', await quiet(two.sockets.slice(-2)), '');
     const before = two.sockets.length;
     const took = await two.page.evaluate(() => { const t0 = performance.now(); for (const s of window.pair) s.disconnect(); return performance.now() - t0; });
     if (process.env.COMPAT_DEBUG) process.stderr.write('disconnect loop took ' + took + ' ms\n');

@@ -10,7 +10,9 @@
 //   leave                      -> {"left": true}
 //   reset                      -> {"reset": true}   (leave, and close every page)
 //   quit                       -> exits
-// CHORUS_CHROMIUM_ARGS adds Chromium flags (space-separated).
+// CHORUS_CHROMIUM_ARGS adds Chromium flags (space-separated);
+// CHORUS_ICE_TRANSPORT_POLICY ("relay") goes to openvidu-browser's advanced
+// configuration (rtcConfiguration.iceTransportPolicy).
 'use strict';
 
 // stdout carries the answers only: openvidu-node-client logs there (for
@@ -46,7 +48,9 @@ async function join(sessionId, count, mediaNode) {
     await page.goto(url + '/');
     await page.waitForFunction(() => !!window.chorusDemo && typeof OpenVidu === 'function');
     const conn = await session.createConnection({ data: sessionId + '-' + i });
-    ids.push(await page.evaluate(([token, name, debug]) => window.chorusDemo.join(token, name, debug), [conn.token, 'page' + pages.length, !!process.env.CHORUS_PAGE_LOGS]));
+    const options = process.env.CHORUS_ICE_TRANSPORT_POLICY ? { iceTransportPolicy: process.env.CHORUS_ICE_TRANSPORT_POLICY } : {};
+    ids.push(await page.evaluate(([token, name, debug, opts]) => window.chorusDemo.join(token, name, debug, opts),
+      [conn.token, 'page' + pages.length, !!process.env.CHORUS_PAGE_LOGS, options]));
     await page.evaluate(() => window.chorusDemo.trackFrames());
     pages.push(page);
   }

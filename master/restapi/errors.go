@@ -31,6 +31,14 @@ func restErrorOf(k session.Kind) restError {
 		return restError{status: http.StatusNotFound}
 	case session.SessionExists, session.AlreadyPublishing, session.Superseded, session.StreamMoving:
 		return restError{status: http.StatusConflict}
+	case session.RecordingNotFound:
+		return restError{status: http.StatusNotFound}
+	case session.RecordingConflict:
+		return restError{status: http.StatusConflict, body: true}
+	case session.RecordingStarting:
+		return restError{status: http.StatusNotAcceptable, body: true}
+	case session.RecordingFailed: // no recorder started it: retry once one runs
+		return restError{status: http.StatusServiceUnavailable, body: true}
 	case session.SessionEmpty:
 		return restError{status: http.StatusNotAcceptable}
 	case session.InvalidRecipients:
@@ -39,6 +47,12 @@ func restErrorOf(k session.Kind) restError {
 		return restError{status: http.StatusUnauthorized}
 	case session.BadSDP, session.CodecNotFound:
 		return restError{status: http.StatusBadRequest}
+	case session.SignalTooLarge, session.MetadataTooLarge:
+		// "There is a problem with some body parameter" (POST /signal,
+		// POST /sessions/{id}/connection), with the limit in the message.
+		return restError{status: http.StatusBadRequest, body: true}
+	case session.SessionFull:
+		return restError{status: http.StatusConflict, body: true}
 	default: // Internal, OfferFailed and any kind added without a row here
 		return restError{status: http.StatusInternalServerError}
 	}

@@ -31,6 +31,8 @@ func TestRESTErrorTable(t *testing.T) {
 		{session.Unavailable, nil, 503, false},
 		{session.MediaNodeFailed, nil, 502, false},
 		{session.Internal, nil, 500, false},
+		{session.SignalTooLarge, nil, 400, true},   // POST /signal: "a problem with some body parameter"
+		{session.MetadataTooLarge, nil, 400, true}, // POST connection's data
 	}
 	for _, tc := range tests {
 		t.Run(tc.kind.String(), func(t *testing.T) {

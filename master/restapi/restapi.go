@@ -15,7 +15,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,13 +47,17 @@ type Config struct {
 	RequestTimeout   time.Duration
 	Webhook          config.Webhook
 	CDR              config.CDR
+	Recording        RecordingConfig
 	// MediaNodes serves the /media-nodes API.
 	MediaNodes *medianodes.Manager
 	// LaunchTimeout bounds POST /media-nodes?wait=true.
 	LaunchTimeout time.Duration
 	// Cluster is reported by GET /config (OpenVidu Pro's cluster properties).
 	Cluster ClusterInfo
-	Logger  *slog.Logger
+	// TURNURLs are the STUN/TURN URLs masters hand to participants
+	// (turn.urls), reported by GET /config as OpenVidu reports its coturn.
+	TURNURLs []string
+	Logger   *slog.Logger
 }
 
 // ClusterInfo is what GET /config reports about the media node cluster.
@@ -97,10 +103,8 @@ func (a *API) Register(r *gin.Engine) {
 	g.GET("/config", a.config)
 	g.GET("/health", a.health)
 	a.registerMediaNodes(g)
+	a.registerRecordings(g, r)
 	for _, route := range []struct{ method, path string }{
-		{http.MethodPost, "/recordings/start"}, {http.MethodPost, "/recordings/stop/:recordingId"},
-		{http.MethodGet, "/recordings"}, {http.MethodGet, "/recordings/:recordingId"},
-		{http.MethodDelete, "/recordings/:recordingId"},
 		{http.MethodPost, "/broadcast/start"}, {http.MethodPost, "/broadcast/stop"},
 	} {
 		g.Handle(route.method, route.path, notImplemented)
@@ -571,13 +575,14 @@ func (a *API) config(c *gin.Context) {
 		With("OPENVIDU_WEBRTC_SIMULCAST", false).
 		With("OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())).
 		With("OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())).
-		With("OPENVIDU_RECORDING", false).
+		With("OPENVIDU_RECORDING", a.cfg.Recording.Enabled).
 		With("OPENVIDU_WEBHOOK", a.cfg.Webhook.Enabled)
 	if a.cfg.Webhook.Enabled {
 		fields = fields.With("OPENVIDU_WEBHOOK_ENDPOINT", a.cfg.Webhook.Endpoint).
 			With("OPENVIDU_WEBHOOK_HEADERS", nonNil(a.cfg.Webhook.Headers)).
 			With("OPENVIDU_WEBHOOK_EVENTS", nonNil(a.cfg.Webhook.Events))
 	}
+	fields = withTURN(fields, a.cfg.TURNURLs)
 	cl := a.cfg.Cluster
 	rt := -1
 	if cl.ReconnectionTimeout >= 0 {
@@ -595,6 +600,62 @@ func (a *API) config(c *gin.Context) {
 		With("OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_LOAD", cl.Autoscaling.MinLoad)
 	raw, _ := json.Marshal(fields)
 	c.Data(http.StatusOK, "application/json", raw)
+}
+
+// withTURN adds to GET /config's fields the TURN servers handed to
+// participants, with OpenVidu's names: COTURN_IP and COTURN_PORT (the host
+// and port of the first turn: URL, else of the first turns: URL; OpenVidu's
+// coturn settings, 3478 by default) and OPENVIDU_WEBRTC_ICE_SERVERS (every
+// URL, in OpenVidu's "url=<url>" element syntax, as a JSON array; its
+// credentials are minted per connection from turn.secret, which is not
+// reported). Without TURN URLs none of them is present (OpenVidu omits
+// OPENVIDU_WEBRTC_ICE_SERVERS when empty; Chorus has no coturn then).
+func withTURN(fields protocol.Object, urls []string) protocol.Object {
+	if len(urls) == 0 {
+		return fields
+	}
+	host, port, ok := "", 0, false
+	for _, scheme := range []string{"turn", "turns"} {
+		for _, u := range urls {
+			if host, port, ok = turnHostPort(scheme, u); ok {
+				break
+			}
+		}
+		if ok {
+			break
+		}
+	}
+	if ok {
+		fields = fields.With("COTURN_IP", host).With("COTURN_PORT", port)
+	}
+	servers := make([]string, len(urls))
+	for i, u := range urls {
+		servers[i] = "url=" + u
+	}
+	return fields.With("OPENVIDU_WEBRTC_ICE_SERVERS", servers)
+}
+
+// turnHostPort parses a TURN URL of the scheme (RFC 7065:
+// turn[s]:host[:port][?transport=udp|tcp]) into its host and port (3478 for
+// turn:, 5349 for turns: when absent).
+func turnHostPort(scheme, u string) (string, int, bool) {
+	rest, ok := strings.CutPrefix(u, scheme+":")
+	if !ok || rest == "" {
+		return "", 0, false
+	}
+	rest, _, _ = strings.Cut(rest, "?")
+	port := 3478
+	if scheme == "turns" {
+		port = 5349
+	}
+	if h, p, err := net.SplitHostPort(rest); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 || h == "" {
+			return "", 0, false
+		}
+		return h, n, true
+	}
+	return strings.Trim(rest, "[]"), port, true
 }
 
 func nonNil(s []string) []string {

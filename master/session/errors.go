@@ -67,6 +67,25 @@ const (
 	// ReconnectionFailed: a socket's reconnection cannot take over a
 	// participant (openvidu-browser then asks sessionStatus).
 	ReconnectionFailed
+	// SignalTooLarge: a signal's data exceeds Limits.SignalDataBytes
+	// (openvidu-server's invalid signal: SIGNAL_FORMAT_INVALID, REST 400).
+	SignalTooLarge
+	// MetadataTooLarge: a connection's metadata exceeds
+	// Limits.MetadataBytes (openvidu-server's invalid client metadata:
+	// USER_METADATA_FORMAT_INVALID, REST 400).
+	MetadataTooLarge
+	// SessionFull: the session has Limits.ParticipantsPerSession active
+	// participants already.
+	SessionFull
+	// RecordingNotFound: no recording with that id.
+	RecordingNotFound
+	// RecordingConflict: the session is being recorded already, or a
+	// started recording cannot be deleted.
+	RecordingConflict
+	// RecordingStarting: the recording cannot be stopped before it started.
+	RecordingStarting
+	// RecordingFailed: no recorder started the recording in time.
+	RecordingFailed
 )
 
 var kindNames = [...]string{
@@ -77,7 +96,10 @@ var kindNames = [...]string{
 	StreamNotFound: "stream not found", AlreadyPublishing: "already publishing", Unauthorized: "unauthorized",
 	BadSDP: "bad SDP", OfferFailed: "offer failed", CodecNotFound: "codec not found", Superseded: "superseded",
 	StreamMoving: "stream moving", NotMovedInTime: "not moved in time", InvalidRecipients: "invalid recipients",
-	ReconnectionFailed: "reconnection failed",
+	ReconnectionFailed: "reconnection failed", SignalTooLarge: "signal too large",
+	MetadataTooLarge: "metadata too large", SessionFull: "session full",
+	RecordingNotFound: "recording not found",
+	RecordingConflict: "recording conflict", RecordingStarting: "recording starting", RecordingFailed: "recording failed",
 }
 
 // Kinds lists every kind, for the transports' mapping tests.

@@ -33,7 +33,7 @@ func emitSubscriptionsTo(tx *store.Tx, owner *store.Connection, now int64, reaso
 		return
 	}
 	for _, c := range tx.SortedConns() {
-		if sub := c.Subscriptions[owner.Publisher.StreamID]; sub != nil && sub.Live() {
+		if sub := c.Subscriptions[owner.Publisher.StreamID]; sub != nil && sub.Live() && !c.Recorder {
 			emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, owner), now, reason))
 		}
 	}
@@ -43,6 +43,9 @@ func emitSubscriptionsTo(tx *store.Tx, owner *store.Connection, now int64, reaso
 // openvidu-server's order: the others' subscriptions to it, its own
 // subscriptions, its publisher, then participantLeft.
 func emitParticipantGone(tx *store.Tx, c *store.Connection, now int64, reason string) {
+	if c.Recorder {
+		return // hidden: none of its events were emitted
+	}
 	emitSubscriptionsTo(tx, c, now, reason)
 	for _, sub := range sortedSubscriptions(c) {
 		if sub.Live() {

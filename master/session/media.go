@@ -85,7 +85,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		codec string
 	)
 	var stale []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		stale = nil
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -122,7 +122,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		s.rollbackPublisher(ctx, sid, cid, streamID, node)
 		return nil, publishError(err, cid, codec)
 	}
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -148,7 +148,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 func (s *Service) rollbackPublisher(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, node protocol.NodeID) {
 	ctx, cancel := background(ctx)
 	defer cancel()
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil && c.Publisher != nil && c.Publisher.StreamID == streamID {
 			c.Publisher = nil
 		}
@@ -275,7 +275,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, 
 		ownerID  protocol.ConnectionID
 	)
 	var replace, reconnecting bool
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -368,7 +368,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, 
 // moving and the node serves ("" otherwise; moving says the stream is being
 // moved to another node). It records the node in the subscription.
 func (s *Service) subscriptionTarget(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, createdAt int64) (node protocol.NodeID, moving bool, err error) {
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		node, moving = "", false
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -414,7 +414,7 @@ func (s *Service) rollbackSubscription(ctx context.Context, sid protocol.Session
 	ctx, cancel := background(ctx)
 	defer cancel()
 	kept := false
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		kept = false
 		if c := tx.Conns[cid]; c != nil {
 			if sub := c.Subscriptions[streamID]; sub != nil && sub.CreatedAt == createdAt {
@@ -477,10 +477,10 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID,
 		}
 		return err
 	}
-	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	return s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c != nil {
 			if cur := c.Subscriptions[streamID]; cur != nil && cur.CreatedAt == sub.CreatedAt && cur.State != store.EndpointReady {
-				if cur.State == store.EndpointCreating {
+				if cur.State == store.EndpointCreating && !c.Recorder {
 					emit(tx, events.NewWebrtcConnectionCreated(tx.Session, inbound(c, cur, streamOwner(tx.Conns, streamID))))
 				}
 				cur.State = store.EndpointReady
@@ -494,7 +494,7 @@ func (s *Service) CompleteSubscribe(ctx context.Context, sid protocol.SessionID,
 // sender connection (unsubscribeFromVideo).
 func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, sender string) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -502,7 +502,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid p
 		}
 		for streamID, sub := range c.Subscriptions {
 			if string(streamID) == sender || protocol.ConnectionOfStream(streamID) == protocol.ConnectionID(sender) {
-				if sub.Live() {
+				if sub.Live() && !c.Recorder {
 					emit(tx, events.NewWebrtcConnectionDestroyed(tx.Session, inbound(c, sub, streamOwner(tx.Conns, streamID)), store.NowMillis(), protocol.ReasonUnsubscribe))
 				}
 				delete(c.Subscriptions, streamID)
@@ -525,7 +525,7 @@ func (s *Service) Unsubscribe(ctx context.Context, sid protocol.SessionID, cid p
 // participantUnpublished with reason unpublish.
 func (s *Service) Unpublish(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err
@@ -546,7 +546,7 @@ func (s *Service) Unpublish(ctx context.Context, sid protocol.SessionID, cid pro
 // ForceUnpublishByUser unpublishes someone's stream on behalf of a moderator.
 func (s *Service) ForceUnpublishByUser(ctx context.Context, sid protocol.SessionID, moderator protocol.ConnectionID, streamID protocol.StreamID) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		m, err := activeParticipant(tx, sid, moderator)
 		if err != nil {
 			return err
@@ -615,7 +615,7 @@ func (s *Service) AddICECandidate(ctx context.Context, sid protocol.SessionID, c
 // stream (audioActive, videoActive, videoDimensions, ...) and tells the
 // others; newValue is forwarded as the JSON text of what the client sent.
 func (s *Service) StreamPropertyChanged(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, property string, newValue json.RawMessage, reason string) error {
-	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	return s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
 			return err

@@ -103,7 +103,7 @@ func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, fr
 	}
 	moved := false
 	var nudge []protocol.ConnectionID
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		moved, nudge = false, nil
 		if tx.Session == nil || tx.Session.MediaNodeID != from {
 			return nil
@@ -184,7 +184,7 @@ func (s *Service) NudgePublishers(ctx context.Context, sid protocol.SessionID) {
 		}
 		wait = n.Interval
 		nudged := 0
-		err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		err := s.update(ctx, sid, func(tx *store.Tx) error {
 			nudged = 0
 			for _, c := range tx.SortedConns() {
 				if c.Active() && c.Master != "" && c.Publisher != nil && c.Publisher.State == store.EndpointMigrating {
@@ -209,7 +209,7 @@ func (s *Service) NudgePublishers(ctx context.Context, sid protocol.SessionID) {
 // QueueResponse queues a JSON-RPC response frame for a participant whose
 // socket closed before the answer was ready (see signaling).
 func (s *Service) QueueResponse(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, frame json.RawMessage) {
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if c := tx.Conns[cid]; c == nil || !c.Active() {
 			return nil
 		}
@@ -248,7 +248,7 @@ func (s *Service) CloseNodeSession(ctx context.Context, sid protocol.SessionID, 
 // node, and moves its subscribers there.
 func (s *Service) publisherMoved(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, node protocol.NodeID) {
 	var subscribers []protocol.ConnectionID
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		subscribers = nil
 		c := tx.Conns[cid]
 		if c == nil || c.Publisher == nil || c.Publisher.StreamID != streamID ||
@@ -282,7 +282,7 @@ func (s *Service) forceResubscribe(ctx context.Context, sid protocol.SessionID, 
 		node    protocol.NodeID
 		ownerID protocol.ConnectionID
 	)
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		node = ""
 		c := tx.Conns[cid]
 		if c == nil || !c.Active() {
@@ -315,7 +315,7 @@ func (s *Service) forceResubscribe(ctx context.Context, sid protocol.SessionID, 
 	if subErr != nil {
 		s.log.Warn("offer a moved stream to a subscriber", "session", sid, "subscriber", cid, "stream", streamID, "err", subErr)
 	}
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		c := tx.Conns[cid]
 		if c == nil {
 			return nil

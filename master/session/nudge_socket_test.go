@@ -21,6 +21,14 @@ import (
 // loopback port, serving until the test ends. Held requests wait up to
 // hold.
 func (e *env) socketMaster(id protocol.MasterID, n session.Nudges, hold time.Duration) *session.Service {
+	e.t.Helper()
+	svc, _ := e.socketMasterWith(id, n, hold, session.Limits{}, signaling.Limits{})
+	return svc
+}
+
+// socketMasterWith is socketMaster with limits; it also returns the
+// master's WebSocket URL.
+func (e *env) socketMasterWith(id protocol.MasterID, n session.Nudges, hold time.Duration, sl session.Limits, wl signaling.Limits) (*session.Service, string) {
 	t := e.t
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -29,10 +37,10 @@ func (e *env) socketMaster(id protocol.MasterID, n session.Nudges, hold time.Dur
 	}
 	inc := session.NewIncarnation(id)
 	svc := e.service(id, func(c *session.Config) {
-		c.PublicURL, c.Incarnation, c.Nudges = "ws://"+ln.Addr().String(), inc, n
+		c.PublicURL, c.Incarnation, c.Nudges, c.Limits = "ws://"+ln.Addr().String(), inc, n, sl
 	})
 	srv := signaling.New(signaling.Config{Sessions: svc, Store: e.st, Incarnation: inc, Secret: clustertest.Secret,
-		MaxMessageBytes: 1 << 20, RequestTimeout: 5 * time.Second, HoldTimeout: hold, PollInterval: 100 * time.Millisecond, Logger: testLogger()})
+		MaxMessageBytes: 2 << 20, RequestTimeout: 5 * time.Second, HoldTimeout: hold, PollInterval: 100 * time.Millisecond, Limits: wl, Logger: testLogger()})
 	mux := http.NewServeMux()
 	mux.Handle("GET /openvidu", srv)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -51,7 +59,7 @@ func (e *env) socketMaster(id protocol.MasterID, n session.Nudges, hold time.Dur
 		_ = hs.Shutdown(sctx)
 		cancel()
 	})
-	return svc
+	return svc, "ws://" + ln.Addr().String()
 }
 
 // connect joins a session with the Go participant (openvidu-browser's

@@ -45,6 +45,10 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 	if !ok && !insecure {
 		return nil, newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 	}
+	if limit := s.cfg.Limits.MetadataBytes; limit > 0 && len(req.Metadata) > limit {
+		return nil, newError(MetadataTooLarge, "Unable to join session %s. The metadata received from the client-side has an invalid format: %d bytes, more than the %d allowed",
+			sid, len(req.Metadata), limit)
+	}
 	snap, err := s.store.Load(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
@@ -63,11 +67,11 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		}
 	}
 	now := store.NowMillis()
-	rpcID := protocol.NewRPCSessionID()
+	rpcID := s.newRPCSessionID(sid)
 	newConnID := protocol.NewConnectionID()
 	var res *JoinResult
 	pinned := false
-	err = s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		res, pinned = nil, false
 		if tx.Session == nil {
 			return newError(SessionNotFound, "Unable to join session. Session %s cannot be found", sid)
@@ -89,6 +93,9 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 				return newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
 			}
 		}
+		if limit := s.cfg.Limits.ParticipantsPerSession; limit > 0 && len(activeConns(tx.SortedConns())) >= limit {
+			return newError(SessionFull, "Unable to join session %s. It has reached its limit of %d participants", sid, limit)
+		}
 		if tx.Session.MediaNodeID == "" {
 			tx.Session.MediaNodeID, pinned = node, true
 		}
@@ -99,14 +106,16 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		c.ClientData, c.Platform, c.IP, c.Location = req.Metadata, req.Platform, req.IP, "unknown"
 		c.RPCSessionID, c.Master, c.DisconnectedAt = rpcID, s.cfg.Incarnation.ID(), 0
 		others := []*store.Connection{}
-		for _, o := range activeConns(tx.SortedConns()) {
+		for _, o := range participants(tx.SortedConns()) {
 			if o.ID != c.ID {
 				others = append(others, o)
 			}
 		}
-		emit(tx, events.NewParticipantJoined(tx.Session, c))
-		if err := tx.NotifyParticipants(c.ID, protocol.NotifyParticipantJoined, RenderRemote(c, false)); err != nil {
-			return err
+		if !c.Recorder {
+			emit(tx, events.NewParticipantJoined(tx.Session, c))
+			if err := tx.NotifyParticipants(c.ID, protocol.NotifyParticipantJoined, RenderRemote(c, false)); err != nil {
+				return err
+			}
 		}
 		res = &JoinResult{Session: tx.Session, Conn: c, Others: others}
 		return nil
@@ -136,7 +145,7 @@ func (s *Service) Reattach(ctx context.Context, sid protocol.SessionID, rpcSessi
 	var conn *store.Connection
 	var rollback []endpointRef
 	var previous protocol.MasterID
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		conn, rollback, previous = nil, nil, ""
 		if tx.Session == nil {
 			return reconnErr
@@ -204,7 +213,7 @@ func (s *Service) DetachFromMaster(ctx context.Context, sid protocol.SessionID, 
 func (s *Service) detach(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, master protocol.MasterID) error {
 	now := time.Now()
 	detached := false
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		detached = false
 		if tx.Session == nil {
 			return nil
@@ -259,7 +268,7 @@ func (s *Service) ForceDisconnect(ctx context.Context, sid protocol.SessionID, m
 func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, reason string, notifyEvicted bool, cond func(*store.Connection) bool, by ...protocol.ConnectionID) error {
 	var removed *store.Connection
 	var closed *store.Session
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		removed, closed = nil, nil
 		if tx.Session == nil {
 			return newError(SessionNotFound, "Session %s not found", sid)
@@ -290,6 +299,37 @@ func (s *Service) removeActive(ctx context.Context, sid protocol.SessionID, cid 
 		s.afterRemoval(ctx, sid, removed, closed)
 	}
 	return nil
+}
+
+// evictOverflowing evicts a participant whose outbox holds more than
+// Limits.OutboxBytes (queued bytes): a reader that slow, or gone, would make
+// Redis hold everything sent to it. Its queue is dropped in the same
+// transaction; it gets only its participantEvicted (reason
+// forceDisconnectByServer), the others participantLeft and
+// participantEvicted. A participant gone meanwhile is left alone.
+func (s *Service) evictOverflowing(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, queued int64) {
+	var removed *store.Connection
+	var closed *store.Session
+	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		removed, closed = nil, nil
+		c := tx.Conns[cid]
+		if tx.Session == nil || c == nil || !c.Active() {
+			return nil
+		}
+		tx.ResetOutbox(cid)
+		var err error
+		removed, closed, err = removeParticipant(tx, c, protocol.ReasonForceDisconnectByServer, true)
+		return err
+	})
+	if err != nil {
+		s.log.Warn("evict a participant whose outbox overflowed", "session", sid, "connection", cid, "queued", queued, "err", err)
+		return
+	}
+	if removed != nil {
+		s.log.Warn("evicted a participant whose outbox overflowed: it reads its notifications too slowly",
+			"session", sid, "connection", cid, "queued", queued, "limit", s.cfg.Limits.OutboxBytes)
+		s.afterRemoval(ctx, sid, removed, closed)
+	}
 }
 
 // SessionStatus answers sessionStatus: the session's life, or the life it

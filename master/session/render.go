@@ -22,6 +22,7 @@ func RenderSession(snap *store.Snapshot, withPending bool) protocol.Session {
 		CustomSessionID:            p.CustomSessionID,
 		ForcedVideoCodec:           p.ForcedVideoCodec,
 		AllowTranscoding:           p.AllowTranscoding,
+		Recording:                  s.Recording != "",
 		Connections:                RenderConnections(snap, withPending),
 	}
 	if len(out.DefaultRecordingProperties) == 0 {
@@ -41,14 +42,12 @@ func RenderSession(snap *store.Snapshot, withPending bool) protocol.Session {
 func RenderConnections(snap *store.Snapshot, withPending bool) protocol.Connections {
 	out := protocol.Connections{Content: []protocol.Connection{}}
 	conns := snap.SortedConns()
-	for _, c := range conns {
-		if c.Active() {
-			out.Content = append(out.Content, RenderConnection(snap, c))
-		}
+	for _, c := range participants(conns) {
+		out.Content = append(out.Content, RenderConnection(snap, c))
 	}
 	if withPending {
 		for _, c := range conns {
-			if !c.Active() {
+			if !c.Active() && !c.Recorder {
 				out.Content = append(out.Content, RenderConnection(snap, c))
 			}
 		}

@@ -115,7 +115,7 @@ func (s *Service) ListSessions(ctx context.Context) ([]*store.Snapshot, error) {
 func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reason string) error {
 	var closed *store.Session
 	var evicted []*store.Connection
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
@@ -150,12 +150,12 @@ func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reas
 func evictNotify(tx *store.Tx, victim *store.Connection, remaining []*store.Connection, reason string) error {
 	params := protocol.ConnectionReason{ConnectionID: string(victim.ID), Reason: reason}
 	for _, c := range remaining {
-		if err := tx.Notify(c.ID, protocol.NotifyParticipantLeft, params); err != nil {
+		if err := tx.NotifyDeparture(c, victim, protocol.NotifyParticipantLeft, params); err != nil {
 			return err
 		}
 	}
 	for _, c := range remaining {
-		if err := tx.Notify(c.ID, protocol.NotifyParticipantEvicted, params); err != nil {
+		if err := tx.NotifyDeparture(c, victim, protocol.NotifyParticipantEvicted, params); err != nil {
 			return err
 		}
 	}
@@ -211,6 +211,9 @@ type ConnectionProperties struct {
 // idempotency key, a retry returns the connection the first attempt made:
 // the key is recorded in the same transaction as the connection.
 func (s *Service) CreateConnection(ctx context.Context, sid protocol.SessionID, p ConnectionProperties, idempotencyKey string) (*store.Snapshot, *store.Connection, error) {
+	if limit := s.cfg.Limits.MetadataBytes; limit > 0 && len(p.Data) > limit {
+		return nil, nil, newError(MetadataTooLarge, "\"data\" is %d bytes long, more than the %d allowed", len(p.Data), limit)
+	}
 	tokenID := protocol.NewToken()
 	c := &store.Connection{
 		ID: protocol.NewConnectionID(), SessionID: sid, Type: p.Type, Status: store.StatusPending,
@@ -220,7 +223,7 @@ func (s *Service) CreateConnection(ctx context.Context, sid protocol.SessionID, 
 	}
 	var snap *store.Snapshot
 	var made *store.Connection
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
@@ -276,7 +279,7 @@ func (s *Service) GetConnection(ctx context.Context, sid protocol.SessionID, cid
 func (s *Service) DeleteConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
 	var evicted *store.Connection
 	var closed *store.Session
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		evicted, closed = nil, nil
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
@@ -308,7 +311,7 @@ func (s *Service) DeleteConnection(ctx context.Context, sid protocol.SessionID, 
 func (s *Service) UpdateConnection(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, role *string, record *bool) (*store.Snapshot, *store.Connection, error) {
 	var snap *store.Snapshot
 	var updated *store.Connection
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
@@ -350,7 +353,19 @@ func (s *Service) UpdateConnection(ctx context.Context, sid protocol.SessionID, 
 // included. An unknown recipient fails the whole signal.
 func (s *Service) Signal(ctx context.Context, sid protocol.SessionID, to []string, typ, data *string, from string) error {
 	fromREST := from == ""
-	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	if limit := s.cfg.Limits.SignalDataBytes; limit > 0 {
+		size := 0
+		if typ != nil {
+			size += len(*typ)
+		}
+		if data != nil {
+			size += len(*data)
+		}
+		if size > limit {
+			return newError(SignalTooLarge, "Signal too large: its data and type take %d bytes, more than the %d allowed", size, limit)
+		}
+	}
+	return s.update(ctx, sid, func(tx *store.Tx) error {
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
@@ -398,7 +413,7 @@ func (s *Service) Signal(ctx context.Context, sid protocol.SessionID, to []strin
 // gets participantUnpublished.
 func (s *Service) ForceUnpublish(ctx context.Context, sid protocol.SessionID, streamID protocol.StreamID, reason string) error {
 	var released []endpointRef
-	err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+	err := s.update(ctx, sid, func(tx *store.Tx) error {
 		released = nil
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
@@ -479,19 +494,29 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 	emitParticipantGone(tx, c, now, reason)
 	dropParticipant(tx, c)
 	remaining := activeConns(tx.SortedConns())
-	if notifyEvicted {
+	switch {
+	case c.Recorder:
+		// hidden: nobody was told it joined
+	case notifyEvicted:
 		if err := evictNotify(tx, c, remaining, reason); err != nil {
 			return nil, nil, err
 		}
-	} else {
+	default:
 		for _, r := range remaining {
-			if err := tx.Notify(r.ID, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
+			if err := tx.NotifyDeparture(r, c, protocol.NotifyParticipantLeft, protocol.ConnectionReason{ConnectionID: string(c.ID), Reason: reason}); err != nil {
 				return nil, nil, err
 			}
 		}
 	}
-	if len(remaining) > 0 {
+	if len(participants(remaining)) > 0 || c.Recorder {
 		return &removed, nil, nil
+	}
+	// Only recorders remain: they leave with the session.
+	for _, r := range remaining {
+		dropParticipant(tx, r)
+		if err := tx.Notify(r.ID, protocol.NotifyParticipantEvicted, protocol.ConnectionReason{ConnectionID: string(r.ID), Reason: reason}); err != nil {
+			return nil, nil, err
+		}
 	}
 	closed := tx.Session
 	emit(tx, events.NewSessionDestroyed(tx.Session, now, protocol.ReasonLastParticipantLeft))

@@ -55,8 +55,31 @@ type Config struct {
 	ForcedVideoCodec string
 	AllowTranscoding bool
 	// TURN is handed to participants in joinRoom (ICEServers).
-	TURN   TURN
+	TURN TURN
+	// Limits bound what one participant can cost (zero values: none).
+	Limits Limits
 	Logger *slog.Logger
+}
+
+// Limits bound what one participant can cost the cluster. OpenVidu 2 has
+// none of them; the sizes follow LiveKit's limits (64 000 B of data, 512 KiB
+// of metadata). Zero turns a limit off.
+type Limits struct {
+	// SignalDataBytes caps a signal's data and type together, in bytes
+	// (SignalTooLarge).
+	SignalDataBytes int
+	// MetadataBytes caps a connection's metadata, in bytes: the client data
+	// of joinRoom and the server data of a REST connection
+	// (MetadataTooLarge).
+	MetadataBytes int
+	// OutboxBytes caps the bytes queued in Redis for one participant
+	// (store.Tx.OutboxBytes); a transaction that takes a participant's
+	// outbox past it evicts the participant with reason
+	// forceDisconnectByServer and drops its queue.
+	OutboxBytes int64
+	// ParticipantsPerSession caps a session's active participants
+	// (SessionFull).
+	ParticipantsPerSession int
 }
 
 // Nudges schedule WebSocket closes after a migration: Count of them,
@@ -86,6 +109,29 @@ func New(cfg Config) *Service {
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	return &Service{cfg: cfg, store: cfg.Store, log: cfg.Logger}
+}
+
+// update runs a session transaction (store.Sessions.Update); once it has
+// committed, the participants whose outbox it took past Limits.OutboxBytes
+// are evicted.
+func (s *Service) update(ctx context.Context, sid protocol.SessionID, fn func(tx *store.Tx) error) error {
+	limit := s.cfg.Limits.OutboxBytes
+	if limit <= 0 {
+		return s.store.Update(ctx, sid, fn)
+	}
+	return s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		tx.AfterCommit(func(ctx context.Context) {
+			for cid, n := range tx.OutboxBytes() {
+				if n > limit {
+					s.evictOverflowing(ctx, sid, cid, n)
+				}
+			}
+		})
+		return nil
+	})
 }
 
 // Store returns the service's store.
@@ -168,6 +214,18 @@ func endpointsOf(c *store.Connection) []endpointRef {
 	}
 	for _, sub := range c.Subscriptions {
 		out = append(out, endpointRef{sub.Node, store.SubscriberEndpointID(c.ID, sub.StreamID)})
+	}
+	return out
+}
+
+// participants are the active connections but recorders' (OpenVidu's
+// hidden RECORDER participant is never listed, announced or counted).
+func participants(conns []*store.Connection) []*store.Connection {
+	var out []*store.Connection
+	for _, c := range conns {
+		if c.Active() && !c.Recorder {
+			out = append(out, c)
+		}
 	}
 	return out
 }

@@ -191,7 +191,7 @@ func (s *Service) CollectGarbage(ctx context.Context, threshold time.Duration) {
 	cutoff := time.Now().Add(-threshold).UnixMilli()
 	for _, sid := range ids {
 		var collected *store.Session
-		err := s.store.Update(ctx, sid, func(tx *store.Tx) error {
+		err := s.update(ctx, sid, func(tx *store.Tx) error {
 			collected = nil
 			if tx.Session == nil || tx.Session.ActivatedAt != 0 || tx.Session.CreatedAt >= cutoff {
 				return nil

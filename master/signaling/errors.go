@@ -33,6 +33,15 @@ var rpcCodes = map[session.Kind]int{
 	session.NotMovedInTime:      protocol.CodeMediaGeneric,
 	session.InvalidRecipients:   protocol.CodeSignalToInvalid,
 	session.ReconnectionFailed:  protocol.CodeReconnectionError,
+	session.SignalTooLarge:      protocol.CodeSignalFormatInvalid,
+	session.MetadataTooLarge:    protocol.CodeUserMetadataFormatInvalid,
+	session.SessionFull:         protocol.CodeUserUnauthorized,
+	// Recording failures come from the REST API only; no JSON-RPC method
+	// records.
+	session.RecordingNotFound: protocol.CodeGeneric,
+	session.RecordingConflict: protocol.CodeGeneric,
+	session.RecordingStarting: protocol.CodeGeneric,
+	session.RecordingFailed:   protocol.CodeGeneric,
 }
 
 // toRPCError answers a failed request: an RPCError as built, or a session

@@ -32,6 +32,8 @@ func TestRPCErrorCodes(t *testing.T) {
 		{&session.Error{Kind: session.InvalidRecipients}, 601},
 		{&session.Error{Kind: session.ReconnectionFailed}, 40007},
 		{&session.Error{Kind: session.NoMediaNode}, 900},
+		{&session.Error{Kind: session.SignalTooLarge}, 600},
+		{&session.Error{Kind: session.MetadataTooLarge}, 500},
 		{fmt.Errorf("wrapped: %w", &session.Error{Kind: session.SessionExists}), 204},
 		{&protocol.RPCError{Code: protocol.CodeTransport}, 803},
 		{errors.New("unexpected"), 999},

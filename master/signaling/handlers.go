@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -25,11 +26,26 @@ var errTryAgainLater = errors.New("cluster state unavailable: try again")
 func (sk *socket) handle(ctx context.Context, req *protocol.Request) (any, error) {
 	switch req.Method {
 	case "joinRoom":
+		sk.authenticating.Add(1)
+		defer sk.authenticating.Add(-1)
 		return sk.joinRoom(ctx, req.Params)
 	case "connect":
+		sk.authenticating.Add(1)
+		defer sk.authenticating.Add(-1)
 		return sk.connect(ctx, req.Params)
 	case "sessionStatus":
-		return sk.sessionStatus(ctx, req.Params)
+		return sk.sessionStatus(ctx, req.Params) // its own check: see there
+	}
+	// Every other method needs a participant, as in openvidu-server
+	// (RpcHandler.handleRequest refuses any method before joinRoom): an
+	// unauthenticated socket learns nothing, not even which methods exist.
+	sk.mu.Lock()
+	sid, cid, joined := sk.sid, sk.cid, sk.joined
+	sk.mu.Unlock()
+	if !joined {
+		return nil, errNotJoined()
+	}
+	switch req.Method {
 	case "applyFilter", "removeFilter", "execFilterMethod", "addFilterEventListener", "removeFilterEventListener":
 		return nil, &protocol.RPCError{Code: protocol.CodeServiceNotEnabled, Message: "Filters are not supported by this server"}
 	case "subscribeToSpeechToText", "unsubscribeFromSpeechToText":
@@ -38,12 +54,6 @@ func (sk *socket) handle(ctx context.Context, req *protocol.Request) (any, error
 	handler, ok := participantMethodFor(req.Method)
 	if !ok {
 		return nil, &protocol.RPCError{Code: protocol.CodeMethodNotFound, Message: "Method not found: " + req.Method}
-	}
-	sk.mu.Lock()
-	sid, cid, joined := sk.sid, sk.cid, sk.joined
-	sk.mu.Unlock()
-	if !joined {
-		return nil, errNotJoined()
 	}
 	return handler(sk, ctx, participant{sid: sid, cid: cid}, req.Params)
 }
@@ -97,25 +107,13 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	if joined {
 		return nil, &protocol.RPCError{Code: protocol.CodeUserGeneric, Message: "This connection already joined a session"}
 	}
-	var p protocol.JoinRoomParams
-	if err := protocol.DecodeParams(raw, &p); err != nil {
-		return nil, err
-	}
-	for name, v := range map[string]*string{"token": p.Token, "session": p.Session, "platform": p.Platform, "metadata": p.Metadata} {
-		if v == nil {
-			return nil, protocol.MissingParam("joinRoom", name)
-		}
-	}
-	if !protocol.ValidID(*p.Session) {
-		return nil, &protocol.RPCError{Code: protocol.CodeRoomNotFound, Message: "Unable to join session. Session " + *p.Session + " cannot be found"}
-	}
-	secret := ""
-	if p.Secret != nil {
-		secret = *p.Secret
+	p, rerr := protocol.DecodeJoinRoom(raw)
+	if rerr != nil {
+		return nil, rerr
 	}
 	res, err := sk.srv.cfg.Sessions.Join(ctx, session.JoinRequest{
-		SessionID: protocol.SessionID(*p.Session), Token: *p.Token, Metadata: *p.Metadata, Platform: *p.Platform, IP: sk.ip,
-		Secret: secret, ServerSecret: sk.srv.secret,
+		SessionID: protocol.SessionID(p.Session), Token: p.Token, Metadata: p.Metadata, Platform: p.Platform, IP: sk.ip,
+		Secret: p.Secret, ServerSecret: sk.srv.secret,
 	})
 	if err != nil {
 		return nil, err
@@ -161,6 +159,14 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	c, err := sk.srv.cfg.Sessions.Reattach(ctx, protocol.SessionID(sk.urlSID), p.SessionID)
 	if err != nil {
 		if session.IsKind(err, session.ReconnectionFailed) {
+			if sk.srv.cfg.Sessions.VerifyRPCSessionID(protocol.SessionID(sk.urlSID), p.SessionID) {
+				// A former participant of the URL's session (evicted, or
+				// the session lost): openvidu-browser asks sessionStatus
+				// next to tell a network disconnection from a crash.
+				sk.mu.Lock()
+				sk.statusOf = protocol.SessionID(sk.urlSID)
+				sk.mu.Unlock()
+			}
 			return nil, reconnErr
 		}
 		if session.AsError(err).Kind == session.Unavailable {
@@ -179,6 +185,11 @@ func (sk *socket) connect(ctx context.Context, raw json.RawMessage) (any, error)
 	return afterReply{value: result, run: func() { sk.startDelivery(c.SessionID, c.ID) }}, nil
 }
 
+// sessionStatus answers {life} of the socket's own session: the one it
+// joined, or, after a failed connect, the one its JSON-RPC session id proves
+// it was a participant of (openvidu-browser's reconnection asks it there,
+// OpenVidu.reconnectWebsocketThroughRpcConnectMethod). Any other socket or
+// session is refused, so that nobody learns which sessions exist.
 func (sk *socket) sessionStatus(ctx context.Context, raw json.RawMessage) (any, error) {
 	var p struct {
 		SessionID string `json:"sessionId"`
@@ -188,6 +199,19 @@ func (sk *socket) sessionStatus(ctx context.Context, raw json.RawMessage) (any, 
 	}
 	if p.SessionID == "" {
 		return nil, protocol.MissingParam("sessionStatus", "sessionId")
+	}
+	sk.mu.Lock()
+	own := sk.statusOf
+	if sk.joined {
+		own = sk.sid
+	}
+	sk.mu.Unlock()
+	if own == "" {
+		return nil, errNotJoined()
+	}
+	if protocol.SessionID(p.SessionID) != own {
+		return nil, &protocol.RPCError{Code: protocol.CodeUserUnauthorized,
+			Message: "Unable to get the status of session " + p.SessionID + ": this connection is not a participant of it"}
 	}
 	life, err := sk.srv.cfg.Sessions.SessionStatus(ctx, protocol.SessionID(p.SessionID))
 	if err != nil {
@@ -378,6 +402,10 @@ func (sk *socket) leaveRoom(ctx context.Context, pt participant, _ json.RawMessa
 }
 
 func (sk *socket) sendMessage(ctx context.Context, pt participant, raw json.RawMessage) (any, error) {
+	if sk.signals != nil && !sk.signals.Allow() {
+		return nil, &protocol.RPCError{Code: protocol.CodeGeneric,
+			Message: fmt.Sprintf("Too many signals: at most %d per second may be sent on this connection", sk.srv.cfg.Limits.SignalsPerSecond)}
+	}
 	var p struct {
 		Message *string `json:"message"`
 	}

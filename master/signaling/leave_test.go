@@ -23,6 +23,7 @@ type frameLog struct {
 
 	mu     sync.Mutex
 	frames []frame
+	at     []time.Time // when each frame was read
 	nextID int
 	paused chan struct{} // while not nil, the reader waits for it to close
 	seen   chan struct{}
@@ -54,6 +55,13 @@ type frame struct {
 // joinLogged joins a session with a fresh token over a bare socket.
 func joinLogged(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid, role string) (*frameLog, string) {
 	t.Helper()
+	return joinLoggedAs(t, ctx, c, sid, role, "go")
+}
+
+// joinLoggedAs is joinLogged with the platform joinRoom reports (with the
+// IP, what tells one client's connections from another's).
+func joinLoggedAs(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid, role, platform string) (*frameLog, string) {
+	t.Helper()
 	ws, _, err := websocket.Dial(ctx, strings.Replace(c.MasterURLs[0], "http", "ws", 1)+"/openvidu?sessionId="+sid, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +70,7 @@ func joinLogged(t *testing.T, ctx context.Context, c *clustertest.Cluster, sid, 
 	f := &frameLog{t: t, ws: ws, seen: make(chan struct{}, 1), done: make(chan struct{})}
 	go f.read()
 	t.Cleanup(func() { _ = ws.CloseNow(); <-f.done })
-	res := f.call(ctx, "joinRoom", map[string]any{"token": newToken(t, c, sid, role), "session": sid, "platform": "go", "metadata": "", "secret": ""})
+	res := f.call(ctx, "joinRoom", map[string]any{"token": newToken(t, c, sid, role), "session": sid, "platform": platform, "metadata": "", "secret": ""})
 	var jr protocol.JoinRoomResult
 	if res.Error != nil || json.Unmarshal(res.Result, &jr) != nil {
 		t.Fatalf("joinRoom: %s", res.Error)
@@ -89,6 +97,7 @@ func (f *frameLog) read() {
 		}
 		f.mu.Lock()
 		f.frames = append(f.frames, fr)
+		f.at = append(f.at, time.Now())
 		f.mu.Unlock()
 		select {
 		case f.seen <- struct{}{}:
@@ -141,6 +150,18 @@ func (f *frameLog) after(i int) []frame {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]frame(nil), f.frames[i+1:]...)
+}
+
+// arrival returns when the first notification of method arrived, or false.
+func (f *frameLog) arrival(method string) (time.Time, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, fr := range f.frames {
+		if fr.Method == method {
+			return f.at[i], true
+		}
+	}
+	return time.Time{}, false
 }
 
 // waitFor waits until a notification of method arrives.
@@ -232,5 +253,50 @@ func TestNothingAfterLeaveRoom(t *testing.T) {
 			mod.call(ctx, "leaveRoom", map[string]any{})
 		}
 	})
+	c.AssertNoLeftovers(t)
+}
+
+// TestDepartureHeldForOwnClient: a page leaving with two connections
+// (openvidu-call's camera and screen) sends its second leaveRoom only once
+// the first disconnect() has torn its media down, up to ~1 s on a loaded
+// machine: that second connection must not hear of the first one leaving
+// (openvidu-browser logs an unknown connection). Other clients (another
+// platform) hear of a departure at once.
+func TestDepartureHeldForOwnClient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := clustertest.Start(t, clustertest.Options{Masters: 1, MediaNodes: 1})
+	const page, other = "Chrome 130 on Linux 64-bit", "Firefox 128 on Windows 10"
+	const teardown = 800 * time.Millisecond // the first disconnect() before the second leaveRoom
+
+	sid := "departures"
+	newSession(t, c, sid)
+	witness, _ := joinLoggedAs(t, ctx, c, sid, protocol.RolePublisher, other)
+	camera, _ := joinLoggedAs(t, ctx, c, sid, protocol.RolePublisher, page)
+	screen, _ := joinLoggedAs(t, ctx, c, sid, protocol.RolePublisher, page)
+	camera.waitFor(ctx, protocol.NotifyParticipantJoined)
+	witness.waitFor(ctx, protocol.NotifyParticipantJoined)
+
+	left := time.Now()
+	camera.response(ctx, camera.send(ctx, "leaveRoom", map[string]any{}))
+	time.Sleep(teardown)
+	_, at := screen.response(ctx, screen.send(ctx, "leaveRoom", map[string]any{}))
+	witness.waitFor(ctx, protocol.NotifyParticipantLeft)
+	if got, _ := witness.arrival(protocol.NotifyParticipantLeft); got.Sub(left) > 250*time.Millisecond {
+		t.Errorf("another client heard of the departure %s after it, want at once", got.Sub(left).Round(time.Millisecond))
+	}
+	time.Sleep(500 * time.Millisecond)
+	screen.mu.Lock()
+	before := append([]frame(nil), screen.frames[:at]...)
+	screen.mu.Unlock()
+	for _, fr := range before {
+		if fr.Method == protocol.NotifyParticipantLeft {
+			t.Errorf("the page's second connection heard of its first one leaving: %s", fr.Params)
+		}
+	}
+	if late := screen.after(at); len(late) > 0 {
+		t.Errorf("%d frame(s) after the leaveRoom answer, first %s", len(late), late[0].Method)
+	}
+	witness.call(ctx, "leaveRoom", map[string]any{})
 	c.AssertNoLeftovers(t)
 }

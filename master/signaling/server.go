@@ -38,25 +38,54 @@ type Config struct {
 	// MaxMessageBytes is the largest frame accepted; a larger one closes the
 	// socket with status 1009 (message too big).
 	MaxMessageBytes int64
+	// JoinTimeout is how long a socket may stay without a participant: one
+	// that has not joined (joinRoom) or resumed (connect) by then is closed
+	// with status 1008 (policy violation), unless one of those is being
+	// handled. openvidu-browser sends joinRoom, or connect after a
+	// reconnection, as soon as its socket opens. 0: 10 s.
+	JoinTimeout time.Duration
+	// MaxPingInterval is the largest heartbeat interval a client may
+	// announce (ping's interval, in ms); larger ones are clamped to it,
+	// smaller ones to a second. A socket silent for three intervals is
+	// closed. 0: 30 s.
+	MaxPingInterval time.Duration
 	// RequestTimeout bounds the handling of one request.
 	RequestTimeout time.Duration
 	// HoldTimeout bounds the media renegotiations (reconnectStream,
 	// prepareReceiveVideoFrom) that wait for a stream being moved to another
 	// media node; they run beside the socket's other requests.
 	HoldTimeout time.Duration
-	// DepartureDelay holds a notification of another participant's
-	// departure (participantLeft, participantEvicted) for this long after it
-	// is first read from the outbox. openvidu-browser forgets a session as
-	// soon as it sends leaveRoom, so a client leaving with several
-	// connections at once (camera and screen) would otherwise get, on the
-	// second one, the first one's departure and report an unknown
-	// connection; its own leaveRoom arrives within the delay and stops the
-	// delivery. 0 delivers at once.
+	// DepartureDelay holds a notification of the departure
+	// (participantLeft, participantEvicted) of a connection that may be of
+	// the recipient's own client (same IP and platform: store.Connection.
+	// SameClient) for this long after it is first read from the outbox;
+	// other participants are told at once. openvidu-browser forgets a
+	// session as soon as it sends leaveRoom, so a client leaving with
+	// several connections at once (camera and screen) would otherwise get,
+	// on the second one, the first one's departure and report an unknown
+	// connection; its own leaveRoom arrives within the delay (the first
+	// disconnect() tears down media first: up to ~1 s on a loaded machine)
+	// and stops the delivery. 0 delivers at once.
 	DepartureDelay time.Duration
 	// PollInterval is how often outboxes are read without a wake-up (pub/sub
 	// wakes may be lost).
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Limits bound what one socket can cost (zero values: none).
+	Limits Limits
+	Logger *slog.Logger
+}
+
+// Limits bound what one participant's socket can cost the master. OpenVidu
+// 2 has none of them. Zero turns a limit off.
+type Limits struct {
+	// SignalsPerSecond caps the socket's sendMessage requests, with a burst
+	// of one second's worth; beyond it they fail with JSON-RPC error 999.
+	SignalsPerSecond int
+	// HeldRequests caps the socket's unanswered held requests
+	// (reconnectStream, prepareReceiveVideoFrom: each runs beside the
+	// others and may wait HoldTimeout); beyond it they fail at once with
+	// JSON-RPC error 999.
+	HeldRequests int
 }
 
 // Server accepts participants' WebSockets.
@@ -91,6 +120,12 @@ func (s *Server) attachLock(sid protocol.SessionID) *sync.Mutex {
 func New(cfg Config) *Server {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = time.Second
+	}
+	if cfg.JoinTimeout == 0 {
+		cfg.JoinTimeout = 10 * time.Second
+	}
+	if cfg.MaxPingInterval == 0 {
+		cfg.MaxPingInterval = 30 * time.Second
 	}
 	if cfg.HoldTimeout == 0 {
 		cfg.HoldTimeout = cfg.RequestTimeout

@@ -266,7 +266,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong version", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, protocol.CodeInvalidRequest},
 		{"no method", `{"jsonrpc":"2.0","id":2}`, protocol.CodeInvalidRequest},
 		{"object id", `{"jsonrpc":"2.0","id":{},"method":"echo"}`, protocol.CodeInvalidRequest},
-		{"unknown method", `{"jsonrpc":"2.0","id":3,"method":"hack"}`, protocol.CodeMethodNotFound},
+		{"unknown method before joinRoom", `{"jsonrpc":"2.0","id":3,"method":"hack"}`, protocol.CodeTransport},
 		{"before joinRoom", `{"jsonrpc":"2.0","id":4,"method":"publishVideo","params":{}}`, protocol.CodeTransport},
 		{"joinRoom without token", `{"jsonrpc":"2.0","id":5,"method":"joinRoom","params":{"session":"bad","platform":"x","metadata":""}}`, protocol.CodeInvalidParams},
 		{"joinRoom bad params", `{"jsonrpc":"2.0","id":6,"method":"joinRoom","params":{"token":7}}`, protocol.CodeInvalidParams},

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -24,8 +26,13 @@ const (
 	// itself; the server closes it after this delay otherwise (as openvidu-server).
 	evictedCloseDelay = 10 * time.Second
 	// defaultPingInterval is assumed until the client's first ping says
-	// otherwise; a socket silent for three intervals is closed.
+	// otherwise; a socket silent for three intervals is closed. The
+	// interval a client announces is clamped to [minPingInterval,
+	// Config.MaxPingInterval]: a client cannot keep a silent socket (and
+	// its participant) for longer than three times the maximum.
+	// openvidu-browser announces 5000 ms (OpenVidu.startWs: heartbeat).
 	defaultPingInterval = 20 * time.Second
+	minPingInterval     = time.Second
 	outboxBatch         = 100
 	// A nudge leaves a socket alone for nudgeSettleOpen after it opened (its
 	// client re-establishes its broken streams one after the other) and for
@@ -64,6 +71,13 @@ type socket struct {
 	gone     bool // left, evicted or replaced: do not detach on close
 	lastPing time.Time
 	interval time.Duration
+	// statusOf is the session this unjoined socket may ask sessionStatus
+	// about: the one its failed connect proved it was a participant of.
+	statusOf protocol.SessionID
+
+	// authenticating counts the joinRoom and connect requests being
+	// handled: the join deadline waits for them.
+	authenticating atomic.Int32
 
 	// held counts the held requests still unanswered on this socket: a
 	// nudge must not close it then, since openvidu-browser cancels every
@@ -71,6 +85,9 @@ type socket struct {
 	// stopPing on reconnecting) and never retries a stream's reconnection
 	// whose request it dropped.
 	held atomic.Int32
+
+	// signals paces sendMessage (Limits.SignalsPerSecond; nil: no limit).
+	signals *rate.Limiter
 
 	// deliverMu orders notifications against leaveRoom: once leaving is
 	// set, no notification is written (OpenVidu sends nothing to a
@@ -89,12 +106,16 @@ type socket struct {
 }
 
 func newSocket(srv *Server, conn *websocket.Conn, ip, urlSID string) *socket {
-	return &socket{
+	sk := &socket{
 		srv: srv, conn: conn, ip: ip, urlSID: urlSID,
 		requests: make(chan *protocol.Request, requestQueue),
 		wakeCh:   make(chan struct{}, 1),
-		lastPing: time.Now(), interval: defaultPingInterval, openedAt: time.Now(),
+		lastPing: time.Now(), interval: min(defaultPingInterval, srv.cfg.MaxPingInterval), openedAt: time.Now(),
 	}
+	if n := srv.cfg.Limits.SignalsPerSecond; n > 0 {
+		sk.signals = rate.NewLimiter(rate.Limit(n), n)
+	}
+	return sk
 }
 
 // serve runs the socket until it closes, then detaches the participant (it
@@ -179,16 +200,29 @@ func (sk *socket) ping(req *protocol.Request) {
 	sk.mu.Lock()
 	sk.lastPing = time.Now()
 	if p.Interval > 0 {
-		sk.interval = time.Duration(p.Interval) * time.Millisecond
+		sk.interval = clampPingInterval(p.Interval, sk.srv.cfg.MaxPingInterval)
 	}
 	sk.mu.Unlock()
 	sk.reply(req.ID, map[string]any{"value": "pong"}, nil)
 }
 
+// clampPingInterval converts a ping's interval (ms) to the watchdog's
+// interval, within [minPingInterval, maxInterval].
+func clampPingInterval(ms float64, maxInterval time.Duration) time.Duration {
+	switch {
+	case ms >= float64(maxInterval/time.Millisecond):
+		return maxInterval
+	case ms <= float64(minPingInterval/time.Millisecond):
+		return minPingInterval
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
 // watchdog closes a socket whose client stopped pinging for three intervals
-// (its network is gone even if TCP has not noticed).
+// (its network is gone even if TCP has not noticed), and one that carries
+// no participant Config.JoinTimeout after it opened.
 func (sk *socket) watchdog() {
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(watchdogTick(sk.srv.cfg.JoinTimeout))
 	defer t.Stop()
 	for {
 		select {
@@ -197,13 +231,25 @@ func (sk *socket) watchdog() {
 		case <-t.C:
 			sk.mu.Lock()
 			silent := time.Since(sk.lastPing) > 3*sk.interval
+			unjoined := !sk.joined && time.Since(sk.openedAt) > sk.srv.cfg.JoinTimeout
 			sk.mu.Unlock()
+			if unjoined && sk.authenticating.Load() == 0 {
+				sk.srv.log.Debug("closing a socket that never joined", "ip", sk.ip, "after", sk.srv.cfg.JoinTimeout)
+				sk.close(websocket.StatusPolicyViolation, "No participant joined within "+sk.srv.cfg.JoinTimeout.String())
+				return
+			}
 			if silent {
 				sk.close(websocket.StatusNormalClosure, "Close for not receive ping from client")
 				return
 			}
 		}
 	}
+}
+
+// watchdogTick is the watchdog's period: a second, or less for a shorter
+// join deadline (tests), so that the deadline is kept within 10%.
+func watchdogTick(joinTimeout time.Duration) time.Duration {
+	return min(time.Second, max(joinTimeout/10, 10*time.Millisecond))
 }
 
 // work handles the socket's requests one at a time, in order, except the
@@ -213,6 +259,11 @@ func (sk *socket) watchdog() {
 func (sk *socket) work() {
 	for req := range sk.requests {
 		if held(req.Method) {
+			if limit := sk.srv.cfg.Limits.HeldRequests; limit > 0 && int(sk.held.Load()) >= limit {
+				sk.reply(req.ID, nil, &protocol.RPCError{Code: protocol.CodeGeneric,
+					Message: fmt.Sprintf("Too many pending %s requests on this connection: at most %d may wait at once", req.Method, limit)})
+				continue
+			}
 			sk.srv.wg.Add(1)
 			sk.held.Add(1)
 			go func() {
@@ -430,7 +481,7 @@ func (sk *socket) deliver(sid protocol.SessionID, cid protocol.ConnectionID) {
 			return
 		}
 		if len(delivered) > 0 && sk.ctx.Err() == nil {
-			if err := st.AckOutbox(sk.ctx, sid, cid, delivered[len(delivered)-1].ID); err != nil {
+			if err := st.AckOutbox(sk.ctx, sid, cid, delivered); err != nil {
 				sk.srv.log.Warn("ack outbox", "session", sid, "connection", cid, "err", err)
 			}
 			if reconnect != nil {
@@ -452,12 +503,12 @@ func (sk *socket) deliver(sid protocol.SessionID, cid protocol.ConnectionID) {
 	}
 }
 
-// holdDeparture reports whether e, a notification of another participant's
-// departure, must wait (Config.DepartureDelay); a wake-up is scheduled for
-// when it is due.
+// holdDeparture reports whether e, a notification of the departure of a
+// connection that may be of this participant's own client (e.Hold), must
+// wait (Config.DepartureDelay); a wake-up is scheduled for when it is due.
 func (sk *socket) holdDeparture(e store.OutboxEntry, cid protocol.ConnectionID) bool {
 	delay := sk.srv.cfg.DepartureDelay
-	if delay <= 0 || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
+	if delay <= 0 || !e.Hold || (e.Method != protocol.NotifyParticipantLeft && e.Method != protocol.NotifyParticipantEvicted) {
 		return false
 	}
 	var p protocol.ConnectionReason

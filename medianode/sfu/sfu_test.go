@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -349,4 +350,48 @@ func TestAnnouncesPublicIPs(t *testing.T) {
 	if !strings.Contains(answer, "a=ice-lite") {
 		t.Error("the node does not declare ICE-lite")
 	}
+}
+
+// FuzzOfferedKinds checks the parser of publishers' SDP offers: it never
+// panics, and what it accepts names each media kind once, only kinds whose
+// section the offer has, with the session's codec offered; what it refuses
+// it refuses as a bad SDP or a missing codec. Seeded with a Chrome offer
+// (audio and video, BUNDLE).
+func FuzzOfferedKinds(f *testing.F) {
+	chrome, err := os.ReadFile("testdata/chrome-offer.sdp")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(string(chrome), false)
+	f.Add(string(chrome), true)
+	f.Add(strings.ReplaceAll(string(chrome), "opus/48000/2", "speex/48000"), false)
+	f.Add(strings.Split(string(chrome), "m=video")[0], true)
+	f.Add("v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n", false)
+	f.Add("", false)
+	f.Fuzz(func(t *testing.T, offer string, h264 bool) {
+		video := vp8Codec
+		if h264 {
+			video = h264Codec
+		}
+		kinds, err := offeredKinds(offer, video)
+		if err != nil {
+			if !errors.Is(err, ErrBadSDP) && !errors.Is(err, ErrCodecNotOffered) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		if len(kinds) == 0 || len(kinds) > 2 {
+			t.Fatalf("kinds %v", kinds)
+		}
+		seen := map[webrtc.RTPCodecType]bool{}
+		for _, k := range kinds {
+			if seen[k] || (k != webrtc.RTPCodecTypeAudio && k != webrtc.RTPCodecTypeVideo) {
+				t.Fatalf("kinds %v", kinds)
+			}
+			seen[k] = true
+			if !strings.Contains(offer, "m="+k.String()) {
+				t.Fatalf("kind %s without a section in %q", k, offer)
+			}
+		}
+	})
 }

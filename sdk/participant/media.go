@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -256,11 +257,13 @@ func (pub *Publisher) close() {
 type Subscription struct {
 	StreamID string
 
-	mu    sync.Mutex
-	pc    *webrtc.PeerConnection
-	stats SubscriptionStats
-	last  map[webrtc.RTPCodecType]time.Time
-	seqs  map[webrtc.RTPCodecType]uint16
+	mu        sync.Mutex
+	pc        *webrtc.PeerConnection
+	stats     SubscriptionStats
+	last      map[webrtc.RTPCodecType]time.Time
+	seqs      map[webrtc.RTPCodecType]uint16
+	onPacket  PacketHandler
+	videoSSRC atomic.Uint32
 	// renegotiation serialises the subscription's own reconnections and the
 	// server's (forciblyReconnectSubscriber).
 	renegotiation sync.Mutex
@@ -283,16 +286,45 @@ type SubscriptionStats struct {
 	MaxGap time.Duration
 }
 
+// PacketHandler receives every RTP packet of a subscription with its
+// arrival time, from the track's read goroutine (one per track: audio and
+// video concurrently). kind is the track's kind; a new peer connection
+// (recovery after a media node crash) starts new sequence numbers and SSRCs.
+type PacketHandler func(kind webrtc.RTPCodecType, pkt *rtp.Packet, at time.Time)
+
+// SubscribeOptions tune a subscription.
+type SubscribeOptions struct {
+	// OnPacket, if set, receives every packet (a recorder's capture).
+	OnPacket PacketHandler
+}
+
 // Subscribe receives a remote stream: the server offers
 // (prepareReceiveVideoFrom), the participant answers (receiveVideoFrom).
 func (p *Participant) Subscribe(ctx context.Context, streamID string) (*Subscription, error) {
+	return p.SubscribeWith(ctx, streamID, SubscribeOptions{})
+}
+
+// RequestKeyframe sends a picture loss indication (RFC 4585 PLI) for the
+// subscription's video; the media node forwards it to the publisher. An
+// error before any video arrived.
+func (s *Subscription) RequestKeyframe() error {
+	ssrc := s.videoSSRC.Load()
+	if ssrc == 0 {
+		return errors.New("no video received yet")
+	}
+	return s.current().WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+}
+
+// SubscribeWith is Subscribe with options.
+func (p *Participant) SubscribeWith(ctx context.Context, streamID string, opts SubscribeOptions) (*Subscription, error) {
 	var prep struct {
 		SDPOffer string `json:"sdpOffer"`
 	}
 	if err := p.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
 		return nil, fmt.Errorf("prepareReceiveVideoFrom: %w", err)
 	}
-	sub := &Subscription{StreamID: streamID, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{}}
+	sub := &Subscription{StreamID: streamID, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{},
+		onPacket: opts.OnPacket}
 	pc, err := p.answer(ctx, sub, prep.SDPOffer, "receiveVideoFrom", map[string]any{"sender": streamID}, "sdpAnswer")
 	if err != nil {
 		return nil, err
@@ -359,15 +391,25 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	kind := tr.Kind()
+	if kind == webrtc.RTPCodecTypeVideo {
+		s.videoSSRC.Store(uint32(tr.SSRC()))
+	}
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
 			return
 		}
-		if _, err := h.Unmarshal(buf[:n]); err != nil {
+		now := time.Now()
+		if s.onPacket != nil {
+			pkt := &rtp.Packet{}
+			if err := pkt.Unmarshal(append([]byte(nil), buf[:n]...)); err != nil {
+				continue
+			}
+			s.onPacket(kind, pkt, now)
+			h = pkt.Header
+		} else if _, err := h.Unmarshal(buf[:n]); err != nil {
 			continue
 		}
-		now := time.Now()
 		s.mu.Lock()
 		st := &s.stats
 		if kind == webrtc.RTPCodecTypeVideo {

@@ -448,13 +448,26 @@ func (p *Participant) sendCandidates(pc *webrtc.PeerConnection, endpointName str
 	})
 }
 
+// maxGatherWait bounds how long gather waits for ICE gathering to
+// complete. A TURN server that does not answer (a replica that died, still
+// in joinRoom's customIceServers) holds the gathering until its allocation
+// times out, many seconds; past maxGatherWait the description goes with the
+// candidates gathered so far, and those found later trickle
+// (sendCandidates), as openvidu-browser's do.
+const maxGatherWait = 500 * time.Millisecond
+
+// gather sets desc as the local description and returns its SDP with the
+// candidates gathered when gathering completed, or maxGatherWait passed.
 func gather(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.SessionDescription) (string, error) {
 	done := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(desc); err != nil {
 		return "", err
 	}
+	timer := time.NewTimer(maxGatherWait)
+	defer timer.Stop()
 	select {
 	case <-done:
+	case <-timer.C:
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}

@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"reflect"
@@ -31,16 +32,46 @@ type Config struct {
 	ClusterSecret string      `mapstructure:"cluster_secret"`
 	PublishedIP   string      `mapstructure:"published_ip"`
 	Redis         Redis       `mapstructure:"redis"`
+	HTTP          HTTP        `mapstructure:"http"`
 	Log           Log         `mapstructure:"log"`
 	Master        Master      `mapstructure:"master"`
 	Webhook       Webhook     `mapstructure:"webhook"`
 	CDR           CDR         `mapstructure:"cdr"`
+	Recording     Recording   `mapstructure:"recording"`
+	Recorder      Recorder    `mapstructure:"recorder"`
 	Events        Events      `mapstructure:"events"`
 	MediaNodes    MediaNodes  `mapstructure:"media_nodes"`
 	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
 	Media         Media       `mapstructure:"media"`
 	Proxy         Proxy       `mapstructure:"proxy"`
 	Turn          Turn        `mapstructure:"turn"`
+	Limits        Limits      `mapstructure:"limits"`
+}
+
+// Limits bound what one participant, or one client address, can cost the
+// cluster (OpenVidu 2 has none of them; the sizes follow LiveKit's). Zero
+// turns a limit off.
+type Limits struct {
+	// SignalDataBytes caps a signal's data plus type (sendMessage and POST
+	// /openvidu/api/signal), in bytes.
+	SignalDataBytes int `mapstructure:"signal_data_bytes"`
+	// MetadataBytes caps a connection's metadata: joinRoom's client data
+	// and the data of POST /sessions/{id}/connection, in bytes.
+	MetadataBytes int `mapstructure:"metadata_bytes"`
+	// OutboxBytes caps the notifications queued in Redis for one
+	// participant; a participant whose outbox exceeds it is evicted.
+	OutboxBytes int64 `mapstructure:"outbox_bytes"`
+	// SignalsPerSecond caps the signals one connection sends (a burst of
+	// one second's worth is allowed).
+	SignalsPerSecond int `mapstructure:"signals_per_second"`
+	// ParticipantsPerSession caps the active participants of a session.
+	ParticipantsPerSession int `mapstructure:"participants_per_session"`
+	// HeldRequests caps the unanswered reconnectStream and
+	// prepareReceiveVideoFrom requests of one WebSocket.
+	HeldRequests int `mapstructure:"held_requests"`
+	// WebSocketsPerIP caps the WebSocket connections the proxy relays for
+	// one client address (an IPv6 client by its /64).
+	WebSocketsPerIP int `mapstructure:"websockets_per_ip"`
 }
 
 // Turn configures the embedded TURN servers (the turn role) and what masters
@@ -179,8 +210,28 @@ type Master struct {
 	RedisRecoveryGrace       time.Duration `mapstructure:"redis_recovery_grace"`
 	RequestTimeout           time.Duration `mapstructure:"request_timeout"`
 	MaxMessageBytes          int64         `mapstructure:"max_message_bytes"`
+	JoinTimeout              time.Duration `mapstructure:"join_timeout"`
+	MaxPingInterval          time.Duration `mapstructure:"max_ping_interval"`
 	Edition                  string        `mapstructure:"edition"`
 	DepartureDelay           time.Duration `mapstructure:"departure_delay"`
+}
+
+// HTTP bounds what a client may hold of the HTTP server of a master, media
+// node or proxy (see Server).
+type HTTP struct {
+	ReadHeaderTimeout time.Duration `mapstructure:"read_header_timeout"`
+	ReadTimeout       time.Duration `mapstructure:"read_timeout"`
+	IdleTimeout       time.Duration `mapstructure:"idle_timeout"`
+}
+
+// Server returns an HTTP server of handler with these timeouts: headers
+// within ReadHeaderTimeout, the whole request (body included) within
+// ReadTimeout, and an idle keep-alive connection closed after IdleTimeout.
+// net/http clears the read deadline of a connection it hands over
+// (Hijack), so a WebSocket outlives ReadTimeout. No WriteTimeout: a
+// streamed response (a recording, the events tail) may take long.
+func (h HTTP) Server(handler http.Handler) *http.Server {
+	return &http.Server{Handler: handler, ReadHeaderTimeout: h.ReadHeaderTimeout, ReadTimeout: h.ReadTimeout, IdleTimeout: h.IdleTimeout}
 }
 
 // Webhook is OpenVidu's webhook (OPENVIDU_WEBHOOK*), with retries.
@@ -199,6 +250,23 @@ type Webhook struct {
 type CDR struct {
 	Enabled bool   `mapstructure:"enabled"`
 	Path    string `mapstructure:"path"`
+}
+
+// Recording is OpenVidu's recording configuration (OPENVIDU_RECORDING,
+// OPENVIDU_RECORDING_PATH, OPENVIDU_RECORDING_PUBLIC_ACCESS).
+type Recording struct {
+	Enabled      bool   `mapstructure:"enabled"`
+	Path         string `mapstructure:"path"`
+	PublicAccess bool   `mapstructure:"public_access"`
+}
+
+// Recorder is a recording worker's configuration (chorus recorder).
+type Recorder struct {
+	ID           string        `mapstructure:"id"`
+	WorkDir      string        `mapstructure:"work_dir"`
+	LeaseTTL     time.Duration `mapstructure:"lease_ttl"`
+	MaxJobs      int           `mapstructure:"max_jobs"`
+	LoopbackOnly bool          `mapstructure:"loopback_only"`
 }
 
 // Events sizes the event bus.
@@ -485,6 +553,13 @@ func (c *Config) Validate(role Role) error {
 		bad("published_ip %q is not an IP address", c.PublishedIP)
 	}
 	problems = append(problems, c.SecretProblems(role)...)
+	if role == RoleMaster || role == RoleMedia || role == RoleProxy {
+		positive(bad, "http.read_header_timeout", c.HTTP.ReadHeaderTimeout)
+		positive(bad, "http.idle_timeout", c.HTTP.IdleTimeout)
+		if c.HTTP.ReadTimeout < c.HTTP.ReadHeaderTimeout {
+			bad("http.read_timeout (%s) must be at least http.read_header_timeout (%s)", c.HTTP.ReadTimeout, c.HTTP.ReadHeaderTimeout)
+		}
+	}
 	switch role {
 	case RoleMaster:
 		m := c.Master
@@ -515,6 +590,12 @@ func (c *Config) Validate(role Role) error {
 			bad("master.departure_delay must be between 0 and 5s, got %s", m.DepartureDelay)
 		}
 		positive(bad, "master.request_timeout", m.RequestTimeout)
+		if m.JoinTimeout < time.Second || m.JoinTimeout > 5*time.Minute {
+			bad("master.join_timeout must be between 1s and 5m, got %s", m.JoinTimeout)
+		}
+		if m.MaxPingInterval < time.Second || m.MaxPingInterval > 5*time.Minute {
+			bad("master.max_ping_interval must be between 1s and 5m, got %s", m.MaxPingInterval)
+		}
 		switch m.Edition {
 		case "ce", "pro", "enterprise":
 		default:
@@ -523,9 +604,23 @@ func (c *Config) Validate(role Role) error {
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
 		}
+		if c.Recording.Enabled && c.Recording.Path == "" {
+			bad("recording.path is empty while recording is enabled")
+		}
 		c.validateEvents(bad)
+		c.validateLimits(bad)
 		c.validateMediaNodes(bad)
 		c.validateTurnURLs(bad)
+	case RoleRecorder:
+		if c.Recording.Path == "" {
+			bad("recording.path is empty")
+		}
+		if c.Recorder.LeaseTTL < 300*time.Millisecond {
+			bad("recorder.lease_ttl must be at least 300ms, got %s", c.Recorder.LeaseTTL)
+		}
+		if c.Recorder.MaxJobs < 1 {
+			bad("recorder.max_jobs must be at least 1, got %d", c.Recorder.MaxJobs)
+		}
 	case RoleTurn:
 		c.validateTurn(bad)
 	case RoleMedia:
@@ -569,6 +664,9 @@ func (c *Config) Validate(role Role) error {
 		if p.UnhealthyAfter < 1 {
 			bad("proxy.unhealthy_after must be at least 1, got %d", p.UnhealthyAfter)
 		}
+		if c.Limits.WebSocketsPerIP < 0 {
+			bad("limits.websockets_per_ip must not be negative (0: no limit), got %d", c.Limits.WebSocketsPerIP)
+		}
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")
 		}
@@ -610,6 +708,30 @@ func (c *Config) validateRedisAuth(role Role, bad func(string, ...any)) {
 		if exposed, where := c.Exposed(role); exposed {
 			bad("redis.tls.insecure_skip_verify is for development only, refused while %s is reachable from other machines: give redis.tls.ca_file instead", where)
 		}
+	}
+}
+
+// validateLimits checks the limits.* settings a master applies.
+func (c *Config) validateLimits(bad func(string, ...any)) {
+	l := c.Limits
+	for _, v := range []struct {
+		name  string
+		value int64
+	}{
+		{"limits.signal_data_bytes", int64(l.SignalDataBytes)}, {"limits.metadata_bytes", int64(l.MetadataBytes)},
+		{"limits.outbox_bytes", l.OutboxBytes}, {"limits.signals_per_second", int64(l.SignalsPerSecond)},
+		{"limits.participants_per_session", int64(l.ParticipantsPerSession)}, {"limits.held_requests", int64(l.HeldRequests)},
+	} {
+		if v.value < 0 {
+			bad("%s must not be negative (0: no limit), got %d", v.name, v.value)
+		}
+	}
+	if l.SignalDataBytes > 0 && int64(l.SignalDataBytes) >= c.Master.MaxMessageBytes {
+		bad("limits.signal_data_bytes (%d) must be below master.max_message_bytes (%d): a larger signal would close the socket instead of being refused",
+			l.SignalDataBytes, c.Master.MaxMessageBytes)
+	}
+	if l.OutboxBytes > 0 && l.OutboxBytes < 1<<20 {
+		bad("limits.outbox_bytes must be at least 1048576 (a few notifications with SDPs), got %d", l.OutboxBytes)
 	}
 }
 
@@ -810,24 +932,19 @@ func validateTLS(bad func(string, ...any), prefix string, t TLS) {
 }
 
 // validateTurnURLs checks what masters hand to participants: STUN/TURN URLs
-// (RFC 7064, RFC 7065) and, for TURN ones, the secret to mint credentials.
+// (RFC 7064, RFC 7065); the secret that mints credentials for TURN ones is
+// SecretProblems's.
 func (c *Config) validateTurnURLs(bad func(string, ...any)) {
 	t := c.Turn
-	needSecret := false
 	for _, u := range t.URLs {
 		scheme, rest, ok := strings.Cut(u, ":")
 		switch {
 		case !ok || rest == "":
 			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
-		case scheme == "turn" || scheme == "turns":
-			needSecret = true
-		case scheme == "stun" || scheme == "stuns":
+		case scheme == "turn" || scheme == "turns" || scheme == "stun" || scheme == "stuns":
 		default:
 			bad("turn.urls: %q is not a stun:, turn: or turns: URL", u)
 		}
-	}
-	if needSecret && t.Secret == "" {
-		bad("turn.secret is empty while turn.urls names TURN servers: set CHORUS_TURN_SECRET (the TURN servers' too)")
 	}
 	if len(t.URLs) > 0 && t.CredentialTTL < time.Minute {
 		bad("turn.credential_ttl must be at least 1m, got %s", t.CredentialTTL)
@@ -837,9 +954,7 @@ func (c *Config) validateTurnURLs(bad func(string, ...any)) {
 // validateTurn checks the turn role's settings.
 func (c *Config) validateTurn(bad func(string, ...any)) {
 	t := c.Turn
-	if t.Secret == "" {
-		bad("turn.secret is empty: set CHORUS_TURN_SECRET (the masters' too)")
-	}
+	// turn.secret's rules: SecretProblems.
 	if net.ParseIP(t.ListenIP) == nil {
 		bad("turn.listen_ip %q is not an IP address", t.ListenIP)
 	}

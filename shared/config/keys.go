@@ -22,6 +22,8 @@ const (
 	RoleProxy  Role = "proxy"
 	RoleTurn   Role = "turn"
 	RoleTool   Role = "tool" // operator commands that only need Redis and the cluster id
+	// RoleRecorder runs recording workers (chorus recorder).
+	RoleRecorder Role = "recorder"
 )
 
 // Key describes one configuration setting: its viper key (the YAML path), the
@@ -57,7 +59,7 @@ func (k Key) usedBy(r Role) bool {
 	return false
 }
 
-var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTurn, RoleTool}
+var all = []Role{RoleMaster, RoleMedia, RoleProxy, RoleTurn, RoleTool, RoleRecorder}
 
 // Keys returns every configuration setting Chorus reads. It is a function, not
 // a package variable, so that nobody can mutate the table.
@@ -101,6 +103,13 @@ func Keys() []Key {
 		{"log.level", []string{"CHORUS_LOG_LEVEL"}, "info", all, "Log level: debug, info, warn or error."},
 		{"log.format", []string{"CHORUS_LOG_FORMAT"}, "text", all, "Log format: text or json."},
 
+		{"http.read_header_timeout", []string{"CHORUS_HTTP_READ_HEADER_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"Time a client has to send a request's headers to the HTTP server of a master, media node or proxy, counted from the first byte."},
+		{"http.read_timeout", []string{"CHORUS_HTTP_READ_TIMEOUT"}, 30 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"Time a client has to send a whole request, headers and body, before the HTTP server closes the connection (a body trickled byte by byte holds nothing longer). A WebSocket is not bound by it once upgraded."},
+		{"http.idle_timeout", []string{"CHORUS_HTTP_IDLE_TIMEOUT"}, 60 * time.Second, []Role{RoleMaster, RoleMedia, RoleProxy},
+			"How long the HTTP server keeps an idle keep-alive connection open. The proxy drops its own idle connections to masters after half of it, so that it never reuses one a master is closing: keep it the same on proxies and masters."},
+
 		{"master.id", []string{"CHORUS_MASTER_ID"}, "", []Role{RoleMaster},
 			"Master node id (default: master_ plus a random suffix, new at every start)."},
 		{"master.listen", []string{"CHORUS_MASTER_LISTEN"}, "127.0.0.1:5443", []Role{RoleMaster},
@@ -137,12 +146,16 @@ func Keys() []Key {
 			"After Redis was unreachable, how long masters wait before declaring peers crashed or evicting participants (everyone re-registers and reconnects first)."},
 		{"master.request_timeout", []string{"CHORUS_MASTER_REQUEST_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
 			"Upper bound of one REST or JSON-RPC request, media node calls included."},
-		{"master.departure_delay", []string{"CHORUS_MASTER_DEPARTURE_DELAY"}, 300 * time.Millisecond, []Role{RoleMaster},
-			"How long a participant's departure (participantLeft, participantEvicted) is held before the others are told, so that a client leaving with several connections at once (camera and screen) is not told of its own other connections leaving (openvidu-browser reports those as unknown). 0: at once."},
+		{"master.departure_delay", []string{"CHORUS_MASTER_DEPARTURE_DELAY"}, 1500 * time.Millisecond, []Role{RoleMaster},
+			"How long a participant's departure (participantLeft, participantEvicted) is held before a connection of the same client (same IP and platform) is told, so that a client leaving with several connections at once (camera and screen) is not told of its own other connections leaving (openvidu-browser reports those as unknown); other participants are told at once. 0: at once."},
 		{"master.edition", []string{"CHORUS_MASTER_EDITION"}, "pro", []Role{RoleMaster},
 			"OpenVidu edition announced in every token's edition parameter: ce, pro or enterprise (openvidu-browser and applications enable features by it)."},
-		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 1 << 20, []Role{RoleMaster},
-			"Largest JSON-RPC message accepted on the WebSocket; larger ones close it with status 1009."},
+		{"master.join_timeout", []string{"CHORUS_MASTER_JOIN_TIMEOUT"}, 10 * time.Second, []Role{RoleMaster},
+			"Time a WebSocket has to join (joinRoom) or resume (connect) a participant before it is closed (status 1008): an unauthenticated client holds no socket longer. openvidu-browser sends either as soon as its socket opens."},
+		{"master.max_ping_interval", []string{"CHORUS_MASTER_MAX_PING_INTERVAL"}, 30 * time.Second, []Role{RoleMaster},
+			"Largest heartbeat interval a client may announce in its ping (openvidu-browser: 5 s); a socket silent for three intervals is closed and its participant detached. Larger announcements are clamped to it, smaller ones to 1 s."},
+		{"master.max_message_bytes", []string{"CHORUS_MASTER_MAX_MESSAGE_BYTES"}, 2 << 20, []Role{RoleMaster},
+			"Largest JSON-RPC message accepted on the WebSocket (LiveKit's 2 MiB signal message); larger ones close it with status 1009."},
 
 		{"webhook.enabled", []string{"CHORUS_WEBHOOK_ENABLED", "OPENVIDU_WEBHOOK"}, false, []Role{RoleMaster},
 			"Post every event to the webhook endpoint (OpenVidu's OPENVIDU_WEBHOOK)."},
@@ -160,6 +173,22 @@ func Keys() []Key {
 			"Shortest wait between two attempts."},
 		{"webhook.retry_wait_max", []string{"CHORUS_WEBHOOK_RETRY_WAIT_MAX"}, 10 * time.Second, []Role{RoleMaster},
 			"Longest wait between two attempts."},
+		{"recording.enabled", []string{"CHORUS_RECORDING_ENABLED", "OPENVIDU_RECORDING"}, false, []Role{RoleMaster},
+			"Serve the recording API (OpenVidu's OPENVIDU_RECORDING); false: every recording call answers 501. Needs at least one chorus recorder."},
+		{"recording.path", []string{"CHORUS_RECORDING_PATH", "OPENVIDU_RECORDING_PATH"}, "/opt/openvidu/recordings", []Role{RoleMaster, RoleRecorder},
+			"Directory of the finished recordings (<path>/<recordingId>/<file>): recorders write it, masters serve and delete from it, so every master and recorder must see the same directory (one host, or a shared volume)."},
+		{"recording.public_access", []string{"CHORUS_RECORDING_PUBLIC_ACCESS", "OPENVIDU_RECORDING_PUBLIC_ACCESS"}, false, []Role{RoleMaster},
+			"Serve /openvidu/recordings/<id>/<file> without Basic auth (OpenVidu's OPENVIDU_RECORDING_PUBLIC_ACCESS)."},
+		{"recorder.id", []string{"CHORUS_RECORDER_ID"}, "", []Role{RoleRecorder},
+			"Recorder id, the holder of its recording leases (default: recorder_ plus a random suffix, new at every start)."},
+		{"recorder.work_dir", []string{"CHORUS_RECORDER_WORK_DIR"}, "", []Role{RoleRecorder},
+			"Directory of the segments being captured (default: <recording.path>/.work); the same for every recorder on one host or volume."},
+		{"recorder.lease_ttl", []string{"CHORUS_RECORDER_LEASE_TTL"}, 5 * time.Second, []Role{RoleRecorder},
+			"Lease of a recording job: a recorder renews it every third of this; another recorder may take the job once it expires."},
+		{"recorder.max_jobs", []string{"CHORUS_RECORDER_MAX_JOBS"}, 4, []Role{RoleRecorder},
+			"Recordings one recorder captures at a time."},
+		{"recorder.loopback_only", []string{"CHORUS_RECORDER_LOOPBACK_ONLY"}, false, []Role{RoleRecorder},
+			"Gather only loopback ICE candidates (a cluster on one machine: chorus dev)."},
 		{"cdr.enabled", []string{"CHORUS_CDR_ENABLED", "OPENVIDU_CDR"}, false, []Role{RoleMaster},
 			"Write every event to a CDR file (JSON Lines) on the master that delivers it (OpenVidu's OPENVIDU_CDR)."},
 		{"cdr.path", []string{"CHORUS_CDR_PATH", "OPENVIDU_CDR_PATH"}, "/opt/openvidu/cdr", []Role{RoleMaster},
@@ -304,12 +333,27 @@ func Keys() []Key {
 		{"proxy.tls.hosts", []string{"CHORUS_PROXY_TLS_HOSTS"}, []string{"localhost", "127.0.0.1"}, []Role{RoleProxy},
 			"Names and IPs the self-signed certificate is valid for (add the LAN IP or name clients use)."},
 
+		{"limits.signal_data_bytes", []string{"CHORUS_LIMITS_SIGNAL_DATA_BYTES"}, 64 << 10, []Role{RoleMaster},
+			"Largest signal, data and type together, in bytes (sendMessage: JSON-RPC error 600; POST /openvidu/api/signal: 400). 0: no limit."},
+		{"limits.metadata_bytes", []string{"CHORUS_LIMITS_METADATA_BYTES"}, 512 << 10, []Role{RoleMaster},
+			"Largest connection metadata, in bytes: joinRoom's client data (JSON-RPC error 500) and the data of POST /sessions/{id}/connection (400). 0: no limit."},
+		{"limits.outbox_bytes", []string{"CHORUS_LIMITS_OUTBOX_BYTES"}, 8 << 20, []Role{RoleMaster},
+			"Most bytes of notifications queued in Redis for one participant (a slow or absent reader); past it the participant is evicted (reason forceDisconnectByServer) and its queue dropped. 0: no limit (the queue is still capped at 10000 notifications)."},
+		{"limits.signals_per_second", []string{"CHORUS_LIMITS_SIGNALS_PER_SECOND"}, 100, []Role{RoleMaster},
+			"Signals one connection may send per second, with a burst of as many; beyond it sendMessage fails (JSON-RPC error 999). 0: no limit."},
+		{"limits.participants_per_session", []string{"CHORUS_LIMITS_PARTICIPANTS_PER_SESSION"}, 0, []Role{RoleMaster},
+			"Most active participants of one session; joinRoom beyond it fails (JSON-RPC error 401). 0: no limit, as OpenVidu."},
+		{"limits.held_requests", []string{"CHORUS_LIMITS_HELD_REQUESTS"}, 256, []Role{RoleMaster},
+			"Most unanswered reconnectStream and prepareReceiveVideoFrom requests of one WebSocket (each may wait for a stream moving to another media node); beyond it they fail at once (JSON-RPC error 999). 0: no limit."},
+		{"limits.websockets_per_ip", []string{"CHORUS_LIMITS_WEBSOCKETS_PER_IP"}, 500, []Role{RoleProxy},
+			"WebSocket connections the proxy relays at once for one client IP (an IPv6 client by its /64; X-Forwarded-For is not trusted); beyond it 429. 0: no limit."},
+
 		{"turn.urls", []string{"CHORUS_TURN_URLS"}, []string{}, []Role{RoleMaster},
 			"TURN server URLs handed to every participant in joinRoom's customIceServers with a fresh credential " +
 				"(turn:host:3478?transport=udp, turn:host:3478?transport=tcp, turns:host:5349?transport=tcp); " +
 				"empty: none. A connection created with its own customIceServers gets those instead."},
 		{"turn.secret", []string{"CHORUS_TURN_SECRET"}, "", []Role{RoleMaster, RoleTurn},
-			"Shared secret of TURN credentials (coturn's static-auth-secret): masters mint with it, TURN servers check with it."},
+			"Shared secret of TURN credentials (coturn's static-auth-secret): masters mint with it, TURN servers check with it. Beyond loopback: at least 16 characters, not a development value, not the OpenVidu or cluster secret."},
 		{"turn.credential_ttl", []string{"CHORUS_TURN_CREDENTIAL_TTL"}, 24 * time.Hour, []Role{RoleMaster},
 			"How long a participant's TURN credential stays valid."},
 		{"turn.realm", []string{"CHORUS_TURN_REALM"}, "chorus", []Role{RoleTurn},

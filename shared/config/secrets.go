@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 )
 
@@ -19,6 +20,8 @@ const (
 	DevClusterSecret = "DEV_CLUSTER_SECRET_CHANGE_ME"
 	// DevRedisPassword is docker-compose.yml's default Redis password.
 	DevRedisPassword = "DEV_REDIS_PASSWORD_CHANGE_ME"
+	// DevTurnSecret is docker-compose.yml's default TURN secret.
+	DevTurnSecret = "DEV_TURN_SECRET_CHANGE_ME"
 )
 
 // MinExposedSecretLength is the shortest secret or cluster secret a process
@@ -42,7 +45,7 @@ const secretHowTo = "use a random value of at least 16 characters from a-z, A-Z,
 // hypens ("-") and underscores ("_")" (openvidu-server's OpenviduConfig).
 // When exposed (the process is reachable from beyond this machine), it must
 // also not be one of the development values shipped here (DevSecret,
-// DevClusterSecret, DevRedisPassword, in any case), and be at least
+// DevClusterSecret, DevRedisPassword, DevTurnSecret, in any case), and be at least
 // MinExposedSecretLength characters long with at least 6 distinct ones.
 func SecretProblem(what, value string, exposed bool) string {
 	if value == "" {
@@ -56,7 +59,7 @@ func SecretProblem(what, value string, exposed bool) string {
 	if !exposed {
 		return ""
 	}
-	for _, dev := range []string{DevSecret, DevClusterSecret, DevRedisPassword} {
+	for _, dev := range []string{DevSecret, DevClusterSecret, DevRedisPassword, DevTurnSecret} {
 		if strings.EqualFold(value, dev) {
 			return fmt.Sprintf("%s is %s, a development value published in Chorus's repository: it is refused on a listener reachable from other machines; %s", what, dev, secretHowTo)
 		}
@@ -95,6 +98,9 @@ func (c *Config) listenOf(role Role) (key, addr string) {
 		return "media.listen", c.Media.Listen
 	case RoleProxy:
 		return "proxy.listen", c.Proxy.Listen
+	case RoleTurn:
+		// Every TURN listener (UDP, TCP, TLS) binds turn.listen_ip.
+		return "turn.listen_ip", net.JoinHostPort(c.Turn.ListenIP, strconv.Itoa(c.Turn.Port))
 	}
 	return "", ""
 }
@@ -123,9 +129,12 @@ func (c *Config) Exposed(role Role) (bool, string) {
 // SecretProblems returns what is wrong with the secrets the role uses, each
 // saying how to set it right: OpenVidu's secret (masters; proxies when they
 // have one or serve the demo), the cluster secret (masters and media nodes;
-// never the OpenVidu secret once exposed, since media nodes hold it) and the
-// Redis password (never the development one once exposed). See
-// SecretProblem for the rules; Validate includes these problems.
+// never the OpenVidu secret once exposed, since media nodes hold it), the
+// TURN secret (TURN servers; masters whose turn.urls name TURN servers: who
+// knows it mints credentials for the relays; never the OpenVidu or cluster
+// secret once exposed, since TURN servers hold it) and the Redis password
+// (never the development one once exposed). See SecretProblem for the
+// rules; Validate includes these problems.
 func (c *Config) SecretProblems(role Role) []string {
 	exposed, where := c.Exposed(role)
 	var problems []string
@@ -139,6 +148,13 @@ func (c *Config) SecretProblems(role Role) []string {
 	}
 	const secretWhat = "secret (OPENVIDU_SECRET, CHORUS_SECRET or --secret)"
 	const clusterWhat = "cluster_secret (CHORUS_CLUSTER_SECRET or --cluster-secret, the same on every master and media node)"
+	const turnWhat = "turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server)"
+	turnSecret := func() {
+		add(SecretProblem(turnWhat, c.Turn.Secret, exposed))
+		if exposed && c.Turn.Secret != "" && (c.Turn.Secret == c.Secret || c.Turn.Secret == c.ClusterSecret) {
+			add("turn.secret (CHORUS_TURN_SECRET) equals the OpenVidu secret or the cluster secret: TURN servers hold the TURN secret, so give it a value of its own")
+		}
+	}
 	switch role {
 	case RoleMaster:
 		add(SecretProblem(secretWhat, c.Secret, exposed))
@@ -146,6 +162,11 @@ func (c *Config) SecretProblems(role Role) []string {
 		if exposed && c.ClusterSecret != "" && c.ClusterSecret == c.Secret {
 			add("cluster_secret (CHORUS_CLUSTER_SECRET) equals the OpenVidu secret: media nodes hold the cluster secret, so give it a value of its own")
 		}
+		if c.Turn.namesTURNServers() {
+			turnSecret()
+		}
+	case RoleTurn:
+		turnSecret()
 	case RoleProxy:
 		if c.Secret != "" || c.Proxy.Demo.Enabled {
 			add(SecretProblem("secret (OPENVIDU_SECRET, CHORUS_SECRET or --secret; the demo's token endpoint uses it)", c.Secret, exposed))
@@ -159,6 +180,17 @@ func (c *Config) SecretProblems(role Role) []string {
 		add(fmt.Sprintf("redis.password (CHORUS_REDIS_PASSWORD) is %s, docker-compose.yml's development password: set CHORUS_REDIS_PASSWORD (for docker compose, in .env) to a random value, e.g. the output of `openssl rand -hex 24`", DevRedisPassword))
 	}
 	return problems
+}
+
+// namesTURNServers reports whether turn.urls has a turn: or turns: URL
+// (masters then mint credentials with turn.secret).
+func (t Turn) namesTURNServers() bool {
+	for _, u := range t.URLs {
+		if strings.HasPrefix(u, "turn:") || strings.HasPrefix(u, "turns:") {
+			return true
+		}
+	}
+	return false
 }
 
 // ErrUnsafeSecrets is what CheckSecrets wraps.

@@ -24,6 +24,7 @@ func TestSecretProblem(t *testing.T) {
 		{"in any case", "my_secret", true, "development value"},
 		{"compose's cluster secret exposed", DevClusterSecret, true, "development value"},
 		{"compose's Redis password exposed", DevRedisPassword, true, "development value"},
+		{"compose's TURN secret exposed", DevTurnSecret, true, "development value"},
 		{"short on loopback", "s", false, ""},
 		{"short exposed", "Abc-123_xyz", true, "11 characters: too short"},
 		{"long but monotonous", "abababababababababab", true, "only 2 distinct characters"},
@@ -76,10 +77,15 @@ func TestExposed(t *testing.T) {
 		{RoleMedia, "0.0.0.0:8888", "", true},
 		{RoleMedia, "127.0.0.1:8888", "", false},
 		{RoleTool, "", "", false},
+		// The TURN role: its listeners bind turn.listen_ip.
+		{RoleTurn, "0.0.0.0", "", true},
+		{RoleTurn, "192.168.1.20", "", true},
+		{RoleTurn, "127.0.0.1", "", false},
+		{RoleTurn, "0.0.0.0", "127.0.0.1", false},
 	}
 	for _, tt := range tests {
 		c := &Config{PublishedIP: tt.published}
-		c.Master.Listen, c.Proxy.Listen, c.Media.Listen = tt.listen, tt.listen, tt.listen
+		c.Master.Listen, c.Proxy.Listen, c.Media.Listen, c.Turn.ListenIP = tt.listen, tt.listen, tt.listen, tt.listen
 		if got, where := c.Exposed(tt.role); got != tt.want {
 			t.Errorf("%s on %q published %q: exposed %v (%s), want %v", tt.role, tt.listen, tt.published, got, where, tt.want)
 		}
@@ -128,6 +134,46 @@ func TestExposedRolesRefuseDevelopmentSecrets(t *testing.T) {
 			[]string{"5 characters: too short", "media.listen 0.0.0.0:8888"}},
 		{"media node needs no OpenVidu secret", RoleMedia,
 			[]string{"CHORUS_CLUSTER_SECRET=" + strong, "CHORUS_MEDIA_LISTEN=0.0.0.0:8888"}, nil},
+		// The TURN secret: whoever knows it mints credentials for the relays.
+		{"TURN server on loopback with the development TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + DevTurnSecret, "CHORUS_TURN_LISTEN_IP=127.0.0.1", "CHORUS_TURN_RELAY_IP=127.0.0.1"}, nil},
+		{"TURN server on 0.0.0.0 with the development TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + DevTurnSecret, "CHORUS_TURN_RELAY_IP=192.168.1.20"},
+			[]string{"turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server) is " + DevTurnSecret,
+				"turn.listen_ip 0.0.0.0:3478 is reachable from other machines"}},
+		{"TURN server on 0.0.0.0 with a short TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=short-secret", "CHORUS_TURN_RELAY_IP=192.168.1.20"},
+			[]string{"turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server) has 12 characters: too short"}},
+		{"TURN server without a TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_LISTEN_IP=127.0.0.1", "CHORUS_TURN_RELAY_IP=127.0.0.1"}, []string{"turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server) is empty"}},
+		{"TURN server in a compose published on the LAN with the development TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + DevTurnSecret, "CHORUS_TURN_RELAY_IP=192.168.1.20", "CHORUS_PUBLISHED_IP=192.168.1.20"},
+			[]string{"is " + DevTurnSecret, "published_ip 192.168.1.20"}},
+		{"TURN server in a loopback-only compose", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + DevTurnSecret, "CHORUS_TURN_RELAY_IP=127.0.0.1", "CHORUS_PUBLISHED_IP=127.0.0.1",
+				"CHORUS_REDIS_PASSWORD=" + DevRedisPassword}, nil},
+		{"TURN server on 0.0.0.0 whose TURN secret is the cluster secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + strong, "CHORUS_CLUSTER_SECRET=" + strong, "CHORUS_TURN_RELAY_IP=192.168.1.20"},
+			[]string{"equals the OpenVidu secret or the cluster secret"}},
+		{"TURN server on 0.0.0.0 with a good TURN secret", RoleTurn,
+			[]string{"CHORUS_TURN_SECRET=" + strong, "CHORUS_TURN_RELAY_IP=192.168.1.20"}, nil},
+		{"master on 0.0.0.0 handing TURN servers with the development TURN secret", RoleMaster,
+			[]string{"OPENVIDU_SECRET=" + strong, "CHORUS_CLUSTER_SECRET=" + strong + "x", "CHORUS_MASTER_LISTEN=0.0.0.0:5443",
+				"CHORUS_TURN_URLS=turn:turn.example.org:3478?transport=udp", "CHORUS_TURN_SECRET=" + DevTurnSecret},
+			[]string{"turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server) is " + DevTurnSecret}},
+		{"master on 0.0.0.0 whose TURN secret is the OpenVidu secret", RoleMaster,
+			[]string{"OPENVIDU_SECRET=" + strong, "CHORUS_CLUSTER_SECRET=" + strong + "x", "CHORUS_MASTER_LISTEN=0.0.0.0:5443",
+				"CHORUS_TURN_URLS=turns:turn.example.org:443?transport=tcp", "CHORUS_TURN_SECRET=" + strong},
+			[]string{"equals the OpenVidu secret or the cluster secret"}},
+		{"master handing TURN servers without a TURN secret", RoleMaster,
+			[]string{"OPENVIDU_SECRET=MY_SECRET", "CHORUS_CLUSTER_SECRET=MY_SECRET", "CHORUS_TURN_URLS=turn:127.0.0.1:3478"},
+			[]string{"turn.secret (CHORUS_TURN_SECRET or --turn-secret, the same on every master and TURN server) is empty"}},
+		{"master on loopback handing TURN servers with the development TURN secret", RoleMaster,
+			[]string{"OPENVIDU_SECRET=MY_SECRET", "CHORUS_CLUSTER_SECRET=MY_SECRET", "CHORUS_TURN_URLS=turn:127.0.0.1:3478",
+				"CHORUS_TURN_SECRET=" + DevTurnSecret}, nil},
+		{"master on 0.0.0.0 handing only STUN servers needs no TURN secret", RoleMaster,
+			[]string{"OPENVIDU_SECRET=" + strong, "CHORUS_CLUSTER_SECRET=" + strong + "x", "CHORUS_MASTER_LISTEN=0.0.0.0:5443",
+				"CHORUS_TURN_URLS=stun:stun.example.org:3478"}, nil},
 		{"a published IP must be an IP", RoleMedia,
 			[]string{"CHORUS_CLUSTER_SECRET=" + strong, "CHORUS_PUBLISHED_IP=lan"}, []string{`published_ip "lan" is not an IP address`}},
 	}

@@ -97,3 +97,39 @@ func TestIDsAreRedisArguments(t *testing.T) {
 		}
 	}
 }
+
+// FuzzJoinRoomParams checks joinRoom's params decoding: it never panics;
+// what it accepts has every mandatory parameter as sent and a valid session
+// id; what it refuses is invalid params or an impossible session. Seeded
+// with openvidu-browser's joinRoom (Session.initializeParams).
+func FuzzJoinRoomParams(f *testing.F) {
+	for _, s := range []string{
+		`{"token":"wss://localhost:4443?sessionId=ses_Ab12&token=tok_XyZ0123456789abcdefghijk&edition=pro","session":"ses_Ab12","platform":"Chrome 120.0.0.0 on Linux 64-bit","sdkVersion":"2.32.2","metadata":"{\"clientData\":\"Alice\"}","secret":"","recorder":false,"stt":false}`,
+		`{"token":"","session":"s","platform":"unknown","metadata":"","secret":"MY_SECRET","recorder":true}`,
+		`{"token":7}`, `{"session":"a b","token":"","platform":"","metadata":""}`, `null`, `[]`, ``, `{"token":null,"session":"s","platform":"p","metadata":"m"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		j, rerr := DecodeJoinRoom(raw)
+		if rerr != nil {
+			if rerr.Code != CodeInvalidParams && rerr.Code != CodeRoomNotFound {
+				t.Fatalf("error code %d: %s", rerr.Code, rerr.Message)
+			}
+			if _, err := json.Marshal(rerr); err != nil {
+				t.Fatalf("cannot encode %v: %v", rerr, err)
+			}
+			return
+		}
+		if !ValidID(j.Session) {
+			t.Fatalf("accepted session %q", j.Session)
+		}
+		var p JoinRoomParams
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatalf("accepted undecodable params %q: %v", raw, err)
+		}
+		if p.Token == nil || p.Platform == nil || p.Metadata == nil || *p.Token != j.Token || *p.Platform != j.Platform || *p.Metadata != j.Metadata {
+			t.Fatalf("decoded %+v from %q", j, raw)
+		}
+	})
+}

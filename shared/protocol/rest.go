@@ -154,3 +154,48 @@ const (
 	HealthUnstable = "UNSTABLE"
 	HealthDown     = "DOWN"
 )
+
+// Recording statuses (OpenVidu's Recording.Status).
+const (
+	RecordingStarting = "starting"
+	RecordingStarted  = "started"
+	RecordingStopped  = "stopped"
+	RecordingReady    = "ready"
+	RecordingFailed   = "failed"
+)
+
+// Recording output modes and layouts (OpenVidu's Recording.OutputMode,
+// RecordingLayout).
+const (
+	OutputComposed           = "COMPOSED"
+	OutputComposedQuickStart = "COMPOSED_QUICK_START"
+	OutputIndividual         = "INDIVIDUAL"
+	LayoutBestFit            = "BEST_FIT"
+)
+
+// Recording is OpenVidu's Recording object (REST-API.md "The Recording
+// object"): resolution, frameRate and recordingLayout only for COMPOSED
+// with video, url null until the recording is ready.
+type Recording struct {
+	ID              string  `json:"id"`
+	Object          string  `json:"object"` // "recording"
+	Name            string  `json:"name"`
+	OutputMode      string  `json:"outputMode"`
+	HasAudio        bool    `json:"hasAudio"`
+	HasVideo        bool    `json:"hasVideo"`
+	RecordingLayout string  `json:"recordingLayout,omitempty"`
+	Resolution      string  `json:"resolution,omitempty"`
+	FrameRate       int     `json:"frameRate,omitempty"`
+	SessionID       string  `json:"sessionId"`
+	CreatedAt       int64   `json:"createdAt"`
+	Size            int64   `json:"size"`
+	Duration        float64 `json:"duration"`
+	URL             *string `json:"url"`
+	Status          string  `json:"status"`
+}
+
+// RecordingList is GET /openvidu/api/recordings.
+type RecordingList struct {
+	Count int         `json:"count"`
+	Items []Recording `json:"items"`
+}

@@ -55,27 +55,28 @@ const (
 	CodeMethodNotFound = -32601
 	CodeInvalidParams  = -32602
 
-	CodeGeneric                 = 999
-	CodeServiceNotEnabled       = 996
-	CodeWrongEdition            = 997
-	CodeTransport               = 803
-	CodeForcedCodecNotFound     = 800
-	CodeMediaSDP                = 302
-	CodeMediaGeneric            = 301
-	CodeRoomCannotBeCreated     = 204
-	CodeRoomClosed              = 203
-	CodeRoomNotFound            = 202
-	CodeUserAlreadyStreaming    = 106
-	CodeUserNotStreaming        = 105
-	CodeUserNotFound            = 102
-	CodeUserGeneric             = 10
-	CodeUserUnauthorized        = 401
-	CodeTokenCannotBeCreated    = 404
-	CodeSignalFormatInvalid     = 600
-	CodeSignalToInvalid         = 601
-	CodeMediaNodeNotFound       = 900
-	CodeReconnectionError       = 40007
-	CodeReconnectionErrorString = "reconnection error"
+	CodeGeneric                   = 999
+	CodeServiceNotEnabled         = 996
+	CodeWrongEdition              = 997
+	CodeTransport                 = 803
+	CodeForcedCodecNotFound       = 800
+	CodeMediaSDP                  = 302
+	CodeMediaGeneric              = 301
+	CodeRoomCannotBeCreated       = 204
+	CodeRoomClosed                = 203
+	CodeRoomNotFound              = 202
+	CodeUserAlreadyStreaming      = 106
+	CodeUserNotStreaming          = 105
+	CodeUserNotFound              = 102
+	CodeUserGeneric               = 10
+	CodeUserUnauthorized          = 401
+	CodeTokenCannotBeCreated      = 404
+	CodeUserMetadataFormatInvalid = 500
+	CodeSignalFormatInvalid       = 600
+	CodeSignalToInvalid           = 601
+	CodeMediaNodeNotFound         = 900
+	CodeReconnectionError         = 40007
+	CodeReconnectionErrorString   = "reconnection error"
 )
 
 // DecodeRequest parses one WebSocket text frame as a JSON-RPC request. Its
@@ -140,6 +141,46 @@ type JoinRoomParams struct {
 	Secret     *string `json:"secret"`
 	Recorder   bool    `json:"recorder"`
 	STT        bool    `json:"stt"`
+}
+
+// JoinRoom is a validated joinRoom request: every mandatory parameter
+// present, the session id of OpenVidu's shape.
+type JoinRoom struct {
+	Token, Session, Platform, Metadata string
+	// Secret is the OpenVidu secret, when the client joins without a token
+	// (openvidu-browser sends "" otherwise).
+	Secret     string
+	SDKVersion string
+	Recorder   bool
+}
+
+// DecodeJoinRoom decodes and validates joinRoom's params, as
+// openvidu-browser sends them (Session.initializeParams: token, session,
+// platform, sdkVersion, metadata, secret, recorder, stt). Errors: invalid
+// params (-32602) for undecodable JSON or a missing token, session,
+// platform or metadata (worded as openvidu-server); ROOM_NOT_FOUND (404)
+// for a session id no session can have (ValidID).
+func DecodeJoinRoom(raw json.RawMessage) (JoinRoom, *RPCError) {
+	var p JoinRoomParams
+	if err := DecodeParams(raw, &p); err != nil {
+		return JoinRoom{}, err
+	}
+	for _, f := range []struct {
+		name string
+		v    *string
+	}{{"token", p.Token}, {"session", p.Session}, {"platform", p.Platform}, {"metadata", p.Metadata}} {
+		if f.v == nil {
+			return JoinRoom{}, MissingParam("joinRoom", f.name)
+		}
+	}
+	if !ValidID(*p.Session) {
+		return JoinRoom{}, &RPCError{Code: CodeRoomNotFound, Message: "Unable to join session. Session " + *p.Session + " cannot be found"}
+	}
+	j := JoinRoom{Token: *p.Token, Session: *p.Session, Platform: *p.Platform, Metadata: *p.Metadata, SDKVersion: p.SDKVersion, Recorder: p.Recorder}
+	if p.Secret != nil {
+		j.Secret = *p.Secret
+	}
+	return j, nil
 }
 
 // PublishVideoParams are publishVideo's params.
@@ -254,6 +295,11 @@ const (
 	NotifyStreamPropertyChanged    = "streamPropertyChanged"
 	NotifyConnectionPropertyChange = "connectionPropertyChanged"
 	NotifyForciblyReconnect        = "forciblyReconnectSubscriber"
+	// NotifyRecordingStarted and NotifyRecordingStopped carry
+	// RecordingNotification; openvidu-browser turns them into the session's
+	// recordingStarted and recordingStopped events.
+	NotifyRecordingStarted = "recordingStarted"
+	NotifyRecordingStopped = "recordingStopped"
 )
 
 // InternalReconnectSocket is an outbox entry that is never sent: the master
@@ -284,18 +330,19 @@ type ConnectionReason struct {
 
 // Reasons (OpenVidu's EndReason names).
 const (
-	ReasonUnsubscribe             = "unsubscribe"
-	ReasonUnpublish               = "unpublish"
-	ReasonDisconnect              = "disconnect"
-	ReasonForceUnpublishByUser    = "forceUnpublishByUser"
-	ReasonForceUnpublishByServer  = "forceUnpublishByServer"
-	ReasonForceDisconnectByUser   = "forceDisconnectByUser"
-	ReasonForceDisconnectByServer = "forceDisconnectByServer"
-	ReasonLastParticipantLeft     = "lastParticipantLeft"
-	ReasonSessionClosedByServer   = "sessionClosedByServer"
-	ReasonNetworkDisconnect       = "networkDisconnect"
-	ReasonNodeCrashed             = "nodeCrashed"
-	ReasonOpenviduServerStopped   = "openviduServerStopped"
+	ReasonUnsubscribe              = "unsubscribe"
+	ReasonUnpublish                = "unpublish"
+	ReasonDisconnect               = "disconnect"
+	ReasonForceUnpublishByUser     = "forceUnpublishByUser"
+	ReasonForceUnpublishByServer   = "forceUnpublishByServer"
+	ReasonForceDisconnectByUser    = "forceDisconnectByUser"
+	ReasonForceDisconnectByServer  = "forceDisconnectByServer"
+	ReasonLastParticipantLeft      = "lastParticipantLeft"
+	ReasonSessionClosedByServer    = "sessionClosedByServer"
+	ReasonNetworkDisconnect        = "networkDisconnect"
+	ReasonNodeCrashed              = "nodeCrashed"
+	ReasonOpenviduServerStopped    = "openviduServerStopped"
+	ReasonRecordingStoppedByServer = "recordingStoppedByServer"
 )
 
 // SignalNotification is sendMessage's notification params.
@@ -328,4 +375,13 @@ type ForciblyReconnectNotification struct {
 	ConnectionID string `json:"connectionId"`
 	StreamID     string `json:"streamId"`
 	SDPOffer     string `json:"sdpOffer"`
+}
+
+// RecordingNotification is the params of recordingStarted and
+// recordingStopped (openvidu-server's SessionEventsHandler; reason only when
+// stopped).
+type RecordingNotification struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	Reason string `json:"reason,omitempty"`
 }

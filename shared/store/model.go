@@ -27,6 +27,9 @@ type Session struct {
 	// connection it created, so a retried request returns it instead of
 	// creating another. Entries expire (IdempotencyTTL).
 	Idempotency map[string]IdempotentCall `json:"idempotency,omitempty"`
+	// Recording is the id of the recording in progress (starting or
+	// started), "" when none: one at a time, as in OpenVidu.
+	Recording string `json:"recording,omitempty"`
 }
 
 // IdempotentCall is what one idempotency key produced.
@@ -96,8 +99,12 @@ type Connection struct {
 	TokenID string `json:"tokenId"` // tok_...
 	Token   string `json:"token"`   // the full ws(s)://...?sessionId=...&token=tok_... URL
 
-	Role             string          `json:"role"`
-	Record           bool            `json:"record"`
+	Role   string `json:"role"`
+	Record bool   `json:"record"`
+	// Recorder marks the hidden connection of a recorder (OpenVidu's
+	// RECORDER participant): it subscribes to every stream but is not
+	// listed, announced, counted, or reported in events.
+	Recorder         bool            `json:"recorder,omitempty"`
 	ServerData       string          `json:"serverData"`
 	KurentoOptions   json.RawMessage `json:"kurentoOptions,omitempty"`
 	CustomIceServers json.RawMessage `json:"customIceServers,omitempty"`
@@ -158,4 +165,14 @@ func SubscriberEndpointID(subscriberID protocol.ConnectionID, streamID protocol.
 }
 
 // Active reports whether a participant has joined with this connection.
+// SameClient reports whether c and o may be connections of one client (one
+// browser page holding a camera and a screen connection, as openvidu-call
+// does): the same IP and platform, or either unknown.
+func (c *Connection) SameClient(o *Connection) bool {
+	if c.IP == "" || o.IP == "" || c.Platform == "" || o.Platform == "" {
+		return true
+	}
+	return c.IP == o.IP && c.Platform == o.Platform
+}
+
 func (c *Connection) Active() bool { return c.Status == StatusActive }

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 
@@ -115,6 +117,11 @@ func Check(ctx context.Context, rdb redis.UniversalClient, cfg config.Redis) err
 		return fmt.Errorf("%s: %w: the ACL user %q may not run Chorus's commands (see redis.username in the README): %w", where, ErrRedisAuth, cfg.Username, err)
 	case isTLSError(err):
 		return fmt.Errorf("%s: %w: check redis.tls.* (CHORUS_REDIS_TLS_*: the CA, the client certificate, the server name) and that the address is Redis's tls-port: %w", where, ErrRedisTLS, err)
+	case cfg.TLS.Enabled && cfg.TLS.CertFile == "" && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)):
+		// TLS 1.3: the client's handshake ends before Redis checks for a
+		// client certificate; Redis then sends its alert and closes, and
+		// the first command may see the reset rather than the alert.
+		return fmt.Errorf("%s: %w: the connection closed right after the TLS handshake: Redis may require a client certificate (redis.tls.cert_file and key_file, CHORUS_REDIS_TLS_CERT_FILE): %w", where, ErrRedisTLS, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)
 }

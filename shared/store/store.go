@@ -6,10 +6,16 @@
 //
 //	P:{sid}             hash: "session" -> Session JSON, "c:<cid>" -> Connection JSON
 //	P:{sid}:ob:<cid>    stream: the connection's outbox of JSON-RPC notifications
+//	P:{sid}:obb:<cid>   integer: bytes queued in that outbox (method and params
+//	                    of each entry; see Tx.OutboxBytes)
 //	P:{sid}:tomb        string: the life of a closed session (expires after an hour)
 //	P:sessions          zset: session id -> createdAt (ms), the listing index
 //	P:evict             zset: "<sid> <cid>" -> eviction deadline (ms)
 //	P:wake:<master>     pub/sub channel: "<sid> <cid>" when that outbox grew
+//	P:{sid}:rec:<rid>   string: Recording JSON (recordings.go)
+//	P:recordings        zset: recording id -> createdAt (ms), the listing index
+//	P:recjobs           set: recordings a recorder must work on
+//	P:{sid}:rec:<rid>:lease  string: the recorder holding the job
 //
 // A session changes only through Update: an optimistic transaction (WATCH on
 // the session hash, MULTI/EXEC) that writes the new state and appends the
@@ -143,6 +149,9 @@ func (s keyspace) sessionKey(sid protocol.SessionID) string {
 }
 func (s keyspace) outboxKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
 	return s.prefix + ":{" + string(sid) + "}:ob:" + string(cid)
+}
+func (s keyspace) outboxBytesKey(sid protocol.SessionID, cid protocol.ConnectionID) string {
+	return s.prefix + ":{" + string(sid) + "}:obb:" + string(cid)
 }
 func (s keyspace) tombKey(sid protocol.SessionID) string {
 	return s.prefix + ":{" + string(sid) + "}:tomb"
@@ -349,6 +358,10 @@ type Notification struct {
 	ConnectionID protocol.ConnectionID
 	Method       string
 	Params       json.RawMessage
+	// Hold marks another participant's departure that may be the
+	// recipient's own client leaving with several connections (see
+	// NotifyDeparture): delivery may hold it back.
+	Hold bool
 }
 
 // Tx is a session being changed inside Update. The callback mutates Session
@@ -364,9 +377,35 @@ type Tx struct {
 	loadedConns   map[protocol.ConnectionID]*Connection // copies as loaded: removed connections still get their wakes
 	deleteSession bool
 	notifications []Notification
+	resetOutboxes map[protocol.ConnectionID]bool
 	events        []StoredEvent
 	afterCommit   []func(context.Context)
+
+	queued      map[protocol.ConnectionID]*redis.IntCmd // bytes queued once committed
+	outboxBytes map[protocol.ConnectionID]int64
+	// Recording is the recording UpdateRecording loaded (nil: none with that
+	// id); the callback may change it, set it or set it to nil (deleted).
+	Recording    *Recording
+	recordingID  string
+	rawRecording string
 }
+
+// ResetOutbox drops what is queued for connection cid before this
+// transaction's notifications are appended (a participant evicted for not
+// reading its outbox gets only its participantEvicted).
+func (tx *Tx) ResetOutbox(cid protocol.ConnectionID) {
+	if tx.resetOutboxes == nil {
+		tx.resetOutboxes = map[protocol.ConnectionID]bool{}
+	}
+	tx.resetOutboxes[cid] = true
+}
+
+// OutboxBytes returns, once the transaction has committed (in AfterCommit
+// functions), the bytes queued in the outbox of every connection it
+// notified, this transaction's notifications included. A connection whose
+// participant is slow to read, or absent, accumulates bytes there until its
+// deliverer acknowledges them (AckOutbox).
+func (tx *Tx) OutboxBytes() map[protocol.ConnectionID]int64 { return tx.outboxBytes }
 
 // Notify queues a notification for one connection. It is appended to the
 // connection's outbox in the same transaction as the state change.
@@ -376,6 +415,18 @@ func (tx *Tx) Notify(connectionID protocol.ConnectionID, method string, params a
 		return fmt.Errorf("encode %s notification: %w", method, err)
 	}
 	tx.notifications = append(tx.notifications, Notification{ConnectionID: connectionID, Method: method, Params: raw})
+	return nil
+}
+
+// NotifyDeparture queues, for recipient, the notification of another
+// connection's departure (participantLeft, participantEvicted), marked Hold
+// when the two may be one client's connections (Connection.SameClient).
+func (tx *Tx) NotifyDeparture(recipient, gone *Connection, method string, params any) error {
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return fmt.Errorf("encode %s notification: %w", method, err)
+	}
+	tx.notifications = append(tx.notifications, Notification{ConnectionID: recipient.ID, Method: method, Params: raw, Hold: recipient.SameClient(gone)})
 	return nil
 }
 
@@ -412,7 +463,17 @@ func (tx *Tx) AfterCommit(f func(context.Context)) { tx.afterCommit = append(tx.
 // mutating tx. If the session does not exist, fn sees tx.Session == nil.
 // Errors from fn are returned as they are, and nothing is written.
 func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(tx *Tx) error) error {
+	return s.update(ctx, sid, "", fn)
+}
+
+// update is Update; with recordingID, tx.Recording is that recording of the
+// session (nil if it does not exist), watched and written with the session.
+func (s *Sessions) update(ctx context.Context, sid protocol.SessionID, recordingID string, fn func(tx *Tx) error) error {
 	key := s.sessionKey(sid)
+	keys := []string{key}
+	if recordingID != "" {
+		keys = append(keys, s.recordingKey(sid, recordingID))
+	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
 		err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
@@ -431,12 +492,17 @@ func (s *Sessions) Update(ctx context.Context, sid protocol.SessionID, fn func(t
 				copied := *c
 				tx.loadedConns[cid] = &copied
 			}
+			if recordingID != "" {
+				if err := s.loadRecordingInto(ctx, rtx, tx, recordingID); err != nil {
+					return err
+				}
+			}
 			if err := fn(tx); err != nil {
 				return err
 			}
 			_, err = rtx.TxPipelined(ctx, func(p redis.Pipeliner) error { return s.apply(ctx, p, tx) })
 			return err
-		}, key)
+		}, keys...)
 		if errors.Is(err, redis.TxFailedErr) {
 			time.Sleep(time.Duration(rand.IntN(5*(attempt+1))) * time.Millisecond)
 			continue
@@ -501,34 +567,51 @@ func (s *Sessions) apply(ctx context.Context, p redis.Pipeliner, tx *Tx) error {
 	}
 	for cid := range removed {
 		if !notified[cid] {
-			p.Del(ctx, s.outboxKey(tx.sid, cid))
+			p.Del(ctx, s.outboxKey(tx.sid, cid), s.outboxBytesKey(tx.sid, cid))
 		}
 	}
+	for cid := range tx.resetOutboxes {
+		p.Del(ctx, s.outboxKey(tx.sid, cid), s.outboxBytesKey(tx.sid, cid))
+	}
+	tx.queued = map[protocol.ConnectionID]*redis.IntCmd{}
 	for _, n := range tx.notifications {
 		_, current := tx.Conns[n.ConnectionID]
 		_, loaded := tx.rawConns[n.ConnectionID]
 		if !current && !loaded {
 			continue // not a connection of this session
 		}
+		values := []any{"m", n.Method, "p", string(n.Params)}
+		if n.Hold {
+			values = append(values, "h", "1")
+		}
 		p.XAdd(ctx, &redis.XAddArgs{
 			Stream: s.outboxKey(tx.sid, n.ConnectionID),
 			MaxLen: outboxMaxLen,
 			Approx: true,
-			Values: []any{"m", n.Method, "p", string(n.Params)},
+			Values: values,
 		})
+		tx.queued[n.ConnectionID] = p.IncrBy(ctx, s.outboxBytesKey(tx.sid, n.ConnectionID), entrySize(n.Method, n.Params))
 	}
 	for cid := range removed {
 		if notified[cid] {
 			p.PExpire(ctx, s.outboxKey(tx.sid, cid), removedOutboxTTL)
+			p.PExpire(ctx, s.outboxBytesKey(tx.sid, cid), removedOutboxTTL)
 		}
 	}
 	for _, e := range tx.events {
 		p.XAdd(ctx, s.events.eventArgs(tx.sid, e))
 	}
-	return nil
+	return s.applyRecording(ctx, p, tx)
 }
 
+// entrySize is what one outbox entry counts towards its outbox's bytes.
+func entrySize(method string, params []byte) int64 { return int64(len(method) + len(params)) }
+
 func (s *Sessions) afterCommit(ctx context.Context, tx *Tx) {
+	tx.outboxBytes = make(map[protocol.ConnectionID]int64, len(tx.queued))
+	for cid, cmd := range tx.queued {
+		tx.outboxBytes[cid] = cmd.Val()
+	}
 	// Wake the masters holding the recipients' WebSockets. Pub/sub may lose a
 	// message; masters also poll their outboxes, so a lost wake only delays.
 	woken := map[protocol.ConnectionID]bool{}
@@ -558,6 +641,8 @@ type OutboxEntry struct {
 	ID     string
 	Method string
 	Params json.RawMessage
+	// Hold: see Notification.Hold.
+	Hold bool
 }
 
 // ReadOutbox returns up to count queued notifications of a connection, oldest first.
@@ -570,26 +655,56 @@ func (s *Sessions) ReadOutbox(ctx context.Context, sid protocol.SessionID, cid p
 	for _, m := range msgs {
 		method, _ := m.Values["m"].(string)
 		params, _ := m.Values["p"].(string)
-		out = append(out, OutboxEntry{ID: m.ID, Method: method, Params: json.RawMessage(params)})
+		hold, _ := m.Values["h"].(string)
+		out = append(out, OutboxEntry{ID: m.ID, Method: method, Params: json.RawMessage(params), Hold: hold == "1"})
 	}
 	return out, nil
 }
 
-// AckOutbox drops every notification up to and including id, once delivered.
-func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, id string) error {
-	next, err := nextStreamID(id)
+// Size is what the entry counts towards its outbox's bytes (Tx.OutboxBytes).
+func (e OutboxEntry) Size() int64 { return entrySize(e.Method, e.Params) }
+
+// AckOutbox drops the delivered notifications, read by ReadOutbox in order:
+// every entry up to and including the last one, whose bytes no longer count
+// towards the outbox's (an emptied outbox counts none, whatever the count
+// said: entries dropped by the outbox's length cap were never acknowledged).
+func (s *Sessions) AckOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, delivered []OutboxEntry) error {
+	if len(delivered) == 0 {
+		return nil
+	}
+	next, err := nextStreamID(delivered[len(delivered)-1].ID)
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.XTrimMinID(ctx, s.outboxKey(sid, cid), next).Err(); err != nil {
+	var size int64
+	for _, e := range delivered {
+		size += e.Size()
+	}
+	keys := []string{s.outboxKey(sid, cid), s.outboxBytesKey(sid, cid)}
+	if err := ackOutbox.Run(ctx, s.rdb, keys, next, size).Err(); err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("ack outbox %s/%s: %w", sid, cid, err)
 	}
 	return nil
 }
 
+// ackOutbox trims an outbox (KEYS[1]) below ARGV[1] and takes ARGV[2] bytes
+// off its count (KEYS[2]), which it deletes once the outbox is empty.
+var ackOutbox = redis.NewScript(`
+redis.call("XTRIM", KEYS[1], "MINID", ARGV[1])
+if redis.call("XLEN", KEYS[1]) == 0 then
+  redis.call("DEL", KEYS[2])
+  return 0
+end
+local left = redis.call("DECRBY", KEYS[2], ARGV[2])
+if left < 0 then
+  redis.call("SET", KEYS[2], 0, "KEEPTTL")
+  return 0
+end
+return left`)
+
 // DeleteOutbox removes a connection's outbox (once its participant is gone).
 func (s *Sessions) DeleteOutbox(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID) error {
-	return s.rdb.Del(ctx, s.outboxKey(sid, cid)).Err()
+	return s.rdb.Del(ctx, s.outboxKey(sid, cid), s.outboxBytesKey(sid, cid)).Err()
 }
 
 func nextStreamID(id string) (string, error) {

@@ -66,13 +66,27 @@ func TestSessionLifecycleAndOutbox(t *testing.T) {
 			t.Errorf("entry %d = %s", i, e.Params)
 		}
 	}
-	// Acknowledging drops what was delivered, and only that.
-	if err := s.AckOutbox(ctx, "s1", "b", got[1].ID); err != nil {
+	// The outbox's bytes count every queued entry; acknowledging drops what
+	// was delivered, and only that, and its bytes.
+	queued := func() int64 { n, _ := s.Redis().Get(ctx, s.Sessions.outboxBytesKey("s1", "b")).Int64(); return n }
+	if want := got[0].Size() + got[1].Size() + got[2].Size(); queued() != want || want == 0 {
+		t.Errorf("outbox bytes %d, want %d", queued(), want)
+	}
+	if err := s.AckOutbox(ctx, "s1", "b", got[:2]); err != nil {
 		t.Fatal(err)
 	}
 	rest, _ := s.ReadOutbox(ctx, "s1", "b", 10)
 	if len(rest) != 1 || rest[0].ID != got[2].ID {
 		t.Fatalf("after ack: %+v", rest)
+	}
+	if queued() != got[2].Size() {
+		t.Errorf("outbox bytes after ack %d, want %d", queued(), got[2].Size())
+	}
+	if err := s.AckOutbox(ctx, "s1", "b", rest); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Redis().Exists(ctx, s.Sessions.outboxBytesKey("s1", "b")).Val(); n != 0 {
+		t.Error("an emptied outbox still counts bytes")
 	}
 	// Deleting a notified connection keeps its outbox for a while; deleting an
 	// unnotified one removes it with the connection.

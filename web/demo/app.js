@@ -74,10 +74,16 @@ function watchFirstFrame(video, connectionId) {
   }, 10);
 }
 
-async function join(token, name, debug) {
+// join connects to the session with token and publishes the camera.
+// options.iceTransportPolicy ('relay': TURN only) goes to openvidu-browser's
+// advanced configuration, which it gives every RTCPeerConnection.
+async function join(token, name, debug, options) {
   demo.timings = { joinStartedAt: Date.now(), connectedAt: 0, publishStartedAt: 0, publishedAt: 0, firstFrames: {} };
   const OV = new OpenVidu();
   if (!debug) OV.enableProdMode();
+  if (options && options.iceTransportPolicy) {
+    OV.setAdvancedConfiguration({ rtcConfiguration: { iceTransportPolicy: options.iceTransportPolicy } });
+  }
   const session = OV.initSession();
   demo.session = session;
   session.on('streamCreated', (event) => {
@@ -189,7 +195,8 @@ function frameGaps(since) {
 
 // transports reports, for each peer connection (the publisher's and one per
 // subscription), the ICE candidate pair in use, from getStats(): each end's
-// protocol (udp or tcp), candidate type, address, port and TCP type.
+// protocol (udp or tcp), candidate type, address, port, TCP type and, for a
+// relayed candidate, the protocol to its TURN server (relayProtocol).
 async function transports() {
   const managers = [];
   if (demo.publisher) managers.push(demo.publisher);
@@ -206,7 +213,7 @@ async function transports() {
     if (!pair) stats.forEach((r) => { if (!pair && r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') pair = r; });
     const end = (id) => {
       const c = id && stats.get(id);
-      return c ? { protocol: c.protocol, candidateType: c.candidateType, address: c.address, port: c.port, tcpType: c.tcpType || '' } : null;
+      return c ? { protocol: c.protocol, candidateType: c.candidateType, address: c.address, port: c.port, tcpType: c.tcpType || '', relayProtocol: c.relayProtocol || '' } : null;
     };
     out.push({
       streamId: m.stream.streamId,
