@@ -224,11 +224,10 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		}
 	}
 	state.Redis = redisAddr
-	// The OpenVidu secret goes to the masters and the proxy only; the
-	// cluster secret reaches masters and media nodes through the
-	// environment (spawn), out of process listings.
+	// Every secret reaches the processes through their environment
+	// (spawn), out of process listings; the OpenVidu secret goes to the
+	// masters and the proxy only.
 	common := []string{"--redis-addrs", redisAddr, "--cluster-id", cfg.ClusterID}
-	withSecret := []string{"--secret", cfg.Secret}
 	if cfg.RedisSentinelMaster != "" {
 		common = append(common, "--redis-sentinel-master-name", cfg.RedisSentinelMaster)
 	}
@@ -270,7 +269,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 			"--master-public-url", "ws://" + publicAddr,
 			"--media-nodes-provider", "process", "--media-nodes-process-bind-ip", cfg.MediaIP,
 			"--media-nodes-ice-tcp=" + strconv.FormatBool(cfg.ICETCP),
-			"--media-nodes-process-log-dir", logDir}, append(append(append(common, withSecret...), masterTurn...), recording...)...)
+			"--media-nodes-process-log-dir", logDir}, append(append(common, masterTurn...), recording...)...)
 		p, err := r.spawn(Node{Role: "master", ID: id, Addr: addr}, cfg.Binary, args...)
 		if err != nil {
 			return nil, err
@@ -317,7 +316,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	proxyAddr := net.JoinHostPort(cfg.ListenHost, strconv.Itoa(cfg.Port))
 	args := append([]string{"proxy", "--proxy-listen", proxyAddr,
-		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, append(common, withSecret...)...)
+		"--proxy-demo-enabled=" + strconv.FormatBool(cfg.Demo), "--proxy-demo-assets-dir", cfg.AssetsDir}, common...)
 	p, err := r.spawn(Node{Role: "proxy", ID: "proxy", Addr: proxyAddr}, cfg.Binary, args...)
 	if err != nil {
 		return nil, err
@@ -393,12 +392,31 @@ func freeUDPAndTCPPort(ip string) (int, error) {
 	return 0, errors.New("find a port free for both UDP and TCP: none after 20 tries")
 }
 
+// environment is the environment of a process of role: cfg.Env, whose
+// OpenVidu secret variables are dropped, plus the secrets the role needs
+// (never on its command line, which any local user can read in ps): the
+// cluster and TURN secrets, and for masters and the proxy the OpenVidu
+// secret.
+func (r *runner) environment(role string) []string {
+	env := make([]string, 0, len(r.cfg.Env)+3)
+	for _, kv := range r.cfg.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		if name != "OPENVIDU_SECRET" && name != "CHORUS_SECRET" {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret, "CHORUS_TURN_SECRET="+r.cfg.TurnSecret)
+	if role == "master" || role == "proxy" {
+		env = append(env, "CHORUS_SECRET="+r.cfg.Secret)
+	}
+	return env
+}
+
 // spawn starts one process; its output goes to cfg.Output line by line,
 // prefixed with its id. The process is killed if this one dies (Pdeathsig).
 func (r *runner) spawn(node Node, bin string, args ...string) (*process, error) {
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append([]string(nil), r.cfg.Env...), "CHORUS_CLUSTER_SECRET="+r.cfg.ClusterSecret,
-		"CHORUS_TURN_SECRET="+r.cfg.TurnSecret)
+	cmd.Env = r.environment(node.Role)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

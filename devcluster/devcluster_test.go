@@ -31,3 +31,54 @@ func TestExposedDevClusterNeedsARealSecret(t *testing.T) {
 		t.Errorf("something started: %s", out.String())
 	}
 }
+
+// TestSecretsStayOffCommandLines: the processes chorus dev starts get every
+// secret in their environment, never on their command line (which any
+// local user reads in ps): masters and the proxy the OpenVidu secret, media
+// nodes never. Each run stops at the first process, which exits at once
+// (/bin/true), so three runs reach a master, a media node and the proxy.
+func TestSecretsStayOffCommandLines(t *testing.T) {
+	const secret, clusterSecret = "OPENVIDU_SECRET_FOR_TEST", "CLUSTER_SECRET_FOR_TEST"
+	for _, tc := range []struct {
+		role           string
+		masters, media int
+		wantRESTSecret bool
+	}{
+		{"master", 1, 0, true},
+		{"media", 0, 1, false},
+		{"proxy", 0, 0, true},
+	} {
+		r := &runner{cfg: Config{
+			Binary: "/bin/true", Port: 1, ListenHost: "127.0.0.1", Secret: secret, ClusterSecret: clusterSecret, TurnSecret: "TURN_SECRET_FOR_TEST",
+			Masters: tc.masters, MediaNodes: tc.media, MediaIP: "127.0.0.1", ClusterID: "t", RedisAddr: "127.0.0.1:1",
+			Env:    []string{"PATH=/usr/bin:/bin", "OPENVIDU_SECRET=FROM_THE_CALLERS_ENV"},
+			Output: io.Discard, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		if _, err := r.start(context.Background()); err == nil {
+			t.Fatalf("%s: /bin/true made a cluster", tc.role)
+		}
+		r.stopAll()
+		r.mu.Lock()
+		procs := append([]*process(nil), r.procs...)
+		r.mu.Unlock()
+		if len(procs) == 0 || procs[len(procs)-1].node.Role != tc.role {
+			t.Fatalf("%s: started %d processes, the last not a %s", tc.role, len(procs), tc.role)
+		}
+		cmd := procs[len(procs)-1].cmd
+		for _, arg := range cmd.Args {
+			if strings.Contains(arg, "SECRET") {
+				t.Errorf("%s: a secret on the command line: %q", tc.role, cmd.Args)
+			}
+		}
+		env := strings.Join(cmd.Env, "\n")
+		if !strings.Contains(env, "CHORUS_CLUSTER_SECRET="+clusterSecret) {
+			t.Errorf("%s: no cluster secret in the environment", tc.role)
+		}
+		if got := strings.Contains(env, secret); got != tc.wantRESTSecret {
+			t.Errorf("%s: OpenVidu secret in the environment: %v, want %v", tc.role, got, tc.wantRESTSecret)
+		}
+		if strings.Contains(env, "FROM_THE_CALLERS_ENV") {
+			t.Errorf("%s: the caller's OPENVIDU_SECRET was passed on", tc.role)
+		}
+	}
+}

@@ -28,6 +28,7 @@ func TestLoadtestShort(t *testing.T) {
 	cmd := exec.CommandContext(ctx, chorusBin, "loadtest", "--url", dc.URL, "--secret", dc.Secret,
 		"--sessions", "2", "--participants", "4", "--duration", "15s", "--ramp", "4", "--loopback",
 		"--quiet", "--json", out, "--svg", svg)
+	cmd.Env = append(os.Environ(), "CHORUS_CLUSTER_SECRET="+dc.ClusterSecret) // the nodes' /metrics, out of ps
 	summary, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("chorus loadtest: %v\n%s", err, summary)
@@ -86,6 +87,7 @@ func TestLoadtestShort(t *testing.T) {
 	cmd = exec.CommandContext(ctx, chorusBin, "loadtest", "--url", dc.URL, "--secret", dc.Secret,
 		"--sessions", "1", "--publishers", "1", "--subscribers", "5", "--duration", "5s", "--ramp", "10", "--loopback",
 		"--quiet", "--json", out1n)
+	cmd.Env = append(os.Environ(), "CHORUS_CLUSTER_SECRET="+dc.ClusterSecret)
 	if summary, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chorus loadtest 1-to-N: %v\n%s", err, summary)
 	}
@@ -147,7 +149,9 @@ func runLoadtest(t *testing.T, ctx context.Context, dc *devCluster, args ...stri
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "result.json")
 	args = append([]string{"loadtest", "--url", dc.URL, "--secret", dc.Secret, "--loopback", "--quiet", "--json", out}, args...)
-	if summary, err := exec.CommandContext(ctx, chorusBin, args...).CombinedOutput(); err != nil {
+	cmd := exec.CommandContext(ctx, chorusBin, args...)
+	cmd.Env = append(os.Environ(), "CHORUS_CLUSTER_SECRET="+dc.ClusterSecret) // the nodes' /metrics, out of ps
+	if summary, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chorus %v: %v\n%s", args, err, summary)
 	}
 	raw, err := os.ReadFile(out)

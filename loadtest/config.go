@@ -22,6 +22,10 @@ type Config struct {
 	// URL is the cluster's public URL (its proxy), http(s)://host:port.
 	URL    string
 	Secret string
+	// ClusterSecret authenticates the reads of the media nodes' /metrics
+	// (their media.listen serves them behind it); empty: none is sent (a
+	// node with media.metrics_listen, or OpenVidu).
+	ClusterSecret string
 	// Sessions is how many sessions to run (with UntilCPU: the most).
 	Sessions int
 	// Participants makes each session N-to-N: every participant publishes

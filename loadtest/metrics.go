@@ -20,10 +20,15 @@ const (
 
 // scrapeNode reads a media node's counters from its /metrics (Prometheus
 // text format) at base, the node's uri as the REST API lists it.
-func scrapeNode(ctx context.Context, client *http.Client, base string) (nodeCounters, error) {
+// clusterSecret, when set, is sent as the bearer token the node's API
+// requires.
+func scrapeNode(ctx context.Context, client *http.Client, base, clusterSecret string) (nodeCounters, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return nodeCounters{}, err
+	}
+	if clusterSecret != "" {
+		req.Header.Set("Authorization", "Bearer "+clusterSecret)
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -362,7 +362,7 @@ func (r *runner) scrapeAll(ctx context.Context) map[string]nodeCounters {
 	r.mu.Unlock()
 	out := map[string]nodeCounters{}
 	for id, uri := range nodes {
-		c, err := scrapeNode(ctx, r.scraper, uri)
+		c, err := scrapeNode(ctx, r.scraper, uri, r.cfg.ClusterSecret)
 		if err != nil {
 			r.log.Debug("scrape media node", "node", id, "err", err)
 			continue

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -24,7 +25,9 @@ import (
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
+	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -39,19 +42,21 @@ type Config struct {
 
 // Master is a running master node.
 type Master struct {
-	cluster   *config.Config
-	cfg       config.Master
-	id        protocol.MasterID
-	inc       *session.Incarnation
-	peers     *peerChecker
-	log       *slog.Logger
-	store     *store.Store
-	sessions  *session.Service
-	signaling *signaling.Server
-	api       *restapi.API
-	nodes     *medianodes.Controller
-	startedAt time.Time
-	draining  atomic.Bool
+	cluster *config.Config
+	// clusterSecret authenticates peer masters' health checks.
+	clusterSecret credential.Secret
+	cfg           config.Master
+	id            protocol.MasterID
+	inc           *session.Incarnation
+	peers         *peerChecker
+	log           *slog.Logger
+	store         *store.Store
+	sessions      *session.Service
+	signaling     *signaling.Server
+	api           *restapi.API
+	nodes         *medianodes.Controller
+	startedAt     time.Time
+	draining      atomic.Bool
 }
 
 // New builds a master. Run serves it. It fails on secrets unfit for where
@@ -86,6 +91,10 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			OutboxBytes: lim.OutboxBytes, ParticipantsPerSession: lim.ParticipantsPerSession},
 		Logger: log,
 	})
+	trusted, err := clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.trusted_proxies: %w", err)
+	}
 	provider, err := newProvider(ctx, cfg.Cluster, log)
 	if err != nil {
 		return nil, err
@@ -105,9 +114,9 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		})
 	}
 	m := &Master{
-		cluster: cfg.Cluster, cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
+		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
-			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret,
+			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
 			MaxMessageBytes: mc.MaxMessageBytes, JoinTimeout: mc.JoinTimeout, MaxPingInterval: mc.MaxPingInterval, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
 			Limits: signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests}, Logger: log,
 		}),
@@ -166,7 +175,7 @@ func (m *Master) health(c *gin.Context) {
 
 // internalHealth answers peer masters' checks (cluster secret required).
 func (m *Master) internalHealth(c *gin.Context) {
-	if !mediaapi.Authorized(c.Request, m.cluster.ClusterSecret) {
+	if !mediaapi.Authorized(c.Request, m.clusterSecret) {
 		c.Status(http.StatusUnauthorized)
 		return
 	}
@@ -230,7 +239,7 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	var webhook *eventdelivery.Webhook
 	if m.cluster.Webhook.Enabled {
 		webhook = eventdelivery.NewWebhook(m.cluster.Webhook)
-		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", m.cluster.Webhook.Endpoint, "events", m.cluster.Webhook.Events)
+		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", endpointForLog(m.cluster.Webhook.Endpoint), "events", m.cluster.Webhook.Events)
 	}
 	var cdr *eventdelivery.CDRFile
 	if m.cluster.CDR.Enabled {
@@ -248,6 +257,17 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 			_ = cdr.Close()
 		}
 	}, nil
+}
+
+// endpointForLog is the part of a webhook URL fit for logs: its scheme and
+// host. User info, path and query may hold credentials (a token in the
+// path, as many webhook receivers take it), so they are left out.
+func endpointForLog(endpoint string) string {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host
 }
 
 // takeIncarnation gives the master a new epoch: master_1.<epoch>.

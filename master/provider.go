@@ -23,7 +23,7 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 		p, err := medianodes.NewDocker(ctx, medianodes.DockerConfig{
 			Host: d.Host, Image: d.Image, Network: d.Network, Project: d.Project, ClusterID: c.ClusterID,
 			PublishIP: d.PublishIP, PublicIPs: d.PublicIPs, UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax,
-			ICETCP: c.MediaNodes.ICETCP,
+			ICETCP: c.MediaNodes.ICETCP, CPUs: d.CPUs, MemoryMB: d.MemoryMB, PidsLimit: d.PidsLimit,
 			// Launched nodes listen on 0.0.0.0 in their containers; their
 			// ports are published on publish_ip only.
 			Env: append(mediaNodeEnv(c, nil), "CHORUS_PUBLISHED_IP="+d.PublishIP),

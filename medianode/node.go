@@ -23,6 +23,7 @@ import (
 	"github.com/chorus-rtc/chorus/medianode/sfu"
 	"github.com/chorus-rtc/chorus/medianode/udpbatch"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -60,7 +61,7 @@ type Node struct {
 	tcpPort int
 	load    *loadMeter
 
-	secret      string
+	secret      credential.Secret // the cluster secret
 	startedAt   time.Time
 	currentLoad atomic.Uint64 // float64 bits
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
@@ -123,7 +124,7 @@ func New(cfg Config) (*Node, error) {
 	return &Node{
 		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
 		store: store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
-		http:  cfg.Cluster.HTTP, secret: cfg.Cluster.ClusterSecret, startedAt: time.Now(),
+		http:  cfg.Cluster.HTTP, secret: credential.New(cfg.Cluster.ClusterSecret), startedAt: time.Now(),
 	}, nil
 }
 
@@ -140,9 +141,18 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.cfg.Listen, err)
 	}
+	metricsSrv, metricsLn, err := n.metricsServer()
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := n.http.Server(n.handler())
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	if metricsSrv != nil {
+		go func() { serveErr <- metricsSrv.Serve(metricsLn) }()
+		n.log.Info("metrics served apart, without authentication", "metrics_listen", metricsLn.Addr().String())
+	}
 	n.log.Info("media node started", "api", n.cfg.InternalURL, "udp", n.udp.LocalAddr().String(), "ice_tcp_port", n.tcpPort, "announce", n.ip)
 
 	recCtx, stopReconciling := context.WithCancel(ctx)
@@ -164,6 +174,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.log.Warn("forget heartbeat", "err", ferr)
 	}
 	_ = srv.Shutdown(shutdownCtx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
 	n.log.Info("media node stopped")
 	return err
 }
@@ -280,9 +293,33 @@ func (n *Node) metrics() *prometheus.Registry {
 	return reg
 }
 
+// metricsHandler serves the node's metrics in Prometheus' text format.
+func (n *Node) metricsHandler() http.Handler {
+	return promhttp.HandlerFor(n.metrics(), promhttp.HandlerOpts{})
+}
+
+// metricsServer serves GET /metrics alone, without authentication, on
+// media.metrics_listen; nil when that is not set.
+func (n *Node) metricsServer() (*http.Server, net.Listener, error) {
+	if n.cfg.MetricsListen == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.MetricsListen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s (media.metrics_listen): %w", n.cfg.MetricsListen, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metricsHandler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln, nil
+}
+
 func (n *Node) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics(), promhttp.HandlerOpts{}))
+	if n.cfg.MetricsListen == "" {
+		// Loads, counts and node ids are the cluster's business: behind the
+		// cluster secret, unless media.metrics_listen serves them apart.
+		mux.Handle("GET /metrics", n.authenticated(n.metricsHandler()))
+	}
 	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "UP", "id": string(n.id)})
 	})

@@ -57,7 +57,7 @@ func (p *Proxy) registerDemo(mux *http.ServeMux) {
 // It answers 429 (with Retry-After, in seconds) past the client's rate, 400
 // for a malformed body and 403 for a session outside its namespace.
 func (p *Proxy) demoToken(w http.ResponseWriter, r *http.Request) {
-	if ok, wait := p.demoLimiter.allow(clientKey(r)); !ok {
+	if ok, wait := p.demoLimiter.allow(clientKey(p.clientAddr(r))); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait/time.Second)+1))
 		demoAnswer(w, http.StatusTooManyRequests, "too many token requests from this address: try again later")
 		return
@@ -123,7 +123,7 @@ func (p *Proxy) demoToken(w http.ResponseWriter, r *http.Request) {
 
 func (p *Proxy) demoError(w http.ResponseWriter, err error) {
 	p.log.Warn("demo token", "err", err)
-	demoAnswer(w, http.StatusBadGateway, err.Error())
+	demoAnswer(w, http.StatusBadGateway, "the cluster could not make a token: try again later")
 }
 
 // demoAnswer writes {"error": message} with status.

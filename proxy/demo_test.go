@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/config"
 )
 
@@ -190,7 +191,10 @@ func TestRateLimiterPerClient(t *testing.T) {
 	}
 }
 
+// TestClientKey: the demo counts a client by its peer address (an IPv6 one
+// by its /64) and believes X-Forwarded-For only from a trusted proxy.
 func TestClientKey(t *testing.T) {
+	untrusting := &Proxy{}
 	for addr, want := range map[string]string{
 		"192.0.2.7:5000":              "192.0.2.7",
 		"[2001:db8:1:2:3:4:5:6]:5000": "2001:db8:1:2::/64",
@@ -198,9 +202,18 @@ func TestClientKey(t *testing.T) {
 		"[::ffff:192.0.2.7]:5000":     "192.0.2.7",
 	} {
 		r := &http.Request{RemoteAddr: addr, Header: http.Header{"X-Forwarded-For": {"203.0.113.1"}}}
-		if got := clientKey(r); got != want {
+		if got := clientKey(untrusting.clientAddr(r)); got != want {
 			t.Errorf("%s: %s, want %s", addr, got, want)
 		}
+	}
+	trusted, err := clientip.ParseTrusted([]string{"192.0.2.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	behindBalancer := &Proxy{trusted: trusted}
+	r := &http.Request{RemoteAddr: "192.0.2.7:5000", Header: http.Header{"X-Forwarded-For": {"198.51.100.1, 203.0.113.1"}}}
+	if got := clientKey(behindBalancer.clientAddr(r)); got != "203.0.113.1" {
+		t.Errorf("behind a trusted balancer: %s, want 203.0.113.1", got)
 	}
 }
 

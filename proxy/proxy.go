@@ -20,6 +20,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -65,6 +67,7 @@ type Proxy struct {
 	rp          *httputil.ReverseProxy
 	checker     *http.Client
 	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
+	trusted     clientip.Trusted
 	wsLimiter   *connLimiter // WebSocket connections per client IP
 
 	mu       sync.RWMutex
@@ -104,6 +107,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err := cfg.Cluster.CheckSecrets(config.RoleProxy); err != nil {
 		return nil, err
 	}
+	var err error
 	p := &Proxy{
 		cfg: cfg.Cluster.Proxy, http: cfg.Cluster.HTTP, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
@@ -118,6 +122,9 @@ func New(cfg Config) (*Proxy, error) {
 		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 		wsLimiter:   newConnLimiter(cfg.Cluster.Limits.WebSocketsPerIP),
+	}
+	if p.trusted, err = clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies); err != nil {
+		return nil, fmt.Errorf("proxy: proxy.trusted_proxies: %w", err)
 	}
 	if cfg.Redis != nil {
 		p.store = store.NewMasterRegistry(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID})
@@ -134,7 +141,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetXForwarded()
+			p.forwardedHeaders(pr)
 			pr.Out.URL.Scheme, pr.Out.URL.Host = "http", "master" // the transport picks the master
 			pr.Out.Host = pr.In.Host
 		},
@@ -143,6 +150,37 @@ func New(cfg Config) (*Proxy, error) {
 		FlushInterval: -1,
 	}
 	return p, nil
+}
+
+// forwardedHeaders sets X-Forwarded-For, -Host and -Proto on the request to
+// the master. From a trusted proxy (proxy.trusted_proxies) the incoming
+// X-Forwarded-For chain is kept and the peer appended, and its -Host and
+// -Proto are kept (it terminated the client's connection); from anyone else
+// they are replaced by the peer's address and this request's own host and
+// scheme, so that a client cannot choose what masters report.
+func (p *Proxy) forwardedHeaders(pr *httputil.ProxyRequest) {
+	trusted := p.trusted.Contains(clientip.Peer(pr.In))
+	if trusted {
+		// Rewrite starts without the incoming X-Forwarded-* headers;
+		// SetXForwarded appends the peer to the chain found on Out.
+		if chain := clientip.ForwardedFor(pr.In); len(chain) > 0 {
+			pr.Out.Header.Set("X-Forwarded-For", strings.Join(chain, ", "))
+		}
+	}
+	pr.SetXForwarded()
+	if trusted {
+		for _, h := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := pr.In.Header.Get(h); v != "" {
+				pr.Out.Header.Set(h, v)
+			}
+		}
+	}
+}
+
+// clientAddr is the address of the client behind r: its peer, or from a
+// trusted proxy the last untrusted X-Forwarded-For entry.
+func (p *Proxy) clientAddr(r *http.Request) string {
+	return p.trusted.Client(clientip.Hops(r))
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -224,7 +262,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, context.Canceled):
 		return // the client went away
 	}
-	if status != http.StatusServiceUnavailable {
+	if status != http.StatusServiceUnavailable && status != http.StatusRequestEntityTooLarge {
 		p.log.Warn("proxy error", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	if status == http.StatusServiceUnavailable {
@@ -234,8 +272,18 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"timestamp": time.Now().UnixMilli(), "status": status, "error": http.StatusText(status),
-		"message": err.Error(), "path": r.URL.Path,
+		"message": errorMessages[status], "path": r.URL.Path,
 	})
+}
+
+// errorMessages are the messages of the proxy's own error answers: fixed
+// texts, since the error itself names masters' internal addresses and
+// transport details (it is logged instead).
+var errorMessages = map[int]string{
+	http.StatusServiceUnavailable:    "No master is available: retry",
+	http.StatusRequestEntityTooLarge: "Request body too large",
+	http.StatusGatewayTimeout:        "The master did not answer in time",
+	http.StatusBadGateway:            "The master failed to answer",
 }
 
 // pick returns the next healthy master not yet tried (round robin), or nil.
@@ -286,19 +334,27 @@ func (p *Proxy) Healthy() []string {
 func (p *Proxy) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /chorus/health", func(w http.ResponseWriter, _ *http.Request) {
-		healthy := p.Healthy()
-		status := http.StatusOK
-		if len(healthy) == 0 {
-			status = http.StatusServiceUnavailable
+		// The number of masters only: their URLs are internal addresses.
+		healthy := len(p.Healthy())
+		status, word := http.StatusOK, "UP"
+		if healthy == 0 {
+			status, word = http.StatusServiceUnavailable, "DOWN"
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]any{"healthyMasters": healthy})
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": word, "healthyMasters": healthy})
+	})
+	// The masters' internal API (/internal/v1/health: peer masters' checks)
+	// is not the public's: 404, as for any path no master serves.
+	mux.HandleFunc("/internal/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusNotFound)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": http.StatusNotFound, "error": "Not Found", "path": r.URL.Path})
 	})
 	if p.cfg.Demo.Enabled {
 		p.registerDemo(mux)
 	}
-	mux.Handle("/", limitWebSockets(p.wsLimiter, p.rp))
+	mux.Handle("/", limitWebSockets(p.wsLimiter, p.clientAddr, p.rp))
 	return mux
 }
 

@@ -80,14 +80,10 @@ func (l *rateLimiter) sweep(now time.Time) {
 	}
 }
 
-// clientKey is the rate-limited identity of a request: its peer's IP (the
-// proxy trusts no X-Forwarded-For), an IPv6 peer by its /64, which one
-// subscriber usually has whole.
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
+// clientKey is the rate-limited identity of a client address (the peer,
+// or the client a trusted proxy forwarded for: Proxy.clientAddr): the IP,
+// an IPv6 one by its /64, which one subscriber usually has whole.
+func clientKey(host string) string {
 	ip := net.ParseIP(host)
 	if ip == nil {
 		return host
@@ -142,16 +138,17 @@ func (l *connLimiter) release(client string) {
 }
 
 // limitWebSockets refuses, with 429, a WebSocket upgrade from a client
-// that has max WebSocket connections open through the proxy already; other
-// requests pass untouched. The upgraded connection counts until next
-// returns (httputil.ReverseProxy returns once the relay ends).
-func limitWebSockets(l *connLimiter, next http.Handler) http.Handler {
+// (clientAddr: the peer, or whom a trusted proxy forwarded for) that has
+// max WebSocket connections open through the proxy already; other requests
+// pass untouched. The upgraded connection counts until next returns
+// (httputil.ReverseProxy returns once the relay ends).
+func limitWebSockets(l *connLimiter, clientAddr func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if l.max <= 0 || !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 			next.ServeHTTP(w, r)
 			return
 		}
-		client := clientKey(r)
+		client := clientKey(clientAddr(r))
 		if !l.acquire(client) {
 			w.Header().Set("Retry-After", "1")
 			http.Error(w, fmt.Sprintf("Too many WebSocket connections from this address (at most %d)", l.max), http.StatusTooManyRequests)

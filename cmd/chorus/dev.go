@@ -40,6 +40,10 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 			if c.ClusterSecret == "" {
 				c.ClusterSecret = os.Getenv("CHORUS_CLUSTER_SECRET")
 			}
+			// From the environment, the secret stays out of ps.
+			if s := os.Getenv("OPENVIDU_SECRET"); s != "" && !cmd.Flags().Changed("secret") {
+				c.Secret = s
+			}
 			if c.AssetsDir == "" {
 				c.AssetsDir = devcluster.DefaultAssetsDir(bin)
 			}
@@ -51,7 +55,7 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.IntVar(&c.Port, "port", 4443, "Port of the proxy: the cluster's URL is http://<public-host>:<port>")
 	f.StringVar(&c.ListenHost, "listen-host", "127.0.0.1", "Address the proxy binds (0.0.0.0 to reach it from the LAN)")
 	f.StringVar(&c.PublicHost, "public-host", "localhost", "Host of the cluster's URL and of the tokens, where browsers reach the proxy")
-	f.StringVar(&c.Secret, "secret", config.DevSecret, "OpenVidu secret of the cluster (the default is refused with a --listen-host other than loopback)")
+	f.StringVar(&c.Secret, "secret", config.DevSecret, "OpenVidu secret of the cluster (default: $OPENVIDU_SECRET, which ps does not show, else the development secret, refused with a --listen-host other than loopback)")
 	f.StringVar(&c.ClusterSecret, "cluster-secret", "", "Internal secret of masters and media nodes (default: a random one; or CHORUS_CLUSTER_SECRET)")
 	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
 	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")

@@ -92,6 +92,7 @@ Examples:
 	f := cmd.Flags()
 	f.StringVar(&cfg.URL, "url", "http://localhost:4443", "The cluster's public URL (its proxy).")
 	f.StringVar(&cfg.Secret, "secret", os.Getenv("OPENVIDU_SECRET"), "OpenVidu secret (default: $OPENVIDU_SECRET).")
+	f.StringVar(&cfg.ClusterSecret, "cluster-secret", os.Getenv("CHORUS_CLUSTER_SECRET"), "Cluster secret, to read the media nodes' /metrics (default: $CHORUS_CLUSTER_SECRET; not needed with media.metrics_listen).")
 	f.IntVar(&cfg.Sessions, "sessions", 1, "Sessions (with --until-cpu: the most; 1 means no limit).")
 	f.IntVar(&cfg.Participants, "participants", 0, "Participants per session, N-to-N: each publishes and receives all the others.")
 	f.IntVar(&cfg.Publishers, "publishers", 0, "Publishers per session (1-to-N, with --subscribers).")

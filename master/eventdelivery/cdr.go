@@ -29,9 +29,11 @@ type CDRFile struct {
 }
 
 // OpenCDR prepares the directory (created if missing) and checks that it can
-// be written.
+// be written. CDR records hold personal data (participants' IPs, client data,
+// locations): a directory it creates is readable by its owner only (0700),
+// and so are the files (0600, also enforced on an existing file).
 func OpenCDR(dir, masterID string) (*CDRFile, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("CDR path %s: Is not a valid writable file system path: %w", dir, err)
 	}
 	started := time.Now()
@@ -50,7 +52,13 @@ func (w *CDRFile) rotateLocked() error {
 		return nil
 	}
 	name := filepath.Join(w.dir, "CDR."+day+w.suffix)
-	f, err := os.OpenFile(name, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err == nil {
+		err = f.Chmod(0o600) // a file an older version made world-readable
+		if err != nil {
+			_ = f.Close()
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("OpenVidu Server does not have permissions to write on path %s: %w", w.dir, err)
 	}

@@ -75,6 +75,29 @@ type DockerConfig struct {
 	Env []string
 	// StopTimeout is how long a node has to exit after SIGTERM.
 	StopTimeout time.Duration
+	// CPUs (docker run --cpus), MemoryMB (--memory, swap included) and
+	// PidsLimit (--pids-limit) bound each container, so that a node under
+	// load or attack cannot starve its host; 0: no bound.
+	CPUs      float64
+	MemoryMB  int
+	PidsLimit int
+}
+
+// resources are the container limits of cfg, as the Engine API takes them.
+func (cfg DockerConfig) resources() container.Resources {
+	var r container.Resources
+	if cfg.CPUs > 0 {
+		r.NanoCPUs = int64(cfg.CPUs * 1e9)
+	}
+	if cfg.MemoryMB > 0 {
+		r.Memory = int64(cfg.MemoryMB) << 20
+		r.MemorySwap = r.Memory // no swap beyond the memory limit
+	}
+	if cfg.PidsLimit > 0 {
+		n := int64(cfg.PidsLimit)
+		r.PidsLimit = &n
+	}
+	return r
 }
 
 // dockerEngine is the part of the Engine API the provider uses
@@ -260,7 +283,7 @@ func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (strin
 	)
 	created, err := d.engine.ContainerCreate(ctx,
 		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels, ExposedPorts: exposed},
-		&container.HostConfig{PortBindings: bindings, Init: new(bool)},
+		&container.HostConfig{PortBindings: bindings, Init: new(bool), Resources: d.cfg.resources()},
 		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{d.cfg.Network: {}}},
 		name)
 	if err != nil {

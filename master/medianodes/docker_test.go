@@ -9,6 +9,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
+
+	"github.com/chorus-rtc/chorus/shared/config"
 )
 
 // fakeEngine records the containers the provider creates; a container
@@ -94,5 +96,34 @@ func TestDockerPublishesICETCP(t *testing.T) {
 	last := engine.created[len(engine.created)-1]
 	if last.Labels[LabelUDPPort] != "40101" || last.Labels[LabelTCPPort] != "40101" {
 		t.Errorf("after a taken port the node got labels %v, want 40101", last.Labels)
+	}
+}
+
+// TestDockerBoundsContainers: every launched container gets the CPU, memory
+// (no swap beyond it) and PID limits of the configuration, and the
+// configuration's defaults are bounds, not "unlimited".
+func TestDockerBoundsContainers(t *testing.T) {
+	ctx := context.Background()
+	engine := &fakeEngine{taken: map[nat.Port]bool{}}
+	d, err := newDocker(ctx, DockerConfig{Image: "chorus:test", Network: "net", ClusterID: "c", PublishIP: "127.0.0.1",
+		UDPPortMin: 40100, UDPPortMax: 40100, CPUs: 1.5, MemoryMB: 512, PidsLimit: 256}, engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Launch(ctx, "media_a"); err != nil {
+		t.Fatal(err)
+	}
+	r := engine.hosts[0].Resources
+	if r.NanoCPUs != 1_500_000_000 || r.Memory != 512<<20 || r.MemorySwap != 512<<20 || r.PidsLimit == nil || *r.PidsLimit != 256 {
+		t.Errorf("container resources: cpus %d nano, memory %d, swap %d, pids %v; want 1.5 CPUs, 512 MiB, no swap, 256",
+			r.NanoCPUs, r.Memory, r.MemorySwap, r.PidsLimit)
+	}
+
+	c, err := config.Load(nil, config.RoleMaster, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dc := c.MediaNodes.Docker; dc.CPUs <= 0 || dc.MemoryMB <= 0 || dc.PidsLimit <= 0 {
+		t.Errorf("default docker limits cpus %g, memory_mb %d, pids_limit %d: want every one bounded", dc.CPUs, dc.MemoryMB, dc.PidsLimit)
 	}
 }

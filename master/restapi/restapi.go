@@ -26,6 +26,7 @@ import (
 	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -69,9 +70,10 @@ type ClusterInfo struct {
 
 // API is the REST API.
 type API struct {
-	cfg Config
-	svc *session.Service
-	log *slog.Logger
+	cfg    Config
+	secret credential.Secret // cfg.Secret
+	svc    *session.Service
+	log    *slog.Logger
 }
 
 // New returns the API.
@@ -79,7 +81,7 @@ func New(cfg Config) *API {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &API{cfg: cfg, svc: cfg.Sessions, log: cfg.Logger}
+	return &API{cfg: cfg, secret: credential.New(cfg.Secret), svc: cfg.Sessions, log: cfg.Logger}
 }
 
 // Register adds the API's routes to r.
@@ -157,9 +159,8 @@ func (a *API) authenticate(c *gin.Context) {
 	if ok {
 		if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw)); err == nil {
 			user, pass, _ := strings.Cut(string(dec), ":")
-			userOK := subtle.ConstantTimeCompare([]byte(user), []byte("OPENVIDUAPP"))
-			passOK := subtle.ConstantTimeCompare([]byte(pass), []byte(a.cfg.Secret))
-			if userOK&passOK == 1 {
+			userOK := subtle.ConstantTimeCompare([]byte(user), []byte("OPENVIDUAPP")) == 1
+			if a.secret.Matches(pass) && userOK {
 				return
 			}
 		}

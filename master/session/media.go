@@ -185,6 +185,10 @@ func publishError(err error, cid protocol.ConnectionID, codec string) error {
 // openvidu-browser never retries a failed reconnection, so a request that
 // finds the stream's node unreachable (dead, but not yet declared crashed)
 // is held until the stream has been moved, within ctx.
+//
+// The role is checked again, as publishVideo checks it: a participant that
+// PATCH .../connection demoted to SUBSCRIBER since it published gets
+// Unauthorized and keeps no new peer connection.
 func (s *Service) ReconnectPublisher(ctx context.Context, sid protocol.SessionID, cid protocol.ConnectionID, streamID protocol.StreamID, offer string) (*Published, error) {
 	for {
 		snap, c, err := s.loadParticipant(ctx, sid, cid)
@@ -194,6 +198,9 @@ func (s *Service) ReconnectPublisher(ctx context.Context, sid protocol.SessionID
 		p := c.Publisher
 		if p == nil || p.StreamID != streamID || !p.Live() {
 			return nil, newError(StreamNotFound, "Stream '%s' does not exist in Session '%s'", streamID, sid)
+		}
+		if !protocol.CanPublish(c.Role) {
+			return nil, newError(Unauthorized, "Unable to publish video. The user does not have a valid token")
 		}
 		if !s.nodeServes(ctx, p.Node) {
 			if err := holdOn(ctx); err != nil {

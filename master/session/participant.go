@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/events"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -18,11 +19,12 @@ type JoinRequest struct {
 	Metadata  string
 	Platform  string
 	IP        string
-	// Secret is joinRoom's "secret": when it is the OpenVidu secret the
-	// participant joins without a token, as a moderator (openvidu-server's
-	// "insecure" participants).
+	// Secret is joinRoom's "secret": when it is the OpenVidu secret
+	// (ServerSecret) the participant joins without a token, with a
+	// connection of its own whose role is SUBSCRIBER, as openvidu-server 2
+	// gives its "insecure" participants (RpcHandler.joinRoom).
 	Secret       string
-	ServerSecret string
+	ServerSecret credential.Secret
 }
 
 // JoinResult is what joinRoom answers.
@@ -38,7 +40,7 @@ type JoinResult struct {
 // WebSocket is owned by this master.
 func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error) {
 	sid := req.SessionID
-	insecure := req.Secret != "" && subtle.ConstantTimeCompare([]byte(req.Secret), []byte(req.ServerSecret)) == 1
+	insecure := req.ServerSecret.Matches(req.Secret)
 	tokenID, ok := ParseToken(req.Token, sid)
 	if !ok && !insecure {
 		return nil, newError(Unauthorized, "Unable to join session %s. Token %s is not valid", sid, req.Token)
@@ -78,7 +80,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		if insecure {
 			tok := protocol.NewToken()
 			c = &store.Connection{ID: newConnID, SessionID: sid, Type: "WEBRTC", CreatedAt: now, TokenID: tok,
-				Token: s.TokenURL(sid, tok), Role: protocol.RoleModerator, Record: true}
+				Token: s.TokenURL(sid, tok), Role: protocol.RoleSubscriber, Record: true}
 			tx.Conns[c.ID] = c
 		} else {
 			for _, cand := range tx.Conns {

@@ -9,15 +9,15 @@ import (
 	"context"
 	"hash/fnv"
 	"log/slog"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/chorus-rtc/chorus/master/session"
+	"github.com/chorus-rtc/chorus/shared/clientip"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
@@ -31,6 +31,10 @@ type Config struct {
 	Incarnation *session.Incarnation
 	// Secret is the OpenVidu secret (joinRoom's "secret" joins without a token).
 	Secret string
+	// TrustedProxies are the proxies in front of the Chorus proxy
+	// (proxy.trusted_proxies): skipped from the end of X-Forwarded-For when
+	// a participant's IP is reported.
+	TrustedProxies clientip.Trusted
 	// MaxMessageBytes is the largest frame accepted; a larger one closes the
 	// socket with status 1009 (message too big).
 	MaxMessageBytes int64
@@ -86,8 +90,9 @@ type Limits struct {
 
 // Server accepts participants' WebSockets.
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	secret credential.Secret // cfg.Secret
+	log    *slog.Logger
 
 	mu      sync.Mutex
 	closing bool
@@ -128,7 +133,7 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
+	return &Server{cfg: cfg, secret: credential.New(cfg.Secret), log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
 }
 
 // ServeHTTP upgrades a request to /openvidu and serves the socket until it
@@ -150,7 +155,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(s.cfg.MaxMessageBytes)
-	sk := newSocket(s, conn, clientIP(r), r.URL.Query().Get("sessionId"))
+	sk := newSocket(s, conn, clientIP(r, s.cfg.TrustedProxies), r.URL.Query().Get("sessionId"))
 	s.mu.Lock()
 	s.all[sk] = struct{}{}
 	s.mu.Unlock()
@@ -279,16 +284,15 @@ func (s *Server) Count() int {
 	return len(s.all)
 }
 
-// clientIP is the participant's address: the last X-Forwarded-For entry (the
-// one our proxy appended), else the peer address.
-func clientIP(r *http.Request) string {
-	if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-		parts := strings.Split(xff, ",")
-		return strings.TrimSpace(parts[len(parts)-1])
+// clientIP is the participant's address (OpenVidu's connection "ip"):
+// behind the Chorus proxy, the last X-Forwarded-For entry that is not a
+// trusted proxy (the proxy appends its own peer, having kept the chain only
+// from a trusted one); without X-Forwarded-For, the peer address. The peer
+// itself (the proxy) is not judged: masters must be reachable only from
+// the proxies (ARCHITECTURE.md's threat model).
+func clientIP(r *http.Request, trusted clientip.Trusted) string {
+	if chain := clientip.ForwardedFor(r); len(chain) > 0 {
+		return trusted.Client(chain)
 	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return clientip.Peer(r)
 }

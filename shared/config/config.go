@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"slices"
@@ -131,6 +132,11 @@ type DockerProvider struct {
 	PublicIPs  []string `mapstructure:"public_ips"`
 	UDPPortMin int      `mapstructure:"udp_port_min"`
 	UDPPortMax int      `mapstructure:"udp_port_max"`
+	// CPUs, MemoryMB and PidsLimit bound each launched container (0: no
+	// bound).
+	CPUs      float64 `mapstructure:"cpus"`
+	MemoryMB  int     `mapstructure:"memory_mb"`
+	PidsLimit int     `mapstructure:"pids_limit"`
 }
 
 // ProcessProvider configures the process media node provider.
@@ -275,7 +281,11 @@ type Media struct {
 	ID          string `mapstructure:"id"`
 	Listen      string `mapstructure:"listen"`
 	InternalURL string `mapstructure:"internal_url"`
-	UDPPort     int    `mapstructure:"udp_port"`
+	// MetricsListen, when set, serves GET /metrics there without
+	// authentication (bind it to a private address for Prometheus) and no
+	// longer on Listen; empty: /metrics on Listen behind the cluster secret.
+	MetricsListen string `mapstructure:"metrics_listen"`
+	UDPPort       int    `mapstructure:"udp_port"`
 	// TCPPort is the passive ICE-TCP port (RFC 6544): > 0 that port, 0 one
 	// chosen by the system, < 0 no ICE-TCP.
 	TCPPort              int           `mapstructure:"tcp_port"`
@@ -296,8 +306,12 @@ type Proxy struct {
 	HealthTimeout  time.Duration `mapstructure:"health_timeout"`
 	UnhealthyAfter int           `mapstructure:"unhealthy_after"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
-	Demo           Demo          `mapstructure:"demo"`
-	TLS            TLS           `mapstructure:"tls"`
+	// TrustedProxies are CIDRs (or IPs) of proxies in front of the Chorus
+	// proxy, a load balancer say, whose X-Forwarded-For is kept; masters
+	// skip them too when they report a participant's IP.
+	TrustedProxies []string `mapstructure:"trusted_proxies"`
+	Demo           Demo     `mapstructure:"demo"`
+	TLS            TLS      `mapstructure:"tls"`
 }
 
 // TLS is how the proxy serves HTTPS: off, from files, or self-signed.
@@ -612,6 +626,9 @@ func (c *Config) Validate(role Role) error {
 	case RoleMedia:
 		m := c.Media
 		checkListen(bad, "media.listen", m.Listen)
+		if m.MetricsListen != "" {
+			checkListen(bad, "media.metrics_listen", m.MetricsListen)
+		}
 		checkURL(bad, "media.internal_url", m.InternalURL, "http", "https")
 		if m.UDPPort < 1 || m.UDPPort > 65535 {
 			bad("media.udp_port %d is not a port number", m.UDPPort)
@@ -657,6 +674,13 @@ func (c *Config) Validate(role Role) error {
 			bad("proxy.demo.rate_limit (%d) and proxy.demo.rate_burst (%d) must be at least 1 while the demo is enabled", p.Demo.RateLimit, p.Demo.RateBurst)
 		}
 		validateTLS(bad, "proxy.tls", p.TLS)
+	}
+	if role == RoleMaster || role == RoleProxy {
+		for _, e := range c.Proxy.TrustedProxies {
+			if _, err := netip.ParsePrefix(e); err != nil && net.ParseIP(e) == nil {
+				bad("proxy.trusted_proxies: %q is neither a CIDR nor an IP address", e)
+			}
+		}
 	}
 	if len(problems) == 0 {
 		return nil
@@ -867,6 +891,9 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 		}
 		if d.UDPPortMin < 1 || d.UDPPortMax > 65535 || d.UDPPortMin > d.UDPPortMax {
 			bad("media_nodes.docker: need 1 <= udp_port_min (%d) <= udp_port_max (%d) <= 65535", d.UDPPortMin, d.UDPPortMax)
+		}
+		if d.CPUs < 0 || d.MemoryMB < 0 || (d.MemoryMB > 0 && d.MemoryMB < 64) || d.PidsLimit < 0 || (d.PidsLimit > 0 && d.PidsLimit < 64) {
+			bad("media_nodes.docker: cpus (%g) must be >= 0, memory_mb (%d) 0 or at least 64, pids_limit (%d) 0 or at least 64", d.CPUs, d.MemoryMB, d.PidsLimit)
 		}
 	}
 	a := c.Autoscaling

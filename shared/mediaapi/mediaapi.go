@@ -24,7 +24,6 @@ package mediaapi
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +31,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/chorus-rtc/chorus/shared/credential"
 )
 
 // PublishRequest creates a publisher endpoint from the client's SDP offer.
@@ -123,10 +124,12 @@ func (e *Error) Is(target error) bool {
 	return target == ErrNotFound && e.Status == http.StatusNotFound
 }
 
-// Authorized reports whether r carries the cluster secret (constant time).
-func Authorized(r *http.Request, secret string) bool {
+// Authorized reports whether r carries the cluster secret as its bearer
+// token (credential.Secret.Matches: the time taken tells nothing about the
+// secret, its length included).
+func Authorized(r *http.Request, secret credential.Secret) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(secret)) == 1
+	return secret.Matches(got) && ok
 }
 
 // The media node API's routes, as net/http ServeMux patterns ("METHOD

@@ -88,14 +88,17 @@ func generateSelfSigned(hosts []string, now time.Time) (certPEM, keyPEM []byte, 
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{Organization: []string{"Chorus (self-signed)"}, CommonName: "chorus"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(selfSignedValidity),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		SerialNumber: serial,
+		Subject:      pkix.Name{Organization: []string{"Chorus (self-signed)"}, CommonName: "chorus"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(selfSignedValidity),
+		// A server's certificate, not a CA: a browser exception for it
+		// cannot vouch for any other certificate. ECDSA keys sign only
+		// (RFC 5480 section 3: no keyEncipherment).
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		IsCA:                  false,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {

@@ -60,3 +60,26 @@ func TestTLSConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestSelfSignedCertificateIsNotACA: the generated certificate is a server's
+// (not a CA, no certificate signing), so that trusting it in a browser
+// trusts nothing else.
+func TestSelfSignedCertificateIsNotACA(t *testing.T) {
+	cfg, err := Config(config.TLS{Mode: "self-signed", SelfSignedDir: t.TempDir(), Hosts: []string{"localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(cfg.Certificates[0].Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.IsCA || !cert.BasicConstraintsValid {
+		t.Errorf("IsCA %v, basic constraints present %v: want an end-entity certificate", cert.IsCA, cert.BasicConstraintsValid)
+	}
+	if cert.KeyUsage&x509.KeyUsageCertSign != 0 || cert.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		t.Errorf("key usage %b: want digital signature and no certificate signing", cert.KeyUsage)
+	}
+	if len(cert.ExtKeyUsage) != 1 || cert.ExtKeyUsage[0] != x509.ExtKeyUsageServerAuth {
+		t.Errorf("extended key usage %v, want server auth only", cert.ExtKeyUsage)
+	}
+}
