@@ -192,8 +192,10 @@ func TestControllerLeaseTakeover(t *testing.T) {
 			}
 		}
 		decisions, _ := rdb.HGet(ctx, "chorus:e2e:{cluster}:autoscaling", "decisions").Int()
-		if running != 2 || launchedNow.ID == "" || decisions == 0 || decisions != base {
-			settled, base, launched = time.Now(), decisions, launchedNow
+		prev := launched
+		launched = launchedNow
+		if running != 2 || launchedNow.ID == "" || decisions == 0 || decisions != base || launchedNow.ID != prev.ID {
+			settled, base = time.Now(), decisions
 		} else if time.Since(settled) > 4*time.Second { // cool-down 2 s + 2 intervals
 			break
 		}
