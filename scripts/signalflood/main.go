@@ -85,12 +85,12 @@ func run(statePath string, n, size, workers, redisPID int) error {
 	if err != nil {
 		return fmt.Errorf("slow reader: %w", err)
 	}
-	defer reader.CloseNow()
+	defer func() { _ = reader.CloseNow() }()
 	sender, _, err := join(ctx, st, sid)
 	if err != nil {
 		return fmt.Errorf("sender: %w", err)
 	}
-	defer sender.CloseNow()
+	defer func() { _ = sender.CloseNow() }()
 	// From here the reader's socket is never read again.
 
 	base, err := usedMemory(ctx, rdb)
@@ -226,7 +226,10 @@ func join(ctx context.Context, st state, sid string) (*websocket.Conn, string, e
 		return nil, "", err
 	}
 	u.Scheme = strings.Replace(u.Scheme, "http", "ws", 1)
-	ws, _, err := websocket.Dial(ctx, u.String()+"/openvidu?sessionId="+sid, nil)
+	ws, resp, err := websocket.Dial(ctx, u.String()+"/openvidu?sessionId="+sid, nil)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close()
+	}
 	if err != nil {
 		return nil, "", err
 	}
