@@ -121,8 +121,9 @@ func TestRelayedParticipantsSurviveCrashes(t *testing.T) {
 // maxRelayedPionRecoveryMS bounds a relayed pion participant's media gap
 // after a TURN replica or media node crash: BENCHMARKS.md measured 4.5-5.0 s
 // (TURN replica) and 5.2-5.5 s (media node; 3.2-3.7 s unrelayed), x1.25.
-// The bound is 5 s: relayed recovery after a media node crash
-// exceeds it by about 0.5 s (open).
+// Those runs paid pion's 2 s relay acceptance wait in every recovery's
+// negotiation, which relay-only participants no longer wait; the bound is
+// to be tightened once the gaps are measured again (the is 5 s).
 const maxRelayedPionRecoveryMS = 6900
 
 func count(list []string, v string) int {
