@@ -51,6 +51,11 @@ type Config struct {
 	MaxLoss float64
 	// LoopbackOnly restricts ICE to loopback (a cluster on this machine).
 	LoopbackOnly bool
+	// RelayOnly makes every participant use relayed candidates only
+	// (iceTransportPolicy "relay"), through the TURN servers joinRoom hands
+	// out: all media then crosses the cluster's TURN server (its CPU per
+	// relayed packet is measured from outside, see BENCHMARKS.md).
+	RelayOnly bool
 	// Interval is the sampling period of the progress line and the chart.
 	Interval time.Duration
 	// Progress receives a live status line per Interval (nil: none).

@@ -193,7 +193,7 @@ func (r *runner) runMember(ctx context.Context, m *member, joined func()) {
 		return
 	}
 	m.tokenAt = time.Now()
-	p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: r.cfg.LoopbackOnly, Logger: r.log})
+	p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: r.cfg.LoopbackOnly, RelayOnly: r.cfg.RelayOnly, Logger: r.log})
 	if err != nil {
 		r.fail(fmt.Errorf("join %s: %w", m.session, err))
 		return

@@ -32,9 +32,20 @@ type AllowedPeers interface {
 
 // PeerSet is an in-memory AllowedPeers: an immutable snapshot replaced as a
 // whole, read without locks. The zero value allows nothing.
+//
+// An IP AllowsIP refuses makes a running Refresh fetch again at once (at
+// most once per RefreshSpacing) instead of at its next tick: a media node
+// that has just started may be given sessions before the next tick, and
+// TURN clients retry a refused CreatePermission with their next
+// connectivity check.
 type PeerSet struct {
-	cur atomic.Pointer[peerSnapshot]
+	cur   atomic.Pointer[peerSnapshot]
+	nudge chan struct{} // nil in the zero value: no early fetches
 }
+
+// RefreshSpacing is the shortest time between two fetches of Refresh that
+// refused IPs asked for.
+const RefreshSpacing = 250 * time.Millisecond
 
 type peerSnapshot struct {
 	addrs map[netip.AddrPort]struct{}
@@ -43,7 +54,7 @@ type peerSnapshot struct {
 
 // NewPeerSet returns a set holding addrs.
 func NewPeerSet(addrs ...netip.AddrPort) *PeerSet {
-	p := &PeerSet{}
+	p := &PeerSet{nudge: make(chan struct{}, 1)}
 	p.Replace(addrs)
 	return p
 }
@@ -84,6 +95,12 @@ func (p *PeerSet) AllowsIP(ip netip.Addr) bool {
 		return false
 	}
 	_, ok := s.ips[canonicalAddr(ip)]
+	if !ok {
+		select {
+		case p.nudge <- struct{}{}:
+		default:
+		}
+	}
 	return ok
 }
 
@@ -102,7 +119,8 @@ func (p *PeerSet) AllowsAddr(addr netip.AddrPort) bool {
 type FetchPeers func(ctx context.Context) ([]netip.AddrPort, error)
 
 // Refresh fills the set from fetch at once and then every interval until ctx
-// ends (it then returns nil). A failed fetch keeps the previous set (a Redis
+// ends (it then returns nil), and sooner when AllowsIP refused an IP (see
+// PeerSet; at most once per RefreshSpacing). A failed fetch keeps the previous set (a Redis
 // outage must not cut running relays; a node removed meanwhile stays allowed
 // until a fetch succeeds) and is logged to log (nil: not logged). Each fetch
 // gets a context bounded by interval. interval must be positive.
@@ -126,6 +144,7 @@ func (p *PeerSet) Refresh(ctx context.Context, interval time.Duration, fetch Fet
 		p.Replace(addrs)
 	}
 	once()
+	last := time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -133,8 +152,17 @@ func (p *PeerSet) Refresh(ctx context.Context, interval time.Duration, fetch Fet
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			once()
+		case <-p.nudge:
+			if wait := RefreshSpacing - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
+			}
 		}
+		once()
+		last = time.Now()
 	}
 }
 

@@ -160,3 +160,46 @@ func mustAddr(ip []byte) netip.Addr {
 	a, _ := netip.AddrFromSlice(ip)
 	return a
 }
+
+// TestPeerSetRefreshesOnRefusal: a media node that has just started (not
+// in the set yet) becomes allowed well before the next periodic fetch once
+// a client asked for it (a refused CreatePermission, which clients retry).
+func TestPeerSetRefreshesOnRefusal(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	var started atomic.Bool
+	var calls atomic.Int32
+	fetch := func(ctx context.Context) ([]netip.AddrPort, error) {
+		calls.Add(1)
+		if started.Load() {
+			return []netip.AddrPort{ap("10.0.0.1:1"), ap("10.0.0.2:2")}, nil
+		}
+		return []netip.AddrPort{ap("10.0.0.1:1")}, nil
+	}
+	set := NewPeerSet()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- set.Refresh(ctx, time.Hour, fetch, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Refresh: %v", err)
+		}
+	}()
+	eventually(t, 3*time.Second, "the first fetch", func() bool { return set.AllowsIP(netip.MustParseAddr("10.0.0.1")) })
+	started.Store(true)
+	asked := time.Now()
+	eventually(t, 3*time.Second, "the new node allowed", func() bool { return set.AllowsIP(netip.MustParseAddr("10.0.0.2")) })
+	if took := time.Since(asked); took > time.Second {
+		t.Errorf("the new node was allowed after %v, want within a second of the first refusal", took)
+	}
+	// Refusals do not make it fetch more than once per RefreshSpacing.
+	before := calls.Load()
+	deadline := time.Now().Add(4 * RefreshSpacing)
+	for time.Now().Before(deadline) {
+		set.AllowsIP(netip.MustParseAddr("192.0.2.1"))
+		time.Sleep(time.Millisecond)
+	}
+	if n := calls.Load() - before; n > 5 {
+		t.Errorf("%d fetches in %v of refusals, want at most 5 (one per %v)", n, 4*RefreshSpacing, RefreshSpacing)
+	}
+}

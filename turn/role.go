@@ -96,6 +96,8 @@ func parseIP(key, s string) (netip.Addr, error) {
 func (r *Role) Server() *Server { return r.server }
 
 // Run serves TURN and keeps the allowed peers current until ctx ends.
+// When it stops it logs the server's counters (Stats) at info level, e.g.
+// the relayed packets BENCHMARKS.md divides the process's CPU time by.
 func (r *Role) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -103,6 +105,13 @@ func (r *Role) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return r.server.Run(ctx) })
 	err := g.Wait()
+	if r.log != nil {
+		st := r.server.Stats()
+		r.log.Info("turn: stopped", "allocations", st.Allocations.Load(), "relayed_packets", st.RelayedPackets.Load(),
+			"relayed_bytes", st.RelayedBytes.Load(), "dropped_by_filter", st.DroppedByFilter.Load(),
+			"dropped_by_bandwidth", st.DroppedByBandwidth.Load(), "auth_failures", st.AuthFailures.Load(),
+			"permission_denials", st.PermissionDenials.Load(), "quota_rejections", st.QuotaRejections.Load())
+	}
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}

@@ -103,6 +103,7 @@ Examples:
 	f.DurationVar(&cfg.Duration, "duration", 30*time.Second, "How long the full load is held and measured.")
 	f.Float64Var(&cfg.UntilCPU, "until-cpu", 0, "Add sessions until a media node's CPU (percent of its CPUs) reaches this, or loss passes 1%.")
 	f.BoolVar(&cfg.LoopbackOnly, "loopback", false, "Use only loopback ICE candidates (a cluster on this machine).")
+	f.BoolVar(&cfg.RelayOnly, "relay", false, "Participants use relayed candidates only, through the TURN servers joinRoom hands out.")
 	f.StringVar(&jsonPath, "json", "", "Write the result as JSON to this file.")
 	f.StringVar(&svgPath, "svg", "", "Draw the run (participants, node CPU, loss over time) as SVG to this file.")
 	f.BoolVar(&quiet, "quiet", false, "No live progress line.")

@@ -60,6 +60,10 @@ type Config struct {
 	// RelayOnly makes every peer connection use relayed candidates only
 	// (iceTransportPolicy "relay"), through the TURN servers of joinRoom's
 	// customIceServers, as a browser whose network lets only TURN out.
+	// Such a participant nominates the first relayed pair that works: pion
+	// otherwise holds a relayed pair back for 2 s after checks start
+	// (its relay acceptance wait, in case a direct pair comes up), which
+	// every negotiation, hence every media recovery, would pay for nothing.
 	RelayOnly bool
 	Logger    *slog.Logger
 }
@@ -162,6 +166,11 @@ func newAPI(cfg Config) (*webrtc.API, error) {
 	}
 	se.SetNetworkTypes(networks)
 	se.SetICETimeouts(cfg.ICEDisconnectedTimeout, cfg.ICEFailedTimeout, 500*time.Millisecond)
+	if cfg.RelayOnly {
+		// Media nodes are ICE-lite: the participant is always the
+		// controlling agent, the one whose wait this is.
+		se.SetRelayAcceptanceMinWait(0)
+	}
 	// The cheapest SRTP profile first, as media nodes do (load tests decrypt
 	// every packet they receive).
 	se.SetSRTPProtectionProfiles(dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM, dtls.SRTP_AES128_CM_HMAC_SHA1_80)
