@@ -110,7 +110,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		autoscaler = medianodes.NewAutoscaler(medianodes.AutoscalerConfig{
 			Manager: manager, Interval: as.Interval, CoolDown: as.CoolDown, Drain: as.Drain, Logger: log,
 			StartupGrace: 2 * nc.CrashWindow,
-			Plan: medianodes.PlanConfig{MaxNodes: as.MaxNodes, MinNodes: as.MinNodes, MaxAvgLoad: as.MaxLoad, MinAvgLoad: as.MinLoad},
+			Plan:         medianodes.PlanConfig{MaxNodes: as.MaxNodes, MinNodes: as.MinNodes, MaxAvgLoad: as.MaxLoad, MinAvgLoad: as.MinLoad},
 		})
 	}
 	m := &Master{
