@@ -324,6 +324,12 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	if err := waitHealthy(ctx, "http://"+dialable(proxyAddr)+"/chorus/health", 20*time.Second, p); err != nil {
 		return nil, err
 	}
+	// Up means usable: the controller has adopted every media node started
+	// here (it does so on its next round after the node's first heartbeat),
+	// so a session created now finds them all.
+	if err := waitAdopted(ctx, "http://"+dialable(proxyAddr), cfg.Secret, cfg.MediaNodes, 20*time.Second, p); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	for _, p := range r.procs {
 		state.Nodes = append(state.Nodes, p.node)
@@ -561,6 +567,43 @@ func waitHealthy(ctx context.Context, url string, timeout time.Duration, p *proc
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// waitAdopted waits until the REST API at base lists media_1..media_n as
+// running.
+func waitAdopted(ctx context.Context, base, secret string, n int, timeout time.Duration, p *process) error {
+	client := &http.Client{Timeout: time.Second}
+	return waitFor(ctx, timeout, p, func() bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/openvidu/api/media-nodes", nil)
+		if err != nil {
+			return false
+		}
+		req.SetBasicAuth("OPENVIDUAPP", secret)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Content []struct {
+				ID     string `json:"id"`
+				Status string `json:"status"`
+			} `json:"content"`
+		}
+		if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&list) != nil {
+			return false
+		}
+		running := map[string]bool{}
+		for _, node := range list.Content {
+			running[node.ID] = node.Status == "running"
+		}
+		for i := 1; i <= n; i++ {
+			if !running[fmt.Sprintf("media_%d", i)] {
+				return false
+			}
+		}
+		return true
 	})
 }
 
