@@ -14,17 +14,28 @@ import (
 	"time"
 )
 
-// startNetNSDev runs `chorus dev` (one master, one media node) reachable
-// from the namespace: the proxy, the tokens' URL and the media node's UDP
-// and ICE-TCP ports are all on the root side of the veth pair, which the
-// root namespace reaches too (it is one of its addresses).
-func startNetNSDev(t *testing.T, ns *netNS, iceTCP bool, turnServers int) *devCluster {
+// netNSDevConfig is the cluster startNetNSDev runs.
+type netNSDevConfig struct {
+	// ICETCP lets the media nodes offer ICE-TCP candidates.
+	ICETCP bool
+	// TURNServers is how many TURN servers participants get (0: none).
+	TURNServers int
+	// MediaNodes is how many media nodes run (0: one).
+	MediaNodes int
+}
+
+// startNetNSDev runs `chorus dev` (one master, cfg's media nodes and TURN
+// servers) reachable from the namespace: the proxy, the tokens' URL, the
+// media nodes' UDP and ICE-TCP ports and the TURN servers are all on the
+// root side of the veth pair, which the root namespace reaches too (it is
+// one of its addresses).
+func startNetNSDev(t *testing.T, ns *netNS, cfg netNSDevConfig) *devCluster {
 	t.Helper()
 	host := ns.HostIP.String()
 	// Beyond loopback, chorus dev refuses a weak secret (as every role does).
-	return startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--secret", "e2e-netns-4f8a1c2b9d7e",
+	return startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", strconv.Itoa(max(cfg.MediaNodes, 1)), "--secret", "e2e-netns-4f8a1c2b9d7e",
 		"--media-ip", host, "--listen-host", host, "--public-host", host,
-		"--ice-tcp=" + strconv.FormatBool(iceTCP), "--turn-servers", strconv.Itoa(turnServers)}})
+		"--ice-tcp=" + strconv.FormatBool(cfg.ICETCP), "--turn-servers", strconv.Itoa(cfg.TURNServers)}})
 }
 
 // startNetNSPages starts a root-namespace browser and one inside ns, both
@@ -76,7 +87,7 @@ func checkTransports(t *testing.T, who string, p *pages, want, host string) stri
 func TestICETCPBrowser(t *testing.T) {
 	t.Run("ice-tcp", func(t *testing.T) {
 		ns := newNetNS(t, netNSConfig{DropUDP: true})
-		dc := startNetNSDev(t, ns, true, 0)
+		dc := startNetNSDev(t, ns, netNSDevConfig{ICETCP: true})
 		root, inside := startNetNSPages(t, dc, ns)
 		sid := fmt.Sprintf("icetcp_%06d", rand.IntN(1e6))
 		root.join(sid, 1)
@@ -110,7 +121,7 @@ func TestICETCPBrowser(t *testing.T) {
 
 	t.Run("ice-tcp-off", func(t *testing.T) {
 		ns := newNetNS(t, netNSConfig{DropUDP: true})
-		dc := startNetNSDev(t, ns, false, 0)
+		dc := startNetNSDev(t, ns, netNSDevConfig{})
 		root, inside := startNetNSPages(t, dc, ns)
 		sid := fmt.Sprintf("icetcpoff_%06d", rand.IntN(1e6))
 		root.join(sid, 1)
@@ -165,7 +176,7 @@ func TestICETCPFirstFrame(t *testing.T) {
 		runs = v
 	}
 	ns := newNetNS(t, netNSConfig{})
-	dc := startNetNSDev(t, ns, true, 0)
+	dc := startNetNSDev(t, ns, netNSDevConfig{ICETCP: true})
 	root, inside := startNetNSPages(t, dc, ns)
 	host := ns.HostIP.String()
 
@@ -273,7 +284,7 @@ func TestTURNBrowser(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ns := newNetNS(t, netNSConfig{DropUDP: true})
-			dc := startNetNSDev(t, ns, false, 1)
+			dc := startNetNSDev(t, ns, netNSDevConfig{TURNServers: 1})
 			tlsPort := 0
 			for _, u := range dc.TurnURLs {
 				if rest, ok := strings.CutPrefix(u, "turns:"); ok {
