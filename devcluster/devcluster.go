@@ -326,9 +326,13 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	// Up means usable: the controller has adopted every media node started
 	// here (it does so on its next round after the node's first heartbeat),
-	// so a session created now finds them all.
-	if err := waitAdopted(ctx, "http://"+dialable(proxyAddr), cfg.Secret, cfg.MediaNodes, 20*time.Second, p); err != nil {
-		return nil, err
+	// so a session created now finds them all. Unless the masters adopt
+	// nothing by themselves (media_nodes.auto_adopt false in the
+	// environment every process gets).
+	if autoAdopt, err := strconv.ParseBool(os.Getenv("CHORUS_MEDIA_NODES_AUTO_ADOPT")); err != nil || autoAdopt {
+		if err := waitAdopted(ctx, "http://"+dialable(proxyAddr), cfg.Secret, cfg.MediaNodes, 20*time.Second, p); err != nil {
+			return nil, err
+		}
 	}
 	r.mu.Lock()
 	for _, p := range r.procs {
