@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -203,8 +204,20 @@ func (s *Server) Stop() {
 	}
 }
 
-// FreePort asks the kernel for a free TCP port on 127.0.0.1.
+// FreePort returns a TCP port free on 127.0.0.1 for the caller to bind
+// soon after. It picks at random below Linux's ephemeral range (32768+):
+// a port the kernel hands out for ":0" is also what it hands out as the
+// source port of the next outgoing connection, so between this check and
+// the caller's bind another test's connection could take it ("address
+// already in use", seen in CI). Falls back to the kernel's choice.
 func FreePort() (int, error) {
+	for range 50 {
+		port := 20000 + rand.IntN(12000)
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			_ = l.Close()
+			return port, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
