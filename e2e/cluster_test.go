@@ -142,7 +142,14 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 				_ = os.RemoveAll(filepath.Join(tmp, name))
 			}
 		}
-		if t.Failed() || os.Getenv("CHORUS_TEST_LOGS") != "" {
+		// CHORUS_TEST_LOGS=/path keeps the whole output in a file (each
+		// cluster of the run appends); any other value logs its tail.
+		if dest := os.Getenv("CHORUS_TEST_LOGS"); strings.HasPrefix(dest, "/") {
+			if f, err := os.OpenFile(dest, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
+				_, _ = fmt.Fprintf(f, "=== %s\n%s", t.Name(), logs.String())
+				_ = f.Close()
+			}
+		} else if t.Failed() || dest != "" {
 			t.Logf("chorus dev output:\n%s", tail(logs.String(), 300))
 		}
 	})

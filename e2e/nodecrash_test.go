@@ -443,6 +443,9 @@ func waitPionMedia(t *testing.T, subs []*participant.Subscription, since time.Ti
 // TestMediaNodeDrainByMigration: DELETE with deletion-strategy=migrate moves
 // a busy node's sessions to another node (media back by itself, nobody
 // leaves) and terminates it, so scale-in never waits for conferences to end.
+// The browsers' quick return is the old node's consent refusal
+// (sfu.consentGate) over UDP and ICE-TCP alike (chorus dev's nodes offer
+// both).
 func TestMediaNodeDrainByMigration(t *testing.T) {
 	h := startHook(t)
 	dc := startDev(t, devOptions{Env: eventEnv(h)})
@@ -485,9 +488,11 @@ func TestMediaNodeDrainByMigration(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Logf("drain by migration: DELETE answered after %s; media gaps: pion %d ms, browsers %d ms", drained.Round(time.Millisecond), worstPion, worstBrowser)
-	// BENCHMARKS.md: answered in 0.6-0.7 s, pion 2.0-2.8 s, browsers 7.7-8.3 s (x1.25).
-	if drained > time.Second || worstPion > 3500 || worstBrowser > 10500 {
-		t.Errorf("drain: answered after %s (want 1 s), pion back after %d ms (3.5 s), browsers after %d ms (10.5 s)", drained, worstPion, worstBrowser)
+	// BENCHMARKS.md: answered in 0.6-0.8 s; the old node refuses its former
+	// clients' consent checks and keeps forwarding meanwhile: pion 0.04-0.2 s,
+	// browsers 0.1-3.4 s (7.4-11.7 s when it closed at once).
+	if drained > time.Second || worstPion > 1000 || worstBrowser > 6000 {
+		t.Errorf("drain: answered after %s (want 1 s), pion back after %d ms (1 s), browsers after %d ms (6 s)", drained, worstPion, worstBrowser)
 	}
 	waitChanges(t, h, "media_1", "<nil>>launching", "launching>running", "running>waiting-idle-to-terminate",
 		"waiting-idle-to-terminate>terminating", "terminating>terminated")

@@ -79,12 +79,12 @@ func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if logs := os.Getenv("CHORUS_PAGE_LOGS"); logs != "" && t.Failed() {
-			if strings.HasPrefix(logs, "/") {
-				_ = os.WriteFile(logs, []byte(p.stderr.String()), 0o644)
-			} else {
-				t.Logf("pages.cjs output:\n%s", tail(p.stderr.String(), 400))
-			}
+		// CHORUS_PAGE_LOGS=/path keeps the pages' whole output in a file,
+		// any other value logs its tail when the test fails.
+		if logs := os.Getenv("CHORUS_PAGE_LOGS"); strings.HasPrefix(logs, "/") {
+			_ = os.WriteFile(logs, []byte(p.stderr.String()), 0o644)
+		} else if logs != "" && t.Failed() {
+			t.Logf("pages.cjs output:\n%s", tail(p.stderr.String(), 400))
 		}
 		fmt.Fprintln(p.in, "quit")
 		done := make(chan struct{})

@@ -87,7 +87,7 @@ func (n *Node) handleRelease(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleReleaseSession(w http.ResponseWriter, r *http.Request) {
-	n.sfu.ReleaseSession(r.PathValue("sid"))
+	n.sfu.ReleaseSession(r.PathValue("sid"), r.URL.Query().Get("moved") == "true")
 	w.WriteHeader(http.StatusNoContent)
 }
 

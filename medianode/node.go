@@ -167,6 +167,9 @@ func (n *Node) Run(ctx context.Context) error {
 
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
+	// A node stopping right after a drain still refuses its former
+	// clients' checks until they noticed (sfu.consentGate).
+	n.sfu.WaitLingering(shutdownCtx)
 	// The record stays: the cluster owns it and sees the node stop
 	// heartbeating (a node stopped by its operator is a crash to the
 	// cluster unless it was dropped first, as in OpenVidu).

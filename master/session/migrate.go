@@ -151,7 +151,7 @@ func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, fr
 	}
 	if alive {
 		if mc, err := s.mediaClient(ctx, from); err == nil {
-			if err := mc.ReleaseSession(ctx, string(sid)); err != nil {
+			if err := mc.ReleaseMovedSession(ctx, string(sid)); err != nil {
 				s.log.Warn("release a migrated session on its old node", "session", sid, "node", from, "err", err)
 			}
 		}

@@ -68,6 +68,9 @@ func videoCodec(name string) (webrtc.RTPCodecParameters, error) {
 // configured IPs.
 type engine struct {
 	settings webrtc.SettingEngine
+	// gate answers the checks of peer connections closed with their
+	// consent revoked, before pion's UDP mux reads the socket.
+	gate *consentGate
 	// tcpMux is pion's ICE-TCP mux over the node's TCP listener (nil
 	// without ICE-TCP); the SFU closes it, and with it the listener.
 	tcpMux    ice.TCPMux
@@ -128,7 +131,8 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 		}
 		return cfg.LoggerFactory.NewLogger(scope)
 	}
-	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger("udpmux"), cfg.UDPConn))
+	e := &engine{gate: newConsentGate(cfg.UDPConn)}
+	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger("udpmux"), e.gate))
 	local, _ := cfg.UDPConn.LocalAddr().(*net.UDPAddr)
 	if local != nil && local.IP.IsLoopback() {
 		s.SetIncludeLoopbackCandidate(true)
@@ -145,7 +149,6 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 			return nil, fmt.Errorf("announce public IPs %v: %w", cfg.PublicIPs, err)
 		}
 	}
-	e := &engine{}
 	if cfg.TCPListener == nil {
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	} else {
@@ -157,7 +160,7 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 		// 2130706431: a client that can use both picks UDP.
 		s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeTCP4})
 		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
-			Listener:             newClosingListener(cfg.TCPListener),
+			Listener:             newClosingListener(cfg.TCPListener, e.gate),
 			Logger:               logger("tcpmux"),
 			ReadBufferSize:       tcpReadBufferPackets,
 			WriteBufferSize:      tcpWriteBufferBytes,

@@ -51,7 +51,18 @@ type SFU struct {
 	mu       sync.Mutex
 	closed   bool
 	sessions map[string]*room
+	// lingering are peer connections released with their consent revoked
+	// (no longer in any room), kept open for revokedLinger so that their
+	// clients' next connectivity check meets the refusal: a browser that
+	// gets the node's DTLS close_notify first stops checking, and only
+	// notices the silence 5-7 s later.
+	lingering map[*webrtc.PeerConnection]struct{}
 }
+
+// revokedLinger is how long a peer connection released with its consent
+// revoked stays open: longer than a browser's interval between consent
+// checks on a working connection (2.5 s in Chrome).
+const revokedLinger = 4 * time.Second
 
 // room holds one session's endpoints.
 type room struct {
@@ -94,7 +105,8 @@ func New(cfg Config) (*SFU, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &SFU{cfg: cfg, eng: eng, log: cfg.Logger, sessions: map[string]*room{}}, nil
+	return &SFU{cfg: cfg, eng: eng, log: cfg.Logger, sessions: map[string]*room{},
+		lingering: map[*webrtc.PeerConnection]struct{}{}}, nil
 }
 
 // Stats returns the SFU's counters.
@@ -377,14 +389,89 @@ func (s *SFU) Release(sessionID, endpointID string) {
 	closeAll(toClose)
 }
 
-// ReleaseSession closes every endpoint of a session.
-func (s *SFU) ReleaseSession(sessionID string) {
+// ReleaseSession closes every endpoint of a session. With revokeConsent
+// (the session moved to another node while its clients still use this
+// one), their connectivity checks are refused so that they notice at once
+// (see consentGate), and the peer connections close revokedLinger later.
+func (s *SFU) ReleaseSession(sessionID string, revokeConsent bool) {
 	s.mu.Lock()
 	r := s.sessions[sessionID]
 	delete(s.sessions, sessionID)
 	s.mu.Unlock()
-	if r != nil {
-		closeAll(r.peerConnections())
+	if r == nil {
+		return
+	}
+	if revokeConsent {
+		s.revokeConsent(r.peerConnections())
+		return
+	}
+	closeAll(r.peerConnections())
+}
+
+// revokeConsent has the node refuse the connectivity checks of peer
+// connections no room holds any more (consentGate), and closes them
+// revokedLinger later (or at Close). They stay open meanwhile: a closed
+// one would close its ICE-TCP connections, and a browser keeps a closed
+// TCP pair "connected" for 5 s in case it reconnects, where a refused
+// check fails the pair at once; Go clients, which ignore the refusal,
+// keep their media until they moved.
+func (s *SFU) revokeConsent(pcs []*webrtc.PeerConnection) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		closeAll(pcs)
+		return
+	}
+	for _, pc := range pcs {
+		s.lingering[pc] = struct{}{}
+	}
+	s.mu.Unlock()
+	for _, pc := range pcs {
+		params, err := pc.SCTP().Transport().ICETransport().GetLocalParameters()
+		if err != nil {
+			continue // not negotiated: nothing checks it
+		}
+		ufrag := params.UsernameFragment
+		s.eng.gate.revoke(ufrag, params.Password, func() {
+			s.log.Debug("connectivity check refused: the peer connection moved away", "ufrag", ufrag)
+		})
+	}
+	time.AfterFunc(revokedLinger, func() { s.closeLingering(pcs) })
+}
+
+// closeLingering closes those of pcs that still linger.
+func (s *SFU) closeLingering(pcs []*webrtc.PeerConnection) {
+	s.mu.Lock()
+	var toClose []*webrtc.PeerConnection
+	for _, pc := range pcs {
+		if _, ok := s.lingering[pc]; ok {
+			delete(s.lingering, pc)
+			toClose = append(toClose, pc)
+		}
+	}
+	s.mu.Unlock()
+	closeAll(toClose)
+}
+
+// WaitLingering waits until every peer connection released with its
+// consent revoked is closed (revokedLinger at most) or ctx ends: a node
+// stopping after a drain keeps refusing its former clients' checks until
+// they noticed.
+func (s *SFU) WaitLingering(ctx context.Context) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.lingering)
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 	}
 }
 
@@ -412,7 +499,11 @@ func (s *SFU) Close() {
 	for _, r := range s.sessions {
 		toClose = append(toClose, r.peerConnections()...)
 	}
+	for pc := range s.lingering {
+		toClose = append(toClose, pc)
+	}
 	s.sessions = map[string]*room{}
+	s.lingering = map[*webrtc.PeerConnection]struct{}{}
 	s.mu.Unlock()
 	closeAll(toClose)
 	if err := s.eng.close(); err != nil && !errors.Is(err, net.ErrClosed) {

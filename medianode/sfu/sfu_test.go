@@ -395,3 +395,40 @@ func FuzzOfferedKinds(f *testing.F) {
 		}
 	})
 }
+
+// TestReleaseMovedSession: a session released because it moved leaves the
+// node's counts at once, its peer connections keep forwarding while they
+// linger (a client still on them keeps its media until it moved), and they
+// close within revokedLinger, which WaitLingering waits for.
+func TestReleaseMovedSession(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s := newTestSFU(t)
+	const sid, stream = "ses_M", "str_CAM_mvd_con_pub"
+	pub := publish(t, ctx, s, sid, stream, CodecVP8)
+	sub := subscribe(t, ctx, s, sid, "con_s_"+stream, stream)
+	go pub.send(ctx, 1000)
+	waitFor(t, "media", func() bool { return sub.video.Load() > 20 })
+
+	released := time.Now()
+	s.ReleaseSession(sid, true)
+	if sessions, endpoints := s.Counts(); sessions != 0 || endpoints != 0 {
+		t.Errorf("after the release: %d sessions, %d endpoints; want none", sessions, endpoints)
+	}
+	before := sub.video.Load()
+	waitFor(t, "media while lingering", func() bool { return sub.video.Load() > before+20 })
+
+	wctx, wcancel := context.WithTimeout(ctx, 2*revokedLinger)
+	defer wcancel()
+	s.WaitLingering(wctx)
+	if waited := time.Since(released); waited < revokedLinger-500*time.Millisecond || waited > revokedLinger+time.Second {
+		t.Errorf("WaitLingering returned %s after the release, want about %s", waited, revokedLinger)
+	}
+	// Closed: no more media, though the publisher still sends.
+	time.Sleep(200 * time.Millisecond)
+	after := sub.video.Load()
+	time.Sleep(500 * time.Millisecond)
+	if got := sub.video.Load(); got != after {
+		t.Errorf("%d video packets forwarded after the lingering peer connections closed", got-after)
+	}
+}

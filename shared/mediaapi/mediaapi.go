@@ -141,7 +141,7 @@ const (
 	RouteAnswer         = "POST /internal/v1/endpoints/{id}/answer" // ?session=<sid>
 	RouteICE            = "POST /internal/v1/endpoints/{id}/ice"
 	RouteRelease        = "DELETE /internal/v1/endpoints/{id}" // ?session=<sid>
-	RouteReleaseSession = "DELETE /internal/v1/sessions/{sid}"
+	RouteReleaseSession = "DELETE /internal/v1/sessions/{sid}" // ?moved=true
 	RouteEndpoints      = "GET /internal/v1/endpoints"
 	RouteHealth         = "GET /internal/v1/health"
 )
@@ -205,6 +205,14 @@ func (c *Client) Release(ctx context.Context, sessionID, endpointID string) erro
 // ReleaseSession closes every endpoint of a session.
 func (c *Client) ReleaseSession(ctx context.Context, sessionID string) error {
 	return c.do(ctx, RouteReleaseSession, []string{sessionID}, nil, nil, nil)
+}
+
+// ReleaseMovedSession closes every endpoint of a session that moved to
+// another media node while its clients still use this one: the node then
+// refuses their connectivity checks for a while (a STUN 403), so that they
+// see their connections fail at once and re-establish them.
+func (c *Client) ReleaseMovedSession(ctx context.Context, sessionID string) error {
+	return c.do(ctx, RouteReleaseSession, []string{sessionID}, url.Values{"moved": {"true"}}, nil, nil)
 }
 
 // Endpoints lists the node's endpoints.

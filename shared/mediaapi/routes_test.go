@@ -13,7 +13,7 @@ import (
 // with the wildcards and the session query intact, ids with reserved
 // characters included.
 func TestClientReachesEveryRoute(t *testing.T) {
-	type hit struct{ route, id, sid, session string }
+	type hit struct{ route, id, sid, session, moved string }
 	hits := make(chan hit, 1)
 	mux := http.NewServeMux()
 	for _, r := range []string{RoutePublish, RouteSubscribe, RouteAnswer, RouteICE, RouteRelease,
@@ -23,7 +23,7 @@ func TestClientReachesEveryRoute(t *testing.T) {
 				http.Error(w, "no secret", http.StatusUnauthorized)
 				return
 			}
-			hits <- hit{route: r, id: req.PathValue("id"), sid: req.PathValue("sid"), session: req.URL.Query().Get("session")}
+			hits <- hit{route: r, id: req.PathValue("id"), sid: req.PathValue("sid"), session: req.URL.Query().Get("session"), moved: req.URL.Query().Get("moved")}
 			_ = json.NewEncoder(w).Encode(map[string]any{})
 		})
 	}
@@ -44,6 +44,7 @@ func TestClientReachesEveryRoute(t *testing.T) {
 		{"ice", func() error { return c.AddICECandidate(ctx, id, ICECandidate{}) }, hit{route: RouteICE, id: id}},
 		{"release", func() error { return c.Release(ctx, sid, id) }, hit{route: RouteRelease, id: id, session: sid}},
 		{"release session", func() error { return c.ReleaseSession(ctx, sid) }, hit{route: RouteReleaseSession, sid: sid}},
+		{"release moved session", func() error { return c.ReleaseMovedSession(ctx, sid) }, hit{route: RouteReleaseSession, sid: sid, moved: "true"}},
 		{"endpoints", func() error { _, err := c.Endpoints(ctx); return err }, hit{route: RouteEndpoints}},
 		{"health", func() error { _, err := c.Health(ctx); return err }, hit{route: RouteHealth}},
 	}
