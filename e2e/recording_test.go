@@ -179,7 +179,10 @@ func litShare(t *testing.T, file string, at time.Duration, width, height int, re
 // WebM per stream and the JSON offsets of a page that joins during the
 // recording. Issue 14, "How it must be tested".
 func TestRecordingBrowsers(t *testing.T) {
-	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "1"}})
+	// A short automatic stop for the last part (the last participant
+	// leaves during a recording); every other part keeps publishers in.
+	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "1"},
+		Env: []string{"CHORUS_RECORDING_AUTOSTOP_TIMEOUT=2"}})
 	if dc.RecordingPath == "" {
 		t.Fatal("chorus dev --recorders 1 reports no recording path")
 	}
@@ -350,9 +353,10 @@ func TestRecordingBrowsers(t *testing.T) {
 			t.Errorf("deleted recording %s still on disk: %v", rid, err)
 		}
 	}
-	// The last participant leaves during a recording: the session closes,
-	// the recording stops and is rendered, and neither the session nor its
-	// recorder connection leaves anything in Redis.
+	// The last participant leaves during a recording: the session stays
+	// open with its recording for the automatic stop's timeout, then the
+	// recording stops and is rendered, the session closes, and neither the
+	// session nor its recorder connection leaves anything in Redis.
 	r = p.rec("start", sid, `{"name":"lastleft","outputMode":"COMPOSED","resolution":"640x480"}`)
 	if r.Recording == nil || r.Recording.Status != "started" {
 		t.Fatalf("startRecording before the last participant leaves: %+v", r)
@@ -529,4 +533,89 @@ func processCPU(t *testing.T, pid int) time.Duration {
 		ticks += n
 	}
 	return time.Duration(ticks) * 10 * time.Millisecond
+}
+
+// TestRecordingAlwaysAndAutostop: a session an application creates with
+// openvidu-node-client in recordingMode ALWAYS is recorded from the moment
+// its browser publishes, with its default recording properties; when the
+// page leaves, the session stays open with its recording for
+// OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT (3 s here), then the recording stops
+// (automaticStop), the session closes (automaticStop) and the file is
+// rendered, lasting from the start to the automatic stop (recording.md).
+func TestRecordingAlwaysAndAutostop(t *testing.T) {
+	const autostop = 3 * time.Second
+	h := startHook(t)
+	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "1"},
+		Env: eventEnv(h, "CHORUS_RECORDING_AUTOSTOP_TIMEOUT=3")})
+	p := startPages(t, dc)
+	sid := "always_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	var created struct{ Session string }
+	p.do("session "+sid+` {"recordingMode":"ALWAYS","defaultRecordingProperties":{"name":"always","outputMode":"COMPOSED","resolution":"640x480","frameRate":25}}`, &created)
+	if created.Session != sid {
+		t.Fatalf("createSession: %+v", created)
+	}
+	if r := p.rec("list"); len(r.Recordings) != 0 {
+		t.Fatalf("recordings before anybody published: %+v", r.Recordings)
+	}
+	p.join(sid, 1)
+	started := p.waitRecording(sid, "started", 30*time.Second)
+	if started.Properties.Name != "always" || started.Properties.OutputMode != "COMPOSED" || started.Properties.Resolution != "640x480" {
+		t.Errorf("recording %+v, want the session's default properties", started.Properties)
+	}
+	waitPageEvent(t, p, "recordingStarted", sid)
+	time.Sleep(3 * time.Second)
+
+	var left struct{ Left bool }
+	p.do("leave", &left)
+	leftAt := time.Now()
+	// Open with its recording through the timeout.
+	time.Sleep(autostop / 2)
+	if code, _, _ := api(t, dc, "GET", "/openvidu/api/sessions/"+sid, ""); code != 200 {
+		t.Errorf("session %s answers %d during the autostop timeout, want 200", sid, code)
+	}
+	if r := p.rec("get", sid); r.Recording == nil || r.Recording.Status != "started" {
+		t.Errorf("recording during the autostop timeout: %+v", r.Recording)
+	}
+	var stoppedAt int64
+	h.waitFor(t, "recordingStatusChanged stopped (automaticStop)", 30*time.Second, func() bool {
+		for _, e := range h.distinct(sid) {
+			if e["event"] == "recordingStatusChanged" && e["status"] == "stopped" {
+				if e["reason"] != "automaticStop" {
+					t.Fatalf("recording stopped with %v, want automaticStop", e["reason"])
+				}
+				stoppedAt = int64(e["timestamp"].(float64))
+				return true
+			}
+		}
+		return false
+	})
+	// From the departure as the master saw it.
+	for _, e := range h.distinct(sid) {
+		if e["event"] == "participantLeft" {
+			leftAt = time.UnixMilli(int64(e["timestamp"].(float64)))
+		}
+	}
+	waited := time.UnixMilli(stoppedAt).Sub(leftAt)
+	t.Logf("recording stopped %s after the last participant left (autostop timeout %s)", waited.Round(10*time.Millisecond), autostop)
+	if waited < autostop || waited > autostop+2*time.Second {
+		t.Errorf("recording stopped %s after the page left, want the %s timeout (+1 s sweep)", waited, autostop)
+	}
+	h.waitFor(t, "sessionDestroyed", 10*time.Second, func() bool {
+		for _, e := range h.distinct(sid) {
+			if e["event"] == "sessionDestroyed" {
+				if e["reason"] != "automaticStop" {
+					t.Errorf("sessionDestroyed reason %v, want automaticStop", e["reason"])
+				}
+				return true
+			}
+		}
+		return false
+	})
+	ready := p.waitRecording(sid, "ready", 60*time.Second)
+	info := ffprobe(t, filepath.Join(dc.RecordingPath, sid, "always.mp4"))
+	wall := time.UnixMilli(stoppedAt).Sub(time.UnixMilli(started.CreatedAt))
+	if d := info.duration(); d < wall-1500*time.Millisecond || d > wall+time.Second {
+		t.Errorf("the file lasts %s, the recording ran %s (start to automatic stop)", d, wall)
+	}
+	t.Logf("ALWAYS recording: ready, %.2f s, %d bytes", ready.Duration, ready.Size)
 }

@@ -7,6 +7,7 @@ package master
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,7 +90,8 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		TURN: session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
 		Limits: session.Limits{SignalDataBytes: lim.SignalDataBytes, MetadataBytes: lim.MetadataBytes,
 			OutboxBytes: lim.OutboxBytes, ParticipantsPerSession: lim.ParticipantsPerSession},
-		Logger: log,
+		RecordingDefaults: recordingDefaults(cfg.Cluster.Recording.Enabled),
+		Logger:            log,
 	})
 	trusted, err := clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies)
 	if err != nil {
@@ -221,7 +223,9 @@ func (m *Master) Run(ctx context.Context) error {
 			RecoveryGrace:    m.cfg.RedisRecoveryGrace,
 			// Recorders renew their leases every 5/3 s: 20 s without one
 			// is a dead worker no other recorder took over.
-			RecordingOrphanTimeout: recordingOrphanTimeout(m.cluster.Recording.Enabled),
+			RecordingOrphanTimeout:   recordingOrphanTimeout(m.cluster.Recording.Enabled),
+			RecordingAutostop:        m.cluster.Recording.Enabled,
+			RecordingAutostopTimeout: m.cluster.Recording.AutostopTimeout,
 		})
 	})
 	g.Go(func() error {
@@ -348,6 +352,15 @@ func (m *Master) register(ctx context.Context, ttl time.Duration) {
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("heartbeat", "err", err)
 	}
+}
+
+// recordingDefaults resolves the recording properties of sessions in
+// recordingMode ALWAYS when recording is on (nil otherwise: not recorded).
+func recordingDefaults(enabled bool) func(json.RawMessage) (session.RecordingProperties, error) {
+	if !enabled {
+		return nil
+	}
+	return restapi.RecordingDefaults
 }
 
 // recordingOrphanTimeout is the sweeper's bound on a recording without a

@@ -1,6 +1,8 @@
 // Headless Chromium pages running openvidu-browser (through the demo page),
 // steered by the Go tests one command a line on stdin; each answer is one
 // JSON line on stdout:
+//   session <sessionId> <json SessionProperties>
+//                              -> {"session": "<sessionId>"} (openvidu-node-client's createSession)
 //   join <sessionId> <count> [mediaNodeId]
 //                              -> {"joined": [connectionIds]}
 //   stats                      -> {"pages": [{"connectionId", "videos": [...], "events": [...]}]}
@@ -122,7 +124,11 @@ async function stats() {
   for await (const line of rl) {
     const [cmd, ...args] = line.trim().split(/\s+/);
     try {
-      if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1), args[2]) });
+      if (cmd === 'session') {
+        const s = await ov.createSession({ ...JSON.parse(args.slice(1).join(' ') || '{}'), customSessionId: args[0] });
+        reply({ session: s.sessionId });
+      }
+      else if (cmd === 'join') reply({ joined: await join(args[0], Number(args[1] || 1), args[2]) });
       else if (cmd === 'rec') reply(await rec(args[0], args.slice(1)));
       else if (cmd === 'gaps') reply({ pages: await gaps(Number(args[0])) });
       else if (cmd === 'stats') reply({ pages: await stats() });

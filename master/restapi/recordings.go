@@ -42,6 +42,13 @@ var recordingNamePattern = regexp.MustCompile(`^[a-zA-Z0-9_-][a-zA-Z0-9_.-]{0,19
 // ErrUnprocessable marks a recording property out of OpenVidu's ranges (422).
 var ErrUnprocessable = errors.New("unprocessable")
 
+// RecordingDefaults resolves a session's defaultRecordingProperties alone:
+// the properties of the recording an ALWAYS session starts by itself
+// (session.Config.RecordingDefaults).
+func RecordingDefaults(defaults json.RawMessage) (session.RecordingProperties, error) {
+	return recordingProps(body{}, defaults)
+}
+
 // recordingProps resolves the properties of a start request once the
 // session's defaults are known.
 func recordingProps(b body, defaults json.RawMessage) (session.RecordingProperties, error) {

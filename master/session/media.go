@@ -122,6 +122,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		s.rollbackPublisher(ctx, sid, cid, streamID, node)
 		return nil, publishError(err, cid, codec)
 	}
+	startRecording := false
 	err = s.update(ctx, sid, func(tx *store.Tx) error {
 		c, err := activeParticipant(tx, sid, cid)
 		if err != nil {
@@ -130,6 +131,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		if c.Publisher == nil || c.Publisher.StreamID != streamID {
 			return participantNotFound(sid, cid) // unpublished or replaced meanwhile
 		}
+		startRecording = firstPublication(tx, c)
 		c.Publisher.State = store.EndpointReady
 		emit(tx, events.NewWebrtcConnectionCreated(tx.Session, outbound(c)))
 		return tx.NotifyParticipants(cid, protocol.NotifyParticipantPublished, RenderRemote(c, true))
@@ -139,6 +141,9 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 		defer cancel()
 		s.releaseEndpoints(bctx, sid, []endpointRef{{node, string(streamID)}})
 		return nil, err
+	}
+	if startRecording {
+		s.startAlwaysRecording(ctx, sid)
 	}
 	return &Published{StreamID: streamID, CreatedAt: now, SDPAnswer: answer.SDPAnswer}, nil
 }

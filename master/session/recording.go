@@ -46,6 +46,17 @@ func (s *Service) StartRecording(ctx context.Context, sid protocol.SessionID, p 
 	if err := startable(snap.Session, snap.Conns); err != nil {
 		return nil, err
 	}
+	rec, err := s.newRecording(ctx, sid, p)
+	if err != nil {
+		return nil, err
+	}
+	return s.awaitStart(ctx, rec, wait)
+}
+
+// newRecording stores a starting recording of a session under the first
+// free id (<sessionId>, <sessionId>~1, ...) and queues it for the
+// recorders (createRecording).
+func (s *Service) newRecording(ctx context.Context, sid protocol.SessionID, p RecordingProperties) (*store.Recording, error) {
 	var rec *store.Recording
 	for n := 0; rec == nil; n++ {
 		id := string(sid)
@@ -67,7 +78,7 @@ func (s *Service) StartRecording(ctx context.Context, sid protocol.SessionID, p 
 			return nil, err
 		}
 	}
-	return s.awaitStart(ctx, rec, wait)
+	return rec, nil
 }
 
 // startable checks that a session can start being recorded.
@@ -159,6 +170,9 @@ func (s *Service) awaitStart(ctx context.Context, rec *store.Recording, wait tim
 		}
 		bg, cancel := background(ctx)
 		_, err := recordings.Fail(bg, s.store, rec.ID, "no recorder started the recording", store.NowMillis())
+		if err == nil {
+			s.closeIfLeftEmpty(bg, rec.SessionID)
+		}
 		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("fail recording %s: %w", rec.ID, err)
@@ -182,6 +196,9 @@ func (s *Service) StopRecording(ctx context.Context, id string) (*store.Recordin
 		// openvidu-server (SessionRestController.stopRecording) looks among
 		// the started and starting recordings only: any other is not found.
 		return nil, newError(RecordingNotFound, "Recording %s is not started", id)
+	}
+	if err == nil {
+		s.closeIfLeftEmpty(ctx, rec.SessionID)
 	}
 	return rec, err
 }
@@ -304,4 +321,5 @@ func (s *Service) sweepRecording(ctx context.Context, id string) {
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("sweep recording", "recording", id, "err", err)
 	}
+	s.closeIfLeftEmpty(ctx, rec.SessionID)
 }

@@ -113,13 +113,25 @@ func (s *Service) ListSessions(ctx context.Context) ([]*store.Snapshot, error) {
 // CloseSession closes a session (DELETE /sessions/{id}): every participant is
 // evicted with the reason, the media node releases the session.
 func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reason string) error {
+	_, err := s.closeSessionIf(ctx, sid, reason, nil)
+	return err
+}
+
+// closeSessionIf closes a session as CloseSession does if cond (nil:
+// always) holds within the closing transaction, and reports whether it
+// closed it.
+func (s *Service) closeSessionIf(ctx context.Context, sid protocol.SessionID, reason string, cond func(tx *store.Tx) bool) (bool, error) {
 	var closed *store.Session
 	var evicted []*store.Connection
 	err := s.update(ctx, sid, func(tx *store.Tx) error {
+		closed, evicted = nil, nil
 		if tx.Session == nil {
 			return &Error{Kind: SessionNotFound, Message: "Session " + string(sid) + " not found"}
 		}
-		closed, evicted = tx.Session, nil
+		if cond != nil && !cond(tx) {
+			return nil
+		}
+		closed = tx.Session
 		now := store.NowMillis()
 		remaining := activeConns(tx.SortedConns())
 		for len(remaining) > 0 {
@@ -136,11 +148,11 @@ func (s *Service) CloseSession(ctx context.Context, sid protocol.SessionID, reas
 		tx.DeleteSession()
 		return nil
 	})
-	if err != nil {
-		return err
+	if err != nil || closed == nil {
+		return false, err
 	}
 	s.afterSessionClosed(ctx, closed, evicted)
-	return nil
+	return true, nil
 }
 
 // evictNotify queues the notifications of one eviction: participantLeft to
@@ -495,7 +507,10 @@ type closedSession struct {
 // subscriptions to its stream go, the others get participantLeft (and
 // participantEvicted with notifyEvicted, the victim included). When nobody is
 // left the session is deleted (reason lastParticipantLeft), its recorders
-// with it. It returns the removed connection and, if closed, the session.
+// with it, unless it is being recorded: then it stays open with its
+// recorder until the recording's automatic stop (autostopRecordings), as
+// in OpenVidu. It returns the removed connection and, if closed, the
+// session.
 func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyEvicted bool) (*store.Connection, *closedSession, error) {
 	removed := *c
 	now := store.NowMillis()
@@ -516,7 +531,7 @@ func removeParticipant(tx *store.Tx, c *store.Connection, reason string, notifyE
 			}
 		}
 	}
-	if len(participants(remaining)) > 0 || c.Recorder {
+	if len(participants(remaining)) > 0 || c.Recorder || tx.Session.Recording != "" {
 		return &removed, nil, nil
 	}
 	// Only recorders remain: they leave with the session.

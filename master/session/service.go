@@ -13,6 +13,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -58,7 +59,12 @@ type Config struct {
 	TURN TURN
 	// Limits bound what one participant can cost (zero values: none).
 	Limits Limits
-	Logger *slog.Logger
+	// RecordingDefaults resolves a session's defaultRecordingProperties
+	// into the properties of the recording a session in recordingMode
+	// ALWAYS starts when its first participant publishes; nil (recording
+	// off): such sessions are not recorded.
+	RecordingDefaults func(defaults json.RawMessage) (RecordingProperties, error)
+	Logger            *slog.Logger
 }
 
 // Limits bound what one participant can cost the cluster. OpenVidu 2 has

@@ -23,15 +23,21 @@ type SweepConfig struct {
 	GarbageInterval  time.Duration
 	GarbageThreshold time.Duration
 	// RecoveryGrace is how long Redis must have answered this master
-	// without interruption before it declares other masters crashed or
-	// evicts participants: after an outage (or a Redis restart) everybody's
-	// heartbeats and reconnections lapsed together, and they get this long
-	// to come back first.
+	// without interruption before it declares other masters crashed,
+	// evicts participants or sweeps recordings without a recorder: after
+	// an outage (or a Redis restart) everybody's heartbeats and
+	// reconnections lapsed together, and they get this long to come back
+	// first.
 	RecoveryGrace time.Duration
 	// RecordingOrphanTimeout is how long a recording job may go without a
 	// recorder holding its lease before the sweeper stops it (then fails
 	// it, if still no recorder renders it); 0: never (sweepRecordings).
 	RecordingOrphanTimeout time.Duration
+	// RecordingAutostop turns the automatic stop of recordings on, after
+	// RecordingAutostopTimeout (OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT;
+	// autostopRecordings).
+	RecordingAutostop        bool
+	RecordingAutostopTimeout time.Duration
 }
 
 // RunSweeper evicts participants that did not reconnect in time, takes over
@@ -62,6 +68,11 @@ func (s *Service) RunSweeper(ctx context.Context, cfg SweepConfig) error {
 			}
 			if healthySince.IsZero() {
 				healthySince = time.Now()
+			}
+			// Session membership is not liveness: the automatic stop needs
+			// no grace.
+			if cfg.RecordingAutostop {
+				s.autostopRecordings(ctx, cfg.RecordingAutostopTimeout)
 			}
 			if time.Since(healthySince) < cfg.RecoveryGrace {
 				continue

@@ -258,6 +258,8 @@ type Recording struct {
 	Enabled      bool   `mapstructure:"enabled"`
 	Path         string `mapstructure:"path"`
 	PublicAccess bool   `mapstructure:"public_access"`
+	// AutostopTimeout is OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT.
+	AutostopTimeout time.Duration `mapstructure:"autostop_timeout"`
 }
 
 // Recorder is a recording worker's configuration (chorus recorder).
@@ -603,6 +605,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
+		}
+		if c.Recording.AutostopTimeout < 0 {
+			bad("recording.autostop_timeout is negative")
 		}
 		if c.Recording.Enabled && c.Recording.Path == "" {
 			bad("recording.path is empty while recording is enabled")

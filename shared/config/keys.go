@@ -179,6 +179,8 @@ func Keys() []Key {
 			"Directory of the finished recordings (<path>/<recordingId>/<file>): recorders write it, masters serve and delete from it, so every master and recorder must see the same directory (one host, or a shared volume)."},
 		{"recording.public_access", []string{"CHORUS_RECORDING_PUBLIC_ACCESS", "OPENVIDU_RECORDING_PUBLIC_ACCESS"}, false, []Role{RoleMaster},
 			"Serve /openvidu/recordings/<id>/<file> without Basic auth (OpenVidu's OPENVIDU_RECORDING_PUBLIC_ACCESS)."},
+		{"recording.autostop_timeout", []string{"CHORUS_RECORDING_AUTOSTOP_TIMEOUT", "OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT"}, 120 * time.Second, []Role{RoleMaster},
+			"How long a recording goes on once nobody is left in its session, or nobody publishes in a MANUAL one, before it stops (reason automaticStop) and an empty session closes (OpenVidu's OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT; bare number: seconds)."},
 		{"recorder.id", []string{"CHORUS_RECORDER_ID"}, "", []Role{RoleRecorder},
 			"Recorder id, the holder of its recording leases (default: recorder_ plus a random suffix, new at every start)."},
 		{"recorder.work_dir", []string{"CHORUS_RECORDER_WORK_DIR"}, "", []Role{RoleRecorder},

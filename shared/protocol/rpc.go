@@ -343,6 +343,7 @@ const (
 	ReasonNodeCrashed              = "nodeCrashed"
 	ReasonOpenviduServerStopped    = "openviduServerStopped"
 	ReasonRecordingStoppedByServer = "recordingStoppedByServer"
+	ReasonAutomaticStop            = "automaticStop"
 )
 
 // SignalNotification is sendMessage's notification params.

@@ -55,6 +55,11 @@ type Recording struct {
 	// worker died while capturing, each with a fresh recorder connection
 	// (recordings.PrepareRecorder); each left a gap between segments.
 	Takeovers int `json:"takeovers,omitempty"`
+	// AutostopSince is when the recording's automatic stop timeout began
+	// (Unix ms; 0: not counting): nobody left in the session, or nobody
+	// publishing in a MANUAL one (recording.md "Automatic stop of
+	// recordings"). Set and cleared by the masters' sweepers.
+	AutostopSince int64 `json:"autostopSince,omitempty"`
 }
 
 // Active reports whether the recording still captures or waits for its files.
