@@ -157,8 +157,8 @@ func TestRecordingAutostop(t *testing.T) {
 		const sid = "ses_autostop_nopub"
 		e.createSession(svc, sid)
 		e.join(svc, sid)
+		began := time.Now() // the countdown may begin before start returns
 		id := start(e, sid)
-		began := time.Now()
 		stoppedAutomatically(e, id)
 		if waited := time.Since(began); waited < timeout {
 			t.Errorf("stopped %s after the start, before the %s timeout", waited, timeout)
@@ -190,10 +190,10 @@ func TestRecordingAutostop(t *testing.T) {
 		p := e.join(svc, sid)
 		e.publish(svc, b, sid, p.ID)
 		id := start(e, sid)
+		left := time.Now()
 		if err := svc.Leave(context.Background(), sid, p.ID); err != nil {
 			t.Fatal(err)
 		}
-		left := time.Now()
 		// Open, and still recording, during the timeout.
 		snap, err := e.st.Load(context.Background(), sid)
 		if err != nil {
