@@ -30,13 +30,15 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 	touch $@
 
 # System packages the tests need, installed when missing (Debian): ip and
-# nft make the network namespaces of the firewall tests (e2e/netns_test.go).
+# nft make the network namespaces of the firewall tests (e2e/netns_test.go);
+# promtool (Debian's prometheus) checks the metrics' format.
 deps:
 	@missing=""; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
 	command -v ffmpeg >/dev/null || missing="$$missing ffmpeg"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
 	if [ -n "$$missing" ]; then \

@@ -23,6 +23,7 @@ import (
 
 	"github.com/chorus-rtc/chorus/master/eventdelivery"
 	"github.com/chorus-rtc/chorus/master/medianodes"
+	"github.com/chorus-rtc/chorus/master/metrics"
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
@@ -56,6 +57,7 @@ type Master struct {
 	signaling     *signaling.Server
 	api           *restapi.API
 	nodes         *medianodes.Controller
+	metrics       *metrics.Metrics
 	startedAt     time.Time
 	draining      atomic.Bool
 }
@@ -115,12 +117,17 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			Plan:         medianodes.PlanConfig{MaxNodes: as.MaxNodes, MinNodes: as.MinNodes, MaxAvgLoad: as.MaxLoad, MinAvgLoad: as.MinLoad},
 		})
 	}
+	// The signaling server reports to the metrics, which count its
+	// sockets: mx is set right after both exist, before any request.
+	var mx *metrics.Metrics
 	m := &Master{
 		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
 			MaxMessageBytes: mc.MaxMessageBytes, JoinTimeout: mc.JoinTimeout, MaxPingInterval: mc.MaxPingInterval, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
-			Limits: signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests}, Logger: log,
+			Limits:    signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests},
+			OnRequest: func(method string, failed bool, took time.Duration) { mx.RPC(method, failed, took) },
+			Logger:    log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
@@ -139,6 +146,8 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			SuspectAfter: nc.CrashWindow / 2, Autoscaler: autoscaler, Logger: log,
 		}),
 	}
+	mx = metrics.New(metrics.Config{Master: string(id), Sockets: m.signaling.Count, Cluster: m.clusterCounts})
+	m.metrics = mx
 	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
 	sessions.SetPeerSuspect(m.peers.Suspect)
 	return m, nil
@@ -151,8 +160,11 @@ func (m *Master) ID() protocol.MasterID { return m.id }
 func (m *Master) Handler() http.Handler {
 	r := gin.New()
 	r.RedirectTrailingSlash, r.RedirectFixedPath, r.HandleMethodNotAllowed = false, false, true
-	r.Use(gin.Recovery())
+	r.Use(gin.Recovery(), m.metrics.REST())
 	m.api.Register(r)
+	if m.cfg.MetricsListen == "" {
+		r.GET("/metrics", m.metricsBehindSecret)
+	}
 	r.GET("/openvidu", gin.WrapH(m.signaling))
 	r.GET("/chorus/health", m.health)
 	r.GET("/internal/v1/health", m.internalHealth)
@@ -173,6 +185,45 @@ func (m *Master) health(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "UP", "id": m.id, "sockets": m.signaling.Count()})
+}
+
+// metricsBehindSecret serves the metrics to holders of the cluster secret
+// (Bearer), as media nodes do, unless master.metrics_listen serves them
+// apart. The proxy does not forward /metrics.
+func (m *Master) metricsBehindSecret(c *gin.Context) {
+	if !mediaapi.Authorized(c.Request, m.clusterSecret) {
+		c.Status(http.StatusUnauthorized)
+		return
+	}
+	m.metrics.Handler().ServeHTTP(c.Writer, c.Request)
+}
+
+// clusterCounts counts the cluster's sessions and what is in them, on the
+// media node controller only (metrics.Config.Cluster).
+func (m *Master) clusterCounts(ctx context.Context) (metrics.ClusterCounts, bool, error) {
+	var out metrics.ClusterCounts
+	holder, err := m.store.ControllerHolder(ctx)
+	if err != nil || holder != string(m.inc.ID()) {
+		return out, false, err
+	}
+	snaps, err := m.sessions.ListSessions(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	out.Sessions = len(snaps)
+	for _, snap := range snaps {
+		for _, c := range snap.Conns {
+			if !c.Active() || c.Recorder {
+				continue
+			}
+			out.Participants++
+			if c.Publisher != nil && c.Publisher.Live() {
+				out.Publishers++
+			}
+			out.Subscriptions += len(c.Subscriptions)
+		}
+	}
+	return out, true, nil
 }
 
 // internalHealth answers peer masters' checks (cluster secret required).
@@ -210,6 +261,29 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		return nil
 	})
+	if m.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", m.cfg.MetricsListen)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (master.metrics_listen): %w", m.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", m.metrics.Handler())
+		msrv := m.cluster.HTTP.Server(mux)
+		m.log.Info("metrics served apart, without authentication", "metrics_listen", mln.Addr().String())
+		g.Go(func() error {
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), 5*time.Second)
+			defer cancel()
+			return msrv.Shutdown(sctx)
+		})
+	}
 	g.Go(func() error { return m.heartbeat(gctx) })
 	g.Go(func() error { return m.signaling.Run(gctx) })
 	g.Go(func() error { return dispatcher.Run(gctx) })

@@ -13,18 +13,20 @@ import (
 )
 
 // TestInternalAPINotProxied: a master's internal API (/internal/v1/health,
-// peer masters' checks) is not reachable through the proxy, whatever the
-// spelling of the path; the public API still is.
+// peer masters' checks) and its metrics are not reachable through the
+// proxy, whatever the spelling of the path; the public API still is.
 func TestInternalAPINotProxied(t *testing.T) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/chorus/health", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) })
 	reached := 0
 	mux.HandleFunc("/internal/", func(w http.ResponseWriter, _ *http.Request) { reached++; io.WriteString(w, "internal") })
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, _ *http.Request) { reached++; io.WriteString(w, "internal") })
 	mux.HandleFunc("/openvidu/api/config", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "public") })
 	m := httptest.NewServer(mux)
 	t.Cleanup(m.Close)
 	_, base := startProxy(t, true, m.URL)
-	for _, path := range []string{"/internal/v1/health", "/internal/", "/%69nternal/v1/health", "//internal/v1/health", "/openvidu/../internal/v1/health"} {
+	for _, path := range []string{"/internal/v1/health", "/internal/", "/%69nternal/v1/health", "//internal/v1/health", "/openvidu/../internal/v1/health",
+		"/metrics", "/%6detrics", "//metrics", "/openvidu/../metrics"} {
 		req, err := http.NewRequest(http.MethodGet, base+"/", nil)
 		if err != nil {
 			t.Fatal(err)

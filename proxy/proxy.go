@@ -345,12 +345,16 @@ func (p *Proxy) Handler() http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": word, "healthyMasters": healthy})
 	})
 	// The masters' internal API (/internal/v1/health: peer masters' checks)
-	// is not the public's: 404, as for any path no master serves.
-	mux.HandleFunc("/internal/", func(w http.ResponseWriter, r *http.Request) {
+	// and their metrics (/metrics, for a scraper inside the cluster) are
+	// not the public's: 404, as for any path no master serves.
+	notProxied := func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusNotFound)
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": http.StatusNotFound, "error": "Not Found", "path": r.URL.Path})
-	})
+	}
+	mux.HandleFunc("/internal/", notProxied)
+	mux.HandleFunc("/metrics", notProxied)
+	mux.HandleFunc("/metrics/", notProxied)
 	if p.cfg.Demo.Enabled {
 		p.registerDemo(mux)
 	}

@@ -481,3 +481,26 @@ func (sk *socket) streamPropertyChanged(ctx context.Context, pt participant, raw
 	}
 	return map[string]any{}, nil
 }
+
+// MethodLabel is a request's method as metrics name it: OpenVidu's
+// methods as they are, any other name "other" (a client chooses the
+// name: it must not choose the metrics' series).
+func MethodLabel(method string) string {
+	switch method {
+	case "joinRoom", "connect", "sessionStatus", "ping",
+		"applyFilter", "removeFilter", "execFilterMethod", "addFilterEventListener", "removeFilterEventListener",
+		"subscribeToSpeechToText", "unsubscribeFromSpeechToText":
+		return method
+	}
+	if _, ok := participantMethodFor(method); ok {
+		return method
+	}
+	return "other"
+}
+
+// observe reports one handled request to Config.OnRequest.
+func (s *Server) observe(method string, err error, took time.Duration) {
+	if s.cfg.OnRequest != nil {
+		s.cfg.OnRequest(MethodLabel(method), err != nil, took)
+	}
+}

@@ -72,7 +72,11 @@ type Config struct {
 	PollInterval time.Duration
 	// Limits bound what one socket can cost (zero values: none).
 	Limits Limits
-	Logger *slog.Logger
+	// OnRequest, if set, is told of every JSON-RPC request handled but
+	// pings: its method (MethodLabel: unknown names are "other"), whether
+	// it failed, and how long it took. It must not block.
+	OnRequest func(method string, failed bool, took time.Duration)
+	Logger    *slog.Logger
 }
 
 // Limits bound what one participant's socket can cost the master. OpenVidu

@@ -294,6 +294,7 @@ func (sk *socket) runHeld(req *protocol.Request) {
 	sid, cid := sk.sid, sk.cid
 	sk.mu.Unlock()
 	sk.srv.log.Debug("request", "method", req.Method, "connection", cid, "took", time.Since(start).Round(time.Millisecond), "err", err)
+	sk.srv.observe(req.Method, err, time.Since(start))
 	resp := sk.response(req.ID, result, rerr)
 	written := sk.ctx.Err() == nil && sk.write(resp)
 	sk.held.Add(-1)
@@ -317,6 +318,7 @@ func (sk *socket) run(req *protocol.Request, timeout time.Duration) {
 	start := time.Now()
 	result, err := sk.handle(ctx, req)
 	cancel()
+	sk.srv.observe(req.Method, err, time.Since(start))
 	if sk.srv.log.Enabled(sk.ctx, slog.LevelDebug) {
 		sk.mu.Lock()
 		cid := sk.cid

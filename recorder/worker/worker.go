@@ -36,6 +36,7 @@ type Store interface {
 	Load(ctx context.Context, sid protocol.SessionID) (*store.Snapshot, error)
 	LoadRecording(ctx context.Context, id string) (*store.Recording, error)
 	RecordingJobs(ctx context.Context) ([]string, error)
+	RecordingLeftover(ctx context.Context, id string) bool
 	FinishRecordingJob(ctx context.Context, id string) error
 	AcquireRecordingLease(ctx context.Context, id, holder string, ttl time.Duration) (bool, error)
 	ReleaseRecordingLease(ctx context.Context, id, holder string) error
@@ -202,6 +203,12 @@ func (w *Worker) keepLease(ctx context.Context, id string, cancel context.Cancel
 func (w *Worker) work(ctx context.Context, id string) error {
 	rec, err := w.cfg.Store.LoadRecording(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
+		// The job is queued before the recording's transaction commits:
+		// only an old job without a recording is a leftover (dropping a
+		// young one lost a recording being started: it stayed starting).
+		if !w.cfg.Store.RecordingLeftover(ctx, id) {
+			return nil
+		}
 		return w.cfg.Store.FinishRecordingJob(ctx, id)
 	}
 	if err != nil {

@@ -192,8 +192,12 @@ type Log struct {
 
 // Master is the signaling plane's configuration.
 type Master struct {
-	ID                       string        `mapstructure:"id"`
-	Listen                   string        `mapstructure:"listen"`
+	ID     string `mapstructure:"id"`
+	Listen string `mapstructure:"listen"`
+	// MetricsListen, when set, serves GET /metrics there without
+	// authentication (a scrape address of its own), and no longer on
+	// Listen; empty: /metrics on Listen behind the cluster secret.
+	MetricsListen            string        `mapstructure:"metrics_listen"`
 	InternalURL              string        `mapstructure:"internal_url"`
 	PublicURL                string        `mapstructure:"public_url"`
 	DomainOrPublicIP         string        `mapstructure:"domain_or_public_ip"`
@@ -566,6 +570,9 @@ func (c *Config) Validate(role Role) error {
 	case RoleMaster:
 		m := c.Master
 		checkListen(bad, "master.listen", m.Listen)
+		if c.Master.MetricsListen != "" {
+			checkListen(bad, "master.metrics_listen", c.Master.MetricsListen)
+		}
 		checkURL(bad, "master.internal_url", m.InternalURL, "http", "https")
 		checkURL(bad, "master.public_url", m.PublicURL, "ws", "wss")
 		if m.SessionsGarbageInterval < 0 {

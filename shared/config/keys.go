@@ -114,6 +114,8 @@ func Keys() []Key {
 			"Master node id (default: master_ plus a random suffix, new at every start)."},
 		{"master.listen", []string{"CHORUS_MASTER_LISTEN"}, "127.0.0.1:5443", []Role{RoleMaster},
 			"Address the master's HTTP server (REST API, WebSocket, internal API) listens on."},
+		{"master.metrics_listen", []string{"CHORUS_MASTER_METRICS_LISTEN"}, "", []Role{RoleMaster},
+			"Address serving the master's Prometheus metrics (GET /metrics) without authentication, for a scraper on a private network; they are then no longer on master.listen. Empty: /metrics on master.listen, behind the cluster secret (Authorization: Bearer <cluster secret>); the proxy never forwards /metrics."},
 		{"master.internal_url", []string{"CHORUS_MASTER_INTERNAL_URL"}, "", []Role{RoleMaster},
 			"URL at which proxies and other masters reach this master (default: http://<listen address>)."},
 		{"master.public_url", []string{"CHORUS_MASTER_PUBLIC_URL", "OPENVIDU_PUBLICURL"}, "", []Role{RoleMaster},

@@ -160,7 +160,8 @@ func (s *Sessions) RecordingExists(ctx context.Context, id string) (bool, error)
 // IndexRecording lists a recording (GET /recordings) and queues its job for
 // the recorders. It runs before the transaction that creates the recording:
 // a crash in between leaves an entry without a recording, which ListRecordings
-// and the recorders drop.
+// and the recorders drop once it is older than RecordingCommitGrace (a
+// younger one may be a recording being created right now).
 func (s *Sessions) IndexRecording(ctx context.Context, id string, createdAt int64) error {
 	pipe := s.rdb.Pipeline()
 	pipe.ZAdd(ctx, s.recordingsKey(), redis.Z{Score: float64(createdAt), Member: id})
@@ -169,6 +170,22 @@ func (s *Sessions) IndexRecording(ctx context.Context, id string, createdAt int6
 		return fmt.Errorf("index recording %s: %w", id, err)
 	}
 	return nil
+}
+
+// RecordingCommitGrace is how old an index entry without its recording must
+// be to count as a leftover (IndexRecording runs before the transaction
+// that creates the recording).
+const RecordingCommitGrace = time.Minute
+
+// RecordingLeftover reports whether an index entry whose recording was not
+// found is a leftover of a creation that never committed, rather than one
+// committing right now.
+func (s *Sessions) RecordingLeftover(ctx context.Context, id string) bool {
+	score, err := s.rdb.ZScore(ctx, s.recordingsKey(), id).Result()
+	if err != nil {
+		return errors.Is(err, redis.Nil) // not even listed
+	}
+	return time.Since(time.UnixMilli(int64(score))) > RecordingCommitGrace
 }
 
 // UnindexRecording removes a deleted recording from the listing and the jobs.
@@ -193,7 +210,9 @@ func (s *Sessions) ListRecordings(ctx context.Context) ([]*Recording, error) {
 	for _, id := range ids {
 		r, err := s.LoadRecording(ctx, id)
 		if errors.Is(err, ErrNotFound) {
-			_ = s.rdb.ZRem(ctx, s.recordingsKey(), id).Err()
+			if s.RecordingLeftover(ctx, id) {
+				_ = s.rdb.ZRem(ctx, s.recordingsKey(), id).Err()
+			}
 			continue
 		}
 		if err != nil {

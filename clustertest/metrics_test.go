@@ -1,0 +1,211 @@
+package clustertest_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/chorus-rtc/chorus/clustertest"
+	"github.com/chorus-rtc/chorus/sdk/openvidu"
+	"github.com/chorus-rtc/chorus/sdk/participant"
+	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/redistest"
+)
+
+// scrape reads a master's /metrics with the cluster secret (or without,
+// when secret is empty) and returns the HTTP status and the raw text.
+func scrape(t *testing.T, masterURL, secret string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, masterURL+"/metrics", nil)
+	if secret != "" {
+		req.Header.Set("Authorization", "Bearer "+secret)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// samples parses Prometheus' text format into "name{labels}" -> value,
+// labels sorted as Prometheus prints them.
+func samples(t *testing.T, text string) map[string]float64 {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("metrics do not parse: %v", err)
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "master" {
+					continue // every series has it
+				}
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Histogram != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// TestMasterMetrics: after a scripted scenario through the proxy (a session
+// created, three REST calls, two Go participants joining, one publishing,
+// the other subscribing, a bad call), each master's /metrics counts what
+// it served, exactly; the cluster gauges come from the media node
+// controller alone (summed over the masters, each session once); /metrics
+// needs the cluster secret; promtool accepts every master's output.
+func TestMasterMetrics(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ov, err := openvidu.New(openvidu.Config{URL: c.ProxyURL, Secret: clustertest.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := ov.CreateSession(ctx, openvidu.SessionProperties{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*participant.Participant
+	for range 2 {
+		conn, err := ov.CreateConnection(ctx, sess.ID, openvidu.ConnectionProperties{Role: "PUBLISHER"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		ps = append(ps, p)
+	}
+	pub, err := ps[0].Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ps[1].Subscribe(ctx, pub.StreamID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ov.Session(ctx, "no_such_session"); err == nil {
+		t.Fatal("GET of an unknown session succeeded")
+	}
+
+	if status, _ := scrape(t, c.MasterURLs[0], ""); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without the cluster secret: %d, want 401", status)
+	}
+	if status, _ := scrape(t, c.MasterURLs[0], clustertest.Secret); status != http.StatusUnauthorized {
+		t.Errorf("/metrics with the OpenVidu secret: %d, want 401", status)
+	}
+	total := map[string]float64{}
+	controllers := 0
+	for i, u := range c.MasterURLs {
+		status, text := scrape(t, u, clustertest.ClusterSecret)
+		if status != http.StatusOK {
+			t.Fatalf("master %d /metrics: %d", i, status)
+		}
+		if _, err := exec.LookPath("promtool"); err == nil {
+			cmd := exec.Command("promtool", "check", "metrics")
+			cmd.Stdin = strings.NewReader(text)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("promtool check metrics, master %d: %v\n%s", i, err, out)
+			}
+		} else {
+			t.Log("promtool not installed (Debian's prometheus package; make deps installs it): not checked")
+		}
+		s := samples(t, text)
+		if _, ok := s["chorus_cluster_sessions{}"]; ok {
+			controllers++
+		}
+		for k, v := range s {
+			total[k] += v
+		}
+	}
+	if controllers != 1 {
+		t.Errorf("%d masters export the cluster gauges, want the controller alone", controllers)
+	}
+	want := map[string]float64{
+		`chorus_master_http_requests_total{code=200,method=POST,route=/openvidu/api/sessions}`:                       1,
+		`chorus_master_http_requests_total{code=200,method=POST,route=/openvidu/api/sessions/:sessionId/connection}`: 2,
+		`chorus_master_http_requests_total{code=404,method=GET,route=/openvidu/api/sessions/:sessionId}`:             1,
+		`chorus_master_rpc_requests_total{method=joinRoom,outcome=ok}`:                                               2,
+		`chorus_master_rpc_requests_total{method=publishVideo,outcome=ok}`:                                           1,
+		`chorus_master_rpc_requests_total{method=prepareReceiveVideoFrom,outcome=ok}`:                                1,
+		`chorus_master_rpc_requests_total{method=receiveVideoFrom,outcome=ok}`:                                       1,
+		`chorus_master_rpc_request_duration_seconds{method=joinRoom}_count`:                                          2,
+		`chorus_master_websockets{}`:     2,
+		`chorus_cluster_sessions{}`:      1,
+		`chorus_cluster_participants{}`:  2,
+		`chorus_cluster_publishers{}`:    1,
+		`chorus_cluster_subscriptions{}`: 1,
+	}
+	for k, v := range want {
+		if total[k] != v {
+			t.Errorf("%s = %v over the masters, want %v", k, total[k], v)
+		}
+	}
+	if t.Failed() {
+		var keys []string
+		for k, v := range total {
+			keys = append(keys, fmt.Sprintf("%s %v", k, v))
+		}
+		t.Logf("all samples:\n%s", strings.Join(keys, "\n"))
+	}
+}
+
+// TestMasterMetricsListen: with master.metrics_listen the metrics are
+// served there without authentication, and no longer on the master's
+// listener (404, even with the cluster secret).
+func TestMasterMetricsListen(t *testing.T) {
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	c := clustertest.Start(t, clustertest.Options{Masters: 1, Configure: func(cfg *config.Config) {
+		cfg.Master.MetricsListen = addr
+	}})
+	if status, _ := scrape(t, c.MasterURLs[0], clustertest.ClusterSecret); status != http.StatusNotFound {
+		t.Errorf("/metrics on the master's listener: %d, want 404", status)
+	}
+	var status int
+	var text string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status, text = resp.StatusCode, string(body)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics listener: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if status != http.StatusOK || !strings.Contains(text, "chorus_master_websockets") {
+		t.Errorf("metrics listener: %d %.200q", status, text)
+	}
+}
