@@ -74,6 +74,7 @@ type Proxy struct {
 	backends map[string]*backend // by URL
 	next     atomic.Uint64
 	stats    Stats
+	metrics  *metrics
 }
 
 // Stats counts what the proxy did with requests it could not complete.
@@ -123,6 +124,7 @@ func New(cfg Config) (*Proxy, error) {
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 		wsLimiter:   newConnLimiter(cfg.Cluster.Limits.WebSocketsPerIP),
 	}
+	p.metrics = newMetrics(p)
 	if p.trusted, err = clientip.ParseTrusted(cfg.Cluster.Proxy.TrustedProxies); err != nil {
 		return nil, fmt.Errorf("proxy: proxy.trusted_proxies: %w", err)
 	}
@@ -262,6 +264,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, context.Canceled):
 		return // the client went away
 	}
+	p.metrics.countError(status)
 	if status != http.StatusServiceUnavailable && status != http.StatusRequestEntityTooLarge {
 		p.log.Warn("proxy error", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
@@ -385,8 +388,23 @@ func (p *Proxy) Run(ctx context.Context) error {
 		defer wg.Done()
 		p.checkLoop(checkCtx)
 	}()
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var metricsSrv *http.Server
+	if p.cfg.MetricsListen != "" {
+		mln, err := net.Listen("tcp", p.cfg.MetricsListen)
+		if err != nil {
+			stopChecks()
+			wg.Wait()
+			_ = srv.Close()
+			return fmt.Errorf("listen on %s (proxy.metrics_listen): %w", p.cfg.MetricsListen, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", p.metrics.handler())
+		metricsSrv = p.http.Server(mux)
+		go func() { serveErr <- metricsSrv.Serve(mln) }()
+		p.log.Info("metrics served apart, without authentication", "metrics_listen", mln.Addr().String())
+	}
 	p.log.Info("proxy started", "listen", ln.Addr().String(), "tls", p.cfg.TLS.Mode, "demo", p.cfg.Demo.Enabled)
 
 	select {
@@ -398,6 +416,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
+	if metricsSrv != nil {
+		_ = metricsSrv.Shutdown(shutdownCtx)
+	}
 	p.transport.CloseIdleConnections()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)

@@ -316,8 +316,12 @@ type Proxy struct {
 	// proxy, a load balancer say, whose X-Forwarded-For is kept; masters
 	// skip them too when they report a participant's IP.
 	TrustedProxies []string `mapstructure:"trusted_proxies"`
-	Demo           Demo     `mapstructure:"demo"`
-	TLS            TLS      `mapstructure:"tls"`
+	// MetricsListen, when set, serves the proxy's Prometheus metrics
+	// there (GET /metrics, no authentication: a private address). The
+	// public listener never serves /metrics.
+	MetricsListen string `mapstructure:"metrics_listen"`
+	Demo          Demo   `mapstructure:"demo"`
+	TLS           TLS    `mapstructure:"tls"`
 }
 
 // TLS is how the proxy serves HTTPS: off, from files, or self-signed.
@@ -667,6 +671,9 @@ func (c *Config) Validate(role Role) error {
 	case RoleProxy:
 		p := c.Proxy
 		checkListen(bad, "proxy.listen", p.Listen)
+		if c.Proxy.MetricsListen != "" {
+			checkListen(bad, "proxy.metrics_listen", c.Proxy.MetricsListen)
+		}
 		for _, m := range p.Masters {
 			checkURL(bad, "proxy.masters", m, "http", "https")
 		}

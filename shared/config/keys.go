@@ -316,6 +316,8 @@ func Keys() []Key {
 			"Consecutive failed checks (active or passive) after which a master gets no new requests."},
 		{"proxy.request_timeout", []string{"CHORUS_PROXY_REQUEST_TIMEOUT"}, 30 * time.Second, []Role{RoleProxy},
 			"Time a master has to answer a proxied HTTP request before the proxy answers 504."},
+		{"proxy.metrics_listen", []string{"CHORUS_PROXY_METRICS_LISTEN"}, "", []Role{RoleProxy},
+			"Address serving the proxy's Prometheus metrics (GET /metrics) without authentication, for a scraper on a private network. The proxy faces the public: its own listener never serves /metrics (404, as for the masters'). Empty: no metrics."},
 		{"proxy.trusted_proxies", []string{"CHORUS_PROXY_TRUSTED_PROXIES"}, []string{}, []Role{RoleMaster, RoleProxy},
 			"CIDRs or IPs of proxies in front of the Chorus proxy (a load balancer) whose X-Forwarded-For is believed: from them the proxy keeps the incoming chain and appends the peer, from anyone else it replaces it; masters skip these addresses from the end of the chain when they report a participant's IP, and the demo's rate limit counts the client found so. Empty: nobody's."},
 		{"proxy.demo.enabled", []string{"CHORUS_PROXY_DEMO_ENABLED"}, false, []Role{RoleProxy},
