@@ -26,6 +26,19 @@ func (e *env) recordingOf(sid protocol.SessionID) *store.Recording {
 	return r
 }
 
+// destroyedReasons returns the reasons of a session's sessionDestroyed
+// events, in order.
+func (e *env) destroyedReasons(sid protocol.SessionID) []string {
+	e.t.Helper()
+	var out []string
+	for _, ev := range e.events(sid) {
+		if ev.Name == "sessionDestroyed" {
+			out = append(out, ev.Reason)
+		}
+	}
+	return out
+}
+
 // createSessionWith creates a session in the given recording mode, with
 // default recording properties.
 func (e *env) createSessionWith(svc *session.Service, sid protocol.SessionID, mode, defaults string) {
@@ -210,12 +223,7 @@ func TestRecordingAutostop(t *testing.T) {
 			_, err := e.st.Load(context.Background(), sid)
 			return err != nil
 		})
-		var destroyed []string
-		for _, ev := range e.events(sid) {
-			if ev.Name == "sessionDestroyed" {
-				destroyed = append(destroyed, ev.Reason)
-			}
-		}
+		destroyed := e.destroyedReasons(sid)
 		if len(destroyed) != 1 || destroyed[0] != protocol.ReasonAutomaticStop {
 			t.Errorf("sessionDestroyed reasons %v, want [automaticStop]", destroyed)
 		}
@@ -237,12 +245,7 @@ func TestRecordingAutostop(t *testing.T) {
 		if _, err := e.st.Load(context.Background(), sid); err == nil {
 			t.Fatal("session left empty still open once its recording stopped")
 		}
-		var destroyed []string
-		for _, ev := range e.events(sid) {
-			if ev.Name == "sessionDestroyed" {
-				destroyed = append(destroyed, ev.Reason)
-			}
-		}
+		destroyed := e.destroyedReasons(sid)
 		if len(destroyed) != 1 || destroyed[0] != protocol.ReasonLastParticipantLeft {
 			t.Errorf("sessionDestroyed reasons %v, want [lastParticipantLeft]", destroyed)
 		}
