@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -225,8 +227,10 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 	if got := statusChanges(h, victim); strings.Join(got, " ") != "<nil>>launching launching>running running>terminating terminating>terminated" {
 		t.Errorf("status changes of the crashed node: %v", got)
 	}
-	if rep.DetectionMS <= 0 || rep.DetectionMS > 3500 {
-		t.Errorf("crash declared %d ms after the kill, want within 3 s (plus a round)", rep.DetectionMS)
+	// The controller reads the end of the node's liveness stream at once,
+	// then confirms with two checks 100 ms apart (BENCHMARKS.md: ~0.1 s).
+	if rep.DetectionMS <= 0 || rep.DetectionMS > 1000 {
+		t.Errorf("crash declared %d ms after the kill, want within 1 s", rep.DetectionMS)
 	}
 	// Declared once: by now (the node terminated, media back everywhere)
 	// any other master's controller would have declared it again.
@@ -564,4 +568,74 @@ func sdkLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", "sdk")
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// TestMediaNodeFrozenOrBusyIsNotCrashed: the sub-second crash detection
+// (the controller's liveness stream to each node) must not mistake a node
+// that is alive for a dead one. A node frozen 300 ms, then 2 s (its
+// heartbeats late, the direct checks hanging: past half the crash window,
+// within it), then one sharing its CPU with three busy loops for 8 s, is
+// never declared crashed, and its sessions keep their media where they are.
+func TestMediaNodeFrozenOrBusyIsNotCrashed(t *testing.T) {
+	h := startHook(t)
+	dc := startDev(t, devOptions{Env: eventEnv(h)})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, subs := pionMeshOn(t, ctx, dc, "ses_pion", "media_1", 3)
+	waitPionMedia(t, subs, time.Now(), 15*time.Second)
+	pid := dc.pid(t, "media_1")
+
+	freeze := func(d time.Duration) {
+		t.Helper()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d)
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+	}
+	notCrashed := func(what string) {
+		t.Helper()
+		time.Sleep(4 * time.Second) // past the crash window after the pause
+		if got := crashedNodes(h); len(got) > 0 {
+			t.Fatalf("%s: nodeCrashed for %v", what, got)
+		}
+		var s protocol.Session
+		_ = json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/sessions/ses_pion", ""), &s)
+		if s.MediaNodeID != "media_1" {
+			t.Fatalf("%s: the session moved to %q", what, s.MediaNodeID)
+		}
+		waitPionMedia(t, subs, time.Now(), 10*time.Second)
+	}
+
+	freeze(300 * time.Millisecond)
+	notCrashed("frozen 300 ms")
+	freeze(2 * time.Second)
+	notCrashed("frozen 2 s")
+
+	// The node's threads on the last CPU with three busy loops: a
+	// quarter of a CPU for its heartbeats, checks and forwarding.
+	cpu := fmt.Sprint(runtime.NumCPU() - 1)
+	if out, err := exec.Command("taskset", "-a", "-p", "-c", cpu, fmt.Sprint(pid)).CombinedOutput(); err != nil {
+		t.Fatalf("taskset: %v: %s", err, out)
+	}
+	defer exec.Command("taskset", "-a", "-p", "-c", "0-"+fmt.Sprint(runtime.NumCPU()-1), fmt.Sprint(pid)).Run()
+	busyCtx, stopBusy := context.WithTimeout(ctx, 8*time.Second)
+	defer stopBusy()
+	var busy []*exec.Cmd
+	for range 3 {
+		cmd := exec.CommandContext(busyCtx, "taskset", "-c", cpu, "sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		busy = append(busy, cmd)
+	}
+	for _, cmd := range busy {
+		_ = cmd.Wait()
+	}
+	notCrashed("sharing its CPU with busy loops")
+	if got := statusChanges(h, "media_1"); strings.Join(got, " ") != "<nil>>launching launching>running" {
+		t.Errorf("status changes of the node: %v", got)
+	}
 }

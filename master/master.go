@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	}
 	manager := medianodes.NewManager(medianodes.Config{
 		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second, Transport: internal},
-		Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
+		ClusterSecret: cfg.Cluster.ClusterSecret, Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
 		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
 		Logger: log,
 	})

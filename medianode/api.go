@@ -3,8 +3,10 @@ package medianode
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"math"
 	"net/http"
+	"time"
 
 	"github.com/chorus-rtc/chorus/medianode/sfu"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -100,6 +102,37 @@ func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, mediaapi.Health{
 		ID: string(n.id), Load: math.Float64frombits(n.currentLoad.Load()), Sessions: sessions, Endpoints: endpoints,
 	})
+}
+
+// handleLiveness writes a line every mediaapi.LivenessInterval until the
+// master hangs up or the node stops: the cluster's controller holds one
+// open to each node, and its end, when this process dies, is how a crash is
+// detected in milliseconds (mediaapi.Client.WatchLiveness).
+func (n *Node) handleLiveness(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	// http.read_timeout bounds request bodies; this request has none and
+	// lasts as long as the node.
+	_ = rc.SetReadDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(mediaapi.LivenessInterval)
+	defer tick.Stop()
+	for {
+		if _, err := io.WriteString(w, "alive\n"); err != nil {
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-n.stopping:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {

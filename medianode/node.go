@@ -61,8 +61,11 @@ type Node struct {
 	tcpPort int
 	load    *loadMeter
 
-	secret      credential.Secret // the cluster secret
-	startedAt   time.Time
+	secret    credential.Secret // the cluster secret
+	startedAt time.Time
+	// stopping is closed when the node's API shuts down: it ends the
+	// liveness streams (which http.Server.Shutdown would wait for).
+	stopping    chan struct{}
 	currentLoad atomic.Uint64 // float64 bits
 	status      string        // as the cluster last saw it (heartbeat goroutine only)
 }
@@ -125,6 +128,7 @@ func New(cfg Config) (*Node, error) {
 		cfg: mc, id: id, ip: ip, log: log, sfu: s, udp: conn, batch: batch, tcpPort: tcpPort, load: lm,
 		store: store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}),
 		http:  cfg.Cluster.HTTP, secret: credential.New(cfg.Cluster.ClusterSecret), startedAt: time.Now(),
+		stopping: make(chan struct{}),
 	}, nil
 }
 
@@ -147,6 +151,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return err
 	}
 	srv := n.http.Server(n.handler())
+	srv.RegisterOnShutdown(func() { close(n.stopping) })
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	if metricsSrv != nil {
@@ -335,6 +340,7 @@ func (n *Node) handler() http.Handler {
 	api.HandleFunc(mediaapi.RouteReleaseSession, n.handleReleaseSession)
 	api.HandleFunc(mediaapi.RouteEndpoints, n.handleEndpoints)
 	api.HandleFunc(mediaapi.RouteHealth, n.handleHealth)
+	api.HandleFunc(mediaapi.RouteLiveness, n.handleLiveness)
 	// Go's profiler, for finding where forwarding time goes under load:
 	//   curl -H "Authorization: Bearer <cluster secret>" -o cpu.pprof \
 	//     'http://<node>/internal/debug/pprof/profile?seconds=20'

@@ -43,6 +43,12 @@ type Controller struct {
 	m   *Manager
 	log *slog.Logger
 
+	// followers hold the nodes' liveness streams while this controller
+	// holds the lease.
+	followers *followers
+	// wake asks Run for a round now (a lost stream, a declared crash).
+	wake chan struct{}
+
 	mu      sync.Mutex
 	watches map[protocol.NodeID]*watch // crash detection state, by node
 	jobs    map[string]bool            // running background jobs, by key
@@ -62,7 +68,19 @@ func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Controller{cfg: cfg, m: cfg.Manager, log: cfg.Logger, watches: map[protocol.NodeID]*watch{}, jobs: map[string]bool{}}
+	c := &Controller{cfg: cfg, m: cfg.Manager, log: cfg.Logger, watches: map[protocol.NodeID]*watch{}, jobs: map[string]bool{},
+		wake: make(chan struct{}, 1)}
+	streams := &http.Client{Transport: c.m.cfg.HTTPClient.Transport} // no timeout: a stream lasts
+	c.followers = newFollowers(streams, c.m.cfg.ClusterSecret, c.check, c.wakeRound, c.log)
+	return c
+}
+
+// wakeRound makes Run start a round now rather than at the next tick.
+func (c *Controller) wakeRound() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Run competes for the lease and, while holding it, runs a round every
@@ -74,6 +92,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var leader protocol.MasterID
 	var renewedAt time.Time
 	defer func() {
+		c.followers.stop()
 		c.wg.Wait()
 		if leader != "" {
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -86,6 +105,7 @@ func (c *Controller) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-c.wake:
 		}
 		holder := c.cfg.Holder()
 		if time.Since(renewedAt) >= c.cfg.LeaseTTL/3 || holder != leader {
@@ -107,6 +127,7 @@ func (c *Controller) Run(ctx context.Context) error {
 				leader = holder
 			case !ok && leader != "":
 				c.log.Info("this master is no longer the media node controller", "holder", leader)
+				c.followers.keepOnly(nil)
 				leader = ""
 			}
 		}
@@ -117,6 +138,7 @@ func (c *Controller) Run(ctx context.Context) error {
 }
 
 func (c *Controller) resetWatches() {
+	c.followers.keepOnly(nil)
 	c.mu.Lock()
 	c.watches = map[protocol.NodeID]*watch{}
 	c.mu.Unlock()
@@ -172,9 +194,15 @@ func (c *Controller) round(ctx context.Context, leader protocol.MasterID) {
 		return
 	}
 	now := time.Now()
+	followed := map[protocol.NodeID]bool{}
 	for _, n := range nodes {
 		c.handle(ctx, leader, n, sessions[n.ID], now)
+		if (n.Status == Running || n.Status == WaitingIdle) && !n.Crashed() && n.URI != "" {
+			followed[n.ID] = true
+			c.followers.follow(ctx, nodeAddr{ID: n.ID, URI: n.URI})
+		}
 	}
+	c.followers.keepOnly(followed)
 	c.forgetWatches(ids)
 	if a := c.cfg.Autoscaler; a != nil {
 		if err := a.Round(ctx, leader, now); err != nil {
@@ -340,14 +368,25 @@ func (c *Controller) finish(ctx context.Context, leader protocol.MasterID, n sto
 	c.log.Info("media node "+final, "node", n.ID)
 }
 
-// crashed tells whether a running node is dead: silent for the crash window
-// and failing a direct check made after it went silent. A node that
-// restarted (another process behind the same id) lost its peer connections:
-// that is a crash too, which it recovers from at once.
+// crashed tells whether a running node is dead: its liveness stream ended
+// and it no longer answers (see liveness.go), or it has been silent for the
+// crash window and failed a direct check made after it went silent. A node
+// that restarted (another process behind the same id) lost its peer
+// connections: that is a crash too, which it recovers from at once.
 func (c *Controller) crashed(ctx context.Context, n store.MediaNodeInfo, now time.Time) bool {
 	if n.Instance != 0 && n.StartedAt != 0 && n.StartedAt != n.Instance {
 		c.log.Warn("media node restarted: its peer connections are gone", "node", n.ID)
 		return true
+	}
+	if lost := c.followers.lostAt(n.ID); !lost.IsZero() {
+		if n.HeartbeatAt <= lost.UnixMilli() {
+			return true
+		}
+		// It reported after its stream was lost: alive after all (a
+		// broken connection and two failed checks on the way): follow
+		// it anew.
+		c.log.Warn("media node lost its liveness stream but still heartbeats", "node", n.ID)
+		c.followers.unfollow(n.ID)
 	}
 	last := n.HeartbeatAt
 	if last == 0 {
@@ -373,7 +412,7 @@ func (c *Controller) crashed(ctx context.Context, n store.MediaNodeInfo, now tim
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			err := c.check(ctx, n)
+			err := c.check(ctx, nodeAddr{ID: n.ID, URI: n.URI})
 			c.mu.Lock()
 			w.checking, w.lastResult = false, err
 			c.mu.Unlock()
@@ -387,14 +426,20 @@ func (c *Controller) crashed(ctx context.Context, n store.MediaNodeInfo, now tim
 }
 
 // check asks a node's health endpoint whether it is alive.
-func (c *Controller) check(ctx context.Context, n store.MediaNodeInfo) error {
+func (c *Controller) check(ctx context.Context, n nodeAddr) error {
+	return checkHealth(ctx, c.m.cfg.HTTPClient, n.URI)
+}
+
+// checkHealth asks GET <uri>/chorus/health, giving it 500 ms: an error
+// unless the node answers 200.
+func checkHealth(ctx context.Context, client *http.Client, uri string) error {
 	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.URI+"/chorus/health", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri+"/chorus/health", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.m.cfg.HTTPClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -455,6 +500,7 @@ func (c *Controller) declareCrashed(ctx context.Context, leader protocol.MasterI
 	if declared {
 		c.log.Warn("media node crashed", "node", n.ID, "silent_since", time.UnixMilli(last).Format(time.RFC3339Nano),
 			"sessions", len(sids), "policy", m.cfg.CrashPolicy)
+		c.wakeRound() // its sessions are handled in the next round
 	}
 }
 

@@ -68,7 +68,10 @@ type Config struct {
 	ClusterID string
 	// HTTPClient checks nodes directly (crash detection, registration by URI).
 	HTTPClient *http.Client
-	Sessions   Sessions
+	// ClusterSecret authenticates the controller's liveness streams to the
+	// nodes' internal API.
+	ClusterSecret string
+	Sessions      Sessions
 	// LaunchTimeout bounds launching: a node that has not reported by then
 	// ends in failed.
 	LaunchTimeout time.Duration

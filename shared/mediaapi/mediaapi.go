@@ -19,6 +19,7 @@
 //	DELETE /internal/v1/sessions/{sid}                          -> 204 (every endpoint of the session)
 //	GET    /internal/v1/endpoints                               -> EndpointList
 //	GET    /internal/v1/health                                  -> Health
+//	GET    /internal/v1/liveness                                -> a line every second while the node runs
 package mediaapi
 
 import (
@@ -31,6 +32,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/chorus-rtc/chorus/shared/credential"
 )
@@ -144,7 +146,13 @@ const (
 	RouteReleaseSession = "DELETE /internal/v1/sessions/{sid}" // ?moved=true
 	RouteEndpoints      = "GET /internal/v1/endpoints"
 	RouteHealth         = "GET /internal/v1/health"
+	RouteLiveness       = "GET /internal/v1/liveness"
 )
+
+// LivenessInterval is how often a node writes a line on its liveness
+// stream: what the stream carries is only that it is open, and the lines
+// keep it from looking idle to anything in between.
+const LivenessInterval = time.Second
 
 // route splits a Route* pattern into its method and its path with the
 // wildcards replaced, in order, by the path-escaped values.
@@ -227,6 +235,56 @@ func (c *Client) Health(ctx context.Context) (Health, error) {
 	var out Health
 	err := c.do(ctx, RouteHealth, nil, nil, nil, &out)
 	return out, err
+}
+
+// ErrLivenessClosed means the node closed its liveness stream, or its
+// connection broke: its process has exited, or closed its API (see
+// Client.WatchLiveness).
+var ErrLivenessClosed = errors.New("media node closed its liveness stream")
+
+// WatchLiveness opens the node's liveness stream (RouteLiveness) and blocks
+// while it stays open. opened is called once the node has answered. It
+// returns ctx's error when ctx ends; ErrLivenessClosed (wrapping the read
+// error) when the stream ended after it opened; otherwise the error that
+// kept it from opening (an *Error for an answer other than 200).
+//
+// A node's process that exits, however it dies, has its connections closed
+// by its kernel (a FIN or RST reaches the watcher at once), while a node
+// that is frozen or starved keeps its stream open: a stream that ended is
+// evidence of an exit that no timeout gives. Call it with an http.Client
+// without a Timeout (the stream lasts as long as the node).
+func (c *Client) WatchLiveness(ctx context.Context, opened func()) error {
+	method, path := route(RouteLiveness)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.secret)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("media node %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		e := &Error{Status: resp.StatusCode}
+		if json.Unmarshal(raw, e) != nil || e.Message == "" {
+			e.Message = strings.TrimSpace(string(raw))
+		}
+		return e
+	}
+	opened()
+	_, err = io.Copy(io.Discard, resp.Body)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err == nil {
+		err = io.EOF
+	}
+	return fmt.Errorf("%w: %w", ErrLivenessClosed, err)
 }
 
 // do calls route (a Route* pattern) with its wildcards filled by values,
