@@ -88,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		Store: st, HTTPClient: &http.Client{Timeout: mc.RequestTimeout, Transport: internal},
 		ClusterSecret: cfg.Cluster.ClusterSecret, PublicURL: mc.PublicURL, Edition: mc.Edition, Incarnation: inc, ClusterID: cfg.Cluster.ClusterID,
 		ReconnectGrace: mc.ReconnectGrace, ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
-		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
+		MaxLoad: nc.MaxLoad, Nudges: session.Nudges{Delay: nc.NudgeDelay, CrashDelay: nc.NudgeCrashDelay, Interval: nc.NudgeInterval, Count: nc.NudgeCount},
 		TURN: session.TURN{URLs: cfg.Cluster.Turn.URLs, Secret: cfg.Cluster.Turn.Secret, CredentialTTL: cfg.Cluster.Turn.CredentialTTL},
 		Limits: session.Limits{SignalDataBytes: lim.SignalDataBytes, MetadataBytes: lim.MetadataBytes,
 			OutboxBytes: lim.OutboxBytes, ParticipantsPerSession: lim.ParticipantsPerSession},

@@ -314,13 +314,17 @@ func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, al
 		return
 	}
 	start := time.Now()
+	var silentSince time.Time
+	if !alive && n.DisconnectedAt > 0 {
+		silentSince = time.UnixMilli(n.DisconnectedAt)
+	}
 	moved := 0
 	for _, sid := range sids {
 		err := c.m.cfg.Sessions.MigrateSession(ctx, sid, n.ID, alive)
 		switch {
 		case err == nil:
 			moved++
-			c.spawn(ctx, "nudge:"+string(sid), func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid) })
+			c.spawn(ctx, "nudge:"+string(sid), func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid, silentSince) })
 		case errors.Is(err, ErrNoMediaNode) && fallback != "":
 			c.log.Warn("no media node can take the session: closing it", "session", sid, "node", n.ID, "reason", fallback)
 			if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, fallback); err != nil {
@@ -476,6 +480,9 @@ func (c *Controller) declareCrashed(ctx context.Context, leader protocol.MasterI
 		return
 	}
 	last := n.HeartbeatAt
+	if ended := c.followers.lostAt(n.ID); !ended.IsZero() {
+		last = ended.UnixMilli() // its liveness stream ended: it died then
+	}
 	restarted := n.Instance != 0 && n.StartedAt != 0 && n.StartedAt != n.Instance
 	if restarted {
 		last = now.UnixMilli() // it was silent for no time, and recovers at once

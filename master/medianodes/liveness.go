@@ -45,8 +45,8 @@ type nodeAddr struct {
 type follower struct {
 	uri    string
 	cancel context.CancelFunc
-	// lostAt is when the stream ended and the node then failed both checks
-	// (unix ms; 0: not lost).
+	// lostAt is when the stream ended, once the node then failed both
+	// checks (unix ms; 0: not lost).
 	lostAt atomic.Int64
 }
 
@@ -90,8 +90,8 @@ func (fs *followers) follow(ctx context.Context, n nodeAddr) {
 	}()
 }
 
-// lostAt returns when a node's stream was lost (zero: it was not, or the
-// node is not followed).
+// lostAt returns when a node's lost stream ended (zero: it was not lost, or
+// the node is not followed).
 func (fs *followers) lostAt(id protocol.NodeID) time.Time {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
@@ -138,12 +138,13 @@ func (fs *followers) run(ctx context.Context, n nodeAddr, f *follower) {
 	for {
 		open := false
 		err := client.WatchLiveness(ctx, func() { open = true })
+		ended := time.Now()
 		if ctx.Err() != nil {
 			return
 		}
 		if open && errors.Is(err, mediaapi.ErrLivenessClosed) {
 			if fs.confirmLost(ctx, n) {
-				f.lostAt.Store(time.Now().UnixMilli())
+				f.lostAt.Store(ended.UnixMilli())
 				fs.log.Warn("media node closed its liveness stream and does not answer", "node", n.ID, "err", err)
 				fs.lost()
 				return

@@ -55,7 +55,9 @@ type Sessions interface {
 	MigrateSession(ctx context.Context, sid protocol.SessionID, from protocol.NodeID, alive bool) error
 	// NudgePublishers helps the publishers of a migrated session re-publish
 	// sooner; it returns once they did, or gave up, or ctx ends.
-	NudgePublishers(ctx context.Context, sid protocol.SessionID)
+	// silentSince is when the crashed node went silent (zero after a
+	// drain).
+	NudgePublishers(ctx context.Context, sid protocol.SessionID, silentSince time.Time)
 }
 
 // ErrNoMediaNode means no media node can take a session.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
@@ -29,7 +30,10 @@ import (
 //  4. A subscriber that reconnects by itself before its publisher is back
 //     (prepareReceiveVideoFrom with reconnect) is held until then.
 //
-// Clients of the Go SDK follow the same paths. NudgePublishers shortens step 2.
+// Clients of the Go SDK follow the same paths. NudgePublishers shortens step 2
+// for browsers; after a crash, clients that announced
+// protocol.FeatureReconnectPublisher (the Go SDK) are told to take it at once
+// (protocol.NotifyReconnectPublisher).
 
 // nodeServeFreshness is how recent a node's heartbeat must be for requests
 // to be sent to it; an older one may be dead and not yet declared so.
@@ -132,6 +136,14 @@ func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, fr
 			if republish && c.Active() && c.Master != "" {
 				nudge = append(nudge, c.ID)
 			}
+			if republish && !alive && c.Active() && slices.Contains(c.Features, protocol.FeatureReconnectPublisher) {
+				// Its client re-publishes when told: no need to wait for its
+				// ICE to notice the silence (a drained node tells it itself).
+				if err := tx.Notify(c.ID, protocol.NotifyReconnectPublisher, protocol.ReconnectPublisher{
+					StreamID: string(c.Publisher.StreamID), Reason: "nodeCrashed"}); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -162,20 +174,25 @@ func (s *Service) MigrateSession(ctx context.Context, sid protocol.SessionID, fr
 
 // NudgePublishers shortens the wait of the session's publishers that must
 // re-publish after a migration (medianodes.Sessions): it asks the masters
-// holding their WebSockets to close them, every Nudges.Interval from
-// Nudges.Delay after the migration, Nudges.Count times at most, while some
-// have not re-published. openvidu-browser reconnects its WebSocket at once
+// holding their WebSockets to close them, every Nudges.Interval,
+// Nudges.Count times at most, while some have not re-published: from
+// Nudges.Delay after the migration of a drained node's session (silentSince
+// zero), from Nudges.CrashDelay after silentSince, when the crashed node
+// went silent. openvidu-browser reconnects its WebSocket at once
 // and, on resuming, re-establishes every stream whose ICE is not connected
 // (Session.reconnectBrokenStreams), without waiting for its own timer (4 s
 // after ICE "disconnected"). A close before the browser's ICE noticed the
 // loss does nothing but a reconnection, hence several. It returns when done
 // or when ctx ends.
-func (s *Service) NudgePublishers(ctx context.Context, sid protocol.SessionID) {
+func (s *Service) NudgePublishers(ctx context.Context, sid protocol.SessionID, silentSince time.Time) {
 	n := s.cfg.Nudges
 	if n.Count <= 0 {
 		return
 	}
 	wait := n.Delay
+	if !silentSince.IsZero() {
+		wait = max(0, time.Until(silentSince.Add(n.CrashDelay)))
+	}
 	for i := 0; i < n.Count; i++ {
 		select {
 		case <-ctx.Done():

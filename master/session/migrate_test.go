@@ -698,3 +698,69 @@ func TestRepublishHeldWhileNewNodeDies(t *testing.T) {
 		t.Errorf("sessions pinned to the dead node: %v", got)
 	}
 }
+
+// TestCrashMigrationTellsPublishersThatCanReconnect: after a crash, a
+// publisher whose client announced the reconnectPublisher feature (the Go
+// SDK) is told at once to re-publish its stream; one that did not
+// (openvidu-browser) is not sent anything it would not understand; a drain
+// tells nobody (the old node refuses its clients itself).
+func TestCrashMigrationTellsPublishersThatCanReconnect(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		alive bool
+	}{{"crash", false}, {"drain", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			e := newEnv(t, 2)
+			e.adopt("media_1")
+			svc := e.service("master_a.1")
+			b := newBrowser(t)
+			const sid = "ses_tell"
+			e.createSession(svc, sid)
+			res, err := svc.Join(ctx, session.JoinRequest{SessionID: sid, Token: e.token(svc, sid).Token,
+				Features: []string{protocol.FeatureReconnectPublisher}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			sdk, browser := res.Conn, e.join(svc, sid)
+			sdkStream := e.publish(svc, b, sid, sdk.ID)
+			e.publish(svc, b, sid, browser.ID)
+			before := map[protocol.ConnectionID][]string{sdk.ID: methods(e.outbox(sid, sdk.ID)), browser.ID: methods(e.outbox(sid, browser.ID))}
+
+			e.adopt("media_2")
+			if tc.alive {
+				e.drain("media_1")
+			} else {
+				e.crash("media_1")
+			}
+			if err := svc.MigrateSession(ctx, sid, "media_1", tc.alive); err != nil {
+				t.Fatal(err)
+			}
+			if got := methods(e.outbox(sid, browser.ID)); !slices.Equal(got, before[browser.ID]) {
+				t.Errorf("the browser's outbox: %v, was %v", got, before[browser.ID])
+			}
+			notes := e.outbox(sid, sdk.ID)
+			want := before[sdk.ID]
+			if !tc.alive {
+				want = append(slices.Clone(want), protocol.NotifyReconnectPublisher)
+			}
+			if got := methods(notes); !slices.Equal(got, want) {
+				t.Fatalf("the SDK's outbox: %v, want %v", got, want)
+			}
+			if tc.alive {
+				return
+			}
+			var n protocol.ReconnectPublisher
+			if err := json.Unmarshal([]byte(notes[len(notes)-1].Raw), &n); err != nil || n.StreamID != string(sdkStream) || n.Reason != "nodeCrashed" {
+				t.Errorf("reconnectPublisher %+v (%v), want stream %s, reason nodeCrashed", n, err, sdkStream)
+			}
+			// Told to, it re-publishes on the new node.
+			if _, err := svc.ReconnectPublisher(ctx, sid, sdk.ID, sdkStream, b.offer()); err != nil {
+				t.Fatal(err)
+			}
+			if p := e.conn(sid, sdk.ID).Publisher; p.State != store.EndpointReady || p.Node != "media_2" {
+				t.Errorf("re-published publisher: %+v, want ready on media_2", p)
+			}
+		})
+	}
+}

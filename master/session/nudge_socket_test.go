@@ -100,7 +100,7 @@ func (e *env) moving(sid protocol.SessionID, cid protocol.ConnectionID) protocol
 func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 	// nudgeAll is what the controller does after a migration.
 	nudgeAll := func(_ *testing.T, _ *env, svc *session.Service, sid protocol.SessionID, _ *participant.Participant, _ time.Time) {
-		svc.NudgePublishers(context.Background(), sid)
+		svc.NudgePublishers(context.Background(), sid, time.Time{})
 	}
 	tests := []struct {
 		name    string
@@ -150,7 +150,7 @@ func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 				waitFor(t, "the nudge read", func() bool { return len(e.outbox(sid, cid)) == 0 })
 				waitFor(t, "the control nudge's time", func() bool { return time.Since(start) > 1500*time.Millisecond })
 				e.update(sid, func(tx *store.Tx) { tx.Conns[cid].Publisher.State = store.EndpointMigrating })
-				svc.NudgePublishers(context.Background(), sid)
+				svc.NudgePublishers(context.Background(), sid, time.Time{})
 			}},
 	}
 	for _, tt := range tests {

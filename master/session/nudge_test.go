@@ -113,7 +113,7 @@ func (m *migrated) nudgeInBackground(t *testing.T, ctx context.Context) <-chan s
 	done := make(chan struct{})
 	goGroup(t).Go(func() {
 		defer close(done)
-		m.svc.NudgePublishers(ctx, m.sid)
+		m.svc.NudgePublishers(ctx, m.sid, time.Time{})
 	})
 	return done
 }
@@ -135,7 +135,7 @@ func TestNudgesAfterMigration(t *testing.T) {
 	n := session.Nudges{Delay: 300 * time.Millisecond, Interval: 150 * time.Millisecond, Count: 3}
 	m := newMigrated(t, n)
 	start := time.Now()
-	m.svc.NudgePublishers(context.Background(), m.sid)
+	m.svc.NudgePublishers(context.Background(), m.sid, time.Time{})
 	took := time.Since(start)
 	got := m.checkNudges(t, n.Count)
 	if min := n.Delay + time.Duration(n.Count-1)*n.Interval; took < min {
@@ -180,7 +180,7 @@ func TestNudgesStopWhenRepublished(t *testing.T) {
 func TestNudgesOff(t *testing.T) {
 	t.Run("count 0", func(t *testing.T) {
 		m := newMigrated(t, session.Nudges{Count: 0, Delay: 0, Interval: 0})
-		m.svc.NudgePublishers(context.Background(), m.sid)
+		m.svc.NudgePublishers(context.Background(), m.sid, time.Time{})
 		m.checkNudges(t, 0)
 	})
 	t.Run("publisher already back", func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestNudgesOff(t *testing.T) {
 		if _, err := m.svc.ReconnectPublisher(context.Background(), m.sid, m.pub.ID, m.pubStream, m.b.offer()); err != nil {
 			t.Fatal(err)
 		}
-		m.svc.NudgePublishers(context.Background(), m.sid)
+		m.svc.NudgePublishers(context.Background(), m.sid, time.Time{})
 		m.checkNudges(t, 0)
 	})
 	t.Run("cancelled", func(t *testing.T) {
@@ -200,4 +200,37 @@ func TestNudgesOff(t *testing.T) {
 		waitDone(t, done, "NudgePublishers with a cancelled context")
 		m.checkNudges(t, 0)
 	})
+}
+
+// TestNudgesAfterCrashStartFromSilence: after a crash the first nudge comes
+// Nudges.CrashDelay after the node went silent (not Nudges.Delay after the
+// migration), at once when that is past.
+func TestNudgesAfterCrashStartFromSilence(t *testing.T) {
+	n := session.Nudges{Delay: time.Hour, CrashDelay: 600 * time.Millisecond, Interval: 50 * time.Millisecond, Count: 2}
+	for _, tc := range []struct {
+		name      string
+		silentFor time.Duration // before NudgePublishers starts
+	}{{"due later", 300 * time.Millisecond}, {"past", 5 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := newMigrated(t, n)
+			start := time.Now()
+			silentSince := start.Add(-tc.silentFor)
+			m.svc.NudgePublishers(context.Background(), m.sid, silentSince)
+			got := m.checkNudges(t, n.Count)
+			if len(got) == 0 {
+				t.Fatal("no nudge")
+			}
+			due := silentSince.Add(n.CrashDelay)
+			first := entryTime(t, got[0])
+			if first.Before(due.Truncate(time.Millisecond)) {
+				t.Errorf("first nudge %s before it was due", due.Sub(first))
+			}
+			if due.Before(start) {
+				due = start
+			}
+			if late := first.Sub(due); late > 500*time.Millisecond {
+				t.Errorf("first nudge %s after it was due", late)
+			}
+		})
+	}
 }

@@ -19,6 +19,8 @@ type JoinRequest struct {
 	Metadata  string
 	Platform  string
 	IP        string
+	// Features are the Chorus extensions the client announced.
+	Features []string
 	// Secret is joinRoom's "secret": when it is the OpenVidu secret
 	// (ServerSecret) the participant joins without a token, with a
 	// connection of its own whose role is SUBSCRIBER, as openvidu-server 2
@@ -104,6 +106,7 @@ func (s *Service) Join(ctx context.Context, req JoinRequest) (*JoinResult, error
 		}
 		c.Status, c.ActiveAt = store.StatusActive, now
 		c.ClientData, c.Platform, c.IP, c.Location = req.Metadata, req.Platform, req.IP, "unknown"
+		c.Features = req.Features
 		c.RPCSessionID, c.Master, c.DisconnectedAt = rpcID, s.cfg.Incarnation.ID(), 0
 		others := []*store.Connection{}
 		for _, o := range participants(tx.SortedConns()) {

@@ -89,11 +89,16 @@ type Limits struct {
 }
 
 // Nudges schedule WebSocket closes after a migration: Count of them,
-// Interval apart, the first Delay after the migration (Count 0: none).
+// Interval apart (Count 0: none). After a drain the first comes Delay after
+// the migration; after a crash, CrashDelay after the node went silent
+// (Chrome reports a silent node's ICE "disconnected" no sooner than ~5 s
+// after its last packet: earlier closes only cost a reconnection), or at
+// once if that is past.
 type Nudges struct {
-	Delay    time.Duration
-	Interval time.Duration
-	Count    int
+	Delay      time.Duration
+	CrashDelay time.Duration
+	Interval   time.Duration
+	Count      int
 }
 
 // Service runs session operations.

@@ -113,7 +113,7 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	}
 	res, err := sk.srv.cfg.Sessions.Join(ctx, session.JoinRequest{
 		SessionID: protocol.SessionID(p.Session), Token: p.Token, Metadata: p.Metadata, Platform: p.Platform, IP: sk.ip,
-		Secret: p.Secret, ServerSecret: sk.srv.secret,
+		Features: p.Features, Secret: p.Secret, ServerSecret: sk.srv.secret,
 	})
 	if err != nil {
 		return nil, err

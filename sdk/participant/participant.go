@@ -143,6 +143,7 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	params := map[string]any{
 		"token": cfg.Token, "session": sid, "platform": "Chorus Go participant", "sdkVersion": "2.32.2",
 		"metadata": cfg.Metadata, "secret": "", "recorder": false, "stt": false,
+		"chorusFeatures": []string{protocol.FeatureReconnectPublisher},
 	}
 	if err := p.call(ctx, "joinRoom", params, &p.join); err != nil {
 		p.Close()
@@ -350,6 +351,8 @@ func (p *Participant) onNotification(method string, params json.RawMessage) {
 		}
 	case protocol.NotifyForciblyReconnect:
 		p.onForcedReconnect(params)
+	case protocol.NotifyReconnectPublisher:
+		p.onReconnectPublisher(params)
 	case protocol.NotifyParticipantUnpublished, protocol.NotifyParticipantLeft:
 		var cr protocol.ConnectionReason
 		if json.Unmarshal(params, &cr) == nil {

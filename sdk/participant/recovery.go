@@ -19,7 +19,9 @@ import (
 // another media node. After a WebSocket resumption, every stream whose ICE
 // is not connected is re-established at once. Unlike openvidu-browser, a
 // failed attempt is retried (with backoff) until it succeeds or the
-// participant closes.
+// participant closes. And unlike openvidu-browser, a participant re-publishes
+// as soon as the server says its media node crashed
+// (protocol.NotifyReconnectPublisher), before its ICE has noticed.
 
 // Recovery records one re-establishment of a stream's media.
 type Recovery struct {
@@ -75,7 +77,7 @@ func (p *Participant) watchPublisher(pub *Publisher, pc *webrtc.PeerConnection) 
 	}
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		if s == webrtc.ICEConnectionStateFailed && pub.current() == pc {
-			p.recoverPublisher(pub)
+			p.recoverPublisher(pub, false)
 		}
 	})
 }
@@ -120,16 +122,21 @@ func (p *Participant) retry(r Recovery, attempt func(ctx context.Context) error,
 	}
 }
 
-// recoverPublisher re-publishes the stream (reconnectStream) until it works.
-func (p *Participant) recoverPublisher(pub *Publisher) {
+// recoverPublisher re-publishes the stream (reconnectStream) until it works
+// or, unless told by the server (whose word outweighs an ICE state that has
+// not noticed the loss yet), its ICE is connected again.
+func (p *Participant) recoverPublisher(pub *Publisher, told bool) {
 	if !pub.recovering.CompareAndSwap(false, true) {
 		return
+	}
+	fine := func() bool { return !iceBroken(pub.current().ICEConnectionState()) }
+	if told {
+		fine = func() bool { return false }
 	}
 	ok := p.background(func() {
 		defer pub.recovering.Store(false)
 		p.retry(Recovery{StreamID: pub.StreamID, Kind: "publisher", Started: time.Now()},
-			func(ctx context.Context) error { return p.Reconnect(ctx, pub) },
-			func() bool { return !iceBroken(pub.current().ICEConnectionState()) })
+			func(ctx context.Context) error { return p.Reconnect(ctx, pub) }, fine)
 	})
 	if !ok {
 		pub.recovering.Store(false)
@@ -213,6 +220,22 @@ func (p *Participant) onForcedReconnect(params json.RawMessage) {
 	})
 }
 
+// onReconnectPublisher re-publishes the stream the server names
+// (protocol.NotifyReconnectPublisher: its media node crashed). Called with
+// p.mu held.
+func (p *Participant) onReconnectPublisher(params json.RawMessage) {
+	var n protocol.ReconnectPublisher
+	if json.Unmarshal(params, &n) != nil || p.cfg.NoMediaRecovery {
+		return
+	}
+	for _, pub := range p.pubs {
+		if pub.StreamID == n.StreamID {
+			p.cfg.Logger.Debug("the server asks to re-publish", "stream", n.StreamID, "reason", n.Reason)
+			p.recoverPublisher(pub, true)
+		}
+	}
+}
+
 // reconnectBrokenStreams re-establishes, after a WebSocket resumption, every
 // stream whose ICE is not connected (openvidu-browser's
 // Session.reconnectBrokenStreams).
@@ -229,7 +252,7 @@ func (p *Participant) reconnectBrokenStreams() {
 	p.mu.Unlock()
 	for _, pub := range pubs {
 		if iceBroken(pub.current().ICEConnectionState()) {
-			p.recoverPublisher(pub)
+			p.recoverPublisher(pub, false)
 		}
 	}
 	for _, s := range subs {

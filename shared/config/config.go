@@ -116,6 +116,7 @@ type MediaNodes struct {
 	MaxLoad             float64         `mapstructure:"max_load"`
 	HoldTimeout         time.Duration   `mapstructure:"hold_timeout"`
 	NudgeDelay          time.Duration   `mapstructure:"nudge_delay"`
+	NudgeCrashDelay     time.Duration   `mapstructure:"nudge_crash_delay"`
 	NudgeInterval       time.Duration   `mapstructure:"nudge_interval"`
 	NudgeCount          int             `mapstructure:"nudge_count"`
 	Process             ProcessProvider `mapstructure:"process"`
@@ -888,8 +889,8 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 		bad("media_nodes.max_load %g must be between 0 and 100", m.MaxLoad)
 	}
 	positive(bad, "media_nodes.hold_timeout", m.HoldTimeout)
-	if m.NudgeDelay < 0 || m.NudgeInterval <= 0 || m.NudgeCount < 0 || m.NudgeCount > 20 {
-		bad("media_nodes.nudge_*: need nudge_delay >= 0, nudge_interval > 0 and 0 <= nudge_count <= 20")
+	if m.NudgeDelay < 0 || m.NudgeCrashDelay < 0 || m.NudgeInterval <= 0 || m.NudgeCount < 0 || m.NudgeCount > 40 {
+		bad("media_nodes.nudge_*: need nudge_delay >= 0, nudge_crash_delay >= 0, nudge_interval > 0 and 0 <= nudge_count <= 40")
 	}
 	if ip := m.Process.BindIP; m.Provider == "process" && net.ParseIP(ip) == nil {
 		bad("media_nodes.process.bind_ip %q is not an IP address", ip)

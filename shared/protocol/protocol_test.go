@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"testing"
 )
 
@@ -106,6 +107,7 @@ func FuzzJoinRoomParams(f *testing.F) {
 	for _, s := range []string{
 		`{"token":"wss://localhost:4443?sessionId=ses_Ab12&token=tok_XyZ0123456789abcdefghijk&edition=pro","session":"ses_Ab12","platform":"Chrome 120.0.0.0 on Linux 64-bit","sdkVersion":"2.32.2","metadata":"{\"clientData\":\"Alice\"}","secret":"","recorder":false,"stt":false}`,
 		`{"token":"","session":"s","platform":"unknown","metadata":"","secret":"MY_SECRET","recorder":true}`,
+		`{"token":"t","session":"s","platform":"Chorus Go participant","metadata":"","chorusFeatures":["reconnectPublisher","reconnectPublisher","unknown"]}`,
 		`{"token":7}`, `{"session":"a b","token":"","platform":"","metadata":""}`, `null`, `[]`, ``, `{"token":null,"session":"s","platform":"p","metadata":"m"}`,
 	} {
 		f.Add([]byte(s))
@@ -130,6 +132,11 @@ func FuzzJoinRoomParams(f *testing.F) {
 		}
 		if p.Token == nil || p.Platform == nil || p.Metadata == nil || *p.Token != j.Token || *p.Platform != j.Platform || *p.Metadata != j.Metadata {
 			t.Fatalf("decoded %+v from %q", j, raw)
+		}
+		// Features: only known ones, once each, and each one asked for.
+		want := slices.Contains(p.ChorusFeatures, FeatureReconnectPublisher)
+		if got := j.Features; (want && !slices.Equal(got, []string{FeatureReconnectPublisher})) || (!want && len(got) != 0) {
+			t.Fatalf("features %q from %q", got, p.ChorusFeatures)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Version is the OpenVidu release whose protocol Chorus speaks. It must be a
@@ -141,6 +142,9 @@ type JoinRoomParams struct {
 	Secret     *string `json:"secret"`
 	Recorder   bool    `json:"recorder"`
 	STT        bool    `json:"stt"`
+	// ChorusFeatures lists the Chorus extensions the client understands
+	// (Feature*); openvidu-browser sends none and never gets one.
+	ChorusFeatures []string `json:"chorusFeatures,omitempty"`
 }
 
 // JoinRoom is a validated joinRoom request: every mandatory parameter
@@ -152,6 +156,8 @@ type JoinRoom struct {
 	Secret     string
 	SDKVersion string
 	Recorder   bool
+	// Features are the params' ChorusFeatures that this server knows.
+	Features []string
 }
 
 // DecodeJoinRoom decodes and validates joinRoom's params, as
@@ -177,6 +183,11 @@ func DecodeJoinRoom(raw json.RawMessage) (JoinRoom, *RPCError) {
 		return JoinRoom{}, &RPCError{Code: CodeRoomNotFound, Message: "Unable to join session. Session " + *p.Session + " cannot be found"}
 	}
 	j := JoinRoom{Token: *p.Token, Session: *p.Session, Platform: *p.Platform, Metadata: *p.Metadata, SDKVersion: p.SDKVersion, Recorder: p.Recorder}
+	for _, f := range p.ChorusFeatures {
+		if f == FeatureReconnectPublisher && !slices.Contains(j.Features, f) {
+			j.Features = append(j.Features, f)
+		}
+	}
 	if p.Secret != nil {
 		j.Secret = *p.Secret
 	}
@@ -301,6 +312,25 @@ const (
 	NotifyRecordingStarted = "recordingStarted"
 	NotifyRecordingStopped = "recordingStopped"
 )
+
+// FeatureReconnectPublisher: the client re-publishes a stream when told
+// (NotifyReconnectPublisher). The Go SDK announces it.
+const FeatureReconnectPublisher = "reconnectPublisher"
+
+// NotifyReconnectPublisher tells a participant that announced
+// FeatureReconnectPublisher that the media node carrying its stream crashed
+// and the session now lives on another node: it re-publishes at once
+// (reconnectStream with a new offer, as after its ICE failed) instead of
+// waiting for its ICE to notice the silence. There is no such message in
+// OpenVidu: the server cannot make openvidu-browser re-publish (see
+// InternalReconnectSocket). Params: ReconnectPublisher.
+const NotifyReconnectPublisher = "chorus.reconnectPublisher"
+
+// ReconnectPublisher is NotifyReconnectPublisher's params.
+type ReconnectPublisher struct {
+	StreamID string `json:"streamId"`
+	Reason   string `json:"reason"` // nodeCrashed
+}
 
 // InternalReconnectSocket is an outbox entry that is never sent: the master
 // holding the participant's WebSocket closes it, and the client reconnects

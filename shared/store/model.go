@@ -113,7 +113,10 @@ type Connection struct {
 	ClientData string `json:"clientData,omitempty"`
 	Platform   string `json:"platform,omitempty"`
 	IP         string `json:"ip,omitempty"`
-	Location   string `json:"location,omitempty"`
+	// Features are the Chorus extensions the client announced
+	// (protocol.Feature*).
+	Features []string `json:"features,omitempty"`
+	Location string   `json:"location,omitempty"`
 	// RPCSessionID is the JSON-RPC session id returned by joinRoom: the
 	// credential for "connect" after a WebSocket reconnection.
 	RPCSessionID string `json:"rpcSessionId,omitempty"`
