@@ -37,7 +37,7 @@ const (
 	// A nudge leaves a socket alone for nudgeSettleOpen after it opened (its
 	// client re-establishes its broken streams one after the other) and for
 	// nudgeSettleRequest after it carried a request.
-	nudgeSettleOpen    = 800 * time.Millisecond
+	nudgeSettleOpen    = 500 * time.Millisecond
 	nudgeSettleRequest = 400 * time.Millisecond
 )
 
