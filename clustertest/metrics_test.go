@@ -2,8 +2,10 @@ package clustertest_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -24,7 +26,13 @@ import (
 // when secret is empty) and returns the HTTP status and the raw text.
 func scrape(t *testing.T, masterURL, secret string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, masterURL+"/metrics", nil)
+	return get(t, masterURL+"/metrics", secret)
+}
+
+// get GETs url with secret as bearer token ("": none).
+func get(t *testing.T, url, secret string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	if secret != "" {
 		req.Header.Set("Authorization", "Bearer "+secret)
 	}
@@ -154,15 +162,26 @@ func TestMasterMetrics(t *testing.T) {
 		`chorus_master_rpc_requests_total{method=prepareReceiveVideoFrom,outcome=ok}`:                                1,
 		`chorus_master_rpc_requests_total{method=receiveVideoFrom,outcome=ok}`:                                       1,
 		`chorus_master_rpc_request_duration_seconds{method=joinRoom}_count`:                                          2,
-		`chorus_master_websockets{}`:     2,
-		`chorus_cluster_sessions{}`:      1,
-		`chorus_cluster_participants{}`:  2,
-		`chorus_cluster_publishers{}`:    1,
-		`chorus_cluster_subscriptions{}`: 1,
+		`chorus_master_websockets{}`:                 2,
+		`chorus_cluster_sessions{}`:                  1,
+		`chorus_cluster_participants{}`:              2,
+		`chorus_cluster_publishers{}`:                1,
+		`chorus_cluster_subscriptions{}`:             1,
+		`chorus_cluster_masters{}`:                   2,
+		`chorus_cluster_media_nodes{status=running}`: 1,
+		`chorus_master_redis_up{}`:                   2,
 	}
 	for k, v := range want {
 		if total[k] != v {
 			t.Errorf("%s = %v over the masters, want %v", k, total[k], v)
+		}
+	}
+	// Series that are 0 here, but must exist (alerts read them).
+	for _, k := range []string{`chorus_cluster_media_nodes_crashed{}`, `chorus_cluster_events_undelivered{}`,
+		`chorus_cluster_events_oldest_undelivered_age_seconds{}`, `chorus_cluster_events_dead_letters{}`,
+		`chorus_master_controller_actions_total{action=crash}`, `chorus_master_controller_actions_total{action=migrate}`} {
+		if _, ok := total[k]; !ok {
+			t.Errorf("no %s", k)
 		}
 	}
 	if t.Failed() {
@@ -207,5 +226,56 @@ func TestMasterMetricsListen(t *testing.T) {
 	}
 	if status != http.StatusOK || !strings.Contains(text, "chorus_master_websockets") {
 		t.Errorf("metrics listener: %d %.200q", status, text)
+	}
+}
+
+// TestMetricsTargets: a master answers Prometheus' HTTP service discovery
+// with every registered master and media node (their internal URLs), to
+// holders of the cluster secret only; a media node stopped for good
+// (terminated) leaves the list.
+func TestMetricsTargets(t *testing.T) {
+	c := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 2})
+	if status, _ := get(t, c.MasterURLs[1]+"/metrics/targets", ""); status != http.StatusUnauthorized {
+		t.Errorf("targets without the cluster secret: %d, want 401", status)
+	}
+	targets := func() map[string]string {
+		t.Helper()
+		status, body := get(t, c.MasterURLs[1]+"/metrics/targets", clustertest.ClusterSecret)
+		if status != http.StatusOK {
+			t.Fatalf("targets: %d %s", status, body)
+		}
+		var groups []struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if err := json.Unmarshal([]byte(body), &groups); err != nil {
+			t.Fatalf("targets %q: %v", body, err)
+		}
+		out := map[string]string{}
+		for _, g := range groups {
+			if len(g.Targets) != 1 || g.Labels["__metrics_path__"] != "/metrics" || g.Labels["__scheme__"] != "http" {
+				t.Errorf("target group %+v", g)
+			}
+			out["http://"+g.Targets[0]] = g.Labels["role"]
+		}
+		return out
+	}
+	want := map[string]string{c.MasterURLs[0]: "master", c.MasterURLs[1]: "master", c.MediaNodeURLs[0]: "media", c.MediaNodeURLs[1]: "media"}
+	if got := targets(); !maps.Equal(got, want) {
+		t.Errorf("targets %v, want %v", got, want)
+	}
+	req, _ := http.NewRequest(http.MethodDelete, c.MasterURLs[0]+"/openvidu/api/media-nodes/media_2?wait=true", nil)
+	req.SetBasicAuth("OPENVIDUAPP", clustertest.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE media_2: %d", resp.StatusCode)
+	}
+	delete(want, c.MediaNodeURLs[1])
+	if got := targets(); !maps.Equal(got, want) {
+		t.Errorf("targets after media_2 was dropped %v, want %v", got, want)
 	}
 }

@@ -4,6 +4,7 @@
 #   debian:bookworm-slim   debootstrap from this machine's Debian mirror, imported
 #   golang:1.26-bookworm   that plus this machine's Go toolchain
 #   redis:7.0-bookworm     that plus Debian's redis-server
+#   prometheus:chorus      that plus Debian's prometheus (the monitoring profile)
 #   chorus:latest          the repository's Dockerfile, built on those
 # Images already present are kept (FORCE=1 rebuilds them). On a machine with
 # a registry none of this is needed: docker compose pulls and builds.
@@ -90,6 +91,11 @@ if ! have redis:7.0-bookworm; then
 	docker build -q -t redis:7.0-bookworm -f docker/redis.Dockerfile docker >/dev/null
 fi
 
+if ! have prometheus:chorus; then
+	step "prometheus:chorus from Debian's prometheus"
+	docker build -q -t prometheus:chorus -f docker/prometheus.Dockerfile docker >/dev/null
+fi
+
 # The Chorus image is always rebuilt (the layer cache makes it quick when
 # nothing changed), so that it matches the checkout.
 step "$CHORUS_IMAGE from the Dockerfile"
@@ -98,4 +104,4 @@ if [ -z "$NPM_REGISTRY" ]; then
 	exit 1
 fi
 docker build -q -t "$CHORUS_IMAGE" --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
-docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|'"$CHORUS_IMAGE"')' || true
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|prometheus:chorus|'"$CHORUS_IMAGE"')' || true

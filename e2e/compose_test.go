@@ -116,7 +116,7 @@ func TestComposeCluster(t *testing.T) {
 	if os.Getenv("CHORUS_SKIP_DOCKER") != "" {
 		t.Skip("CHORUS_SKIP_DOCKER is set")
 	}
-	if _, err := exec.Command("docker", "image", "inspect", "chorus:latest", "redis:7.0-bookworm").CombinedOutput(); err != nil {
+	if _, err := exec.Command("docker", "image", "inspect", "chorus:latest", "redis:7.0-bookworm", "prometheus:chorus").CombinedOutput(); err != nil {
 		t.Fatal("the compose images are missing: run make compose-images")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -128,7 +128,7 @@ func TestComposeCluster(t *testing.T) {
 	h := startHookOn(t, gateway+":0")
 	hookURL := strings.Replace(h.URL, gateway, "host.docker.internal", 1)
 
-	port := freePort(t)
+	port, promPort := freePort(t), freePort(t)
 	const secret = "COMPOSE_SECRET"
 	c := &compose{t: t, project: fmt.Sprintf("chorustest%d", time.Now().UnixNano()%1e6), env: []string{
 		"OPENVIDU_SECRET=" + secret,
@@ -140,6 +140,10 @@ func TestComposeCluster(t *testing.T) {
 		"OPENVIDU_WEBHOOK_ENDPOINT=" + hookURL,
 		"CHORUS_LAUNCHED_UDP_PORT_MIN=40150",
 		"CHORUS_LAUNCHED_UDP_PORT_MAX=40159",
+		// The monitoring profile too: its Prometheus must see every role
+		// and the media node crash below.
+		"COMPOSE_PROFILES=monitoring",
+		"CHORUS_PROMETHEUS_PORT=" + strconv.Itoa(promPort),
 	}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -158,6 +162,29 @@ func TestComposeCluster(t *testing.T) {
 		return err == nil && code == 200 && strings.Count(string(body), `"status":"running"`) == 2
 	})
 	t.Logf("compose cluster up and answering in %s", time.Since(start).Round(100*time.Millisecond))
+	prom := "http://127.0.0.1:" + strconv.Itoa(promPort)
+	promTargets := func() map[string]int {
+		var res struct {
+			Data struct {
+				ActiveTargets []struct {
+					Labels map[string]string `json:"labels"`
+					Health string            `json:"health"`
+				} `json:"activeTargets"`
+			} `json:"data"`
+		}
+		promGet(t, prom+"/api/v1/targets?state=active", &res)
+		up := map[string]int{}
+		for _, tg := range res.Data.ActiveTargets {
+			if tg.Health == "up" {
+				up[tg.Labels["role"]]++
+			}
+		}
+		return up
+	}
+	waitUntil(t, "the monitoring profile's Prometheus scraping 3 masters, 2 media nodes and the proxy", 90*time.Second, func() bool {
+		up := promTargets()
+		return up["master"] == 3 && up["media"] == 2 && up["proxy"] == 1
+	}, func() string { return fmt.Sprint(promTargets()) })
 
 	dc := &devCluster{State: devcluster.State{URL: base, Secret: secret}}
 	t.Setenv("NODE_TLS_REJECT_UNAUTHORIZED", "0") // node scripts against the self-signed proxy
@@ -291,9 +318,10 @@ func TestComposeCluster(t *testing.T) {
 		return false
 	})
 	detected := time.Since(crash)
-	// BENCHMARKS.md: declared 3.3-4.4 s after the kill (x1.25).
-	if detected > 5500*time.Millisecond {
-		t.Errorf("nodeCrashed %s after the kill, want within 5.5 s", detected)
+	// BENCHMARKS.md: declared 0.8 s after `docker kill` began (the
+	// CLI's own time included; 3.3-4.4 s before the liveness streams).
+	if detected > 3*time.Second {
+		t.Errorf("nodeCrashed %s after the kill, want within 3 s", detected)
 	}
 	waitFor(t, "browser video back after the media node crash", 60*time.Second, func() bool {
 		back, total := 0, 0
@@ -309,6 +337,24 @@ func TestComposeCluster(t *testing.T) {
 	})
 	back := time.Since(crash)
 	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
+	firing := func() string {
+		var res struct {
+			Data struct {
+				Alerts []struct {
+					Labels map[string]string `json:"labels"`
+					State  string            `json:"state"`
+				} `json:"alerts"`
+			} `json:"data"`
+		}
+		promGet(t, prom+"/api/v1/alerts", &res)
+		var out []string
+		for _, a := range res.Data.Alerts {
+			out = append(out, a.Labels["alertname"]+":"+a.State)
+		}
+		return strings.Join(out, " ")
+	}
+	waitUntil(t, "ChorusMediaNodeCrashed firing in the monitoring profile's Prometheus", 60*time.Second,
+		func() bool { return strings.Contains(firing(), "ChorusMediaNodeCrashed:firing") }, firing)
 	// BENCHMARKS.md: 9.2-10.9 s (x1.25; Chrome notices the dead node later
 	// through Docker's UDP proxy); the session moved to the launched node
 	// (the only one left) and nobody left it.

@@ -111,7 +111,31 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 		}
 	}
 	if len(p.Services) != 9 {
-		t.Errorf("%d services, want 9", len(p.Services))
+		t.Errorf("%d services, want 9 (prometheus only in the monitoring profile)", len(p.Services))
+	}
+	// The monitoring profile adds Prometheus, with the repository's
+	// configuration and alerting rules, on loopback by default.
+	mopts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"),
+		cli.WithProfiles([]string{"monitoring"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := mopts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose v2 (compose-go) rejects docker-compose.yml with the monitoring profile: %v", err)
+	}
+	prom, ok := mp.Services["prometheus"]
+	if !ok || len(mp.Services) != 10 {
+		t.Fatalf("monitoring profile: %d services, prometheus present: %v", len(mp.Services), ok)
+	}
+	mounted := false
+	for _, v := range prom.Volumes {
+		if v.Source == filepath.Join(repoRoot, "configs", "prometheus") && v.ReadOnly {
+			mounted = true
+		}
+	}
+	if !mounted || len(prom.Ports) != 1 || prom.Ports[0].HostIP != "127.0.0.1" || prom.Ports[0].Target != 9090 {
+		t.Errorf("prometheus: configs/prometheus mounted read-only %v, ports %+v (want 9090 on 127.0.0.1)", mounted, prom.Ports)
 	}
 	if out, err := exec.Command("docker-compose", "-f", file, "config", "-q").CombinedOutput(); err != nil {
 		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)

@@ -271,7 +271,7 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 	if rep.BrowserMaxMS > maxBrowserRecoveryMS {
 		t.Errorf("browser media back after %d ms, want within %d ms", rep.BrowserMaxMS, maxBrowserRecoveryMS)
 	}
-	for _, r := range browserRecoveries(t, pg, kill) {
+	for _, r := range browserRecoveries(t, kill, pg) {
 		rep.BrowserAfterICEMS = max(rep.BrowserAfterICEMS, r)
 	}
 	if rep.BrowserAfterICEMS > maxBrowserAfterICEMS {
@@ -302,36 +302,47 @@ const (
 	maxBrowserAfterICEMS = 3000
 )
 
-// browserRecoveries returns, for each remote video on each page, how long
-// after its publisher's ICE broke (the publisher page's
-// ICE_CONNECTION_DISCONNECTED for its own stream, after since) the video's
-// longest gap ended, in ms.
-func browserRecoveries(t *testing.T, pg *pages, since time.Time) []int64 {
-	t.Helper()
-	broke := map[string]int64{} // publisher connection id -> its ICE broke
-	for _, page := range pg.stats() {
-		for _, e := range page.Events {
-			stream, ok := strings.CutPrefix(e.Detail, "ICE_CONNECTION_DISCONNECTED ")
-			if e.Type != "exception" || !ok || !strings.HasSuffix(stream, "_"+page.ConnectionID) || e.At < since.UnixMilli() {
-				continue
-			}
-			if broke[page.ConnectionID] == 0 || e.At < broke[page.ConnectionID] {
-				broke[page.ConnectionID] = e.At
+// iceBreaks returns when each publishing page's ICE broke: its first
+// ICE_CONNECTION_DISCONNECTED for its own stream after since (Unix ms, by
+// connection id).
+func iceBreaks(since time.Time, pgs ...*pages) map[string]int64 {
+	broke := map[string]int64{}
+	for _, pg := range pgs {
+		for _, page := range pg.stats() {
+			for _, e := range page.Events {
+				stream, ok := strings.CutPrefix(e.Detail, "ICE_CONNECTION_DISCONNECTED ")
+				if e.Type != "exception" || !ok || !strings.HasSuffix(stream, "_"+page.ConnectionID) || e.At < since.UnixMilli() {
+					continue
+				}
+				if broke[page.ConnectionID] == 0 || e.At < broke[page.ConnectionID] {
+					broke[page.ConnectionID] = e.At
+				}
 			}
 		}
 	}
+	return broke
+}
+
+// browserRecoveries returns, for each remote video on the pages, how long
+// after its publisher's ICE broke (iceBreaks) the video's longest gap ended,
+// in ms.
+func browserRecoveries(t *testing.T, since time.Time, pgs ...*pages) []int64 {
+	t.Helper()
+	broke := iceBreaks(since, pgs...)
 	var out []int64
-	for page, vs := range pg.gaps(since) {
-		for _, v := range vs {
-			b := broke[v.ConnectionID]
-			switch {
-			case v.GapEndAt == 0:
-				t.Errorf("page %s: video from %s has not come back", page, v.ConnectionID)
-			case b == 0:
-				// Its publisher's peer connection never broke (it was
-				// replaced first): nothing to time from.
-			default:
-				out = append(out, v.GapEndAt-b)
+	for _, pg := range pgs {
+		for page, vs := range pg.gaps(since) {
+			for _, v := range vs {
+				b := broke[v.ConnectionID]
+				switch {
+				case v.GapEndAt == 0:
+					t.Errorf("page %s: video from %s has not come back", page, v.ConnectionID)
+				case b == 0:
+					// Its publisher's peer connection never broke (it was
+					// replaced first): nothing to time from.
+				default:
+					out = append(out, v.GapEndAt-b)
+				}
 			}
 		}
 	}

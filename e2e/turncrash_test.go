@@ -226,9 +226,10 @@ func TestRelayedBrowserSurvivesCrashes(t *testing.T) {
 		boundMS int64
 	}{
 		{victim: "turn", boundMS: maxRelayedBrowserRecoveryMS},
-		// Not the issue's 8 s: measured 8.0-8.5 s, as unrelayed browsers
-		// (TestMediaNodeCrashMigration: 5.5-8.4 s, Chrome reports its ICE
-		// disconnected 5-7 s after the node went silent).
+		// Not the issue's 8 s: measured 7.4-8.8 s, of which Chrome takes
+		// 7.5-7.7 s to report the relayed page's ICE disconnected (its
+		// floor); the server's share after that is bounded below
+		// (maxBrowserAfterICEMS, measured 0.57-1.24 s).
 		{victim: "media", boundMS: maxBrowserRecoveryMS},
 	}
 	for _, tt := range tests {
@@ -304,6 +305,23 @@ func TestRelayedBrowserSurvivesCrashes(t *testing.T) {
 			if worst > tt.boundMS {
 				t.Errorf("a page's video stopped for %d ms after SIGKILL %s (bound %d ms)", worst, kill, tt.boundMS)
 			}
+			report := map[string]any{"client": "browser", "killed": kill, "gaps_ms": gaps, "max_ms": worst}
+			if victim == "media" {
+				// Chrome's own detection is the floor (BENCHMARKS.md);
+				// the server's share is what follows it.
+				var noticed, afterICE int64
+				for _, at := range iceBreaks(killedAt, root, inside) {
+					noticed = max(noticed, at-killedAt.UnixMilli())
+				}
+				for _, r := range browserRecoveries(t, killedAt, root, inside) {
+					afterICE = max(afterICE, r)
+				}
+				report["ice_noticed_ms"], report["after_ice_ms"] = noticed, afterICE
+				t.Logf("Chrome reported the publishers' ICE disconnected up to %d ms after the kill; video back up to %d ms after that", noticed, afterICE)
+				if afterICE > maxBrowserAfterICEMS {
+					t.Errorf("video back %d ms after its publisher's ICE broke, want within %d ms", afterICE, maxBrowserAfterICEMS)
+				}
+			}
 			var sess struct {
 				MediaNodeID string `json:"mediaNodeId"`
 				Connections struct {
@@ -334,7 +352,7 @@ func TestRelayedBrowserSurvivesCrashes(t *testing.T) {
 					t.Errorf("peer connection %d of the namespaced page relays through %q after SIGKILL %s", i, r, kill)
 				}
 			}
-			appendTURNCrashReport(map[string]any{"client": "browser", "killed": kill, "gaps_ms": gaps, "max_ms": worst})
+			appendTURNCrashReport(report)
 			root.leave()
 			inside.leave()
 		})

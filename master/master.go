@@ -144,9 +144,10 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		nodes: medianodes.NewController(medianodes.ControllerConfig{
 			Manager: manager, Holder: inc.ID, LeaseTTL: 3 * time.Second, Interval: 250 * time.Millisecond,
 			SuspectAfter: nc.CrashWindow / 2, Autoscaler: autoscaler, Logger: log,
+			OnAction: func(action string) { mx.ControllerAction(action) },
 		}),
 	}
-	mx = metrics.New(metrics.Config{Master: string(id), Sockets: m.signaling.Count, Cluster: m.clusterCounts})
+	mx = metrics.New(metrics.Config{Master: string(id), Sockets: m.signaling.Count, Cluster: m.clusterCounts, PingRedis: st.Ping})
 	m.metrics = mx
 	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
 	sessions.SetPeerSuspect(m.peers.Suspect)
@@ -164,6 +165,7 @@ func (m *Master) Handler() http.Handler {
 	m.api.Register(r)
 	if m.cfg.MetricsListen == "" {
 		r.GET("/metrics", m.metricsBehindSecret)
+		r.GET("/metrics/targets", m.metricsBehindSecret)
 	}
 	r.GET("/openvidu", gin.WrapH(m.signaling))
 	r.GET("/chorus/health", m.health)
@@ -195,7 +197,44 @@ func (m *Master) metricsBehindSecret(c *gin.Context) {
 		c.Status(http.StatusUnauthorized)
 		return
 	}
+	if c.FullPath() == "/metrics/targets" {
+		m.metricsTargets(c.Writer, c.Request)
+		return
+	}
 	m.metrics.Handler().ServeHTTP(c.Writer, c.Request)
+}
+
+// metricsTargets is Prometheus' HTTP service discovery
+// (http_sd_configs, configs/prometheus/prometheus.yml): every registered
+// master and every media node with a process (launching to terminating),
+// read from Redis at each call, so nodes launched later are scraped too.
+// Served where the metrics are: behind the cluster secret, or on
+// master.metrics_listen. The targets are the processes' internal URLs,
+// where their /metrics need the cluster secret; the proxy, which is in no
+// registry, is a static target.
+func (m *Master) metricsTargets(w http.ResponseWriter, r *http.Request) {
+	masters, _, err := m.store.Masters(r.Context())
+	if err != nil {
+		http.Error(w, "list masters: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	nodes, err := m.store.MediaNodes(r.Context())
+	if err != nil {
+		http.Error(w, "list media nodes: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	var targets []metrics.Target
+	for _, mi := range masters {
+		targets = append(targets, metrics.Target{Role: "master", ID: string(mi.ID), URL: mi.InternalURL})
+	}
+	for _, n := range nodes {
+		if n.Status == protocol.NodeTerminated || n.Status == protocol.NodeFailed {
+			continue
+		}
+		targets = append(targets, metrics.Target{Role: "media", ID: string(n.ID), URL: n.URI})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(metrics.TargetGroups(targets))
 }
 
 // clusterCounts counts the cluster's sessions and what is in them, on the
@@ -223,6 +262,32 @@ func (m *Master) clusterCounts(ctx context.Context) (metrics.ClusterCounts, bool
 			out.Subscriptions += len(c.Subscriptions)
 		}
 	}
+	masters, _, err := m.store.Masters(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	out.Masters = len(masters)
+	nodes, err := m.store.MediaNodes(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	out.MediaNodes = map[string]int{}
+	for _, n := range nodes {
+		out.MediaNodes[n.Status]++
+		if n.Crashed() {
+			out.CrashedMediaNodes++
+		}
+	}
+	undelivered, oldest, err := m.store.Backlog(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	out.EventsUndelivered, out.OldestUndelivered = int(undelivered), oldest
+	dead, err := m.store.DeadLetterCount(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	out.DeadLetters = int(dead)
 	return out, true, nil
 }
 
@@ -269,6 +334,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", m.metrics.Handler())
+		mux.HandleFunc("GET /metrics/targets", m.metricsTargets)
 		msrv := m.cluster.HTTP.Server(mux)
 		m.log.Info("metrics served apart, without authentication", "metrics_listen", mln.Addr().String())
 		g.Go(func() error {

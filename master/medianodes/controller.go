@@ -29,8 +29,19 @@ type ControllerConfig struct {
 	SuspectAfter time.Duration
 	// Autoscaler, if set, runs on the controller.
 	Autoscaler *Autoscaler
-	Logger     *slog.Logger
+	// OnAction, if set, is told of each thing the controller did (Action*),
+	// for the master's metrics.
+	OnAction func(action string)
+	Logger   *slog.Logger
 }
+
+// What the controller does, as ControllerConfig.OnAction names it.
+const (
+	ActionCrash   = "crash"   // a node declared crashed
+	ActionRecover = "recover" // a crashed node reported again
+	ActionMigrate = "migrate" // a session moved off a crashed or draining node
+	ActionClose   = "close"   // a session closed with its node
+)
 
 // Controller drives the media nodes on one master at a time (a Redis lease):
 // it adopts self-registered nodes, moves launching nodes to running (or
@@ -67,6 +78,9 @@ type watch struct {
 func NewController(cfg ControllerConfig) *Controller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.OnAction == nil {
+		cfg.OnAction = func(string) {}
 	}
 	c := &Controller{cfg: cfg, m: cfg.Manager, log: cfg.Logger, watches: map[protocol.NodeID]*watch{}, jobs: map[string]bool{},
 		wake: make(chan struct{}, 1)}
@@ -324,11 +338,14 @@ func (c *Controller) moveSessions(ctx context.Context, n store.MediaNodeInfo, al
 		switch {
 		case err == nil:
 			moved++
+			c.cfg.OnAction(ActionMigrate)
 			c.spawn(ctx, "nudge:"+string(sid), func(ctx context.Context) { c.m.cfg.Sessions.NudgePublishers(ctx, sid, silentSince) })
 		case errors.Is(err, ErrNoMediaNode) && fallback != "":
 			c.log.Warn("no media node can take the session: closing it", "session", sid, "node", n.ID, "reason", fallback)
 			if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, fallback); err != nil {
 				c.roundError("close session "+string(sid), err)
+			} else {
+				c.cfg.OnAction(ActionClose)
 			}
 		case errors.Is(err, ErrNoMediaNode):
 			c.log.Warn("no media node can take the session yet", "session", sid, "node", n.ID)
@@ -349,6 +366,8 @@ func (c *Controller) closeSessions(ctx context.Context, n store.MediaNodeInfo, r
 	for _, sid := range sids {
 		if err := c.m.cfg.Sessions.CloseNodeSession(ctx, sid, n.ID, reason); err != nil {
 			c.roundError("close session "+string(sid), err)
+		} else {
+			c.cfg.OnAction(ActionClose)
 		}
 	}
 	c.log.Info("sessions closed", "node", n.ID, "sessions", len(sids), "reason", reason)
@@ -507,6 +526,7 @@ func (c *Controller) declareCrashed(ctx context.Context, leader protocol.MasterI
 	if declared {
 		c.log.Warn("media node crashed", "node", n.ID, "silent_since", time.UnixMilli(last).Format(time.RFC3339Nano),
 			"sessions", len(sids), "policy", m.cfg.CrashPolicy)
+		c.cfg.OnAction(ActionCrash)
 		c.wakeRound() // its sessions are handled in the next round
 	}
 }
@@ -522,16 +542,22 @@ func (c *Controller) handleCrashed(ctx context.Context, leader protocol.MasterID
 	back := n.HeartbeatAt > n.CrashedAt && n.Fresh(now, c.cfg.SuspectAfter)
 	switch {
 	case back:
+		recovered := false
 		c.commit(ctx, leader, n.ID, "recover", func(tx *store.NodesTx, cur *store.MediaNodeInfo) error {
+			recovered = false
 			if !cur.Crashed() {
 				return nil
 			}
 			cur.CrashedAt, cur.DisconnectedAt = 0, 0
 			cur.Instance = n.StartedAt
 			tx.Emit(events.NewNodeRecovered(now.UnixMilli(), m.cfg.ClusterID, eventNode(cur), events.RoleMediaNode).Stored())
+			recovered = true
 			return nil
 		})
-		c.log.Info("media node recovered", "node", n.ID)
+		if recovered {
+			c.cfg.OnAction(ActionRecover)
+			c.log.Info("media node recovered", "node", n.ID)
+		}
 	case m.cfg.ReconnectionTimeout >= 0 && now.Sub(time.UnixMilli(n.CrashedAt)) >= m.cfg.ReconnectionTimeout:
 		c.commit(ctx, leader, n.ID, "terminate crashed node", func(tx *store.NodesTx, cur *store.MediaNodeInfo) error {
 			if !cur.Crashed() || (cur.Status != Running && cur.Status != WaitingIdle) {

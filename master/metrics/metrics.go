@@ -24,6 +24,19 @@ import (
 // ClusterCounts are the cluster-wide gauges' values.
 type ClusterCounts struct {
 	Sessions, Participants, Publishers, Subscriptions int
+	// Masters counts the registered masters.
+	Masters int
+	// MediaNodes counts the media nodes by OpenVidu status (launching,
+	// running, ...); CrashedMediaNodes those declared crashed that have
+	// not recovered or been terminated yet.
+	MediaNodes        map[string]int
+	CrashedMediaNodes int
+	// EventsUndelivered counts the events waiting in the event bus;
+	// OldestUndelivered is when the oldest of them was emitted (zero: none).
+	EventsUndelivered int
+	OldestUndelivered time.Time
+	// DeadLetters counts the events whose delivery gave up.
+	DeadLetters int
 }
 
 // Config says where a master's metrics come from.
@@ -38,6 +51,9 @@ type Config struct {
 	// ClusterTimeout.
 	Cluster        func(ctx context.Context) (counts ClusterCounts, ok bool, err error)
 	ClusterTimeout time.Duration
+	// PingRedis, if set, is called at each scrape (bounded by
+	// ClusterTimeout) for chorus_master_redis_up.
+	PingRedis func(ctx context.Context) error
 }
 
 // Metrics holds a master's collectors.
@@ -47,6 +63,7 @@ type Metrics struct {
 	restSeconds *prometheus.HistogramVec
 	rpc         *prometheus.CounterVec
 	rpcSeconds  *prometheus.HistogramVec
+	actions     *prometheus.CounterVec
 }
 
 // New registers a master's collectors.
@@ -71,8 +88,28 @@ func New(cfg Config) *Metrics {
 			Name: "chorus_master_rpc_request_duration_seconds", Help: "JSON-RPC request latency, by method.", ConstLabels: labels,
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chorus_master_controller_actions_total", Help: "What this master did as the media node controller: crash (a node declared crashed), recover, migrate (a session moved off a node), close (a session closed with its node). Summed over masters: the cluster's.", ConstLabels: labels,
+		}, []string{"action"}),
 	}
-	m.reg.MustRegister(m.rest, m.restSeconds, m.rpc, m.rpcSeconds)
+	m.reg.MustRegister(m.rest, m.restSeconds, m.rpc, m.rpcSeconds, m.actions)
+	// Every action's series exists from the start at 0, so that increase()
+	// sees the first one (a series born at 1 shows no increase).
+	for _, a := range []string{"crash", "recover", "migrate", "close"} { // medianodes.Action*
+		m.actions.WithLabelValues(a)
+	}
+	if cfg.PingRedis != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "chorus_master_redis_up", Help: "1 if this master's Redis answered a PING at scrape time, else 0.", ConstLabels: labels,
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.ClusterTimeout)
+			defer cancel()
+			if cfg.PingRedis(ctx) != nil {
+				return 0
+			}
+			return 1
+		}))
+	}
 	if cfg.Sockets != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "chorus_master_websockets", Help: "Participants' WebSockets open on this master.", ConstLabels: labels,
@@ -110,6 +147,12 @@ func (m *Metrics) REST() gin.HandlerFunc {
 	}
 }
 
+// ControllerAction counts one action of the media node controller
+// (medianodes.ControllerConfig.OnAction).
+func (m *Metrics) ControllerAction(action string) {
+	m.actions.WithLabelValues(action).Inc()
+}
+
 // RPC counts one JSON-RPC request (signaling.Config.OnRequest).
 func (m *Metrics) RPC(method string, failed bool, took time.Duration) {
 	outcome := "ok"
@@ -124,6 +167,8 @@ func (m *Metrics) RPC(method string, failed bool, took time.Duration) {
 type clusterCollector struct {
 	cfg                                               Config
 	sessions, participants, publishers, subscriptions *prometheus.Desc
+	masters, mediaNodes, crashedMediaNodes            *prometheus.Desc
+	undelivered, oldestUndelivered, deadLetters       *prometheus.Desc
 }
 
 func newClusterCollector(cfg Config) *clusterCollector {
@@ -133,6 +178,13 @@ func newClusterCollector(cfg Config) *clusterCollector {
 		participants:  prometheus.NewDesc("chorus_cluster_participants", "Participants connected to the cluster's sessions, hidden recorders excluded (the controller only).", nil, nil),
 		publishers:    prometheus.NewDesc("chorus_cluster_publishers", "Streams published in the cluster (the controller only).", nil, nil),
 		subscriptions: prometheus.NewDesc("chorus_cluster_subscriptions", "Subscriptions in the cluster (the controller only).", nil, nil),
+		masters:       prometheus.NewDesc("chorus_cluster_masters", "Masters registered in the cluster (the controller only).", nil, nil),
+		mediaNodes: prometheus.NewDesc("chorus_cluster_media_nodes", "Media nodes in the cluster by OpenVidu status: launching, running, waiting-idle-to-terminate, terminating, ... (the controller only).",
+			[]string{"status"}, nil),
+		crashedMediaNodes: prometheus.NewDesc("chorus_cluster_media_nodes_crashed", "Media nodes declared crashed and neither recovered nor terminated yet (the controller only).", nil, nil),
+		undelivered:       prometheus.NewDesc("chorus_cluster_events_undelivered", "Events waiting in the event bus for delivery to the webhook and CDR (the controller only).", nil, nil),
+		oldestUndelivered: prometheus.NewDesc("chorus_cluster_events_oldest_undelivered_age_seconds", "Age of the oldest event waiting for delivery, 0 when none waits (the controller only).", nil, nil),
+		deadLetters:       prometheus.NewDesc("chorus_cluster_events_dead_letters", "Events in the dead-letter stream: their delivery gave up after webhook.deadline (the controller only).", nil, nil),
 	}
 }
 
@@ -142,6 +194,12 @@ func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.participants
 	ch <- c.publishers
 	ch <- c.subscriptions
+	ch <- c.masters
+	ch <- c.mediaNodes
+	ch <- c.crashedMediaNodes
+	ch <- c.undelivered
+	ch <- c.oldestUndelivered
+	ch <- c.deadLetters
 }
 
 // Collect implements prometheus.Collector: nothing unless this master is
@@ -160,7 +218,17 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, g := range []struct {
 		desc *prometheus.Desc
 		n    int
-	}{{c.sessions, counts.Sessions}, {c.participants, counts.Participants}, {c.publishers, counts.Publishers}, {c.subscriptions, counts.Subscriptions}} {
+	}{{c.sessions, counts.Sessions}, {c.participants, counts.Participants}, {c.publishers, counts.Publishers}, {c.subscriptions, counts.Subscriptions},
+		{c.masters, counts.Masters}, {c.crashedMediaNodes, counts.CrashedMediaNodes},
+		{c.undelivered, counts.EventsUndelivered}, {c.deadLetters, counts.DeadLetters}} {
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(g.n))
+	}
+	age := 0.0
+	if !counts.OldestUndelivered.IsZero() {
+		age = max(0, time.Since(counts.OldestUndelivered).Seconds())
+	}
+	ch <- prometheus.MustNewConstMetric(c.oldestUndelivered, prometheus.GaugeValue, age)
+	for status, n := range counts.MediaNodes {
+		ch <- prometheus.MustNewConstMetric(c.mediaNodes, prometheus.GaugeValue, float64(n), status)
 	}
 }

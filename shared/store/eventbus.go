@@ -354,3 +354,43 @@ func (s *EventBus) ReplayDeadLetter(ctx context.Context, d DeadLetter) error {
 	}
 	return s.rdb.Publish(ctx, s.eventWakeChannel(), sid).Err()
 }
+
+// DeadLetterCount returns how many events the dead-letter stream holds.
+func (s *EventBus) DeadLetterCount(ctx context.Context) (int64, error) {
+	n, err := s.rdb.XLen(ctx, s.deadLetterKey()).Result()
+	if err != nil {
+		return 0, fmt.Errorf("count dead letters: %w", err)
+	}
+	return n, nil
+}
+
+// Backlog returns how many events wait for delivery across every stream
+// (EventStreams), and when the oldest of them was emitted (the zero time
+// when none waits): stream entry ids start with their Unix ms.
+func (s *EventBus) Backlog(ctx context.Context) (undelivered int64, oldest time.Time, err error) {
+	sids, err := s.EventStreams(ctx)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	pipe := s.rdb.Pipeline()
+	lens := make([]*redis.IntCmd, len(sids))
+	firsts := make([]*redis.XMessageSliceCmd, len(sids))
+	for i, sid := range sids {
+		lens[i] = pipe.XLen(ctx, s.eventsKey(sid))
+		firsts[i] = pipe.XRangeN(ctx, s.eventsKey(sid), "-", "+", 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, time.Time{}, fmt.Errorf("measure the event backlog: %w", err)
+	}
+	for i := range sids {
+		undelivered += lens[i].Val()
+		for _, m := range firsts[i].Val() {
+			ms, _, _ := strings.Cut(m.ID, "-")
+			var at int64
+			if _, err := fmt.Sscan(ms, &at); err == nil && (oldest.IsZero() || time.UnixMilli(at).Before(oldest)) {
+				oldest = time.UnixMilli(at)
+			}
+		}
+	}
+	return undelivered, oldest, nil
+}

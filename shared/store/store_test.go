@@ -207,3 +207,50 @@ func TestIsUnavailable(t *testing.T) {
 		t.Error("logical errors reported as unavailability")
 	}
 }
+
+// TestEventBacklog: the backlog counts every stream's undelivered events
+// and dates the oldest by its entry id; acknowledged events leave it; dead
+// letters are counted apart.
+func TestEventBacklog(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	n, oldest, err := s.Backlog(ctx)
+	if err != nil || n != 0 || !oldest.IsZero() {
+		t.Fatalf("empty bus: %d events, oldest %v, %v", n, oldest, err)
+	}
+	before := time.Now().Add(-time.Millisecond)
+	if err := s.EmitCluster(ctx, StoredEvent{ID: "e1", Name: "nodeCrashed", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterEventStream(ctx, "ses_a"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if err := s.EventBus.rdb.XAdd(ctx, s.eventArgs("ses_a", StoredEvent{ID: "e2", Name: "sessionCreated", Body: []byte(`{}`)})).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n, oldest, err = s.Backlog(ctx)
+	if err != nil || n != 2 || oldest.Before(before.Truncate(time.Millisecond)) || oldest.After(time.Now()) {
+		t.Fatalf("two events: %d, oldest %v (emitted after %v), %v", n, oldest, before, err)
+	}
+	pending, err := s.PendingEvents(ctx, ClusterStream, "master_1", 10)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending cluster events: %v, %v", pending, err)
+	}
+	if err := s.AckEvent(ctx, ClusterStream, pending[0].StreamID); err != nil {
+		t.Fatal(err)
+	}
+	n, oldest2, err := s.Backlog(ctx)
+	if err != nil || n != 1 || !oldest2.After(oldest) {
+		t.Fatalf("after the cluster event's delivery: %d, oldest %v (was %v), %v", n, oldest2, oldest, err)
+	}
+	if c, err := s.DeadLetterCount(ctx); err != nil || c != 0 {
+		t.Fatalf("dead letters: %d, %v", c, err)
+	}
+	if err := s.AddDeadLetter(ctx, DeadLetter{StoredEvent: pending[0], Session: ClusterStream, Error: "500", FailedAt: time.Now().UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.DeadLetterCount(ctx); err != nil || c != 1 {
+		t.Fatalf("dead letters: %d, %v", c, err)
+	}
+}
