@@ -226,7 +226,7 @@ func TestRelayedBrowserSurvivesCrashes(t *testing.T) {
 		boundMS int64
 	}{
 		{victim: "turn", boundMS: maxRelayedBrowserRecoveryMS},
-		// Not the 8 s: measured 7.4-8.8 s, of which Chrome takes
+		// Not the 8 s: measured 7.7-8.7 s, of which Chrome takes
 		// 7.5-7.7 s to report the relayed page's ICE disconnected (its
 		// floor); the server's share after that is bounded below
 		// (maxBrowserAfterICEMS, measured 0.57-1.24 s).
