@@ -456,7 +456,7 @@ func (s *Server) pionConfig() pionturn.ServerConfig {
 }
 
 // authenticate is pion's AuthHandler (RFC 8489 section 9.2.4): it refuses
-// another realm, and malformed or expired usernames (pion then answers 400,
+// another realm, and malformed or expired usernames (pion then answers 401,
 // see the package tests), and otherwise returns the user (the credential's
 // connection id) and the long-term key MD5(username:realm:password), with
 // which pion checks MESSAGE-INTEGRITY. No state, no I/O.

@@ -68,10 +68,11 @@ func TestRelay(t *testing.T) {
 	}
 }
 
-// TestAuthRefused: credentials the server must refuse get an error and no
-// allocation. pion v5.1.0 answers 400 Bad Request once the client has
-// answered the 401 challenge with credentials it refuses (RFC 8489 section
-// 9.2.4 says 401); the 401 challenge itself is checked in the raw cases.
+// TestAuthRefused: credentials the server must refuse get 401 Unauthorized
+// (RFC 8489 section 9.2.4) and no allocation, whether the client answered
+// the challenge with them (through pion's client) or sent them at once (the
+// raw cases). pion/turn v5.1.0 answered 400 Bad Request to the former;
+// v5.1.3 answers 401.
 func TestAuthRefused(t *testing.T) {
 	good, goodPassword := mint(t, "con_A")
 	expired, expiredPassword, err := turncred.Mint(testSecret, "con_A", time.Hour, time.Now().Add(-2*time.Hour))
@@ -89,13 +90,13 @@ func TestAuthRefused(t *testing.T) {
 		realm              string // "": through pion's client, which uses the server's realm
 		wantCode           int
 	}{
-		{name: "wrong password", username: good, password: "not-the-password", wantCode: 400},
-		{name: "password of another secret", username: otherSecretUser, password: otherSecretPassword, wantCode: 400},
-		{name: "expired username", username: expired, password: expiredPassword, wantCode: 400},
-		{name: "malformed username", username: "con_A", password: goodPassword, wantCode: 400},
-		{name: "forged expiry", username: farFuture, password: goodPassword, wantCode: 400},
-		{name: "unknown realm", username: good, password: goodPassword, realm: "elsewhere", wantCode: 400},
-		{name: "realm differing in case", username: good, password: goodPassword, realm: "Chorus", wantCode: 400},
+		{name: "wrong password", username: good, password: "not-the-password", wantCode: 401},
+		{name: "password of another secret", username: otherSecretUser, password: otherSecretPassword, wantCode: 401},
+		{name: "expired username", username: expired, password: expiredPassword, wantCode: 401},
+		{name: "malformed username", username: "con_A", password: goodPassword, wantCode: 401},
+		{name: "forged expiry", username: farFuture, password: goodPassword, wantCode: 401},
+		{name: "unknown realm", username: good, password: goodPassword, realm: "elsewhere", wantCode: 401},
+		{name: "realm differing in case", username: good, password: goodPassword, realm: "Chorus", wantCode: 401},
 		{name: "control: right realm by hand", username: good, password: goodPassword, realm: "chorus", wantCode: 0},
 	}
 	for _, tt := range tests {
