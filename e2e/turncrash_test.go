@@ -54,17 +54,7 @@ func TestRelayedParticipantsSurviveCrashes(t *testing.T) {
 			turnPIDs := map[int]string{dc.pid(t, "turn_1"): "turn_1", dc.pid(t, "turn_2"): "turn_2"}
 			using := relayReplicas(t, subs, turnPIDs)
 			t.Logf("before: subscriptions relay through %v", using)
-			kill := "media_1"
-			if victim == "turn" {
-				kill = "turn_1"
-				if count(using, "turn_2") > count(using, "turn_1") {
-					kill = "turn_2"
-				}
-			}
-			killedAt := time.Now()
-			if err := syscall.Kill(dc.pid(t, kill), syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+			kill, killedAt := killVictim(t, dc, victim, using)
 			waitPionMedia(t, subs, killedAt.Add(time.Second), 30*time.Second)
 			time.Sleep(time.Second)
 			var gaps []int64
@@ -138,6 +128,26 @@ func appendTURNCrashReport(v any) {
 // after a TURN replica crash: BENCHMARKS.md measured 2.9-3.7 s, x1.25,
 // within the 5 s.
 const maxRelayedPionRecoveryMS = 4600
+
+// killVictim SIGKILLs what a crash test names: "media" kills media_1;
+// "turn" the TURN replica most of using (the replica each peer connection
+// relays through) names, turn_1 on a tie. It returns the node's id and the
+// time of the kill.
+func killVictim(t *testing.T, dc *devCluster, victim string, using []string) (string, time.Time) {
+	t.Helper()
+	kill := "media_1"
+	if victim == "turn" {
+		kill = "turn_1"
+		if count(using, "turn_2") > count(using, "turn_1") {
+			kill = "turn_2"
+		}
+	}
+	killedAt := time.Now()
+	if err := syscall.Kill(dc.pid(t, kill), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	return kill, killedAt
+}
 
 func count(list []string, v string) int {
 	n := 0
@@ -258,17 +268,7 @@ func TestRelayedBrowserSurvivesCrashes(t *testing.T) {
 			if slices.Contains(using, "") || len(using) != 2 {
 				t.Fatalf("the namespaced page's peer connections relay through %v, want a TURN replica for each of its 2", using)
 			}
-			kill := "media_1"
-			if victim == "turn" {
-				kill = "turn_1"
-				if count(using, "turn_2") > count(using, "turn_1") {
-					kill = "turn_2"
-				}
-			}
-			killedAt := time.Now()
-			if err := syscall.Kill(dc.pid(t, kill), syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
+			kill, killedAt := killVictim(t, dc, victim, using)
 			since := killedAt.Add(-500 * time.Millisecond)
 			waitPagesVideoBack(t, killedAt, 30*time.Second, root, inside)
 			time.Sleep(time.Second)
