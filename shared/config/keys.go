@@ -227,7 +227,7 @@ func Keys() []Key {
 			"After a crash, when such closes start, counted from when the node went silent: Chrome reports a silent node's ICE disconnected 5-7.5 s after its last packet, and earlier closes only cost the page a reconnection."},
 		{"media_nodes.nudge_interval", []string{"CHORUS_MEDIA_NODES_NUDGE_INTERVAL"}, 300 * time.Millisecond, []Role{RoleMaster},
 			"Time between two such closes (a socket younger than 500 ms is left alone, so a page is closed every 600 ms at most)."},
-		{"media_nodes.nudge_count", []string{"CHORUS_MEDIA_NODES_NUDGE_COUNT"}, 24, []Role{RoleMaster},
+		{"media_nodes.nudge_count", []string{"CHORUS_MEDIA_NODES_NUDGE_COUNT"}, 40, []Role{RoleMaster},
 			"Most such closes per publisher, each skipped while its socket is younger than 500 ms or carried a request in the last 400 ms (0: none; media then returns on openvidu-browser's own timers)."},
 		{"media_nodes.ice_tcp", []string{"CHORUS_MEDIA_NODES_ICE_TCP"}, true, []Role{RoleMaster},
 			"Launched media nodes (process and docker providers) also listen for ICE-TCP: the process provider gives each a free TCP port, the docker provider publishes its UDP port's number over TCP too."},
