@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -227,6 +228,54 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// fixedPorts returns the first of n consecutive ports free on 127.0.0.1 for
+// both TCP and UDP, below the kernel's ephemeral range
+// (net.ipv4.ip_local_port_range), for services that must listen on the same
+// number they announce (media nodes' ICE ports): a number in the ephemeral
+// range can be taken at any time by some process's outgoing connection or
+// Chrome's UDP sockets, which once made compose's fixed 40000 fail to bind.
+func fixedPorts(t *testing.T, n int) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil {
+				low = v
+			}
+		}
+	}
+	const floor = 20000
+	if low-floor < 1000 {
+		t.Fatalf("ephemeral ports start at %d: no room below them for fixed ports", low)
+	}
+	free := func(port int) bool {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer l.Close()
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		defer u.Close()
+		return true
+	}
+	for try := 0; try < 200; try++ {
+		first := floor + rand.IntN(low-floor-n)
+		ok := true
+		for p := first; p < first+n && ok; p++ {
+			ok = free(p)
+		}
+		if ok {
+			return first
+		}
+	}
+	t.Fatalf("no %d consecutive free ports between %d and %d", n, floor, low)
+	return 0
 }
 
 func lastLine(s string) string {

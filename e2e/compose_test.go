@@ -129,6 +129,10 @@ func TestComposeCluster(t *testing.T) {
 	hookURL := strings.Replace(h.URL, gateway, "host.docker.internal", 1)
 
 	port, promPort := freePort(t), freePort(t)
+	// The media nodes listen on the port they announce, so they get numbers
+	// no outgoing connection can hold: media1, media2, then 10 for launched
+	// nodes.
+	media := fixedPorts(t, 12)
 	const secret = "COMPOSE_SECRET"
 	c := &compose{t: t, project: fmt.Sprintf("chorustest%d", time.Now().UnixNano()%1e6), env: []string{
 		"OPENVIDU_SECRET=" + secret,
@@ -138,8 +142,10 @@ func TestComposeCluster(t *testing.T) {
 		"CHORUS_PUBLIC_URL=wss://localhost:" + strconv.Itoa(port),
 		"OPENVIDU_WEBHOOK=true",
 		"OPENVIDU_WEBHOOK_ENDPOINT=" + hookURL,
-		"CHORUS_LAUNCHED_UDP_PORT_MIN=40150",
-		"CHORUS_LAUNCHED_UDP_PORT_MAX=40159",
+		"CHORUS_MEDIA1_PORT=" + strconv.Itoa(media),
+		"CHORUS_MEDIA2_PORT=" + strconv.Itoa(media+1),
+		"CHORUS_LAUNCHED_UDP_PORT_MIN=" + strconv.Itoa(media+2),
+		"CHORUS_LAUNCHED_UDP_PORT_MAX=" + strconv.Itoa(media+11),
 		// The monitoring profile too: its Prometheus must see every role
 		// and the media node crash below.
 		"COMPOSE_PROFILES=monitoring",

@@ -92,8 +92,9 @@ func (e *env) moving(sid protocol.SessionID, cid protocol.ConnectionID) protocol
 // WebSocket closes it (its client reconnects and resumes) unless closing
 // could lose a request: the socket is younger than 800 ms (its client is
 // re-establishing its streams), carried a request in the last 400 ms, or
-// has a held request pending; and not if the publisher re-published since
-// the nudge was queued. A skipped nudge waits for the next. Each case's
+// has a held request pending, or a forciblyReconnectSubscriber offer
+// written on it in the last 3 s is unanswered; and not if the publisher
+// re-published since the nudge was queued. A skipped nudge waits for the next. Each case's
 // last nudge finds the socket settled: exactly one close, at that nudge,
 // shows that the earlier ones were skipped (a wrong close would have come
 // earlier, and been followed by another).
@@ -106,6 +107,7 @@ func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 		name    string
 		nudges  session.Nudges
 		closeAt time.Duration // when the closing nudge is due, from the join
+		closeBy time.Duration // if set, the close must come before it
 		// meanwhile runs beside the nudges (it returns by itself or when
 		// ctx ends); other is a stream that is moving too.
 		meanwhile func(ctx context.Context, t *testing.T, p *participant.Participant, start time.Time, other protocol.StreamID)
@@ -152,6 +154,27 @@ func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 				e.update(sid, func(tx *store.Tx) { tx.Conns[cid].Publisher.State = store.EndpointMigrating })
 				svc.NudgePublishers(context.Background(), sid, time.Time{})
 			}},
+		// A server offer written at 0.9 s and never answered keeps the
+		// nudges at 1, 2 and 3 s off; the one at 4 s closes.
+		{name: "forced offer unanswered", nudges: session.Nudges{Delay: 100 * time.Millisecond, Interval: time.Second, Count: 4}, closeAt: 3900 * time.Millisecond,
+			nudge: func(t *testing.T, e *env, svc *session.Service, sid protocol.SessionID, p *participant.Participant, start time.Time) {
+				forcedOffer(t, e, sid, p, start)
+				svc.NudgePublishers(context.Background(), sid, time.Time{})
+			}},
+		// Answered at 1.3 s: the nudge at 1 s waits, the one at 2 s closes.
+		{name: "forced offer answered", nudges: session.Nudges{Delay: 100 * time.Millisecond, Interval: time.Second, Count: 2}, closeAt: 1900 * time.Millisecond, closeBy: 2500 * time.Millisecond,
+			nudge: func(t *testing.T, e *env, svc *session.Service, sid protocol.SessionID, p *participant.Participant, start time.Time) {
+				forcedOffer(t, e, sid, p, start)
+				g := goGroup(t)
+				g.Go(func() {
+					time.Sleep(time.Until(start.Add(1300 * time.Millisecond)))
+					// The answer's subscription is unknown (an error), but it
+					// is the answer the socket waited for.
+					_ = p.Call(context.Background(), "reconnectStream",
+						map[string]any{"stream": "str_CAM_AAAA_con_other", "sdpString": "v=0", "forciblyReconnect": true}, nil)
+				})
+				svc.NudgePublishers(context.Background(), sid, time.Time{})
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,10 +217,27 @@ func TestNudgeClosesOnlySettledSockets(t *testing.T) {
 			// Outbox entry times have millisecond resolution.
 			if at := rs[0].Lost.Sub(start); at < tt.closeAt-5*time.Millisecond {
 				t.Errorf("socket closed %s after the join, before the nudge due at %s", at, tt.closeAt)
+			} else if tt.closeBy > 0 && at > tt.closeBy {
+				t.Errorf("socket closed %s after the join, want before %s", at, tt.closeBy)
 			}
 			if c := e.conn(sid, protocol.ConnectionID(p.ConnectionID())); c.Master != "master_a.1" || c.DisconnectedAt != 0 {
 				t.Errorf("resumed participant: master %q, disconnectedAt %d", c.Master, c.DisconnectedAt)
 			}
 		})
 	}
+}
+
+// forcedOffer writes a forciblyReconnectSubscriber offer to p 0.9 s after
+// start (p, without media recovery, never answers it by itself).
+func forcedOffer(t *testing.T, e *env, sid protocol.SessionID, p *participant.Participant, start time.Time) {
+	t.Helper()
+	cid := protocol.ConnectionID(p.ConnectionID())
+	time.Sleep(time.Until(start.Add(900 * time.Millisecond)))
+	e.update(sid, func(tx *store.Tx) {
+		n := protocol.ForciblyReconnectNotification{ConnectionID: "con_other", StreamID: "str_CAM_AAAA_con_other", SDPOffer: "v=0"}
+		if err := tx.Notify(cid, protocol.NotifyForciblyReconnect, n); err != nil {
+			t.Error(err)
+		}
+	})
+	waitFor(t, "the offer written", func() bool { return len(e.outbox(sid, cid)) == 0 })
 }

@@ -332,6 +332,9 @@ func (sk *socket) reconnectStream(ctx context.Context, pt participant, raw json.
 		return nil, &protocol.RPCError{Code: protocol.CodeMediaSDP,
 			Message: "Client-offered subscriptions are not supported: mediaServer is mediasoup, use prepareReceiveVideoFrom"}
 	}
+	if p.ForciblyReconnect {
+		sk.forcedOfferAnswered()
+	}
 	if err := sk.srv.cfg.Sessions.CompleteSubscribe(ctx, pt.sid, pt.cid, *p.Stream, *p.SDPString, p.ForciblyReconnect); err != nil {
 		return nil, err
 	}

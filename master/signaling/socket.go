@@ -39,6 +39,11 @@ const (
 	// nudgeSettleRequest after it carried a request.
 	nudgeSettleOpen    = 500 * time.Millisecond
 	nudgeSettleRequest = 400 * time.Millisecond
+	// nudgeSettleOffer bounds how long a forciblyReconnectSubscriber offer
+	// written on the socket keeps nudges off it while its answer is
+	// pending (the server's own claim on that subscription lasts as long:
+	// session's forcedAnswerWindow).
+	nudgeSettleOffer = 3 * time.Second
 )
 
 // socket is one participant's WebSocket. The reader goroutine answers pings
@@ -85,6 +90,15 @@ type socket struct {
 	// stopPing on reconnecting) and never retries a stream's reconnection
 	// whose request it dropped.
 	held atomic.Int32
+
+	// forcedOffers counts the forciblyReconnectSubscriber offers written on
+	// this socket and not yet answered (reconnectStream with
+	// forciblyReconnect), the last written at forcedOfferAt (Unix ns): a
+	// nudge then waits too, since openvidu-browser loses an answer it
+	// sends while its socket reconnects, and the subscription would wait
+	// for its own 4 s ICE timer.
+	forcedOffers  atomic.Int32
+	forcedOfferAt atomic.Int64
 
 	// signals paces sendMessage (Limits.SignalsPerSecond; nil: no limit).
 	signals *rate.Limiter
@@ -536,8 +550,29 @@ func (sk *socket) notify(e store.OutboxEntry) bool {
 	if sk.leaving {
 		return false
 	}
+	if e.Method == protocol.NotifyForciblyReconnect {
+		sk.forcedOfferAt.Store(time.Now().UnixNano())
+		sk.forcedOffers.Add(1)
+	}
 	sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
 	return true
+}
+
+// forcedOfferAnswered records the answer to one of the socket's
+// forciblyReconnectSubscriber offers.
+func (sk *socket) forcedOfferAnswered() {
+	for {
+		n := sk.forcedOffers.Load()
+		if n <= 0 || sk.forcedOffers.CompareAndSwap(n, n-1) {
+			return
+		}
+	}
+}
+
+// awaitsForcedAnswer reports whether an offer written on the socket within
+// nudgeSettleOffer is still unanswered.
+func (sk *socket) awaitsForcedAnswer() bool {
+	return sk.forcedOffers.Load() > 0 && time.Since(time.Unix(0, sk.forcedOfferAt.Load())) < nudgeSettleOffer
 }
 
 // stopNotifications makes the delivery write nothing more, once the
@@ -570,6 +605,12 @@ func (sk *socket) reconnect(sid protocol.SessionID, cid protocol.ConnectionID, p
 		// The client would drop its pending renegotiation: the next nudge,
 		// after the answer, closes the socket instead.
 		sk.srv.log.Debug("nudge skipped: a renegotiation is pending", "session", sid, "connection", cid)
+		return false
+	}
+	if sk.awaitsForcedAnswer() {
+		// The client is answering the server's offer: the answer, sent
+		// while its socket reconnects, would be lost.
+		sk.srv.log.Debug("nudge skipped: a forced offer awaits its answer", "session", sid, "connection", cid)
 		return false
 	}
 	if young, busy := time.Since(sk.openedAt) < nudgeSettleOpen, time.Since(time.Unix(0, sk.lastRequest.Load())) < nudgeSettleRequest; young || busy {
