@@ -32,6 +32,7 @@ import (
 	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/mediaapi"
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/recstorage"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -99,6 +100,10 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy.trusted_proxies: %w", err)
 	}
+	recStorage, err := recstorage.New(ctx, cfg.Cluster.Recording, log)
+	if err != nil {
+		return nil, fmt.Errorf("recording storage: %w", err)
+	}
 	provider, err := newProvider(ctx, cfg.Cluster, log)
 	if err != nil {
 		return nil, err
@@ -134,7 +139,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
 			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
-			Recording: restapi.RecordingConfig{Enabled: cfg.Cluster.Recording.Enabled, Path: cfg.Cluster.Recording.Path,
+			Recording: restapi.RecordingConfig{Enabled: cfg.Cluster.Recording.Enabled, Storage: recStorage,
 				PublicAccess: cfg.Cluster.Recording.PublicAccess, StartWait: mc.RequestTimeout * 4 / 5},
 			MediaNodes: manager, LaunchTimeout: nc.LaunchTimeout, TURNURLs: cfg.Cluster.Turn.URLs,
 			Cluster: restapi.ClusterInfo{ID: cfg.Cluster.ClusterID, Provider: provider.Name(),

@@ -12,6 +12,7 @@ import (
 	"github.com/chorus-rtc/chorus/recorder/worker"
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/recstorage"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -28,14 +29,18 @@ func runRecorder(ctx context.Context, cfg *config.Config, rdb redis.UniversalCli
 	if err != nil {
 		return fmt.Errorf("recorder: %w", err)
 	}
+	storage, err := recstorage.New(ctx, cfg.Recording, log)
+	if err != nil {
+		return fmt.Errorf("recorder: recording storage: %w", err)
+	}
 	st := store.New(store.Config{Redis: rdb, ClusterID: cfg.ClusterID, EventsMaxLen: cfg.Events.MaxLen})
 	w, err := worker.New(worker.Config{
-		Store: st, Renderer: r, ID: rc.ID, Path: cfg.Recording.Path, WorkDir: rc.WorkDir,
+		Store: st, Renderer: r, Storage: storage, ID: rc.ID, Path: cfg.Recording.Path, WorkDir: rc.WorkDir,
 		LeaseTTL: rc.LeaseTTL, MaxJobs: rc.MaxJobs, LoopbackOnly: rc.LoopbackOnly, Logger: log.With("recorder", rc.ID),
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("recorder started", "id", rc.ID, "path", cfg.Recording.Path, "workDir", rc.WorkDir)
+	log.Info("recorder started", "id", rc.ID, "path", cfg.Recording.Path, "workDir", rc.WorkDir, "storage", cfg.Recording.Storage)
 	return w.Run(ctx)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/recstorage"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -25,9 +25,9 @@ import (
 type RecordingConfig struct {
 	// Enabled serves the recording API; otherwise every call answers 501.
 	Enabled bool
-	// Path holds <recordingId>/<file> as the recorders write them; every
-	// master must see the recorders' directory (one host, or a shared volume).
-	Path string
+	// Storage keeps the finished recordings' files (recording.storage):
+	// masters serve and delete them there. Nil: none (files answer 404).
+	Storage recstorage.Storage
 	// PublicAccess serves the files without Basic auth.
 	PublicAccess bool
 	// StartWait bounds how long POST /recordings/start waits for a recorder
@@ -275,42 +275,47 @@ func (a *API) deleteRecording(c *gin.Context) {
 		a.fail(c, err, "/openvidu/api/recordings/"+id)
 		return
 	}
-	if dir, ok := a.recordingDir(rec.ID); ok {
-		if err := os.RemoveAll(dir); err != nil {
+	if st := a.cfg.Recording.Storage; st != nil && validRecordingID(rec.ID) {
+		// The recording is gone whatever happens to its files: a file left
+		// behind is logged, not reported (OpenVidu answers 204 too).
+		if err := st.Delete(c.Request.Context(), rec.ID); err != nil {
 			a.log.Warn("delete recording files", "recording", rec.ID, "err", err)
 		}
 	}
 	c.Status(http.StatusNoContent)
 }
 
-// recordingDir is <recording path>/<id>, for an id that is a recording id
-// (a session id, maybe ~n): never a path outside the recording path.
-func (a *API) recordingDir(id string) (string, bool) {
+// validRecordingID reports whether id is a recording id (a session id,
+// maybe ~n): never a path outside the recording's own directory or folder.
+func validRecordingID(id string) bool {
 	sid, n, hasN := strings.Cut(id, "~")
 	if !protocol.ValidID(sid) {
-		return "", false
+		return false
 	}
 	if hasN {
 		if _, err := strconv.Atoi(n); err != nil {
-			return "", false
+			return false
 		}
 	}
-	return filepath.Join(a.cfg.Recording.Path, id), true
+	return true
 }
 
 // recordingFile serves /openvidu/recordings/<id>/<file> from the recording
-// path (Basic auth unless public access, as openvidu-server).
+// storage (Basic auth unless public access, as openvidu-server); a storage
+// that fails (the S3 service) answers 502.
 func (a *API) recordingFile(c *gin.Context) {
-	dir, ok := a.recordingDir(c.Param("recordingId"))
-	file := c.Param("file")
-	if !ok || file != filepath.Base(file) || strings.HasPrefix(file, ".") {
+	id, file := c.Param("recordingId"), c.Param("file")
+	st := a.cfg.Recording.Storage
+	if st == nil || !validRecordingID(id) || file != filepath.Base(file) || strings.HasPrefix(file, ".") {
 		c.Status(http.StatusNotFound)
 		return
 	}
-	full := filepath.Join(dir, file)
-	if st, err := os.Stat(full); err != nil || !st.Mode().IsRegular() {
+	err := st.Serve(c.Writer, c.Request, id, file)
+	switch {
+	case errors.Is(err, recstorage.ErrNotFound):
 		c.Status(http.StatusNotFound)
-		return
+	case err != nil:
+		a.log.Warn("serve recording file", "recording", id, "file", file, "err", err)
+		c.Status(http.StatusBadGateway)
 	}
-	http.ServeFile(c.Writer, c.Request, full)
 }

@@ -47,10 +47,19 @@ type Renderer interface {
 	Render(ctx context.Context, rec render.Recording, workDir, outDir string) (render.Result, error)
 }
 
+// Storage keeps a rendered recording's files (recstorage.Storage): local
+// storage has nothing to do, S3 uploads them.
+type Storage interface {
+	Publish(ctx context.Context, id, dir string) error
+}
+
 // Config configures a worker.
 type Config struct {
 	Store    Store
 	Renderer Renderer
+	// Storage publishes each rendered recording before it is marked ready
+	// (nil: the files stay in <Path>/<id>/, local storage).
+	Storage Storage
 	// ID is the holder name of the worker's leases (required, unique).
 	ID string
 	// Path is the recording path: outputs go to <Path>/<id>/.
@@ -254,6 +263,18 @@ func (w *Worker) render(ctx context.Context, rec *store.Recording) error {
 	if err != nil {
 		_, ferr := recordings.Fail(bg, w.cfg.Store, rec.ID, "render: "+err.Error(), store.NowMillis())
 		return errors.Join(fmt.Errorf("render %s: %w", rec.ID, err), ferr, w.cfg.Store.FinishRecordingJob(bg, rec.ID))
+	}
+	if w.cfg.Storage != nil {
+		// The recording stays stopped while it uploads, and is ready only
+		// once stored (OpenVidu Pro's S3 storage); a storage that never
+		// takes it fails it, its files left in the recording path.
+		if err := w.cfg.Storage.Publish(ctx, rec.ID, out); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err() // lease lost or shutting down: another worker uploads
+			}
+			_, ferr := recordings.Fail(bg, w.cfg.Store, rec.ID, "upload: "+err.Error(), store.NowMillis())
+			return errors.Join(fmt.Errorf("upload %s: %w", rec.ID, err), ferr, w.cfg.Store.FinishRecordingJob(bg, rec.ID))
+		}
 	}
 	if _, err := recordings.Finish(bg, w.cfg.Store, rec.ID, recordings.Result{
 		File: filepath.Base(res.File), Size: res.Size, Duration: res.Duration.Seconds(),

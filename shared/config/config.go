@@ -265,6 +265,35 @@ type Recording struct {
 	PublicAccess bool   `mapstructure:"public_access"`
 	// AutostopTimeout is OPENVIDU_RECORDING_AUTOSTOP_TIMEOUT.
 	AutostopTimeout time.Duration `mapstructure:"autostop_timeout"`
+	// Storage is local or s3 (OPENVIDU_PRO_RECORDING_STORAGE).
+	Storage string      `mapstructure:"storage"`
+	S3      RecordingS3 `mapstructure:"s3"`
+}
+
+// RecordingS3 is OpenVidu Pro's S3 storage of recordings
+// (OPENVIDU_PRO_AWS_*; recording.md "Uploading recordings to S3").
+type RecordingS3 struct {
+	Bucket    string `mapstructure:"bucket"`
+	Endpoint  string `mapstructure:"endpoint"`
+	PathStyle bool   `mapstructure:"path_style"`
+	AccessKey string `mapstructure:"access_key"`
+	SecretKey string `mapstructure:"secret_key"`
+	Region    string `mapstructure:"region"`
+	// Headers is a JSON object of header names and values (HeaderMap).
+	Headers        string        `mapstructure:"headers"`
+	UploadDeadline time.Duration `mapstructure:"upload_deadline"`
+}
+
+// HeaderMap decodes Headers.
+func (s RecordingS3) HeaderMap() (map[string]string, error) {
+	if strings.TrimSpace(s.Headers) == "" {
+		return nil, nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(s.Headers), &m); err != nil {
+		return nil, fmt.Errorf("recording.s3.headers is not a JSON object of strings: %w", err)
+	}
+	return m, nil
 }
 
 // Recorder is a recording worker's configuration (chorus recorder).
@@ -624,6 +653,7 @@ func (c *Config) Validate(role Role) error {
 		if c.Recording.Enabled && c.Recording.Path == "" {
 			bad("recording.path is empty while recording is enabled")
 		}
+		c.validateRecordingStorage(bad)
 		c.validateEvents(bad)
 		c.validateLimits(bad)
 		c.validateMediaNodes(bad)
@@ -637,6 +667,10 @@ func (c *Config) Validate(role Role) error {
 		}
 		if c.Recorder.MaxJobs < 1 {
 			bad("recorder.max_jobs must be at least 1, got %d", c.Recorder.MaxJobs)
+		}
+		c.validateRecordingStorage(bad)
+		if c.Recording.S3.UploadDeadline <= 0 {
+			bad("recording.s3.upload_deadline must be positive, got %s", c.Recording.S3.UploadDeadline)
 		}
 	case RoleTurn:
 		c.validateTurn(bad)
@@ -998,4 +1032,28 @@ func (c *Config) validateTurn(bad func(string, ...any)) {
 		bad("turn.relay_port_min..max %d-%d is not a port range", t.RelayPortMin, t.RelayPortMax)
 	}
 	positive(bad, "turn.peer_refresh_interval", t.PeerRefreshInterval)
+}
+
+// validateRecordingStorage checks recording.storage and, for s3, its bucket,
+// endpoint, credentials and headers.
+func (c *Config) validateRecordingStorage(bad func(string, ...any)) {
+	r := c.Recording
+	switch r.Storage {
+	case "local":
+	case "s3":
+		if strings.Trim(r.S3.Bucket, "/") == "" {
+			bad("recording.s3.bucket is empty while recording.storage is s3")
+		}
+		if r.S3.Endpoint != "" {
+			checkURL(bad, "recording.s3.endpoint", r.S3.Endpoint, "http", "https")
+		}
+		if (r.S3.AccessKey == "") != (r.S3.SecretKey == "") {
+			bad("recording.s3.access_key and recording.s3.secret_key go together (both empty: the AWS SDK's default credentials)")
+		}
+		if _, err := r.S3.HeaderMap(); err != nil {
+			bad("%v", err)
+		}
+	default:
+		bad("recording.storage %q must be local or s3", r.Storage)
+	}
 }

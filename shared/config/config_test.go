@@ -217,3 +217,48 @@ func TestMediaTCPPort(t *testing.T) {
 		t.Error("media_nodes.ice_tcp is off by default")
 	}
 }
+
+// TestRecordingStorage: OpenVidu Pro's S3 variables configure the recording
+// storage, checked together.
+func TestRecordingStorage(t *testing.T) {
+	base := []string{"CHORUS_REDIS_ADDRS=127.0.0.1:6379"}
+	tests := []struct {
+		name string
+		env  []string
+		want string // a problem Validate must list; "" none
+	}{
+		{"local by default", nil, ""},
+		{"OpenVidu Pro's S3 variables", []string{"OPENVIDU_PRO_RECORDING_STORAGE=s3", "OPENVIDU_PRO_AWS_S3_BUCKET=rec/folder",
+			"OPENVIDU_PRO_AWS_S3_SERVICE_ENDPOINT=http://127.0.0.1:9000", "OPENVIDU_PRO_AWS_S3_WITH_PATH_STYLE_ACCESS=true",
+			"OPENVIDU_PRO_AWS_ACCESS_KEY=ak", "OPENVIDU_PRO_AWS_SECRET_KEY=sk", "OPENVIDU_PRO_AWS_REGION=eu-west-1",
+			`OPENVIDU_PRO_AWS_S3_HEADERS={"x-amz-server-side-encryption":"AES256"}`}, ""},
+		{"unknown storage", []string{"OPENVIDU_PRO_RECORDING_STORAGE=ftp"}, "recording.storage"},
+		{"s3 without a bucket", []string{"OPENVIDU_PRO_RECORDING_STORAGE=s3", "OPENVIDU_PRO_AWS_S3_BUCKET=/"}, "recording.s3.bucket is empty"},
+		{"a relative endpoint", []string{"OPENVIDU_PRO_RECORDING_STORAGE=s3", "OPENVIDU_PRO_AWS_S3_BUCKET=b", "OPENVIDU_PRO_AWS_S3_SERVICE_ENDPOINT=minio:9000"}, "recording.s3.endpoint"},
+		{"half the credentials", []string{"OPENVIDU_PRO_RECORDING_STORAGE=s3", "OPENVIDU_PRO_AWS_S3_BUCKET=b", "OPENVIDU_PRO_AWS_ACCESS_KEY=ak"}, "go together"},
+		{"headers not an object", []string{"OPENVIDU_PRO_RECORDING_STORAGE=s3", "OPENVIDU_PRO_AWS_S3_BUCKET=b", `OPENVIDU_PRO_AWS_S3_HEADERS=["a"]`}, "recording.s3.headers"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(t, RoleRecorder, append(base, tt.env...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate(RoleRecorder)
+			if tt.want == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Fatalf("Validate: %v, want a problem with %q", err, tt.want)
+			}
+			if tt.name == "OpenVidu Pro's S3 variables" {
+				s := c.Recording.S3
+				h, _ := s.HeaderMap()
+				if c.Recording.Storage != "s3" || s.Bucket != "rec/folder" || s.Endpoint != "http://127.0.0.1:9000" || !s.PathStyle ||
+					s.AccessKey != "ak" || s.SecretKey != "sk" || s.Region != "eu-west-1" || h["x-amz-server-side-encryption"] != "AES256" {
+					t.Errorf("%+v", c.Recording)
+				}
+			}
+		})
+	}
+}
