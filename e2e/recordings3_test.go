@@ -117,6 +117,38 @@ func TestRecordingS3(t *testing.T) {
 		_ = resp.Body.Close()
 	}
 
+	// Audio-only (hasVideo false): OpenVidu's <name>.webm with Opus alone,
+	// uploaded and streamed the same way.
+	r = p.rec("start", sid, `{"name":"voice","outputMode":"COMPOSED","hasVideo":false}`)
+	if r.Recording == nil || r.Recording.Status != "started" {
+		t.Fatalf("audio-only startRecording: %+v", r)
+	}
+	voiceID := r.Recording.ID
+	voiceStart := time.Now()
+	time.Sleep(2 * time.Second)
+	if r := p.rec("stop", voiceID); r.Recording == nil || r.Recording.Status != "stopped" {
+		t.Fatalf("audio-only stopRecording: %+v", r)
+	}
+	voiceWall := time.Since(voiceStart)
+	voice := p.waitRecording(voiceID, "ready", 60*time.Second)
+	if filepath.Base(voice.URL) != "voice.webm" {
+		t.Errorf("audio-only recording URL %q, want .../voice.webm", voice.URL)
+	}
+	voiceFile := filepath.Join(t.TempDir(), "voice.webm")
+	if err := os.WriteFile(voiceFile, fetch(t, dc, voice.URL), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vinfo := ffprobe(t, voiceFile)
+	if v, a := vinfo.codec("video"), vinfo.codec("audio"); v != "" || a != "opus" {
+		t.Errorf("audio-only codecs: video %q, audio %q; want none and opus", v, a)
+	}
+	if d := vinfo.duration(); d < voiceWall-time.Second || d > voiceWall+time.Second {
+		t.Errorf("the audio-only recording lasts %s, its wall time was %s", d, voiceWall)
+	}
+	if r := p.rec("delete", voiceID); !r.Deleted {
+		t.Errorf("deleteRecording of the audio-only one: %+v", r)
+	}
+
 	// The S3 service down: the upload retries for its 4 s, then fails.
 	srv.Stop()
 	r = p.rec("start", sid, `{"name":"lost","outputMode":"COMPOSED","resolution":"640x480"}`)
@@ -143,9 +175,12 @@ func TestRecordingS3(t *testing.T) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	took := time.Since(stopped)
-	t.Logf("upload to a dead S3 service failed %s after the stop (deadline 4 s after rendering)", took.Round(100*time.Millisecond))
-	if took < 4*time.Second {
-		t.Errorf("failed %s after the stop, before the upload deadline", took)
+	t.Logf("upload to a dead S3 service failed %s after the stop (render, then retries within a 4 s deadline)", took.Round(100*time.Millisecond))
+	// Attempts 1 s, then 2 s apart (with jitter) fit in the 4 s deadline:
+	// at least three, the last ~3 s after the first; the one after would
+	// pass the deadline, so the upload gives up then.
+	if took < 2500*time.Millisecond {
+		t.Errorf("failed %s after the stop: too soon to have retried", took)
 	}
 	if failed.URL != "" {
 		t.Errorf("a failed recording has a URL: %q", failed.URL)
@@ -175,4 +210,21 @@ func TestRecordingS3(t *testing.T) {
 	p.reset()
 	assertNoSessionKeys(t, dc)
 	assertNoMasterConnections(t, dc)
+}
+
+// fetch GETs a recording file through the proxy with the OpenVidu secret.
+func fetch(t *testing.T, dc *devCluster, url string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.SetBasicAuth("OPENVIDUAPP", dc.Secret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return body
 }

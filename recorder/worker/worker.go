@@ -12,11 +12,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pion/rtp"
@@ -232,6 +234,7 @@ func (w *Worker) work(ctx context.Context, id string) error {
 				return err // lease lost or shutting down: another worker goes on
 			}
 			_, ferr := recordings.Fail(context.WithoutCancel(ctx), w.cfg.Store, id, err.Error(), store.NowMillis())
+			w.discard(id)
 			return errors.Join(err, ferr)
 		}
 	}
@@ -242,6 +245,17 @@ func (w *Worker) work(ctx context.Context, id string) error {
 }
 
 func (w *Worker) workDir(id string) string { return filepath.Join(w.cfg.WorkDir, id) }
+
+// discard removes what a failed recording left: its segments and any
+// partial output (nothing renders a failed recording, and on a full disk
+// they would keep every other recording from being written).
+func (w *Worker) discard(id string) {
+	for _, dir := range []string{w.workDir(id), filepath.Join(w.cfg.Path, id)} {
+		if err := os.RemoveAll(dir); err != nil {
+			w.log.Warn("remove a failed recording's files", "recording", id, "dir", dir, "err", err)
+		}
+	}
+}
 
 // render makes the stopped recording's files and marks it ready (or failed).
 func (w *Worker) render(ctx context.Context, rec *store.Recording) error {
@@ -262,6 +276,7 @@ func (w *Worker) render(ctx context.Context, rec *store.Recording) error {
 	bg := context.WithoutCancel(ctx)
 	if err != nil {
 		_, ferr := recordings.Fail(bg, w.cfg.Store, rec.ID, "render: "+err.Error(), store.NowMillis())
+		w.discard(rec.ID)
 		return errors.Join(fmt.Errorf("render %s: %w", rec.ID, err), ferr, w.cfg.Store.FinishRecordingJob(bg, rec.ID))
 	}
 	if w.cfg.Storage != nil {
@@ -337,7 +352,7 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 			return nil, err
 		}
 	}
-	sess := &session{w: w, rec: rec, p: p, codec: codec, streams: map[string]*stream{}}
+	sess := &session{w: w, rec: rec, p: p, codec: codec, streams: map[string]*stream{}, failed: make(chan error, 1)}
 	defer sess.closeAll()
 	tick := time.NewTicker(w.cfg.Poll)
 	defer tick.Stop()
@@ -361,6 +376,8 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		case err := <-sess.failed:
+			return nil, err
 		case <-tick.C:
 		}
 	}
@@ -373,6 +390,16 @@ type session struct {
 	p       *participant.Participant
 	codec   capture.Codec
 	streams map[string]*stream // by stream id
+	// failed carries the first storage failure of any stream.
+	failed chan error
+}
+
+// fail records a stream's storage failure (the first one counts).
+func (s *session) fail(err error) {
+	select {
+	case s.failed <- err:
+	default:
+	}
 }
 
 // endReason is why the session ended, as the recorder was told
@@ -414,7 +441,7 @@ func (s *session) sync(ctx context.Context, snap *store.Snapshot) {
 			Stream: capture.Stream{StreamID: id, ConnectionID: string(c.ID), ClientData: c.ClientData, ServerData: c.ServerData,
 				HasAudio: c.Publisher.MediaOptions.HasAudio, HasVideo: c.Publisher.MediaOptions.HasVideo,
 				TypeOfVideo: c.Publisher.MediaOptions.TypeOfVideo},
-		}, log: s.w.log}
+		}, log: s.w.log, fail: s.fail}
 		if st.cfg.Stream.HasVideo {
 			st.cfg.Stream.VideoCodec = s.codec
 		} else {
@@ -446,6 +473,9 @@ type stream struct {
 	cfg capture.Config
 	log *slog.Logger
 	sub atomic.Pointer[participant.Subscription]
+	// fail reports a failure of the recording's storage (a full disk):
+	// the whole recording fails, since what it would render has holes.
+	fail func(error)
 
 	mu     sync.Mutex
 	seg    *capture.Segment
@@ -471,6 +501,9 @@ func (st *stream) write(kind webrtc.RTPCodecType, pkt *rtp.Packet, at time.Time)
 			if err != nil {
 				st.log.Warn("open segment", "stream", st.cfg.Stream.StreamID, "err", err)
 				st.closed = true
+				if storageFailure(err) {
+					st.fail(fmt.Errorf("open a segment of %s: %w", st.cfg.Stream.StreamID, err))
+				}
 				return
 			}
 			st.seg = seg
@@ -486,11 +519,24 @@ func (st *stream) write(kind webrtc.RTPCodecType, pkt *rtp.Packet, at time.Time)
 			st.seg = nil
 			continue
 		}
-		if err != nil && !errors.Is(err, capture.ErrNoTrack) {
+		if storageFailure(err) {
+			st.log.Warn("capture", "stream", st.cfg.Stream.StreamID, "err", err)
+			st.closed = true
+			st.fail(fmt.Errorf("capture %s: %w", st.cfg.Stream.StreamID, err))
+		} else if err != nil && !errors.Is(err, capture.ErrNoTrack) {
 			st.log.Debug("capture", "stream", st.cfg.Stream.StreamID, "err", err)
 		}
 		return
 	}
+}
+
+// storageFailure reports whether a capture error is the file system's (no
+// space left, quota, I/O): a malformed packet is not.
+func storageFailure(err error) bool {
+	var pe *fs.PathError
+	var le *os.LinkError
+	return errors.As(err, &pe) || errors.As(err, &le) ||
+		errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EROFS)
 }
 
 func (st *stream) close(at time.Time) {
