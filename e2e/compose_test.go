@@ -169,28 +169,19 @@ func TestComposeCluster(t *testing.T) {
 	})
 	t.Logf("compose cluster up and answering in %s", time.Since(start).Round(100*time.Millisecond))
 	prom := "http://127.0.0.1:" + strconv.Itoa(promPort)
-	promTargets := func() map[string]int {
-		var res struct {
-			Data struct {
-				ActiveTargets []struct {
-					Labels map[string]string `json:"labels"`
-					Health string            `json:"health"`
-				} `json:"activeTargets"`
-			} `json:"data"`
-		}
-		promGet(t, prom+"/api/v1/targets?state=active", &res)
+	upByRole := func() map[string]int {
 		up := map[string]int{}
-		for _, tg := range res.Data.ActiveTargets {
+		for _, tg := range promTargets(t, prom) {
 			if tg.Health == "up" {
 				up[tg.Labels["role"]]++
 			}
 		}
 		return up
 	}
-	waitUntil(t, "the monitoring profile's Prometheus scraping 3 masters, 2 media nodes and the proxy", 90*time.Second, func() bool {
-		up := promTargets()
+	waitFor(t, "the monitoring profile's Prometheus scraping 3 masters, 2 media nodes and the proxy", 90*time.Second, func() bool {
+		up := upByRole()
 		return up["master"] == 3 && up["media"] == 2 && up["proxy"] == 1
-	}, func() string { return fmt.Sprint(promTargets()) })
+	}, func() string { return fmt.Sprint(upByRole()) })
 
 	dc := &devCluster{State: devcluster.State{URL: base, Secret: secret}}
 	t.Setenv("NODE_TLS_REJECT_UNAUTHORIZED", "0") // node scripts against the self-signed proxy
@@ -344,22 +335,13 @@ func TestComposeCluster(t *testing.T) {
 	back := time.Since(crash)
 	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
 	firing := func() string {
-		var res struct {
-			Data struct {
-				Alerts []struct {
-					Labels map[string]string `json:"labels"`
-					State  string            `json:"state"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		promGet(t, prom+"/api/v1/alerts", &res)
 		var out []string
-		for _, a := range res.Data.Alerts {
+		for _, a := range promAlerts(t, prom) {
 			out = append(out, a.Labels["alertname"]+":"+a.State)
 		}
 		return strings.Join(out, " ")
 	}
-	waitUntil(t, "ChorusMediaNodeCrashed firing in the monitoring profile's Prometheus", 60*time.Second,
+	waitFor(t, "ChorusMediaNodeCrashed firing in the monitoring profile's Prometheus", 60*time.Second,
 		func() bool { return strings.Contains(firing(), "ChorusMediaNodeCrashed:firing") }, firing)
 	// BENCHMARKS.md: 9.2-10.9 s (x1.25; Chrome notices the dead node later
 	// through Docker's UDP proxy); the session moved to the launched node
@@ -441,12 +423,20 @@ func serviceNode(t *testing.T, ctx context.Context, base, secret, service string
 	return ""
 }
 
-// waitFor polls cond every 250 ms until it holds or timeout passes.
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+// waitFor polls cond every 250 ms until it holds or timeout passes; then
+// the failure says what describe (if given) tells of the last state.
+func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool, describe ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
+			var last []string
+			for _, d := range describe {
+				last = append(last, d())
+			}
+			if len(last) > 0 {
+				t.Fatalf("%s: not within %s (%s)", what, timeout, strings.Join(last, "; "))
+			}
 			t.Fatalf("%s: not within %s", what, timeout)
 		}
 		time.Sleep(250 * time.Millisecond)

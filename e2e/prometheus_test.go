@@ -78,17 +78,8 @@ scrape_configs:
 
 	// targets reads Prometheus' active targets: chorus_id -> health.
 	targets := func() map[string]string {
-		var res struct {
-			Data struct {
-				ActiveTargets []struct {
-					Labels map[string]string `json:"labels"`
-					Health string            `json:"health"`
-				} `json:"activeTargets"`
-			} `json:"data"`
-		}
-		promGet(t, prom+"/api/v1/targets?state=active", &res)
 		out := map[string]string{}
-		for _, tg := range res.Data.ActiveTargets {
+		for _, tg := range promTargets(t, prom) {
 			out[tg.Labels["role"]+"/"+tg.Labels["chorus_id"]] = tg.Health
 		}
 		return out
@@ -124,35 +115,26 @@ scrape_configs:
 			want = append(want, n.ID)
 		}
 	}
-	waitUntil(t, "every master and media node scraped", 60*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
+	waitFor(t, "every master and media node scraped", 60*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
 
 	launched := decodeNode(t, expect(t, dc, "POST", "/openvidu/api/media-nodes?wait=true", "{}", 200, ""))
 	want = append(want, launched.ID)
-	waitUntil(t, "the launched node scraped", 30*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
+	waitFor(t, "the launched node scraped", 30*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
 
 	killed := time.Now()
 	if err := syscall.Kill(dc.pid(t, "media_1"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	firing := func() []string {
-		var res struct {
-			Data struct {
-				Alerts []struct {
-					Labels map[string]string `json:"labels"`
-					State  string            `json:"state"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		promGet(t, prom+"/api/v1/alerts", &res)
 		var out []string
-		for _, a := range res.Data.Alerts {
+		for _, a := range promAlerts(t, prom) {
 			if a.State == "firing" {
 				out = append(out, a.Labels["alertname"])
 			}
 		}
 		return out
 	}
-	waitUntil(t, "ChorusMediaNodeCrashed firing", 30*time.Second,
+	waitFor(t, "ChorusMediaNodeCrashed firing", 30*time.Second,
 		func() bool { return slices.Contains(firing(), "ChorusMediaNodeCrashed") }, func() string { return fmt.Sprint(firing()) })
 	t.Logf("ChorusMediaNodeCrashed firing %s after the SIGKILL (scrape and evaluation every second)", time.Since(killed).Round(time.Millisecond))
 }
@@ -168,15 +150,38 @@ func promGet(t *testing.T, url string, v any) {
 	_ = json.Unmarshal(raw, v)
 }
 
-// waitUntil polls ok every 200 ms until it holds, failing the test after
-// within with what describes the last state.
-func waitUntil(t *testing.T, what string, within time.Duration, ok func() bool, describe func() string) {
+// promTarget is one of Prometheus' active targets (GET /api/v1/targets).
+type promTarget struct {
+	Labels map[string]string `json:"labels"`
+	Health string            `json:"health"`
+}
+
+// promTargets lists a Prometheus' active targets (none while it is not up).
+func promTargets(t *testing.T, prom string) []promTarget {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s (%s)", what, within, describe())
-		}
-		time.Sleep(200 * time.Millisecond)
+	var res struct {
+		Data struct {
+			ActiveTargets []promTarget `json:"activeTargets"`
+		} `json:"data"`
 	}
+	promGet(t, prom+"/api/v1/targets?state=active", &res)
+	return res.Data.ActiveTargets
+}
+
+// promAlert is one of Prometheus' alerts (GET /api/v1/alerts).
+type promAlert struct {
+	Labels map[string]string `json:"labels"`
+	State  string            `json:"state"`
+}
+
+// promAlerts lists a Prometheus' pending and firing alerts.
+func promAlerts(t *testing.T, prom string) []promAlert {
+	t.Helper()
+	var res struct {
+		Data struct {
+			Alerts []promAlert `json:"alerts"`
+		} `json:"data"`
+	}
+	promGet(t, prom+"/api/v1/alerts", &res)
+	return res.Data.Alerts
 }
