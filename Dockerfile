@@ -7,6 +7,7 @@
 # and passes both (see docker/images.sh).
 
 ARG GO_IMAGE=golang:1.26-bookworm
+ARG DEBIAN_IMAGE=debian:bookworm-slim
 
 FROM ${GO_IMAGE} AS build
 WORKDIR /src
@@ -32,15 +33,34 @@ RUN if [ -z "${NPM_REGISTRY}" ]; then \
  && mkdir -p /out/web/node_modules/openvidu-browser \
  && tar -xzf /tmp/ovb.tgz -C /out/web/node_modules/openvidu-browser --strip-components=1 package/static/js \
  && cp -r web/demo /out/web/demo \
- && mkdir -p /out/var/lib/chorus/tls /out/var/lib/chorus/turn-tls /out/tmp \
+ && mkdir -p /out/var/lib/chorus/tls /out/var/lib/chorus/turn-tls /out/tmp /out/opt/openvidu/recordings \
  && echo 'chorus:x:10001:10001:chorus:/var/lib/chorus:/nonexistent' > /out/passwd \
  && echo 'chorus:x:10001:' > /out/group
+
+# The recorder (--target recorder, chorus-recorder:latest): the same binary
+# beside Debian's FFmpeg, which renders recordings; the other roles keep the
+# small image below.
+FROM ${DEBIAN_IMAGE} AS recorder
+RUN apt-get update -qq \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ffmpeg ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd -g 10001 chorus && useradd -u 10001 -g 10001 -d /var/lib/chorus -s /usr/sbin/nologin chorus \
+ && mkdir -p /opt/openvidu/recordings /var/lib/chorus \
+ && chown 10001:10001 /opt/openvidu/recordings /var/lib/chorus
+COPY --from=build /out/chorus /usr/local/bin/chorus
+USER 10001:10001
+WORKDIR /var/lib/chorus
+ENTRYPOINT ["/usr/local/bin/chorus"]
+CMD ["recorder"]
 
 FROM scratch
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/
 COPY --from=build /out/passwd /out/group /etc/
 COPY --from=build --chown=10001:10001 /out/var /var
 COPY --from=build --chown=10001:10001 /out/tmp /tmp
+# The recordings volume's mount point, the recorder's user owning it
+# whichever container first populates the volume.
+COPY --from=build --chown=10001:10001 /out/opt /opt
 COPY --from=build /out/web /srv/chorus/web
 COPY --from=build /out/chorus /usr/local/bin/chorus
 USER 10001:10001

@@ -6,6 +6,7 @@
 #   redis:7.0-bookworm     that plus Debian's redis-server
 #   prometheus:chorus      that plus Debian's prometheus (the monitoring profile)
 #   chorus:latest          the repository's Dockerfile, built on those
+#   chorus-recorder:latest its recorder target (FFmpeg; the recording profile)
 # Images already present are kept (FORCE=1 rebuilds them). On a machine with
 # a registry none of this is needed: docker compose pulls and builds.
 #
@@ -17,6 +18,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 CHORUS_IMAGE=${CHORUS_IMAGE:-chorus:latest}
+RECORDER_IMAGE=${CHORUS_RECORDER_IMAGE:-chorus-recorder:latest}
 GO_IMAGE=golang:1.26-bookworm
 SUITE=bookworm
 FORCE=${FORCE:-0}
@@ -104,4 +106,6 @@ if [ -z "$NPM_REGISTRY" ]; then
 	exit 1
 fi
 docker build -q -t "$CHORUS_IMAGE" --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
-docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|prometheus:chorus|'"$CHORUS_IMAGE"')' || true
+step "$RECORDER_IMAGE from the Dockerfile's recorder target (Debian's FFmpeg)"
+docker build -q -t "$RECORDER_IMAGE" --target recorder --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|prometheus:chorus|'"$CHORUS_IMAGE|$RECORDER_IMAGE"')' || true

@@ -116,7 +116,7 @@ func TestComposeCluster(t *testing.T) {
 	if os.Getenv("CHORUS_SKIP_DOCKER") != "" {
 		t.Skip("CHORUS_SKIP_DOCKER is set")
 	}
-	if _, err := exec.Command("docker", "image", "inspect", "chorus:latest", "redis:7.0-bookworm", "prometheus:chorus").CombinedOutput(); err != nil {
+	if _, err := exec.Command("docker", "image", "inspect", "chorus:latest", "chorus-recorder:latest", "redis:7.0-bookworm", "prometheus:chorus").CombinedOutput(); err != nil {
 		t.Fatal("the compose images are missing: run make compose-images")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -147,8 +147,11 @@ func TestComposeCluster(t *testing.T) {
 		"CHORUS_LAUNCHED_UDP_PORT_MIN=" + strconv.Itoa(media+2),
 		"CHORUS_LAUNCHED_UDP_PORT_MAX=" + strconv.Itoa(media+11),
 		// The monitoring profile too: its Prometheus must see every role
-		// and the media node crash below.
-		"COMPOSE_PROFILES=monitoring",
+		// and the media node crash below; and the recording profile, its
+		// recorder reaching the proxy's HTTPS by its compose name.
+		"COMPOSE_PROFILES=monitoring,recording",
+		"OPENVIDU_RECORDING=true",
+		"CHORUS_RECORDER_SIGNALING_URL=wss://proxy:4443",
 		"CHORUS_PROMETHEUS_PORT=" + strconv.Itoa(promPort),
 	}}
 	t.Cleanup(func() {
@@ -194,6 +197,9 @@ func TestComposeCluster(t *testing.T) {
 	pg := startPages(t, dc)
 	pg.joinOn("ses_compose", 2, media1)
 	pg.waitVideo(1, 60*time.Second)
+
+	// The recording profile: the recorder container records both pages.
+	composeRecording(t, ctx, base, secret)
 
 	// Two of the three masters killed from the host (so that at least one
 	// browser's WebSocket almost surely dies with them): Docker restarts
@@ -472,4 +478,71 @@ func bridgeAddress(t *testing.T) string {
 	}
 	t.Fatal("docker0 has no IPv4 address")
 	return ""
+}
+
+// composeRecording records session ses_compose (two pages publishing) for
+// 4 s through the compose cluster's REST API: the recorder container joins
+// through the proxy, gets the media from the media node's compose-network
+// address and renders into the recordings volume; the MP4 downloaded from
+// the recording's URL (a master serving the volume) is H.264 640x480 with
+// both tiles lit, lasting the recording's wall time.
+func composeRecording(t *testing.T, ctx context.Context, base, secret string) {
+	t.Helper()
+	var rec protocol.Recording
+	call := func(method, path, body string, want int) {
+		t.Helper()
+		code, raw, err := composeAPI(ctx, base, secret, method, path, body)
+		if err != nil || code != want {
+			t.Fatalf("%s %s: %d %s %v", method, path, code, raw, err)
+		}
+		if len(raw) > 0 {
+			if err := json.Unmarshal(raw, &rec); err != nil {
+				t.Fatalf("%s %s: %v", method, path, err)
+			}
+		}
+	}
+	call("POST", "/openvidu/api/recordings/start", `{"session":"ses_compose","name":"compose","outputMode":"COMPOSED","resolution":"640x480"}`, 200)
+	started := time.Now()
+	if rec.Status != "started" {
+		t.Fatalf("recording start: %+v", rec)
+	}
+	id := rec.ID
+	time.Sleep(4 * time.Second)
+	call("POST", "/openvidu/api/recordings/stop/"+id, "", 200)
+	wall := time.Since(started)
+	waitFor(t, "the compose recording ready", 60*time.Second, func() bool {
+		call("GET", "/openvidu/api/recordings/"+id, "", 200)
+		if rec.Status == "failed" {
+			t.Fatalf("the compose recording failed: %+v", rec)
+		}
+		return rec.Status == "ready" && rec.URL != nil
+	}, func() string { return rec.Status })
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, *rec.URL, nil)
+	req.SetBasicAuth("OPENVIDUAPP", secret)
+	resp, err := insecureClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || int64(len(body)) != rec.Size {
+		t.Fatalf("GET %s: %d, %d bytes (size %d)", *rec.URL, resp.StatusCode, len(body), rec.Size)
+	}
+	file := filepath.Join(t.TempDir(), "compose.mp4")
+	if err := os.WriteFile(file, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info := ffprobe(t, file)
+	if v := info.codec("video"); v != "h264" {
+		t.Errorf("compose recording video %q, want h264", v)
+	}
+	if d := info.duration(); d < wall-time.Second || d > wall+time.Second {
+		t.Errorf("the compose recording lasts %s, its wall time was %s", d, wall)
+	}
+	shares := litShare(t, file, wall-1500*time.Millisecond, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
+	if shares[0] < 0.5 || shares[1] < 0.5 {
+		t.Errorf("compose recording: lit shares %.2f and %.2f, want both tiles showing video", shares[0], shares[1])
+	}
+	t.Logf("compose recording %s: %d bytes, %s, ready after the stop", id, rec.Size, info.duration().Round(100*time.Millisecond))
+	call("DELETE", "/openvidu/api/recordings/"+id, "", 204)
 }

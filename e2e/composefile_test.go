@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
 )
 
 // TestComposeFileValidForBothComposes: docker-compose.yml loads, with its
@@ -136,6 +137,47 @@ func TestComposeFileValidForBothComposes(t *testing.T) {
 	}
 	if !mounted || len(prom.Ports) != 1 || prom.Ports[0].HostIP != "127.0.0.1" || prom.Ports[0].Target != 9090 {
 		t.Errorf("prometheus: configs/prometheus mounted read-only %v, ports %+v (want 9090 on 127.0.0.1)", mounted, prom.Ports)
+	}
+	// The recording profile adds the recorder, from the recorder target,
+	// sharing the recordings volume with every master; masters and recorder
+	// read the same recording settings, and the media nodes announce their
+	// address on the compose network for it.
+	ropts, err := cli.NewProjectOptions([]string{file}, cli.WithWorkingDirectory(repoRoot), cli.WithDotEnv, cli.WithName("chorus"),
+		cli.WithProfiles([]string{"recording"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp, err := ropts.LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("compose v2 (compose-go) rejects docker-compose.yml with the recording profile: %v", err)
+	}
+	rec, ok := rp.Services["recorder"]
+	if !ok || len(rp.Services) != 10 || rec.Build == nil || rec.Build.Target != "recorder" || len(rec.Command) != 1 || rec.Command[0] != "recorder" {
+		t.Fatalf("recording profile: %d services, recorder %v (build %+v, command %v)", len(rp.Services), ok, rec.Build, rec.Command)
+	}
+	mountsRecordings := func(s types.ServiceConfig) bool {
+		for _, v := range s.Volumes {
+			if v.Source == "recordings" && v.Target == "/opt/openvidu/recordings" && !v.ReadOnly {
+				return true
+			}
+		}
+		return false
+	}
+	for _, name := range []string{"recorder", "master1", "master2", "master3"} {
+		s := rp.Services[name]
+		if !mountsRecordings(s) {
+			t.Errorf("service %s does not mount the recordings volume at /opt/openvidu/recordings", name)
+		}
+		for _, k := range []string{"OPENVIDU_RECORDING", "OPENVIDU_RECORDING_PATH", "OPENVIDU_PRO_RECORDING_STORAGE", "OPENVIDU_PRO_AWS_S3_BUCKET"} {
+			if v, r := s.Environment[k], rec.Environment[k]; v == nil || r == nil || *v != *r {
+				t.Errorf("service %s: %s differs from the recorder's", name, k)
+			}
+		}
+	}
+	for _, name := range []string{"media1", "media2"} {
+		if v := rp.Services[name].Environment["CHORUS_MEDIA_ANNOUNCE_PRIVATE_IPS"]; v == nil || *v != "true" {
+			t.Errorf("service %s does not announce its compose network address", name)
+		}
 	}
 	if out, err := exec.Command("docker-compose", "-f", file, "config", "-q").CombinedOutput(); err != nil {
 		t.Errorf("docker-compose 1.29 rejects docker-compose.yml: %v\n%s", err, out)

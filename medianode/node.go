@@ -109,7 +109,7 @@ func New(cfg Config) (*Node, error) {
 		conn = batch
 	}
 	s, err := sfu.New(sfu.Config{
-		Engine:               sfu.EngineConfig{UDPConn: conn, TCPListener: tcp, PublicIPs: mc.PublicIPs},
+		Engine:               sfu.EngineConfig{UDPConn: conn, TCPListener: tcp, PublicIPs: mc.PublicIPs, KeepPrivateIPs: mc.AnnouncePrivateIPs},
 		RetransmissionBuffer: mc.RetransmissionBuffer,
 		Logger:               log,
 	})

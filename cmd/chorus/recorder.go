@@ -36,7 +36,8 @@ func runRecorder(ctx context.Context, cfg *config.Config, rdb redis.UniversalCli
 	st := store.New(store.Config{Redis: rdb, ClusterID: cfg.ClusterID, EventsMaxLen: cfg.Events.MaxLen})
 	w, err := worker.New(worker.Config{
 		Store: st, Renderer: r, Storage: storage, ID: rc.ID, Path: cfg.Recording.Path, WorkDir: rc.WorkDir,
-		LeaseTTL: rc.LeaseTTL, MaxJobs: rc.MaxJobs, LoopbackOnly: rc.LoopbackOnly, Logger: log.With("recorder", rc.ID),
+		LeaseTTL: rc.LeaseTTL, MaxJobs: rc.MaxJobs, LoopbackOnly: rc.LoopbackOnly,
+		SignalingURL: rc.SignalingURL, TLSCAFile: rc.TLSCAFile, Logger: log.With("recorder", rc.ID),
 	})
 	if err != nil {
 		return err

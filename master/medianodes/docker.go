@@ -280,6 +280,9 @@ func (d *Docker) start(ctx context.Context, id protocol.NodeID, port int) (strin
 		"CHORUS_MEDIA_TCP_PORT="+strconv.Itoa(tcpPort),
 		"CHORUS_MEDIA_BIND_IP=0.0.0.0",
 		"CHORUS_MEDIA_PUBLIC_IPS="+strings.Join(d.cfg.PublicIPs, ","),
+		// Its address on the docker network too: recorders (and anything
+		// else) beside it on that network cannot reach the published one.
+		"CHORUS_MEDIA_ANNOUNCE_PRIVATE_IPS=true",
 	)
 	created, err := d.engine.ContainerCreate(ctx,
 		&container.Config{Image: d.cfg.Image, Cmd: []string{"media"}, Env: env, Labels: labels, ExposedPorts: exposed},

@@ -91,6 +91,10 @@ type EngineConfig struct {
 	// PublicIPs replace the local address in host candidates (NAT 1:1),
 	// UDP and TCP alike.
 	PublicIPs []string
+	// KeepPrivateIPs announces the local addresses too, the public ones
+	// appended (clients inside the node's own network: a recorder in the
+	// same docker network).
+	KeepPrivateIPs bool
 	// LoggerFactory receives pion's logs (nil: pion's default, warnings only).
 	LoggerFactory logging.LoggerFactory
 }
@@ -140,10 +144,14 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 	if len(cfg.PublicIPs) > 0 {
 		// pion applies the rules to host candidates of every network
 		// type: the TCP candidates announce the same addresses.
+		mode := webrtc.ICEAddressRewriteReplace
+		if cfg.KeepPrivateIPs {
+			mode = webrtc.ICEAddressRewriteAppend
+		}
 		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        cfg.PublicIPs,
 			AsCandidateType: webrtc.ICECandidateTypeHost,
-			Mode:            webrtc.ICEAddressRewriteReplace,
+			Mode:            mode,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("announce public IPs %v: %w", cfg.PublicIPs, err)

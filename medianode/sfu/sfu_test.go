@@ -319,36 +319,47 @@ func TestPublishErrors(t *testing.T) {
 	}
 }
 
+// TestAnnouncesPublicIPs: public IPs replace the node's own address in its
+// host candidates (NAT 1:1), or join it with KeepPrivateIPs.
 func TestAnnouncesPublicIPs(t *testing.T) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s, err := New(Config{Engine: EngineConfig{UDPConn: conn, PublicIPs: []string{"203.0.113.7"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	pc, err := loopbackAPI(t, vp8Codec).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-		t.Fatal(err)
-	}
-	offer, _ := pc.CreateOffer(nil)
-	answer, err := s.Publish(context.Background(), mediaapi.PublishRequest{SessionID: "s", StreamID: "str_CAM_a_con_b", SDPOffer: gathered(t, pc, offer), VideoCodec: CodecVP8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	if !strings.Contains(answer, fmt.Sprintf("203.0.113.7 %d typ host", port)) || strings.Contains(answer, "127.0.0.1") {
-		t.Errorf("the answer does not announce only the public IP on the node's port:\n%s", answer)
-	}
-	if !strings.Contains(answer, "a=ice-lite") {
-		t.Error("the node does not declare ICE-lite")
+	for _, tt := range []struct {
+		name        string
+		keepPrivate bool
+	}{{"public only", false}, {"public and private", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			s, err := New(Config{Engine: EngineConfig{UDPConn: conn, PublicIPs: []string{"203.0.113.7"}, KeepPrivateIPs: tt.keepPrivate}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			pc, err := loopbackAPI(t, vp8Codec).NewPeerConnection(webrtc.Configuration{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			if _, err := pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+				t.Fatal(err)
+			}
+			offer, _ := pc.CreateOffer(nil)
+			answer, err := s.Publish(context.Background(), mediaapi.PublishRequest{SessionID: "s", StreamID: "str_CAM_a_con_b", SDPOffer: gathered(t, pc, offer), VideoCodec: CodecVP8})
+			if err != nil {
+				t.Fatal(err)
+			}
+			port := conn.LocalAddr().(*net.UDPAddr).Port
+			public := strings.Contains(answer, fmt.Sprintf("203.0.113.7 %d typ host", port))
+			private := strings.Contains(answer, fmt.Sprintf("127.0.0.1 %d typ host", port))
+			if !public || private != tt.keepPrivate {
+				t.Errorf("the answer announces the public IP %v, the private one %v (want %v) on the node's port:\n%s", public, private, tt.keepPrivate, answer)
+			}
+			if !strings.Contains(answer, "a=ice-lite") {
+				t.Error("the node does not declare ICE-lite")
+			}
+		})
 	}
 }
 

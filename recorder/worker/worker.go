@@ -9,6 +9,8 @@ package worker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,7 +78,12 @@ type Config struct {
 	Poll time.Duration
 	// LoopbackOnly restricts ICE to loopback (a cluster on one machine).
 	LoopbackOnly bool
-	Logger       *slog.Logger
+	// SignalingURL (ws(s)://host[:port]) is dialed instead of the recorder
+	// token's public URL (participant.Config.ServerURL).
+	SignalingURL string
+	// TLSCAFile adds trusted certificates for wss://, read at each join.
+	TLSCAFile string
+	Logger    *slog.Logger
 }
 
 // Worker runs recording jobs.
@@ -246,6 +253,30 @@ func (w *Worker) work(ctx context.Context, id string) error {
 
 func (w *Worker) workDir(id string) string { return filepath.Join(w.cfg.WorkDir, id) }
 
+// tlsConfig trusts the system's roots and TLSCAFile's certificates (nil
+// without one, or while the file does not exist).
+func (w *Worker) tlsConfig() (*tls.Config, error) {
+	if w.cfg.TLSCAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(w.cfg.TLSCAFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Not there (yet): a proxy without TLS writes none.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("recorder TLS CA file: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("recorder TLS CA file %s holds no PEM certificate", w.cfg.TLSCAFile)
+	}
+	return &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, nil
+}
+
 // discard removes what a failed recording left: its segments and any
 // partial output (nothing renders a failed recording, and on a full disk
 // they would keep every other recording from being written).
@@ -334,9 +365,14 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 		return nil, err
 	}
 	rec = prepared
+	tlsConfig, err := w.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	joinCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	p, err := participant.Join(joinCtx, participant.Config{
-		Token: rec.RecorderToken, LoopbackOnly: w.cfg.LoopbackOnly, Logger: w.log,
+		Token: rec.RecorderToken, ServerURL: w.cfg.SignalingURL, TLSConfig: tlsConfig,
+		LoopbackOnly: w.cfg.LoopbackOnly, Logger: w.log,
 	})
 	cancel()
 	if err != nil {

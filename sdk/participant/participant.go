@@ -13,6 +13,7 @@ package participant
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,6 +34,12 @@ import (
 type Config struct {
 	// Token is the OpenVidu token: ws(s)://host[:port]?sessionId=...&token=tok_...
 	Token string
+	// ServerURL, when set (ws(s)://host[:port]), is dialed instead of the
+	// token's scheme and host: a client that reaches the cluster by another
+	// address than its public one (a recorder inside the cluster's network).
+	ServerURL string
+	// TLSConfig configures wss:// connections (nil: the system's roots).
+	TLSConfig *tls.Config
 	// Metadata is the client data (openvidu-browser's connect(token, metadata)).
 	Metadata string
 	// LoopbackOnly restricts ICE to loopback addresses (tests on one machine).
@@ -132,9 +139,17 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.wsURL = u.Scheme + "://" + u.Host + "/openvidu?sessionId=" + url.QueryEscape(sid)
+	base := u.Scheme + "://" + u.Host
+	if cfg.ServerURL != "" {
+		su, err := url.Parse(cfg.ServerURL)
+		if err != nil || (su.Scheme != "ws" && su.Scheme != "wss") || su.Host == "" {
+			return nil, fmt.Errorf("participant: server URL %q is not a ws(s)://host URL", cfg.ServerURL)
+		}
+		base = su.Scheme + "://" + su.Host
+	}
+	p.wsURL = base + "/openvidu?sessionId=" + url.QueryEscape(sid)
 	p.bg, p.cancel = context.WithCancel(context.Background())
-	rpc, err := dialRPC(ctx, p.wsURL, p.onNotification, p.onLost)
+	rpc, err := dialRPC(ctx, p.wsURL, p.cfg.TLSConfig, p.onNotification, p.onLost)
 	if err != nil {
 		p.cancel()
 		return nil, err
@@ -283,7 +298,7 @@ func (p *Participant) resume(r Resumption) {
 			return
 		}
 		ctx, cancel := context.WithTimeout(p.bg, 5*time.Second)
-		rpc, err := dialRPC(ctx, p.wsURL+"&reconnect=true", p.onNotification, p.onLost)
+		rpc, err := dialRPC(ctx, p.wsURL+"&reconnect=true", p.cfg.TLSConfig, p.onNotification, p.onLost)
 		if err == nil {
 			err = rpc.call(ctx, "connect", map[string]any{"sessionId": p.join.SessionID, "reconnect": true}, nil)
 			var rerr *protocol.RPCError

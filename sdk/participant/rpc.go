@@ -2,9 +2,11 @@ package participant
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -40,8 +42,15 @@ type rpcResult struct {
 	err    *protocol.RPCError
 }
 
-func dialRPC(ctx context.Context, url string, onNotif func(string, json.RawMessage), onLost func(*rpcConn)) (*rpcConn, error) {
-	ws, _, err := websocket.Dial(ctx, url, nil)
+func dialRPC(ctx context.Context, url string, tlsConfig *tls.Config, onNotif func(string, json.RawMessage), onLost func(*rpcConn)) (*rpcConn, error) {
+	var opts *websocket.DialOptions
+	if tlsConfig != nil {
+		opts = &websocket.DialOptions{HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: tlsConfig}}}
+	}
+	ws, resp, err := websocket.Dial(ctx, url, opts)
+	if resp != nil && resp.Body != nil {
+		_ = resp.Body.Close() // an error's first bytes, already read (nil on success)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", url, err)
 	}

@@ -303,6 +303,10 @@ type Recorder struct {
 	LeaseTTL     time.Duration `mapstructure:"lease_ttl"`
 	MaxJobs      int           `mapstructure:"max_jobs"`
 	LoopbackOnly bool          `mapstructure:"loopback_only"`
+	// SignalingURL replaces the recorder token's scheme and host.
+	SignalingURL string `mapstructure:"signaling_url"`
+	// TLSCAFile holds extra trusted certificates for wss://.
+	TLSCAFile string `mapstructure:"tls_ca_file"`
 }
 
 // Events sizes the event bus.
@@ -324,9 +328,12 @@ type Media struct {
 	UDPPort       int    `mapstructure:"udp_port"`
 	// TCPPort is the passive ICE-TCP port (RFC 6544): > 0 that port, 0 one
 	// chosen by the system, < 0 no ICE-TCP.
-	TCPPort              int           `mapstructure:"tcp_port"`
-	BindIP               string        `mapstructure:"bind_ip"`
-	PublicIPs            []string      `mapstructure:"public_ips"`
+	TCPPort   int      `mapstructure:"tcp_port"`
+	BindIP    string   `mapstructure:"bind_ip"`
+	PublicIPs []string `mapstructure:"public_ips"`
+	// AnnouncePrivateIPs keeps the node's own addresses in its host
+	// candidates beside PublicIPs (appended rather than replacing them).
+	AnnouncePrivateIPs   bool          `mapstructure:"announce_private_ips"`
 	HeartbeatInterval    time.Duration `mapstructure:"heartbeat_interval"`
 	ReconcileInterval    time.Duration `mapstructure:"reconcile_interval"`
 	ReconcileGrace       time.Duration `mapstructure:"reconcile_grace"`
@@ -669,6 +676,9 @@ func (c *Config) Validate(role Role) error {
 			bad("recorder.max_jobs must be at least 1, got %d", c.Recorder.MaxJobs)
 		}
 		c.validateRecordingStorage(bad)
+		if c.Recorder.SignalingURL != "" {
+			checkURL(bad, "recorder.signaling_url", c.Recorder.SignalingURL, "ws", "wss")
+		}
 		if c.Recording.S3.UploadDeadline <= 0 {
 			bad("recording.s3.upload_deadline must be positive, got %s", c.Recording.S3.UploadDeadline)
 		}
