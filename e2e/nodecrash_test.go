@@ -163,29 +163,9 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// ...and on every browser.
-	var gaps map[string][]frameGap
-	deadline = time.Now().Add(60 * time.Second)
-	for {
-		gaps = pg.gaps(kill.Add(-500 * time.Millisecond))
-		back, total := 0, 0
-		for _, vs := range gaps {
-			for _, v := range vs {
-				total++
-				if v.LastFrameAt > kill.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
-					back++
-				}
-			}
-		}
-		if total == 2 && back == total {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("browser videos not back within 60 s: %+v\n%+v", gaps, pg.stats())
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	waitVideosBack(t, pg, kill, 2, 60*time.Second)
 	time.Sleep(time.Second)
-	gaps = pg.gaps(kill.Add(-500 * time.Millisecond))
+	gaps := pg.gaps(kill.Add(-500 * time.Millisecond))
 
 	rep := crashReport{Nudges: os.Getenv("CHORUS_MEDIA_NODES_NUDGE_DELAY") + "/" + os.Getenv("CHORUS_MEDIA_NODES_NUDGE_INTERVAL") +
 		"/" + os.Getenv("CHORUS_MEDIA_NODES_NUDGE_COUNT")}
@@ -572,6 +552,33 @@ func TestMediaNodeFencingAndRecovery(t *testing.T) {
 		t.Errorf("media_1 has %d endpoints for the new session, want 2 publishers and 2 subscribers", n)
 	}
 	waitPionMedia(t, subs, time.Now(), 10*time.Second)
+}
+
+// waitVideosBack waits until the pages' want remote videos all got frames
+// again after a kill (a frame a second after it, and one in the last
+// second), and returns their frame gaps since just before it.
+func waitVideosBack(t *testing.T, pg *pages, kill time.Time, want int, timeout time.Duration) map[string][]frameGap {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		gaps := pg.gaps(kill.Add(-500 * time.Millisecond))
+		back, total := 0, 0
+		for _, vs := range gaps {
+			for _, v := range vs {
+				total++
+				if v.LastFrameAt > kill.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		if total == want && back == total {
+			return gaps
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("browser videos not back within %s: %+v\n%+v", timeout, gaps, pg.stats())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // sdkLogger is the Go participants' logger: their debug messages on stderr

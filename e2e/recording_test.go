@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -239,7 +238,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	}
 	// BEST_FIT at 640x480 puts two videos side by side: both halves lit.
 	for _, at := range []time.Duration{3 * time.Second, wall - 2*time.Second} {
-		shares := litShare(t, file, at, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
+		shares := litShare(t, file, at, 640, 480, recordingTiles...)
 		if shares[0] < 0.5 || shares[1] < 0.5 {
 			t.Errorf("frame at %s: lit share of the left tile %.2f, of the right tile %.2f: want both tiles showing video", at, shares[0], shares[1])
 		}
@@ -398,119 +397,6 @@ func assertNoMasterConnections(t *testing.T, dc *devCluster) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// blackIntervals returns the stretches of a video where the whole picture
-// is black (FFmpeg's blackdetect), in seconds from its start.
-func blackIntervals(t *testing.T, file string) [][2]float64 {
-	t.Helper()
-	out, err := exec.Command("ffmpeg", "-v", "info", "-i", file, "-vf", "blackdetect=d=0.1:pic_th=0.98:pix_th=0.10",
-		"-an", "-f", "null", "-").CombinedOutput()
-	if err != nil {
-		t.Fatalf("blackdetect %s: %v\n%s", file, err, tail(string(out), 20))
-	}
-	var spans [][2]float64
-	for _, line := range strings.Split(string(out), "\n") {
-		i := strings.Index(line, "black_start:")
-		if i < 0 {
-			continue
-		}
-		var start, end float64
-		if _, err := fmt.Sscanf(line[i:], "black_start:%g black_end:%g", &start, &end); err == nil {
-			spans = append(spans, [2]float64{start, end})
-		}
-	}
-	return spans
-}
-
-// TestRecordingRecorderCrash SIGKILLs the recorder capturing a COMPOSED
-// recording of two Chromium pages (chorus dev with two recorders): the
-// other recorder takes the job over when the lease expires, joins with a
-// fresh recorder connection, goes on in new segments, and renders the
-// recording when it is stopped; the file plays for the whole recording,
-// black only during the gap, which is measured (BENCHMARKS.md).
-func TestRecordingRecorderCrash(t *testing.T) {
-	dc := startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", "1", "--recorders", "2"}})
-	p := startPages(t, dc)
-	sid := "reccrash_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
-	p.join(sid, 2)
-	p.waitVideo(1, 30*time.Second)
-	r := p.rec("start", sid, `{"name":"crash","outputMode":"COMPOSED","resolution":"640x480"}`)
-	startedAt := time.Now()
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording: %+v", r)
-	}
-	id := r.Recording.ID
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
-	ctx := context.Background()
-	leaseKey := "chorus:e2e:{" + sid + "}:rec:" + id + ":lease"
-	holder, err := rdb.Get(ctx, leaseKey).Result()
-	if err != nil {
-		t.Fatalf("lease %s: %v", leaseKey, err)
-	}
-	time.Sleep(4 * time.Second)
-	if err := syscall.Kill(dc.pid(t, holder), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	killedAt := time.Now()
-	// The other recorder takes it over.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		h, err := rdb.Get(ctx, leaseKey).Result()
-		if err == nil && h != holder {
-			t.Logf("%s took the recording over %s after %s's SIGKILL", h, time.Since(killedAt).Round(100*time.Millisecond), holder)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no recorder took the recording over in 20 s (lease holder %q, %v)", h, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(6 * time.Second)
-	stopCall := time.Now()
-	if r := p.rec("stop", id); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("stopRecording after the takeover: %+v", r)
-	}
-	p.waitRecording(id, "ready", 60*time.Second)
-	file := filepath.Join(dc.RecordingPath, id, "crash.mp4")
-	info := ffprobe(t, file)
-	wall := stopCall.Sub(startedAt)
-	if d := info.duration(); d < wall-time.Second || d > wall+time.Second {
-		t.Errorf("the recording lasts %s, its wall time was %s", d, wall)
-	}
-	if v := info.codec("video"); v != "h264" {
-		t.Errorf("video codec %q", v)
-	}
-	// Video before the kill and after the takeover; black only in between.
-	killAt := killedAt.Sub(startedAt).Seconds()
-	var gap float64
-	for _, s := range blackIntervals(t, file) {
-		if s[0] == 0 && s[1] < 1.5 {
-			continue // the recording starts before the first key frames arrive
-		}
-		if s[1] < killAt-0.5 || s[0] > killAt+15 {
-			t.Errorf("black picture at %.2f-%.2f s, away from the kill at %.2f s", s[0], s[1], killAt)
-			continue
-		}
-		gap += s[1] - s[0]
-	}
-	t.Logf("recording gap after the recorder's SIGKILL: %.2f s of black picture (kill at %.2f s of %.2f s)", gap, killAt, wall.Seconds())
-	if gap == 0 {
-		t.Errorf("no gap found around the kill at %.2f s: the takeover cannot have been seamless", killAt)
-	}
-	for _, at := range []time.Duration{2 * time.Second, wall - 2*time.Second} {
-		shares := litShare(t, file, at, 640, 480, [4]int{40, 100, 280, 380}, [4]int{360, 100, 600, 380})
-		if shares[0] < 0.5 || shares[1] < 0.5 {
-			t.Errorf("frame at %s: lit shares %.2f and %.2f, want both tiles showing video", at, shares[0], shares[1])
-		}
-	}
-	if r := p.rec("delete", id); !r.Deleted {
-		t.Errorf("deleteRecording: %+v", r)
-	}
-	p.reset()
-	assertNoSessionKeys(t, dc)
-	assertNoMasterConnections(t, dc)
 }
 
 // processCPU is the CPU time a process and its waited-for children (FFmpeg)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -366,6 +367,81 @@ func TestSegmentAsksKeyframeAfterLossOnly(t *testing.T) {
 			}
 			if m := seg.Manifest(); requests != tc.requests || m.Video.Samples != tc.frames {
 				t.Errorf("%d keyframe requests, %d frames; want %d and %d", requests, m.Video.Samples, tc.requests, tc.frames)
+			}
+		})
+	}
+}
+
+// A sender's packets from another SSRC (the subscription's new peer
+// connection after its media node crashed) end the segment, whichever way
+// its random sequence numbers and timestamps lie from the old sender's:
+// ErrDiscontinuity, nothing of them written (they were dropped as late, or
+// moved the track's time by hours); the next segment takes them and places
+// them on their own time.
+func TestSegmentEndsAtANewSender(t *testing.T) {
+	fakepublisher.RequireFFmpeg(t)
+	packets, err := fakepublisher.Make(context.Background(), t.TempDir(), fakepublisher.Source{
+		Video: "testsrc=size=160x120:rate=30", VideoCodec: capture.CodecVP8, FrameRate: 30, GOP: 30,
+		AudioHz: 440, Duration: 2 * time.Second,
+	}, t0, fakepublisher.Impairment{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := t0.Add(time.Second) // a keyframe
+	for _, tc := range []struct {
+		name string
+		seq  uint16
+		ts   uint32
+	}{
+		{"behind", 0x9000, 0x90000000},
+		{"ahead", 0x1000, 0x10000000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var next []fakepublisher.Packet
+			for _, p := range fakepublisher.Between(packets, cut, t0.Add(2*time.Second)) {
+				q := p
+				q.Packet = p.Packet.Clone()
+				q.Packet.SSRC += 0x100
+				q.Packet.SequenceNumber += tc.seq
+				q.Packet.Timestamp += tc.ts
+				next = append(next, q)
+			}
+			stream := capture.Stream{StreamID: "str_A", HasAudio: true, HasVideo: true, VideoCodec: capture.CodecVP8}
+			work := t.TempDir()
+			first, err := capture.Open(capture.Config{WorkDir: work, RecordingID: "ses_A", Stream: stream}, t0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, first, fakepublisher.Between(packets, t0, cut))
+			for _, p := range next[:10] { // both kinds
+				var err error
+				if p.Kind == fakepublisher.Video {
+					err = first.WriteVideo(p.Packet, p.At)
+				} else {
+					err = first.WriteAudio(p.Packet, p.At)
+				}
+				if !errors.Is(err, capture.ErrDiscontinuity) {
+					t.Fatalf("a packet of another SSRC: %v, want ErrDiscontinuity", err)
+				}
+			}
+			if err := first.Close(cut); err != nil {
+				t.Fatal(err)
+			}
+			second, err := capture.Open(capture.Config{WorkDir: work, RecordingID: "ses_A", Stream: stream}, cut)
+			if err != nil {
+				t.Fatal(err)
+			}
+			feed(t, second, next)
+			if err := second.Close(t0.Add(2 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			for i, m := range []capture.Manifest{first.Manifest(), second.Manifest()} {
+				start := t0.Add(time.Duration(i) * time.Second)
+				near(t, fmt.Sprintf("segment %d video startedAt", i), m.Video.StartedAt, start.UnixMilli(), 40)
+				near(t, fmt.Sprintf("segment %d video endedAt", i), m.Video.EndedAt, start.Add(time.Second).UnixMilli(), 40)
+				near(t, fmt.Sprintf("segment %d audio startedAt", i), m.Audio.StartedAt, start.UnixMilli(), 40)
+				near(t, fmt.Sprintf("segment %d audio endedAt", i), m.Audio.EndedAt, start.Add(time.Second).UnixMilli(), 40)
+				near(t, fmt.Sprintf("segment %d frames", i), m.Video.Samples, 30, 1)
 			}
 		})
 	}

@@ -1,8 +1,10 @@
 // Package capture writes the RTP of one published stream (VP8 or H.264 video,
 // Opus audio) into a segment: the part of a recording that one recorder
-// worker wrote continuously. A worker that dies (or whose media node dies)
-// leaves its segment unfinished; the worker that takes the stream over opens
-// a new segment of the same take, and render concatenates them.
+// worker wrote continuously, from one RTP sender per track. A worker that
+// dies leaves its segment unfinished; the worker that takes the stream over
+// opens a new segment of the same take, and render concatenates them. A
+// worker whose media node dies subscribes again: the new peer connection is
+// another sender (another SSRC, ErrDiscontinuity), in a new segment too.
 //
 // Packets go through pion's sample builder (reordering, duplicates, loss:
 // incomplete frames are dropped) and pion's writers: ivfwriter (VP8, one PTS

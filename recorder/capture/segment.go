@@ -23,7 +23,11 @@ var (
 	// ErrNoTrack: the stream has no such track (Stream.HasAudio, HasVideo).
 	ErrNoTrack = errors.New("capture: the stream has no such track")
 	// ErrDiscontinuity: the RTP timestamps jumped further than
-	// Config.MaxGap. The caller closes the segment and opens a new one.
+	// Config.MaxGap, or a packet comes from another RTP source (SSRC) than
+	// its track's first: a new sender, such as the subscription's new peer
+	// connection after its media node crashed, which numbers its packets
+	// and stamps their time afresh. The packet is not written: the caller
+	// closes the segment and opens a new one with it.
 	ErrDiscontinuity = errors.New("capture: RTP timestamp discontinuity")
 )
 
@@ -76,6 +80,8 @@ type Segment struct {
 	manifest       Manifest
 	video          *videoTrack
 	audio          *audioTrack
+	videoSource    source
+	audioSource    source
 	lastCheckpoint time.Time
 	lastKeyRequest time.Time
 	closed         bool
@@ -165,6 +171,9 @@ func (s *Segment) WriteVideo(p *rtp.Packet, at time.Time) error {
 	if s.video == nil {
 		return fmt.Errorf("%w: video of %s", ErrNoTrack, s.cfg.Stream.StreamID)
 	}
+	if err := s.videoSource.check(p.SSRC, "video"); err != nil {
+		return err
+	}
 	needKey, err := s.video.push(p, at)
 	if err != nil {
 		return err
@@ -186,6 +195,9 @@ func (s *Segment) WriteAudio(p *rtp.Packet, at time.Time) error {
 	}
 	if s.audio == nil {
 		return fmt.Errorf("%w: audio of %s", ErrNoTrack, s.cfg.Stream.StreamID)
+	}
+	if err := s.audioSource.check(p.SSRC, "audio"); err != nil {
+		return err
 	}
 	if err := s.audio.push(p, at); err != nil {
 		return err
@@ -258,6 +270,27 @@ func (s *Segment) Abandon() error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("abandon segment %s: %w", s.dir, err)
+	}
+	return nil
+}
+
+// source is a track's RTP source: the SSRC of its first packet. One
+// segment's track holds one sender's packets: another's sequence numbers
+// and timestamps (random starts, RFC 3550) cannot continue its timeline
+// (they would be dropped as late, or move its time by hours).
+type source struct {
+	ssrc  uint32
+	known bool
+}
+
+// check adopts the first SSRC and reports ErrDiscontinuity for another.
+func (s *source) check(ssrc uint32, kind string) error {
+	if !s.known {
+		s.ssrc, s.known = ssrc, true
+		return nil
+	}
+	if ssrc != s.ssrc {
+		return fmt.Errorf("%w: %s from SSRC %d, the segment's is %d (a new sender)", ErrDiscontinuity, kind, ssrc, s.ssrc)
 	}
 	return nil
 }
