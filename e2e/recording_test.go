@@ -176,7 +176,8 @@ func litShare(t *testing.T, file string, at time.Duration, width, height int, re
 // H.264 + AAC MP4 of the recording's wall time with both tiles lit, and the
 // pages get recordingStarted/recordingStopped; INDIVIDUAL gives one playable
 // WebM per stream and the JSON offsets of a page that joins during the
-// recording. Issue 14, "How it must be tested".
+// recording, and two (<stream>.webm, <stream>-1.webm) for a page whose
+// record property is turned off, then on. Issue 14, "How it must be tested".
 func TestRecordingBrowsers(t *testing.T) {
 	// A short automatic stop for the last part (the last participant
 	// leaves during a recording); every other part keeps publishers in.
@@ -266,7 +267,17 @@ func TestRecordingBrowsers(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	third := p.join(sid, 1)[0]
 	p.waitVideo(2, 30*time.Second)
-	time.Sleep(2 * time.Second)
+	time.Sleep(time.Second)
+	// The second page's record turned off, then on (updateConnection): its
+	// stream is recorded in two takes, two files (OpenVidu's <stream>-1).
+	toggled := joined[1]
+	patch := "/openvidu/api/sessions/" + sid + "/connection/" + toggled
+	restCall(t, dc, "PATCH", patch, `{"record":false}`)
+	recordOff := time.Now().UnixMilli()
+	time.Sleep(1500 * time.Millisecond)
+	restCall(t, dc, "PATCH", patch, `{"record":true}`)
+	recordOn := time.Now().UnixMilli()
+	time.Sleep(2500 * time.Millisecond)
 	if r := p.rec("stop", ind); r.Recording == nil || r.Recording.Status != "stopped" {
 		t.Fatalf("stopRecording INDIVIDUAL: %+v", r)
 	}
@@ -280,7 +291,6 @@ func TestRecordingBrowsers(t *testing.T) {
 	var sync struct {
 		CreatedAt int64 `json:"createdAt"`
 		Files     []struct {
-			Name            string `json:"name"`
 			ConnectionID    string `json:"connectionId"`
 			StreamID        string `json:"streamId"`
 			StartTimeOffset int64  `json:"startTimeOffset"`
@@ -289,6 +299,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	}
 	dir := t.TempDir()
 	media := map[string]string{}
+	var order []string // the media files in the ZIP's order, which the JSON's entries follow
 	for _, f := range zr.File {
 		rc, err := f.Open()
 		if err != nil {
@@ -303,23 +314,25 @@ func TestRecordingBrowsers(t *testing.T) {
 			continue
 		}
 		media[f.Name] = filepath.Join(dir, f.Name)
+		order = append(order, f.Name)
 		if err := os.WriteFile(media[f.Name], raw, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if len(sync.Files) != 3 || len(media) != 3 {
-		t.Fatalf("INDIVIDUAL: %d JSON entries and %d media files, want 3 (one per stream): %+v %v", len(sync.Files), len(media), sync, media)
+	if len(sync.Files) != 4 || len(media) != 4 {
+		t.Fatalf("INDIVIDUAL: %d JSON entries and %d media files, want 4 (one per stream, two for the toggled one): %+v %v", len(sync.Files), len(media), sync, media)
 	}
 	conns := map[string]bool{joined[0]: true, joined[1]: true, third: true}
-	for _, f := range sync.Files {
+	for i, f := range sync.Files {
 		if !conns[f.ConnectionID] {
 			t.Errorf("INDIVIDUAL file of connection %s, not a page's", f.ConnectionID)
 		}
-		file := media[f.StreamID+".webm"]
-		if file == "" {
-			t.Errorf("no %s.webm in the ZIP: %v", f.StreamID, media)
+		name := order[i]
+		if name != f.StreamID+".webm" && name != f.StreamID+"-1.webm" {
+			t.Errorf("the ZIP's file %d is %s, its JSON entry is of stream %s", i, name, f.StreamID)
 			continue
 		}
+		file := media[name]
 		info := ffprobe(t, file)
 		if v, a := info.codec("video"), info.codec("audio"); v != "vp8" || a != "opus" {
 			t.Errorf("%s: codecs %q + %q, want vp8 + opus", f.StreamID, v, a)
@@ -331,10 +344,17 @@ func TestRecordingBrowsers(t *testing.T) {
 		// The pages that were there from the start are recorded from the
 		// start; the third from when it published.
 		want := int64(0)
-		if f.ConnectionID == third {
+		switch {
+		case f.ConnectionID == third:
 			want = timings[third].PublishedAt - sync.CreatedAt
+		case f.ConnectionID == toggled && name == f.StreamID+"-1.webm":
+			want = recordOn - sync.CreatedAt // the second take, from record on
+		case f.ConnectionID == toggled:
+			if end := recordOff - sync.CreatedAt; f.EndTimeOffset < end-1000 || f.EndTimeOffset > end+1000 {
+				t.Errorf("%s: the first take ends at %d ms, record went off at %d", name, f.EndTimeOffset, end)
+			}
 		}
-		if f.StartTimeOffset < want-1000 || f.StartTimeOffset > want+1000 {
+		if f.StartTimeOffset < want-1000 || f.StartTimeOffset > want+1500 {
 			t.Errorf("%s (connection %s): startTimeOffset %d ms, want %d ± 1000 (page published at %d, recording created at %d)",
 				f.StreamID, f.ConnectionID, f.StartTimeOffset, want, timings[f.ConnectionID].PublishedAt, sync.CreatedAt)
 		}

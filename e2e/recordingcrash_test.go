@@ -137,6 +137,7 @@ func runRecordingCrash(t *testing.T, c recordingCrash) {
 	}
 	t.Logf("recording gap after the SIGKILL of %s (%s): %.2f s of black or frozen picture (tiles %.2f and %.2f s; kill at %.2f s of %.2f s)",
 		c.victim, killed, worst, tiles[0], tiles[1], crashAt.Seconds(), wall.Seconds())
+	checkRecordingGaps(t, dc, run.id, c.newSegments, crashAt, c.maxGap)
 	if r := p.rec("delete", run.id); !r.Deleted {
 		t.Errorf("deleteRecording: %+v", r)
 	}
@@ -540,4 +541,33 @@ func mergeSpans(spans [][2]float64) [][2]float64 {
 		out = append(out, s)
 	}
 	return out
+}
+
+// checkRecordingGaps reads the Recording object's gaps (a Chorus
+// extension): with new segments after the kill, one per stream around the
+// kill, none longer than maxGap and a bit; without, none.
+func checkRecordingGaps(t *testing.T, dc *devCluster, id string, want bool, crashAt, maxGap time.Duration) {
+	t.Helper()
+	var rec protocol.Recording
+	if err := json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/recordings/"+id, ""), &rec); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the Recording object's gaps: %+v", rec.Gaps)
+	if !want {
+		if len(rec.Gaps) != 0 {
+			t.Errorf("the Recording object reports gaps, want none: %+v", rec.Gaps)
+		}
+		return
+	}
+	streams := map[string]bool{}
+	for _, g := range rec.Gaps {
+		streams[g.StreamID] = true
+		start, end := time.Duration(g.StartTimeOffset)*time.Millisecond, time.Duration(g.EndTimeOffset)*time.Millisecond
+		if start < crashAt-1500*time.Millisecond || start > crashAt+time.Second || end-start > maxGap+time.Second {
+			t.Errorf("gap %+v: not the kill's at %s (at most %s long)", g, crashAt, maxGap)
+		}
+	}
+	if len(streams) != 2 {
+		t.Errorf("the Recording object reports gaps in %d streams, want both: %+v", len(streams), rec.Gaps)
+	}
 }

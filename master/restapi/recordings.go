@@ -178,6 +178,7 @@ func (a *API) renderRecording(r *store.Recording) protocol.Recording {
 		ID: r.ID, Object: "recording", Name: r.Name, OutputMode: r.OutputMode, HasAudio: r.HasAudio, HasVideo: r.HasVideo,
 		RecordingLayout: r.RecordingLayout, Resolution: r.Resolution, FrameRate: r.FrameRate,
 		SessionID: string(r.SessionID), CreatedAt: r.CreatedAt, Size: r.Size, Duration: r.Duration, Status: r.Status,
+		Gaps: r.Gaps,
 	}
 	if r.Status == protocol.RecordingReady && r.File != "" {
 		u := httpURL(a.cfg.PublicURL) + "/openvidu/recordings/" + r.ID + "/" + r.File

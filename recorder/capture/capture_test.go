@@ -446,3 +446,42 @@ func TestSegmentEndsAtANewSender(t *testing.T) {
 		})
 	}
 }
+
+// TestTakes: LastTake finds a stream's highest take and whether EndTake
+// ended it; names that are not safe path elements have none.
+func TestTakes(t *testing.T) {
+	work := t.TempDir()
+	if take, ended := capture.LastTake(work, "str_CAM_A_con_A"); take != -1 || ended {
+		t.Errorf("no take yet: %d %v", take, ended)
+	}
+	for _, take := range []int{0, 1} {
+		cfg := capture.Config{WorkDir: work, RecordingID: "ses_T", Take: take,
+			Stream: capture.Stream{StreamID: "str_CAM_A_con_A", HasAudio: true}}
+		seg, err := capture.Open(cfg, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := seg.Close(time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got, ended := capture.LastTake(work, "str_CAM_A_con_A"); got != take || ended {
+			t.Errorf("after take %d: LastTake %d, ended %v", take, got, ended)
+		}
+	}
+	if err := capture.EndTake(work, "str_CAM_A_con_A", 1); err != nil {
+		t.Fatal(err)
+	}
+	if got, ended := capture.LastTake(work, "str_CAM_A_con_A"); got != 1 || !ended {
+		t.Errorf("after EndTake: %d %v, want 1 ended", got, ended)
+	}
+	// The marker is no segment.
+	if found, err := capture.List(work); err != nil || len(found) != 2 {
+		t.Errorf("List: %d segments, %v", len(found), err)
+	}
+	if err := capture.EndTake(work, "../x", 0); err == nil {
+		t.Error("EndTake of an unsafe stream id")
+	}
+	if take, _ := capture.LastTake(work, ".."); take != -1 {
+		t.Errorf("LastTake(..) = %d", take)
+	}
+}

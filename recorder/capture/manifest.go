@@ -228,3 +228,48 @@ func isSafeName(name string) bool {
 	}
 	return true
 }
+
+// takeEndedFile marks a take the recorder ended on purpose (its stream
+// stopped being recorded): a worker taking the recording over starts the
+// stream's next take rather than going on in that one.
+const takeEndedFile = "ended"
+
+// EndTake marks a stream's take ended on purpose (record turned off, or the
+// stream unpublished); LastTake reports it.
+func EndTake(workDir, streamID string, take int) error {
+	dir, err := segmentDir(workDir, streamID, take, "x")
+	if err != nil {
+		return err
+	}
+	dir = filepath.Dir(dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("end take %d of %s: %w", take, streamID, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, takeEndedFile), nil, 0o644); err != nil {
+		return fmt.Errorf("end take %d of %s: %w", take, streamID, err)
+	}
+	return nil
+}
+
+// LastTake returns the highest take of a stream in a working directory and
+// whether it was ended on purpose; -1 when the stream has none.
+func LastTake(workDir, streamID string) (take int, ended bool) {
+	if !isSafeName(streamID) {
+		return -1, false
+	}
+	entries, err := os.ReadDir(filepath.Join(workDir, streamsDir, streamID))
+	if err != nil {
+		return -1, false
+	}
+	take = -1
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() && n > take {
+			take = n
+		}
+	}
+	if take < 0 {
+		return -1, false
+	}
+	_, err = os.Stat(filepath.Join(workDir, streamsDir, streamID, strconv.Itoa(take), takeEndedFile))
+	return take, err == nil
+}

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,31 @@ func TestVideoIntervals(t *testing.T) {
 		if iv.start != want[i].start || iv.end != want[i].end || strings.Join(ids, " ") != want[i].ids {
 			t.Errorf("interval %d = [%d, %d) %v, want %+v", i, iv.start, iv.end, ids, want[i])
 		}
+	}
+}
+
+func TestTakeGaps(t *testing.T) {
+	tests := []struct {
+		name  string
+		takes []*take
+		want  []Gap
+	}{
+		{"one segment", []*take{videoTake("a", [2]int64{0, 9000})}, nil},
+		{"a crash between segments", []*take{videoTake("a", [2]int64{0, 2000}, [2]int64{7500, 9000}), videoTake("b", [2]int64{0, 9000})},
+			[]Gap{{StreamID: "a", Start: 2 * time.Second, End: 7500 * time.Millisecond}}},
+		{"a renegotiation's short pause", []*take{videoTake("a", [2]int64{0, 2000}, [2]int64{2400, 9000})}, nil},
+		{"audio only", []*take{{stream: capture.Stream{StreamID: "c"}, audio: []*piece{{start: 0, end: 1000}, {start: 3000, end: 4000}}}},
+			[]Gap{{StreamID: "c", Start: time.Second, End: 3 * time.Second}}},
+		// Two takes (record off, then on) are not a gap: each is a file.
+		{"takes", []*take{videoTake("a", [2]int64{0, 2000}), {stream: capture.Stream{StreamID: "a"}, number: 1,
+			video: []*piece{{start: 5000, end: 9000}}}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := takeGaps(tt.takes); !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("takeGaps = %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }
 

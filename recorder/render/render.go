@@ -77,7 +77,21 @@ type Result struct {
 	Sync *SyncFile
 	// CPU is the user + system CPU time of the FFmpeg processes.
 	CPU time.Duration
+	// Gaps are the stretches, within a take, where a stream's media is
+	// missing for longer than GapThreshold (a crash between segments).
+	Gaps []Gap
 }
+
+// Gap is a stretch of a stream missing between two segments of a take,
+// from the recording's CreatedAt.
+type Gap struct {
+	StreamID   string
+	Start, End time.Duration
+}
+
+// GapThreshold is the shortest missing stretch Result.Gaps reports: below
+// it, a new segment is a renegotiation, not an outage.
+const GapThreshold = 500 * time.Millisecond
 
 // Config configures a Renderer. Zero values take the defaults given.
 type Config struct {
@@ -168,7 +182,28 @@ func (r *Renderer) Render(ctx context.Context, rec Recording, workDir, outDir st
 		return res, err
 	}
 	res.Duration = rec.StoppedAt.Sub(rec.CreatedAt)
+	res.Gaps = takeGaps(takes)
 	return res, nil
+}
+
+// takeGaps finds, in each take, the stretches between consecutive pieces of
+// its video (of its audio without video) longer than GapThreshold.
+func takeGaps(takes []*take) []Gap {
+	var gaps []Gap
+	for _, t := range takes {
+		pieces := t.video
+		if len(pieces) == 0 {
+			pieces = t.audio
+		}
+		for i := 1; i < len(pieces); i++ {
+			prev, next := pieces[i-1], pieces[i]
+			if next.start-prev.end > GapThreshold.Milliseconds() {
+				gaps = append(gaps, Gap{StreamID: t.stream.StreamID,
+					Start: time.Duration(prev.end) * time.Millisecond, End: time.Duration(next.start) * time.Millisecond})
+			}
+		}
+	}
+	return gaps
 }
 
 // normalize applies rec's defaults and checks it against OpenVidu's REST API

@@ -322,8 +322,12 @@ func (w *Worker) render(ctx context.Context, rec *store.Recording) error {
 			return errors.Join(fmt.Errorf("upload %s: %w", rec.ID, err), ferr, w.cfg.Store.FinishRecordingJob(bg, rec.ID))
 		}
 	}
+	gaps := make([]protocol.RecordingGap, 0, len(res.Gaps))
+	for _, g := range res.Gaps {
+		gaps = append(gaps, protocol.RecordingGap{StreamID: g.StreamID, StartTimeOffset: g.Start.Milliseconds(), EndTimeOffset: g.End.Milliseconds()})
+	}
 	if _, err := recordings.Finish(bg, w.cfg.Store, rec.ID, recordings.Result{
-		File: filepath.Base(res.File), Size: res.Size, Duration: res.Duration.Seconds(),
+		File: filepath.Base(res.File), Size: res.Size, Duration: res.Duration.Seconds(), Gaps: gaps,
 	}, store.NowMillis()); err != nil {
 		return err
 	}
@@ -388,7 +392,7 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 			return nil, err
 		}
 	}
-	sess := &session{w: w, rec: rec, p: p, codec: codec, streams: map[string]*stream{}, failed: make(chan error, 1)}
+	sess := &session{w: w, rec: rec, p: p, codec: codec, streams: map[string]*stream{}, failed: make(chan error, 1), takes: map[string]int{}}
 	defer sess.closeAll()
 	tick := time.NewTicker(w.cfg.Poll)
 	defer tick.Stop()
@@ -428,6 +432,8 @@ type session struct {
 	streams map[string]*stream // by stream id
 	// failed carries the first storage failure of any stream.
 	failed chan error
+	// takes is the take each stream was last recorded in by this capture.
+	takes map[string]int
 }
 
 // fail records a stream's storage failure (the first one counts).
@@ -464,8 +470,20 @@ func (s *session) sync(ctx context.Context, snap *store.Snapshot) {
 	}
 	for id, st := range s.streams {
 		if live[id] == nil {
+			// Unpublished, or its connection's record turned off
+			// (updateConnection): its take ends; if it is recorded again,
+			// that is its next take (INDIVIDUAL: another file, as
+			// OpenVidu's).
 			st.close(time.Now())
 			delete(s.streams, id)
+			if err := capture.EndTake(st.cfg.WorkDir, id, st.cfg.Take); err != nil {
+				s.w.log.Warn("end a take", "recording", s.rec.ID, "stream", id, "err", err)
+			}
+			if sub := st.sub.Load(); sub != nil {
+				uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_ = s.p.Unsubscribe(uctx, sub) // a stream already gone is no loss
+				cancel()
+			}
 		}
 	}
 	for id, c := range live {
@@ -484,6 +502,7 @@ func (s *session) sync(ctx context.Context, snap *store.Snapshot) {
 			st.cfg.Stream.TypeOfVideo = ""
 		}
 		st.cfg.RequestKeyframe = st.requestKeyframe
+		st.cfg.Take = s.nextTake(id)
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		sub, err := s.p.SubscribeWith(sctx, id, participant.SubscribeOptions{OnPacket: st.write})
 		cancel()
@@ -493,6 +512,26 @@ func (s *session) sync(ctx context.Context, snap *store.Snapshot) {
 		}
 		st.sub.Store(sub)
 		s.streams[id] = st
+		s.takes[id] = st.cfg.Take
+	}
+}
+
+// nextTake is the take a stream starts being recorded in: the one after its
+// last in this capture; for a stream this capture has not recorded yet, the
+// take a previous worker left on disk (a takeover goes on in it) unless that
+// take was ended on purpose, else 0.
+func (s *session) nextTake(id string) int {
+	if last, ok := s.takes[id]; ok {
+		return last + 1
+	}
+	last, ended := capture.LastTake(s.w.workDir(s.rec.ID), id)
+	switch {
+	case last < 0:
+		return 0
+	case ended:
+		return last + 1
+	default:
+		return last
 	}
 }
 
@@ -504,7 +543,7 @@ func (s *session) closeAll() {
 	}
 }
 
-// stream captures one published stream into segments of take 0.
+// stream captures one published stream into the segments of one take.
 type stream struct {
 	cfg capture.Config
 	log *slog.Logger

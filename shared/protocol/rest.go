@@ -192,6 +192,19 @@ type Recording struct {
 	Duration        float64 `json:"duration"`
 	URL             *string `json:"url"`
 	Status          string  `json:"status"`
+	// Gaps (a Chorus extension, absent when none) are the stretches where
+	// a recorded stream's media is missing from a ready recording: a media
+	// node's or a recorder's crash (ARCHITECTURE.md "Recording").
+	Gaps []RecordingGap `json:"gaps,omitempty"`
+}
+
+// RecordingGap is a stretch of a stream missing from a recording, in
+// milliseconds from the recording's start (as OpenVidu's INDIVIDUAL sync
+// file's startTimeOffset and endTimeOffset).
+type RecordingGap struct {
+	StreamID        string `json:"streamId"`
+	StartTimeOffset int64  `json:"startTimeOffset"`
+	EndTimeOffset   int64  `json:"endTimeOffset"`
 }
 
 // RecordingList is GET /openvidu/api/recordings.

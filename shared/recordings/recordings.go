@@ -140,6 +140,8 @@ type Result struct {
 	File     string  // the output's name in <recording path>/<id>/
 	Size     int64   // bytes
 	Duration float64 // seconds
+	// Gaps are the stretches of streams missing from the output.
+	Gaps []protocol.RecordingGap
 }
 
 // Finish moves a stopped recording to ready with its output (the event
@@ -154,7 +156,7 @@ func Finish(ctx context.Context, st Store, id string, res Result, now int64) (*s
 		if r.Status != protocol.RecordingStopped {
 			return fmt.Errorf("finish recording %s: %w (%s)", id, ErrNotStarted, r.Status)
 		}
-		r.Status, r.File, r.Size, r.Duration = protocol.RecordingReady, res.File, res.Size, res.Duration
+		r.Status, r.File, r.Size, r.Duration, r.Gaps = protocol.RecordingReady, res.File, res.Size, res.Duration, res.Gaps
 		out = r
 		tx.Emit(StatusChanged(now, r))
 		return nil

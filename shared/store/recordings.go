@@ -51,6 +51,9 @@ type Recording struct {
 	// receives the session's streams, and RecorderToken its token.
 	RecorderConnection protocol.ConnectionID `json:"recorderConnection,omitempty"`
 	RecorderToken      string                `json:"recorderToken,omitempty"`
+	// Gaps are the stretches of recorded streams missing from the output
+	// (set when ready).
+	Gaps []protocol.RecordingGap `json:"gaps,omitempty"`
 	// Takeovers counts the workers that took the recording over after its
 	// worker died while capturing, each with a fresh recorder connection
 	// (recordings.PrepareRecorder); each left a gap between segments.
