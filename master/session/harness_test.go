@@ -140,6 +140,21 @@ func (e *env) drain(id protocol.NodeID) {
 	})
 }
 
+// moveOff takes node from away from session sid as the controller does: it
+// crashes (alive false) or is drained (alive true), then svc migrates the
+// session off it.
+func (e *env) moveOff(svc *session.Service, sid protocol.SessionID, from protocol.NodeID, alive bool) {
+	e.t.Helper()
+	if alive {
+		e.drain(from)
+	} else {
+		e.crash(from)
+	}
+	if err := svc.MigrateSession(context.Background(), sid, from, alive); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *env) nodesTx(fn func(tx *store.NodesTx)) {
 	e.t.Helper()
 	err := e.st.UpdateMediaNodes(context.Background(), "", func(tx *store.NodesTx) error { fn(tx); return nil })

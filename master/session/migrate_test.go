@@ -87,14 +87,7 @@ func TestMigrationMovesEndpoints(t *testing.T) {
 			}
 
 			e.adopt("media_2")
-			if tc.alive {
-				e.drain("media_1")
-			} else {
-				e.crash("media_1")
-			}
-			if err := svc.MigrateSession(ctx, sid, "media_1", tc.alive); err != nil {
-				t.Fatal(err)
-			}
+			e.moveOff(svc, sid, "media_1", tc.alive)
 
 			after := e.load(sid)
 			if after.Session.MediaNodeID != "media_2" {
@@ -200,15 +193,9 @@ func TestSecondMigrationWhileUnderway(t *testing.T) {
 	e.subscribe(svc, b, sid, sub.ID, stream)
 
 	e.adopt("media_2")
-	e.crash("media_1")
-	if err := svc.MigrateSession(ctx, sid, "media_1", false); err != nil {
-		t.Fatal(err)
-	}
+	e.moveOff(svc, sid, "media_1", false)
 	e.adopt("media_3")
-	e.crash("media_2")
-	if err := svc.MigrateSession(ctx, sid, "media_2", false); err != nil {
-		t.Fatal(err)
-	}
+	e.moveOff(svc, sid, "media_2", false)
 	check := func(when string) {
 		t.Helper()
 		snap := e.load(sid)
@@ -448,10 +435,7 @@ func TestSubscribersOfMovingStream(t *testing.T) {
 	stream := e.publish(svc, b, sid, pub.ID)
 	e.subscribe(svc, b, sid, sub.ID, stream)
 	e.adopt("media_2")
-	e.crash("media_1")
-	if err := svc.MigrateSession(ctx, sid, "media_1", false); err != nil {
-		t.Fatal(err)
-	}
+	e.moveOff(svc, sid, "media_1", false)
 
 	// The subscriber's own reconnection while the stream moves.
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -624,10 +608,7 @@ func TestRepublishHeldWhileNewNodeDies(t *testing.T) {
 	e.nodes["media_x"] = dead.URL
 	stopBeats := e.heartbeat("media_x", dead.URL)
 	e.adopt("media_x")
-	e.crash("media_1")
-	if err := svc.MigrateSession(ctx, sid, "media_1", false); err != nil {
-		t.Fatal(err)
-	}
+	e.moveOff(svc, sid, "media_1", false)
 	if node := e.load(sid).Session.MediaNodeID; node != "media_x" {
 		t.Fatalf("session moved to %s, want media_x", node)
 	}
@@ -728,14 +709,7 @@ func TestCrashMigrationTellsPublishersThatCanReconnect(t *testing.T) {
 			before := map[protocol.ConnectionID][]string{sdk.ID: methods(e.outbox(sid, sdk.ID)), browser.ID: methods(e.outbox(sid, browser.ID))}
 
 			e.adopt("media_2")
-			if tc.alive {
-				e.drain("media_1")
-			} else {
-				e.crash("media_1")
-			}
-			if err := svc.MigrateSession(ctx, sid, "media_1", tc.alive); err != nil {
-				t.Fatal(err)
-			}
+			e.moveOff(svc, sid, "media_1", tc.alive)
 			if got := methods(e.outbox(sid, browser.ID)); !slices.Equal(got, before[browser.ID]) {
 				t.Errorf("the browser's outbox: %v, was %v", got, before[browser.ID])
 			}
