@@ -52,6 +52,26 @@ func (p *pages) rec(args ...string) recAnswer {
 	return r
 }
 
+// startRecording starts a recording of session sid with properties (JSON)
+// through openvidu-node-client and returns its id; anything but started
+// fails the test.
+func (p *pages) startRecording(sid, properties string) string {
+	p.t.Helper()
+	r := p.rec("start", sid, properties)
+	if r.Recording == nil || r.Recording.Status != "started" {
+		p.t.Fatalf("startRecording %s: %+v", properties, r)
+	}
+	return r.Recording.ID
+}
+
+// stopRecording stops a recording; anything but stopped fails the test.
+func (p *pages) stopRecording(id string) {
+	p.t.Helper()
+	if r := p.rec("stop", id); r.Recording == nil || r.Recording.Status != "stopped" {
+		p.t.Fatalf("stopRecording %s: %+v", id, r)
+	}
+}
+
 // waitRecording polls getRecording until the recording has a status.
 func (p *pages) waitRecording(id, status string, timeout time.Duration) recording {
 	p.t.Helper()

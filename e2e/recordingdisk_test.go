@@ -38,11 +38,7 @@ func TestRecordingFullDisk(t *testing.T) {
 	p.join(sid, 2)
 	p.waitVideo(1, 30*time.Second)
 
-	r := p.rec("start", sid, `{"name":"big","outputMode":"COMPOSED","resolution":"640x480"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording: %+v", r)
-	}
-	id := r.Recording.ID
+	id := p.startRecording(sid, `{"name":"big","outputMode":"COMPOSED","resolution":"640x480"}`)
 	start := time.Now()
 	var last *recording
 	for deadline := time.Now().Add(90 * time.Second); ; {
@@ -77,15 +73,9 @@ func TestRecordingFullDisk(t *testing.T) {
 	t.Logf("recording path after the failure: %s", usage(t, path))
 
 	// A short one fits.
-	r = p.rec("start", sid, `{"name":"small","outputMode":"COMPOSED","resolution":"320x240"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording after the failure: %+v", r)
-	}
-	small := r.Recording.ID
+	small := p.startRecording(sid, `{"name":"small","outputMode":"COMPOSED","resolution":"320x240"}`)
 	time.Sleep(time.Second)
-	if r := p.rec("stop", small); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("stopRecording: %+v", r)
-	}
+	p.stopRecording(small)
 	ready := p.waitRecording(small, "ready", 60*time.Second)
 	if info := ffprobe(t, filepath.Join(path, small, "small.mp4")); info.codec("video") != "h264" {
 		t.Errorf("the recording after the failure: %+v", info)

@@ -38,16 +38,10 @@ func TestRecordingS3(t *testing.T) {
 	p.join(sid, 2)
 	p.waitVideo(1, 30*time.Second)
 
-	r := p.rec("start", sid, `{"name":"s3talk","outputMode":"COMPOSED","resolution":"640x480"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording: %+v", r)
-	}
-	id := r.Recording.ID
+	id := p.startRecording(sid, `{"name":"s3talk","outputMode":"COMPOSED","resolution":"640x480"}`)
 	startedAt := time.Now()
 	time.Sleep(4 * time.Second)
-	if r := p.rec("stop", id); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("stopRecording: %+v", r)
-	}
+	p.stopRecording(id)
 	wall := time.Since(startedAt)
 	stopped := time.Now()
 	ready := p.waitRecording(id, "ready", 60*time.Second)
@@ -119,16 +113,10 @@ func TestRecordingS3(t *testing.T) {
 
 	// Audio-only (hasVideo false): OpenVidu's <name>.webm with Opus alone,
 	// uploaded and streamed the same way.
-	r = p.rec("start", sid, `{"name":"voice","outputMode":"COMPOSED","hasVideo":false}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("audio-only startRecording: %+v", r)
-	}
-	voiceID := r.Recording.ID
+	voiceID := p.startRecording(sid, `{"name":"voice","outputMode":"COMPOSED","hasVideo":false}`)
 	voiceStart := time.Now()
 	time.Sleep(2 * time.Second)
-	if r := p.rec("stop", voiceID); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("audio-only stopRecording: %+v", r)
-	}
+	p.stopRecording(voiceID)
 	voiceWall := time.Since(voiceStart)
 	voice := p.waitRecording(voiceID, "ready", 60*time.Second)
 	if filepath.Base(voice.URL) != "voice.webm" {
@@ -151,15 +139,9 @@ func TestRecordingS3(t *testing.T) {
 
 	// The S3 service down: the upload retries for its 4 s, then fails.
 	srv.Stop()
-	r = p.rec("start", sid, `{"name":"lost","outputMode":"COMPOSED","resolution":"640x480"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("second startRecording: %+v", r)
-	}
-	failedID := r.Recording.ID
+	failedID := p.startRecording(sid, `{"name":"lost","outputMode":"COMPOSED","resolution":"640x480"}`)
 	time.Sleep(2 * time.Second)
-	if r := p.rec("stop", failedID); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("second stopRecording: %+v", r)
-	}
+	p.stopRecording(failedID)
 	stopped = time.Now()
 	var failed *recording
 	for deadline := time.Now().Add(60 * time.Second); failed == nil; {

@@ -60,15 +60,8 @@ type Server struct {
 // ends.
 func Start(t testing.TB, bucket string) *Server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	s := &Server{Endpoint: "http://" + addr, Bucket: bucket, Dir: t.TempDir(), Addr: addr, t: t}
+	s := Reserve(t, bucket)
 	s.Restart()
-	t.Cleanup(s.Stop)
 	return s
 }
 
