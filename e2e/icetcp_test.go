@@ -22,6 +22,8 @@ type netNSDevConfig struct {
 	TURNServers int
 	// MediaNodes is how many media nodes run (0: one).
 	MediaNodes int
+	// Env is added to the cluster's environment.
+	Env []string
 }
 
 // startNetNSDev runs `chorus dev` (one master, cfg's media nodes and TURN
@@ -35,7 +37,7 @@ func startNetNSDev(t *testing.T, ns *netNS, cfg netNSDevConfig) *devCluster {
 	// Beyond loopback, chorus dev refuses a weak secret (as every role does).
 	return startDev(t, devOptions{Args: []string{"--masters", "1", "--media-nodes", strconv.Itoa(max(cfg.MediaNodes, 1)), "--secret", "e2e-netns-4f8a1c2b9d7e",
 		"--media-ip", host, "--listen-host", host, "--public-host", host,
-		"--ice-tcp=" + strconv.FormatBool(cfg.ICETCP), "--turn-servers", strconv.Itoa(cfg.TURNServers)}})
+		"--ice-tcp=" + strconv.FormatBool(cfg.ICETCP), "--turn-servers", strconv.Itoa(cfg.TURNServers)}, Env: cfg.Env})
 }
 
 // startNetNSPages starts a root-namespace browser and one inside ns, both

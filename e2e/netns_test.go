@@ -32,6 +32,14 @@ type netNSConfig struct {
 	// these destination ports (include the proxy's: the page and its
 	// WebSocket come from there), e.g. a TURN server's TCP or TLS port.
 	AllowTCPPorts []int
+	// UDPLossPercent drops that share of the namespace's outbound UDP
+	// packets at random (nftables' numgen random, packet by packet: the
+	// loss tc netem would add, which this machine's kernel lacks): a lossy
+	// uplink for media, while TCP (the page, its WebSocket) is spared. The
+	// packets are dropped on the veth's egress hook, past the sockets: a
+	// drop in the output hook would fail the sender's sendmsg with EPERM,
+	// which a browser notices and works around, unlike a lost packet.
+	UDPLossPercent int
 }
 
 // netNS is a network namespace joined to the root namespace by a veth
@@ -147,7 +155,12 @@ func (cfg netNSConfig) rules() string {
 // nft transaction: the table is declared, deleted and made again).
 func (n *netNS) SetFirewall(cfg netNSConfig) {
 	n.t.Helper()
-	rules := "table inet chorus_e2e {}\ndelete table inet chorus_e2e\n" + cfg.rules()
+	rules := "table inet chorus_e2e {}\ndelete table inet chorus_e2e\n" + cfg.rules() +
+		"table netdev chorus_e2e_loss {}\ndelete table netdev chorus_e2e_loss\n"
+	if cfg.UDPLossPercent > 0 {
+		rules += "table netdev chorus_e2e_loss {\n\tchain egress {\n\t\ttype filter hook egress device \"" + n.nsIf + "\" priority filter; policy accept;\n" +
+			fmt.Sprintf("\t\tmeta l4proto udp numgen random mod 100 < %d counter drop\n", cfg.UDPLossPercent) + "\t}\n}\n"
+	}
 	cmd := exec.Command("ip", "netns", "exec", n.Name, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -165,10 +178,16 @@ func (n *netNS) Ruleset() string {
 }
 
 // DroppedUDP is the number of UDP packets the firewall dropped, both ways.
-func (n *netNS) DroppedUDP() int {
+func (n *netNS) DroppedUDP() int { return n.counted("meta l4proto udp counter") }
+
+// DroppedAtRandom is the number of UDP packets UDPLossPercent dropped.
+func (n *netNS) DroppedAtRandom() int { return n.counted("numgen random") }
+
+// counted sums the packet counters of the rules whose text contains rule.
+func (n *netNS) counted(rule string) int {
 	total := 0
 	for _, line := range strings.Split(n.Ruleset(), "\n") {
-		if !strings.Contains(line, "meta l4proto udp counter") {
+		if !strings.Contains(line, rule) {
 			continue
 		}
 		f := strings.Fields(line)

@@ -24,6 +24,7 @@ import (
 	"github.com/chorus-rtc/chorus/master/eventdelivery"
 	"github.com/chorus-rtc/chorus/master/medianodes"
 	"github.com/chorus-rtc/chorus/master/metrics"
+	"github.com/chorus-rtc/chorus/master/netquality"
 	"github.com/chorus-rtc/chorus/master/restapi"
 	"github.com/chorus-rtc/chorus/master/session"
 	"github.com/chorus-rtc/chorus/master/signaling"
@@ -58,9 +59,11 @@ type Master struct {
 	signaling     *signaling.Server
 	api           *restapi.API
 	nodes         *medianodes.Controller
-	metrics       *metrics.Metrics
-	startedAt     time.Time
-	draining      atomic.Bool
+	// quality polls the nodes' network quality levels (nil: disabled).
+	quality   *netquality.Monitor
+	metrics   *metrics.Metrics
+	startedAt time.Time
+	draining  atomic.Bool
 }
 
 // New builds a master. Run serves it. It fails on secrets unfit for where
@@ -152,11 +155,34 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			OnAction: func(action string) { mx.ControllerAction(action) },
 		}),
 	}
+	if nq := cfg.Cluster.NetworkQuality; nq.Enabled {
+		m.quality = netquality.New(netquality.Config{
+			Interval: nq.Interval, Leading: m.nodes.Leading, Nodes: func(ctx context.Context) ([]string, error) { return servingNodes(ctx, manager) },
+			HTTPClient: &http.Client{Timeout: 3 * time.Second, Transport: internal}, ClusterSecret: cfg.Cluster.ClusterSecret,
+			Apply: sessions.SetNetworkQuality, Logger: log,
+		})
+	}
 	mx = metrics.New(metrics.Config{Master: string(id), Sockets: m.signaling.Count, Cluster: m.clusterCounts, PingRedis: st.Ping})
 	m.metrics = mx
 	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
 	sessions.SetPeerSuspect(m.peers.Suspect)
 	return m, nil
+}
+
+// servingNodes returns the internal URLs of the media nodes that serve
+// sessions: running or waiting to be idle, and not crashed.
+func servingNodes(ctx context.Context, manager *medianodes.Manager) ([]string, error) {
+	nodes, err := manager.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var uris []string
+	for _, n := range nodes {
+		if (n.Status == medianodes.Running || n.Status == medianodes.WaitingIdle) && !n.Crashed() && n.URI != "" {
+			uris = append(uris, n.URI)
+		}
+	}
+	return uris, nil
 }
 
 // ID is the master's node id.
@@ -360,6 +386,9 @@ func (m *Master) Run(ctx context.Context) error {
 	g.Go(func() error { return dispatcher.Run(gctx) })
 	g.Go(func() error { return m.peers.Run(gctx) })
 	g.Go(func() error { return m.nodes.Run(gctx) })
+	if m.quality != nil {
+		g.Go(func() error { return m.quality.Run(gctx) })
+	}
 	g.Go(func() error {
 		return m.sessions.RunSweeper(gctx, session.SweepConfig{
 			Interval:         time.Second,

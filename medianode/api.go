@@ -97,6 +97,10 @@ func (n *Node) handleEndpoints(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, mediaapi.EndpointList{Endpoints: n.sfu.Endpoints()})
 }
 
+func (n *Node) handleNetworkQuality(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, mediaapi.NetworkQuality{Connections: n.sfu.NetworkQuality()})
+}
+
 func (n *Node) handleHealth(w http.ResponseWriter, _ *http.Request) {
 	sessions, endpoints := n.sfu.Counts()
 	writeJSON(w, http.StatusOK, mediaapi.Health{

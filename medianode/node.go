@@ -339,6 +339,7 @@ func (n *Node) handler() http.Handler {
 	api.HandleFunc(mediaapi.RouteRelease, n.handleRelease)
 	api.HandleFunc(mediaapi.RouteReleaseSession, n.handleReleaseSession)
 	api.HandleFunc(mediaapi.RouteEndpoints, n.handleEndpoints)
+	api.HandleFunc(mediaapi.RouteNetworkQuality, n.handleNetworkQuality)
 	api.HandleFunc(mediaapi.RouteHealth, n.handleHealth)
 	api.HandleFunc(mediaapi.RouteLiveness, n.handleLiveness)
 	// Go's profiler, for finding where forwarding time goes under load:

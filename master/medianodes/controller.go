@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chorus-rtc/chorus/master/events"
@@ -59,6 +60,8 @@ type Controller struct {
 	followers *followers
 	// wake asks Run for a round now (a lost stream, a declared crash).
 	wake chan struct{}
+	// leading is whether this controller holds the lease, for Leading.
+	leading atomic.Bool
 
 	mu      sync.Mutex
 	watches map[protocol.NodeID]*watch // crash detection state, by node
@@ -106,6 +109,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	var leader protocol.MasterID
 	var renewedAt time.Time
 	defer func() {
+		c.leading.Store(false)
 		c.followers.stop()
 		c.wg.Wait()
 		if leader != "" {
@@ -144,12 +148,17 @@ func (c *Controller) Run(ctx context.Context) error {
 				c.followers.keepOnly(nil)
 				leader = ""
 			}
+			c.leading.Store(leader != "")
 		}
 		if leader != "" {
 			c.round(ctx, leader)
 		}
 	}
 }
+
+// Leading reports whether this master holds the controller's lease (as of
+// its last renewal): what runs on one master at a time asks it.
+func (c *Controller) Leading() bool { return c.leading.Load() }
 
 func (c *Controller) resetWatches() {
 	c.followers.keepOnly(nil)

@@ -116,7 +116,7 @@ func (s *Service) Publish(ctx context.Context, sid protocol.SessionID, cid proto
 	mc, err := s.mediaClient(ctx, node)
 	var answer mediaapi.SDPAnswer
 	if err == nil {
-		answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), SDPOffer: req.SDPOffer, VideoCodec: codec})
+		answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), ConnectionID: string(cid), SDPOffer: req.SDPOffer, VideoCodec: codec})
 	}
 	if err != nil {
 		s.rollbackPublisher(ctx, sid, cid, streamID, node)
@@ -217,7 +217,7 @@ func (s *Service) ReconnectPublisher(ctx context.Context, sid protocol.SessionID
 		mc, err := s.mediaClient(ctx, p.Node)
 		var answer mediaapi.SDPAnswer
 		if err == nil {
-			answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), SDPOffer: offer, VideoCodec: codec, Reconnect: true})
+			answer, err = mc.Publish(ctx, mediaapi.PublishRequest{SessionID: string(sid), StreamID: string(streamID), ConnectionID: string(cid), SDPOffer: offer, VideoCodec: codec, Reconnect: true})
 		}
 		if unreachable(err) {
 			if err := holdOn(ctx); err != nil {
@@ -346,7 +346,7 @@ func (s *Service) PrepareSubscribe(ctx context.Context, sid protocol.SessionID, 
 		mc, err := s.mediaClient(ctx, node)
 		var offer mediaapi.SDPOffer
 		if err == nil {
-			offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: string(sid), EndpointID: endpoint, StreamID: string(streamID), Reconnect: replace})
+			offer, err = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: string(sid), EndpointID: endpoint, StreamID: string(streamID), ConnectionID: string(cid), Reconnect: replace})
 		}
 		if unreachable(err) {
 			if err := holdOn(ctx); err != nil {

@@ -327,7 +327,7 @@ func (s *Service) forceResubscribe(ctx context.Context, sid protocol.SessionID, 
 	var offer mediaapi.SDPOffer
 	if subErr == nil {
 		offer, subErr = mc.Subscribe(ctx, mediaapi.SubscribeRequest{SessionID: string(sid), EndpointID: store.SubscriberEndpointID(cid, streamID),
-			StreamID: string(streamID), Reconnect: true})
+			StreamID: string(streamID), ConnectionID: string(cid), Reconnect: true})
 	}
 	if subErr != nil {
 		s.log.Warn("offer a moved stream to a subscriber", "session", sid, "subscriber", cid, "stream", streamID, "err", subErr)

@@ -49,6 +49,8 @@ type downTrack struct {
 	out rtp.Header
 
 	sent atomic.Uint64 // packets written, for tests and the endpoint listing
+	// rtt is the subscriber's round-trip time from its receiver reports.
+	rtt rttMeter
 }
 
 func newDownTrack(fw *forwarder, stats *Stats) *downTrack {
@@ -168,6 +170,11 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.fw.requestKeyframe()
+		case *rtcp.ReceiverReport:
+			d.mu.Lock()
+			ssrc := d.ssrc
+			d.mu.Unlock()
+			d.rtt.observe(ssrc, p.Reports, time.Now())
 		case *rtcp.TransportLayerNack:
 			var seqs []uint16
 			for _, pair := range p.Nacks {

@@ -194,13 +194,15 @@ func (e *engine) close() error {
 // publisherAPI returns the API for a publisher's peer connection: Opus and the
 // session's video codec, NACK generation towards the publisher, receiver
 // reports and transport-wide congestion control feedback so that the
-// browser's bandwidth estimation can ramp up.
-func (e *engine) publisherAPI(video webrtc.RTPCodecParameters) (*webrtc.API, error) {
+// browser's bandwidth estimation can ramp up. tap comes first, so that it
+// sees the receiver reports the report interceptor writes.
+func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.Factory) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, video); err != nil {
 		return nil, err
 	}
 	ir := &interceptor.Registry{}
+	ir.Add(tap)
 	gen, err := nack.NewGeneratorInterceptor()
 	if err != nil {
 		return nil, err

@@ -71,19 +71,25 @@ type room struct {
 }
 
 type publisher struct {
-	streamID   string
-	sessionID  string
-	video      webrtc.RTPCodecParameters
-	pc         *webrtc.PeerConnection
-	forwarders map[webrtc.RTPCodecType]*forwarder
+	streamID     string
+	sessionID    string
+	connectionID string // "" when the master did not say
+	video        webrtc.RTPCodecParameters
+	pc           *webrtc.PeerConnection
+	forwarders   map[webrtc.RTPCodecType]*forwarder
+	// uplink follows pc's receiver reports; level is the connection's
+	// network quality level at the last NetworkQuality call (-1: none).
+	uplink *uplinkMeter
+	level  int
 }
 
 type subscriber struct {
-	id         string
-	sessionID  string
-	streamID   string
-	pc         *webrtc.PeerConnection
-	downTracks []*downTrack
+	id           string
+	sessionID    string
+	streamID     string
+	connectionID string // the subscribing connection; "" when the master did not say
+	pc           *webrtc.PeerConnection
+	downTracks   []*downTrack
 }
 
 // New returns an SFU using the given UDP socket for all media, and the
@@ -144,7 +150,8 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 		return "", ErrEndpointExists
 	}
 	if pub == nil {
-		pub = &publisher{streamID: req.StreamID, sessionID: req.SessionID, video: video, forwarders: map[webrtc.RTPCodecType]*forwarder{}}
+		pub = &publisher{streamID: req.StreamID, sessionID: req.SessionID, connectionID: req.ConnectionID, video: video,
+			forwarders: map[webrtc.RTPCodecType]*forwarder{}, level: -1}
 	}
 	for _, kind := range kinds {
 		if pub.forwarders[kind] == nil {
@@ -158,7 +165,8 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	forwarders := pub.forwarders
 	s.mu.Unlock()
 
-	api, err := s.eng.publisherAPI(pub.video)
+	uplink := newUplinkMeter()
+	api, err := s.eng.publisherAPI(pub.video, &reportTap{m: uplink})
 	if err != nil {
 		return "", err
 	}
@@ -193,7 +201,7 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 		return "", ErrEndpointExists
 	}
 	old := pub.pc
-	pub.pc = pc
+	pub.pc, pub.uplink = pc, uplink
 	r.publishers[req.StreamID] = pub
 	s.mu.Unlock()
 	if old != nil {
@@ -267,7 +275,7 @@ func (s *SFU) Subscribe(ctx context.Context, req mediaapi.SubscribeRequest) (str
 	if err != nil {
 		return "", fmt.Errorf("create peer connection: %w", err)
 	}
-	sub := &subscriber{id: req.EndpointID, sessionID: req.SessionID, streamID: req.StreamID, pc: pc}
+	sub := &subscriber{id: req.EndpointID, sessionID: req.SessionID, streamID: req.StreamID, connectionID: req.ConnectionID, pc: pc}
 	for _, fw := range forwarders {
 		dt := newDownTrack(fw, &s.stats)
 		tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})

@@ -27,25 +27,27 @@ import (
 
 // Config is the whole configuration; each role reads its own section.
 type Config struct {
-	ClusterID     string      `mapstructure:"cluster_id"`
-	Secret        string      `mapstructure:"secret"`
-	ClusterSecret string      `mapstructure:"cluster_secret"`
-	PublishedIP   string      `mapstructure:"published_ip"`
-	Redis         Redis       `mapstructure:"redis"`
-	HTTP          HTTP        `mapstructure:"http"`
-	Log           Log         `mapstructure:"log"`
-	Master        Master      `mapstructure:"master"`
-	Webhook       Webhook     `mapstructure:"webhook"`
-	CDR           CDR         `mapstructure:"cdr"`
-	Recording     Recording   `mapstructure:"recording"`
-	Recorder      Recorder    `mapstructure:"recorder"`
-	Events        Events      `mapstructure:"events"`
-	MediaNodes    MediaNodes  `mapstructure:"media_nodes"`
-	Autoscaling   Autoscaling `mapstructure:"autoscaling"`
-	Media         Media       `mapstructure:"media"`
-	Proxy         Proxy       `mapstructure:"proxy"`
-	Turn          Turn        `mapstructure:"turn"`
-	Limits        Limits      `mapstructure:"limits"`
+	ClusterID     string    `mapstructure:"cluster_id"`
+	Secret        string    `mapstructure:"secret"`
+	ClusterSecret string    `mapstructure:"cluster_secret"`
+	PublishedIP   string    `mapstructure:"published_ip"`
+	Redis         Redis     `mapstructure:"redis"`
+	HTTP          HTTP      `mapstructure:"http"`
+	Log           Log       `mapstructure:"log"`
+	Master        Master    `mapstructure:"master"`
+	Webhook       Webhook   `mapstructure:"webhook"`
+	CDR           CDR       `mapstructure:"cdr"`
+	Recording     Recording `mapstructure:"recording"`
+	Recorder      Recorder  `mapstructure:"recorder"`
+	Events        Events    `mapstructure:"events"`
+	// NetworkQuality is OpenVidu Pro's network quality API.
+	NetworkQuality NetworkQuality `mapstructure:"network_quality"`
+	MediaNodes     MediaNodes     `mapstructure:"media_nodes"`
+	Autoscaling    Autoscaling    `mapstructure:"autoscaling"`
+	Media          Media          `mapstructure:"media"`
+	Proxy          Proxy          `mapstructure:"proxy"`
+	Turn           Turn           `mapstructure:"turn"`
+	Limits         Limits         `mapstructure:"limits"`
 }
 
 // Limits bound what one participant, or one client address, can cost the
@@ -307,6 +309,13 @@ type Recorder struct {
 	SignalingURL string `mapstructure:"signaling_url"`
 	// TLSCAFile holds extra trusted certificates for wss://.
 	TLSCAFile string `mapstructure:"tls_ca_file"`
+}
+
+// NetworkQuality turns on networkQualityLevelChanged (OpenVidu Pro's
+// OPENVIDU_PRO_NETWORK_QUALITY and OPENVIDU_PRO_NETWORK_QUALITY_INTERVAL).
+type NetworkQuality struct {
+	Enabled  bool          `mapstructure:"enabled"`
+	Interval time.Duration `mapstructure:"interval"`
 }
 
 // Events sizes the event bus.
@@ -653,6 +662,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		if m.MaxMessageBytes < 64<<10 {
 			bad("master.max_message_bytes must be at least 65536 (an SDP alone can take 10 KB), got %d", m.MaxMessageBytes)
+		}
+		if nq := c.NetworkQuality; nq.Enabled && (nq.Interval < time.Second || nq.Interval > time.Hour) {
+			bad("network_quality.interval must be between 1s and 1h, got %s", nq.Interval)
 		}
 		if c.Recording.AutostopTimeout < 0 {
 			bad("recording.autostop_timeout is negative")

@@ -18,6 +18,7 @@
 //	DELETE /internal/v1/endpoints/{id}?session=S                -> 204 (also when unknown)
 //	DELETE /internal/v1/sessions/{sid}                          -> 204 (every endpoint of the session)
 //	GET    /internal/v1/endpoints                               -> EndpointList
+//	GET    /internal/v1/network-quality                         -> NetworkQuality
 //	GET    /internal/v1/health                                  -> Health
 //	GET    /internal/v1/liveness                                -> a line every second while the node runs
 package mediaapi
@@ -42,11 +43,14 @@ import (
 // publisher's reconnectStream): subscribers keep their endpoints and receive
 // the new media.
 type PublishRequest struct {
-	SessionID  string `json:"sessionId"`
-	StreamID   string `json:"streamId"`
-	SDPOffer   string `json:"sdpOffer"`
-	VideoCodec string `json:"videoCodec"` // VP8 or H264
-	Reconnect  bool   `json:"reconnect,omitempty"`
+	SessionID string `json:"sessionId"`
+	StreamID  string `json:"streamId"`
+	// ConnectionID is the publishing connection, whose network quality
+	// the node rates (NetworkQuality).
+	ConnectionID string `json:"connectionId,omitempty"`
+	SDPOffer     string `json:"sdpOffer"`
+	VideoCodec   string `json:"videoCodec"` // VP8 or H264
+	Reconnect    bool   `json:"reconnect,omitempty"`
 }
 
 // SubscribeRequest creates a subscriber endpoint that receives a published
@@ -57,7 +61,10 @@ type SubscribeRequest struct {
 	SessionID  string `json:"sessionId"`
 	EndpointID string `json:"endpointId"`
 	StreamID   string `json:"streamId"`
-	Reconnect  bool   `json:"reconnect,omitempty"`
+	// ConnectionID is the subscribing connection: the round-trip times of
+	// its subscriptions count in its network quality.
+	ConnectionID string `json:"connectionId,omitempty"`
+	Reconnect    bool   `json:"reconnect,omitempty"`
 }
 
 // SDPAnswer carries an SDP answer.
@@ -90,6 +97,25 @@ type Endpoint struct {
 // EndpointList lists a node's endpoints.
 type EndpointList struct {
 	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// ConnectionQuality is one publishing connection's network quality level
+// (0 to 5, OpenVidu Pro's networkQualityLevelChanged) with the figures it
+// was computed from over the interval since the node's previous answer
+// (medianode/netquality documents the formula).
+type ConnectionQuality struct {
+	SessionID    string  `json:"sessionId"`
+	ConnectionID string  `json:"connectionId"`
+	StreamID     string  `json:"streamId"`
+	Level        int     `json:"level"`
+	LossPercent  float64 `json:"lossPercent"` // uplink packets lost, 0 to 100
+	JitterMS     float64 `json:"jitterMs"`    // uplink interarrival jitter
+	RTTMS        float64 `json:"rttMs"`       // 0: unknown (the connection subscribes to nothing)
+}
+
+// NetworkQuality lists the rated connections of a node.
+type NetworkQuality struct {
+	Connections []ConnectionQuality `json:"connections"`
 }
 
 // Health is a node's self-description.
@@ -145,6 +171,7 @@ const (
 	RouteRelease        = "DELETE /internal/v1/endpoints/{id}" // ?session=<sid>
 	RouteReleaseSession = "DELETE /internal/v1/sessions/{sid}" // ?moved=true
 	RouteEndpoints      = "GET /internal/v1/endpoints"
+	RouteNetworkQuality = "GET /internal/v1/network-quality"
 	RouteHealth         = "GET /internal/v1/health"
 	RouteLiveness       = "GET /internal/v1/liveness"
 )
@@ -227,6 +254,14 @@ func (c *Client) ReleaseMovedSession(ctx context.Context, sessionID string) erro
 func (c *Client) Endpoints(ctx context.Context) (EndpointList, error) {
 	var out EndpointList
 	err := c.do(ctx, RouteEndpoints, nil, nil, nil, &out)
+	return out, err
+}
+
+// NetworkQuality asks the node to rate its publishing connections' links
+// over the interval since its previous answer (to anyone).
+func (c *Client) NetworkQuality(ctx context.Context) (NetworkQuality, error) {
+	var out NetworkQuality
+	err := c.do(ctx, RouteNetworkQuality, nil, nil, nil, &out)
 	return out, err
 }
 

@@ -311,7 +311,21 @@ const (
 	// recordingStarted and recordingStopped events.
 	NotifyRecordingStarted = "recordingStarted"
 	NotifyRecordingStopped = "recordingStopped"
+	// NotifyNetworkQualityLevelChanged carries NetworkQualityLevelChanged
+	// (OpenVidu Pro's network quality API); openvidu-browser turns it into
+	// the session's networkQualityLevelChanged event.
+	NotifyNetworkQualityLevelChanged = "networkQualityLevelChanged"
 )
+
+// NetworkQualityLevelChanged tells every participant of a session that a
+// publishing connection's network quality level (0 to 5) changed.
+// OldValue is absent for a connection's first level (undefined in
+// openvidu-browser's event).
+type NetworkQualityLevelChanged struct {
+	ConnectionID ConnectionID `json:"connectionId"`
+	NewValue     int          `json:"newValue"`
+	OldValue     *int         `json:"oldValue,omitempty"`
+}
 
 // FeatureReconnectPublisher: the client re-publishes a stream when told
 // (NotifyReconnectPublisher). The Go SDK announces it.

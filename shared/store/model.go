@@ -117,6 +117,9 @@ type Connection struct {
 	// (protocol.Feature*).
 	Features []string `json:"features,omitempty"`
 	Location string   `json:"location,omitempty"`
+	// NetworkQuality is the connection's last network quality level (0
+	// to 5) told to the session; nil before the first.
+	NetworkQuality *int `json:"networkQuality,omitempty"`
 	// RPCSessionID is the JSON-RPC session id returned by joinRoom: the
 	// credential for "connect" after a WebSocket reconnection.
 	RPCSessionID string `json:"rpcSessionId,omitempty"`

@@ -106,6 +106,9 @@ async function join(token, name, debug, options) {
   session.on('reconnecting', () => log('reconnecting'));
   session.on('reconnected', () => log('reconnected'));
   session.on('sessionDisconnected', (event) => log('sessionDisconnected', event.reason));
+  // OpenVidu Pro's network quality (detail: "<connectionId> <old> <new>").
+  session.on('networkQualityLevelChanged', (event) =>
+    log('networkQualityLevelChanged', event.connection.connectionId + ' ' + event.oldValue + ' ' + event.newValue));
   // The stream an exception is about (ICE_CONNECTION_DISCONNECTED names
   // the broken peer connection's stream): tests time recoveries by it.
   session.on('exception', (event) => log('exception', event.name + (event.origin && event.origin.streamId ? ' ' + event.origin.streamId : '')));

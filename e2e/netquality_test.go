@@ -1,0 +1,136 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// qualityEvent is a networkQualityLevelChanged event a page saw.
+type qualityEvent struct {
+	ConnectionID string
+	Old, New     string // Old is "undefined" for a connection's first level
+	At           time.Time
+}
+
+// qualityEvents returns the networkQualityLevelChanged events a page saw
+// (web/demo logs them as "<connectionId> <old> <new>").
+func qualityEvents(pg pageStats) []qualityEvent {
+	var out []qualityEvent
+	for _, e := range pg.Events {
+		if e.Type != "networkQualityLevelChanged" {
+			continue
+		}
+		f := strings.Fields(e.Detail)
+		if len(f) != 3 {
+			continue
+		}
+		out = append(out, qualityEvent{ConnectionID: f[0], Old: f[1], New: f[2], At: time.UnixMilli(e.At)})
+	}
+	return out
+}
+
+// levelOf is the last level a page was told for connection cid (-1: none).
+func levelOf(pg pageStats, cid string) int {
+	level := -1
+	for _, e := range qualityEvents(pg) {
+		if e.ConnectionID == cid {
+			level, _ = strconv.Atoi(e.New)
+		}
+	}
+	return level
+}
+
+// TestNetworkQuality is OpenVidu Pro's network quality API with the
+// official openvidu-browser: two Chromium pages publish in one session,
+// one of them inside a network namespace whose uplink then drops 10 %,
+// then 30 % of its UDP packets at random. Both pages see the namespaced
+// connection's level (networkQualityLevelChanged) fall with each step and
+// recover once the loss is gone, while the other connection's level holds;
+// nothing is sent while nothing changes.
+func TestNetworkQuality(t *testing.T) {
+	ns := newNetNS(t, netNSConfig{})
+	interval := 2 * time.Second
+	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_PRO_NETWORK_QUALITY=true",
+		"OPENVIDU_PRO_NETWORK_QUALITY_INTERVAL=" + strconv.Itoa(int(interval/time.Second))}})
+	root, inside := startNetNSPages(t, dc, ns)
+	sid := fmt.Sprintf("netquality_%06d", rand.IntN(1e6))
+	rootID := root.join(sid, 1)[0]
+	insideID := inside.join(sid, 1)[0]
+	root.waitVideo(1, 45*time.Second)
+	inside.waitVideo(1, 45*time.Second)
+
+	both := func() []pageStats { return append(root.stats(), inside.stats()...) }
+	// waitLevel waits until both pages were told a level of cid within
+	// [lo, hi], and returns it with how long it took.
+	waitLevel := func(cid string, lo, hi int, timeout time.Duration) (int, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		var seen []int
+		waitFor(t, fmt.Sprintf("both pages told a level of %s within %d..%d", cid, lo, hi), timeout, func() bool {
+			seen = seen[:0]
+			for _, pg := range both() {
+				seen = append(seen, levelOf(pg, cid))
+			}
+			for _, l := range seen {
+				if l < lo || l > hi {
+					return false
+				}
+			}
+			return true
+		}, func() string {
+			return fmt.Sprintf("levels seen by the two pages: %v; events: %+v", seen, qualityEvents(inside.stats()[0]))
+		})
+		return seen[0], time.Since(start)
+	}
+	count := func(cid string) int {
+		n := 0
+		for _, pg := range both() {
+			for _, e := range qualityEvents(pg) {
+				if e.ConnectionID == cid {
+					n++
+				}
+			}
+		}
+		return n
+	}
+
+	// A clean link: both connections are rated 4 or 5, and that stays.
+	level, took := waitLevel(insideID, 4, 5, 30*time.Second)
+	t.Logf("namespaced connection rated %d, %s after its video played", level, took.Round(time.Millisecond))
+	waitLevel(rootID, 4, 5, 30*time.Second)
+	before := count(insideID) + count(rootID)
+	time.Sleep(6 * interval)
+	if after := count(insideID) + count(rootID); after != before {
+		t.Errorf("%d networkQualityLevelChanged events on clean links in %s, want none: %+v", after-before, 6*interval, qualityEvents(inside.stats()[0]))
+	}
+
+	steps := []struct {
+		loss   int
+		lo, hi int
+	}{{10, 2, 4}, {30, 1, 2}, {0, 4, 5}}
+	for _, step := range steps {
+		ns.SetFirewall(netNSConfig{UDPLossPercent: step.loss})
+		level, took := waitLevel(insideID, step.lo, step.hi, 30*time.Second)
+		t.Logf("uplink loss %d %%: namespaced connection rated %d after %s (%d UDP packets dropped so far)",
+			step.loss, level, took.Round(time.Millisecond), ns.DroppedAtRandom())
+		// The level holds while the loss does (a 2 s window of a 50
+		// packet/s audio stream measures 10 % as 10 +- 3 %).
+		time.Sleep(3 * interval)
+		for _, pg := range both() {
+			if l := levelOf(pg, insideID); l < step.lo || l > step.hi {
+				t.Errorf("uplink loss %d %%: a page was told %d after %s more, want %d..%d", step.loss, l, 3*interval, step.lo, step.hi)
+			}
+			if l := levelOf(pg, rootID); l < 4 {
+				t.Errorf("uplink loss %d %% on the other page: the root page's level fell to %d", step.loss, l)
+			}
+		}
+	}
+	root.leave()
+	inside.leave()
+}

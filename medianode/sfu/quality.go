@@ -1,0 +1,230 @@
+package sfu
+
+import (
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/chorus-rtc/chorus/medianode/netquality"
+	"github.com/chorus-rtc/chorus/shared/mediaapi"
+)
+
+// uplinkMeter follows a publisher's uplink through the receiver reports
+// this node sends the publisher (pion's report interceptor computes them
+// from the packets received: RFC 3550 section 6.4.2): the latest block of
+// each of the peer connection's incoming SSRCs, and the one at the last
+// sample, so that a sample covers the packets since the previous one.
+// Reading what the node already reports costs nothing per packet.
+type uplinkMeter struct {
+	mu    sync.Mutex
+	ssrcs map[uint32]*ssrcReports
+}
+
+// ssrcReports is what the receiver reports said of one incoming SSRC.
+type ssrcReports struct {
+	clockRate uint32
+	audio     bool
+	reported  bool
+	// Of the latest report: cumulative packets lost, extended highest
+	// sequence number received, interarrival jitter in timestamp units.
+	lost, highest, jitter uint32
+	// Cumulative lost and highest sequence number at the last sample.
+	sampled                   bool
+	sampledLost, sampledHighs uint32
+}
+
+func newUplinkMeter() *uplinkMeter { return &uplinkMeter{ssrcs: map[uint32]*ssrcReports{}} }
+
+// minExpected is how many packets an SSRC must have been expected to
+// carry since the last sample for its loss to count: a loss ratio over a
+// handful of packets says little.
+const minExpected = 20
+
+// sample returns the uplink's loss since the previous sample (the worst
+// SSRC's: audio is never retransmitted, so its ratio is the link's, where
+// video's hides what NACKs repaired) and its jitter (audio's when there is
+// audio: video frames span several packets sent at once, which inflates
+// their jitter). ok is false when no SSRC was reported on enough packets.
+func (m *uplinkMeter) sample() (loss float64, jitter time.Duration, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var audioJitter, videoJitter time.Duration
+	hasAudio := false
+	for _, r := range m.ssrcs {
+		if !r.reported {
+			continue
+		}
+		if r.clockRate > 0 {
+			j := time.Duration(float64(r.jitter) / float64(r.clockRate) * float64(time.Second))
+			if r.audio {
+				audioJitter, hasAudio = max(audioJitter, j), true
+			} else {
+				videoJitter = max(videoJitter, j)
+			}
+		}
+		if r.sampled {
+			expected := int64(r.highest) - int64(r.sampledHighs)
+			if expected >= 0 && expected < minExpected {
+				continue // keep the older reference: the next sample covers both
+			}
+			if expected >= minExpected {
+				lost := min(max(int64(r.lost)-int64(r.sampledLost), 0), expected)
+				loss = max(loss, float64(lost)/float64(expected))
+				ok = true
+			}
+		}
+		r.sampled, r.sampledLost, r.sampledHighs = true, r.lost, r.highest
+	}
+	if hasAudio {
+		return loss, audioJitter, ok
+	}
+	return loss, videoJitter, ok
+}
+
+func (m *uplinkMeter) track(ssrc, clockRate uint32, audio bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ssrcs[ssrc] = &ssrcReports{clockRate: clockRate, audio: audio}
+}
+
+func (m *uplinkMeter) forget(ssrc uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.ssrcs, ssrc)
+}
+
+func (m *uplinkMeter) observe(blocks []rtcp.ReceptionReport) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, b := range blocks {
+		if r := m.ssrcs[b.SSRC]; r != nil {
+			r.reported, r.lost, r.highest, r.jitter = true, b.TotalLost, b.LastSequenceNumber, b.Jitter
+		}
+	}
+}
+
+// reportTap is an interceptor that shows an uplinkMeter the publisher's
+// incoming streams and the receiver reports written to it. It must come
+// before pion's report interceptor in the registry, so that the reports
+// that interceptor writes go through the tap.
+type reportTap struct {
+	interceptor.NoOp
+	m *uplinkMeter
+}
+
+// NewInterceptor makes reportTap its own factory: one meter per peer connection.
+func (t *reportTap) NewInterceptor(string) (interceptor.Interceptor, error) { return t, nil }
+
+func (t *reportTap) BindRemoteStream(info *interceptor.StreamInfo, reader interceptor.RTPReader) interceptor.RTPReader {
+	t.m.track(info.SSRC, info.ClockRate, strings.HasPrefix(strings.ToLower(info.MimeType), "audio/"))
+	return reader
+}
+
+func (t *reportTap) UnbindRemoteStream(info *interceptor.StreamInfo) { t.m.forget(info.SSRC) }
+
+func (t *reportTap) BindRTCPWriter(writer interceptor.RTCPWriter) interceptor.RTCPWriter {
+	return interceptor.RTCPWriterFunc(func(pkts []rtcp.Packet, attrs interceptor.Attributes) (int, error) {
+		for _, p := range pkts {
+			if rr, ok := p.(*rtcp.ReceiverReport); ok {
+				t.m.observe(rr.Reports)
+			}
+		}
+		return writer.Write(pkts, attrs)
+	})
+}
+
+// rttMeter keeps the latest round-trip time a subscriber's receiver
+// reports gave for one down track (RFC 3550 section 6.4.1: arrival time
+// minus the LSR and DLSR fields, in 1/65536 s; the LSR is the middle of
+// the NTP time of this node's sender report, written by pion's sender
+// interceptor from the wall clock).
+type rttMeter struct{ rtt atomic.Int64 } // nanoseconds, 0: none yet
+
+func (m *rttMeter) observe(ssrc uint32, blocks []rtcp.ReceptionReport, now time.Time) {
+	for _, b := range blocks {
+		if b.SSRC != ssrc || b.LastSenderReport == 0 {
+			continue
+		}
+		rtt := ntpMiddle(now) - b.LastSenderReport - b.Delay
+		if rtt >= 1<<31 { // before the report was sent: clocks or a bogus block
+			continue
+		}
+		m.rtt.Store(int64(time.Duration(rtt) * time.Second / 65536))
+	}
+}
+
+// ntpMiddle is the middle 32 bits of t's NTP timestamp (16.16 seconds).
+func ntpMiddle(t time.Time) uint32 {
+	const ntpEpochOffset = 2208988800 // seconds from 1900 to 1970
+	secs := uint64(t.Unix()) + ntpEpochOffset
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return uint32((secs<<32 | frac) >> 16)
+}
+
+// NetworkQuality rates the link of every connection that publishes on this
+// node (OpenVidu Pro's network quality is for publishers only) from what
+// happened since the previous call: the publisher's uplink loss and
+// jitter, and the round-trip time its subscriptions' receiver reports
+// give, if it subscribes to anything. A publisher whose ICE is
+// disconnected or failed is 0; one still connecting, or whose uplink
+// carried too few packets since the last call, is left out. Levels follow
+// netquality.Next from each publisher's previous one.
+func (s *SFU) NetworkQuality() []mediaapi.ConnectionQuality {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []mediaapi.ConnectionQuality
+	for sid, r := range s.sessions {
+		rtts := map[string][]time.Duration{}
+		for _, sub := range r.subscribers {
+			for _, dt := range sub.downTracks {
+				if rtt := dt.rtt.rtt.Load(); rtt > 0 && sub.connectionID != "" {
+					rtts[sub.connectionID] = append(rtts[sub.connectionID], time.Duration(rtt))
+				}
+			}
+		}
+		for _, p := range r.publishers {
+			if p.connectionID == "" || p.pc == nil || p.uplink == nil {
+				continue
+			}
+			sample := netquality.Sample{Connected: true}
+			switch p.pc.ICEConnectionState() {
+			case webrtc.ICEConnectionStateConnected, webrtc.ICEConnectionStateCompleted:
+				loss, jitter, ok := p.uplink.sample()
+				if !ok {
+					continue
+				}
+				sample.Loss, sample.Jitter, sample.RTT = loss, jitter, mean(rtts[p.connectionID])
+			case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
+				sample.Connected = false
+			default:
+				continue
+			}
+			p.level = netquality.Next(p.level, sample)
+			s.log.Debug("network quality", "session", sid, "connection", p.connectionID, "level", p.level, "connected", sample.Connected,
+				"loss", sample.Loss, "jitter", sample.Jitter, "rtt", sample.RTT)
+			out = append(out, mediaapi.ConnectionQuality{
+				SessionID: sid, ConnectionID: p.connectionID, StreamID: p.streamID, Level: p.level,
+				LossPercent: sample.Loss * 100, JitterMS: ms(sample.Jitter), RTTMS: ms(sample.RTT),
+			})
+		}
+	}
+	return out
+}
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
