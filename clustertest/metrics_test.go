@@ -7,8 +7,10 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,12 +82,25 @@ func samples(t *testing.T, text string) map[string]float64 {
 
 // TestMasterMetrics: after a scripted scenario through the proxy (a session
 // created, three REST calls, two Go participants joining, one publishing,
-// the other subscribing, a bad call), each master's /metrics counts what
-// it served, exactly; the cluster gauges come from the media node
-// controller alone (summed over the masters, each session once); /metrics
-// needs the cluster secret; promtool accepts every master's output.
+// the other subscribing, a bad call, a webhook that fails its first two
+// POSTs), each master's /metrics counts what it served, exactly; the
+// cluster gauges come from the media node controller alone (summed over
+// the masters, each session once); the machinery's series (Redis command
+// latency, transaction conflicts, outbox lag, event delivery, peer health)
+// are there and count what happened; /metrics needs the cluster secret;
+// promtool accepts every master's output.
 func TestMasterMetrics(t *testing.T) {
-	c := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true})
+	var posts atomic.Int32
+	webhook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if posts.Add(1) <= 2 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(webhook.Close)
+	c := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true, Configure: func(cfg *config.Config) {
+		cfg.Webhook.Enabled, cfg.Webhook.Endpoint, cfg.Webhook.Events = true, webhook.URL, []string{"sessionCreated"}
+		cfg.Webhook.RetryWaitMin, cfg.Webhook.RetryWaitMax = 10*time.Millisecond, 50*time.Millisecond
+	}})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	ov, err := openvidu.New(openvidu.Config{URL: c.ProxyURL, Secret: clustertest.Secret})
@@ -118,6 +133,33 @@ func TestMasterMetrics(t *testing.T) {
 	}
 	if _, err := ov.Session(ctx, "no_such_session"); err == nil {
 		t.Fatal("GET of an unknown session succeeded")
+	}
+
+	// The webhook gets sessionCreated on its third POST; each master has
+	// checked the other.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		total := map[string]float64{}
+		for _, u := range c.MasterURLs {
+			_, text := scrape(t, u, clustertest.ClusterSecret)
+			for k, v := range samples(t, text) {
+				total[k] += v
+			}
+		}
+		peers := 0.0
+		for k, v := range total {
+			if strings.HasPrefix(k, "chorus_master_peer_up{") {
+				peers += v
+			}
+		}
+		if total[`chorus_master_events_delivered_total{outcome=delivered,sink=webhook}`] == 1 && peers == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %v webhook deliveries, %v healthy peers (want 1 and 2)",
+				total[`chorus_master_events_delivered_total{outcome=delivered,sink=webhook}`], peers)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 
 	if status, _ := scrape(t, c.MasterURLs[0], ""); status != http.StatusUnauthorized {
@@ -162,14 +204,18 @@ func TestMasterMetrics(t *testing.T) {
 		`chorus_master_rpc_requests_total{method=prepareReceiveVideoFrom,outcome=ok}`:                                1,
 		`chorus_master_rpc_requests_total{method=receiveVideoFrom,outcome=ok}`:                                       1,
 		`chorus_master_rpc_request_duration_seconds{method=joinRoom}_count`:                                          2,
-		`chorus_master_websockets{}`:                 2,
-		`chorus_cluster_sessions{}`:                  1,
-		`chorus_cluster_participants{}`:              2,
-		`chorus_cluster_publishers{}`:                1,
-		`chorus_cluster_subscriptions{}`:             1,
-		`chorus_cluster_masters{}`:                   2,
-		`chorus_cluster_media_nodes{status=running}`: 1,
-		`chorus_master_redis_up{}`:                   2,
+		`chorus_master_websockets{}`:                                             2,
+		`chorus_cluster_sessions{}`:                                              1,
+		`chorus_cluster_participants{}`:                                          2,
+		`chorus_cluster_publishers{}`:                                            1,
+		`chorus_cluster_subscriptions{}`:                                         1,
+		`chorus_cluster_masters{}`:                                               2,
+		`chorus_cluster_media_nodes{status=running}`:                             1,
+		`chorus_master_redis_up{}`:                                               2,
+		`chorus_master_webhook_retries_total{}`:                                  2,
+		`chorus_master_events_delivered_total{outcome=delivered,sink=webhook}`:   1,
+		`chorus_master_events_delivered_total{outcome=dead_letter,sink=webhook}`: 0,
+		`chorus_master_event_delivery_latency_seconds{sink=webhook}_count`:       1,
 	}
 	for k, v := range want {
 		if total[k] != v {
@@ -179,9 +225,21 @@ func TestMasterMetrics(t *testing.T) {
 	// Series that are 0 here, but must exist (alerts read them).
 	for _, k := range []string{`chorus_cluster_media_nodes_crashed{}`, `chorus_cluster_events_undelivered{}`,
 		`chorus_cluster_events_oldest_undelivered_age_seconds{}`, `chorus_cluster_events_dead_letters{}`,
-		`chorus_master_controller_actions_total{action=crash}`, `chorus_master_controller_actions_total{action=migrate}`} {
+		`chorus_master_controller_actions_total{action=crash}`, `chorus_master_controller_actions_total{action=migrate}`,
+		`chorus_master_redis_transaction_conflicts_total{tx=session}`, `chorus_master_redis_transaction_conflicts_total{tx=media_nodes}`,
+		`chorus_master_redis_transaction_conflicts_total{tx=event_stream}`} {
 		if _, ok := total[k]; !ok {
 			t.Errorf("no %s", k)
+		}
+	}
+	// Series that counted what the scenario did: session transactions
+	// (MULTI/EXEC round trips and their WATCHed reads), notifications
+	// written to the participants (participantJoined, participantPublished...).
+	for _, k := range []string{`chorus_master_redis_command_duration_seconds{command=multi}_count`,
+		`chorus_master_redis_command_duration_seconds{command=hgetall}_count`,
+		`chorus_master_outbox_delivery_lag_seconds{}_count`} {
+		if total[k] < 1 {
+			t.Errorf("%s = %v, want at least 1", k, total[k])
 		}
 	}
 	if t.Failed() {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -120,6 +121,23 @@ scrape_configs:
 	launched := decodeNode(t, expect(t, dc, "POST", "/openvidu/api/media-nodes?wait=true", "{}", 200, ""))
 	want = append(want, launched.ID)
 	waitFor(t, "the launched node scraped", 30*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
+	launches := func() string {
+		var res struct {
+			Data struct {
+				Result []struct {
+					Value []any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		promGet(t, prom+`/api/v1/query?query=`+url.QueryEscape(`sum(chorus_master_controller_actions_total{action="launch"})`), &res)
+		if len(res.Data.Result) != 1 || len(res.Data.Result[0].Value) != 2 {
+			return ""
+		}
+		v, _ := res.Data.Result[0].Value[1].(string)
+		return v
+	}
+	waitFor(t, "one launch counted over the masters", 10*time.Second, func() bool { return launches() == "1" },
+		func() string { return "sum: " + launches() })
 
 	killed := time.Now()
 	if err := syscall.Kill(dc.pid(t, "media_1"), syscall.SIGKILL); err != nil {
@@ -137,6 +155,31 @@ scrape_configs:
 	waitFor(t, "ChorusMediaNodeCrashed firing", 30*time.Second,
 		func() bool { return slices.Contains(firing(), "ChorusMediaNodeCrashed") }, func() string { return fmt.Sprint(firing()) })
 	t.Logf("ChorusMediaNodeCrashed firing %s after the SIGKILL (scrape and evaluation every second)", time.Since(killed).Round(time.Millisecond))
+
+	// A master SIGKILLed: the others' health checks see it down
+	// (chorus_master_peer_up 0), declare it crashed, and the alert fires.
+	killed = time.Now()
+	if err := syscall.Kill(dc.pid(t, "master_3"), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "ChorusMasterCrashed firing", 30*time.Second,
+		func() bool { return slices.Contains(firing(), "ChorusMasterCrashed") }, func() string { return fmt.Sprint(firing()) })
+	t.Logf("ChorusMasterCrashed firing %s after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+	var down struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	promGet(t, prom+`/api/v1/query?query=`+url.QueryEscape(`min_over_time(chorus_master_peer_up{peer=~"master_3[.].*"}[5m]) == 0`), &down)
+	seenBy := map[string]bool{}
+	for _, r := range down.Data.Result {
+		seenBy[r.Metric["master"]] = true
+	}
+	if len(seenBy) != masters-1 {
+		t.Errorf("masters that saw master_3 down (chorus_master_peer_up 0): %v, want the %d others", seenBy, masters-1)
+	}
 }
 
 func promGet(t *testing.T, url string, v any) {

@@ -80,8 +80,12 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	}
 	log := cfg.Logger.With("master", id)
 	inc := session.NewIncarnation(id)
+	// The metrics count what the parts built below do: mx is set once
+	// they exist, before any of them runs.
+	var mx *metrics.Metrics
 	st := store.New(store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID,
-		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen})
+		EventsMaxLen: cfg.Cluster.Events.MaxLen, DeadLetterMaxLen: cfg.Cluster.Events.DeadLetterMaxLen,
+		OnConflict: func(tx string) { mx.TransactionConflict(tx) }})
 	nc, lim := cfg.Cluster.MediaNodes, cfg.Cluster.Limits
 	// Media nodes close idle connections after http.idle_timeout: drop ours
 	// before, so that no request (a POST is not retried) goes out on a
@@ -115,7 +119,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		Store: st.NodeRegistry, Provider: provider, ClusterID: cfg.Cluster.ClusterID, HTTPClient: &http.Client{Timeout: 3 * time.Second, Transport: internal},
 		ClusterSecret: cfg.Cluster.ClusterSecret, Sessions: sessions, LaunchTimeout: nc.LaunchTimeout, CrashWindow: nc.CrashWindow,
 		ReconnectionTimeout: cfg.Cluster.EffectiveReconnectionTimeout(), CrashPolicy: nc.CrashPolicy, AutoAdopt: nc.AutoAdopt,
-		Logger: log,
+		OnAction: func(action string) { mx.ControllerAction(action) }, Logger: log,
 	})
 	var autoscaler *medianodes.Autoscaler
 	if as := cfg.Cluster.Autoscaling; as.Enabled {
@@ -125,17 +129,15 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 			Plan:         medianodes.PlanConfig{MaxNodes: as.MaxNodes, MinNodes: as.MinNodes, MaxAvgLoad: as.MaxLoad, MinAvgLoad: as.MinLoad},
 		})
 	}
-	// The signaling server reports to the metrics, which count its
-	// sockets: mx is set right after both exist, before any request.
-	var mx *metrics.Metrics
 	m := &Master{
 		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
 			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
 			MaxMessageBytes: mc.MaxMessageBytes, JoinTimeout: mc.JoinTimeout, MaxPingInterval: mc.MaxPingInterval, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
-			Limits:    signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests},
-			OnRequest: func(method string, failed bool, took time.Duration) { mx.RPC(method, failed, took) },
-			Logger:    log,
+			Limits:            signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests},
+			OnRequest:         func(method string, failed bool, took time.Duration) { mx.RPC(method, failed, took) },
+			OnOutboxDelivered: func(lag time.Duration) { mx.OutboxDelivered(lag) },
+			Logger:            log,
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
@@ -164,7 +166,8 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	}
 	mx = metrics.New(metrics.Config{Master: string(id), Sockets: m.signaling.Count, Cluster: m.clusterCounts, PingRedis: st.Ping})
 	m.metrics = mx
-	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, log)
+	cfg.Redis.AddHook(mx.RedisHook())
+	m.peers = newPeerChecker(st, sessions, inc, cfg.Cluster.ClusterSecret, mc.PeerCheckInterval, mc.CrashWindow, mx, log)
 	sessions.SetPeerSuspect(m.peers.Suspect)
 	return m, nil
 }
@@ -416,7 +419,7 @@ func (m *Master) Run(ctx context.Context) error {
 func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 	var webhook *eventdelivery.Webhook
 	if m.cluster.Webhook.Enabled {
-		webhook = eventdelivery.NewWebhook(m.cluster.Webhook)
+		webhook = eventdelivery.NewWebhook(m.cluster.Webhook, m.metrics.WebhookRetried)
 		m.log.Info("OpenVidu Webhook service is enabled", "endpoint", endpointForLog(m.cluster.Webhook.Endpoint), "events", m.cluster.Webhook.Events)
 	}
 	var cdr *eventdelivery.CDRFile
@@ -428,7 +431,8 @@ func (m *Master) eventDispatcher() (*eventdelivery.Dispatcher, func(), error) {
 		m.log.Info("OpenVidu CDR service is enabled", "path", m.cluster.CDR.Path)
 	}
 	d := eventdelivery.New(eventdelivery.Config{
-		Store: m.store.EventBus, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL, Logger: m.log,
+		Store: m.store.EventBus, Holder: m.id, Webhook: webhook, CDR: cdr, LeaseTTL: m.cluster.Events.LeaseTTL,
+		OnDelivered: m.metrics.EventDelivered, Logger: m.log,
 	})
 	return d, func() {
 		if cdr != nil {

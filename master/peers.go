@@ -26,18 +26,28 @@ type peerChecker struct {
 	secret   string
 	interval time.Duration
 	window   time.Duration
+	observer peerObserver
 	log      *slog.Logger
 
 	mu       sync.Mutex
 	failing  map[protocol.MasterID]time.Time // incarnation -> first failed check
+	checked  map[protocol.MasterID]bool      // peers told to the observer
 	suspects chan protocol.MasterID
 }
 
-func newPeerChecker(st *store.Store, sessions *session.Service, self *session.Incarnation, secret string, interval, window time.Duration, log *slog.Logger) *peerChecker {
+// peerObserver is told of each check's outcome (the master's metrics).
+type peerObserver interface {
+	PeerChecked(peer string, healthy bool)
+	PeerGone(peer string)
+	PeerCrashed()
+}
+
+func newPeerChecker(st *store.Store, sessions *session.Service, self *session.Incarnation, secret string, interval, window time.Duration,
+	observer peerObserver, log *slog.Logger) *peerChecker {
 	return &peerChecker{
-		store: st, sessions: sessions, self: self, secret: secret, interval: interval, window: window, log: log,
+		store: st, sessions: sessions, self: self, secret: secret, interval: interval, window: window, observer: observer, log: log,
 		client:  &http.Client{Timeout: interval},
-		failing: map[protocol.MasterID]time.Time{}, suspects: make(chan protocol.MasterID, 64),
+		failing: map[protocol.MasterID]time.Time{}, checked: map[protocol.MasterID]bool{}, suspects: make(chan protocol.MasterID, 64),
 	}
 }
 
@@ -96,6 +106,12 @@ func (p *peerChecker) round(ctx context.Context, only protocol.MasterID) {
 				delete(p.failing, inc) // deregistered or already declared
 			}
 		}
+		for inc := range p.checked {
+			if !seen[inc] {
+				delete(p.checked, inc)
+				p.observer.PeerGone(string(inc))
+			}
+		}
 		p.mu.Unlock()
 	}
 }
@@ -127,9 +143,12 @@ func (p *peerChecker) check(ctx context.Context, peer store.MasterInfo) {
 	if declare {
 		delete(p.failing, peer.ID)
 	}
+	p.checked[peer.ID] = true
+	p.observer.PeerChecked(string(peer.ID), healthy)
 	p.mu.Unlock()
 	if declare {
 		p.log.Warn("peer master failed its health checks", "peer", peer.ID, "since", first, "err", err)
+		p.observer.PeerCrashed()
 		p.sessions.DeclareMasterCrashed(context.WithoutCancel(ctx), peer, first)
 	}
 }

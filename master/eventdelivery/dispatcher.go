@@ -35,7 +35,12 @@ type Config struct {
 	Poll time.Duration
 	// MaxStreams bounds the streams delivered concurrently.
 	MaxStreams int
-	Logger     *slog.Logger
+	// OnDelivered, if set, is told of each event handed to a sink: the
+	// sink (webhook, cdr), the outcome (delivered; dead_letter: the webhook
+	// refused it until its deadline; failed: the CDR file could not be
+	// written) and the time since the event was emitted. It must not block.
+	OnDelivered func(sink, outcome string, latency time.Duration)
+	Logger      *slog.Logger
 }
 
 // Dispatcher delivers events until its context ends.
@@ -60,6 +65,9 @@ func New(cfg Config) *Dispatcher {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.OnDelivered == nil {
+		cfg.OnDelivered = func(string, string, time.Duration) {}
 	}
 	return &Dispatcher{cfg: cfg, st: cfg.Store, log: cfg.Logger, active: map[protocol.SessionID]bool{}, sem: make(chan struct{}, cfg.MaxStreams)}
 }
@@ -230,9 +238,13 @@ var errStopping = errors.New("delivery interrupted")
 // the deadline sends the event to the dead-letter stream; only an
 // interruption (shutdown, lost lease) returns an error.
 func (d *Dispatcher) deliver(ctx context.Context, sid protocol.SessionID, e store.StoredEvent) error {
+	emitted, _ := store.EntryTime(e.StreamID)
 	if d.cfg.CDR != nil {
 		if err := d.cfg.CDR.Write(e.Name, e.Body); err != nil {
 			d.log.Error("write CDR", "event", e.Name, "err", err)
+			d.cfg.OnDelivered("cdr", "failed", 0)
+		} else {
+			d.cfg.OnDelivered("cdr", "delivered", time.Since(emitted))
 		}
 	}
 	if d.cfg.Webhook == nil || !d.cfg.Webhook.Wants(e.Name) {
@@ -241,6 +253,7 @@ func (d *Dispatcher) deliver(ctx context.Context, sid protocol.SessionID, e stor
 	err := d.cfg.Webhook.Deliver(ctx, e)
 	if err == nil {
 		d.log.Debug("event posted", "event", e.Name, "session", sid, "id", e.ID)
+		d.cfg.OnDelivered("webhook", "delivered", time.Since(emitted))
 		return nil
 	}
 	if ctx.Err() != nil {
@@ -253,5 +266,6 @@ func (d *Dispatcher) deliver(ctx context.Context, sid protocol.SessionID, e stor
 		d.log.Error("dead-letter an event", "event", e.Name, "id", e.ID, "err", err)
 		return errStopping
 	}
+	d.cfg.OnDelivered("webhook", "dead_letter", 0)
 	return nil
 }

@@ -165,7 +165,7 @@ func TestDeliversEverySessionInOrderDespiteFailures(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer cdr.Close()
-		startDispatcher(t, st, holder, NewWebhook(webhookConfig(srv.URL)), cdr)
+		startDispatcher(t, st, holder, NewWebhook(webhookConfig(srv.URL), nil), cdr)
 	}
 
 	const sessions, perSession = 4, 15
@@ -242,7 +242,7 @@ func TestDeadLetterAndReplay(t *testing.T) {
 	defer srv.Close()
 	cfg := webhookConfig(srv.URL)
 	cfg.Deadline = 300 * time.Millisecond
-	startDispatcher(t, st, "m1", NewWebhook(cfg), nil)
+	startDispatcher(t, st, "m1", NewWebhook(cfg, nil), nil)
 
 	emitSignals(t, st, "doomed", 2)
 	emitSignals(t, st, "fine", 2)
@@ -304,7 +304,7 @@ func TestTakeoverAfterAHolderDies(t *testing.T) {
 	// m1 has its own Redis connection, which "dies" with it.
 	dyingClient := redis.NewClient(&redis.Options{Addr: redisServer.Addr})
 	dying := newStore(t, dyingClient)
-	stopDying := startDispatcher(t, dying, "m1", NewWebhook(webhookConfig(srv.URL)), nil)
+	stopDying := startDispatcher(t, dying, "m1", NewWebhook(webhookConfig(srv.URL), nil), nil)
 	emitSignals(t, st, "s", 5)
 	waitFor(t, "m1 to hold the lease", func() bool {
 		v, _ := redisServer.Client(t).Get(context.Background(), "chorus:ev:{s}:evlease").Result()
@@ -312,7 +312,7 @@ func TestTakeoverAfterAHolderDies(t *testing.T) {
 	})
 	_ = dyingClient.Close() // the master dies: no renewal, no release
 	go stopDying()
-	startDispatcher(t, st, "m2", NewWebhook(webhookConfig(srv.URL)), nil)
+	startDispatcher(t, st, "m2", NewWebhook(webhookConfig(srv.URL), nil), nil)
 	waitFor(t, "m2 to deliver everything", func() bool { return len(rcv.snapshot()) >= 6 })
 	if n := checkOrder(t, rcv.snapshot())["s"]; n != 5 {
 		t.Errorf("%d signals delivered in order, want 5", n)
@@ -350,7 +350,7 @@ func TestWebhookEventsFilter(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cdr.Close()
-	startDispatcher(t, st, "m1", NewWebhook(cfg), cdr)
+	startDispatcher(t, st, "m1", NewWebhook(cfg, nil), cdr)
 	emitSignals(t, st, "f", 3)
 	files, _ := filepath.Glob(filepath.Join(dir, "CDR.*.log"))
 	waitFor(t, "four CDR lines", func() bool {

@@ -31,8 +31,9 @@ type Webhook struct {
 	client   *retryablehttp.Client
 }
 
-// NewWebhook builds the sender from a validated configuration.
-func NewWebhook(cfg config.Webhook) *Webhook {
+// NewWebhook builds the sender from a validated configuration. onRetry, if
+// not nil, is told of each POST repeated after a failed attempt.
+func NewWebhook(cfg config.Webhook, onRetry func()) *Webhook {
 	w := &Webhook{endpoint: cfg.Endpoint, headers: http.Header{}, events: map[string]bool{}, deadline: cfg.Deadline}
 	for _, h := range cfg.Headers {
 		if name, value, ok := strings.Cut(h, ": "); ok {
@@ -56,6 +57,13 @@ func NewWebhook(cfg config.Webhook) *Webhook {
 		return err != nil || resp.StatusCode < 200 || resp.StatusCode > 299, nil
 	}
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
+	if onRetry != nil {
+		c.RequestLogHook = func(_ retryablehttp.Logger, _ *http.Request, attempt int) {
+			if attempt > 0 {
+				onRetry()
+			}
+		}
+	}
 	w.client = c
 	return w
 }

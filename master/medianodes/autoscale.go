@@ -381,7 +381,11 @@ func (a *Autoscaler) Round(ctx context.Context, leader protocol.MasterID, now ti
 		return nil
 	}
 	a.log.Info("autoscaling", "reason", d.Reason)
+	for range d.Drain {
+		m.cfg.OnAction(ActionDrop)
+	}
 	for _, n := range launches {
+		m.cfg.OnAction(ActionLaunch)
 		if _, err := m.startLaunched(ctx, n); err != nil {
 			a.log.Warn("autoscaling launch failed", "node", n.ID, "err", err)
 		}

@@ -42,6 +42,9 @@ const (
 	ActionRecover = "recover" // a crashed node reported again
 	ActionMigrate = "migrate" // a session moved off a crashed or draining node
 	ActionClose   = "close"   // a session closed with its node
+	// By the Manager (REST, or the autoscaler on the controller):
+	ActionLaunch = "launch" // a node launched (whether or not it came up)
+	ActionDrop   = "drop"   // a node asked to stop (any deletion strategy)
 )
 
 // Controller drives the media nodes on one master at a time (a Redis lease):

@@ -89,7 +89,11 @@ type Config struct {
 	// AutoAdopt adopts nodes that register themselves; without it they wait
 	// for POST /media-nodes {"uri"} or PUT /media-nodes (autodiscovery).
 	AutoAdopt bool
-	Logger    *slog.Logger
+	// OnAction, if set, is told of each launch and drop this master
+	// decided (ActionLaunch, ActionDrop: by REST or by its autoscaler),
+	// for the master's metrics.
+	OnAction func(action string)
+	Logger   *slog.Logger
 }
 
 // Manager runs the media-node operations of the REST API; every master has
@@ -103,6 +107,9 @@ type Manager struct {
 
 // NewManager returns a Manager.
 func NewManager(cfg Config) *Manager {
+	if cfg.OnAction == nil {
+		cfg.OnAction = func(string) {}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -218,6 +225,9 @@ func (m *Manager) Launch(ctx context.Context, wait bool, idempotencyKey string) 
 		}
 	}
 	n, err := m.launch(ctx, id, "")
+	if n.ID != "" { // recorded as launching: the provider was asked
+		m.cfg.OnAction(ActionLaunch)
+	}
 	if err != nil {
 		kind, msg := LaunchError, "Error while launching media node: "
 		if wait {
@@ -530,6 +540,7 @@ func (m *Manager) Drop(ctx context.Context, id protocol.NodeID, strategy string,
 	if err != nil {
 		return out, 0, err
 	}
+	m.cfg.OnAction(ActionDrop)
 	if out, err = m.Get(ctx, id); err != nil {
 		out = store.MediaNodeInfo{ID: id, Status: Terminating}
 	}

@@ -64,6 +64,7 @@ type Metrics struct {
 	rpc         *prometheus.CounterVec
 	rpcSeconds  *prometheus.HistogramVec
 	actions     *prometheus.CounterVec
+	in          *internals
 }
 
 // New registers a master's collectors.
@@ -89,13 +90,15 @@ func New(cfg Config) *Metrics {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method"}),
 		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "chorus_master_controller_actions_total", Help: "What this master did as the media node controller: crash (a node declared crashed), recover, migrate (a session moved off a node), close (a session closed with its node). Summed over masters: the cluster's.", ConstLabels: labels,
+			Name: "chorus_master_controller_actions_total", Help: "What this master did to media nodes: crash (a node declared crashed), recover, migrate (a session moved off a node), close (a session closed with its node), as the controller; launch and drop, by REST or its autoscaler. Summed over masters: the cluster's.", ConstLabels: labels,
 		}, []string{"action"}),
 	}
+	m.in = newInternals(labels)
 	m.reg.MustRegister(m.rest, m.restSeconds, m.rpc, m.rpcSeconds, m.actions)
+	m.reg.MustRegister(m.in.collectors()...)
 	// Every action's series exists from the start at 0, so that increase()
 	// sees the first one (a series born at 1 shows no increase).
-	for _, a := range []string{"crash", "recover", "migrate", "close"} { // medianodes.Action*
+	for _, a := range []string{"crash", "recover", "migrate", "close", "launch", "drop"} { // medianodes.Action*
 		m.actions.WithLabelValues(a)
 	}
 	if cfg.PingRedis != nil {

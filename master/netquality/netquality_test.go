@@ -82,7 +82,7 @@ func TestRunPollsOnlyWhileLeading(t *testing.T) {
 		Interval: 20 * time.Millisecond, Leading: leading.Load,
 		Nodes:      func(context.Context) ([]string, error) { return []string{srv.URL}, nil },
 		HTTPClient: http.DefaultClient, ClusterSecret: "cluster-secret",
-		Apply:      func(context.Context, protocol.SessionID, map[protocol.ConnectionID]int) error { return nil },
+		Apply: func(context.Context, protocol.SessionID, map[protocol.ConnectionID]int) error { return nil },
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

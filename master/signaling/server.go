@@ -76,7 +76,11 @@ type Config struct {
 	// pings: its method (MethodLabel: unknown names are "other"), whether
 	// it failed, and how long it took. It must not block.
 	OnRequest func(method string, failed bool, took time.Duration)
-	Logger    *slog.Logger
+	// OnOutboxDelivered, if set, is told of each notification written to a
+	// participant's WebSocket with the time since it was committed to the
+	// participant's outbox. It must not block.
+	OnOutboxDelivered func(lag time.Duration)
+	Logger            *slog.Logger
 }
 
 // Limits bound what one participant's socket can cost the master. OpenVidu

@@ -555,6 +555,11 @@ func (sk *socket) notify(e store.OutboxEntry) bool {
 		sk.forcedOffers.Add(1)
 	}
 	sk.write(protocol.Notification{Method: e.Method, Params: e.Params, JSONRPC: "2.0"})
+	if observe := sk.srv.cfg.OnOutboxDelivered; observe != nil {
+		if at, ok := store.EntryTime(e.ID); ok {
+			observe(time.Since(at))
+		}
+	}
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -237,6 +238,7 @@ func (s *EventBus) ForgetDrainedStream(ctx context.Context, sid protocol.Session
 		return err
 	}, evKey, sessKey)
 	if errors.Is(err, redis.TxFailedErr) {
+		s.conflict("event_stream")
 		return false, nil // something happened meanwhile: try again later
 	}
 	if err != nil {
@@ -385,12 +387,24 @@ func (s *EventBus) Backlog(ctx context.Context) (undelivered int64, oldest time.
 	for i := range sids {
 		undelivered += lens[i].Val()
 		for _, m := range firsts[i].Val() {
-			ms, _, _ := strings.Cut(m.ID, "-")
-			var at int64
-			if _, err := fmt.Sscan(ms, &at); err == nil && (oldest.IsZero() || time.UnixMilli(at).Before(oldest)) {
-				oldest = time.UnixMilli(at)
+			if at, ok := EntryTime(m.ID); ok && (oldest.IsZero() || at.Before(oldest)) {
+				oldest = at
 			}
 		}
 	}
 	return undelivered, oldest, nil
+}
+
+// EntryTime is when a Redis stream entry (an event, an outbox
+// notification) was added: the milliseconds of its id, "<ms>-<seq>".
+func EntryTime(id string) (time.Time, bool) {
+	ms, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return time.Time{}, false
+	}
+	at, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(at), true
 }

@@ -442,6 +442,7 @@ func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader protocol.Mas
 			return err
 		}, watch...)
 		if errors.Is(err, redis.TxFailedErr) {
+			s.conflict("media_nodes")
 			continue
 		}
 		if err != nil {

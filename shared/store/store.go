@@ -65,6 +65,14 @@ type Store struct {
 type keyspace struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// onConflict is told of each transaction WATCH made retry.
+	onConflict func(tx string)
+}
+
+func (k keyspace) conflict(tx string) {
+	if k.onConflict != nil {
+		k.onConflict(tx)
+	}
 }
 
 // Sessions keeps sessions, their connections, outboxes and evictions. Its
@@ -103,6 +111,10 @@ type Config struct {
 	EventsMaxLen int64
 	// DeadLetterMaxLen caps the dead-letter stream (default 100000).
 	DeadLetterMaxLen int64
+	// OnConflict, if set, is told of each optimistic transaction that
+	// another client's write made retry, by kind: session, media_nodes,
+	// event_stream (for metrics).
+	OnConflict func(tx string)
 }
 
 // New returns a Store over an existing Redis client (the caller owns and closes it).
@@ -113,7 +125,7 @@ func New(cfg Config) *Store {
 	if cfg.DeadLetterMaxLen <= 0 {
 		cfg.DeadLetterMaxLen = 100000
 	}
-	ks := keyspace{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID}
+	ks := keyspace{rdb: cfg.Redis, prefix: "chorus:" + cfg.ClusterID, onConflict: cfg.OnConflict}
 	bus := &EventBus{keyspace: ks, eventsMaxLen: cfg.EventsMaxLen, deadLetterMaxLen: cfg.DeadLetterMaxLen}
 	return &Store{
 		Sessions:       &Sessions{keyspace: ks, events: bus},
@@ -504,6 +516,7 @@ func (s *Sessions) update(ctx context.Context, sid protocol.SessionID, recording
 			return err
 		}, keys...)
 		if errors.Is(err, redis.TxFailedErr) {
+			s.conflict("session")
 			time.Sleep(time.Duration(rand.IntN(5*(attempt+1))) * time.Millisecond)
 			continue
 		}
