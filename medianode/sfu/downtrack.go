@@ -94,10 +94,11 @@ func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 	return nil
 }
 
-// write forwards one packet of source generation gen.
-func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) {
+// write forwards one packet of source generation gen and returns the
+// bytes written (0: not written). The caller counts them in Stats.
+func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) int {
 	if !d.bound.Load() {
-		return
+		return 0
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -122,15 +123,14 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) {
 	out.Extension, out.Extensions, out.ExtensionProfile = false, nil, 0
 	if _, err := d.writer.WriteRTP(out, payload); err != nil {
 		d.stats.WriteErrors.Add(1)
-		return
+		return 0
 	}
 	if seqNewer(out.SequenceNumber, d.lastSeq) || d.lastWrite.IsZero() {
 		d.lastSeq, d.lastTS = out.SequenceNumber, out.Timestamp
 	}
 	d.lastWrite = now
 	d.sent.Add(1)
-	d.stats.ForwardedPackets.Add(1)
-	d.stats.ForwardedBytes.Add(uint64(out.MarshalSize() + len(payload)))
+	return out.MarshalSize() + len(payload)
 }
 
 // retransmit answers a subscriber's NACK for sequence numbers (in the
