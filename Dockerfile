@@ -25,6 +25,9 @@ RUN go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/chorus
 ARG NPM_REGISTRY
 ARG OPENVIDU_BROWSER=2.32.2
 ARG OPENVIDU_BROWSER_SHA512=4570a6d65351d98c00640aac63bf88affceec99fc2969be37d93a3016ddf735ec3c87348d2a15f9af17f571ae4e361045f76dac8a8558421164254aaa21ca56b
+# uPlot, the Inspector's charts, the same way.
+ARG UPLOT=1.6.32
+ARG UPLOT_SHA512=2883159c6ebccefbb95d751b0b82d010f9e1c0ec41b8bc96d401eda66e882935c89a46cb824332fa369b8cb8122cc6ac36e186cd09bf7a9ded3a4c93c6989023
 RUN if [ -z "${NPM_REGISTRY}" ]; then \
       echo 'NPM_REGISTRY is not set: build with --build-arg NPM_REGISTRY="$(npm config get registry)" (docker compose: export NPM_REGISTRY)' >&2; exit 1; \
     fi \
@@ -32,7 +35,12 @@ RUN if [ -z "${NPM_REGISTRY}" ]; then \
  && echo "${OPENVIDU_BROWSER_SHA512}  /tmp/ovb.tgz" | sha512sum -c - \
  && mkdir -p /out/web/node_modules/openvidu-browser \
  && tar -xzf /tmp/ovb.tgz -C /out/web/node_modules/openvidu-browser --strip-components=1 package/static/js \
+ && curl -fsSL -o /tmp/uplot.tgz "${NPM_REGISTRY%/}/uplot/-/uplot-${UPLOT}.tgz" \
+ && echo "${UPLOT_SHA512}  /tmp/uplot.tgz" | sha512sum -c - \
+ && mkdir -p /out/web/node_modules/uplot \
+ && tar -xzf /tmp/uplot.tgz -C /out/web/node_modules/uplot --strip-components=1 package/dist/uPlot.iife.min.js package/dist/uPlot.min.css package/LICENSE \
  && cp -r web/demo /out/web/demo \
+ && cp -r web/inspector /out/web/inspector \
  && mkdir -p /out/var/lib/chorus/tls /out/var/lib/chorus/turn-tls /out/tmp /out/opt/openvidu/recordings \
  && echo 'chorus:x:10001:10001:chorus:/var/lib/chorus:/nonexistent' > /out/passwd \
  && echo 'chorus:x:10001:' > /out/group

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,11 +57,14 @@ type pagesOptions struct {
 	// ICETransportPolicy, when set ("relay"), is given to openvidu-browser
 	// as OV.setAdvancedConfiguration({rtcConfiguration: {iceTransportPolicy}}).
 	ICETransportPolicy string
+	// Script is the driver under e2e/js (default pages.cjs, the demo's
+	// pages; inspector.cjs drives the Inspector), same line protocol.
+	Script string
 }
 
 func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
 	t.Helper()
-	script := filepath.Join(repoRoot, "e2e", "js", "pages.cjs")
+	script := filepath.Join(repoRoot, "e2e", "js", cmp.Or(opts.Script, "pages.cjs"))
 	cmd := exec.Command("node", script)
 	if opts.NS != nil {
 		// ip netns exec enters the namespace and executes node itself: the

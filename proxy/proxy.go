@@ -30,6 +30,7 @@ import (
 
 	"github.com/chorus-rtc/chorus/shared/clientip"
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/credential"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
 	"github.com/chorus-rtc/chorus/shared/tlscert"
@@ -69,6 +70,7 @@ type Proxy struct {
 	demoLimiter *rateLimiter // per client IP, for the demo's token endpoint
 	trusted     clientip.Trusted
 	wsLimiter   *connLimiter // WebSocket connections per client IP
+	inspector   *inspector   // nil: the Inspector is off
 
 	mu       sync.RWMutex
 	backends map[string]*backend // by URL
@@ -133,6 +135,19 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if len(p.cfg.Masters) == 0 && p.store == nil {
 		return nil, errors.New("proxy: no static masters and no Redis to discover them")
+	}
+	if ic := p.cfg.Inspector; ic.Enabled {
+		switch {
+		case cfg.Redis == nil:
+			p.log.Warn("the Inspector needs Redis (its logins and the event feed): off")
+		case p.cfg.Demo.AssetsDir == "":
+			p.log.Warn("the Inspector needs proxy.demo.assets_dir (its page): off")
+		default:
+			scfg := store.Config{Redis: cfg.Redis, ClusterID: cfg.Cluster.ClusterID}
+			p.inspector = &inspector{p: p, logins: store.NewInspectorLogins(scfg), secret: credential.New(cfg.Cluster.Secret),
+				ttl: ic.LoginTTL, secure: p.cfg.TLS.Mode != "off", limiter: newRateLimiter(inspectorLoginsPerMinute, 5, time.Now),
+				feed: newEventFeed(store.NewEventBus(scfg)), log: p.log}
+		}
 	}
 	for _, raw := range p.cfg.Masters {
 		u, err := url.Parse(raw)
@@ -361,6 +376,9 @@ func (p *Proxy) Handler() http.Handler {
 	if p.cfg.Demo.Enabled {
 		p.registerDemo(mux)
 	}
+	if p.inspector != nil {
+		p.inspector.register(mux, p.cfg.Demo.AssetsDir)
+	}
 	mux.Handle("/", limitWebSockets(p.wsLimiter, p.clientAddr, p.rp))
 	return mux
 }
@@ -388,6 +406,15 @@ func (p *Proxy) Run(ctx context.Context) error {
 		defer wg.Done()
 		p.checkLoop(checkCtx)
 	}()
+	if p.inspector != nil {
+		// Stopped with the checks, before the server shuts down: the
+		// Inspector's event streams end with it.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = p.inspector.feed.Run(checkCtx)
+		}()
+	}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
 	var metricsSrv *http.Server
@@ -405,7 +432,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		go func() { serveErr <- metricsSrv.Serve(mln) }()
 		p.log.Info("metrics served apart, without authentication", "metrics_listen", mln.Addr().String())
 	}
-	p.log.Info("proxy started", "listen", ln.Addr().String(), "tls", p.cfg.TLS.Mode, "demo", p.cfg.Demo.Enabled)
+	p.log.Info("proxy started", "listen", ln.Addr().String(), "tls", p.cfg.TLS.Mode, "demo", p.cfg.Demo.Enabled, "inspector", p.inspector != nil)
 
 	select {
 	case <-ctx.Done():

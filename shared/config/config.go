@@ -365,9 +365,18 @@ type Proxy struct {
 	// MetricsListen, when set, serves the proxy's Prometheus metrics
 	// there (GET /metrics, no authentication: a private address). The
 	// public listener never serves /metrics.
-	MetricsListen string `mapstructure:"metrics_listen"`
-	Demo          Demo   `mapstructure:"demo"`
-	TLS           TLS    `mapstructure:"tls"`
+	MetricsListen string    `mapstructure:"metrics_listen"`
+	Demo          Demo      `mapstructure:"demo"`
+	Inspector     Inspector `mapstructure:"inspector"`
+	TLS           TLS       `mapstructure:"tls"`
+}
+
+// Inspector is the proxy's web console at /inspector (OpenVidu Inspector's
+// job): log in with the OpenVidu secret, see and drive the cluster.
+type Inspector struct {
+	Enabled bool `mapstructure:"enabled"`
+	// LoginTTL is how long a login lasts.
+	LoginTTL time.Duration `mapstructure:"login_ttl"`
 }
 
 // TLS is how the proxy serves HTTPS: off, from files, or self-signed.
@@ -742,6 +751,9 @@ func (c *Config) Validate(role Role) error {
 		}
 		if c.Limits.WebSocketsPerIP < 0 {
 			bad("limits.websockets_per_ip must not be negative (0: no limit), got %d", c.Limits.WebSocketsPerIP)
+		}
+		if p.Inspector.Enabled && (p.Inspector.LoginTTL < time.Minute || p.Inspector.LoginTTL > 7*24*time.Hour) {
+			bad("proxy.inspector.login_ttl must be between 1m and 168h, got %s", p.Inspector.LoginTTL)
 		}
 		if p.Demo.Enabled && p.Demo.AssetsDir == "" {
 			bad("proxy.demo.assets_dir is empty while the demo is enabled")

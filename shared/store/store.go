@@ -145,6 +145,9 @@ func (s *Store) Prefix() string { return s.Sessions.prefix }
 // needs to discover masters).
 func NewMasterRegistry(cfg Config) *MasterRegistry { return New(cfg).MasterRegistry }
 
+// NewEventBus returns the event bus alone (what follows events live needs).
+func NewEventBus(cfg Config) *EventBus { return New(cfg).EventBus }
+
 // NewNodeRegistry returns the media nodes' registry alone (what a media node
 // needs to announce itself).
 func NewNodeRegistry(cfg Config) *NodeRegistry { return New(cfg).NodeRegistry }
