@@ -24,6 +24,7 @@ import (
 func TestInspectorAccess(t *testing.T) {
 	c := clustertest.Start(t, clustertest.Options{Masters: 2, MediaNodes: 1, Proxy: true, Configure: func(cfg *config.Config) {
 		cfg.Proxy.Demo.AssetsDir = filepath.Join("..", "web")
+		cfg.HTTP.ReadTimeout = 2 * time.Second // the event stream must outlive it
 	}})
 	base := c.ProxyURL + "/inspector"
 	do := func(client *http.Client, method, path, body string, header ...string) (int, string, *http.Response) {
@@ -94,6 +95,7 @@ func TestInspectorAccess(t *testing.T) {
 		{"REST change without the header", "POST", "/api/sessions", `{"customSessionId":"insp_a"}`, nil, http.StatusForbidden},
 		{"REST change with the header", "POST", "/api/sessions", `{"customSessionId":"insp_a"}`, []string{"X-Chorus-Inspector", "1"}, http.StatusOK},
 		{"REST error passed on", "GET", "/api/sessions/no_such_session", "", nil, http.StatusNotFound},
+		{"outside the API", "GET", "/api/a%2F..%2F..%2F..%2Finternal/v1/health", "", nil, http.StatusNotFound},
 	} {
 		if got, body, _ := do(operator, tc.method, tc.path, tc.body, tc.header...); got != tc.want {
 			t.Errorf("%s: %s %s: %d, want %d (%.200s)", tc.name, tc.method, tc.path, got, tc.want, body)
@@ -116,7 +118,8 @@ func TestInspectorAccess(t *testing.T) {
 		t.Fatalf("events: %d %s", feed.StatusCode, ct)
 	}
 	lines := bufio.NewScanner(feed.Body)
-	lines.Scan() // the opening comment: the subscription is in place
+	lines.Scan()                // the opening comment: the subscription is in place
+	time.Sleep(3 * time.Second) // past http.read_timeout
 	if got, _, _ := do(operator, "DELETE", "/api/sessions/insp_a", "", "X-Chorus-Inspector", "1"); got != http.StatusNoContent {
 		t.Fatalf("close the session through the Inspector: %d", got)
 	}

@@ -105,6 +105,46 @@ func composeAPI(ctx context.Context, base, secret, method, path, body string) (i
 	return resp.StatusCode, raw, err
 }
 
+// composeInspector checks the image's Inspector: its page and uPlot (from
+// the image, no CDN), a login over HTTPS (a Secure cookie) and the masters
+// it shows.
+func composeInspector(t *testing.T, ctx context.Context, base, secret string) {
+	t.Helper()
+	get := func(path, cookie string) (int, string) {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+path, nil)
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := insecureClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	if code, body := get("/inspector/", ""); code != 200 || !strings.Contains(body, "Chorus Inspector") {
+		t.Errorf("the image's Inspector page: %d %.200s", code, body)
+	}
+	if code, body := get("/inspector/uplot/uPlot.iife.min.js", ""); code != 200 || len(body) < 10_000 {
+		t.Errorf("the image's uPlot: %d, %d bytes", code, len(body))
+	}
+	req, _ := http.NewRequestWithContext(ctx, "POST", base+"/inspector/login", strings.NewReader(`{"secret":"`+secret+`"}`))
+	resp, err := insecureClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cookie := resp.Header.Get("Set-Cookie")
+	if resp.StatusCode != http.StatusNoContent || !strings.Contains(cookie, "Secure") {
+		t.Fatalf("Inspector login over HTTPS: %d, cookie %q (want 204 and a Secure cookie)", resp.StatusCode, cookie)
+	}
+	waitFor(t, "the Inspector showing 3 masters UP", 30*time.Second, func() bool {
+		code, body := get("/inspector/cluster", strings.Split(cookie, ";")[0])
+		return code == 200 && strings.Count(body, `"status":"UP"`) == 3
+	})
+}
+
 // TestComposeCluster brings docker-compose.yml up (images from `make
 // compose-images`) with the proxy's self-signed HTTPS, and checks through
 // the published ports only: openvidu-node-client, two openvidu-browser
@@ -191,6 +231,7 @@ func TestComposeCluster(t *testing.T) {
 
 	// REST with the official client, over HTTPS.
 	dc.node(t, "rest.cjs")
+	composeInspector(t, ctx, base, secret)
 
 	// Two browsers on a session pinned to media1, through wss://.
 	media1 := serviceNode(t, ctx, base, secret, "media1")

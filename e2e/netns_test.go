@@ -168,6 +168,21 @@ func (n *netNS) SetFirewall(cfg netNSConfig) {
 	}
 }
 
+// LimitDownlink caps what the root side sends into the namespace to kbit
+// kbit/s (tc tbf on the root side of the veth, queueing at most 200 ms);
+// 0 lifts the cap.
+func (n *netNS) LimitDownlink(kbit int) {
+	n.t.Helper()
+	_ = exec.Command("tc", "qdisc", "del", "dev", n.hostIf, "root").Run() // none yet: fine
+	if kbit == 0 {
+		return
+	}
+	args := []string{"qdisc", "add", "dev", n.hostIf, "root", "tbf", "rate", fmt.Sprintf("%dkbit", kbit), "burst", "16kbit", "latency", "200ms"}
+	if out, err := exec.Command("tc", args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("tc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // Ruleset is the namespace's nftables ruleset, with its counters.
 func (n *netNS) Ruleset() string {
 	out, err := exec.Command("ip", "netns", "exec", n.Name, "nft", "list", "ruleset").CombinedOutput()

@@ -52,7 +52,9 @@ func levelOf(pg pageStats, cid string) int {
 // then 30 % of its UDP packets at random. Both pages see the namespaced
 // connection's level (networkQualityLevelChanged) fall with each step and
 // recover once the loss is gone, while the other connection's level holds;
-// nothing is sent while nothing changes.
+// nothing is sent while nothing changes. Then the namespace's downlink is
+// capped at 300 kbit/s: the level falls on the browser's bandwidth
+// estimate, and recovers when the cap is lifted.
 func TestNetworkQuality(t *testing.T) {
 	ns := newNetNS(t, netNSConfig{})
 	interval := 2 * time.Second
@@ -131,6 +133,30 @@ func TestNetworkQuality(t *testing.T) {
 			}
 		}
 	}
+
+	// A downlink too narrow for the video it is sent: the namespaced
+	// browser's bandwidth estimate (REMB) falls below what the node sends
+	// it, and its level with it, as the other page sees (the namespaced
+	// page's own WebSocket shares the starved link). Lifted: back up.
+	ns.LimitDownlink(300)
+	level, took = waitLevelOn(root, insideID, 1, 3, 30*time.Second)
+	t.Logf("downlink capped at 300 kbit/s: the other page was told %d after %s", level, took.Round(time.Millisecond))
+	ns.LimitDownlink(0)
+	level, took = waitLevelOn(root, insideID, 4, 5, 30*time.Second)
+	t.Logf("downlink cap lifted: the other page was told %d after %s", level, took.Round(time.Millisecond))
 	root.leave()
 	inside.leave()
+}
+
+// waitLevelOn waits until page p was told a level of cid within [lo, hi]
+// and returns it with how long it took.
+func waitLevelOn(p *pages, cid string, lo, hi int, timeout time.Duration) (int, time.Duration) {
+	p.t.Helper()
+	start := time.Now()
+	level := -1
+	waitFor(p.t, fmt.Sprintf("a level of %s within %d..%d", cid, lo, hi), timeout, func() bool {
+		level = levelOf(p.stats()[0], cid)
+		return level >= lo && level <= hi
+	}, func() string { return fmt.Sprintf("last level %d; events: %+v", level, qualityEvents(p.stats()[0])) })
+	return level, time.Since(start)
 }

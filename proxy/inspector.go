@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -183,8 +184,13 @@ func (i *inspector) authenticated(next http.Handler) http.Handler {
 // (/openvidu/api/{path...}) with the secret as Basic credentials, through
 // the proxy's own balancing and retries. The cookie stays here.
 func (i *inspector) api(w http.ResponseWriter, r *http.Request) {
+	target := path.Clean("/openvidu/api/" + strings.TrimPrefix(r.URL.Path, "/inspector/api/"))
+	if !strings.HasPrefix(target, "/openvidu/api/") {
+		inspectorAnswer(w, http.StatusNotFound, "not an API path")
+		return
+	}
 	out := r.Clone(r.Context())
-	out.URL.Path = "/openvidu/api/" + strings.TrimPrefix(r.URL.Path, "/inspector/api/")
+	out.URL.Path = target
 	out.URL.RawPath = ""
 	out.RequestURI = ""
 	out.Header.Del("Cookie")

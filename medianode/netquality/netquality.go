@@ -14,7 +14,8 @@
 //	MOS = 1 + 0.035 R + 7e-6 R (R - 60) (100 - R)
 //
 // and the level is the band the score falls in: 4.2 and above is 5, 3.8 is
-// 4, 3.3 is 3, 2.6 is 2, anything lower 1. Loss dominates on
+// 4, 3.3 is 3, 2.6 is 2, anything lower 1, capped by the bandwidth the
+// participant's browser estimates for what it receives (Cap). Loss dominates on
 // real links: with a 20 ms RTT and 5 ms jitter, up to about 3 % loss is 5,
 // 5 % is 4, 10 % is 3, 15 % is 2 and 20 % or more is 1. A level only
 // changes once the score has left its band by Hysteresis, so that a link
@@ -35,6 +36,30 @@ type Sample struct {
 	Jitter time.Duration
 	// RTT is the round-trip time; 0 when unknown (it is then left out).
 	RTT time.Duration
+	// Headroom is the available bandwidth the participant's browser
+	// estimates for the video it receives (its REMB) when that estimate
+	// fell below what it is sent (congestion), divided by that bitrate;
+	// 0 when unknown or not congested. The level is then capped (Cap).
+	Headroom float64
+}
+
+// Cap is the highest level a headroom allows: a link whose receiver
+// estimates less bandwidth than it is sent is congested, whatever its loss
+// says yet. A receiver's estimate (REMB) grows only up to about 1.5 times
+// what it receives, so a headroom of 1 or more says nothing about spare
+// capacity: only a shortfall lowers the level.
+//
+//	headroom >= 0.85 (or unknown): 5
+//	0.5 to 0.85: 3 (non optimal: the stream exceeds the link)
+//	below 0.5:   2 (poor: less than half of it fits)
+func Cap(headroom float64) int {
+	switch {
+	case headroom <= 0 || headroom >= 0.85:
+		return 5
+	case headroom >= 0.5:
+		return 3
+	}
+	return 2
 }
 
 // bands are the lowest scores of levels 5, 4, 3 and 2; anything lower, on
@@ -71,12 +96,15 @@ func Level(mos float64) int {
 // Next is the level after a sample, given the current one (0 to 5; -1 for
 // none yet): a disconnected link is 0, a first sample gets its band, and a
 // later one changes the level only when its score is Hysteresis beyond the
-// current level's band.
+// current level's band; the level is then capped by the headroom (Cap).
 func Next(current int, s Sample) int {
 	if !s.Connected {
 		return 0
 	}
-	mos := MOS(s)
+	return min(next(current, MOS(s)), Cap(s.Headroom))
+}
+
+func next(current int, mos float64) int {
 	next := Level(mos)
 	if current < 1 || next == current {
 		return next

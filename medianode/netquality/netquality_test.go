@@ -77,3 +77,31 @@ func TestNext(t *testing.T) {
 		}
 	}
 }
+
+func TestHeadroomCaps(t *testing.T) {
+	clean := Sample{Connected: true, RTT: 20 * time.Millisecond, Jitter: 5 * time.Millisecond}
+	for _, tc := range []struct {
+		headroom float64
+		want     int
+	}{
+		{0, 5},    // unknown
+		{1.5, 5},  // the estimate above what is sent
+		{0.9, 5},  // within the estimator's swing
+		{0.8, 3},  // the stream exceeds the link
+		{0.5, 3},  //
+		{0.3, 2},  // less than half of it fits
+		{0.01, 2}, //
+	} {
+		s := clean
+		s.Headroom = tc.headroom
+		if got := Next(5, s); got != tc.want {
+			t.Errorf("headroom %.2f on a clean link: level %d, want %d", tc.headroom, got, tc.want)
+		}
+	}
+	// A lossy link stays as low as its loss puts it.
+	lossy := clean
+	lossy.Loss, lossy.Headroom = 0.30, 0.8
+	if got := Next(5, lossy); got != 1 {
+		t.Errorf("30 %% loss and headroom 0.8: level %d, want 1", got)
+	}
+}

@@ -51,6 +51,10 @@ type downTrack struct {
 	sent atomic.Uint64 // packets written, for tests and the endpoint listing
 	// rtt is the subscriber's round-trip time from its receiver reports.
 	rtt rttMeter
+	// sentBytes counts the bytes written; remb compares them with the
+	// subscriber's bandwidth estimates.
+	sentBytes atomic.Uint64
+	remb      rembMeter
 }
 
 func newDownTrack(fw *forwarder, stats *Stats) *downTrack {
@@ -130,7 +134,9 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) int {
 	}
 	d.lastWrite = now
 	d.sent.Add(1)
-	return out.MarshalSize() + len(payload)
+	n := out.MarshalSize() + len(payload)
+	d.sentBytes.Add(uint64(n))
+	return n
 }
 
 // retransmit answers a subscriber's NACK for sequence numbers (in the
@@ -170,6 +176,10 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 			d.fw.requestKeyframe()
+		case *rtcp.ReceiverEstimatedMaximumBitrate:
+			if d.fw.kind == webrtc.RTPCodecTypeVideo {
+				d.remb.observe(float64(p.Bitrate), d.sentBytes.Load(), time.Now())
+			}
 		case *rtcp.ReceiverReport:
 			d.mu.Lock()
 			ssrc := d.ssrc

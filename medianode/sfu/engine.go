@@ -233,6 +233,9 @@ func (e *engine) subscriberAPI(video webrtc.RTPCodecParameters) (*webrtc.API, er
 	if err := registerCodecs(m, video); err != nil {
 		return nil, err
 	}
+	// Browsers then send REMB, their estimate of the bandwidth for what
+	// they receive: the network quality's headroom (rembMeter).
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB}, webrtc.RTPCodecTypeVideo)
 	ir := &interceptor.Registry{}
 	sr, err := report.NewSenderInterceptor()
 	if err != nil {

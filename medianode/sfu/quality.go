@@ -158,6 +158,59 @@ func (m *rttMeter) observe(ssrc uint32, blocks []rtcp.ReceptionReport, now time.
 	}
 }
 
+// rembMeter watches a subscriber's bandwidth estimates (REMB, sent by a
+// browser that negotiated goog-remb: draft-alvestrand-rmcat-remb) against
+// the bitrate of the video it was sent between two of them. A browser's
+// estimate only tracks what it receives (it grows to about 1.5 times that
+// and no further), so an estimate below what is sent means little while it
+// climbs (the sender just sped up); it means congestion when it falls: the
+// estimator lowers it only on overuse, to 0.85 times the rate received.
+// The headroom (netquality.Sample.Headroom) is estimate / rate of the
+// latest falling estimate below 0.85 times the rate sent, held for a while.
+type rembMeter struct {
+	mu           sync.Mutex
+	lastBytes    uint64
+	lastAt       time.Time
+	lastEstimate float64
+	headroom     float64
+	at           time.Time // of headroom
+}
+
+// minMeasuredBitrate is the sent bitrate below which no headroom is
+// computed (bits/s): a paused or tiny stream says nothing of the link.
+const minMeasuredBitrate = 50_000
+
+func (m *rembMeter) observe(estimate float64, sentBytes uint64, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	falling := m.lastEstimate > 0 && estimate < m.lastEstimate
+	m.lastEstimate = estimate
+	if m.lastAt.IsZero() {
+		m.lastBytes, m.lastAt = sentBytes, now
+		return
+	}
+	elapsed := now.Sub(m.lastAt)
+	if elapsed < 200*time.Millisecond {
+		return // too short to measure a rate: the next estimate will
+	}
+	rate := float64(sentBytes-m.lastBytes) * 8 / elapsed.Seconds()
+	m.lastBytes, m.lastAt = sentBytes, now
+	if falling && rate >= minMeasuredBitrate && estimate < 0.85*rate {
+		m.headroom, m.at = estimate/rate, now
+	}
+}
+
+// current is the headroom of the latest congestion seen within hold (0:
+// none).
+func (m *rembMeter) current(now time.Time, hold time.Duration) float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.at.IsZero() || now.Sub(m.at) > hold {
+		return 0
+	}
+	return m.headroom
+}
+
 // ntpMiddle is the middle 32 bits of t's NTP timestamp (16.16 seconds).
 func ntpMiddle(t time.Time) uint32 {
 	const ntpEpochOffset = 2208988800 // seconds from 1900 to 1970
@@ -166,11 +219,17 @@ func ntpMiddle(t time.Time) uint32 {
 	return uint32((secs<<32 | frac) >> 16)
 }
 
+// headroomHold is how long a congestion seen in a subscriber's estimates
+// caps its level: congested links do not lower their estimate at every
+// report (browsers send REMB about once a second, and at once on a drop).
+const headroomHold = 6 * time.Second
+
 // NetworkQuality rates the link of every connection that publishes on this
 // node (OpenVidu Pro's network quality is for publishers only) from what
 // happened since the previous call: the publisher's uplink loss and
-// jitter, and the round-trip time its subscriptions' receiver reports
-// give, if it subscribes to anything. A publisher whose ICE is
+// jitter, and, if it subscribes to anything, the round-trip time its
+// subscriptions' receiver reports give and the worst headroom of their
+// bandwidth estimates. A publisher whose ICE is
 // disconnected or failed is 0; one still connecting, or whose uplink
 // carried too few packets since the last call, is left out. Levels follow
 // netquality.Next from each publisher's previous one.
@@ -178,12 +237,22 @@ func (s *SFU) NetworkQuality() []mediaapi.ConnectionQuality {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []mediaapi.ConnectionQuality
+	now := time.Now()
 	for sid, r := range s.sessions {
 		rtts := map[string][]time.Duration{}
+		headroom := map[string]float64{} // the worst of the connection's video subscriptions
 		for _, sub := range r.subscribers {
+			if sub.connectionID == "" {
+				continue
+			}
 			for _, dt := range sub.downTracks {
-				if rtt := dt.rtt.rtt.Load(); rtt > 0 && sub.connectionID != "" {
+				if rtt := dt.rtt.rtt.Load(); rtt > 0 {
 					rtts[sub.connectionID] = append(rtts[sub.connectionID], time.Duration(rtt))
+				}
+				if h := dt.remb.current(now, headroomHold); h > 0 {
+					if cur, ok := headroom[sub.connectionID]; !ok || h < cur {
+						headroom[sub.connectionID] = h
+					}
 				}
 			}
 		}
@@ -199,6 +268,7 @@ func (s *SFU) NetworkQuality() []mediaapi.ConnectionQuality {
 					continue
 				}
 				sample.Loss, sample.Jitter, sample.RTT = loss, jitter, mean(rtts[p.connectionID])
+				sample.Headroom = headroom[p.connectionID]
 			case webrtc.ICEConnectionStateDisconnected, webrtc.ICEConnectionStateFailed:
 				sample.Connected = false
 			default:
@@ -206,10 +276,10 @@ func (s *SFU) NetworkQuality() []mediaapi.ConnectionQuality {
 			}
 			p.level = netquality.Next(p.level, sample)
 			s.log.Debug("network quality", "session", sid, "connection", p.connectionID, "level", p.level, "connected", sample.Connected,
-				"loss", sample.Loss, "jitter", sample.Jitter, "rtt", sample.RTT)
+				"loss", sample.Loss, "jitter", sample.Jitter, "rtt", sample.RTT, "headroom", sample.Headroom)
 			out = append(out, mediaapi.ConnectionQuality{
 				SessionID: sid, ConnectionID: p.connectionID, StreamID: p.streamID, Level: p.level,
-				LossPercent: sample.Loss * 100, JitterMS: ms(sample.Jitter), RTTMS: ms(sample.RTT),
+				LossPercent: sample.Loss * 100, JitterMS: ms(sample.Jitter), RTTMS: ms(sample.RTT), Headroom: sample.Headroom,
 			})
 		}
 	}

@@ -95,3 +95,43 @@ func TestRTTMeter(t *testing.T) {
 		}
 	}
 }
+
+func TestREMBMeter(t *testing.T) {
+	const hold = 6 * time.Second
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	// 1 Mbit/s sent: 125 000 bytes a second.
+	type report struct {
+		estimate float64
+		sent     uint64 // bytes sent in the second before
+	}
+	for _, tc := range []struct {
+		name    string
+		reports []report
+		want    float64 // headroom right after the last report
+	}{
+		{"no estimate", nil, 0},
+		{"climbing below the rate (the sender sped up): not congestion",
+			[]report{{200_000, 125_000}, {300_000, 125_000}, {450_000, 125_000}, {600_000, 125_000}}, 0},
+		{"above the rate: nothing to say", []report{{1_500_000, 125_000}, {1_400_000, 125_000}}, 0},
+		{"falling below 0.85 of the rate: congestion", []report{{1_500_000, 125_000}, {1_200_000, 125_000}, {400_000, 125_000}}, 0.4},
+		{"falling, a tiny stream: nothing to say", []report{{100_000, 2_000}, {40_000, 2_000}}, 0},
+	} {
+		var m rembMeter
+		var sent uint64
+		at := t0
+		for i, r := range tc.reports {
+			if i > 0 {
+				sent += r.sent
+			}
+			m.observe(r.estimate, sent, at)
+			at = at.Add(time.Second)
+		}
+		last := at.Add(-time.Second)
+		if h := m.current(last, hold); h < tc.want-0.01 || h > tc.want+0.01 {
+			t.Errorf("%s: headroom %.3f, want %.2f", tc.name, h, tc.want)
+		}
+		if h := m.current(last.Add(hold+time.Second), hold); h != 0 {
+			t.Errorf("%s: headroom %.3f after the hold, want none", tc.name, h)
+		}
+	}
+}

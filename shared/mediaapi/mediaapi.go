@@ -111,6 +111,10 @@ type ConnectionQuality struct {
 	LossPercent  float64 `json:"lossPercent"` // uplink packets lost, 0 to 100
 	JitterMS     float64 `json:"jitterMs"`    // uplink interarrival jitter
 	RTTMS        float64 `json:"rttMs"`       // 0: unknown (the connection subscribes to nothing)
+	// Headroom is the connection's downlink bandwidth estimate over what
+	// it is sent (its browser's REMB; the worst of its video
+	// subscriptions); 0: unknown.
+	Headroom float64 `json:"headroom"`
 }
 
 // NetworkQuality lists the rated connections of a node.
