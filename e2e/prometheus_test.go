@@ -121,7 +121,8 @@ scrape_configs:
 	launched := decodeNode(t, expect(t, dc, "POST", "/openvidu/api/media-nodes?wait=true", "{}", 200, ""))
 	want = append(want, launched.ID)
 	waitFor(t, "the launched node scraped", 30*time.Second, allUp(want...), func() string { return fmt.Sprint(targets()) })
-	launches := func() string {
+	// scalar evaluates a PromQL expression of one value ("" when none).
+	scalar := func(expr string) string {
 		var res struct {
 			Data struct {
 				Result []struct {
@@ -129,15 +130,19 @@ scrape_configs:
 				} `json:"result"`
 			} `json:"data"`
 		}
-		promGet(t, prom+`/api/v1/query?query=`+url.QueryEscape(`sum(chorus_master_controller_actions_total{action="launch"})`), &res)
+		promGet(t, prom+`/api/v1/query?query=`+url.QueryEscape(expr), &res)
 		if len(res.Data.Result) != 1 || len(res.Data.Result[0].Value) != 2 {
 			return ""
 		}
 		v, _ := res.Data.Result[0].Value[1].(string)
 		return v
 	}
-	waitFor(t, "one launch counted over the masters", 10*time.Second, func() bool { return launches() == "1" },
-		func() string { return "sum: " + launches() })
+	exactly := func(what, expr, want string) {
+		t.Helper()
+		waitFor(t, what+": "+expr+" = "+want, 15*time.Second, func() bool { return scalar(expr) == want },
+			func() string { return "got " + scalar(expr) })
+	}
+	exactly("one launch counted over the masters", `sum(chorus_master_controller_actions_total{action="launch"})`, "1")
 
 	killed := time.Now()
 	if err := syscall.Kill(dc.pid(t, "media_1"), syscall.SIGKILL); err != nil {
@@ -155,6 +160,8 @@ scrape_configs:
 	waitFor(t, "ChorusMediaNodeCrashed firing", 30*time.Second,
 		func() bool { return slices.Contains(firing(), "ChorusMediaNodeCrashed") }, func() string { return fmt.Sprint(firing()) })
 	t.Logf("ChorusMediaNodeCrashed firing %s after the SIGKILL (scrape and evaluation every second)", time.Since(killed).Round(time.Millisecond))
+	exactly("one crash declared over the masters", `sum(chorus_master_controller_actions_total{action="crash"})`, "1")
+	exactly("the crashed node's sessions: none", `sum(chorus_master_controller_actions_total{action="migrate"})`, "0")
 
 	// A master SIGKILLed: the others' health checks see it down
 	// (chorus_master_peer_up 0), declare it crashed, and the alert fires.
@@ -165,6 +172,8 @@ scrape_configs:
 	waitFor(t, "ChorusMasterCrashed firing", 30*time.Second,
 		func() bool { return slices.Contains(firing(), "ChorusMasterCrashed") }, func() string { return fmt.Sprint(firing()) })
 	t.Logf("ChorusMasterCrashed firing %s after the SIGKILL", time.Since(killed).Round(time.Millisecond))
+	exactly("one master crash declared over the masters", `sum(chorus_master_peer_crashes_total)`, "1")
+	exactly("two masters left in the cluster", `max(chorus_cluster_masters)`, "2")
 	var down struct {
 		Data struct {
 			Result []struct {

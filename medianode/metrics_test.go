@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -41,8 +42,18 @@ func TestMetricsNeedTheClusterSecret(t *testing.T) {
 	if st, body := scrape(t, api, ""); st != http.StatusUnauthorized || strings.Contains(body, metric) {
 		t.Errorf("metrics without the secret: %d, want 401 and no metrics (%.80q)", st, body)
 	}
-	if st, body := scrape(t, api, clustertest.ClusterSecret); st != http.StatusOK || !strings.Contains(body, metric) {
+	st, body := scrape(t, api, clustertest.ClusterSecret)
+	if st != http.StatusOK || !strings.Contains(body, metric) {
 		t.Errorf("metrics with the secret: %d, want 200 with %s (%.80q)", st, metric, body)
+	}
+	if _, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command("promtool", "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	} else {
+		t.Log("promtool not installed (make deps installs it): not checked")
 	}
 
 	l, err := net.Listen("tcp", "127.0.0.1:0")
