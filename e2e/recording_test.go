@@ -215,12 +215,8 @@ func TestRecordingBrowsers(t *testing.T) {
 	recorderPID := dc.pid(t, "recorder_1")
 	cpuBefore := processCPU(t, recorderPID)
 	callAt := time.Now()
-	r := p.rec("start", sid, `{"name":"composed","outputMode":"COMPOSED","resolution":"640x480","frameRate":25}`)
+	id := p.startRecording(sid, `{"name":"composed","outputMode":"COMPOSED","resolution":"640x480","frameRate":25}`)
 	startedAt := time.Now()
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording: %+v", r)
-	}
-	id := r.Recording.ID
 	t.Logf("start latency (REST call to started): %s", startedAt.Sub(callAt).Round(time.Millisecond))
 	if again := p.rec("start", sid, `{}`); again.Status != 409 {
 		t.Errorf("a second startRecording in the session: %+v, want 409", again)
@@ -229,11 +225,8 @@ func TestRecordingBrowsers(t *testing.T) {
 	time.Sleep(10 * time.Second)
 	stopCall := time.Now()
 	cpuCapture := processCPU(t, recorderPID) - cpuBefore
-	r = p.rec("stop", id)
+	p.stopRecording(id)
 	stoppedAt := time.Now()
-	if r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("stopRecording: %+v", r)
-	}
 	waitPageEvent(t, p, "recordingStopped", id)
 	ready := p.waitRecording(id, "ready", 60*time.Second)
 	cpuAll := processCPU(t, recorderPID) - cpuBefore
@@ -279,11 +272,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	}
 
 	// INDIVIDUAL, with a third page joining during the recording.
-	r = p.rec("start", sid, `{"name":"individual","outputMode":"INDIVIDUAL"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording INDIVIDUAL: %+v", r)
-	}
-	ind := r.Recording.ID
+	ind := p.startRecording(sid, `{"name":"individual","outputMode":"INDIVIDUAL"}`)
 	time.Sleep(2 * time.Second)
 	third := p.join(sid, 1)[0]
 	p.waitVideo(2, 30*time.Second)
@@ -298,9 +287,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	restCall(t, dc, "PATCH", patch, `{"record":true}`)
 	recordOn := time.Now().UnixMilli()
 	time.Sleep(2500 * time.Millisecond)
-	if r := p.rec("stop", ind); r.Recording == nil || r.Recording.Status != "stopped" {
-		t.Fatalf("stopRecording INDIVIDUAL: %+v", r)
-	}
+	p.stopRecording(ind)
 	p.waitRecording(ind, "ready", 60*time.Second)
 	timings := p.timings()
 	zr, err := zip.OpenReader(filepath.Join(dc.RecordingPath, ind, "individual.zip"))
@@ -396,11 +383,7 @@ func TestRecordingBrowsers(t *testing.T) {
 	// open with its recording for the automatic stop's timeout, then the
 	// recording stops and is rendered, the session closes, and neither the
 	// session nor its recorder connection leaves anything in Redis.
-	r = p.rec("start", sid, `{"name":"lastleft","outputMode":"COMPOSED","resolution":"640x480"}`)
-	if r.Recording == nil || r.Recording.Status != "started" {
-		t.Fatalf("startRecording before the last participant leaves: %+v", r)
-	}
-	last := r.Recording.ID
+	last := p.startRecording(sid, `{"name":"lastleft","outputMode":"COMPOSED","resolution":"640x480"}`)
 	time.Sleep(2 * time.Second)
 	p.reset()
 	p.waitRecording(last, "ready", 60*time.Second)

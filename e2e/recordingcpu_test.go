@@ -36,26 +36,21 @@ func TestRecordingCPU(t *testing.T) {
 			p.waitVideo(tt.participants-1, 30*time.Second)
 			time.Sleep(2 * time.Second) // the pages settle (their encoders ramp up)
 			before := processCPU(t, recorderPID)
-			r := p.rec("start", sid, fmt.Sprintf(`{"name":"cpu","outputMode":"COMPOSED","resolution":"%dx%d","frameRate":25}`, tt.width, tt.height))
-			if r.Recording == nil || r.Recording.Status != "started" {
-				t.Fatalf("startRecording: %+v", r)
-			}
+			id := p.startRecording(sid, fmt.Sprintf(`{"name":"cpu","outputMode":"COMPOSED","resolution":"%dx%d","frameRate":25}`, tt.width, tt.height))
 			started := time.Now()
 			time.Sleep(length)
 			capture := processCPU(t, recorderPID) - before
-			if r := p.rec("stop", r.Recording.ID); r.Recording == nil || r.Recording.Status != "stopped" {
-				t.Fatalf("stopRecording: %+v", r)
-			}
+			p.stopRecording(id)
 			wall := time.Since(started)
 			stopped := time.Now()
-			ready := p.waitRecording(r.Recording.ID, "ready", 120*time.Second)
+			ready := p.waitRecording(id, "ready", 120*time.Second)
 			renderTook := time.Since(stopped)
 			all := processCPU(t, recorderPID) - before
 			t.Logf("%s, %s: capture %s CPU (%.1f%% of a core), render %s CPU in %s (FFmpeg included), %d bytes",
 				name, wall.Round(100*time.Millisecond), capture.Round(10*time.Millisecond), 100*capture.Seconds()/wall.Seconds(),
 				(all - capture).Round(10*time.Millisecond), renderTook.Round(100*time.Millisecond), ready.Size)
 
-			file := filepath.Join(dc.RecordingPath, r.Recording.ID, "cpu.mp4")
+			file := filepath.Join(dc.RecordingPath, id, "cpu.mp4")
 			info := ffprobe(t, file)
 			for _, s := range info.Streams {
 				if s.CodecType == "video" && (s.CodecName != "h264" || s.Width != tt.width || s.Height != tt.height) {
@@ -84,7 +79,7 @@ func TestRecordingCPU(t *testing.T) {
 			if t.Failed() {
 				return // the file stays for a look, until chorus dev exits
 			}
-			if r := p.rec("delete", r.Recording.ID); !r.Deleted {
+			if r := p.rec("delete", id); !r.Deleted {
 				t.Errorf("deleteRecording: %+v", r)
 			}
 			p.reset()

@@ -406,8 +406,15 @@ func (w *Worker) capture(ctx context.Context, rec *store.Recording) (*store.Reco
 		}
 		snap, err := w.cfg.Store.Load(ctx, rec.SessionID)
 		if errors.Is(err, store.ErrNotFound) {
-			// The session closed: the recording stops with it.
-			return recordings.Stop(ctx, w.cfg.Store, rec.ID, sess.endReason(), store.NowMillis())
+			// The session closed: the recording stops with it, unless
+			// what closed it stopped it first (the automatic stop of an
+			// empty session stops the recording, then closes the session,
+			// maybe between the two reads above): render it as it is.
+			stopped, err := recordings.Stop(ctx, w.cfg.Store, rec.ID, sess.endReason(), store.NowMillis())
+			if errors.Is(err, recordings.ErrNotStarted) {
+				return w.cfg.Store.LoadRecording(ctx, rec.ID)
+			}
+			return stopped, err
 		}
 		if err != nil {
 			return nil, err
