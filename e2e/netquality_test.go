@@ -128,8 +128,17 @@ func TestNetworkQuality(t *testing.T) {
 			if l := levelOf(pg, insideID); l < step.lo || l > step.hi {
 				t.Errorf("uplink loss %d %%: a page was told %d after %s more, want %d..%d", step.loss, l, 3*interval, step.lo, step.hi)
 			}
-			if l := levelOf(pg, rootID); l < 4 {
-				t.Errorf("uplink loss %d %% on the other page: the root page's level fell to %d", step.loss, l)
+			// The other connection keeps its own level: 4-5 on clean
+			// links; while the namespaced publisher's stream arrives lossy
+			// and slowing, the root page's bandwidth estimate for it may
+			// dip below what it is sent (a cap at 3, or 2), never to the
+			// lossy link's 1.
+			floor := 4
+			if step.loss > 0 {
+				floor = 2
+			}
+			if l := levelOf(pg, rootID); l < floor {
+				t.Errorf("uplink loss %d %% on the other page: the root page's level fell to %d (want %d or more)", step.loss, l, floor)
 			}
 		}
 	}

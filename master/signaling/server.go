@@ -107,6 +107,12 @@ type Server struct {
 	all     map[*socket]struct{}
 	joined  map[store.Wake]*socket // by session and connection
 	wg      sync.WaitGroup
+	// undetached are participants whose socket closed while Redis could
+	// not record it (Detach failed): Run retries until it can, or until
+	// the participant is back on a socket here. Without the retry the
+	// participant stayed attached to this master for good, a ghost that
+	// no grace period ever evicts.
+	undetached map[store.Wake]struct{}
 
 	// attach serializes, per session (striped), a resumption's Reattach
 	// and register with a closed socket's unregister and Detach. Without
@@ -141,7 +147,8 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Server{cfg: cfg, secret: credential.New(cfg.Secret), log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{}}
+	return &Server{cfg: cfg, secret: credential.New(cfg.Secret), log: cfg.Logger, all: map[*socket]struct{}{}, joined: map[store.Wake]*socket{},
+		undetached: map[store.Wake]struct{}{}}
 }
 
 // ServeHTTP upgrades a request to /openvidu and serves the socket until it
@@ -201,6 +208,8 @@ func (s *Server) unregister(sk *socket, sid protocol.SessionID, cid protocol.Con
 // Run dispatches outbox wake-ups to sockets until ctx ends, following the
 // master's incarnation.
 func (s *Server) Run(ctx context.Context) error {
+	retry := time.NewTicker(time.Second)
+	defer retry.Stop()
 	for ctx.Err() == nil {
 		changed := s.cfg.Incarnation.Changed()
 		subCtx, cancel := context.WithCancel(ctx)
@@ -220,11 +229,53 @@ func (s *Server) Run(ctx context.Context) error {
 				if sk != nil {
 					sk.wake()
 				}
+			case <-retry.C:
+				s.retryDetaches(ctx)
 			}
 		}
 		cancel()
 	}
 	return nil
+}
+
+// detachLater queues a participant whose Detach failed for retryDetaches.
+func (s *Server) detachLater(sid protocol.SessionID, cid protocol.ConnectionID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.undetached[store.Wake{SessionID: sid, ConnectionID: cid}] = struct{}{}
+}
+
+// retryDetaches detaches the queued participants that have no socket here
+// again, under their session's attach lock (as a closing socket does).
+func (s *Server) retryDetaches(ctx context.Context) {
+	s.mu.Lock()
+	pending := make([]store.Wake, 0, len(s.undetached))
+	for w := range s.undetached {
+		pending = append(pending, w)
+	}
+	s.mu.Unlock()
+	for _, w := range pending {
+		attach := s.attachLock(w.SessionID)
+		attach.Lock()
+		s.mu.Lock()
+		back := s.joined[w] != nil
+		if back {
+			delete(s.undetached, w)
+		}
+		s.mu.Unlock()
+		if !back {
+			dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := s.cfg.Sessions.Detach(dctx, w.SessionID, w.ConnectionID)
+			cancel()
+			if err == nil {
+				s.mu.Lock()
+				delete(s.undetached, w)
+				s.mu.Unlock()
+				s.log.Info("participant detached after a failed attempt", "session", w.SessionID, "connection", w.ConnectionID)
+			}
+		}
+		attach.Unlock()
+	}
 }
 
 // CloseAll closes every socket with "going away": openvidu-browser reconnects

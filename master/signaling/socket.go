@@ -159,7 +159,8 @@ func (sk *socket) serve(parent context.Context) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := sk.srv.cfg.Sessions.Detach(ctx, sid, cid); err != nil {
-			sk.srv.log.Warn("detach participant", "session", sid, "connection", cid, "err", err)
+			sk.srv.log.Warn("detach participant: retried every second", "session", sid, "connection", cid, "err", err)
+			sk.srv.detachLater(sid, cid)
 		}
 	}
 }

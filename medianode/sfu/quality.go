@@ -164,14 +164,18 @@ func (m *rttMeter) observe(ssrc uint32, blocks []rtcp.ReceptionReport, now time.
 // estimate only tracks what it receives (it grows to about 1.5 times that
 // and no further), so an estimate below what is sent means little while it
 // climbs (the sender just sped up); it means congestion when it falls: the
-// estimator lowers it only on overuse, to 0.85 times the rate received.
-// The headroom (netquality.Sample.Headroom) is estimate / rate of the
-// latest falling estimate below 0.85 times the rate sent, held for a while.
+// estimator lowers it only on overuse, to 0.85 times the rate received,
+// unless what it receives fell (a publisher slowed down, after its own
+// uplink's loss say): an estimate falling while the rate sent did not is
+// congestion. The headroom (netquality.Sample.Headroom) is estimate / rate
+// of the latest such estimate below 0.85 times the rate sent, held for a
+// while.
 type rembMeter struct {
 	mu           sync.Mutex
 	lastBytes    uint64
 	lastAt       time.Time
 	lastEstimate float64
+	lastRate     float64 // bits/s sent between the two previous estimates
 	headroom     float64
 	at           time.Time // of headroom
 }
@@ -194,8 +198,9 @@ func (m *rembMeter) observe(estimate float64, sentBytes uint64, now time.Time) {
 		return // too short to measure a rate: the next estimate will
 	}
 	rate := float64(sentBytes-m.lastBytes) * 8 / elapsed.Seconds()
-	m.lastBytes, m.lastAt = sentBytes, now
-	if falling && rate >= minMeasuredBitrate && estimate < 0.85*rate {
+	steady := m.lastRate > 0 && rate >= 0.9*m.lastRate
+	m.lastBytes, m.lastAt, m.lastRate = sentBytes, now, rate
+	if falling && steady && rate >= minMeasuredBitrate && estimate < 0.85*rate {
 		m.headroom, m.at = estimate/rate, now
 	}
 }

@@ -114,6 +114,8 @@ func TestREMBMeter(t *testing.T) {
 			[]report{{200_000, 125_000}, {300_000, 125_000}, {450_000, 125_000}, {600_000, 125_000}}, 0},
 		{"above the rate: nothing to say", []report{{1_500_000, 125_000}, {1_400_000, 125_000}}, 0},
 		{"falling below 0.85 of the rate: congestion", []report{{1_500_000, 125_000}, {1_200_000, 125_000}, {400_000, 125_000}}, 0.4},
+		{"falling as the rate sent falls (the publisher slowed down): not congestion",
+			[]report{{1_500_000, 125_000}, {1_200_000, 125_000}, {400_000, 60_000}}, 0},
 		{"falling, a tiny stream: nothing to say", []report{{100_000, 2_000}, {40_000, 2_000}}, 0},
 	} {
 		var m rembMeter
