@@ -177,9 +177,19 @@ func TestS3UploadRetries(t *testing.T) {
 			t.Fatal(err)
 		}
 		dir, mp4 := rendered(t, t.TempDir(), "ses_L")
-		time.AfterFunc(1500*time.Millisecond, srv.Restart)
+		// The service comes up 1.5 s late. The goroutine is the test's:
+		// it ends before the test does (Restart polls until the service
+		// answers, which may be after the upload went through).
+		up := make(chan struct{})
+		go func() {
+			defer close(up)
+			time.Sleep(1500 * time.Millisecond)
+			srv.Restart()
+		}()
 		begin := time.Now()
-		if err := st.Publish(ctx, "ses_L", dir); err != nil {
+		err = st.Publish(ctx, "ses_L", dir)
+		<-up
+		if err != nil {
 			t.Fatal(err)
 		}
 		if took := time.Since(begin); took < 1500*time.Millisecond {
