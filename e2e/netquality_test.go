@@ -68,28 +68,6 @@ func TestNetworkQuality(t *testing.T) {
 	inside.waitVideo(1, 45*time.Second)
 
 	both := func() []pageStats { return append(root.stats(), inside.stats()...) }
-	// waitLevel waits until both pages were told a level of cid within
-	// [lo, hi], and returns it with how long it took.
-	waitLevel := func(cid string, lo, hi int, timeout time.Duration) (int, time.Duration) {
-		t.Helper()
-		start := time.Now()
-		var seen []int
-		waitFor(t, fmt.Sprintf("both pages told a level of %s within %d..%d", cid, lo, hi), timeout, func() bool {
-			seen = seen[:0]
-			for _, pg := range both() {
-				seen = append(seen, levelOf(pg, cid))
-			}
-			for _, l := range seen {
-				if l < lo || l > hi {
-					return false
-				}
-			}
-			return true
-		}, func() string {
-			return fmt.Sprintf("levels seen by the two pages: %v; events: %+v", seen, qualityEvents(inside.stats()[0]))
-		})
-		return seen[0], time.Since(start)
-	}
 	count := func(cid string) int {
 		n := 0
 		for _, pg := range both() {
@@ -103,9 +81,9 @@ func TestNetworkQuality(t *testing.T) {
 	}
 
 	// A clean link: both connections are rated 4 or 5, and that stays.
-	level, took := waitLevel(insideID, 4, 5, 30*time.Second)
+	level, took := waitLevel(t, insideID, 4, 5, 30*time.Second, root, inside)
 	t.Logf("namespaced connection rated %d, %s after its video played", level, took.Round(time.Millisecond))
-	waitLevel(rootID, 4, 5, 30*time.Second)
+	waitLevel(t, rootID, 4, 5, 30*time.Second, root, inside)
 	before := count(insideID) + count(rootID)
 	time.Sleep(6 * interval)
 	if after := count(insideID) + count(rootID); after != before {
@@ -118,7 +96,7 @@ func TestNetworkQuality(t *testing.T) {
 	}{{10, 2, 4}, {30, 1, 2}, {0, 4, 5}}
 	for _, step := range steps {
 		ns.SetFirewall(netNSConfig{UDPLossPercent: step.loss})
-		level, took := waitLevel(insideID, step.lo, step.hi, 30*time.Second)
+		level, took := waitLevel(t, insideID, step.lo, step.hi, 30*time.Second, root, inside)
 		t.Logf("uplink loss %d %%: namespaced connection rated %d after %s (%d UDP packets dropped so far)",
 			step.loss, level, took.Round(time.Millisecond), ns.DroppedAtRandom())
 		// The level holds while the loss does (a 2 s window of a 50
@@ -148,24 +126,34 @@ func TestNetworkQuality(t *testing.T) {
 	// it, and its level with it, as the other page sees (the namespaced
 	// page's own WebSocket shares the starved link). Lifted: back up.
 	ns.LimitDownlink(300)
-	level, took = waitLevelOn(root, insideID, 1, 3, 30*time.Second)
+	level, took = waitLevel(t, insideID, 1, 3, 30*time.Second, root)
 	t.Logf("downlink capped at 300 kbit/s: the other page was told %d after %s", level, took.Round(time.Millisecond))
 	ns.LimitDownlink(0)
-	level, took = waitLevelOn(root, insideID, 4, 5, 30*time.Second)
+	level, took = waitLevel(t, insideID, 4, 5, 30*time.Second, root)
 	t.Logf("downlink cap lifted: the other page was told %d after %s", level, took.Round(time.Millisecond))
 	root.leave()
 	inside.leave()
 }
 
-// waitLevelOn waits until page p was told a level of cid within [lo, hi]
-// and returns it with how long it took.
-func waitLevelOn(p *pages, cid string, lo, hi int, timeout time.Duration) (int, time.Duration) {
-	p.t.Helper()
+// waitLevel waits until every page of ps was told a level of cid within
+// [lo, hi], and returns the first page's with how long it took.
+func waitLevel(t *testing.T, cid string, lo, hi int, timeout time.Duration, ps ...*pages) (int, time.Duration) {
+	t.Helper()
 	start := time.Now()
-	level := -1
-	waitFor(p.t, fmt.Sprintf("a level of %s within %d..%d", cid, lo, hi), timeout, func() bool {
-		level = levelOf(p.stats()[0], cid)
-		return level >= lo && level <= hi
-	}, func() string { return fmt.Sprintf("last level %d; events: %+v", level, qualityEvents(p.stats()[0])) })
-	return level, time.Since(start)
+	var seen []int
+	waitFor(t, fmt.Sprintf("%d page(s) told a level of %s within %d..%d", len(ps), cid, lo, hi), timeout, func() bool {
+		seen = seen[:0]
+		for _, p := range ps {
+			seen = append(seen, levelOf(p.stats()[0], cid))
+		}
+		for _, l := range seen {
+			if l < lo || l > hi {
+				return false
+			}
+		}
+		return true
+	}, func() string {
+		return fmt.Sprintf("levels seen by the pages: %v; events of the first: %+v", seen, qualityEvents(ps[0].stats()[0]))
+	})
+	return seen[0], time.Since(start)
 }

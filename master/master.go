@@ -181,7 +181,7 @@ func servingNodes(ctx context.Context, manager *medianodes.Manager) ([]string, e
 	}
 	var uris []string
 	for _, n := range nodes {
-		if (n.Status == medianodes.Running || n.Status == medianodes.WaitingIdle) && !n.Crashed() && n.URI != "" {
+		if medianodes.Serving(n) {
 			uris = append(uris, n.URI)
 		}
 	}

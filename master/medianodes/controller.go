@@ -223,7 +223,7 @@ func (c *Controller) round(ctx context.Context, leader protocol.MasterID) {
 	followed := map[protocol.NodeID]bool{}
 	for _, n := range nodes {
 		c.handle(ctx, leader, n, sessions[n.ID], now)
-		if (n.Status == Running || n.Status == WaitingIdle) && !n.Crashed() && n.URI != "" {
+		if Serving(n) {
 			followed[n.ID] = true
 			c.followers.follow(ctx, nodeAddr{ID: n.ID, URI: n.URI})
 		}

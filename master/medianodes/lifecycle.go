@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
+	"github.com/chorus-rtc/chorus/shared/store"
 )
 
 // The statuses, re-exported for readability.
@@ -52,6 +53,12 @@ func transitions(from string) []string {
 
 // Allowed reports whether a node may go from one status to another.
 func Allowed(from, to string) bool { return slices.Contains(transitions(from), to) }
+
+// Serving reports whether a node carries sessions and can be called:
+// running or waiting to be idle, not crashed, with its internal URL known.
+func Serving(n store.MediaNodeInfo) bool {
+	return (n.Status == Running || n.Status == WaitingIdle) && !n.Crashed() && n.URI != ""
+}
 
 // Valid reports whether s is a status name.
 func Valid(s string) bool { return slices.Contains(Statuses(), s) }

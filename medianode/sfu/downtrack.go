@@ -51,9 +51,10 @@ type downTrack struct {
 	sent atomic.Uint64 // packets written, for tests and the endpoint listing
 	// rtt is the subscriber's round-trip time from its receiver reports.
 	rtt rttMeter
-	// sentBytes counts the bytes written; remb compares them with the
+	// sentBytes counts the bytes written (under mu, which write holds
+	// anyway: no atomic per forwarded packet); remb compares them with the
 	// subscriber's bandwidth estimates.
-	sentBytes atomic.Uint64
+	sentBytes uint64
 	remb      rembMeter
 }
 
@@ -135,7 +136,7 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) int {
 	d.lastWrite = now
 	d.sent.Add(1)
 	n := out.MarshalSize() + len(payload)
-	d.sentBytes.Add(uint64(n))
+	d.sentBytes += uint64(n)
 	return n
 }
 
@@ -178,7 +179,10 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 			d.fw.requestKeyframe()
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			if d.fw.kind == webrtc.RTPCodecTypeVideo {
-				d.remb.observe(float64(p.Bitrate), d.sentBytes.Load(), time.Now())
+				d.mu.Lock()
+				sent := d.sentBytes
+				d.mu.Unlock()
+				d.remb.observe(float64(p.Bitrate), sent, time.Now())
 			}
 		case *rtcp.ReceiverReport:
 			d.mu.Lock()
