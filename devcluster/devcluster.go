@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
-	r := &runner{cfg: cfg, log: cfg.Logger}
+	r := &runner{cfg: cfg, log: cfg.Logger, promised: map[int]bool{cfg.Port: true}}
 	defer r.stopAll()
 	state, err := r.start(ctx)
 	if err != nil {
@@ -177,6 +177,12 @@ type runner struct {
 	procs []*process
 	wg    sync.WaitGroup
 
+	// promised holds the ports handed to a process that may not have bound
+	// them yet (the proxy's --port from the start): the kernel would give
+	// a just-closed probe port out again, and two processes would race
+	// for it.
+	promised map[int]bool
+
 	redisAddr    string
 	launchedLogs string   // logs of the media nodes the masters launched
 	tempDirs     []string // removed once every process stopped
@@ -205,7 +211,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	state := &State{URL: "http://" + publicAddr, Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
 	redisAddr := cfg.RedisAddr
 	if redisAddr == "" {
-		port, err := freeTCPPort()
+		port, err := r.freeTCPPort()
 		if err != nil {
 			return nil, err
 		}
@@ -259,7 +265,7 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		recording = []string{"--recording-enabled", "--recording-path", path}
 	}
 	for i := 1; i <= cfg.Masters; i++ {
-		port, err := freeTCPPort()
+		port, err := r.freeTCPPort()
 		if err != nil {
 			return nil, err
 		}
@@ -279,17 +285,17 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 		}
 	}
 	for i := 1; i <= cfg.MediaNodes; i++ {
-		port, err := freeTCPPort()
+		port, err := r.freeTCPPort()
 		if err != nil {
 			return nil, err
 		}
-		udp, err := freeUDPPort(cfg.MediaIP)
+		udp, err := r.freeUDPPort(cfg.MediaIP)
 		if err != nil {
 			return nil, err
 		}
 		tcp := -1
 		if cfg.ICETCP {
-			if tcp, err = freeTCPPortOn(cfg.MediaIP); err != nil {
+			if tcp, err = r.freeTCPPortOn(cfg.MediaIP); err != nil {
 				return nil, err
 			}
 		}
@@ -350,11 +356,11 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 func (r *runner) startTurn(ctx context.Context, common []string) ([]string, error) {
 	var urls []string
 	for i := 1; i <= r.cfg.TurnServers; i++ {
-		port, err := freeUDPAndTCPPort(r.cfg.MediaIP)
+		port, err := r.freeUDPAndTCPPort(r.cfg.MediaIP)
 		if err != nil {
 			return nil, err
 		}
-		tlsPort, err := freeTCPPortOn(r.cfg.MediaIP)
+		tlsPort, err := r.freeTCPPortOn(r.cfg.MediaIP)
 		if err != nil {
 			return nil, err
 		}
@@ -386,9 +392,9 @@ func (r *runner) startTurn(ctx context.Context, common []string) ([]string, erro
 
 // freeUDPAndTCPPort finds a port free for both UDP and TCP on ip (TURN
 // listens on both).
-func freeUDPAndTCPPort(ip string) (int, error) {
+func (r *runner) freeUDPAndTCPPort(ip string) (int, error) {
 	for range 20 {
-		port, err := freeUDPPort(ip)
+		port, err := r.freeUDPPort(ip)
 		if err != nil {
 			return 0, err
 		}
@@ -527,27 +533,49 @@ func dialable(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-func freeTCPPort() (int, error) {
-	return freeTCPPortOn("127.0.0.1")
+func (r *runner) freeTCPPort() (int, error) {
+	return r.freeTCPPortOn("127.0.0.1")
 }
 
-func freeTCPPortOn(ip string) (int, error) {
-	l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(ip)})
-	if err != nil {
-		return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+// freeTCPPortOn and freeUDPPort return a port the kernel reports free on
+// ip and that no process of the cluster was promised yet; the port is
+// promised from then on.
+func (r *runner) freeTCPPortOn(ip string) (int, error) {
+	return r.promise(func() (int, error) {
+		l, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			return 0, fmt.Errorf("find a free TCP port on %s: %w", ip, err)
+		}
+		defer func() { _ = l.Close() }()
+		return l.Addr().(*net.TCPAddr).Port, nil
+	})
 }
 
-func freeUDPPort(ip string) (int, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
-	if err != nil {
-		return 0, fmt.Errorf("find a free UDP port: %w", err)
+func (r *runner) freeUDPPort(ip string) (int, error) {
+	return r.promise(func() (int, error) {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			return 0, fmt.Errorf("find a free UDP port on %s: %w", ip, err)
+		}
+		defer func() { _ = c.Close() }()
+		return c.LocalAddr().(*net.UDPAddr).Port, nil
+	})
+}
+
+func (r *runner) promise(probe func() (int, error)) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for range 20 {
+		port, err := probe()
+		if err != nil {
+			return 0, err
+		}
+		if !r.promised[port] {
+			r.promised[port] = true
+			return port, nil
+		}
 	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	_ = c.Close()
-	return port, nil
+	return 0, errors.New("find a free port: the kernel kept offering ports already promised")
 }
 
 var errExited = errors.New("process exited during start-up")

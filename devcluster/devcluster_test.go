@@ -82,3 +82,43 @@ func TestSecretsStayOffCommandLines(t *testing.T) {
 		}
 	}
 }
+
+// TestPortsArePromisedOnce: a port probed free is never handed out twice,
+// nor is the proxy's --port, which is promised before the proxy binds it
+// (CI saw a media node take the proxy's port for ICE-TCP: the kernel gave
+// the closed probe port out again).
+func TestPortsArePromisedOnce(t *testing.T) {
+	r := &runner{promised: map[int]bool{4443: true}}
+	offers := []int{4443, 5000, 5000, 4443, 5001}
+	probe := func() (int, error) {
+		p := offers[0]
+		offers = offers[1:]
+		return p, nil
+	}
+	for _, want := range []int{5000, 5001} {
+		got, err := r.promise(probe)
+		if err != nil || got != want {
+			t.Fatalf("promise = %d, %v; want %d", got, err, want)
+		}
+	}
+	stuck := func() (int, error) { return 4443, nil }
+	if got, err := r.promise(stuck); err == nil {
+		t.Fatalf("promise gave %d from a probe that only offers a promised port", got)
+	}
+	for range 50 {
+		p, err := r.freeTCPPortOn("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		q, err := r.freeUDPPort("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p == 4443 || q == 4443 {
+			t.Fatal("the proxy's port was handed out")
+		}
+	}
+	if len(r.promised) != 103 {
+		t.Fatalf("%d ports promised, want 103 distinct ones", len(r.promised))
+	}
+}
