@@ -571,6 +571,9 @@ func (r *runner) promise(probe func() (int, error)) (int, error) {
 			return 0, err
 		}
 		if !r.promised[port] {
+			if r.promised == nil {
+				r.promised = map[int]bool{}
+			}
 			r.promised[port] = true
 			return port, nil
 		}
