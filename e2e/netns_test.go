@@ -183,6 +183,21 @@ func (n *netNS) LimitDownlink(kbit int) {
 	}
 }
 
+// LimitUplink caps what the namespace sends out to kbit kbit/s (tc tbf on
+// the namespace's side of the veth, queueing at most 200 ms); 0 lifts the
+// cap. The qdisc goes with the namespace.
+func (n *netNS) LimitUplink(kbit int) {
+	n.t.Helper()
+	_ = exec.Command("ip", "netns", "exec", n.Name, "tc", "qdisc", "del", "dev", n.nsIf, "root").Run() // none yet: fine
+	if kbit == 0 {
+		return
+	}
+	args := []string{"netns", "exec", n.Name, "tc", "qdisc", "add", "dev", n.nsIf, "root", "tbf", "rate", fmt.Sprintf("%dkbit", kbit), "burst", "16kbit", "latency", "200ms"}
+	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+		n.t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
 // Ruleset is the namespace's nftables ruleset, with its counters.
 func (n *netNS) Ruleset() string {
 	out, err := exec.Command("ip", "netns", "exec", n.Name, "nft", "list", "ruleset").CombinedOutput()

@@ -132,7 +132,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 	m := &Master{
 		cluster: cfg.Cluster, clusterSecret: credential.New(cfg.Cluster.ClusterSecret), cfg: mc, id: id, inc: inc, log: log, store: st, sessions: sessions, startedAt: time.Now(),
 		signaling: signaling.New(signaling.Config{
-			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted,
+			Sessions: sessions, Store: st, Incarnation: inc, Secret: cfg.Cluster.Secret, TrustedProxies: trusted, VideoSimulcast: mc.VideoSimulcast,
 			MaxMessageBytes: mc.MaxMessageBytes, JoinTimeout: mc.JoinTimeout, MaxPingInterval: mc.MaxPingInterval, RequestTimeout: mc.RequestTimeout, HoldTimeout: nc.HoldTimeout, DepartureDelay: mc.DepartureDelay,
 			Limits:            signaling.Limits{SignalsPerSecond: lim.SignalsPerSecond, HeldRequests: lim.HeldRequests},
 			OnRequest:         func(method string, failed bool, took time.Duration) { mx.RPC(method, failed, took) },

@@ -8,6 +8,7 @@
 //   stats                      -> {"pages": [{"connectionId", "videos": [...], "events": [...]}]}
 //   gaps <sinceMs>             -> {"pages": [{"connectionId", "gaps": [{"connectionId", "maxGapMs", ...}]}]}
 //   transports                 -> {"pages": [{"connectionId", "transports": [{"kind", "local", "remote", ...}]}]}
+//   videostats                 -> {"pages": [{"connectionId", "videos": [{"kind", "connectionId", "rtp": [...]}]}]}
 //   timings                    -> {"pages": [{"connectionId", "timings": {"joinStartedAt", "firstFrames", ...}}]}
 //   rec start <sessionId> <json RecordingProperties>
 //   rec stop|get|delete <recordingId>
@@ -18,7 +19,8 @@
 //   quit                       -> exits
 // CHORUS_CHROMIUM_ARGS adds Chromium flags (space-separated);
 // CHORUS_ICE_TRANSPORT_POLICY ("relay") goes to openvidu-browser's advanced
-// configuration (rtcConfiguration.iceTransportPolicy).
+// configuration (rtcConfiguration.iceTransportPolicy); CHORUS_RESOLUTION
+// ("1280x720") is the publishers' camera resolution (default 640x480).
 'use strict';
 
 // stdout carries the answers only: openvidu-node-client logs there (for
@@ -55,6 +57,7 @@ async function join(sessionId, count, mediaNode) {
     await page.waitForFunction(() => !!window.chorusDemo && typeof OpenVidu === 'function');
     const conn = await session.createConnection({ data: sessionId + '-' + i });
     const options = process.env.CHORUS_ICE_TRANSPORT_POLICY ? { iceTransportPolicy: process.env.CHORUS_ICE_TRANSPORT_POLICY } : {};
+    if (process.env.CHORUS_RESOLUTION) options.resolution = process.env.CHORUS_RESOLUTION;
     ids.push(await page.evaluate(([token, name, debug, opts]) => window.chorusDemo.join(token, name, debug, opts),
       [conn.token, 'page' + pages.length, !!process.env.CHORUS_PAGE_LOGS, options]));
     await page.evaluate(() => window.chorusDemo.trackFrames());
@@ -86,6 +89,13 @@ async function gaps(since) {
     connectionId: window.chorusDemo.connectionId(),
     gaps: window.chorusDemo.frameGaps(s),
   }), since)));
+}
+
+async function videoStats() {
+  return Promise.all(pages.map(async (p) => ({
+    connectionId: await p.evaluate(() => window.chorusDemo.connectionId()),
+    videos: await p.evaluate(() => window.chorusDemo.videoStats()),
+  })));
 }
 
 async function transports() {
@@ -133,6 +143,7 @@ async function stats() {
       else if (cmd === 'gaps') reply({ pages: await gaps(Number(args[0])) });
       else if (cmd === 'stats') reply({ pages: await stats() });
       else if (cmd === 'transports') reply({ pages: await transports() });
+      else if (cmd === 'videostats') reply({ pages: await videoStats() });
       else if (cmd === 'timings') reply({ pages: await timings() });
       else if (cmd === 'reset') {
         for (const p of pages) await p.evaluate(() => window.chorusDemo.leave());

@@ -127,7 +127,7 @@ func (sk *socket) joinRoom(ctx context.Context, raw json.RawMessage) (any, error
 	result := protocol.JoinRoomResult{
 		ID: string(c.ID), FinalUserID: string(c.ID), CreatedAt: c.ActiveAt, Metadata: session.Metadata(c),
 		Value: []protocol.RemoteConnection{}, Session: string(res.Session.ID), SessionID: c.RPCSessionID,
-		Version: protocol.Version, MediaServer: protocol.MediaServer, VideoSimulcast: false,
+		Version: protocol.Version, MediaServer: protocol.MediaServer, VideoSimulcast: sk.srv.cfg.VideoSimulcast,
 		Life: res.Session.Life, Record: c.Record, Role: c.Role, CustomIceServers: sk.srv.cfg.Sessions.ICEServers(c, time.Now()),
 	}
 	for _, o := range res.Others {

@@ -31,6 +31,10 @@ type Config struct {
 	Incarnation *session.Incarnation
 	// Secret is the OpenVidu secret (joinRoom's "secret" joins without a token).
 	Secret string
+	// VideoSimulcast is joinRoom's videoSimulcast (OPENVIDU_WEBRTC_SIMULCAST):
+	// openvidu-browser then publishes simulcast video unless the publisher
+	// says otherwise.
+	VideoSimulcast bool
 	// TrustedProxies are the proxies in front of the Chorus proxy
 	// (proxy.trusted_proxies): skipped from the end of X-Forwarded-For when
 	// a participant's IP is reported.

@@ -20,7 +20,13 @@ var errCodecNotNegotiated = errors.New("the subscriber did not accept the track'
 // TrackLocal bound to the subscriber's peer connection. It rewrites SSRC and
 // payload type to the subscriber's negotiated values and keeps sequence
 // numbers and timestamps continuous across a change of source (a publisher
-// that reconnected), so the subscriber's decoder never sees a jump.
+// that reconnected, or another simulcast layer), so the subscriber's decoder
+// never sees a jump.
+//
+// Of a simulcast track it forwards one layer, cur, and switches to target
+// at target's next keyframe (never mid-frame: the decoder could not use
+// the new layer's delta frames); VP8 picture ids and TL0PICIDX continue
+// across the switch too. A target of -1 pauses the video (noLayer).
 type downTrack struct {
 	id       string
 	streamID string
@@ -28,6 +34,9 @@ type downTrack struct {
 	stats    *Stats
 
 	bound atomic.Bool
+	// stopSelect ends the layer selection of a simulcast video track
+	// (started by Bind, closed by Unbind).
+	stopSelect chan struct{}
 
 	// mu guards the binding and the rewriting state: the forwarder's read loop
 	// and the subscriber's NACK handler both write.
@@ -36,19 +45,29 @@ type downTrack struct {
 	pt     uint8
 	writer webrtc.TrackLocalWriter
 
-	started   bool
-	gen       uint32
-	seqOffset uint16
-	tsOffset  uint32
+	cur, target int
+	started     bool
+	// seg maps the source being forwarded to the subscriber's numbering;
+	// history keeps the last segments so that NACKs of packets sent before
+	// a switch are answered from the right layer.
+	seg       segment
+	history   [segmentHistory]segment
+	histNext  int
 	lastSeq   uint16
 	lastTS    uint32
 	lastWrite time.Time
+	// lastPic and lastTL0 are the last VP8 picture id (15 bits) and
+	// TL0PICIDX sent, for simulcast tracks.
+	lastPic   uint16
+	lastTL0   uint8
 	rtxBuf    [maxPacketSize]byte
+	rewritten [maxPacketSize]byte
 	// out is the header being written, reused: passed to the writer
 	// interface, a local would escape and cost an allocation per packet.
 	out rtp.Header
 
-	sent atomic.Uint64 // packets written, for tests and the endpoint listing
+	sent     atomic.Uint64 // packets written, for tests and the endpoint listing
+	switches atomic.Uint64 // layer switches done
 	// rtt is the subscriber's round-trip time from its receiver reports.
 	rtt rttMeter
 	// sentBytes counts the bytes written (under mu, which write holds
@@ -58,8 +77,32 @@ type downTrack struct {
 	remb      rembMeter
 }
 
+// noLayer is a down track's layer when it forwards none: not started, or
+// paused.
+const noLayer = -1
+
+// segmentHistory is how many past sources a down track can still answer
+// NACKs from.
+const segmentHistory = 8
+
+// segment is one run of packets from one source, as the subscriber numbers
+// them: outgoing = incoming + offset (modulo each field's width).
+type segment struct {
+	fromSeq   uint16 // the subscriber's first sequence number of the run
+	layer     int
+	gen       uint32
+	seqOffset uint16
+	tsOffset  uint32
+	picDelta  uint16
+	tl0Delta  uint8
+}
+
 func newDownTrack(fw *forwarder, stats *Stats) *downTrack {
-	return &downTrack{id: fw.kind.String(), streamID: fw.streamID, fw: fw, stats: stats}
+	d := &downTrack{id: fw.kind.String(), streamID: fw.streamID, fw: fw, stats: stats}
+	if fw.simulcast.Load() {
+		d.cur, d.target = noLayer, noLayer
+	}
+	return d
 }
 
 // ID implements webrtc.TrackLocal.
@@ -82,10 +125,17 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 		if strings.EqualFold(c.MimeType, d.fw.codec.MimeType) {
 			d.mu.Lock()
 			d.ssrc, d.pt, d.writer = uint32(ctx.SSRC()), uint8(c.PayloadType), ctx.WriteStream()
+			simulcast := d.cur == noLayer
 			d.mu.Unlock()
 			d.bound.Store(true)
 			d.fw.addDownTrack(d)
-			d.fw.requestKeyframe() // the new subscriber can only start decoding at a keyframe
+			if simulcast {
+				d.stopSelect = make(chan struct{})
+				d.selectLayer(time.Now())
+				go d.runSelection(d.stopSelect)
+			} else {
+				d.fw.requestKeyframe(0) // the new subscriber can only start decoding at a keyframe
+			}
 			return c, nil
 		}
 	}
@@ -96,36 +146,127 @@ func (d *downTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameter
 func (d *downTrack) Unbind(webrtc.TrackLocalContext) error {
 	d.bound.Store(false)
 	d.fw.removeDownTrack(d)
+	if d.stopSelect != nil {
+		close(d.stopSelect)
+		d.stopSelect = nil
+	}
 	return nil
 }
 
-// write forwards one packet of source generation gen and returns the
-// bytes written (0: not written). The caller counts them in Stats.
-func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) int {
+// selectionInterval is how often a simulcast down track reconsiders its
+// layer.
+const selectionInterval = 250 * time.Millisecond
+
+// layerTimeout is how long a layer may stay silent before it counts as
+// stopped: a browser stops an encoding its uplink cannot carry (30 frames
+// per second: 33 ms apart; a keyframe takes longer on a slow uplink).
+const layerTimeout = 1 * time.Second
+
+func (d *downTrack) runSelection(stop <-chan struct{}) {
+	tick := time.NewTicker(selectionInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			d.selectLayer(now)
+		}
+	}
+}
+
+// layerStable is how long a layer must have been arriving before a down
+// track moves up to it: a browser resumes an encoding it had stopped at a
+// low bitrate and may stop it again while its estimate settles, and each
+// switch costs the subscriber a keyframe.
+const layerStable = 2 * time.Second
+
+// selectLayer targets the best layer the publisher is sending: the current
+// one or a lower one as long as it arrives, a higher one once it has been
+// arriving for layerStable (any one that arrives, to start). It asks for the target's keyframe until the
+// switch happened.
+func (d *downTrack) selectLayer(now time.Time) {
+	live, stable := d.fw.live(now)
+	cur := d.layer()
+	target := noLayer
+	for i := int(d.fw.layerCount.Load()) - 1; i >= 0; i-- {
+		if stable[i] || live[i] && (i <= cur || cur == noLayer) {
+			target = i
+			break
+		}
+	}
+	if target == noLayer {
+		return // nothing arrives: keep what was chosen until something does
+	}
+	d.setTarget(target)
+}
+
+// setTarget makes layer the one to forward from its next keyframe on (a
+// keyframe is requested); noLayer pauses the track at once.
+func (d *downTrack) setTarget(layer int) {
+	d.mu.Lock()
+	if layer != d.target {
+		d.fw.log.Debug("simulcast layer target", "stream", d.streamID, "from", d.target, "to", layer, "forwarding", d.cur)
+	}
+	d.target = layer
+	if layer == noLayer {
+		d.cur = noLayer
+	}
+	pending := layer != d.cur
+	d.mu.Unlock()
+	if pending {
+		d.fw.requestKeyframe(layer)
+	}
+}
+
+// layer returns the layer forwarded (noLayer: none).
+func (d *downTrack) layer() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cur
+}
+
+// write forwards one packet and returns the bytes written (0: not
+// written). The caller counts them in Stats.
+func (d *downTrack) write(h *rtp.Header, payload []byte, src packetSource) int {
 	if !d.bound.Load() {
 		return 0
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	switched := false
+	if src.layer != d.cur {
+		if src.layer != d.target || !src.keyframe {
+			return 0
+		}
+		if d.started {
+			d.switches.Add(1)
+		}
+		d.fw.log.Debug("simulcast layer switch", "stream", d.streamID, "from", d.cur, "to", src.layer)
+		d.cur, switched = src.layer, true
+	}
 	now := time.Now()
+	vp8 := d.fw.simulcast.Load() && strings.EqualFold(d.fw.codec.MimeType, webrtc.MimeTypeVP8)
 	if !d.started {
-		d.started, d.gen = true, gen
-	} else if gen != d.gen {
-		// New source: continue right after the last packet sent, and advance
-		// the timestamp by the wall-clock time elapsed since.
-		d.gen = gen
-		d.seqOffset = d.lastSeq + 1 - h.SequenceNumber
-		elapsed := uint32(now.Sub(d.lastWrite).Seconds() * float64(d.fw.codec.ClockRate))
-		d.tsOffset = d.lastTS + max(elapsed, 1) - h.Timestamp
+		d.started = true
+		d.seg = segment{fromSeq: h.SequenceNumber, layer: src.layer, gen: src.gen}
+		d.pushSegment()
+	} else if switched || src.gen != d.seg.gen {
+		// Another layer, a layer resumed after a pause (what was not sent
+		// meanwhile must not look lost), or a new source.
+		d.startSegment(h, payload, src, now, vp8)
 	}
 	out := &d.out
 	*out = *h
 	out.SSRC, out.PayloadType = d.ssrc, d.pt
-	out.SequenceNumber = h.SequenceNumber + d.seqOffset
-	out.Timestamp = h.Timestamp + d.tsOffset
+	out.SequenceNumber = h.SequenceNumber + d.seg.seqOffset
+	out.Timestamp = h.Timestamp + d.seg.tsOffset
 	// Header extension ids are the publisher's negotiation, not the
 	// subscriber's: drop them.
 	out.Extension, out.Extensions, out.ExtensionProfile = false, nil, 0
+	if vp8 {
+		payload = d.rewritePicture(payload, d.seg, true)
+	}
 	if _, err := d.writer.WriteRTP(out, payload); err != nil {
 		d.stats.WriteErrors.Add(1)
 		return 0
@@ -140,16 +281,79 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, gen uint32) int {
 	return n
 }
 
+// startSegment continues the subscriber's numbering with a new source (a
+// reconnected publisher, or another layer at its keyframe): right after
+// the last packet sent, the timestamp advanced by the wall-clock time
+// elapsed since, VP8 picture ids after the last one.
+func (d *downTrack) startSegment(h *rtp.Header, payload []byte, src packetSource, now time.Time, vp8 bool) {
+	elapsed := uint32(now.Sub(d.lastWrite).Seconds() * float64(d.fw.codec.ClockRate))
+	seg := segment{
+		fromSeq: d.lastSeq + 1, layer: src.layer, gen: src.gen,
+		seqOffset: d.lastSeq + 1 - h.SequenceNumber,
+		tsOffset:  d.lastTS + max(elapsed, 1) - h.Timestamp,
+	}
+	if vp8 {
+		if desc, ok := parseVP8Descriptor(payload); ok {
+			seg.picDelta = (d.lastPic + 1 - desc.pictureID) & 0x7fff
+			seg.tl0Delta = d.lastTL0 + 1 - desc.tl0
+		}
+	}
+	d.seg = seg
+	d.pushSegment()
+}
+
+func (d *downTrack) pushSegment() {
+	d.history[d.histNext] = d.seg
+	d.histNext = (d.histNext + 1) % segmentHistory
+}
+
+// segmentOf returns the segment an outgoing sequence number was sent in.
+func (d *downTrack) segmentOf(seq uint16) (segment, bool) {
+	for k := 1; k <= segmentHistory; k++ {
+		s := d.history[(d.histNext-k+segmentHistory)%segmentHistory]
+		if s.gen == 0 {
+			break
+		}
+		if s.fromSeq == seq || seqNewer(seq, s.fromSeq) {
+			return s, true
+		}
+	}
+	return segment{}, false
+}
+
+// rewritePicture returns a VP8 payload with seg's picture id and TL0PICIDX
+// deltas applied (payload itself when both are 0); track records the ids
+// as the last ones sent.
+func (d *downTrack) rewritePicture(payload []byte, seg segment, track bool) []byte {
+	desc, ok := parseVP8Descriptor(payload)
+	if !ok || desc.picBits == 0 && desc.tl0Offset == 0 {
+		return payload
+	}
+	if track {
+		d.lastPic, d.lastTL0 = (desc.pictureID+seg.picDelta)&0x7fff, desc.tl0+seg.tl0Delta
+	}
+	if seg.picDelta == 0 && seg.tl0Delta == 0 {
+		return payload
+	}
+	return rewriteVP8(d.rewritten[:], payload, desc, seg.picDelta, seg.tl0Delta)
+}
+
 // retransmit answers a subscriber's NACK for sequence numbers (in the
-// subscriber's numbering) from the track's retransmission buffer.
+// subscriber's numbering) from the retransmission buffer of the layer
+// each was sent from.
 func (d *downTrack) retransmit(seqs []uint16) {
-	if d.fw.rtx == nil || !d.bound.Load() {
+	if d.fw.kind != webrtc.RTPCodecTypeVideo || !d.bound.Load() {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	vp8 := d.fw.simulcast.Load() && strings.EqualFold(d.fw.codec.MimeType, webrtc.MimeTypeVP8)
 	for _, outSeq := range seqs {
-		n := d.fw.rtx.get(outSeq-d.seqOffset, d.rtxBuf[:])
+		seg, ok := d.segmentOf(outSeq)
+		n := 0
+		if ok {
+			n = d.fw.layers[seg.layer].rtx.get(outSeq-seg.seqOffset, d.rtxBuf[:])
+		}
 		if n == 0 {
 			d.stats.NACKMisses.Add(1)
 			continue
@@ -161,10 +365,14 @@ func (d *downTrack) retransmit(seqs []uint16) {
 		}
 		out := h
 		out.SSRC, out.PayloadType = d.ssrc, d.pt
-		out.SequenceNumber = h.SequenceNumber + d.seqOffset
-		out.Timestamp = h.Timestamp + d.tsOffset
+		out.SequenceNumber = h.SequenceNumber + seg.seqOffset
+		out.Timestamp = h.Timestamp + seg.tsOffset
 		out.Extension, out.Extensions, out.ExtensionProfile = false, nil, 0
-		if _, err := d.writer.WriteRTP(&out, d.rtxBuf[hlen:n]); err == nil {
+		payload := d.rtxBuf[hlen:n]
+		if vp8 {
+			payload = d.rewritePicture(payload, seg, false)
+		}
+		if _, err := d.writer.WriteRTP(&out, payload); err == nil {
 			d.stats.Retransmissions.Add(1)
 		}
 	}
@@ -176,7 +384,10 @@ func (d *downTrack) handleRTCP(pkts []rtcp.Packet) {
 	for _, p := range pkts {
 		switch p := p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			d.fw.requestKeyframe()
+			d.mu.Lock()
+			layer := d.target
+			d.mu.Unlock()
+			d.fw.requestKeyframe(layer)
 		case *rtcp.ReceiverEstimatedMaximumBitrate:
 			if d.fw.kind == webrtc.RTPCodecTypeVideo {
 				d.mu.Lock()

@@ -201,6 +201,11 @@ func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.F
 	if err := registerCodecs(m, video); err != nil {
 		return nil, err
 	}
+	// Simulcast: the encodings' RTP stream ids (RFC 8852) and the mid
+	// pion reads them with.
+	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
+		return nil, err
+	}
 	ir := &interceptor.Registry{}
 	ir.Add(tap)
 	gen, err := nack.NewGeneratorInterceptor()
@@ -257,12 +262,15 @@ func registerCodecs(m *webrtc.MediaEngine, video webrtc.RTPCodecParameters) erro
 
 // offeredKinds parses an SDP offer and returns the media kinds it sends,
 // checking that every audio and video section proposes a codec the node can
-// forward for this session (otherwise the answer would silently reject it).
-func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCodecType, error) {
+// forward for this session (otherwise the answer would silently reject it),
+// and the rids of the video's simulcast encodings in the offer's order
+// (RFC 8851 "a=rid:<id> send"; none without simulcast).
+func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCodecType, []string, error) {
 	var parsed sdp.SessionDescription
 	if err := parsed.UnmarshalString(offer); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
+	var rids []string
 	want := map[string]string{"audio": "opus", "video": strings.TrimPrefix(strings.ToLower(video.MimeType), "video/")}
 	var kinds []webrtc.RTPCodecType
 	for _, md := range parsed.MediaDescriptions {
@@ -278,7 +286,14 @@ func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCo
 			}
 		}
 		if !found {
-			return nil, fmt.Errorf("%w: the %s section offers no %s", ErrCodecNotOffered, md.MediaName.Media, strings.ToUpper(codec))
+			return nil, nil, fmt.Errorf("%w: the %s section offers no %s", ErrCodecNotOffered, md.MediaName.Media, strings.ToUpper(codec))
+		}
+		if md.MediaName.Media == "video" {
+			for _, a := range md.Attributes {
+				if id, dir, ok := strings.Cut(a.Value, " "); a.Key == "rid" && ok && strings.HasPrefix(dir, "send") && !slices.Contains(rids, id) {
+					rids = append(rids, id)
+				}
+			}
 		}
 		kind := webrtc.NewRTPCodecType(md.MediaName.Media)
 		if !slices.Contains(kinds, kind) {
@@ -286,7 +301,7 @@ func offeredKinds(offer string, video webrtc.RTPCodecParameters) ([]webrtc.RTPCo
 		}
 	}
 	if len(kinds) == 0 {
-		return nil, fmt.Errorf("%w: no audio or video section", ErrBadSDP)
+		return nil, nil, fmt.Errorf("%w: no audio or video section", ErrBadSDP)
 	}
-	return kinds, nil
+	return kinds, rids, nil
 }

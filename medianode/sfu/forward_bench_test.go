@@ -49,8 +49,8 @@ func benchForwarder(b *testing.B, subscribers int) {
 		// next sequence number.
 		binary.BigEndian.PutUint16(raw[2:4], uint16(i))
 		hlen, _ := h.Unmarshal(raw)
-		fw.rtx.put(h.SequenceNumber, raw)
-		fw.fanOut(&h, raw[hlen:], 0)
+		fw.layers[0].rtx.put(h.SequenceNumber, raw)
+		fw.fanOut(&h, raw[hlen:], packetSource{gen: 1})
 	}
 	b.StopTimer()
 	if w.n != b.N*subscribers || w.gaps != 0 || stats.ForwardedPackets.Load() != uint64(w.n) {
@@ -89,8 +89,8 @@ func TestForwardPathAllocatesNothing(t *testing.T) {
 		seq++
 		binary.BigEndian.PutUint16(raw[2:4], seq)
 		hlen, _ := h.Unmarshal(raw)
-		fw.rtx.put(h.SequenceNumber, raw)
-		fw.fanOut(&h, raw[hlen:], 0)
+		fw.layers[0].rtx.put(h.SequenceNumber, raw)
+		fw.fanOut(&h, raw[hlen:], packetSource{gen: 1})
 	})
 	if allocs != 0 || w.gaps != 0 {
 		t.Errorf("%.1f allocations per packet forwarded to 10 subscribers, %d sequence gaps; want none", allocs, w.gaps)

@@ -135,7 +135,7 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", ErrBadSDP, err)
 	}
-	kinds, err := offeredKinds(req.SDPOffer, video)
+	kinds, rids, err := offeredKinds(req.SDPOffer, video)
 	if err != nil {
 		return "", err
 	}
@@ -163,6 +163,10 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 		}
 	}
 	forwarders := pub.forwarders
+	layerOf := layerOrder(rids)
+	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil {
+		fw.setLayers(len(layerOf))
+	}
 	s.mu.Unlock()
 
 	uplink := newUplinkMeter()
@@ -175,10 +179,20 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 		return "", fmt.Errorf("create peer connection: %w", err)
 	}
 	pc.OnTrack(func(remote *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
-		go drainRTCP(recv)
-		if fw := forwarders[remote.Kind()]; fw != nil {
-			fw.attach(pc, remote)
+		go drainRTCP(recv, remote.RID())
+		fw := forwarders[remote.Kind()]
+		if fw == nil {
+			return
 		}
+		layer := 0
+		if rid := remote.RID(); rid != "" {
+			var ok bool
+			if layer, ok = layerOf[rid]; !ok {
+				s.log.Debug("simulcast encoding not forwarded", "stream", req.StreamID, "rid", rid)
+				return
+			}
+		}
+		fw.attach(pc, remote, layer)
 	})
 	s.watchState(pc, "publisher", req.StreamID)
 	answer, err := s.negotiateAnswer(ctx, pc, req.SDPOffer)
@@ -532,15 +546,27 @@ func (r *room) peerConnections() []*webrtc.PeerConnection {
 
 // Endpoints lists every endpoint, sorted by session and id.
 func (s *SFU) Endpoints() []mediaapi.Endpoint {
+	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []mediaapi.Endpoint
 	for sid, r := range s.sessions {
 		for id, p := range r.publishers {
-			out = append(out, mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "publisher", StreamID: id, State: p.pc.ConnectionState().String()})
+			e := mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "publisher", StreamID: id, State: p.pc.ConnectionState().String()}
+			if fw := p.forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && fw.simulcast.Load() {
+				e.Layers = fw.layerStates(now)
+			}
+			out = append(out, e)
 		}
 		for id, sub := range r.subscribers {
-			out = append(out, mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "subscriber", StreamID: sub.streamID, State: sub.pc.ConnectionState().String()})
+			e := mediaapi.Endpoint{ID: id, SessionID: sid, Kind: "subscriber", StreamID: sub.streamID, State: sub.pc.ConnectionState().String()}
+			for _, dt := range sub.downTracks {
+				if dt.fw.kind == webrtc.RTPCodecTypeVideo && dt.fw.simulcast.Load() {
+					layer := dt.layer()
+					e.Layer = &layer
+				}
+			}
+			out = append(out, e)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -577,12 +603,18 @@ func closeAll(pcs []*webrtc.PeerConnection) {
 }
 
 // drainRTCP reads a receiver's incoming RTCP so pion's interceptors see it
-// (sender reports feed the receiver reports); it ends when the peer
-// connection closes.
-func drainRTCP(recv *webrtc.RTPReceiver) {
+// (sender reports feed the receiver reports), of the simulcast encoding
+// rid if not ""; it ends when the peer connection closes.
+func drainRTCP(recv *webrtc.RTPReceiver, rid string) {
 	buf := make([]byte, maxPacketSize)
 	for {
-		if _, _, err := recv.Read(buf); err != nil {
+		var err error
+		if rid == "" {
+			_, _, err = recv.Read(buf)
+		} else {
+			_, _, err = recv.ReadSimulcast(buf, rid)
+		}
+		if err != nil {
 			return
 		}
 	}

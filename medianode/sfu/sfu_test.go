@@ -146,6 +146,9 @@ type testSubscriber struct {
 	video, audio atomic.Int64
 	videoSeqs    chan uint16
 	videoTrack   atomic.Pointer[webrtc.TrackRemote]
+	// videoTag is the last byte of the last video payload (the simulcast
+	// tests' layer mark).
+	videoTag atomic.Int32
 }
 
 func subscribe(t *testing.T, ctx context.Context, s *SFU, sid, endpointID, streamID string) *testSubscriber {
@@ -173,6 +176,9 @@ func subscribeWith(t *testing.T, ctx context.Context, api *webrtc.API, s *SFU, s
 			}
 			if tr.Kind() == webrtc.RTPCodecTypeVideo {
 				sub.video.Add(1)
+				if len(pkt.Payload) > 0 {
+					sub.videoTag.Store(int32(pkt.Payload[len(pkt.Payload)-1]))
+				}
 				select {
 				case sub.videoSeqs <- pkt.SequenceNumber:
 				default:
@@ -384,7 +390,7 @@ func FuzzOfferedKinds(f *testing.F) {
 		if h264 {
 			video = h264Codec
 		}
-		kinds, err := offeredKinds(offer, video)
+		kinds, _, err := offeredKinds(offer, video)
 		if err != nil {
 			if !errors.Is(err, ErrBadSDP) && !errors.Is(err, ErrCodecNotOffered) {
 				t.Fatalf("error of no known kind: %v", err)

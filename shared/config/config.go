@@ -209,6 +209,7 @@ type Master struct {
 	SessionsGarbageThreshold time.Duration `mapstructure:"sessions_garbage_threshold"`
 	ForcedVideoCodec         string        `mapstructure:"forced_video_codec"`
 	AllowTranscoding         bool          `mapstructure:"allow_transcoding"`
+	VideoSimulcast           bool          `mapstructure:"video_simulcast"`
 	ReconnectGrace           time.Duration `mapstructure:"reconnect_grace"`
 	HeartbeatInterval        time.Duration `mapstructure:"heartbeat_interval"`
 	PeerCheckInterval        time.Duration `mapstructure:"peer_check_interval"`

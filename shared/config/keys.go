@@ -132,6 +132,8 @@ func Keys() []Key {
 		{"master.forced_video_codec", []string{"CHORUS_MASTER_FORCED_VIDEO_CODEC", "OPENVIDU_STREAMS_FORCED_VIDEO_CODEC"},
 			"VP8", []Role{RoleMaster},
 			"Default forcedVideoCodec of new sessions: VP8, H264 or MEDIA_SERVER_PREFERRED (VP8)."},
+		{"master.video_simulcast", []string{"CHORUS_MASTER_VIDEO_SIMULCAST", "OPENVIDU_WEBRTC_SIMULCAST"}, false, []Role{RoleMaster},
+			"Whether publishers send simulcast video (joinRoom's videoSimulcast; openvidu-browser's PublisherProperties.videoSimulcast overrides it per publisher): media nodes then forward each subscriber the best layer that is arriving."},
 		{"master.allow_transcoding", []string{"CHORUS_MASTER_ALLOW_TRANSCODING", "OPENVIDU_STREAMS_ALLOW_TRANSCODING"},
 			false, []Role{RoleMaster}, "Default allowTranscoding of new sessions (reported only: Chorus never transcodes)."},
 		{"master.reconnect_grace", []string{"CHORUS_MASTER_RECONNECT_GRACE"}, 12 * time.Second, []Role{RoleMaster},

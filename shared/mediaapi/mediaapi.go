@@ -92,6 +92,22 @@ type Endpoint struct {
 	Kind      string `json:"kind"` // publisher or subscriber
 	StreamID  string `json:"streamId"`
 	State     string `json:"state"` // the peer connection state
+	// Layers are a simulcast publisher's video encodings, lowest quality
+	// first (absent without simulcast).
+	Layers []Layer `json:"layers,omitempty"`
+	// Layer is the simulcast layer a subscriber receives: an index into
+	// its publisher's Layers, -1 while paused or not started (absent
+	// without simulcast).
+	Layer *int `json:"layer,omitempty"`
+}
+
+// Layer is one simulcast encoding of a published video as its media node
+// receives it.
+type Layer struct {
+	Bitrate int  `json:"bitrate"` // bits per second over the last second or so
+	Width   int  `json:"width"`   // of the last keyframe, 0 when unknown (H.264)
+	Height  int  `json:"height"`
+	Active  bool `json:"active"` // a packet arrived within the last second
 }
 
 // EndpointList lists a node's endpoints.

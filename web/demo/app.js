@@ -116,7 +116,7 @@ async function join(token, name, debug, options) {
   demo.timings.connectedAt = Date.now();
   log('connected', session.connection.connectionId);
   const publisher = await OV.initPublisherAsync('local', {
-    insertMode: 'APPEND', resolution: '640x480', frameRate: 30, mirror: false,
+    insertMode: 'APPEND', resolution: (options && options.resolution) || '640x480', frameRate: 30, mirror: false,
   });
   demo.publisher = publisher;
   demo.timings.publishStartedAt = Date.now();
@@ -231,7 +231,39 @@ async function transports() {
   return out;
 }
 
+// videoStats reports the video RTP statistics of each peer connection
+// from getStats(): what a subscription decodes (inbound-rtp: frame size,
+// frames decoded and dropped, freezes, keyframes, PLIs) and what the
+// publisher sends per simulcast encoding (outbound-rtp: rid, frame size,
+// bytes, whether the browser keeps it active).
+async function videoStats() {
+  const managers = [];
+  if (demo.publisher) managers.push(demo.publisher);
+  if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
+  const out = [];
+  for (const m of managers) {
+    const pc = m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null;
+    if (!pc) continue;
+    const stats = await pc.getStats();
+    const rtp = [];
+    stats.forEach((r) => {
+      if (r.kind !== 'video' || (r.type !== 'inbound-rtp' && r.type !== 'outbound-rtp')) return;
+      rtp.push({
+        type: r.type, rid: r.rid || '', width: r.frameWidth || 0, height: r.frameHeight || 0,
+        bytes: r.bytesReceived || r.bytesSent || 0, active: r.active !== false,
+        framesDecoded: r.framesDecoded || 0, framesDropped: r.framesDropped || 0, keyFramesDecoded: r.keyFramesDecoded || 0,
+        freezeCount: r.freezeCount || 0, totalFreezesDuration: r.totalFreezesDuration || 0, pliCount: r.pliCount || 0,
+        qualityLimitationReason: r.qualityLimitationReason || '',
+      });
+    });
+    out.push({ streamId: m.stream.streamId, kind: m === demo.publisher ? 'publisher' : 'subscriber',
+      connectionId: m.stream.connection ? m.stream.connection.connectionId : '', rtp });
+  }
+  return out;
+}
+
 window.chorusDemo = {
+  videoStats,
   join,
   leave,
   videos,
