@@ -101,6 +101,16 @@ func TestLoadtestShort(t *testing.T) {
 	}
 	assertNoSessionKeys(t, dc)
 
+	// --simulcast: the Go participant publishes three encodings as
+	// openvidu-browser does; subscribers on an unconstrained loopback get
+	// the top one (its keyframes announce 640 wide).
+	sim := runLoadtest(t, ctx, dc, "--simulcast", "--video", "640x360@30", "--sessions", "1", "--publishers", "1", "--subscribers", "3", "--duration", "4s", "--ramp", "10")
+	if sim.Subscribers != 3 || sim.SubscriptionsWithoutMedia != 0 || sim.Errors != 0 || sim.LayersReceived["640"] != 3 || !sim.Params.Simulcast {
+		t.Errorf("--simulcast: %d subscriptions, %d without media, %d errors, layers received %v; want 3 on the 640 layer",
+			sim.Subscribers, sim.SubscriptionsWithoutMedia, sim.Errors, sim.LayersReceived)
+	}
+	assertNoSessionKeys(t, dc)
+
 	// --until-cpu adds sessions until a media node's CPU reaches the mark:
 	// with a mark any session passes, it stops after the first; with one no
 	// session reaches, at the session limit.

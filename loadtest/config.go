@@ -39,6 +39,11 @@ type Config struct {
 	Video Video
 	// Audio adds Opus-sized audio every 20 ms to each publication.
 	Audio bool
+	// Simulcast publishes the video as three encodings (a quarter, half
+	// and full width, participant.SimulcastLayers), as openvidu-browser
+	// does with videoSimulcast; the media nodes forward each subscriber
+	// one of them (Result.LayersReceived).
+	Simulcast bool
 	// Ramp is how many participants join per second.
 	Ramp float64
 	// Duration is how long the full load is held once everyone joined.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -204,7 +205,7 @@ func (r *runner) runMember(ctx context.Context, m *member, joined func()) {
 	r.members = append(r.members, m)
 	r.mu.Unlock()
 	if m.publishes {
-		pub, err := p.Publish(ctx, participant.PublishOptions{Video: r.cfg.Video.FPS > 0, Audio: r.cfg.Audio})
+		pub, err := p.Publish(ctx, participant.PublishOptions{Video: r.cfg.Video.FPS > 0, Audio: r.cfg.Audio, Simulcast: r.cfg.Simulcast})
 		if err != nil {
 			r.fail(fmt.Errorf("publish in %s: %w", m.session, err))
 		} else {
@@ -488,6 +489,16 @@ func (r *runner) finish(res *Result, a, b windowMark) {
 		}
 	}
 	res.ReceivedPackets, res.LostPackets = received, lost
+	if r.cfg.Simulcast {
+		res.LayersReceived = map[string]int{}
+		for sub := range b.perSub {
+			width := "unknown"
+			if w := sub.Stats().Width; w > 0 {
+				width = strconv.Itoa(w)
+			}
+			res.LayersReceived[width]++
+		}
+	}
 	res.PacketLossRatio = lossRatio(b.received-a.received, b.lost-a.lost)
 	res.JoinLatencyMS = percentiles(r.joinLat)
 	res.Errors, res.ErrorList = r.errs, r.errList
@@ -550,7 +561,7 @@ func (r *runner) teardown() {
 
 func (r *runner) params(start time.Time) Params {
 	pubs, subs, mesh := r.cfg.perSession()
-	p := Params{URL: r.cfg.URL, Sessions: r.cfg.Sessions, Video: "none", Audio: r.cfg.Audio, Ramp: r.cfg.Ramp,
+	p := Params{URL: r.cfg.URL, Sessions: r.cfg.Sessions, Video: "none", Audio: r.cfg.Audio, Simulcast: r.cfg.Simulcast, Ramp: r.cfg.Ramp,
 		DurationS: r.cfg.Duration.Seconds(), UntilCPU: r.cfg.UntilCPU, StartedAt: start.UTC().Format(time.RFC3339)}
 	if mesh {
 		p.Participants = pubs

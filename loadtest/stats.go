@@ -1,8 +1,12 @@
 package loadtest
 
 import (
+	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,6 +26,10 @@ type Result struct {
 	// participant's first subscription, for participants that found streams
 	// to subscribe to when they joined.
 	JoinLatencyMS Percentiles `json:"join_latency_ms"`
+	// LayersReceived counts the subscriptions by the video width their
+	// last keyframe announced ("1280", "640", "320"; "unknown" before any
+	// keyframe): with Simulcast, which layer the media nodes forward.
+	LayersReceived map[string]int `json:"layers_received,omitempty"`
 	// ReceivedPackets counts the RTP packets all subscriptions received.
 	ReceivedPackets uint64 `json:"received_packets"`
 	// LostPackets counts sequence gaps; PacketLossRatio = lost / (received
@@ -64,6 +72,7 @@ type Params struct {
 	Video        string  `json:"video"`
 	VideoKbps    float64 `json:"video_kbps"`
 	Audio        bool    `json:"audio"`
+	Simulcast    bool    `json:"simulcast,omitempty"`
 	Ramp         float64 `json:"ramp"`
 	DurationS    float64 `json:"duration_s"`
 	UntilCPU     float64 `json:"until_cpu,omitempty"`
@@ -138,4 +147,22 @@ func nodeUsage(a, b nodeCounters) (cpuPercent, usPerPacket, pps float64, ok bool
 		usPerPacket = cpu * 1e6 / fwd
 	}
 	return cpuPercent, usPerPacket, pps, true
+}
+
+// FormatLayers renders LayersReceived widest first: "1280: 12, 320: 2".
+func FormatLayers(layers map[string]int) string {
+	keys := slices.Collect(maps.Keys(layers))
+	slices.SortFunc(keys, func(a, b string) int {
+		na, errA := strconv.Atoi(a)
+		nb, errB := strconv.Atoi(b)
+		if errA != nil || errB != nil {
+			return strings.Compare(a, b)
+		}
+		return nb - na
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s: %d", k, layers[k])
+	}
+	return strings.Join(parts, ", ")
 }

@@ -83,6 +83,9 @@ Examples:
 				res.Sessions, res.Publishers, res.Subscribers, res.JoinLatencyMS.P50, res.JoinLatencyMS.P99, 100*res.PacketLossRatio,
 				res.MediaNodeCPUPercent, res.MediaNodeCPUs, res.MediaNodeCPUMicrosPerForwardedPacket, res.MediaNodeForwardedPacketsPerSecond,
 				res.SubscriberStreamsPerCore, res.GeneratorCPUPercent, res.Errors)
+			if len(res.LayersReceived) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "simulcast layers received (video width: subscriptions):", loadtest.FormatLayers(res.LayersReceived))
+			}
 			if res.StoppedBecause != "" {
 				fmt.Fprintln(cmd.OutOrStdout(), "stopped adding sessions:", res.StoppedBecause)
 			}
@@ -99,6 +102,7 @@ Examples:
 	f.IntVar(&cfg.Subscribers, "subscribers", 0, "Subscribers per session (1-to-N): each receives every publisher.")
 	f.StringVar(&video, "video", "540x360@30", "Published video, WIDTHxHEIGHT@FPS (bitrate: 0.1 bit per pixel and frame), or none.")
 	f.BoolVar(&cfg.Audio, "audio", true, "Publish Opus-sized audio every 20 ms too.")
+	f.BoolVar(&cfg.Simulcast, "simulcast", false, "Publish the video as three simulcast encodings (a quarter, half and full width), as openvidu-browser does; reports the layers subscriptions receive.")
 	f.Float64Var(&cfg.Ramp, "ramp", 2, "Participants joining per second.")
 	f.DurationVar(&cfg.Duration, "duration", 30*time.Second, "How long the full load is held and measured.")
 	f.Float64Var(&cfg.UntilCPU, "until-cpu", 0, "Add sessions until a media node's CPU (percent of its CPUs) reaches this, or loss passes 1%.")

@@ -187,7 +187,11 @@ const layerStable = 2 * time.Second
 // switch happened.
 func (d *downTrack) selectLayer(now time.Time) {
 	live, stable := d.fw.live(now)
-	cur := d.layer()
+	// Decisions are about the layer chosen, which flows from its next
+	// keyframe on: not yet the one forwarded.
+	d.mu.Lock()
+	cur := d.target
+	d.mu.Unlock()
 	target := noLayer
 	for i := int(d.fw.layerCount.Load()) - 1; i >= 0; i-- {
 		if stable[i] || live[i] && (i <= cur || cur == noLayer) {

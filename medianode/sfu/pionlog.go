@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -21,12 +22,16 @@ type pionLogger struct{ log *slog.Logger }
 func (l pionLogger) Trace(msg string)                          {}
 func (l pionLogger) Tracef(format string, args ...interface{}) {}
 func (l pionLogger) Debug(msg string)                          { l.log.Debug(msg) }
-func (l pionLogger) Debugf(format string, args ...interface{}) {
-	l.log.Debug(fmt.Sprintf(format, args...))
-}
-func (l pionLogger) Info(msg string) { l.log.Debug(msg) }
-func (l pionLogger) Infof(format string, args ...interface{}) {
-	l.log.Debug(fmt.Sprintf(format, args...))
+func (l pionLogger) Debugf(format string, args ...interface{}) { l.debugf(format, args...) }
+func (l pionLogger) Info(msg string)                           { l.log.Debug(msg) }
+func (l pionLogger) Infof(format string, args ...interface{})  { l.debugf(format, args...) }
+
+// debugf formats only when debug logs are on: pion's congestion controller
+// logs at info on every transport-cc feedback of every subscriber.
+func (l pionLogger) debugf(format string, args ...interface{}) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
 }
 func (l pionLogger) Warn(msg string) { l.log.Warn(msg) }
 func (l pionLogger) Warnf(format string, args ...interface{}) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -23,6 +24,9 @@ type PublishOptions struct {
 	Video bool
 	// VideoCodec is the MIME type of the video track (default VP8).
 	VideoCodec string
+	// Simulcast sends the video as len(SimulcastLayers) encodings, as
+	// openvidu-browser does with videoSimulcast (VP8 only).
+	Simulcast bool
 }
 
 // Publisher is the participant's published stream.
@@ -31,8 +35,13 @@ type Publisher struct {
 	mu       sync.Mutex
 	pc       *webrtc.PeerConnection
 	audio    *webrtc.TrackLocalStaticRTP
-	video    *webrtc.TrackLocalStaticRTP
-	sent     atomic.Uint64
+	// video holds the video track, or one track per simulcast encoding
+	// (rids SimulcastLayers, lowest first).
+	video []*webrtc.TrackLocalStaticRTP
+	// rid is how simulcast packets name their encoding (the negotiated
+	// mid and rid header extensions), replaced at each negotiation.
+	rid  atomic.Pointer[ridExtensions]
+	sent atomic.Uint64
 	// renegotiation serialises reconnections of this stream.
 	renegotiation sync.Mutex
 	recovering    atomic.Bool
@@ -51,17 +60,23 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	pub := &Publisher{pc: pc}
 	if opts.Audio {
 		pub.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "chorus")
-		if _, err := pc.AddTransceiverFromTrack(pub.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			_ = pc.Close()
-			return nil, err
-		}
 	}
 	if opts.Video {
-		pub.video, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: opts.VideoCodec, ClockRate: 90000}, "video", "chorus")
-		if _, err := pc.AddTransceiverFromTrack(pub.video, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			_ = pc.Close()
-			return nil, err
+		video := webrtc.RTPCodecCapability{MimeType: opts.VideoCodec, ClockRate: 90000}
+		if !opts.Simulcast {
+			tr, _ := webrtc.NewTrackLocalStaticRTP(video, "video", "chorus")
+			pub.video = append(pub.video, tr)
 		}
+		for _, rid := range SimulcastLayers {
+			if opts.Simulcast {
+				tr, _ := webrtc.NewTrackLocalStaticRTP(video, "video", "chorus", webrtc.WithRTPStreamID(rid))
+				pub.video = append(pub.video, tr)
+			}
+		}
+	}
+	if err := pub.addTracks(pc); err != nil {
+		_ = pc.Close()
+		return nil, err
 	}
 	p.sendCandidates(pc, p.ConnectionID())
 	offer, err := pc.CreateOffer(nil)
@@ -92,6 +107,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 		return nil, fmt.Errorf("apply answer: %w", err)
 	}
 	pub.StreamID = res.ID
+	pub.negotiated(pc)
 	p.mu.Lock()
 	p.pubs = append(p.pubs, pub)
 	p.mu.Unlock()
@@ -102,15 +118,75 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	return pub, nil
 }
 
+// addTracks adds the publisher's tracks to pc, send-only: audio, then the
+// video with its simulcast encodings.
+func (pub *Publisher) addTracks(pc *webrtc.PeerConnection) error {
+	if pub.audio != nil {
+		if _, err := pc.AddTransceiverFromTrack(pub.audio, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+			return err
+		}
+	}
+	if len(pub.video) > 0 {
+		tc, err := pc.AddTransceiverFromTrack(pub.video[0], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
+		if err != nil {
+			return err
+		}
+		for _, tr := range pub.video[1:] {
+			if err := tc.Sender().AddEncoding(tr); err != nil {
+				return fmt.Errorf("simulcast encoding %s: %w", tr.RID(), err)
+			}
+		}
+	}
+	return nil
+}
+
+// ridExtensions are the negotiated header extensions that name a
+// simulcast packet's encoding (RFC 8852), and the video's mid.
+type ridExtensions struct {
+	midID, ridID uint8
+	mid          string
+}
+
+// negotiated records, once pc's answer is applied, how simulcast packets
+// name their encoding on it (pion's track writers do not add the mid and
+// rid header extensions: a simulcast sender must).
+func (pub *Publisher) negotiated(pc *webrtc.PeerConnection) {
+	if len(pub.video) < 2 {
+		return
+	}
+	var ext ridExtensions
+	for _, tc := range pc.GetTransceivers() {
+		if tc.Sender() == nil || tc.Kind() != webrtc.RTPCodecTypeVideo {
+			continue
+		}
+		ext.mid = tc.Mid()
+		for _, h := range tc.Sender().GetParameters().HeaderExtensions {
+			switch h.URI {
+			case sdp.SDESMidURI:
+				ext.midID = uint8(h.ID)
+			case sdp.SDESRTPStreamIDURI:
+				ext.ridID = uint8(h.ID)
+			}
+		}
+	}
+	pub.rid.Store(&ext)
+}
+
 // SendSynthetic sends synthetic media until ctx ends: video frames of the
 // profile's size (a keyframe five times larger every two seconds, split into
-// packets of at most 1100 bytes) and 20 ms Opus-sized audio packets. The
-// payloads are not decodable: they exercise forwarding, not codecs.
+// packets of at most 1100 bytes; with simulcast, one such stream per
+// encoding, of prof.Layers()) and 20 ms Opus-sized audio packets. The
+// payloads are not decodable: they exercise forwarding, not codecs (VP8
+// payloads say which frames are keyframes, and their size).
 func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
 	var wg sync.WaitGroup
-	if pub.video != nil {
+	profiles := []VideoProfile{prof}
+	if len(pub.video) > 1 {
+		profiles = prof.Layers()
+	}
+	for i, tr := range pub.video {
 		wg.Add(1)
-		go func() { defer wg.Done(); pub.sendVideo(ctx, prof) }()
+		go func() { defer wg.Done(); pub.sendVideo(ctx, tr, profiles[i]) }()
 	}
 	if pub.audio != nil {
 		wg.Add(1)
@@ -119,22 +195,25 @@ func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
 	wg.Wait()
 }
 
-func (pub *Publisher) sendVideo(ctx context.Context, prof VideoProfile) {
+func (pub *Publisher) sendVideo(ctx context.Context, track *webrtc.TrackLocalStaticRTP, prof VideoProfile) {
 	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
 	payload := make([]byte, maxVideoPayload)
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
+	rid := []byte(track.RID())
 	t := time.NewTicker(time.Second / time.Duration(prof.FPS))
 	defer t.Stop()
 	for frame := 0; ; frame++ {
 		sizes := prof.FramePayloads(frame)
 		for i, n := range sizes {
-			payload[0] = 0x00
-			if i == 0 {
-				payload[0] = 0x10 // VP8 payload descriptor: start of partition
-			}
+			prof.vp8Payload(payload[:n], frame, i)
 			pkt.SequenceNumber, pkt.Timestamp, pkt.Marker = seq, ts, i == len(sizes)-1
 			pkt.Payload = payload[:n]
-			if err := pub.video.WriteRTP(pkt); err != nil {
+			if ext := pub.rid.Load(); len(rid) > 0 && ext != nil {
+				pkt.Extension, pkt.Extensions = false, pkt.Extensions[:0]
+				_ = pkt.SetExtension(ext.midID, []byte(ext.mid))
+				_ = pkt.SetExtension(ext.ridID, rid)
+			}
+			if err := track.WriteRTP(pkt); err != nil {
 				return
 			}
 			seq++
@@ -189,14 +268,9 @@ func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 	if err != nil {
 		return err
 	}
-	for _, tr := range []*webrtc.TrackLocalStaticRTP{pub.audio, pub.video} {
-		if tr == nil {
-			continue
-		}
-		if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
-			_ = pc.Close()
-			return err
-		}
+	if err := pub.addTracks(pc); err != nil {
+		_ = pc.Close()
+		return err
 	}
 	p.sendCandidates(pc, p.ConnectionID())
 	offer, err := pc.CreateOffer(nil)
@@ -225,6 +299,7 @@ func (p *Participant) Reconnect(ctx context.Context, pub *Publisher) error {
 		_ = pc.Close()
 		return err
 	}
+	pub.negotiated(pc)
 	old := pub.swap(pc)
 	_ = old.Close()
 	p.watchPublisher(pub, pc)
@@ -284,6 +359,9 @@ type SubscriptionStats struct {
 	// MaxGap is the longest time between two consecutive video packets (or
 	// audio packets when there is no video).
 	MaxGap time.Duration
+	// Width is what the last VP8 keyframe received announced (0: none
+	// yet): the simulcast layer a media node forwards this subscription.
+	Width int
 }
 
 // PacketHandler receives every RTP packet of a subscription with its
@@ -400,6 +478,7 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 			return
 		}
 		now := time.Now()
+		var hlen int
 		if s.onPacket != nil {
 			pkt := &rtp.Packet{}
 			if err := pkt.Unmarshal(append([]byte(nil), buf[:n]...)); err != nil {
@@ -407,11 +486,19 @@ func (s *Subscription) read(tr *webrtc.TrackRemote) {
 			}
 			s.onPacket(kind, pkt, now)
 			h = pkt.Header
-		} else if _, err := h.Unmarshal(buf[:n]); err != nil {
+			hlen = n - len(pkt.Payload) - int(pkt.PaddingSize)
+		} else if hlen, err = h.Unmarshal(buf[:n]); err != nil {
 			continue
+		}
+		width, keyframe := 0, false
+		if kind == webrtc.RTPCodecTypeVideo && hlen < n && buf[hlen]&0x10 != 0 {
+			width, keyframe = KeyframeWidth(buf[hlen:n])
 		}
 		s.mu.Lock()
 		st := &s.stats
+		if keyframe {
+			st.Width = width
+		}
 		if kind == webrtc.RTPCodecTypeVideo {
 			st.VideoPackets++
 		} else {

@@ -56,3 +56,40 @@ func TestSyntheticVideo(t *testing.T) {
 		}
 	}
 }
+
+// TestSimulcastLayers: a simulcast profile's encodings, lowest first, are
+// openvidu-browser's (a quarter, half and full width), and the synthetic
+// VP8 payloads say which frames are keyframes and their size.
+func TestSimulcastLayers(t *testing.T) {
+	prof := VideoProfileFor(1280, 720, 30)
+	layers := prof.Layers()
+	want := []struct{ w, h, kbps int }{{320, 180, 172}, {640, 360, 691}, {1280, 720, 2764}}
+	if len(layers) != len(want) || len(SimulcastLayers) != len(want) {
+		t.Fatalf("%d layers, %d rids; want %d", len(layers), len(SimulcastLayers), len(want))
+	}
+	for i, l := range layers {
+		if l.Width != want[i].w || l.Height != want[i].h || l.Bitrate/1000 != want[i].kbps || l.FPS != 30 {
+			t.Errorf("layer %d (%s): %+v, want %dx%d at %d kbit/s", i, SimulcastLayers[i], l, want[i].w, want[i].h, want[i].kbps)
+		}
+	}
+	buf := make([]byte, maxVideoPayload)
+	for _, tc := range []struct {
+		frame, packet int
+		key           bool
+	}{
+		{0, 0, true},   // a keyframe's first packet
+		{0, 1, false},  // its continuation
+		{1, 0, false},  // a delta frame
+		{60, 0, true},  // the next keyframe, two seconds later
+		{61, 0, false}, // and its delta frame
+	} {
+		for i := range buf {
+			buf[i] = 0xff // the previous packet's bytes
+		}
+		layers[1].vp8Payload(buf, tc.frame, tc.packet)
+		w, ok := KeyframeWidth(buf)
+		if ok != tc.key || ok && w != 640 {
+			t.Errorf("frame %d packet %d: KeyframeWidth = %d, %v; want keyframe %v at 640", tc.frame, tc.packet, w, ok, tc.key)
+		}
+	}
+}
