@@ -33,6 +33,13 @@ func pionMeshOn(t *testing.T, ctx context.Context, dc *devCluster, sid, node str
 // Token and Logger are set here).
 func pionMeshWith(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int, base participant.Config) ([]*participant.Participant, []*participant.Subscription) {
 	t.Helper()
+	return pionMeshPublishing(t, ctx, dc, sid, node, n, base, participant.PublishOptions{Audio: true, Video: true})
+}
+
+// pionMeshPublishing is pionMeshWith with the participants publishing as
+// publish says (simulcast, say).
+func pionMeshPublishing(t *testing.T, ctx context.Context, dc *devCluster, sid, node string, n int, base participant.Config, publish participant.PublishOptions) ([]*participant.Participant, []*participant.Subscription) {
+	t.Helper()
 	body := fmt.Sprintf(`{"customSessionId":%q}`, sid)
 	if node != "" {
 		waitNodeRunning(t, dc, node)
@@ -52,7 +59,7 @@ func pionMeshWith(t *testing.T, ctx context.Context, dc *devCluster, sid, node s
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Close)
-		pub, err := p.Publish(ctx, participant.PublishOptions{Audio: true, Video: true})
+		pub, err := p.Publish(ctx, publish)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -112,22 +119,29 @@ type crashReport struct {
 }
 
 // TestMediaNodeCrashMigration: SIGKILL the media node hosting a session of
-// openvidu-browser clients and one of pion clients. The crash is detected
+// openvidu-browser clients publishing simulcast, one of pion clients and
+// one of pion clients publishing simulcast. The crash is detected
 // within a second (nodeCrashed, terminating, terminated: the controller's
 // liveness stream to the node ends), both sessions move to the other node
 // with their stream ids, and media comes back by itself: within 2 s for
 // every pion client (told to re-publish), within the bound measured here for
-// browsers. Nobody leaves the sessions.
+// browsers. Nobody leaves the sessions; simulcast subscriptions are back on
+// the top layer.
 func TestMediaNodeCrashMigration(t *testing.T) {
 	h := startHook(t)
 	// The environment reaches the masters: CHORUS_MEDIA_NODES_NUDGE_* set
 	// around `go test` compare nudging policies.
-	dc := startDev(t, devOptions{Env: eventEnv(h)})
+	// The browsers publish simulcast (two encodings at 640x480), and so
+	// does a second pion mesh: the crash path with simulcast publishers.
+	dc := startDev(t, devOptions{Env: eventEnv(h, "OPENVIDU_WEBRTC_SIMULCAST=true")})
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	const victim, survivor = "media_1", "media_2"
 
 	ps, subs := pionMeshOn(t, ctx, dc, "ses_pion", victim, 3)
+	simPs, simSubs := pionMeshPublishing(t, ctx, dc, "ses_pion_simulcast", victim, 3, participant.Config{LoopbackOnly: true},
+		participant.PublishOptions{Audio: true, Video: true, Simulcast: true})
+	ps, subs = append(ps, simPs...), append(subs, simSubs...)
 	pg := startPages(t, dc)
 	pg.joinOn("ses_browsers", 2, victim)
 	pg.waitVideo(1, 60*time.Second)
@@ -198,7 +212,7 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 		case e["event"] == "nodeCrashed" && e["id"] == victim:
 			rep.DetectionMS = int64(e["timestamp"].(float64)) - kill.UnixMilli()
 			ids := fmt.Sprint(e["sessionIds"])
-			if e["nodeRole"] != "medianode" || !strings.Contains(ids, "ses_pion") || !strings.Contains(ids, "ses_browsers") {
+			if e["nodeRole"] != "medianode" || !strings.Contains(ids, "ses_pion") || !strings.Contains(ids, "ses_pion_simulcast") || !strings.Contains(ids, "ses_browsers") {
 				t.Errorf("nodeCrashed: %v", e)
 			}
 		case e["event"] == "participantLeft" || e["event"] == "sessionDestroyed":
@@ -221,7 +235,12 @@ func TestMediaNodeCrashMigration(t *testing.T) {
 	if rep.ParticipantsEvicted != 0 {
 		t.Errorf("%d participants left or sessions ended with the crash", rep.ParticipantsEvicted)
 	}
-	for _, sid := range []string{"ses_pion", "ses_browsers"} {
+	for _, sub := range simSubs {
+		if w := sub.Stats().Width; w != participant.DefaultVideo.Width {
+			t.Errorf("a simulcast subscription receives the %d-wide layer after the migration, want the top one (%d)", w, participant.DefaultVideo.Width)
+		}
+	}
+	for _, sid := range []string{"ses_pion", "ses_pion_simulcast", "ses_browsers"} {
 		var s protocol.Session
 		_ = json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/sessions/"+sid, ""), &s)
 		if s.MediaNodeID != survivor {

@@ -363,17 +363,19 @@ func FuzzVP8Descriptor(f *testing.F) {
 	})
 }
 
-// TestSimulcastPublisher: a pion peer publishes three encodings the way
-// openvidu-browser names them (rdiv4, rdiv2, rdiv1); the node answers
-// with simulcast, forwards a subscriber the best one, lists the layers,
-// moves the subscriber down when the best one stops and back up when it
-// returns, the subscriber's sequence numbers never jumping.
-func TestSimulcastPublisher(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s := newTestSFU(t)
-	const sid, stream = "ses_S", "str_CAM_sim_con_pub"
+// simulcastPeer is a pion peer publishing three encodings the way
+// openvidu-browser names them (rdiv4, rdiv2, rdiv1).
+type simulcastPeer struct {
+	pc           *webrtc.PeerConnection
+	layers       []*webrtc.TrackLocalStaticRTP
+	midID, ridID uint8
+	mid          string
+}
 
+// publishSimulcast publishes a simulcast peer's offer on s (reconnect:
+// reconnectStream of an existing stream) and applies the node's answer.
+func publishSimulcast(t *testing.T, ctx context.Context, s *SFU, sid, stream string, reconnect bool) *simulcastPeer {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	if err := m.RegisterDefaultCodecs(); err != nil {
 		t.Fatal(err)
@@ -390,20 +392,19 @@ func TestSimulcastPublisher(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pc.Close() })
-	rids := []string{"rdiv4", "rdiv2", "rdiv1"}
-	var layers []*webrtc.TrackLocalStaticRTP
-	for _, rid := range rids {
+	p := &simulcastPeer{pc: pc}
+	for _, rid := range []string{"rdiv4", "rdiv2", "rdiv1"} {
 		tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8}, "video", stream, webrtc.WithRTPStreamID(rid))
 		if err != nil {
 			t.Fatal(err)
 		}
-		layers = append(layers, tr)
+		p.layers = append(p.layers, tr)
 	}
-	sender, err := pc.AddTrack(layers[0])
+	sender, err := pc.AddTrack(p.layers[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tr := range layers[1:] {
+	for _, tr := range p.layers[1:] {
 		if err := sender.AddEncoding(tr); err != nil {
 			t.Fatal(err)
 		}
@@ -419,7 +420,7 @@ func TestSimulcastPublisher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, err := s.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: stream, SDPOffer: gathered(t, pc, offer), VideoCodec: CodecVP8})
+	answer, err := s.Publish(ctx, mediaapi.PublishRequest{SessionID: sid, StreamID: stream, SDPOffer: gathered(t, pc, offer), VideoCodec: CodecVP8, Reconnect: reconnect})
 	if err != nil {
 		t.Fatalf("publish: %v", err)
 	}
@@ -429,35 +430,54 @@ func TestSimulcastPublisher(t *testing.T) {
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		t.Fatal(err)
 	}
-	var midID, ridID uint8
 	for _, ext := range sender.GetParameters().HeaderExtensions {
 		switch ext.URI {
 		case sdp.SDESMidURI:
-			midID = uint8(ext.ID)
+			p.midID = uint8(ext.ID)
 		case sdp.SDESRTPStreamIDURI:
-			ridID = uint8(ext.ID)
+			p.ridID = uint8(ext.ID)
 		}
 	}
-	mid := ""
 	for _, tc := range pc.GetTransceivers() {
 		if tc.Sender() == sender {
-			mid = tc.Mid()
+			p.mid = tc.Mid()
 		}
 	}
+	return p
+}
 
-	// Each encoding sends a frame every 20 ms, a keyframe every 10.
+// TestSimulcastPublisher: a pion peer publishes three encodings; the node
+// answers with simulcast, forwards a subscriber the best one, lists the
+// layers, moves the subscriber down when the best one stops and back up
+// when it returns; the publisher reconnects (reconnectStream: new SSRCs,
+// sequence numbers and picture ids) and the subscriber goes on. Its
+// sequence numbers never jump.
+func TestSimulcastPublisher(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := newTestSFU(t)
+	const sid, stream = "ses_S", "str_CAM_sim_con_pub"
+	var peer atomic.Pointer[simulcastPeer]
+	peer.Store(publishSimulcast(t, ctx, s, sid, stream, false))
+
+	// Each encoding sends a frame every 20 ms, a keyframe every 10; a new
+	// peer starts its own numbering.
 	var stopped [3]atomic.Bool
 	sendCtx, stopSending := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		srcs := make([]*simulcastSource, 3)
-		for i := range srcs {
-			srcs[i] = &simulcastSource{layer: i, seq: uint16(100 * i), pic: uint16(1000 * i)}
-		}
+		var cur *simulcastPeer
+		var srcs []*simulcastSource
 		for frame := 0; sendCtx.Err() == nil; frame++ {
-			for i, tr := range layers {
+			if p := peer.Load(); p != cur {
+				cur, srcs = p, nil
+				for i := range 3 {
+					srcs = append(srcs, &simulcastSource{layer: i, seq: uint16(100*i + frame), pic: uint16(1000*i + frame)})
+				}
+			}
+			for i, tr := range cur.layers {
 				if stopped[i].Load() {
 					continue
 				}
@@ -467,8 +487,8 @@ func TestSimulcastPublisher(t *testing.T) {
 				src.ts += 1800
 				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: src.seq, Timestamp: src.ts, Marker: true},
 					Payload: vp8Packet(true, frame%10 == 0, src.pic, 0, byte(i))}
-				_ = pkt.SetExtension(midID, []byte(mid))
-				_ = pkt.SetExtension(ridID, []byte(tr.RID()))
+				_ = pkt.SetExtension(cur.midID, []byte(cur.mid))
+				_ = pkt.SetExtension(cur.ridID, []byte(tr.RID()))
 				_ = tr.WriteRTP(pkt)
 			}
 			time.Sleep(20 * time.Millisecond)
@@ -500,6 +520,13 @@ func TestSimulcastPublisher(t *testing.T) {
 	stopped[2].Store(false)
 	waitFor(t, "the subscriber to move back to layer 2", func() bool { return sub.videoTag.Load() == 2 })
 
+	// reconnectStream: a new peer connection for the same stream.
+	before := sub.video.Load()
+	old := peer.Load()
+	peer.Store(publishSimulcast(t, ctx, s, sid, stream, true))
+	_ = old.pc.Close()
+	waitFor(t, "video from the reconnected publisher", func() bool { return sub.video.Load() > before+50 && sub.videoTag.Load() == 2 })
+
 	received := sub.video.Load()
 	prev, gaps := -1, 0
 	for range received {
@@ -513,6 +540,6 @@ func TestSimulcastPublisher(t *testing.T) {
 		}
 	}
 	if gaps > 0 {
-		t.Errorf("%d jumps in the subscriber's %d sequence numbers across the switches", gaps, received)
+		t.Errorf("%d jumps in the subscriber's %d sequence numbers across the switches and the reconnection", gaps, received)
 	}
 }
