@@ -198,18 +198,24 @@ function frameGaps(since) {
   });
 }
 
+// peerConnections lists the page's stream managers (its publisher first,
+// then one per subscription) with their peer connections.
+function peerConnections() {
+  const managers = [];
+  if (demo.publisher) managers.push(demo.publisher);
+  if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
+  return managers
+    .map((m) => ({ m, pc: m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null }))
+    .filter((e) => e.pc);
+}
+
 // transports reports, for each peer connection (the publisher's and one per
 // subscription), the ICE candidate pair in use, from getStats(): each end's
 // protocol (udp or tcp), candidate type, address, port, TCP type and, for a
 // relayed candidate, the protocol to its TURN server (relayProtocol).
 async function transports() {
-  const managers = [];
-  if (demo.publisher) managers.push(demo.publisher);
-  if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
   const out = [];
-  for (const m of managers) {
-    const pc = m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null;
-    if (!pc) continue;
+  for (const { m, pc } of peerConnections()) {
     const stats = await pc.getStats();
     let pair = null;
     stats.forEach((r) => {
@@ -237,13 +243,8 @@ async function transports() {
 // publisher sends per simulcast encoding (outbound-rtp: rid, frame size,
 // bytes, whether the browser keeps it active).
 async function videoStats() {
-  const managers = [];
-  if (demo.publisher) managers.push(demo.publisher);
-  if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
   const out = [];
-  for (const m of managers) {
-    const pc = m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null;
-    if (!pc) continue;
+  for (const { m, pc } of peerConnections()) {
     const stats = await pc.getStats();
     const rtp = [];
     stats.forEach((r) => {
