@@ -380,7 +380,8 @@ func TestComposeCluster(t *testing.T) {
 		return total == 2 && back == total
 	})
 	back := time.Since(crash)
-	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s", detected.Round(100*time.Millisecond), back.Round(100*time.Millisecond))
+	t.Logf("media1 killed: nodeCrashed after %s, browser video back after %s; the pages' events since the kill:\n%s",
+		detected.Round(100*time.Millisecond), back.Round(100*time.Millisecond), eventsSince(pg.stats(), crash))
 	firing := func() string {
 		var out []string
 		for _, a := range promAlerts(t, prom) {
@@ -390,11 +391,15 @@ func TestComposeCluster(t *testing.T) {
 	}
 	waitFor(t, "ChorusMediaNodeCrashed firing in the monitoring profile's Prometheus", 60*time.Second,
 		func() bool { return strings.Contains(firing(), "ChorusMediaNodeCrashed:firing") }, firing)
-	// BENCHMARKS.md: 9.2-10.9 s (x1.25; Chrome notices the dead node later
-	// through Docker's UDP proxy); the session moved to the launched node
-	// (the only one left) and nobody left it.
-	if back > 13500*time.Millisecond {
-		t.Errorf("browser video back %s after the media node crash, want within 13.5 s", back)
+	// BENCHMARKS.md: 9.2-11.5 s, 14.8 s once in CI (Chrome notices the
+	// dead node 8-11 s after the kill through Docker's UDP proxy, then a
+	// nudge, the re-publication and the subscribers' offers). The bound is
+	// where the nudges end (media_nodes.nudge_crash_delay plus 40 every
+	// 300 ms): a page back only later was brought back by openvidu-browser's
+	// own timer, which means the nudges failed it. The session moved to the
+	// launched node (the only one left) and nobody left it.
+	if back > 16500*time.Millisecond {
+		t.Errorf("browser video back %s after the media node crash, want within 16.5 s (the nudges' reach)", back)
 	}
 	_, body, _ = composeAPI(ctx, base, secret, "GET", "/openvidu/api/sessions/ses_compose", "")
 	var moved protocol.Session

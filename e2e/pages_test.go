@@ -277,6 +277,23 @@ func (p *pages) waitVideo(want int, timeout time.Duration) []pageStats {
 	}
 }
 
+// eventsSince lists the pages' events from since on, one line per page:
+// "con_x: +8.31s exception ICE_CONNECTION_DISCONNECTED str_..., ..." (what
+// a slow recovery's step timings are read from).
+func eventsSince(stats []pageStats, since time.Time) string {
+	var lines []string
+	for _, pg := range stats {
+		var evs []string
+		for _, e := range pg.Events {
+			if at := time.UnixMilli(e.At); !at.Before(since) {
+				evs = append(evs, strings.TrimSpace(fmt.Sprintf("+%.2fs %s %s", at.Sub(since).Seconds(), e.Type, e.Detail)))
+			}
+		}
+		lines = append(lines, pg.ConnectionID+": "+strings.Join(evs, ", "))
+	}
+	return strings.Join(lines, "\n")
+}
+
 func eventTypes(pg pageStats) string {
 	var out []string
 	for _, e := range pg.Events {

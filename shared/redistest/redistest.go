@@ -104,13 +104,17 @@ func StartProcess(dir string) (*Server, error) {
 }
 
 func startProcess(dir string, opts Options) (*Server, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, fmt.Errorf("redis-server not found in PATH (apt-get install redis-server): %w", err)
-	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
+	}
+	return startOnPort(dir, opts, port)
+}
+
+func startOnPort(dir string, opts Options, port int) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found in PATH (apt-get install redis-server): %w", err)
 	}
 	args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--logfile", filepath.Join(dir, "redis.log")}
@@ -234,6 +238,26 @@ func StartWithArgs(t testing.TB, args ...string) *Server {
 
 // Kill kills the server abruptly (SIGKILL), as a crash would.
 func (s *Server) Kill() { s.Stop() }
+
+// Restart starts a new, empty server on the address of s, which must have
+// been stopped (Kill), with the same options, and waits until it answers.
+// s then stands for the new process.
+func (s *Server) Restart() error {
+	_, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return err
+	}
+	restarted, err := startOnPort(s.dir, s.opts, n)
+	if err != nil {
+		return err
+	}
+	s.cmd = restarted.cmd
+	return nil
+}
 
 // SentinelGroup is a Redis primary with one replica watched by one sentinel
 // (quorum 1), with a fast failover for tests.

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -28,7 +30,7 @@ func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(&redis.UniversalOptions{
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:            cfg.Addrs,
 		MasterName:       cfg.SentinelMasterName,
 		Username:         cfg.Username,
@@ -45,7 +47,67 @@ func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
 		// One retry: a request must fail within its timeout (503), not hang
 		// while an unresponsive Redis times out again and again.
 		MaxRetries: 1,
-	}), nil
+	})
+	rdb.AddHook(dialRetry{budget: cfg.Timeout, pause: dialRetryPause})
+	return rdb, nil
+}
+
+// dialRetryPause is how often dialRetry tries again.
+const dialRetryPause = 100 * time.Millisecond
+
+// dialRetry is a go-redis hook that rides a command or pipeline over a short
+// loss of Redis's address: when it fails because no connection could be
+// dialled (nothing was sent, so running it again is safe whatever it does),
+// it runs again every pause until budget has passed since the first try or
+// its context ends, and then returns the last error.
+//
+// A Sentinel failover needs it: once every connection of the pool has
+// failed to dial the old primary, go-redis answers every command with the
+// cached dial error and probes the address only once a second, so commands
+// kept failing for up to a second after Sentinel had promoted the replica
+// (a participant's leaveRoom answered "Cluster state unavailable" in
+// TestSentinelFailover). A Redis that stays away still fails each command
+// within budget (redis.timeout), as a Redis that stops answering does.
+type dialRetry struct {
+	budget, pause time.Duration
+}
+
+func (h dialRetry) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h dialRetry) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		return h.retry(ctx, func() error { return next(ctx, cmd) })
+	}
+}
+
+func (h dialRetry) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		return h.retry(ctx, func() error { return next(ctx, cmds) })
+	}
+}
+
+func (h dialRetry) retry(ctx context.Context, run func() error) error {
+	give := time.Now().Add(h.budget)
+	for {
+		err := run()
+		if !isDialError(err) || time.Now().Add(h.pause).After(give) {
+			return err
+		}
+		t := time.NewTimer(h.pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+// isDialError reports whether err is a failure to open a connection (refused,
+// unreachable, timed out), not a TLS or authentication refusal.
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial" && !isTLSError(err)
 }
 
 // TLSConfig is the client TLS configuration of redis.tls (nil when TLS is

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -208,5 +209,65 @@ func TestRedisTLSFilesAreChecked(t *testing.T) {
 		if _, err := NewClient(config.Redis{Addrs: []string{"127.0.0.1:1"}, TLS: tc.tls}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want an error naming %s", tc.tls, err, tc.want)
 		}
+	}
+}
+
+// TestCommandsRideOverALostAddress: while Redis's address refuses
+// connections for less than redis.timeout (a restart, a Sentinel switch),
+// commands and transactions wait for it instead of failing, even once
+// go-redis caches the dial error for its whole pool; a Redis that stays away
+// fails each command within redis.timeout, as Unavailable.
+func TestCommandsRideOverALostAddress(t *testing.T) {
+	s := redistest.Start(t)
+	cfg := s.Config()
+	cfg.Timeout = 3 * time.Second // generous: the restart below takes ~0.8 s
+	rdb, err := connect(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	works(t, rdb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	s.Kill()
+	// More commands at once than the pool has connections (PoolSize, 10 per
+	// CPU): each one's dial fails, and go-redis then answers from its cached
+	// error until a probe, once a second, reaches the address again.
+	const n = 60
+	errs := make(chan error, n+1)
+	start := time.Now()
+	for i := range n {
+		go func() { errs <- rdb.Set(ctx, fmt.Sprintf("ride:%d", i), i, 0).Err() }()
+	}
+	st := New(Config{Redis: rdb, ClusterID: "ride"})
+	go func() {
+		errs <- st.RegisterMaster(ctx, MasterInfo{ID: "m2", InternalURL: "http://127.0.0.1:2"}, time.Minute)
+	}()
+	time.Sleep(700 * time.Millisecond)
+	if err := s.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	for range n + 1 {
+		if err := <-errs; err != nil {
+			t.Errorf("a command while Redis restarted: %v", err)
+		}
+	}
+	t.Logf("%d commands and a transaction issued while Redis was down all done %s after the kill", n, time.Since(start).Round(10*time.Millisecond))
+	for i := range n {
+		if v, err := rdb.Get(ctx, fmt.Sprintf("ride:%d", i)).Int(); err != nil || v != i {
+			t.Fatalf("ride:%d = %d, %v", i, v, err)
+		}
+	}
+
+	// A Redis that does not come back: each command fails within the budget.
+	s.Kill()
+	begin := time.Now()
+	err = rdb.Get(ctx, "ride:1").Err()
+	took := time.Since(begin)
+	if !IsUnavailable(err) {
+		t.Errorf("with Redis gone: %v, want an unavailable error", err)
+	}
+	if took < cfg.Timeout-time.Second || took > cfg.Timeout+time.Second {
+		t.Errorf("with Redis gone the command failed after %s, want about redis.timeout (%s)", took, cfg.Timeout)
 	}
 }
