@@ -188,6 +188,7 @@ func TestICETCPFirstFrame(t *testing.T) {
 		JoinToFrameMS int64  `json:"joinToFirstFrameMs"`    // namespaced page: join() to its first frame of the root page's video
 		PublishToMS   int64  `json:"publishToFirstFrameMs"` // its publish() to the root page's first frame of its video
 		ConnectMS     int64  `json:"connectMs"`             // its join() to the WebSocket session (no media)
+		Steps         string `json:"joinSteps"`             // the join to first frame, step by step (joinTimings.joinSteps)
 		WarmUp        bool   `json:"warmUp,omitempty"`
 	}
 	var results []result
@@ -208,7 +209,7 @@ func TestICETCPFirstFrame(t *testing.T) {
 		r := result{Mode: mode, Run: run, WarmUp: warmUp,
 			JoinToFrameMS: in.FirstFrames[rootIDs[0]] - in.JoinStartedAt,
 			PublishToMS:   out.FirstFrames[insideIDs[0]] - in.PublishStartedAt,
-			ConnectMS:     in.ConnectedAt - in.JoinStartedAt}
+			ConnectMS:     in.ConnectedAt - in.JoinStartedAt, Steps: in.joinSteps(rootIDs[0])}
 		if in.FirstFrames[rootIDs[0]] == 0 || out.FirstFrames[insideIDs[0]] == 0 || r.JoinToFrameMS > 10000 || r.PublishToMS > 10000 {
 			t.Errorf("%s run %d: first frames too late or missing: %+v (timings %+v, %+v)", mode, run, r, in, out)
 		}

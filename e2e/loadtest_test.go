@@ -71,6 +71,7 @@ func TestLoadtestShort(t *testing.T) {
 		{"forwarding rate", res.MediaNodeForwardedPacketsPerSecond > 100},
 		{"parameters", res.Params.Participants == 4 && res.Params.Sessions == 2 && res.Params.Video == "540x360@30"},
 		{"timeline", len(res.Timeline) >= 10},
+		{"the joins broken into every step, in order", joinStepsComplete(res)},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -173,4 +174,19 @@ func runLoadtest(t *testing.T, ctx context.Context, dc *devCluster, args ...stri
 		t.Fatal(err)
 	}
 	return res
+}
+
+// joinStepsComplete reports whether res breaks every timed join into every
+// step of loadtest.JoinSteps, in order.
+func joinStepsComplete(res loadtest.Result) bool {
+	want := loadtest.JoinSteps()
+	if len(res.JoinStepsMS) != len(want) {
+		return false
+	}
+	for i, st := range res.JoinStepsMS {
+		if st.Step != want[i] || st.Count != res.JoinLatencyMS.Count || st.P50 < 0 || st.P50 > st.P99 {
+			return false
+		}
+	}
+	return true
 }

@@ -233,6 +233,46 @@ type joinTimings struct {
 	PublishStartedAt int64            `json:"publishStartedAt"`
 	PublishedAt      int64            `json:"publishedAt"`
 	FirstFrames      map[string]int64 `json:"firstFrames"`
+	// Subscriptions are the steps of each remote video's subscription, by
+	// connection id: when openvidu-browser's streamCreated made the page
+	// subscribe, and when that peer connection's ICE and then DTLS
+	// connected (0: not yet).
+	Subscriptions map[string]struct {
+		SubscribedAt   int64 `json:"subscribedAt"`
+		OfferAt        int64 `json:"offerAt"`
+		AnswerAt       int64 `json:"answerAt"`
+		CheckingAt     int64 `json:"checkingAt"`
+		ICEConnectedAt int64 `json:"iceConnectedAt"`
+		ConnectedAt    int64 `json:"connectedAt"`
+	} `json:"subscriptions"`
+}
+
+// joinSteps breaks a page's join into its steps up to its first frame of
+// the video of connection from, in ms, each after the one before:
+// "subscribe 40, offer 30, answer 5, checking 2, ice 180, dtls 20, first
+// frame 400" (subscribe: from join() to streamCreated, which comes during
+// session.connect for streams already there; the WebSocket session itself
+// is ConnectMS).
+func (j joinTimings) joinSteps(from string) string {
+	sub := j.Subscriptions[from]
+	marks := []struct {
+		name string
+		at   int64
+	}{
+		{"subscribe", sub.SubscribedAt}, {"offer", sub.OfferAt}, {"answer", sub.AnswerAt}, {"checking", sub.CheckingAt},
+		{"ice", sub.ICEConnectedAt}, {"dtls", sub.ConnectedAt}, {"first frame", j.FirstFrames[from]},
+	}
+	prev := j.JoinStartedAt
+	var out []string
+	for _, m := range marks {
+		if m.at == 0 {
+			out = append(out, m.name+" -")
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %d", m.name, m.at-prev))
+		prev = m.at
+	}
+	return strings.Join(out, ", ")
 }
 
 // timings returns each page's join timings, by connection id.

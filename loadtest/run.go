@@ -36,15 +36,18 @@ type runner struct {
 	prof    participant.VideoProfile
 	runID   string
 
-	mu       sync.Mutex
-	members  []*member
-	joinLat  []float64
-	errs     int
-	errList  []string
-	sessions []string
-	nodes    map[string]string // media node id -> its uri
-	timeline []Sample
-	lastTick tick
+	mu      sync.Mutex
+	members []*member
+	joinLat []float64
+	// joinSteps holds, per step (JoinSteps), the durations of the joins
+	// that became known.
+	joinSteps map[string][]float64
+	errs      int
+	errList   []string
+	sessions  []string
+	nodes     map[string]string // media node id -> its uri
+	timeline  []Sample
+	lastTick  tick
 }
 
 // member is one participant of the load.
@@ -53,11 +56,13 @@ type member struct {
 	publishes bool
 	subscribe bool
 	tokenAt   time.Time
+	restTook  time.Duration // POST /connection, before tokenAt
 	p         *participant.Participant
 
 	mu      sync.Mutex
 	subs    map[string]*participant.Subscription
-	waiting bool // streams were there at join: join latency is pending
+	first   *participant.Subscription // its first subscription (the join's breakdown)
+	waiting bool                      // streams were there at join: join latency is pending
 }
 
 // tick is the sampler's previous reading.
@@ -183,17 +188,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 // runMember joins one participant and keeps it publishing and subscribing
-// until ctx ends; joined is called once its first subscriptions are made
-// (or it failed).
+// until ctx ends; joined is called once its publication is up and its first
+// subscriptions are made (or it failed). It publishes and subscribes at the
+// same time, as an openvidu-browser app does (session.publish and the
+// subscriptions of streamCreated run independently), so a join's latency
+// does not include its own publication.
 func (r *runner) runMember(ctx context.Context, m *member, joined func()) {
 	once := sync.OnceFunc(joined)
 	defer once()
+	published := make(chan struct{})
+	var publishing sync.WaitGroup
+	defer publishing.Wait()
+	asked := time.Now()
 	conn, err := r.api.CreateConnection(ctx, m.session, openvidu.ConnectionProperties{Role: "PUBLISHER"})
 	if err != nil {
 		r.fail(fmt.Errorf("create connection in %s: %w", m.session, err))
 		return
 	}
 	m.tokenAt = time.Now()
+	m.restTook = m.tokenAt.Sub(asked)
 	p, err := participant.Join(ctx, participant.Config{Token: conn.Token, LoopbackOnly: r.cfg.LoopbackOnly, RelayOnly: r.cfg.RelayOnly, Logger: r.log})
 	if err != nil {
 		r.fail(fmt.Errorf("join %s: %w", m.session, err))
@@ -204,27 +217,41 @@ func (r *runner) runMember(ctx context.Context, m *member, joined func()) {
 	r.mu.Lock()
 	r.members = append(r.members, m)
 	r.mu.Unlock()
-	if m.publishes {
+	publishing.Add(1)
+	go func() {
+		defer publishing.Done()
+		defer close(published)
+		if !m.publishes {
+			return
+		}
 		pub, err := p.Publish(ctx, participant.PublishOptions{Video: r.cfg.Video.FPS > 0, Audio: r.cfg.Audio, Simulcast: r.cfg.Simulcast})
 		if err != nil {
 			r.fail(fmt.Errorf("publish in %s: %w", m.session, err))
-		} else {
-			go pub.SendSynthetic(ctx, r.prof)
+			return
 		}
-	}
+		publishing.Add(1)
+		go func() {
+			defer publishing.Done()
+			pub.SendSynthetic(ctx, r.prof)
+		}()
+	}()
 	if !m.subscribe {
+		<-published
 		once()
 		<-ctx.Done()
 		return
 	}
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	up := published // nil once joined was called
 	for {
 		r.subscribeNew(ctx, m)
-		once()
 		select {
 		case <-ctx.Done():
 			return
+		case <-up:
+			once()
+			up = nil
 		case <-t.C:
 		}
 	}
@@ -248,6 +275,9 @@ func (r *runner) subscribeNew(ctx context.Context, m *member) {
 		}
 		m.mu.Lock()
 		m.subs[sid] = sub
+		if m.first == nil {
+			m.first = sub
+		}
 		m.mu.Unlock()
 	}
 }
@@ -283,8 +313,15 @@ func (r *runner) totals() (received, lost uint64, subscribers, participants int)
 		subscribers += len(m.subs)
 		if m.waiting && !first.IsZero() {
 			m.waiting = false
+			steps := joinBreakdown(m)
 			r.mu.Lock()
 			r.joinLat = append(r.joinLat, float64(first.Sub(m.tokenAt).Microseconds())/1000)
+			if r.joinSteps == nil {
+				r.joinSteps = map[string][]float64{}
+			}
+			for name, d := range steps {
+				r.joinSteps[name] = append(r.joinSteps[name], float64(d.Microseconds())/1000)
+			}
 			r.mu.Unlock()
 		}
 		m.mu.Unlock()
@@ -501,6 +538,11 @@ func (r *runner) finish(res *Result, a, b windowMark) {
 	}
 	res.PacketLossRatio = lossRatio(b.received-a.received, b.lost-a.lost)
 	res.JoinLatencyMS = percentiles(r.joinLat)
+	for _, name := range JoinSteps() {
+		if v := r.joinSteps[name]; len(v) > 0 {
+			res.JoinStepsMS = append(res.JoinStepsMS, StepPercentiles{Step: name, Percentiles: percentiles(v)})
+		}
+	}
 	res.Errors, res.ErrorList = r.errs, r.errList
 	res.Timeline = r.timeline
 	wall := b.at.Sub(a.at).Seconds()

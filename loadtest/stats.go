@@ -26,6 +26,11 @@ type Result struct {
 	// participant's first subscription, for participants that found streams
 	// to subscribe to when they joined.
 	JoinLatencyMS Percentiles `json:"join_latency_ms"`
+	// JoinStepsMS breaks those joins into their steps (JoinSteps, in
+	// order; the first subscription's): how long each took after the one
+	// before. Their sum is the join latency plus "rest" (the token's
+	// POST, before it).
+	JoinStepsMS []StepPercentiles `json:"join_steps_ms,omitempty"`
 	// LayersReceived counts the subscriptions by the video width their
 	// last keyframe announced ("1280", "640", "320"; "unknown" before any
 	// keyframe): with Simulcast, which layer the media nodes forward.
@@ -98,6 +103,21 @@ type Percentiles struct {
 	P50   float64 `json:"p50"`
 	P99   float64 `json:"p99"`
 	Max   float64 `json:"max"`
+}
+
+// StepPercentiles are one join step's durations.
+type StepPercentiles struct {
+	Step string `json:"step"`
+	Percentiles
+}
+
+// FormatSteps is "step p50/p99 ms" for each step, comma-separated.
+func FormatSteps(steps []StepPercentiles) string {
+	out := make([]string, 0, len(steps))
+	for _, s := range steps {
+		out = append(out, fmt.Sprintf("%s %.0f/%.0f", s.Step, s.P50, s.P99))
+	}
+	return strings.Join(out, ", ")
 }
 
 // percentiles of v (nearest rank); zeros when v is empty.

@@ -83,6 +83,9 @@ Examples:
 				res.Sessions, res.Publishers, res.Subscribers, res.JoinLatencyMS.P50, res.JoinLatencyMS.P99, 100*res.PacketLossRatio,
 				res.MediaNodeCPUPercent, res.MediaNodeCPUs, res.MediaNodeCPUMicrosPerForwardedPacket, res.MediaNodeForwardedPacketsPerSecond,
 				res.SubscriberStreamsPerCore, res.GeneratorCPUPercent, res.Errors)
+			if len(res.JoinStepsMS) > 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "join steps p50/p99 ms:", loadtest.FormatSteps(res.JoinStepsMS))
+			}
 			if len(res.LayersReceived) > 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "simulcast layers received (video width: subscriptions):", loadtest.FormatLayers(res.LayersReceived))
 			}

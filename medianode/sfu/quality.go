@@ -1,6 +1,8 @@
 package sfu
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -279,9 +281,14 @@ func (s *SFU) NetworkQuality() []mediaapi.ConnectionQuality {
 			default:
 				continue
 			}
+			prev := p.level
 			p.level = netquality.Next(p.level, sample)
-			s.log.Debug("network quality", "session", sid, "connection", p.connectionID, "level", p.level, "connected", sample.Connected,
-				"loss", sample.Loss, "jitter", sample.Jitter, "rtt", sample.RTT, "headroom", sample.Headroom)
+			logAt := slog.LevelDebug
+			if p.level != prev && prev >= 0 {
+				logAt = slog.LevelInfo // a change: what the participant is told, and why
+			}
+			s.log.Log(context.Background(), logAt, "network quality", "session", sid, "connection", p.connectionID, "level", p.level, "previous", prev,
+				"connected", sample.Connected, "loss", sample.Loss, "jitter", sample.Jitter, "rtt", sample.RTT, "headroom", sample.Headroom)
 			out = append(out, mediaapi.ConnectionQuality{
 				SessionID: sid, ConnectionID: p.connectionID, StreamID: p.streamID, Level: p.level,
 				LossPercent: sample.Loss * 100, JitterMS: ms(sample.Jitter), RTTMS: ms(sample.RTT), Headroom: sample.Headroom,

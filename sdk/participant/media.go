@@ -45,7 +45,12 @@ type Publisher struct {
 	// renegotiation serialises reconnections of this stream.
 	renegotiation sync.Mutex
 	recovering    atomic.Bool
+	steps         *Steps
 }
+
+// Steps are the publication's first negotiation: StepGather,
+// StepPublishVideo, StepICE, StepConnected.
+func (pub *Publisher) Steps() *Steps { return pub.steps }
 
 // Publish negotiates a publisher peer connection (publishVideo) and waits
 // until it connects.
@@ -53,11 +58,12 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	if opts.VideoCodec == "" {
 		opts.VideoCodec = webrtc.MimeTypeVP8
 	}
+	steps := newSteps()
 	pc, err := p.api.NewPeerConnection(p.peerConfig())
 	if err != nil {
 		return nil, err
 	}
-	pub := &Publisher{pc: pc}
+	pub := &Publisher{pc: pc, steps: steps}
 	if opts.Audio {
 		pub.audio, _ = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2}, "audio", "chorus")
 	}
@@ -89,6 +95,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 		_ = pc.Close()
 		return nil, err
 	}
+	steps.mark(StepGather)
 	var res struct {
 		SDPAnswer string `json:"sdpAnswer"`
 		ID        string `json:"id"`
@@ -102,6 +109,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 		_ = pc.Close()
 		return nil, fmt.Errorf("publishVideo: %w", err)
 	}
+	steps.mark(StepPublishVideo)
 	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: res.SDPAnswer}); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("apply answer: %w", err)
@@ -115,6 +123,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 	if err := waitConnected(ctx, pc); err != nil {
 		return nil, fmt.Errorf("publisher: %w", err)
 	}
+	steps.mark(StepConnected)
 	return pub, nil
 }
 
@@ -343,7 +352,12 @@ type Subscription struct {
 	// server's (forciblyReconnectSubscriber).
 	renegotiation sync.Mutex
 	recovering    atomic.Bool
+	steps         *Steps
 }
+
+// Steps are the subscription's first negotiation: StepPrepare, StepGather,
+// StepReceiveVideo, StepICE, StepConnected (its first packet is in Stats).
+func (s *Subscription) Steps() *Steps { return s.steps }
 
 // SubscriptionStats count the packets of a subscription.
 type SubscriptionStats struct {
@@ -395,14 +409,16 @@ func (s *Subscription) RequestKeyframe() error {
 
 // SubscribeWith is Subscribe with options.
 func (p *Participant) SubscribeWith(ctx context.Context, streamID string, opts SubscribeOptions) (*Subscription, error) {
+	steps := newSteps()
 	var prep struct {
 		SDPOffer string `json:"sdpOffer"`
 	}
 	if err := p.call(ctx, "prepareReceiveVideoFrom", map[string]any{"sender": streamID, "reconnect": false}, &prep); err != nil {
 		return nil, fmt.Errorf("prepareReceiveVideoFrom: %w", err)
 	}
+	steps.mark(StepPrepare)
 	sub := &Subscription{StreamID: streamID, last: map[webrtc.RTPCodecType]time.Time{}, seqs: map[webrtc.RTPCodecType]uint16{},
-		onPacket: opts.OnPacket}
+		onPacket: opts.OnPacket, steps: steps}
 	pc, err := p.answer(ctx, sub, prep.SDPOffer, "receiveVideoFrom", map[string]any{"sender": streamID}, "sdpAnswer")
 	if err != nil {
 		return nil, err
@@ -415,6 +431,7 @@ func (p *Participant) SubscribeWith(ctx context.Context, streamID string, opts S
 	if err := waitConnected(ctx, pc); err != nil {
 		return nil, fmt.Errorf("subscriber: %w", err)
 	}
+	steps.mark(StepConnected)
 	return sub, nil
 }
 
@@ -441,11 +458,13 @@ func (p *Participant) answer(ctx context.Context, sub *Subscription, offer, meth
 		_ = pc.Close()
 		return nil, err
 	}
+	sub.steps.mark(StepGather)
 	params[answerKey] = sdp
 	if err := p.call(ctx, method, params, nil); err != nil {
 		_ = pc.Close()
 		return nil, fmt.Errorf("%s: %w", method, err)
 	}
+	sub.steps.mark(StepReceiveVideo)
 	return pc, nil
 }
 

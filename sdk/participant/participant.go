@@ -113,6 +113,7 @@ type Participant struct {
 	subs    map[string]*Subscription
 
 	recoveries []Recovery
+	steps      *Steps
 }
 
 // Join connects to the token's cluster and joins its session.
@@ -134,7 +135,7 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 	if cfg.ICEFailedTimeout == 0 {
 		cfg.ICEFailedTimeout = time.Second
 	}
-	p := &Participant{cfg: cfg, sessionID: sid, streams: map[string]protocol.Stream{}, subs: map[string]*Subscription{}}
+	p := &Participant{cfg: cfg, sessionID: sid, streams: map[string]protocol.Stream{}, subs: map[string]*Subscription{}, steps: newSteps()}
 	p.api, err = newAPI(cfg)
 	if err != nil {
 		return nil, err
@@ -155,6 +156,7 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 		return nil, err
 	}
 	p.setRPC(rpc)
+	p.steps.mark(StepWebSocket)
 	params := map[string]any{
 		"token": cfg.Token, "session": sid, "platform": "Chorus Go participant", "sdkVersion": "2.32.2",
 		"metadata": cfg.Metadata, "secret": "", "recorder": false, "stt": false,
@@ -164,6 +166,7 @@ func Join(ctx context.Context, cfg Config) (*Participant, error) {
 		p.Close()
 		return nil, fmt.Errorf("joinRoom: %w", err)
 	}
+	p.steps.mark(StepJoinRoom)
 	p.mu.Lock()
 	for _, rc := range p.join.Value {
 		for _, s := range rc.Streams {
@@ -237,6 +240,9 @@ func (p *Participant) peerConfig() webrtc.Configuration {
 // ICEServers are the STUN/TURN servers the participant's peer connections
 // use (from joinRoom's customIceServers).
 func (p *Participant) ICEServers() []webrtc.ICEServer { return p.peerConfig().ICEServers }
+
+// JoinSteps are Join's steps: StepWebSocket, StepJoinRoom.
+func (p *Participant) JoinSteps() *Steps { return p.steps }
 
 // ConnectionID is the participant's connection id.
 func (p *Participant) ConnectionID() string { return p.join.ID }
@@ -505,8 +511,16 @@ func gather(ctx context.Context, pc *webrtc.PeerConnection, desc webrtc.SessionD
 	return pc.LocalDescription().SDP, nil
 }
 
-// waitConnected waits for the peer connection to connect.
+// waitConnected waits for the peer connection to connect (ICE and DTLS),
+// woken by its state changes (it takes pc's OnConnectionStateChange).
 func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
+	changed := make(chan struct{}, 1)
+	pc.OnConnectionStateChange(func(webrtc.PeerConnectionState) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
 	for {
 		switch pc.ConnectionState() {
 		case webrtc.PeerConnectionStateConnected:
@@ -517,7 +531,7 @@ func waitConnected(ctx context.Context, pc *webrtc.PeerConnection) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-changed:
 		}
 	}
 }

@@ -71,25 +71,26 @@ func iceBroken(s webrtc.ICEConnectionState) bool {
 
 // watchPublisher recovers the publisher when its current peer connection's
 // ICE fails.
+// (It also marks the publication's StepICE.)
 func (p *Participant) watchPublisher(pub *Publisher, pc *webrtc.PeerConnection) {
-	if p.cfg.NoMediaRecovery {
-		return
-	}
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		if s == webrtc.ICEConnectionStateFailed && pub.current() == pc {
+		if s == webrtc.ICEConnectionStateConnected {
+			pub.steps.mark(StepICE)
+		}
+		if s == webrtc.ICEConnectionStateFailed && !p.cfg.NoMediaRecovery && pub.current() == pc {
 			p.recoverPublisher(pub, false)
 		}
 	})
 }
 
 // watchSubscription recovers the subscription when its current peer
-// connection's ICE fails.
+// connection's ICE fails (and marks its StepICE).
 func (p *Participant) watchSubscription(sub *Subscription, pc *webrtc.PeerConnection) {
-	if p.cfg.NoMediaRecovery {
-		return
-	}
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
-		if s == webrtc.ICEConnectionStateFailed && sub.current() == pc {
+		if s == webrtc.ICEConnectionStateConnected {
+			sub.steps.mark(StepICE)
+		}
+		if s == webrtc.ICEConnectionStateFailed && !p.cfg.NoMediaRecovery && sub.current() == pc {
 			p.recoverSubscription(sub)
 		}
 	})

@@ -62,12 +62,26 @@ function nameOf(connection) {
   try { return JSON.parse(connection.data.split('%/%')[0]).clientData; } catch (e) { return connection.connectionId; }
 }
 
-// watchFirstFrame records when a remote video decodes its first frame
-// (checked every 10 ms, for two minutes at most).
-function watchFirstFrame(video, connectionId) {
+// watchFirstFrame records when a remote video decodes its first frame, and
+// the steps of its subscription before that (timings.subscriptions): when
+// its peer connection had the server's offer (prepareReceiveVideoFrom
+// answered), its own answer (sent with receiveVideoFrom), started its ICE
+// checks, connected ICE and then DTLS. Checked every 10 ms, for two minutes
+// at most.
+function watchFirstFrame(video, connectionId, subscriber) {
   const timings = demo.timings;
+  const steps = timings.subscriptions[connectionId] || (timings.subscriptions[connectionId] = {});
   const started = Date.now();
   const timer = setInterval(() => {
+    const pc = subscriber.stream && subscriber.stream.getWebRtcPeer && subscriber.stream.getWebRtcPeer() ? subscriber.stream.getRTCPeerConnection() : null;
+    if (pc) {
+      const now = Date.now();
+      if (!steps.offerAt && pc.remoteDescription) steps.offerAt = now;
+      if (!steps.answerAt && pc.localDescription) steps.answerAt = now;
+      if (!steps.checkingAt && pc.iceConnectionState !== 'new') steps.checkingAt = now;
+      if (!steps.iceConnectedAt && (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed')) steps.iceConnectedAt = now;
+      if (!steps.connectedAt && pc.connectionState === 'connected') steps.connectedAt = now;
+    }
     const frames = video.getVideoPlaybackQuality ? video.getVideoPlaybackQuality().totalVideoFrames : 0;
     if (frames > 0 && !timings.firstFrames[connectionId]) timings.firstFrames[connectionId] = Date.now();
     if (frames > 0 || Date.now() - started > 120000) clearInterval(timer);
@@ -78,7 +92,7 @@ function watchFirstFrame(video, connectionId) {
 // options.iceTransportPolicy ('relay': TURN only) goes to openvidu-browser's
 // advanced configuration, which it gives every RTCPeerConnection.
 async function join(token, name, debug, options) {
-  demo.timings = { joinStartedAt: Date.now(), connectedAt: 0, publishStartedAt: 0, publishedAt: 0, firstFrames: {} };
+  demo.timings = { joinStartedAt: Date.now(), connectedAt: 0, publishStartedAt: 0, publishedAt: 0, firstFrames: {}, subscriptions: {} };
   const OV = new OpenVidu();
   if (!debug) OV.enableProdMode();
   if (options && options.iceTransportPolicy) {
@@ -88,10 +102,11 @@ async function join(token, name, debug, options) {
   demo.session = session;
   session.on('streamCreated', (event) => {
     const el = tile('tile-' + event.stream.streamId, nameOf(event.stream.connection));
+    demo.timings.subscriptions[event.stream.connection.connectionId] = { subscribedAt: Date.now() };
     const subscriber = session.subscribe(event.stream, el, { insertMode: 'APPEND' });
     subscriber.on('videoElementCreated', (e) => {
       e.element.dataset.connectionId = event.stream.connection.connectionId;
-      watchFirstFrame(e.element, event.stream.connection.connectionId);
+      watchFirstFrame(e.element, event.stream.connection.connectionId, subscriber);
     });
     log('streamCreated', event.stream.streamId);
   });
