@@ -46,6 +46,9 @@ type Publisher struct {
 	renegotiation sync.Mutex
 	recovering    atomic.Bool
 	steps         *Steps
+	// keyframeWanted[i] is set when a keyframe request (PLI, FIR) for
+	// video[i] arrived: SendSynthetic's next frame of it is a keyframe.
+	keyframeWanted []atomic.Bool
 }
 
 // Steps are the publication's first negotiation: StepGather,
@@ -80,6 +83,7 @@ func (p *Participant) Publish(ctx context.Context, opts PublishOptions) (*Publis
 			}
 		}
 	}
+	pub.keyframeWanted = make([]atomic.Bool, len(pub.video))
 	if err := pub.addTracks(pc); err != nil {
 		_ = pc.Close()
 		return nil, err
@@ -159,14 +163,19 @@ type ridExtensions struct {
 // negotiated records, once pc's answer is applied, how simulcast packets
 // name their encoding on it (pion's track writers do not add the mid and
 // rid header extensions: a simulcast sender must).
+//
+// It also starts reading the video sender's feedback, per encoding, until
+// pc closes: keyframe requests make SendSynthetic's next frame a keyframe,
+// as a browser's encoder does.
 func (pub *Publisher) negotiated(pc *webrtc.PeerConnection) {
-	if len(pub.video) < 2 {
-		return
-	}
 	var ext ridExtensions
 	for _, tc := range pc.GetTransceivers() {
 		if tc.Sender() == nil || tc.Kind() != webrtc.RTPCodecTypeVideo {
 			continue
+		}
+		pub.readFeedback(tc.Sender())
+		if len(pub.video) < 2 {
+			return
 		}
 		ext.mid = tc.Mid()
 		for _, h := range tc.Sender().GetParameters().HeaderExtensions {
@@ -179,6 +188,35 @@ func (pub *Publisher) negotiated(pc *webrtc.PeerConnection) {
 		}
 	}
 	pub.rid.Store(&ext)
+}
+
+// readFeedback reads sender's RTCP, one goroutine per encoding (pion's
+// interceptors see it that way too), until its peer connection closes, and
+// marks the encodings whose keyframe was asked for.
+func (pub *Publisher) readFeedback(sender *webrtc.RTPSender) {
+	for i, tr := range pub.video {
+		rid := tr.RID()
+		go func() {
+			for {
+				var pkts []rtcp.Packet
+				var err error
+				if rid == "" {
+					pkts, _, err = sender.ReadRTCP()
+				} else {
+					pkts, _, err = sender.ReadSimulcastRTCP(rid)
+				}
+				if err != nil {
+					return // the peer connection closed
+				}
+				for _, pkt := range pkts {
+					switch pkt.(type) {
+					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+						pub.keyframeWanted[i].Store(true)
+					}
+				}
+			}
+		}()
+	}
 }
 
 // SendSynthetic sends synthetic media until ctx ends: video frames of the
@@ -195,7 +233,7 @@ func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
 	}
 	for i, tr := range pub.video {
 		wg.Add(1)
-		go func() { defer wg.Done(); pub.sendVideo(ctx, tr, profiles[i]) }()
+		go func() { defer wg.Done(); pub.sendVideo(ctx, tr, profiles[i], &pub.keyframeWanted[i]) }()
 	}
 	if pub.audio != nil {
 		wg.Add(1)
@@ -204,7 +242,9 @@ func (pub *Publisher) SendSynthetic(ctx context.Context, prof VideoProfile) {
 	wg.Wait()
 }
 
-func (pub *Publisher) sendVideo(ctx context.Context, track *webrtc.TrackLocalStaticRTP, prof VideoProfile) {
+// sendVideo sends track's frames; a keyframe every two seconds, and at
+// once when keyframeWanted is set (a new group of pictures starts).
+func (pub *Publisher) sendVideo(ctx context.Context, track *webrtc.TrackLocalStaticRTP, prof VideoProfile, keyframeWanted *atomic.Bool) {
 	seq, ts := uint16(rand.UintN(1<<16)), rand.Uint32()
 	payload := make([]byte, maxVideoPayload)
 	pkt := &rtp.Packet{Header: rtp.Header{Version: 2}}
@@ -212,6 +252,9 @@ func (pub *Publisher) sendVideo(ctx context.Context, track *webrtc.TrackLocalSta
 	t := time.NewTicker(time.Second / time.Duration(prof.FPS))
 	defer t.Stop()
 	for frame := 0; ; frame++ {
+		if keyframeWanted.Swap(false) {
+			frame = 0
+		}
 		sizes := prof.FramePayloads(frame)
 		for i, n := range sizes {
 			prof.vp8Payload(payload[:n], frame, i)

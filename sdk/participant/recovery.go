@@ -70,8 +70,7 @@ func iceBroken(s webrtc.ICEConnectionState) bool {
 }
 
 // watchPublisher recovers the publisher when its current peer connection's
-// ICE fails.
-// (It also marks the publication's StepICE.)
+// ICE fails (and marks its StepICE).
 func (p *Participant) watchPublisher(pub *Publisher, pc *webrtc.PeerConnection) {
 	pc.OnICEConnectionStateChange(func(s webrtc.ICEConnectionState) {
 		if s == webrtc.ICEConnectionStateConnected {
