@@ -8,10 +8,11 @@ import (
 
 // Join steps, in the order a participant that finds streams to subscribe
 // to goes through them: the token's POST /connection (through the proxy),
-// the WebSocket (upgraded through the proxy) and joinRoom, then what
-// happens before its first subscription starts (its own publication, when
-// it publishes first), then that subscription's steps (participant.Step*)
-// and its first RTP packet.
+// the WebSocket (upgraded through the proxy) and joinRoom, then any wait
+// before its first subscription starts (none since the participant
+// publishes and subscribes at once; its own publication when it published
+// first), then that subscription's steps (participant.Step*) and its first
+// RTP packet.
 const (
 	StepREST            = "rest"
 	StepBeforeSubscribe = "before subscribe"
