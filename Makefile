@@ -6,6 +6,12 @@ GOTEST_FLAGS ?= -count=1
 # The end-to-end packages (build tag e2e) run one at a time: the machine has 2 cores.
 E2E_PKGS := ./e2e/...
 UNIT_PKGS := ./...
+# Packages whose Redis tests run a second time on one Redis Cluster
+# (CHORUS_TEST_REDIS=cluster), and the end-to-end scenarios rerun on
+# `chorus dev --redis-cluster` (CHORUS_E2E_REDIS=cluster): REST,
+# openvidu-browser, events, master and media node crashes.
+REDIS_CLUSTER_PKGS := ./shared/store/
+REDIS_CLUSTER_E2E := ^(TestOpenViduNodeClient|TestOpenViduBrowsers|TestWebhookEventsOfABrowserSession|TestEventsAtLeastOnceAcrossMasterCrashes|TestMasterCrashesAreInvisible|TestMediaNodeCrashMigration)$$
 # Tests fail, rather than skip, when a system dependency (redis-server) is missing.
 export CHORUS_TEST_REQUIRE_DEPS := 1
 # golangci-lint, installed into bin/ from the Go module proxy at this version.
@@ -16,7 +22,7 @@ GOLANGCI_LINT := bin/golangci-lint
 GOVULNCHECK_VERSION := v1.1.4
 GOVULNCHECK := bin/govulncheck
 
-.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
+.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e test-e2e-redis-cluster fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
 
 all: build
 
@@ -60,13 +66,19 @@ dev: deps build web
 
 test-quick:
 	$(GO) test $(GOTEST_FLAGS) $(UNIT_PKGS)
+	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) $(REDIS_CLUSTER_PKGS)
 
 test-e2e: build web compose-images
 	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
 
+test-e2e-redis-cluster: build web
+	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
+
 test: deps lint build web compose-images
 	$(GO) test $(GOTEST_FLAGS) -timeout 15m $(UNIT_PKGS)
+	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) -timeout 5m $(REDIS_CLUSTER_PKGS)
 	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
+	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
 
 # Short fuzzing runs of every fuzz target (the seed corpora also run in make test).
 fuzz:

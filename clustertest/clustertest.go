@@ -286,8 +286,8 @@ func (c *Cluster) Keys(t testing.TB) []string {
 	for _, k := range keys {
 		rest := strings.TrimPrefix(k, "chorus:test:")
 		switch {
-		case rest == "masters" || rest == "medianodes" || rest == "sessions" || rest == "evict":
-		case strings.HasPrefix(rest, "master:") || strings.HasPrefix(rest, "media:") || strings.HasPrefix(rest, "mconns:"):
+		case rest == "sessions" || rest == "evict":
+		case strings.HasPrefix(rest, "{masters}"):
 		case strings.HasSuffix(rest, ":tomb") || strings.HasPrefix(rest, "{cluster}"):
 		case strings.HasPrefix(rest, "idem:") && c.RDB.PTTL(context.Background(), k).Val() > 0: // expires by itself
 		default:

@@ -27,6 +27,7 @@ import (
 
 	"github.com/chorus-rtc/chorus/shared/config"
 	"github.com/chorus-rtc/chorus/shared/nodeprocess"
+	"github.com/chorus-rtc/chorus/shared/rediscluster"
 	"github.com/chorus-rtc/chorus/shared/store"
 )
 
@@ -47,8 +48,14 @@ type Config struct {
 	// ClusterSecret is the masters' and media nodes' internal secret;
 	// empty: a random one, new at every start.
 	ClusterSecret string
-	// RedisAddr is an existing Redis; empty starts redis-server from PATH.
+	// RedisAddr is an existing Redis (host:port, or a Redis Cluster's
+	// nodes separated by commas); empty starts redis-server from PATH.
 	RedisAddr string
+	// RedisCluster, without RedisAddr, starts a Redis Cluster instead of
+	// one redis-server: 3 primaries and 3 replicas (6 processes, formed
+	// with redis-cli --cluster create), a replica promoted 1 s after its
+	// primary stops answering.
+	RedisCluster bool
 	// RedisSentinelMaster, with RedisAddr, makes RedisAddr a Sentinel
 	// watching the primary of this name.
 	RedisSentinelMaster string
@@ -183,7 +190,7 @@ type runner struct {
 	// for it.
 	promised map[int]bool
 
-	redisAddr    string
+	redisAddrs   []string
 	launchedLogs string   // logs of the media nodes the masters launched
 	tempDirs     []string // removed once every process stopped
 }
@@ -209,35 +216,30 @@ func (r *runner) start(ctx context.Context) (*State, error) {
 	}
 	publicAddr := net.JoinHostPort(publicHost, strconv.Itoa(cfg.Port))
 	state := &State{URL: "http://" + publicAddr, Secret: cfg.Secret, ClusterSecret: cfg.ClusterSecret}
-	redisAddr := cfg.RedisAddr
-	if redisAddr == "" {
-		port, err := r.freeTCPPort()
+	redisAddrs := strings.Split(cfg.RedisAddr, ",")
+	switch {
+	case cfg.RedisAddr != "":
+	case cfg.RedisCluster:
+		var err error
+		if redisAddrs, err = r.startRedisCluster(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		addr, err := r.startRedis(ctx, "redis", nil)
 		if err != nil {
 			return nil, err
 		}
-		dir, err := r.tempDir("chorus-redis-")
-		if err != nil {
-			return nil, err
-		}
-		redisAddr = fmt.Sprintf("127.0.0.1:%d", port)
-		p, err := r.spawn(Node{Role: "redis", ID: "redis", Addr: redisAddr}, "redis-server",
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
-		if err != nil {
-			return nil, fmt.Errorf("start redis-server (install it, or pass --redis-addr): %w", err)
-		}
-		if err := waitTCP(ctx, redisAddr, 10*time.Second, p); err != nil {
-			return nil, err
-		}
+		redisAddrs = []string{addr}
 	}
-	state.Redis = redisAddr
+	state.Redis = strings.Join(redisAddrs, ",")
 	// Every secret reaches the processes through their environment
 	// (spawn), out of process listings; the OpenVidu secret goes to the
 	// masters and the proxy only.
-	common := []string{"--redis-addrs", redisAddr, "--cluster-id", cfg.ClusterID}
+	common := []string{"--redis-addrs", state.Redis, "--cluster-id", cfg.ClusterID}
 	if cfg.RedisSentinelMaster != "" {
 		common = append(common, "--redis-sentinel-master-name", cfg.RedisSentinelMaster)
 	}
-	r.redisAddr = redisAddr
+	r.redisAddrs = redisAddrs
 	logDir, err := r.tempDir("chorus-media-")
 	if err != nil {
 		return nil, err
@@ -696,11 +698,70 @@ func (r *runner) copyLaunchedLogs() {
 	}
 }
 
+// startRedis starts a redis-server without persistence on a free loopback
+// port, with extra arguments, and returns its address once it accepts
+// connections.
+func (r *runner) startRedis(ctx context.Context, id string, extra func(dir string) ([]string, error)) (string, error) {
+	port, err := r.freeTCPPort()
+	if err != nil {
+		return "", err
+	}
+	dir, err := r.tempDir("chorus-redis-")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir}
+	if extra != nil {
+		more, err := extra(dir)
+		if err != nil {
+			return "", err
+		}
+		args = append(args, more...)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	p, err := r.spawn(Node{Role: "redis", ID: id, Addr: addr}, "redis-server", args...)
+	if err != nil {
+		return "", fmt.Errorf("start redis-server (install it, or pass --redis-addr): %w", err)
+	}
+	if err := waitTCP(ctx, addr, 10*time.Second, p); err != nil {
+		return "", err
+	}
+	return addr, nil
+}
+
+// redisClusterNodes is the size of the Redis Cluster of --redis-cluster:
+// 3 primaries, each with a replica.
+const redisClusterNodes = 6
+
+// startRedisCluster starts the redis-server processes of a Redis Cluster
+// (redis-1 to redis-6; a node's bus port is a free one too), forms the
+// cluster and returns the nodes' addresses once it serves every slot.
+func (r *runner) startRedisCluster(ctx context.Context) ([]string, error) {
+	addrs := make([]string, 0, redisClusterNodes)
+	for i := range redisClusterNodes {
+		addr, err := r.startRedis(ctx, fmt.Sprintf("redis-%d", i+1), func(dir string) ([]string, error) {
+			bus, err := r.freeTCPPort()
+			if err != nil {
+				return nil, err
+			}
+			return rediscluster.NodeArgs(dir, bus, time.Second), nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		addrs = append(addrs, addr)
+	}
+	if err := rediscluster.Create(ctx, addrs, 1); err != nil {
+		return nil, fmt.Errorf("form the redis cluster: %w", err)
+	}
+	return addrs, nil
+}
+
 // stopLaunched stops the media nodes the masters' process provider started:
 // their own process sessions keep them alive past the masters, so the dev
 // cluster finds them in Redis and stops them as the provider would.
 func (r *runner) stopLaunched() {
-	if r.redisAddr == "" {
+	if len(r.redisAddrs) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -712,7 +773,7 @@ func (r *runner) stopLaunched() {
 		r.log.Warn("list launched media nodes", "err", err)
 		return
 	}
-	rc.Redis.Addrs, rc.Redis.SentinelMasterName, rc.Redis.Timeout = []string{r.redisAddr}, r.cfg.RedisSentinelMaster, time.Second
+	rc.Redis.Addrs, rc.Redis.SentinelMasterName, rc.Redis.Timeout = r.redisAddrs, r.cfg.RedisSentinelMaster, time.Second
 	rdb, err := store.NewClient(rc.Redis)
 	if err != nil {
 		r.log.Warn("list launched media nodes", "err", err)

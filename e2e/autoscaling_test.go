@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // autoscalingEvents returns the autoscaling events the webhook received
@@ -163,8 +161,7 @@ func TestControllerLeaseTakeover(t *testing.T) {
 		"OPENVIDU_PRO_CLUSTER_AUTOSCALING=true", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_NODES=2",
 		"OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_NODES=3", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_INTERVAL=1",
 		"CHORUS_AUTOSCALING_COOL_DOWN=2s")})
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 	ctx := context.Background()
 	const leaseKey = "chorus:e2e:{cluster}:controller"
 

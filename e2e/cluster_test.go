@@ -19,9 +19,12 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/devcluster"
 )
@@ -72,6 +75,45 @@ type devCluster struct {
 type devOptions struct {
 	Args []string
 	Env  []string
+	// SingleRedis: the test acts on chorus dev's one redis-server (stops
+	// it, restarts it); it is skipped when the tests run on a Redis
+	// Cluster.
+	SingleRedis bool
+}
+
+// redisEnv names the environment variable that runs every test's chorus
+// dev on a Redis Cluster (`chorus dev --redis-cluster`) when it is
+// "cluster"; `make test-e2e-redis-cluster` runs a set of tests that way.
+const redisEnv = "CHORUS_E2E_REDIS"
+
+// redisClient is a client of the cluster's Redis (a Cluster client when
+// chorus dev runs a Redis Cluster), closed when the test ends.
+func (dc *devCluster) redisClient(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	rdb := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: strings.Split(dc.Redis, ",")})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// redisKeys lists the keys matching pattern on every primary of the
+// cluster's Redis (KEYS reaches one node only).
+func redisKeys(ctx context.Context, rdb redis.UniversalClient) func(pattern string) ([]string, error) {
+	return func(pattern string) ([]string, error) {
+		cc, ok := rdb.(*redis.ClusterClient)
+		if !ok {
+			return rdb.Keys(ctx, pattern).Result()
+		}
+		var mu sync.Mutex
+		var out []string
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			keys, err := c.Keys(ctx, pattern).Result()
+			mu.Lock()
+			out = append(out, keys...)
+			mu.Unlock()
+			return err
+		})
+		return out, err
+	}
 }
 
 // startDev runs `chorus dev` until the test ends and returns its state
@@ -93,9 +135,16 @@ func startDev(t *testing.T, opts ...devOptions) *devCluster {
 	// the system's).
 	tmp := t.TempDir()
 	env := append(os.Environ(), "CHORUS_LOG_LEVEL="+level, "TMPDIR="+tmp)
+	redisCluster := os.Getenv(redisEnv) == "cluster"
 	for _, o := range opts {
 		args = append(args, o.Args...)
 		env = append(env, o.Env...)
+		if o.SingleRedis && redisCluster {
+			t.Skipf("%s=cluster: this test needs the single redis-server of chorus dev", redisEnv)
+		}
+	}
+	if redisCluster {
+		args = append(args, "--redis-cluster")
 	}
 	tempBefore := chorusTempEntries(tmp)
 	procsBefore := map[int]bool{}

@@ -444,7 +444,7 @@ func (c *compose) socketMaster(ctx context.Context, sid, cid string) string {
 	if err := json.Unmarshal([]byte(raw), &conn); err != nil || conn.Master == "" {
 		c.t.Fatalf("connection %s in Redis: %q (%v)", cid, raw, err)
 	}
-	url := docker(c.t, "exec", redis, "redis-cli", "--raw", "HGET", "chorus:chorus:master:"+conn.Master, "internalUrl")
+	url := docker(c.t, "exec", redis, "redis-cli", "--raw", "HGET", "chorus:chorus:{masters}:m:"+conn.Master, "internalUrl")
 	svc, _, _ := strings.Cut(strings.TrimPrefix(url, "http://"), ":")
 	return svc
 }

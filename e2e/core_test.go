@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 )
@@ -115,19 +113,18 @@ func restCall(t *testing.T, dc *devCluster, method, path, body string) []byte {
 // connection, outbox or event left behind.
 func assertNoSessionKeys(t *testing.T, dc *devCluster) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		// Session keys are hash-tagged {sid}; idempotency records
 		// (chorus:e2e:idem:*) expire by themselves.
-		keys, err := rdb.Keys(context.Background(), "chorus:e2e:{*").Result()
+		keys, err := redisKeys(context.Background(), rdb)("chorus:e2e:{*")
 		if err != nil {
 			t.Fatal(err)
 		}
 		var left []string
 		for _, k := range keys {
-			if !strings.HasSuffix(k, ":tomb") && !strings.HasPrefix(k, "chorus:e2e:{cluster}") {
+			if !strings.HasSuffix(k, ":tomb") && !strings.HasPrefix(k, "chorus:e2e:{cluster}") && !strings.HasPrefix(k, "chorus:e2e:{masters}") {
 				left = append(left, k)
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -372,8 +373,7 @@ func TestEventsAtLeastOnceAcrossMasterCrashes(t *testing.T) {
 	for _, n := range dc.Nodes {
 		pids[n.ID] = n.PID
 	}
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 
 	// outcome is what the test knows of each session: its connections, and
 	// whether each one's join and the signal were answered.
@@ -697,17 +697,34 @@ func TestBadEventConfiguration(t *testing.T) {
 // waitSubscribers waits until n clients subscribe to a Redis pub/sub channel.
 func waitSubscribers(t *testing.T, dc *devCluster, channel string, n int64) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		counts, err := rdb.PubSubNumSub(context.Background(), channel).Result()
-		if err == nil && counts[channel] >= n {
+		got, err := pubSubNumSub(context.Background(), rdb, channel)
+		if err == nil && got >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d subscribers on %s, want %d (%v)", counts[channel], channel, n, err)
+			t.Fatalf("%d subscribers on %s, want %d (%v)", got, channel, n, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// pubSubNumSub counts the clients subscribed to a pub/sub channel; on a
+// Redis Cluster, a subscriber is counted by the node it subscribed on, so
+// every node is asked.
+func pubSubNumSub(ctx context.Context, rdb redis.UniversalClient, channel string) (int64, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		counts, err := rdb.PubSubNumSub(ctx, channel).Result()
+		return counts[channel], err
+	}
+	var total atomic.Int64
+	err := cc.ForEachShard(ctx, func(ctx context.Context, c *redis.Client) error {
+		counts, err := c.PubSubNumSub(ctx, channel).Result()
+		total.Add(counts[channel])
+		return err
+	})
+	return total.Load(), err
 }

@@ -49,8 +49,7 @@ func runMasterChaos(t *testing.T, sig syscall.Signal) {
 	dc := startDev(t, devOptions{Env: eventEnv(hook)})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 
 	browsers := startPages(t, dc)
 	browserIDs := browsers.join("ha_browsers", 2)
@@ -253,7 +252,7 @@ var maxResumeMS = map[syscall.Signal]float64{syscall.SIGKILL: 500, syscall.SIGTE
 
 // connectionMasters reads, for each connection (id -> session), the master
 // incarnation holding its WebSocket now ("" while it has none).
-func connectionMasters(t *testing.T, ctx context.Context, rdb *redis.Client, sessionOf map[string]string) map[string]string {
+func connectionMasters(t *testing.T, ctx context.Context, rdb redis.UniversalClient, sessionOf map[string]string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	for cid, sid := range sessionOf {
@@ -271,9 +270,9 @@ func connectionMasters(t *testing.T, ctx context.Context, rdb *redis.Client, ses
 }
 
 // registeredMasters lists the master incarnations registered now.
-func registeredMasters(t *testing.T, ctx context.Context, rdb *redis.Client) []string {
+func registeredMasters(t *testing.T, ctx context.Context, rdb redis.UniversalClient) []string {
 	t.Helper()
-	ids, err := rdb.SMembers(ctx, "chorus:e2e:masters").Result()
+	ids, err := rdb.SMembers(ctx, "chorus:e2e:{masters}:ids").Result()
 	if err != nil {
 		t.Fatal(err)
 	}

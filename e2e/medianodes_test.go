@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/chorus-rtc/chorus/sdk/participant"
 	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/store"
@@ -405,8 +403,7 @@ func TestMediaNodeRegistrationAndLaunchFailure(t *testing.T) {
 // waitSeenNodes waits until n media nodes have heartbeated, adopted or not.
 func waitSeenNodes(t *testing.T, dc *devCluster, n int) {
 	t.Helper()
-	st := store.New(store.Config{Redis: redis.NewClient(&redis.Options{Addr: dc.Redis}), ClusterID: "e2e"})
-	defer st.Redis().Close()
+	st := store.New(store.Config{Redis: dc.redisClient(t), ClusterID: "e2e"})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		seen, err := st.UnadoptedMediaNodes(context.Background(), 3*time.Second)

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // recording is openvidu-node-client's Recording, as pages.cjs prints it.
@@ -399,12 +397,11 @@ func TestRecordingBrowsers(t *testing.T) {
 // the test is closed.
 func assertNoMasterConnections(t *testing.T, dc *devCluster) {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		keys, err := rdb.Keys(ctx, "chorus:e2e:mconns:*").Result()
+		keys, err := redisKeys(ctx, rdb)("chorus:e2e:{masters}:conns:*")
 		if err != nil {
 			t.Fatal(err)
 		}

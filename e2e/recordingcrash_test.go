@@ -63,7 +63,7 @@ type recordingCrash struct {
 type crashRun struct {
 	dc        *devCluster
 	p         *pages
-	rdb       *redis.Client
+	rdb       redis.UniversalClient
 	sid, id   string
 	startedAt time.Time // the start call returned
 	killedAt  time.Time
@@ -78,8 +78,7 @@ type crashRun struct {
 func runRecordingCrash(t *testing.T, c recordingCrash) {
 	dc := startDev(t, devOptions{Args: c.args})
 	p := startPages(t, dc)
-	rdb := redis.NewClient(&redis.Options{Addr: dc.Redis})
-	defer rdb.Close()
+	rdb := dc.redisClient(t)
 	sid := "reccrash_" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	p.join(sid, 2)
 	p.waitVideo(1, 30*time.Second)

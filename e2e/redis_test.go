@@ -32,7 +32,7 @@ import (
 func TestRedisOutage(t *testing.T) {
 	const requestTimeout = 4 * time.Second
 	h := startHook(t)
-	dc := startDev(t, devOptions{Env: eventEnv(h, "CHORUS_MASTER_REQUEST_TIMEOUT=4s",
+	dc := startDev(t, devOptions{SingleRedis: true, Env: eventEnv(h, "CHORUS_MASTER_REQUEST_TIMEOUT=4s",
 		"CHORUS_MASTER_RECONNECT_GRACE=3s", "CHORUS_MASTER_REDIS_RECOVERY_GRACE=3s")})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -154,7 +154,7 @@ func crashedNodes(h *hook) []string {
 // the lost sessions' peer connections; new sessions work.
 func TestRedisRestartLosingKeys(t *testing.T) {
 	h := startHook(t)
-	dc := startDev(t, devOptions{Env: eventEnv(h, "CHORUS_MEDIA_RECONCILE_INTERVAL=1s", "CHORUS_MEDIA_RECONCILE_GRACE=3s")})
+	dc := startDev(t, devOptions{SingleRedis: true, Env: eventEnv(h, "CHORUS_MEDIA_RECONCILE_INTERVAL=1s", "CHORUS_MEDIA_RECONCILE_GRACE=3s")})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	old, _ := pionMesh(t, ctx, dc, "forgotten", 2)
@@ -244,7 +244,7 @@ func endpointsOnMediaNodes(t *testing.T, dc *devCluster) int {
 // after the kill), and nothing is left behind.
 func TestSentinelFailover(t *testing.T) {
 	g := redistest.StartSentinelGroup(t)
-	dc := startDev(t, devOptions{Args: []string{"--redis-addr", g.Sentinel, "--redis-sentinel-master-name", g.MasterName}})
+	dc := startDev(t, devOptions{SingleRedis: true, Args: []string{"--redis-addr", g.Sentinel, "--redis-sentinel-master-name", g.MasterName}})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ov, err := openvidu.New(openvidu.Config{URL: dc.URL, Secret: dc.Secret})

@@ -17,7 +17,8 @@ func devCommand() *cobra.Command {
 		Use:   "dev",
 		Short: "Run a whole local HA cluster: Redis, 3 masters, 2 media nodes and the proxy, each its own process",
 		Long: `chorus dev runs a local highly available cluster on this machine: redis-server
-from PATH on a free port (unless --redis-addr is given), masters, media nodes and
+from PATH on a free port (or a 6-process Redis Cluster with --redis-cluster, or
+the Redis of --redis-addr), masters, media nodes and
 the proxy on --port, each as its own OS process of this binary. The demo page is
 served at the printed URL. Environment variables (CHORUS_*, OPENVIDU_*) reach
 every process. SIGINT or SIGTERM stops everything it started.`,
@@ -25,6 +26,9 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.Recorders < 0 {
 				return errors.New("--recorders must not be negative")
+			}
+			if c.RedisCluster && c.RedisAddr != "" {
+				return errors.New("--redis-cluster starts a Redis Cluster: it cannot go with --redis-addr")
 			}
 			if c.Masters < 1 || c.MediaNodes < 1 {
 				return errors.New("--masters and --media-nodes must be at least 1")
@@ -57,7 +61,8 @@ every process. SIGINT or SIGTERM stops everything it started.`,
 	f.StringVar(&c.PublicHost, "public-host", "localhost", "Host of the cluster's URL and of the tokens, where browsers reach the proxy")
 	f.StringVar(&c.Secret, "secret", config.DevSecret, "OpenVidu secret of the cluster (default: $OPENVIDU_SECRET, which ps does not show, else the development secret, refused with a --listen-host other than loopback)")
 	f.StringVar(&c.ClusterSecret, "cluster-secret", "", "Internal secret of masters and media nodes (default: a random one; or CHORUS_CLUSTER_SECRET)")
-	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port) instead of starting redis-server")
+	f.StringVar(&c.RedisAddr, "redis-addr", "", "Use this Redis (host:port, or a Redis Cluster's host:port,host:port,...) instead of starting redis-server")
+	f.BoolVar(&c.RedisCluster, "redis-cluster", false, "Start a Redis Cluster (3 primaries, 3 replicas: 6 redis-server processes, formed with redis-cli) instead of one redis-server")
 	f.StringVar(&c.RedisSentinelMaster, "redis-sentinel-master-name", "", "With --redis-addr: it is a Sentinel, watching the primary of this name")
 	f.IntVar(&c.Masters, "masters", 3, "Number of master processes")
 	f.IntVar(&c.MediaNodes, "media-nodes", 2, "Number of media node processes")

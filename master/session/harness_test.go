@@ -373,7 +373,7 @@ func (e *env) evictions() map[string]int64 {
 // masterConns lists "<sid> <cid>" whose WebSocket a master incarnation holds.
 func (e *env) masterConns(master protocol.MasterID) []string {
 	e.t.Helper()
-	m, err := e.st.Redis().SMembers(context.Background(), e.st.Prefix()+":mconns:"+string(master)).Result()
+	m, err := e.st.Redis().SMembers(context.Background(), e.st.Prefix()+":{masters}:conns:"+string(master)).Result()
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -221,7 +221,7 @@ func (s *EventBus) ForgetDrainedStream(ctx context.Context, sid protocol.Session
 	}
 	evKey, sessKey := s.eventsKey(sid), s.sessionKey(sid)
 	forgot := false
-	err := s.rdb.Watch(ctx, func(tx *redis.Tx) error {
+	err := watchRetried(ctx, s.rdb, func(tx *redis.Tx) error {
 		n, err := tx.XLen(ctx, evKey).Result()
 		if err != nil {
 			return err

@@ -354,7 +354,7 @@ func (s *NodeRegistry) UpdateMediaNodes(ctx context.Context, leader protocol.Mas
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var t *NodesTx
-		err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
+		err := watchRetried(ctx, s.rdb, func(rtx *redis.Tx) error {
 			if leader != "" {
 				holder, err := rtx.Get(ctx, s.controllerKey()).Result()
 				if err != nil && !errors.Is(err, redis.Nil) {

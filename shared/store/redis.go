@@ -48,7 +48,11 @@ func NewClient(cfg config.Redis) (redis.UniversalClient, error) {
 		// while an unresponsive Redis times out again and again.
 		MaxRetries: 1,
 	})
-	rdb.AddHook(dialRetry{budget: cfg.Timeout, pause: dialRetryPause})
+	hook := dialRetry{budget: cfg.Timeout, pause: dialRetryPause}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		hook.cluster = cc
+	}
+	rdb.AddHook(hook)
 	return rdb, nil
 }
 
@@ -68,8 +72,17 @@ const dialRetryPause = 100 * time.Millisecond
 // (a participant's leaveRoom answered "Cluster state unavailable" in
 // TestSentinelFailover). A Redis that stays away still fails each command
 // within budget (redis.timeout), as a Redis that stops answering does.
+//
+// A Redis Cluster failover needs more (cluster set): until a replica is
+// promoted the dead primary's slots answer CLUSTERDOWN (or cannot be
+// dialled), which is retried too (Redis refused the command), and before
+// each new try the client reloads its slot map, which go-redis otherwise
+// refreshes only on a MOVED reply or once a minute: without that, the
+// clients kept dialling the dead primary for 55 s after the promotion
+// (TestRedisClusterFailover).
 type dialRetry struct {
 	budget, pause time.Duration
+	cluster       *redis.ClusterClient
 }
 
 func (h dialRetry) DialHook(next redis.DialHook) redis.DialHook { return next }
@@ -90,8 +103,11 @@ func (h dialRetry) retry(ctx context.Context, run func() error) error {
 	give := time.Now().Add(h.budget)
 	for {
 		err := run()
-		if !isDialError(err) || time.Now().Add(h.pause).After(give) {
+		if !h.retryable(err) || time.Now().Add(h.pause).After(give) {
 			return err
+		}
+		if h.cluster != nil {
+			h.cluster.ReloadState(ctx)
 		}
 		t := time.NewTimer(h.pause)
 		select {
@@ -101,6 +117,25 @@ func (h dialRetry) retry(ctx context.Context, run func() error) error {
 		case <-t.C:
 		}
 	}
+}
+
+// retryable: err says the command was not run, because its node could not
+// be reached or (in a Redis Cluster) its slot has no primary yet.
+func (h dialRetry) retryable(err error) bool {
+	return isDialError(err) || (h.cluster != nil && (redis.IsClusterDownError(err) || redis.IsTryAgainError(err)))
+}
+
+// watchRetried is rdb.Watch (an optimistic transaction) ridden over a
+// failover as dialRetry rides commands. A Redis Cluster client runs a
+// transaction on the node of its keys' slot without its own hooks, so the
+// retry happens here; other clients' transactions go through the hook.
+func watchRetried(ctx context.Context, rdb redis.UniversalClient, fn func(*redis.Tx) error, keys ...string) error {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Watch(ctx, fn, keys...)
+	}
+	h := dialRetry{budget: cc.Options().ReadTimeout, pause: dialRetryPause, cluster: cc}
+	return h.retry(ctx, func() error { return cc.Watch(ctx, fn, keys...) })
 }
 
 // isDialError reports whether err is a failure to open a connection (refused,

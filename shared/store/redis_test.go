@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/chorus-rtc/chorus/shared/config"
+	"github.com/chorus-rtc/chorus/shared/protocol"
 	"github.com/chorus-rtc/chorus/shared/redistest"
 )
 
@@ -269,5 +270,99 @@ func TestCommandsRideOverALostAddress(t *testing.T) {
 	}
 	if took < cfg.Timeout-time.Second || took > cfg.Timeout+time.Second {
 		t.Errorf("with Redis gone the command failed after %s, want about redis.timeout (%s)", took, cfg.Timeout)
+	}
+}
+
+// TestClusterFailoverRiddenOver: on a real Redis Cluster (3 primaries, 3
+// replicas), the primary serving a session's slot is SIGKILLed while
+// commands, pipelines and session transactions keep coming for that slot
+// and others. With redis.timeout longer than the promotion, none fails:
+// each waits (dialRetry reloads the client's slot map while it retries) and
+// runs on the promoted replica. Without the reload, go-redis kept the dead
+// primary in its slot map for up to a minute.
+func TestClusterFailoverRiddenOver(t *testing.T) {
+	c := redistest.StartCluster(t)
+	cfg := c.Config()
+	cfg.Timeout = 8 * time.Second // beyond the promotion (2.5-3.5 s here)
+	rdb, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	if _, ok := rdb.(*redis.ClusterClient); !ok {
+		t.Fatalf("several addresses gave a %T, want a Redis Cluster client", rdb)
+	}
+	st := New(Config{Redis: rdb, ClusterID: "failover"})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sessions := []protocol.SessionID{"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7"}
+	for _, sid := range sessions {
+		if err := st.CreateSession(ctx, &Session{ID: sid, CreatedAt: NowMillis()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim, err := c.PrimaryFor(ctx, st.Sessions.sessionKey("s0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What this test is about is riding over the promotion, not Redis's
+	// asynchronous replication (a write the primary acknowledged but had
+	// not yet sent to its replica dies with it): the replicas catch up.
+	if err := c.WaitReplicated(ctx, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	victim.Kill()
+	type result struct {
+		what string
+		err  error
+		took time.Duration
+	}
+	results := make(chan result)
+	var n int
+	for _, sid := range sessions {
+		for i := range 3 {
+			n += 3
+			go func() {
+				start := time.Now()
+				err := st.Update(ctx, sid, func(tx *Tx) error {
+					cid := protocol.ConnectionID(fmt.Sprintf("c%d", i))
+					tx.Conns[cid] = &Connection{ID: cid, SessionID: sid, CreatedAt: NowMillis(), Status: StatusActive}
+					return nil
+				})
+				results <- result{"update " + string(sid), err, time.Since(start)}
+			}()
+			go func() {
+				start := time.Now()
+				_, err := st.Load(ctx, sid)
+				results <- result{"load " + string(sid), err, time.Since(start)}
+			}()
+			go func() {
+				start := time.Now()
+				_, err := st.ListSessionIDs(ctx)
+				results <- result{"list", err, time.Since(start)}
+			}()
+		}
+	}
+	var slowest time.Duration
+	for range n {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("%s during the failover: %v", r.what, r.err)
+		}
+		slowest = max(slowest, r.took)
+	}
+	t.Logf("%d commands and transactions issued at the kill all done %s after it", n, slowest.Round(10*time.Millisecond))
+	if err := c.WaitHealthy(ctx, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, sid := range sessions {
+		snap, err := st.Load(ctx, sid)
+		if err != nil || len(snap.Conns) != 3 {
+			t.Errorf("%s after the failover: %v, %v", sid, snap, err)
+		}
+	}
+	if slowest > 6*time.Second {
+		t.Errorf("the slowest call took %s after the kill, want within the promotion (about 3 s) and a slot map reload", slowest)
 	}
 }

@@ -12,18 +12,28 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Registry keys (P is the cluster prefix):
+// Registry keys (P is the cluster prefix). They share one Redis Cluster hash
+// tag, {masters}, so that the scripts and transactions that span a master's
+// registration, its listing and its crash flag run in one slot:
 //
-//	P:masters             set: ids of registered masters
-//	P:master:<id>         hash: MasterInfo, expires unless refreshed by heartbeats
-//	P:mconns:<id>         set: "<sid> <cid>" whose WebSocket that master holds
+//	P:{masters}:ids             set: ids of registered masters
+//	P:{masters}:m:<id>          hash: MasterInfo, expires unless refreshed by heartbeats
+//	P:{masters}:epoch:<id>      counter: the id's incarnations
+//	P:{masters}:conns:<id>      set: "<sid> <cid>" whose WebSocket that master holds
+//	P:{masters}:crashed:<inc>   string: when the incarnation was declared crashed (1 h)
+//	P:{masters}:crashed         zset: incarnations declared crashed in the last hour
 //
 // Media nodes live in the cluster's slot: see medianodes.go.
 
-func (s keyspace) mastersKey() string                    { return s.prefix + ":masters" }
-func (s keyspace) masterKey(id protocol.MasterID) string { return s.prefix + ":master:" + string(id) }
+func (s keyspace) mastersKey() string { return s.prefix + ":{masters}:ids" }
+func (s keyspace) masterKey(id protocol.MasterID) string {
+	return s.prefix + ":{masters}:m:" + string(id)
+}
+func (s keyspace) masterEpochKey(id protocol.MasterID) string {
+	return s.prefix + ":{masters}:epoch:" + string(id)
+}
 func (s keyspace) masterConnsKey(id protocol.MasterID) string {
-	return s.prefix + ":mconns:" + string(id)
+	return s.prefix + ":{masters}:conns:" + string(id)
 }
 
 // MasterInfo is a master's registration.
@@ -123,7 +133,7 @@ func (s *MasterRegistry) TakeMasterConnections(ctx context.Context, master proto
 // NextMasterEpoch returns a new epoch for a master id (1, 2, ...): a master
 // takes one at start and whenever it must come back as a new node.
 func (s *MasterRegistry) NextMasterEpoch(ctx context.Context, id protocol.MasterID) (int64, error) {
-	key := s.prefix + ":master:" + string(id) + ":epoch"
+	key := s.masterEpochKey(id)
 	pipe := s.rdb.TxPipeline()
 	n := pipe.Incr(ctx, key)
 	pipe.Expire(ctx, key, 30*24*time.Hour)
@@ -134,9 +144,9 @@ func (s *MasterRegistry) NextMasterEpoch(ctx context.Context, id protocol.Master
 }
 
 func (s keyspace) crashedKey(inc protocol.MasterID) string {
-	return s.prefix + ":crashed:" + string(inc)
+	return s.prefix + ":{masters}:crashed:" + string(inc)
 }
-func (s keyspace) crashedMastersKey() string { return s.prefix + ":crashedmasters" }
+func (s keyspace) crashedMastersKey() string { return s.prefix + ":{masters}:crashed" }
 
 // crashedMemory is how long a crashed master stays flagged (and listed by
 // GET /openvidu/api/health).

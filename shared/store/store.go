@@ -491,7 +491,7 @@ func (s *Sessions) update(ctx context.Context, sid protocol.SessionID, recording
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		var tx *Tx
-		err := s.rdb.Watch(ctx, func(rtx *redis.Tx) error {
+		err := watchRetried(ctx, s.rdb, func(rtx *redis.Tx) error {
 			raw, err := rtx.HGetAll(ctx, key).Result()
 			if err != nil {
 				return fmt.Errorf("load session %s: %w", sid, err)
@@ -836,11 +836,6 @@ func IsUnavailable(err error) bool {
 		errors.Is(err, context.DeadlineExceeded) {
 		return true
 	}
-	msg := err.Error()
-	for _, prefix := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN"} {
-		if strings.HasPrefix(msg, prefix) {
-			return true
-		}
-	}
-	return false
+	return redis.IsLoadingError(err) || redis.IsReadOnlyError(err) || redis.IsClusterDownError(err) ||
+		redis.IsMasterDownError(err) || redis.IsTryAgainError(err)
 }

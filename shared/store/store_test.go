@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,8 +15,37 @@ import (
 	"github.com/chorus-rtc/chorus/shared/redistest"
 )
 
+// testCluster, with CHORUS_TEST_REDIS=cluster (redistest.BackendEnv), is the
+// Redis Cluster every test of the package runs on, each in its own key
+// prefix; otherwise each test has its own redis-server.
+var testCluster *redistest.Cluster
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	if os.Getenv(redistest.BackendEnv) == "cluster" {
+		dir, err := os.MkdirTemp("", "chorus-store-cluster-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		c, err := redistest.StartClusterProcesses(dir, redistest.ClusterOptions{})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer c.Stop()
+		testCluster = c
+	}
+	return m.Run()
+}
+
 func newStore(t *testing.T) *Store {
 	t.Helper()
+	if testCluster != nil {
+		return New(Config{Redis: testCluster.Client(t), ClusterID: strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())})
+	}
 	return New(Config{Redis: redistest.Start(t).Client(t), ClusterID: "t"})
 }
 
