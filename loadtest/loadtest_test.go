@@ -87,6 +87,9 @@ chorus_media_cpus{node="media_1"} 2
 # HELP chorus_media_forwarded_packets_total RTP packets sent to subscribers.
 # TYPE chorus_media_forwarded_packets_total counter
 chorus_media_forwarded_packets_total{node="media_1"} 123456
+# HELP chorus_media_forwarded_bytes_total RTP bytes sent to subscribers.
+# TYPE chorus_media_forwarded_bytes_total counter
+chorus_media_forwarded_bytes_total{node="media_1"} 98765432
 `
 
 func TestParseNodeMetrics(t *testing.T) {
@@ -94,7 +97,7 @@ func TestParseNodeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.cpuSeconds != 12.5 || c.forwarded != 123456 || c.cpus != 2 {
+	if c.cpuSeconds != 12.5 || c.forwarded != 123456 || c.forwardedBytes != 98765432 || c.cpus != 2 {
 		t.Fatalf("parsed %+v", c)
 	}
 	if _, err := parseNodeMetrics(strings.NewReader("# TYPE other counter\nother 1\n")); err == nil {

@@ -15,6 +15,7 @@ import (
 const (
 	metricCPUSeconds = "chorus_media_cpu_seconds_total"
 	metricForwarded  = "chorus_media_forwarded_packets_total"
+	metricFwdBytes   = "chorus_media_forwarded_bytes_total"
 	metricCPUs       = "chorus_media_cpus"
 )
 
@@ -73,6 +74,7 @@ func parseNodeMetrics(r io.Reader) (nodeCounters, error) {
 	if !ok1 || !ok2 {
 		return nodeCounters{}, fmt.Errorf("media node metrics lack %s or %s (not a Chorus media node?)", metricCPUSeconds, metricForwarded)
 	}
+	c.forwardedBytes, _ = value(metricFwdBytes) // absent from nodes older than the figure
 	c.cpus, _ = value(metricCPUs)
 	if c.cpus <= 0 {
 		c.cpus = 1

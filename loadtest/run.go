@@ -547,7 +547,7 @@ func (r *runner) finish(res *Result, a, b windowMark) {
 	res.Timeline = r.timeline
 	wall := b.at.Sub(a.at).Seconds()
 	res.WindowSeconds = wall
-	var cpuSec, fwd, cpus float64
+	var cpuSec, fwd, fwdBytes, cpus float64
 	for id, end := range b.nodes {
 		begin, ok := a.nodes[id]
 		if !ok || end.cpuSeconds < begin.cpuSeconds || end.forwarded < begin.forwarded {
@@ -555,6 +555,7 @@ func (r *runner) finish(res *Result, a, b windowMark) {
 		}
 		cpuSec += end.cpuSeconds - begin.cpuSeconds
 		fwd += end.forwarded - begin.forwarded
+		fwdBytes += end.forwardedBytes - begin.forwardedBytes
 		cpus += end.cpus
 	}
 	if wall > 0 && cpus > 0 {
@@ -571,7 +572,11 @@ func (r *runner) finish(res *Result, a, b windowMark) {
 		}
 		if perStream > 0 {
 			res.SubscriberStreamsPerCore = 1e6 / (res.MediaNodeCPUMicrosPerForwardedPacket * perStream)
+			res.MediaNodeCPUMicrosPerSubscriberStream = res.MediaNodeCPUMicrosPerForwardedPacket * perStream
 		}
+	}
+	if fwdBytes > 0 {
+		res.MediaNodeCPUMicrosPerForwardedMegabit = cpuSec * 1e6 / (fwdBytes * 8 / 1e6)
 	}
 }
 

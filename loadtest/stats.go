@@ -48,6 +48,15 @@ type Result struct {
 	MediaNodeCPUPercent                  float64 `json:"media_node_cpu_percent"`
 	MediaNodeForwardedPacketsPerSecond   float64 `json:"media_node_forwarded_packets_per_second"`
 	MediaNodeCPUs                        float64 `json:"media_node_cpus"`
+	// MediaNodeCPUMicrosPerForwardedMegabit is the same CPU time per megabit
+	// of RTP forwarded (packets' bytes as sent, before SRTP): a figure that
+	// does not depend on how a sender cuts its frames into packets.
+	MediaNodeCPUMicrosPerForwardedMegabit float64 `json:"media_node_cpu_us_per_forwarded_megabit"`
+	// MediaNodeCPUMicrosPerSubscriberStream is the node's CPU per second
+	// for one subscriber stream (video and, with audio, its audio), in
+	// microseconds per second: the measured cost per packet times the
+	// profile's packet rate.
+	MediaNodeCPUMicrosPerSubscriberStream float64 `json:"media_node_cpu_us_per_subscriber_stream_second"`
 	// SubscriberStreamsPerCore is what the measured cost per packet implies:
 	// one core's microseconds divided by the cost of one subscriber stream
 	// (the profile's packets per second).
@@ -144,10 +153,11 @@ func lossRatio(received, lost uint64) float64 {
 
 // nodeCounters are a media node's counters at one time (GET /metrics).
 type nodeCounters struct {
-	at         time.Time
-	cpuSeconds float64
-	forwarded  float64
-	cpus       float64
+	at             time.Time
+	cpuSeconds     float64
+	forwarded      float64
+	forwardedBytes float64
+	cpus           float64
 }
 
 // nodeUsage is what two readings of a node's counters say about the time

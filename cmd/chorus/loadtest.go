@@ -79,10 +79,10 @@ Examples:
 			}
 			fmt.Fprintf(cmd.OutOrStdout(),
 				"sessions %d, publishers %d, subscriptions %d, join latency p50 %.0f ms p99 %.0f ms, loss %.3f%%, "+
-					"media node CPU %.1f%% of %g CPUs, %.2f us per forwarded packet (%.0f pkt/s), ~%.0f subscriber streams per core, generator CPU %.0f%%, errors %d\n",
+					"media node CPU %.1f%% of %g CPUs, %.2f us per forwarded packet (%.0f pkt/s), %.0f us per forwarded Mbit, ~%.0f subscriber streams per core, generator CPU %.0f%%, errors %d\n",
 				res.Sessions, res.Publishers, res.Subscribers, res.JoinLatencyMS.P50, res.JoinLatencyMS.P99, 100*res.PacketLossRatio,
 				res.MediaNodeCPUPercent, res.MediaNodeCPUs, res.MediaNodeCPUMicrosPerForwardedPacket, res.MediaNodeForwardedPacketsPerSecond,
-				res.SubscriberStreamsPerCore, res.GeneratorCPUPercent, res.Errors)
+				res.MediaNodeCPUMicrosPerForwardedMegabit, res.SubscriberStreamsPerCore, res.GeneratorCPUPercent, res.Errors)
 			if len(res.JoinStepsMS) > 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "join steps p50/p99 ms:", loadtest.FormatSteps(res.JoinStepsMS))
 			}

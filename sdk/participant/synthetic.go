@@ -80,10 +80,12 @@ func KeyframeWidth(payload []byte) (width int, ok bool) {
 
 // Synthetic video's shape: a keyframe every keyframeInterval frames, this
 // many times larger than a delta frame; RTP payloads of at most
-// maxVideoPayload bytes (below common MTUs after SRTP and headers).
+// maxVideoPayload bytes, so that packets are at most 1200 bytes as
+// libwebrtc's (Chrome's) are: its default maximum RTP packet size, less a
+// 12-byte header and about 20 bytes of header extensions.
 const (
 	keyframeFactor  = 5
-	maxVideoPayload = 1100
+	maxVideoPayload = 1168
 	// AudioPacketBytes is an Opus packet at ~64 kbit/s every 20 ms.
 	AudioPacketBytes = 160
 )
@@ -94,7 +96,11 @@ func (prof VideoProfile) keyframeInterval() int { return 2 * prof.FPS }
 // FramePayloads returns the RTP payload sizes of frame n (0-based): its
 // packets, in order. Keyframes (every two seconds, starting with frame 0)
 // are keyframeFactor times larger than delta frames, sized so that the
-// average over two seconds is the profile's bitrate.
+// average over two seconds is the profile's bitrate. A frame is cut as
+// libwebrtc's VP8 packetizer cuts it (RtpPacketizer's "split about
+// equally"): into the fewest packets of at most maxVideoPayload bytes, of
+// sizes differing by at most one byte, so packets average near the maximum
+// instead of leaving a small last one.
 func (prof VideoProfile) FramePayloads(n int) []int {
 	gop := prof.keyframeInterval()
 	delta := prof.Bitrate * 2 / 8 / (gop - 1 + keyframeFactor)
@@ -102,11 +108,16 @@ func (prof VideoProfile) FramePayloads(n int) []int {
 	if n%gop == 0 {
 		size *= keyframeFactor
 	}
-	var out []int
-	for size > 0 {
-		p := min(size, maxVideoPayload)
-		out = append(out, p)
-		size -= p
+	if size <= 0 {
+		return nil
+	}
+	packets := (size + maxVideoPayload - 1) / maxVideoPayload
+	out := make([]int, packets)
+	for i := range out {
+		out[i] = size / packets
+		if i < size%packets {
+			out[i]++
+		}
 	}
 	return out
 }

@@ -26,12 +26,17 @@ func TestSyntheticVideo(t *testing.T) {
 			if len(sizes) == 0 {
 				t.Fatalf("frame %d has no packet", n)
 			}
+			frame := 0
 			for _, s := range sizes {
-				if s <= 0 || s > maxVideoPayload {
-					t.Fatalf("frame %d: payload of %d bytes", n, s)
+				if s <= 0 || s > maxVideoPayload || s < sizes[0]-1 || s > sizes[0] {
+					t.Fatalf("frame %d: payloads %v: each at most %d bytes, split about equally", n, sizes, maxVideoPayload)
 				}
-				bytes += s
+				frame += s
 			}
+			if fewest := (frame + maxVideoPayload - 1) / maxVideoPayload; len(sizes) != fewest {
+				t.Errorf("frame %d of %d bytes in %d packets, want the fewest (%d)", n, frame, len(sizes), fewest)
+			}
+			bytes += frame
 			packets += len(sizes)
 			if prof.IsKeyframe(n) != (n == 0) {
 				t.Errorf("frame %d keyframe = %v", n, prof.IsKeyframe(n))
