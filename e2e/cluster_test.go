@@ -97,23 +97,21 @@ func (dc *devCluster) redisClient(t *testing.T) redis.UniversalClient {
 
 // redisKeys lists the keys matching pattern on every primary of the
 // cluster's Redis (KEYS reaches one node only).
-func redisKeys(ctx context.Context, rdb redis.UniversalClient) func(pattern string) ([]string, error) {
-	return func(pattern string) ([]string, error) {
-		cc, ok := rdb.(*redis.ClusterClient)
-		if !ok {
-			return rdb.Keys(ctx, pattern).Result()
-		}
-		var mu sync.Mutex
-		var out []string
-		err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			keys, err := c.Keys(ctx, pattern).Result()
-			mu.Lock()
-			out = append(out, keys...)
-			mu.Unlock()
-			return err
-		})
-		return out, err
+func redisKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Keys(ctx, pattern).Result()
 	}
+	var mu sync.Mutex
+	var out []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		keys, err := c.Keys(ctx, pattern).Result()
+		mu.Lock()
+		out = append(out, keys...)
+		mu.Unlock()
+		return err
+	})
+	return out, err
 }
 
 // startDev runs `chorus dev` until the test ends and returns its state

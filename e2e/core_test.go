@@ -118,7 +118,7 @@ func assertNoSessionKeys(t *testing.T, dc *devCluster) {
 	for {
 		// Session keys are hash-tagged {sid}; idempotency records
 		// (chorus:e2e:idem:*) expire by themselves.
-		keys, err := redisKeys(context.Background(), rdb)("chorus:e2e:{*")
+		keys, err := redisKeys(context.Background(), rdb, "chorus:e2e:{*")
 		if err != nil {
 			t.Fatal(err)
 		}

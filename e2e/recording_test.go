@@ -401,7 +401,7 @@ func assertNoMasterConnections(t *testing.T, dc *devCluster) {
 	ctx := context.Background()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		keys, err := redisKeys(ctx, rdb)("chorus:e2e:{masters}:conns:*")
+		keys, err := redisKeys(ctx, rdb, "chorus:e2e:{masters}:conns:*")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -60,26 +60,40 @@ func Create(ctx context.Context, addrs []string, replicas int) error {
 // its primary is up; nodes that refuse connections (dead) are skipped, but
 // at least one must answer. It gives up after timeout with what was wrong.
 func WaitHealthy(ctx context.Context, addrs []string, timeout time.Duration) error {
+	return waitFor(ctx, timeout, 100*time.Millisecond, "redis cluster not healthy", func(ctx context.Context) string {
+		return health(ctx, addrs)
+	})
+}
+
+// waitFor calls problem every pause until it says nothing is wrong (""),
+// or gives up after timeout with what, and what was last wrong.
+func waitFor(ctx context.Context, timeout, pause time.Duration, what string, problem func(context.Context) string) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
-		problem := health(ctx, addrs)
-		if problem == "" {
+		p := problem(ctx)
+		if p == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("redis cluster not healthy after %s: %s", timeout, problem)
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("%s after %s: %s", what, timeout, p)
+		case <-time.After(pause):
 		}
 	}
+}
+
+// nodeClient is a client of the one node at addr that fails fast: no
+// retry, a second to connect.
+func nodeClient(addr string) *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
 }
 
 // health is "" for a healthy cluster, else what is wrong.
 func health(ctx context.Context, addrs []string) string {
 	alive := 0
 	for _, addr := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		c := nodeClient(addr)
 		info, err := c.ClusterInfo(ctx).Result()
 		var repl string
 		if err == nil {
@@ -115,31 +129,20 @@ func health(ctx context.Context, addrs []string) string {
 // have acknowledged its whole replication stream (each replica's offset,
 // as the primary reports it, equals the primary's), or timeout passes.
 func WaitReplicated(ctx context.Context, addrs []string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		behind := ""
+	return waitFor(ctx, timeout, 20*time.Millisecond, "replicas still behind", func(ctx context.Context) string {
 		for _, addr := range addrs {
-			c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+			c := nodeClient(addr)
 			info, err := c.Info(ctx, "replication").Result()
 			_ = c.Close()
 			if err != nil || !strings.Contains(info, "role:master") {
 				continue // dead, or a replica
 			}
 			if lag := replicaLag(info); lag != "" {
-				behind = addr + ": " + lag
-				break
+				return addr + ": " + lag
 			}
 		}
-		if behind == "" {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("replicas still behind after %s: %s", timeout, behind)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+		return ""
+	})
 }
 
 // replicaLag describes the first replica behind its primary in the
@@ -184,7 +187,7 @@ func isRefused(err error) bool {
 func PrimaryOf(ctx context.Context, addrs []string, key string) (string, error) {
 	var last error
 	for _, addr := range addrs {
-		c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+		c := nodeClient(addr)
 		slot, err := c.ClusterKeySlot(ctx, key).Result()
 		var shards []redis.ClusterShard
 		if err == nil {

@@ -15,16 +15,13 @@ import (
 )
 
 // Cluster is a real Redis Cluster of redis-server processes on loopback:
-// Primaries primaries, each with one replica, made by `redis-cli --cluster
-// create`, with a node timeout short enough for a test to see a replica
-// promoted within a few seconds of its primary's death.
+// ClusterOptions.Primaries primaries, each with one replica, made by
+// `redis-cli --cluster create`, with a node timeout short enough for a test
+// to see a replica promoted within a few seconds of its primary's death.
 type Cluster struct {
 	// Nodes are the processes, primaries first as created (roles change
-	// after a failover: see Primaries).
+	// after a failover: PrimaryFor says who serves a key now).
 	Nodes []*Server
-	// NodeTimeout is cluster-node-timeout: how long a primary may be
-	// unreachable before its replica takes over.
-	NodeTimeout time.Duration
 }
 
 // ClusterOptions configures StartCluster.
@@ -71,7 +68,7 @@ func StartClusterProcesses(dir string, opts ClusterOptions) (*Cluster, error) {
 	if opts.NodeTimeout <= 0 {
 		opts.NodeTimeout = time.Second
 	}
-	c := &Cluster{NodeTimeout: opts.NodeTimeout}
+	c := &Cluster{}
 	for i := range 2 * opts.Primaries {
 		ndir := filepath.Join(dir, fmt.Sprintf("node%d", i))
 		if err := os.MkdirAll(ndir, 0o700); err != nil {
