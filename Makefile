@@ -22,7 +22,7 @@ GOLANGCI_LINT := bin/golangci-lint
 GOVULNCHECK_VERSION := v1.1.4
 GOVULNCHECK := bin/govulncheck
 
-.PHONY: all build web deps docker-engine compose-images dev test test-quick test-e2e test-e2e-redis-cluster fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
+.PHONY: all build web deps docker-engine compose-images swarm-up swarm-down dev test test-quick test-e2e test-e2e-redis-cluster fuzz lint lint-tool vulncheck vulncheck-tool clean config-reference
 
 all: build
 
@@ -60,6 +60,16 @@ docker-engine:
 
 compose-images: docker-engine
 	./docker/images.sh
+
+# A Chorus cluster on a Docker Swarm of three Docker-in-Docker hosts on this
+# machine (docker/swarm.sh; README, "Docker Swarm"): docker/swarm.sh env
+# prints its URL and secret. swarm-down removes it all.
+swarm-up: compose-images
+	./docker/swarm.sh up
+	./docker/swarm.sh env
+
+swarm-down:
+	./docker/swarm.sh down
 
 dev: deps build web
 	./$(BIN) dev

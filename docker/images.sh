@@ -5,6 +5,8 @@
 #   golang:1.26-bookworm   that plus this machine's Go toolchain
 #   redis:7.0-bookworm     that plus Debian's redis-server
 #   prometheus:chorus      that plus Debian's prometheus (the monitoring profile)
+#   chorus-swarm-host:latest  that plus Debian's docker.io: one host of the
+#                          Swarm test bed (docker/swarm.sh)
 #   chorus:latest          the repository's Dockerfile, built on those
 #   chorus-recorder:latest its recorder target (FFmpeg; the recording profile)
 # Images already present are kept (FORCE=1 rebuilds them). On a machine with
@@ -98,6 +100,11 @@ if ! have prometheus:chorus; then
 	docker build -q -t prometheus:chorus -f docker/prometheus.Dockerfile docker >/dev/null
 fi
 
+if ! have chorus-swarm-host:latest; then
+	step "chorus-swarm-host:latest from Debian's docker.io (the Swarm test bed's hosts)"
+	docker build -q -t chorus-swarm-host:latest -f docker/swarm-host.Dockerfile docker >/dev/null
+fi
+
 # The Chorus image is always rebuilt (the layer cache makes it quick when
 # nothing changed), so that it matches the checkout.
 step "$CHORUS_IMAGE from the Dockerfile"
@@ -108,4 +115,4 @@ fi
 docker build -q -t "$CHORUS_IMAGE" --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
 step "$RECORDER_IMAGE from the Dockerfile's recorder target (Debian's FFmpeg)"
 docker build -q -t "$RECORDER_IMAGE" --target recorder --build-arg "GOPROXY=$GOPROXY" --build-arg "NPM_REGISTRY=$NPM_REGISTRY" . >/dev/null
-docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|prometheus:chorus|'"$CHORUS_IMAGE|$RECORDER_IMAGE"')' || true
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^(debian:bookworm-slim|golang:1.26-bookworm|redis:7.0-bookworm|prometheus:chorus|chorus-swarm-host:latest|'"$CHORUS_IMAGE|$RECORDER_IMAGE"')' || true

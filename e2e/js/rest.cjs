@@ -26,7 +26,9 @@ const { check, expectStatus, finish, env } = require('./check.cjs');
   check('pending connection', mod.status === 'pending' && mod.role === 'MODERATOR' && mod.serverData === 'alice' && mod.connectionProperties.record === false,
     JSON.stringify({ status: mod.status, props: mod.connectionProperties }));
   const ws = url.startsWith('https:') ? 'wss' : 'ws'; // the proxy's TLS gives wss:// tokens
-  check('token format', new RegExp('^' + ws + '://localhost:\\d+\\?sessionId=node_' + suffix + '&token=tok_[A-Za-z0-9]{24}&edition=pro$').test(mod.token), mod.token);
+  // Tokens carry the cluster's public URL: the host the tests reach it at.
+  const host = new URL(url).hostname.replace(/\./g, '\\.');
+  check('token format', new RegExp('^' + ws + '://' + host + ':\\d+\\?sessionId=node_' + suffix + '&token=tok_[A-Za-z0-9]{24}&edition=pro$').test(mod.token), mod.token);
   check('connection id', /^con_[A-Za-z0-9]{10}$/.test(mod.connectionId), mod.connectionId);
 
   const sub = await custom.createConnection({ role: 'SUBSCRIBER', customIceServers: [{ url: 'stun:stun.example.org:3478' }] });
@@ -34,7 +36,7 @@ const { check, expectStatus, finish, env } = require('./check.cjs');
     JSON.stringify(sub.connectionProperties.customIceServers));
 
   const token = await custom.generateToken({ role: 'PUBLISHER', data: 'legacy' });
-  check('deprecated generateToken', token.startsWith(ws + '://localhost:') && token.includes('token=tok_'), token);
+  check('deprecated generateToken', token.startsWith(ws + '://' + new URL(url).hostname + ':') && token.includes('token=tok_'), token);
 
   const changed = await custom.fetch();
   check('fetch sees three pending connections', custom.connections.length === 3 && custom.activeConnections.length === 0,

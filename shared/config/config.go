@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"reflect"
 	"slices"
 	"strconv"
@@ -436,6 +437,9 @@ func Load(fs *pflag.FlagSet, role Role, env []string) (*Config, error) {
 			envMap[k] = val
 		}
 	}
+	if err := readEnvFiles(envMap); err != nil {
+		return nil, err
+	}
 	for _, k := range Keys() {
 		v.SetDefault(k.Name, k.Default)
 		// Environment: the first variable that is set wins, CHORUS_* before OpenVidu's.
@@ -478,6 +482,34 @@ func Load(fs *pflag.FlagSet, role Role, env []string) (*Config, error) {
 	}
 	c.applyDerived()
 	return &c, nil
+}
+
+// readEnvFiles resolves the NAME_FILE form of every variable a key reads:
+// NAME_FILE=/run/secrets/x sets NAME to that file's content, one trailing
+// newline removed, as the official images of Postgres or MySQL do, so that
+// secrets can come from Docker Swarm secrets or Kubernetes secret volumes
+// instead of the environment (`docker inspect` shows a container's
+// environment to anyone who can reach the engine). Setting both NAME and
+// NAME_FILE is an error, as is a file that cannot be read.
+func readEnvFiles(envMap map[string]string) error {
+	for _, k := range Keys() {
+		for _, name := range k.Env {
+			path, ok := envMap[name+"_FILE"]
+			if !ok {
+				continue
+			}
+			if _, both := envMap[name]; both {
+				return fmt.Errorf("config: both %s and %s_FILE are set: keep one", name, name)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return fmt.Errorf("config: %s_FILE: %w", name, err)
+			}
+			val := strings.TrimSuffix(string(b), "\n")
+			envMap[name] = strings.TrimSuffix(val, "\r")
+		}
+	}
+	return nil
 }
 
 func setByEnvOrFlag(key string, envMap map[string]string, fs *pflag.FlagSet, role Role) bool {

@@ -91,6 +91,66 @@ func TestPrecedenceAndOpenViduNames(t *testing.T) {
 	}
 }
 
+func TestEnvironmentFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "openvidu_secret")
+	if err := os.WriteFile(secret, []byte("FROM_SECRET_FILE\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	crlf := filepath.Join(dir, "redis_password")
+	if err := os.WriteFile(crlf, []byte("pw\r\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     []string
+		secret  string
+		redisPW string
+		wantErr string
+	}{
+		{"OpenVidu's name", []string{"OPENVIDU_SECRET_FILE=" + secret}, "FROM_SECRET_FILE", "", ""},
+		{"Chorus's name, one trailing CRLF trimmed", []string{"CHORUS_REDIS_PASSWORD_FILE=" + crlf}, "", "pw", ""},
+		{"CHORUS_ from a file before OPENVIDU_", []string{"OPENVIDU_SECRET=OV", "CHORUS_SECRET_FILE=" + secret}, "FROM_SECRET_FILE", "", ""},
+		{"both forms of one name", []string{"OPENVIDU_SECRET=OV", "OPENVIDU_SECRET_FILE=" + secret}, "", "", "both OPENVIDU_SECRET and OPENVIDU_SECRET_FILE"},
+		{"a missing file", []string{"CHORUS_CLUSTER_SECRET_FILE=" + filepath.Join(dir, "nope")}, "", "", "CHORUS_CLUSTER_SECRET_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := load(t, RoleMaster, tt.env)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error %v, want one naming %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Secret != tt.secret || c.Redis.Password != tt.redisPW {
+				t.Errorf("secret %q, Redis password %q; want %q, %q", c.Secret, c.Redis.Password, tt.secret, tt.redisPW)
+			}
+		})
+	}
+}
+
+// TestFileFormsNameNoOtherKey guards readEnvFiles: NAME_FILE must never be
+// another key's own variable (CHORUS_REDIS_TLS_CA_FILE is one).
+func TestFileFormsNameNoOtherKey(t *testing.T) {
+	names := map[string]string{}
+	for _, k := range Keys() {
+		for _, n := range k.Env {
+			names[n] = k.Name
+		}
+	}
+	for _, k := range Keys() {
+		for _, n := range k.Env {
+			if other, ok := names[n+"_FILE"]; ok {
+				t.Errorf("%s_FILE (the file form of %s) is %s's variable", n, k.Name, other)
+			}
+		}
+	}
+}
+
 func TestUnknownFileKeyIsAnError(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "c.yaml")
 	if err := os.WriteFile(file, []byte("master:\n  lisen: :1\n"), 0o600); err != nil {

@@ -1,0 +1,340 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chorus-rtc/chorus/devcluster"
+	"github.com/chorus-rtc/chorus/sdk/openvidu"
+)
+
+// swarmBed is a Docker Swarm of Docker-in-Docker hosts on this machine,
+// made and removed by docker/swarm.sh (the same script as make swarm-up).
+type swarmBed struct {
+	t      *testing.T
+	prefix string
+	env    []string
+	hosts  []string          // container names, in order
+	ips    map[string]string // host name -> its address on the bed's bridge
+	url    string            // REST and pages, through hosts[1]'s proxy
+	secret string
+}
+
+// startSwarm brings a 3-host Swarm up with the Chorus stack deployed, and
+// removes it all (hosts, their volumes, the bridge) when the test ends.
+func startSwarm(t *testing.T, env ...string) *swarmBed {
+	t.Helper()
+	for _, img := range []string{"chorus:latest", "redis:7.0-bookworm", "chorus-swarm-host:latest"} {
+		if err := exec.Command("docker", "image", "inspect", img).Run(); err != nil {
+			t.Fatalf("image %s is missing: run make compose-images", img)
+		}
+	}
+	b := &swarmBed{t: t, prefix: fmt.Sprintf("chorus-swarmtest%d", time.Now().UnixNano()%1e5), ips: map[string]string{}}
+	for i := 1; i <= 3; i++ {
+		b.hosts = append(b.hosts, fmt.Sprintf("%s-%d", b.prefix, i))
+	}
+	b.env = append([]string{"CHORUS_SWARM_PREFIX=" + b.prefix, "CHORUS_SWARM_HOSTS=3"}, env...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.logs()
+		}
+		if out, err := b.script(context.Background(), "down"); err != nil {
+			t.Errorf("docker/swarm.sh down: %v\n%s", err, out)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// The hosts first, so that the pages' URL (the second host) can be
+	// the public URL the stack is deployed with.
+	if out, err := b.script(ctx, "hosts"); err != nil {
+		t.Fatalf("docker/swarm.sh hosts: %v\n%s", err, out)
+	}
+	for _, h := range b.hosts {
+		b.ips[h] = strings.TrimSpace(docker(t, "inspect", "-f", fmt.Sprintf("{{(index .NetworkSettings.Networks %q).IPAddress}}", b.prefix), h))
+	}
+	entry := b.ips[b.hosts[1]]
+	b.env = append(b.env, "CHORUS_PUBLIC_URL=ws://"+entry+":4443")
+	if out, err := b.script(ctx, "up"); err != nil {
+		t.Fatalf("docker/swarm.sh up: %v\n%s", err, out)
+	}
+	out, err := b.script(ctx, "env")
+	if err != nil {
+		t.Fatalf("docker/swarm.sh env: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "CHORUS_SWARM_SECRET="); ok {
+			b.secret = v
+		}
+	}
+	b.url = "http://" + entry + ":4443"
+	return b
+}
+
+func (b *swarmBed) script(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "docker", "swarm.sh"), args...)
+	cmd.Env = append(os.Environ(), b.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// on runs the docker CLI of a host against its own engine.
+func (b *swarmBed) on(host string, args ...string) (string, error) {
+	out, err := exec.Command("docker", append([]string{"exec", host, "docker"}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// manager is a host whose engine answers, to ask the Swarm from.
+func (b *swarmBed) manager(except ...string) string {
+	for _, h := range b.hosts {
+		if !slices.Contains(except, h) {
+			if _, err := b.on(h, "info"); err == nil {
+				return h
+			}
+		}
+	}
+	b.t.Fatal("no Swarm host answers")
+	return ""
+}
+
+// tasks lists a service's tasks that should be running, as "node state".
+func (b *swarmBed) tasks(from, service string) []string {
+	out, err := b.on(from, "service", "ps", "chorus_"+service, "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
+	if err != nil {
+		return nil
+	}
+	return strings.Split(out, "\n")
+}
+
+func (b *swarmBed) logs() {
+	from := b.manager()
+	for _, svc := range []string{"master", "media", "proxy", "sentinel1", "redis1"} {
+		out, _ := b.on(from, "service", "logs", "--no-task-ids", "--tail", "40", "chorus_"+svc)
+		b.t.Logf("chorus_%s logs:\n%s", svc, out)
+	}
+}
+
+// TestSwarmCluster deploys the Swarm stack on three Docker-in-Docker hosts
+// and checks, through a proxy's host-mode port only: openvidu-node-client,
+// two openvidu-browser pages with video on a session pinned to the third
+// host's media node, then that whole host killed (its engine's container):
+// the session moves to another host's node and both pages get video back
+// within the media-node-crash bound, REST keeps answering under the SDK's
+// retries, Swarm starts the masters that were on it elsewhere; the host
+// comes back and rejoins with its media node; docker stack rm leaves no
+// service, container or network behind.
+func TestSwarmCluster(t *testing.T) {
+	if os.Getenv("CHORUS_SKIP_DOCKER") != "" {
+		t.Skip("CHORUS_SKIP_DOCKER is set")
+	}
+	start := time.Now()
+	b := startSwarm(t, "CHORUS_DEMO=true")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dc := &devCluster{State: devcluster.State{URL: b.url, Secret: b.secret}}
+	nodeOf := map[string]string{} // media node id -> host
+	waitFor(t, "three running media nodes, one per host, through the proxy", 120*time.Second, func() bool {
+		code, body, err := composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/media-nodes", "")
+		if err != nil || code != 200 {
+			return false
+		}
+		var list struct{ Content []mediaNode }
+		_ = json.Unmarshal(body, &list)
+		clear(nodeOf)
+		for _, n := range list.Content {
+			for h, ip := range b.ips {
+				if n.Status == "running" && n.IP != nil && *n.IP == ip {
+					nodeOf[n.ID] = h
+				}
+			}
+		}
+		return len(nodeOf) == 3
+	}, func() string { return fmt.Sprint(nodeOf) })
+	t.Logf("Swarm of 3 hosts formed and the stack answering in %s", time.Since(start).Round(100*time.Millisecond))
+
+	// REST with the official client.
+	dc.node(t, "rest.cjs")
+
+	// Two browsers on a session pinned to the third host's media node,
+	// through the second host's proxy (plain HTTP: Chromium is told to
+	// treat that origin as secure, as it would an https one).
+	victim := b.hosts[2]
+	var victimNode string
+	for id, h := range nodeOf {
+		if h == victim {
+			victimNode = id
+		}
+	}
+	pg := startPagesWith(t, dc, pagesOptions{ChromiumArgs: []string{"--unsafely-treat-insecure-origin-as-secure=" + b.url}})
+	pg.joinOn("ses_swarm", 2, victimNode)
+	pg.waitVideo(1, 60*time.Second)
+	pageIDs := map[string]bool{}
+	for _, p := range pg.stats() {
+		pageIDs[p.ConnectionID] = true
+	}
+	from := b.manager(victim)
+	mastersOnVictim := 0
+	for _, task := range b.tasks(from, "master") {
+		if strings.HasPrefix(task, victim+" ") {
+			mastersOnVictim++
+		}
+	}
+
+	// REST through the SDK all along: every call must succeed, retries
+	// (502/503/504, refused connections) allowed.
+	sdk, err := openvidu.New(openvidu.Config{URL: b.url, Secret: b.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		restMu     sync.Mutex
+		restErrors []string
+		restCalls  int
+	)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	polled := make(chan struct{})
+	go func() {
+		defer close(polled)
+		for pollCtx.Err() == nil {
+			callCtx, cancel := context.WithTimeout(pollCtx, 30*time.Second)
+			_, err := sdk.Session(callCtx, "ses_swarm")
+			cancel()
+			restMu.Lock()
+			restCalls++
+			if err != nil && !errors.Is(err, context.Canceled) {
+				restErrors = append(restErrors, err.Error())
+			}
+			restMu.Unlock()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+
+	// The whole third host stops: its engine, every task on it.
+	kill := time.Now()
+	docker(t, "kill", victim)
+	waitFor(t, "browser video back after the host's loss", 60*time.Second, func() bool {
+		back, total := 0, 0
+		for _, vs := range pg.gaps(kill.Add(-500 * time.Millisecond)) {
+			for _, v := range vs {
+				total++
+				if v.LastFrameAt > kill.Add(time.Second).UnixMilli() && time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		return total == 2 && back == total
+	})
+	videoBack := time.Since(kill)
+	t.Logf("host %s killed: browser video back after %s; the pages' events since the kill:\n%s",
+		victim, videoBack.Round(100*time.Millisecond), eventsSince(pg.stats(), kill))
+	// As TestComposeCluster's: where the nudges end.
+	if videoBack > 16500*time.Millisecond {
+		t.Errorf("browser video back %s after the host's loss, want within 16.5 s (the nudges' reach)", videoBack)
+	}
+	_, body, _ := composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/sessions/ses_swarm", "")
+	var moved struct {
+		MediaNodeID string `json:"mediaNodeId"`
+		Connections struct {
+			NumberOfElements int `json:"numberOfElements"`
+		} `json:"connections"`
+	}
+	_ = json.Unmarshal(body, &moved)
+	if nodeOf[moved.MediaNodeID] == "" || nodeOf[moved.MediaNodeID] == victim || moved.Connections.NumberOfElements != 2 {
+		t.Errorf("after the host's loss the session is on %q (host %q) with %d connections, want another host's node and 2",
+			moved.MediaNodeID, nodeOf[moved.MediaNodeID], moved.Connections.NumberOfElements)
+	}
+	for _, p := range pg.stats() {
+		if !pageIDs[p.ConnectionID] || strings.Contains(eventTypes(p), "sessionDisconnected") {
+			t.Errorf("page %s after the host's loss: %s", p.ConnectionID, eventTypes(p))
+		}
+	}
+
+	// Swarm notices the host down and starts its masters elsewhere.
+	waitFor(t, "three masters running on the two hosts left", 120*time.Second, func() bool {
+		running := 0
+		for _, task := range b.tasks(from, "master") {
+			if strings.Contains(task, " Running") && !strings.HasPrefix(task, victim+" ") {
+				running++
+			}
+		}
+		return running == 3
+	}, func() string { return strings.Join(b.tasks(from, "master"), "; ") })
+	rescheduled := time.Since(kill)
+	waitFor(t, "three masters UP in /openvidu/api/health", 60*time.Second, func() bool {
+		h, err := sdk.Health(ctx)
+		if err != nil {
+			return false
+		}
+		up := 0
+		for _, n := range h.Nodes {
+			if n.Status == "UP" {
+				up++
+			}
+		}
+		return up == 3
+	})
+	mastersUp := time.Since(kill)
+	stopPoll()
+	<-polled
+	calls, retries := sdk.Stats()
+	restMu.Lock()
+	if len(restErrors) > 0 {
+		t.Errorf("%d of %d REST calls failed after the SDK's retries across the host's loss: %v", len(restErrors), restCalls, restErrors)
+	}
+	restMu.Unlock()
+	t.Logf("host %s (%d masters) lost: masters rescheduled after %s, all three UP after %s; REST %d calls, %d retries, none failed",
+		victim, mastersOnVictim, rescheduled.Round(100*time.Millisecond), mastersUp.Round(100*time.Millisecond), calls, retries)
+
+	// The host comes back: it rejoins the Swarm and runs a media node
+	// again (a new one: a crashed node never comes back under its id).
+	back := time.Now()
+	docker(t, "start", victim)
+	waitFor(t, "the host's new media node running", 180*time.Second, func() bool {
+		code, body, err := composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/media-nodes", "")
+		if err != nil || code != 200 {
+			return false
+		}
+		var list struct{ Content []mediaNode }
+		_ = json.Unmarshal(body, &list)
+		for _, n := range list.Content {
+			if n.Status == "running" && n.IP != nil && *n.IP == b.ips[victim] && n.ID != victimNode {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("host %s started again: its new media node running after %s", victim, time.Since(back).Round(100*time.Millisecond))
+	pg.leave()
+
+	// docker stack rm leaves no service, container or network behind on
+	// any host (the volumes stay, as with docker compose down without -v:
+	// they hold Redis's data).
+	if out, err := b.on(from, "stack", "rm", "chorus"); err != nil {
+		t.Fatalf("docker stack rm: %v\n%s", err, out)
+	}
+	waitFor(t, "nothing of the stack left on any host", 90*time.Second, func() bool {
+		for _, h := range b.hosts {
+			ps, err1 := b.on(h, "ps", "-aq")
+			nets, err2 := b.on(h, "network", "ls", "-q", "--filter", "name=chorus_")
+			if err1 != nil || err2 != nil || ps != "" || nets != "" {
+				return false
+			}
+		}
+		svcs, err := b.on(from, "service", "ls", "-q")
+		return err == nil && svcs == ""
+	})
+}
