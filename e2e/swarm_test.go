@@ -6,14 +6,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -120,6 +118,65 @@ func (b *swarmBed) tasks(from, service string) []string {
 	return strings.Split(out, "\n")
 }
 
+// redisPrimary asks the Sentinels (any answering one) which Redis is the
+// primary: its name (redis1, redis2 or redis3), or "".
+func (b *swarmBed) redisPrimary(from string) string {
+	for i := 1; i <= 3; i++ {
+		out, err := exec.Command("docker", "exec", from, "sh", "-c",
+			fmt.Sprintf("docker exec $(docker ps -q -f name=chorus_sentinel%d -f status=running) redis-cli -p 26379 sentinel get-master-addr-by-name chorus", i)).Output()
+		if name, _, ok := strings.Cut(strings.TrimSpace(string(out)), "\n"); err == nil && ok {
+			return name
+		}
+	}
+	return ""
+}
+
+// restPoller reads a session through the SDK every 200 ms until stopped:
+// each call must succeed, the SDK's retries (502/503/504, refused
+// connections) allowed.
+type restPoller struct {
+	sdk              *openvidu.Client
+	cancel           context.CancelFunc
+	done             chan struct{}
+	calls0, retries0 int64 // the SDK's counts when polling began
+	slowest          time.Duration
+	errs             []string
+}
+
+func pollREST(ctx context.Context, sdk *openvidu.Client, sessionID string) *restPoller {
+	ctx, cancel := context.WithCancel(ctx)
+	r := &restPoller{sdk: sdk, cancel: cancel, done: make(chan struct{})}
+	r.calls0, r.retries0 = sdk.Stats()
+	go func() {
+		defer close(r.done)
+		for ctx.Err() == nil {
+			callCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			began := time.Now()
+			_, err := sdk.Session(callCtx, sessionID)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				r.errs = append(r.errs, err.Error())
+			}
+			r.slowest = max(r.slowest, time.Since(began))
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	return r
+}
+
+// stop ends the polling, fails the test for every failed call, and returns
+// the calls and retries since the start and the slowest call.
+func (r *restPoller) stop(t *testing.T) (calls, retries int64, slowest time.Duration) {
+	t.Helper()
+	r.cancel()
+	<-r.done
+	if len(r.errs) > 0 {
+		t.Errorf("%d REST calls failed after the SDK's retries: %v", len(r.errs), r.errs)
+	}
+	calls, retries = r.sdk.Stats()
+	return calls - r.calls0, retries - r.retries0, r.slowest
+}
+
 func (b *swarmBed) logs() {
 	from := b.manager()
 	for _, svc := range []string{"master", "media", "proxy", "sentinel1", "redis1"} {
@@ -194,34 +251,11 @@ func TestSwarmCluster(t *testing.T) {
 		}
 	}
 
-	// REST through the SDK all along: every call must succeed, retries
-	// (502/503/504, refused connections) allowed.
 	sdk, err := openvidu.New(openvidu.Config{URL: b.url, Secret: b.secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		restMu     sync.Mutex
-		restErrors []string
-		restCalls  int
-	)
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	polled := make(chan struct{})
-	go func() {
-		defer close(polled)
-		for pollCtx.Err() == nil {
-			callCtx, cancel := context.WithTimeout(pollCtx, 30*time.Second)
-			_, err := sdk.Session(callCtx, "ses_swarm")
-			cancel()
-			restMu.Lock()
-			restCalls++
-			if err != nil && !errors.Is(err, context.Canceled) {
-				restErrors = append(restErrors, err.Error())
-			}
-			restMu.Unlock()
-			time.Sleep(200 * time.Millisecond)
-		}
-	}()
+	rest := pollREST(ctx, sdk, "ses_swarm")
 
 	// The whole third host stops: its engine, every task on it.
 	kill := time.Now()
@@ -288,16 +322,9 @@ func TestSwarmCluster(t *testing.T) {
 		return up == 3
 	})
 	mastersUp := time.Since(kill)
-	stopPoll()
-	<-polled
-	calls, retries := sdk.Stats()
-	restMu.Lock()
-	if len(restErrors) > 0 {
-		t.Errorf("%d of %d REST calls failed after the SDK's retries across the host's loss: %v", len(restErrors), restCalls, restErrors)
-	}
-	restMu.Unlock()
-	t.Logf("host %s (%d masters) lost: masters rescheduled after %s, all three UP after %s; REST %d calls, %d retries, none failed",
-		victim, mastersOnVictim, rescheduled.Round(100*time.Millisecond), mastersUp.Round(100*time.Millisecond), calls, retries)
+	calls, retries, slowest := rest.stop(t)
+	t.Logf("host %s (%d masters) lost: masters rescheduled after %s, all three UP after %s; REST %d calls, %d retries, none failed, slowest %s",
+		victim, mastersOnVictim, rescheduled.Round(100*time.Millisecond), mastersUp.Round(100*time.Millisecond), calls, retries, slowest.Round(10*time.Millisecond))
 
 	// The host comes back: it rejoins the Swarm and runs a media node
 	// again (a new one: a crashed node never comes back under its id).
@@ -318,7 +345,63 @@ func TestSwarmCluster(t *testing.T) {
 		return false
 	})
 	t.Logf("host %s started again: its new media node running after %s", victim, time.Since(back).Round(100*time.Millisecond))
+
+	// The host of Redis's primary stops: the Sentinels on the two others
+	// promote a replica; REST answers through it (the SDK retrying the
+	// 503s of the promotion), nobody leaves the session.
+	primary := b.redisPrimary(from)
+	var primaryHost string
+	if n, ok := strings.CutPrefix(primary, "redis"); ok && len(n) == 1 && n[0] >= '1' && n[0] <= '3' {
+		primaryHost = b.hosts[n[0]-'1']
+	}
+	if primaryHost == "" || primaryHost == b.hosts[1] {
+		t.Fatalf("Redis's primary is %q: want redis1 or redis3, off the pages' entry host", primary)
+	}
+	from = b.manager(primaryHost)
+	sessionHost := nodeOf[moved.MediaNodeID] // where the first loss moved it
+	rest = pollREST(ctx, sdk, "ses_swarm")
+	kill = time.Now()
+	docker(t, "kill", primaryHost)
+	waitFor(t, "the Sentinels promoting a replica", 60*time.Second, func() bool {
+		p := b.redisPrimary(from)
+		return p != "" && p != primary
+	})
+	promoted := time.Since(kill)
+	waitFor(t, "browser video flowing after the primary's loss", 60*time.Second, func() bool {
+		back, total := 0, 0
+		for _, vs := range pg.gaps(kill) {
+			for _, v := range vs {
+				total++
+				if time.Since(time.UnixMilli(v.LastFrameAt)) < time.Second {
+					back++
+				}
+			}
+		}
+		return total == 2 && back == total
+	})
+	flowing := time.Since(kill)
+	calls, retries, slowest = rest.stop(t)
+	_, body, _ = composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/sessions/ses_swarm", "")
+	_ = json.Unmarshal(body, &moved)
+	if moved.Connections.NumberOfElements != 2 {
+		t.Errorf("after the Redis primary's host was lost the session has %d connections, want 2", moved.Connections.NumberOfElements)
+	}
+	for _, p := range pg.stats() {
+		if strings.Contains(eventTypes(p), "sessionDisconnected") {
+			t.Errorf("page %s after the Redis primary's host was lost: %s", p.ConnectionID, eventTypes(p))
+		}
+	}
+	t.Logf("host %s (Redis primary %s) lost: %s promoted after %s; both pages' video flowing after %s (the session's media node was there: %v); REST %d calls, %d retries, none failed, slowest %s; the pages' events since:\n%s",
+		primaryHost, primary, b.redisPrimary(from), promoted.Round(100*time.Millisecond), flowing.Round(100*time.Millisecond),
+		sessionHost == primaryHost, calls, retries, slowest.Round(10*time.Millisecond), eventsSince(pg.stats(), kill))
 	pg.leave()
+	// That host comes back too, its Redis as a replica of the new primary.
+	docker(t, "start", primaryHost)
+	waitFor(t, "the restarted host's Redis replicating the new primary", 180*time.Second, func() bool {
+		out, err := exec.Command("docker", "exec", primaryHost, "sh", "-c",
+			"docker exec $(docker ps -q -f name=chorus_"+primary+" -f status=running) sh -c 'REDISCLI_AUTH=$(cat /run/secrets/redis_password) redis-cli info replication'").Output()
+		return err == nil && strings.Contains(string(out), "role:slave") && strings.Contains(string(out), "master_link_status:up")
+	})
 
 	// docker stack rm leaves no service, container or network behind on
 	// any host (the volumes stay, as with docker compose down without -v:
