@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -35,7 +36,8 @@ type swarmBed struct {
 // removes it all (hosts, their volumes, the bridge) when the test ends.
 func startSwarm(t *testing.T, env ...string) *swarmBed {
 	t.Helper()
-	for _, img := range []string{"chorus:latest", "redis:7.0-bookworm", "chorus-swarm-host:latest"} {
+	// CHORUS_IMAGE (docker/swarm.sh's) tests another build of the image.
+	for _, img := range []string{cmp.Or(os.Getenv("CHORUS_IMAGE"), "chorus:latest"), "redis:7.0-bookworm", "chorus-swarm-host:latest"} {
 		if err := exec.Command("docker", "image", "inspect", img).Run(); err != nil {
 			t.Fatalf("image %s is missing: run make compose-images", img)
 		}
@@ -82,8 +84,13 @@ func startSwarm(t *testing.T, env ...string) *swarmBed {
 }
 
 func (b *swarmBed) script(ctx context.Context, args ...string) (string, error) {
+	return b.scriptEnv(ctx, nil, args...)
+}
+
+// scriptEnv runs docker/swarm.sh with extra variables on top of the bed's.
+func (b *swarmBed) scriptEnv(ctx context.Context, extra []string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot, "docker", "swarm.sh"), args...)
-	cmd.Env = append(os.Environ(), b.env...)
+	cmd.Env = append(append(os.Environ(), b.env...), extra...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
@@ -226,6 +233,44 @@ func TestSwarmCluster(t *testing.T) {
 	// REST with the official client.
 	dc.node(t, "rest.cjs")
 
+	// The swarm provider: a node launched through REST is a service of its
+	// own, pinned to the node running the fewest media nodes (each runs
+	// one: the lowest hostname, the first host), announcing that host's
+	// address; dropped with wait=true, its task is gone when 204 comes.
+	swarmNodeID, _ := b.on(b.hosts[0], "info", "-f", "{{.Swarm.NodeID}}")
+	launchStart := time.Now()
+	code, body, err := composeAPI(ctx, b.url, b.secret, "POST", "/openvidu/api/media-nodes?wait=true", "{}")
+	if err != nil || code != 200 || !strings.Contains(string(body), `"status":"running"`) {
+		t.Fatalf("launch a media node: %d %s %v", code, body, err)
+	}
+	launchTook := time.Since(launchStart)
+	var launched mediaNode
+	_ = json.Unmarshal(body, &launched)
+	if launched.EnvironmentID == nil || launched.IP == nil || *launched.IP != b.ips[b.hosts[0]] {
+		t.Errorf("launched node %s: environment %v, ip %v; want a service on %s (%s)", launched.ID, launched.EnvironmentID, launched.IP, b.hosts[0], b.ips[b.hosts[0]])
+	} else {
+		labels, err := b.on(b.hosts[0], "service", "inspect", "-f", `{{index .Spec.Labels "io.chorus.media-node"}} {{index .Spec.Labels "io.chorus.swarm-node"}} {{index .Spec.Labels "com.docker.stack.namespace"}}`, *launched.EnvironmentID)
+		if want := launched.ID + " " + swarmNodeID + " chorus"; err != nil || labels != want {
+			t.Errorf("the launched node's service labels %q (%v), want %q", labels, err, want)
+		}
+	}
+	dropStart := time.Now()
+	if code, body, err := composeAPI(ctx, b.url, b.secret, "DELETE", "/openvidu/api/media-nodes/"+launched.ID+"?wait=true", ""); err != nil || code != 204 {
+		t.Fatalf("drop the launched node: %d %s %v", code, body, err)
+	}
+	dropTook := time.Since(dropStart)
+	// Its task is gone when 204 comes (the process has stopped); the
+	// engine removes the exited container shortly after.
+	waitFor(t, "the dropped node's container removed", 30*time.Second, func() bool {
+		ps, err := b.on(b.hosts[0], "ps", "-aq", "--filter", "label=io.chorus.media-node="+launched.ID)
+		return err == nil && ps == ""
+	})
+	if svcs, _ := b.on(b.hosts[0], "service", "ls", "-q", "--filter", "label=io.chorus.media-node="+launched.ID); svcs != "" {
+		t.Errorf("the dropped node's service is still there: %s", svcs)
+	}
+	t.Logf("swarm provider: POST /media-nodes?wait=true running after %s, DELETE ?wait=true done after %s",
+		launchTook.Round(10*time.Millisecond), dropTook.Round(10*time.Millisecond))
+
 	// Two browsers on a session pinned to the third host's media node,
 	// through the second host's proxy (plain HTTP: Chromium is told to
 	// treat that origin as secure, as it would an https one).
@@ -279,7 +324,7 @@ func TestSwarmCluster(t *testing.T) {
 	if videoBack > 16500*time.Millisecond {
 		t.Errorf("browser video back %s after the host's loss, want within 16.5 s (the nudges' reach)", videoBack)
 	}
-	_, body, _ := composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/sessions/ses_swarm", "")
+	_, body, _ = composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/sessions/ses_swarm", "")
 	var moved struct {
 		MediaNodeID string `json:"mediaNodeId"`
 		Connections struct {
@@ -403,8 +448,40 @@ func TestSwarmCluster(t *testing.T) {
 		return err == nil && strings.Contains(string(out), "role:slave") && strings.Contains(string(out), "master_link_status:up")
 	})
 
-	// docker stack rm leaves no service, container or network behind on
-	// any host (the volumes stay, as with docker compose down without -v:
+	// Autoscaling through the swarm provider: redeployed with at least
+	// four media nodes, the controller launches the fourth as a service.
+	autoscale := []string{"OPENVIDU_PRO_CLUSTER_AUTOSCALING=true", "OPENVIDU_PRO_CLUSTER_AUTOSCALING_MIN_NODES=4",
+		"OPENVIDU_PRO_CLUSTER_AUTOSCALING_MAX_NODES=4"}
+	redeploy := time.Now()
+	if out, err := b.scriptEnv(ctx, autoscale, "deploy"); err != nil {
+		t.Fatalf("docker/swarm.sh deploy with autoscaling: %v\n%s", err, out)
+	}
+	waitFor(t, "the autoscaler's fourth media node running as a Swarm service", 180*time.Second, func() bool {
+		code, body, err := composeAPI(ctx, b.url, b.secret, "GET", "/openvidu/api/media-nodes", "")
+		if err != nil || code != 200 {
+			return false
+		}
+		var list struct{ Content []mediaNode }
+		_ = json.Unmarshal(body, &list)
+		running, services := 0, 0
+		for _, n := range list.Content {
+			if n.Status != "running" {
+				continue
+			}
+			running++
+			if n.EnvironmentID != nil {
+				if labels, err := b.on(from, "service", "inspect", "-f", `{{index .Spec.Labels "io.chorus.media-node"}}`, *n.EnvironmentID); err == nil && labels == n.ID {
+					services++
+				}
+			}
+		}
+		return running == 4 && services == 1
+	})
+	t.Logf("redeployed with autoscaling (min 4 nodes): the fourth node, launched by the controller as a Swarm service, running after %s",
+		time.Since(redeploy).Round(100*time.Millisecond))
+
+	// docker stack rm leaves no service (the launched node's included),
+	// container or network behind on any host (the volumes stay, as with docker compose down without -v:
 	// they hold Redis's data).
 	if out, err := b.on(from, "stack", "rm", "chorus"); err != nil {
 		t.Fatalf("docker stack rm: %v\n%s", err, out)

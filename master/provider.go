@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,32 @@ func newProvider(ctx context.Context, c *config.Config, log *slog.Logger) (media
 		r := p.Config()
 		log.Info("media nodes are launched as containers", "image", r.Image, "network", r.Network, "project", r.Project,
 			"udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax), "ice_tcp", r.ICETCP)
+		return p, nil
+	case medianodes.ProviderSwarm:
+		d := c.MediaNodes.Docker
+		env, files, err := swarmMediaNodeEnv(c, os.Environ())
+		if err != nil {
+			return nil, err
+		}
+		var networks []string
+		if d.Network != "" {
+			networks = []string{d.Network}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		p, err := medianodes.NewSwarm(ctx, medianodes.SwarmConfig{
+			Host: d.Host, Image: d.Image, Networks: networks, ClusterID: c.ClusterID,
+			NodeLabel: c.MediaNodes.Swarm.NodeLabel, PublicIPFile: c.MediaNodes.Swarm.PublicIPFile,
+			UDPPortMin: d.UDPPortMin, UDPPortMax: d.UDPPortMax, ICETCP: c.MediaNodes.ICETCP,
+			CPUs: d.CPUs, MemoryMB: d.MemoryMB, PidsLimit: d.PidsLimit,
+			Env: env, SecretFiles: files,
+		})
+		if err != nil {
+			return nil, err
+		}
+		r := p.Config()
+		log.Info("media nodes are launched as Swarm services", "image", r.Image, "networks", r.Networks, "stack", r.Stack,
+			"node_label", r.NodeLabel, "udp_ports", fmt.Sprintf("%d-%d", r.UDPPortMin, r.UDPPortMax), "ice_tcp", r.ICETCP)
 		return p, nil
 	case medianodes.ProviderProcess:
 		p := c.MediaNodes.Process
@@ -92,4 +119,36 @@ func mediaNodeEnv(c *config.Config, base []string) []string {
 		"CHORUS_LOG_LEVEL="+c.Log.Level,
 		"CHORUS_LOG_FORMAT="+c.Log.Format,
 	)
+}
+
+// swarmSecretVars are the variables of mediaNodeEnv that hold secrets.
+var swarmSecretVars = []string{"CHORUS_CLUSTER_SECRET", "CHORUS_REDIS_PASSWORD", "CHORUS_REDIS_SENTINEL_PASSWORD"}
+
+// swarmMediaNodeEnv is mediaNodeEnv for Swarm services, whose environment
+// anyone reaching a manager reads (docker service inspect): each secret
+// goes as its *_FILE variable, naming the file the master itself read it
+// from (its environment, osEnv, says which), and that file is returned to
+// be mounted from the same Swarm secret. A secret the master got any other
+// way is an error: it would have to be written into the service's spec.
+func swarmMediaNodeEnv(c *config.Config, osEnv []string) (env, secretFiles []string, err error) {
+	fileOf := map[string]string{}
+	for _, kv := range osEnv {
+		if name, val, ok := strings.Cut(kv, "="); ok && strings.HasSuffix(name, "_FILE") {
+			fileOf[strings.TrimSuffix(name, "_FILE")] = val
+		}
+	}
+	for _, kv := range mediaNodeEnv(c, nil) {
+		name, val, _ := strings.Cut(kv, "=")
+		if !slices.Contains(swarmSecretVars, name) || val == "" {
+			env = append(env, kv)
+			continue
+		}
+		file, ok := fileOf[name]
+		if !ok {
+			return nil, nil, fmt.Errorf("swarm provider: %s must come from a Swarm secret (%s_FILE=/run/secrets/...), so that launched nodes get it as one", name, name)
+		}
+		env = append(env, name+"_FILE="+file)
+		secretFiles = append(secretFiles, file)
+	}
+	return env, secretFiles, nil
 }

@@ -178,9 +178,14 @@ func newDocker(ctx context.Context, cfg DockerConfig, engine dockerEngine) (*Doc
 	return &Docker{cfg: cfg, engine: engine}, nil
 }
 
+// containerInspector is what ownContainer needs of the Engine API.
+type containerInspector interface {
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
+}
+
 // ownContainer inspects the container this process runs in (Docker sets
 // the hostname to its short id).
-func ownContainer(ctx context.Context, engine dockerEngine) (container.InspectResponse, error) {
+func ownContainer(ctx context.Context, engine containerInspector) (container.InspectResponse, error) {
 	host, err := os.Hostname()
 	if err != nil {
 		return container.InspectResponse{}, err

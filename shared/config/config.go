@@ -124,6 +124,14 @@ type MediaNodes struct {
 	NudgeCount          int             `mapstructure:"nudge_count"`
 	Process             ProcessProvider `mapstructure:"process"`
 	Docker              DockerProvider  `mapstructure:"docker"`
+	Swarm               SwarmProvider   `mapstructure:"swarm"`
+}
+
+// SwarmProvider configures the swarm media node provider (which also reads
+// DockerProvider's host, image, network, UDP range and limits).
+type SwarmProvider struct {
+	NodeLabel    string `mapstructure:"node_label"`
+	PublicIPFile string `mapstructure:"public_ip_file"`
 }
 
 // DockerProvider configures the docker media node provider.
@@ -970,9 +978,9 @@ func (c *Config) EffectiveReconnectionTimeout() time.Duration {
 func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 	m := c.MediaNodes
 	switch m.Provider {
-	case "static", "process", "docker":
+	case "static", "process", "docker", "swarm":
 	default:
-		bad("media_nodes.provider %q must be static, process or docker", m.Provider)
+		bad("media_nodes.provider %q must be static, process, docker or swarm", m.Provider)
 	}
 	positive(bad, "media_nodes.launch_timeout", m.LaunchTimeout)
 	if m.CrashWindow < time.Second {
@@ -1001,8 +1009,16 @@ func (c *Config) validateMediaNodes(bad func(string, ...any)) {
 			bad("media_nodes.process.public_ips: %q is not an IP address", ip)
 		}
 	}
-	if d := m.Docker; m.Provider == "docker" {
-		if net.ParseIP(d.PublishIP) == nil {
+	if sw := m.Swarm; m.Provider == "swarm" {
+		if !strings.HasPrefix(sw.PublicIPFile, "/") {
+			bad("media_nodes.swarm.public_ip_file %q must be an absolute path", sw.PublicIPFile)
+		}
+		if k, _, ok := strings.Cut(sw.NodeLabel, "="); sw.NodeLabel != "" && (!ok || k == "") {
+			bad("media_nodes.swarm.node_label %q must be key=value", sw.NodeLabel)
+		}
+	}
+	if d := m.Docker; m.Provider == "docker" || m.Provider == "swarm" {
+		if m.Provider == "docker" && net.ParseIP(d.PublishIP) == nil {
 			bad("media_nodes.docker.publish_ip %q is not an IP address", d.PublishIP)
 		}
 		for _, ip := range d.PublicIPs {
