@@ -218,9 +218,7 @@ func (d *Docker) Launch(ctx context.Context, id protocol.NodeID) (string, error)
 		return "", err
 	}
 	span := d.cfg.UDPPortMax - d.cfg.UDPPortMin + 1
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	start := int(h.Sum32() % uint32(span))
+	start := portOffset(id, span)
 	var lastErr error
 	for i := 0; i < span; i++ {
 		port := d.cfg.UDPPortMin + (start+i)%span
@@ -240,6 +238,15 @@ func (d *Docker) Launch(ctx context.Context, id protocol.NodeID) (string, error)
 		lastErr = fmt.Errorf("all %d UDP ports of %d-%d are in use", span, d.cfg.UDPPortMin, d.cfg.UDPPortMax)
 	}
 	return "", fmt.Errorf("docker provider: launch %s: %w", id, lastErr)
+}
+
+// portOffset is where node id starts looking in a port range of span
+// ports: a place that depends on the id, so that two masters launching at
+// once rarely try the same port first.
+func portOffset(id protocol.NodeID, span int) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % uint32(span))
 }
 
 // portTaken reports whether a start failed on a host port already bound.

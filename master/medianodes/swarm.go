@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"path"
 	"slices"
 	"strconv"
@@ -309,9 +308,7 @@ func (s *Swarm) freePort(ctx context.Context, node swarm.Node, id protocol.NodeI
 		}
 	}
 	span := s.cfg.UDPPortMax - s.cfg.UDPPortMin + 1
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	start := int(h.Sum32() % uint32(span))
+	start := portOffset(id, span)
 	for i := 0; i < span; i++ {
 		if port := s.cfg.UDPPortMin + (start+i)%span; !used[port] {
 			return port, nil
