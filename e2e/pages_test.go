@@ -60,6 +60,8 @@ type pagesOptions struct {
 	// Resolution is the publishers' camera resolution ("1280x720"; the
 	// demo's 640x480 by default).
 	Resolution string
+	// Viewer pages subscribe and do not publish.
+	Viewer bool
 	// Script is the driver under e2e/js (default pages.cjs, the demo's
 	// pages; inspector.cjs drives the Inspector), same line protocol.
 	Script string
@@ -75,7 +77,7 @@ func startPagesWith(t *testing.T, dc *devCluster, opts pagesOptions) *pages {
 		cmd = opts.NS.Command(context.Background(), "node", script)
 	}
 	cmd.Env = append(os.Environ(), "NODE_PATH="+filepath.Join(repoRoot, "web", "node_modules"), "CHORUS_URL="+dc.URL, "CHORUS_SECRET="+dc.Secret,
-		"CHORUS_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "), "CHORUS_ICE_TRANSPORT_POLICY="+opts.ICETransportPolicy, "CHORUS_RESOLUTION="+opts.Resolution)
+		"CHORUS_CHROMIUM_ARGS="+strings.Join(opts.ChromiumArgs, " "), "CHORUS_ICE_TRANSPORT_POLICY="+opts.ICETransportPolicy, "CHORUS_RESOLUTION="+opts.Resolution, fmt.Sprintf("CHORUS_PUBLISH=%v", !opts.Viewer))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, _ := cmd.StdinPipe()
 	out, _ := cmd.StdoutPipe()

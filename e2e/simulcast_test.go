@@ -199,3 +199,110 @@ func TestSimulcastFollowsThePublisher(t *testing.T) {
 		t.Errorf("the viewer's video froze %.1f s in all across the two switches", d)
 	}
 }
+
+// TestSimulcastConstrainedSubscriber: per-subscriber bandwidth estimation.
+// A publisher sends its 1280x720 camera in three encodings to two viewers
+// (openvidu-browser pages that only subscribe); one viewer's downlink is
+// then capped at 300 kbit/s (tc tbf in its network namespace). The media
+// node's estimator for that subscription (GCC on its transport-wide
+// congestion control feedback) falls, and the viewer gets the 320x180
+// layer without stalls; probes (padding up to the next layer) find the
+// cap still there without disturbing it. The other viewer and the
+// publisher go on at 1280x720 as before. Once the cap is lifted, a probe
+// gets through and the viewer climbs back to 1280x720.
+func TestSimulcastConstrainedSubscriber(t *testing.T) {
+	ns := newNetNS(t, netNSConfig{})
+	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_WEBRTC_SIMULCAST=true"}})
+	args := []string{"--unsafely-treat-insecure-origin-as-secure=" + dc.URL}
+	publisher := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args, Resolution: "1280x720"})
+	open := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args, Viewer: true})
+	capped := startPagesWith(t, dc, pagesOptions{NS: ns, ChromiumArgs: args, Viewer: true})
+	sid := fmt.Sprintf("constrained_%06d", rand.IntN(1e6))
+	pubID := publisher.join(sid, 1)[0]
+	open.join(sid, 1)
+	capped.join(sid, 1)
+
+	wOpen := &simulcastWatch{t: t, viewer: open, publisher: publisher, pubID: pubID}
+	wCapped := &simulcastWatch{t: t, viewer: capped, publisher: publisher, pubID: pubID}
+	is := func(width int) func(int) bool { return func(w int) bool { return w == width } }
+	for _, w := range []*simulcastWatch{wOpen, wCapped} {
+		took, _ := w.waitWidth("at 1280x720", is(1280), 60*time.Second)
+		t.Logf("1280x720 decoded after %v", took.Round(100*time.Millisecond))
+	}
+	// The open viewer's frame rate and the publisher's top encoding
+	// before the cap, over 5 s.
+	openFPS := func(d time.Duration) (fps float64, width int) {
+		a, _ := open.received(pubID)
+		time.Sleep(d)
+		b, _ := open.received(pubID)
+		return float64(b.FramesDecoded-a.FramesDecoded) / d.Seconds(), b.Width
+	}
+	topKbit := func(from, to []rtpVideo, d time.Duration) int {
+		for _, b := range to {
+			for _, a := range from {
+				if a.RID == b.RID && b.RID == "rdiv1" {
+					return (b.Bytes - a.Bytes) * 8 / 1000 / int(d.Seconds())
+				}
+			}
+		}
+		return 0
+	}
+	sent0 := publisher.sent()
+	fpsBefore, _ := openFPS(5 * time.Second)
+	topBefore := topKbit(sent0, publisher.sent(), 5*time.Second)
+	before, _ := capped.received(pubID)
+	t.Logf("before the cap: the open viewer decodes %.1f frames/s, the publisher's top encoding sends %d kbit/s", fpsBefore, topBefore)
+
+	ns.LimitDownlink(300)
+	capAt := time.Now()
+	t.Logf("downlink capped at %s", capAt.UTC().Format("15:04:05.000"))
+	took, _ := wCapped.waitWidth("at 320x180 under a 300 kbit/s downlink", is(320), 30*time.Second)
+	t.Logf("capped downlink: 320x180 after %v", took.Round(100*time.Millisecond))
+	onLow := time.Now()
+	gap, widths := wCapped.hold(20 * time.Second)
+	t.Logf("on the low layer for 20 s: longest stall %d ms, widths %v", gap, widths)
+	// The bound: no stall over 1 s on the low layer, probes
+	// included.
+	if gap > 1000 {
+		t.Errorf("the capped viewer stalled %d ms on the low layer", gap)
+	}
+	if len(widths) != 1 || widths[0] != 320 {
+		t.Errorf("the capped viewer decoded widths %v under the cap, want 320 only (a move up would stall it)", widths)
+	}
+	sent1 := publisher.sent()
+	fpsCapped, openWidth := openFPS(5 * time.Second)
+	topCapped := topKbit(sent1, publisher.sent(), 5*time.Second)
+	t.Logf("under the cap: the open viewer decodes %dx at %.1f frames/s, the publisher's top encoding sends %d kbit/s", openWidth, fpsCapped, topCapped)
+	if openWidth != 1280 || fpsCapped < 0.7*fpsBefore {
+		t.Errorf("the open viewer decodes %d wide at %.1f frames/s under the other's cap, %.1f before", openWidth, fpsCapped, fpsBefore)
+	}
+	if topCapped < topBefore/2 {
+		t.Errorf("the publisher's top encoding fell from %d to %d kbit/s under a viewer's cap", topBefore, topCapped)
+	}
+	var openGap int64
+	for _, gaps := range open.gaps(capAt) {
+		for _, g := range gaps {
+			if g.ConnectionID == pubID {
+				openGap = max(openGap, g.MaxGapMS)
+			}
+		}
+	}
+	t.Logf("the open viewer's longest stall since the cap: %d ms", openGap)
+	if openGap > 1000 {
+		t.Errorf("the open viewer stalled %d ms while the other was capped", openGap)
+	}
+
+	ns.LimitDownlink(0)
+	t.Logf("cap lifted at %s", time.Now().UTC().Format("15:04:05.000"))
+	took, after := wCapped.waitWidth("at 1280x720 again once the cap is lifted", is(1280), 60*time.Second)
+	t.Logf("cap lifted: 1280x720 again after %v", took.Round(100*time.Millisecond))
+	t.Logf("capped viewer's decoder from the cap on: %d frames decoded, %d dropped, %d keyframes, %d PLIs sent, %d freezes (%.1f s); on the low layer since %v",
+		after.FramesDecoded-before.FramesDecoded, after.FramesDropped-before.FramesDropped, after.KeyFramesDecoded-before.KeyFramesDecoded,
+		after.PLICount-before.PLICount, after.FreezeCount-before.FreezeCount, after.TotalFreezesDuration-before.TotalFreezesDuration, onLow.Sub(capAt).Round(100*time.Millisecond))
+	if d := after.TotalFreezesDuration - before.TotalFreezesDuration; d > 5 {
+		t.Errorf("the capped viewer's video froze %.1f s in all", d)
+	}
+	if n := after.FreezeCount - before.FreezeCount; n > 5 {
+		t.Errorf("the capped viewer's video froze %d times", n)
+	}
+}

@@ -277,6 +277,9 @@ func (n *Node) metrics() *prometheus.Registry {
 	counter("retransmissions_total", "Packets resent to subscribers from the retransmission buffer.", &st.Retransmissions)
 	counter("nack_misses_total", "NACKed packets no longer buffered.", &st.NACKMisses)
 	counter("keyframe_requests_total", "Keyframe requests (PLI) sent to publishers.", &st.KeyframeRequests)
+	counter("padding_packets_total", "Padding-only packets sent to subscribers to probe their bandwidth.", &st.PaddingPackets)
+	counter("probes_total", "Bandwidth probes started by simulcast subscriptions before moving up a layer.", &st.Probes)
+	counter("probes_failed_total", "Bandwidth probes stopped because the subscriber's path queued or lost them.", &st.ProbesFailed)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { _, e := n.sfu.Counts(); return float64(e) }))

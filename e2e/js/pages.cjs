@@ -20,7 +20,8 @@
 // CHORUS_CHROMIUM_ARGS adds Chromium flags (space-separated);
 // CHORUS_ICE_TRANSPORT_POLICY ("relay") goes to openvidu-browser's advanced
 // configuration (rtcConfiguration.iceTransportPolicy); CHORUS_RESOLUTION
-// ("1280x720") is the publishers' camera resolution (default 640x480).
+// ("1280x720") is the publishers' camera resolution (default 640x480);
+// CHORUS_PUBLISH=false makes the pages viewers, which only subscribe.
 'use strict';
 
 // stdout carries the answers only: openvidu-node-client logs there (for
@@ -58,6 +59,7 @@ async function join(sessionId, count, mediaNode) {
     const conn = await session.createConnection({ data: sessionId + '-' + i });
     const options = process.env.CHORUS_ICE_TRANSPORT_POLICY ? { iceTransportPolicy: process.env.CHORUS_ICE_TRANSPORT_POLICY } : {};
     if (process.env.CHORUS_RESOLUTION) options.resolution = process.env.CHORUS_RESOLUTION;
+    if (process.env.CHORUS_PUBLISH === 'false') options.publish = false;
     ids.push(await page.evaluate(([token, name, debug, opts]) => window.chorusDemo.join(token, name, debug, opts),
       [conn.token, 'page' + pages.length, !!process.env.CHORUS_PAGE_LOGS, options]));
     await page.evaluate(() => window.chorusDemo.trackFrames());

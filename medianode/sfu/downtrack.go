@@ -26,12 +26,19 @@ var errCodecNotNegotiated = errors.New("the subscriber did not accept the track'
 // Of a simulcast track it forwards one layer, cur, and switches to target
 // at target's next keyframe (never mid-frame: the decoder could not use
 // the new layer's delta frames); VP8 picture ids and TL0PICIDX continue
-// across the switch too. A target of -1 pauses the video (noLayer).
+// across the switch too. A target of -1 pauses the video (noLayer). With a
+// bandwidth estimate (bwe) the target is the best layer that fits it, and
+// the track pads its stream to probe for the next one (allocator).
 type downTrack struct {
 	id       string
 	streamID string
 	fw       *forwarder
 	stats    *Stats
+	// bwe is the subscription's bandwidth estimation (nil: none, every
+	// layer fits) and alloc the layer choice within it, owned by the
+	// selection goroutine.
+	bwe   *subscriberBWE
+	alloc allocator
 
 	bound atomic.Bool
 	// stopSelect ends the layer selection of a simulcast video track
@@ -58,8 +65,15 @@ type downTrack struct {
 	lastWrite time.Time
 	// lastPic and lastTL0 are the last VP8 picture id (15 bits) and
 	// TL0PICIDX sent, for simulcast tracks.
-	lastPic   uint16
-	lastTL0   uint8
+	lastPic uint16
+	lastTL0 uint8
+	// keySeq is the first sequence number of the keyframe the last layer
+	// switch started at (keyed: there was one): the subscriber's decoder
+	// needs nothing sent before it, so NACKs of older media go unanswered
+	// (after a downswitch for congestion, retransmitting the higher
+	// layer's lost packets would only prolong it).
+	keySeq    uint16
+	keyed     bool
 	rtxBuf    [maxPacketSize]byte
 	rewritten [maxPacketSize]byte
 	// out is the header being written, reused: passed to the writer
@@ -70,6 +84,12 @@ type downTrack struct {
 	switches atomic.Uint64 // layer switches done
 	// rtt is the subscriber's round-trip time from its receiver reports.
 	rtt rttMeter
+	// padRate is the padding a probe asks for (bits per second; 0: none),
+	// sent after the frames forwarded; lastPad is when padding was last
+	// due.
+	padRate float64
+	lastPad time.Time
+	padBuf  [paddingPacketBytes]byte
 	// sentBytes counts the bytes written (under mu, which write holds
 	// anyway: no atomic per forwarded packet); remb compares them with the
 	// subscriber's bandwidth estimates.
@@ -81,9 +101,10 @@ type downTrack struct {
 // paused.
 const noLayer = -1
 
-// segmentHistory is how many past sources a down track can still answer
-// NACKs from.
-const segmentHistory = 8
+// segmentHistory is how many past segments a down track can still answer
+// NACKs from: a probe makes two per frame (its padding, then the media
+// after it), so about a second of them.
+const segmentHistory = 64
 
 // segment is one run of packets from one source, as the subscriber numbers
 // them: outgoing = incoming + offset (modulo each field's width).
@@ -95,13 +116,19 @@ type segment struct {
 	tsOffset  uint32
 	picDelta  uint16
 	tl0Delta  uint8
+	// padding marks a run of padding-only packets (a probe): a NACK of
+	// one is answered with padding.
+	padding bool
 }
 
-func newDownTrack(fw *forwarder, stats *Stats) *downTrack {
-	d := &downTrack{id: fw.kind.String(), streamID: fw.streamID, fw: fw, stats: stats}
+// newDownTrack creates a down track of fw; bwe (simulcast video only, else
+// nil) makes its layer follow the subscriber's bandwidth estimate.
+func newDownTrack(fw *forwarder, stats *Stats, bwe *subscriberBWE) *downTrack {
+	d := &downTrack{id: fw.kind.String(), streamID: fw.streamID, fw: fw, stats: stats, bwe: bwe}
 	if fw.simulcast.Load() {
 		d.cur, d.target = noLayer, noLayer
 	}
+	d.padBuf[paddingPacketBytes-1] = paddingPacketBytes
 	return d
 }
 
@@ -183,25 +210,56 @@ const layerStable = 2 * time.Second
 
 // selectLayer targets the best layer the publisher is sending: the current
 // one or a lower one as long as it arrives, a higher one once it has been
-// arriving for layerStable (any one that arrives, to start). It asks for the target's keyframe until the
-// switch happened.
+// arriving for layerStable (any one that arrives, to start); with a
+// bandwidth estimate, the best of those that fits it (allocator). It asks
+// for the target's keyframe until the switch happened.
 func (d *downTrack) selectLayer(now time.Time) {
 	live, stable := d.fw.live(now)
 	// Decisions are about the layer chosen, which flows from its next
 	// keyframe on: not yet the one forwarded.
 	d.mu.Lock()
-	cur := d.target
+	cur, settled, sent := d.target, d.target == d.cur && d.started, d.sentBytes
 	d.mu.Unlock()
-	target := noLayer
+	best := noLayer
 	for i := int(d.fw.layerCount.Load()) - 1; i >= 0; i-- {
 		if stable[i] || live[i] && (i <= cur || cur == noLayer) {
-			target = i
+			best = i
 			break
 		}
 	}
-	if target == noLayer {
+	if best == noLayer {
 		return // nothing arrives: keep what was chosen until something does
 	}
+	if d.bwe == nil {
+		d.setTarget(best)
+		return
+	}
+	estimate := float64(d.bwe.GetTargetBitrate())
+	d.remb.observe(estimate, sent, now) // the network quality's headroom
+	states := d.fw.layerStates(now)
+	measured := make([]int, len(states))
+	for i, l := range states {
+		measured[i] = l.Bitrate
+	}
+	probes, failed := d.alloc.probes, d.alloc.probeFailures
+	target, padRate := d.alloc.decide(allocation{
+		now: now, estimate: estimate, best: best, chosen: cur, settled: settled,
+		need: layerNeeds(measured),
+	}, d.bwe.meter)
+	d.stats.Probes.Add(uint64(d.alloc.probes - probes))
+	d.stats.ProbesFailed.Add(uint64(d.alloc.probeFailures - failed))
+	if d.alloc.probes != probes || d.alloc.probeFailures != failed {
+		d.fw.log.Debug("simulcast probe", "stream", d.streamID, "estimate", estimate, "floor", d.alloc.floor, "padding", padRate, "target", target, "failed", d.alloc.probeFailures != failed, "verdict", d.alloc.verdict)
+	}
+	if target != cur {
+		d.fw.log.Debug("simulcast layer budget", "stream", d.streamID, "from", cur, "to", target, "estimate", estimate, "floor", d.alloc.floor, "need", measured)
+	}
+	d.mu.Lock()
+	if padRate > 0 && d.padRate == 0 {
+		d.lastPad = time.Time{}
+	}
+	d.padRate = padRate
+	d.mu.Unlock()
 	d.setTarget(target)
 }
 
@@ -240,6 +298,9 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, src packetSource) int {
 	defer d.mu.Unlock()
 	switched := false
 	if src.layer != d.cur {
+		if d.padRate > 0 && d.cur == noLayer && d.started && h.Marker && src.layer == 0 {
+			d.pad(time.Now()) // paused: probing to resume, at the lowest layer's frame rate
+		}
 		if src.layer != d.target || !src.keyframe {
 			return 0
 		}
@@ -259,6 +320,9 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, src packetSource) int {
 		// Another layer, a layer resumed after a pause (what was not sent
 		// meanwhile must not look lost), or a new source.
 		d.startSegment(h, payload, src, now, vp8)
+	}
+	if switched {
+		d.keySeq, d.keyed = d.seg.fromSeq, true
 	}
 	out := &d.out
 	*out = *h
@@ -282,7 +346,68 @@ func (d *downTrack) write(h *rtp.Header, payload []byte, src packetSource) int {
 	d.sent.Add(1)
 	n := out.MarshalSize() + len(payload)
 	d.sentBytes += uint64(n)
+	if d.padRate > 0 && h.Marker {
+		d.pad(now) // after the frame, never inside it
+	}
 	return n
+}
+
+// paddingPacketBytes is the size of a padding-only packet's payload: the
+// most one can carry (RFC 3550 section 5.1: the last octet counts the
+// padding, itself included).
+const paddingPacketBytes = 255
+
+// maxPaddingBurst is the most padding packets sent after one frame (a
+// frame every 33 ms at 30 fps: 3.7 Mbit/s of padding at most).
+const maxPaddingBurst = 60
+
+// pad sends the padding due at padRate since the last padding, as
+// padding-only packets numbered after the last packet sent (libwebrtc
+// sends such packets on the media SSRC when no RTX is negotiated, and
+// skips them). The media that follows continues after them: a new
+// segment. d.mu is held.
+func (d *downTrack) pad(now time.Time) {
+	if d.lastPad.IsZero() || now.Sub(d.lastPad) > 200*time.Millisecond {
+		d.lastPad = now // the first frame of a probe, or after a silence: no burst
+		return
+	}
+	n := min(int(d.padRate*now.Sub(d.lastPad).Seconds()/8/paddingPacketBytes), maxPaddingBurst)
+	if n == 0 {
+		return
+	}
+	d.lastPad = d.lastPad.Add(time.Duration(float64(n*paddingPacketBytes*8) / d.padRate * float64(time.Second)))
+	first := d.lastSeq + 1
+	sent := 0
+	for range n {
+		if !d.writePadding(d.lastSeq + 1) {
+			break
+		}
+		d.lastSeq++
+		sent++
+	}
+	if sent == 0 {
+		return
+	}
+	d.stats.PaddingPackets.Add(uint64(sent))
+	media := d.seg
+	d.seg = segment{fromSeq: first, layer: media.layer, gen: media.gen, padding: true}
+	d.pushSegment()
+	media.fromSeq = d.lastSeq + 1
+	media.seqOffset += uint16(sent)
+	d.seg = media
+	d.pushSegment()
+}
+
+// writePadding writes one padding-only packet with sequence number seq
+// and the last timestamp sent; d.mu is held.
+func (d *downTrack) writePadding(seq uint16) bool {
+	d.out = rtp.Header{Version: 2, Padding: true, PayloadType: d.pt, SequenceNumber: seq, Timestamp: d.lastTS, SSRC: d.ssrc}
+	if _, err := d.writer.WriteRTP(&d.out, d.padBuf[:]); err != nil {
+		d.stats.WriteErrors.Add(1)
+		return false
+	}
+	d.sentBytes += uint64(d.out.MarshalSize() + paddingPacketBytes)
+	return true
 }
 
 // startSegment continues the subscriber's numbering with a new source (a
@@ -354,6 +479,13 @@ func (d *downTrack) retransmit(seqs []uint16) {
 	vp8 := d.fw.simulcast.Load() && strings.EqualFold(d.fw.codec.MimeType, webrtc.MimeTypeVP8)
 	for _, outSeq := range seqs {
 		seg, ok := d.segmentOf(outSeq)
+		if ok && seg.padding {
+			d.writePadding(outSeq)
+			continue
+		}
+		if d.keyed && seqNewer(d.keySeq, outSeq) {
+			continue // before the keyframe of the current layer: not needed
+		}
 		n := 0
 		if ok {
 			n = d.fw.layers[seg.layer].rtx.get(outSeq-seg.seqOffset, d.rtxBuf[:])

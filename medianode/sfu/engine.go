@@ -73,7 +73,9 @@ type engine struct {
 	gate *consentGate
 	// tcpMux is pion's ICE-TCP mux over the node's TCP listener (nil
 	// without ICE-TCP); the SFU closes it, and with it the listener.
-	tcpMux    ice.TCPMux
+	tcpMux ice.TCPMux
+	// logs gets pion's logs (nil: pion's default).
+	logs      logging.LoggerFactory
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -135,7 +137,7 @@ func newEngine(cfg EngineConfig) (*engine, error) {
 		}
 		return cfg.LoggerFactory.NewLogger(scope)
 	}
-	e := &engine{gate: newConsentGate(cfg.UDPConn)}
+	e := &engine{gate: newConsentGate(cfg.UDPConn), logs: cfg.LoggerFactory}
 	s.SetICEUDPMux(webrtc.NewICEUDPMux(logger("udpmux"), e.gate))
 	local, _ := cfg.UDPConn.LocalAddr().(*net.UDPAddr)
 	if local != nil && local.IP.IsLoopback() {
@@ -233,7 +235,12 @@ func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.F
 // subscriberAPI returns the API for a subscriber's peer connection: the
 // publisher's codecs and sender reports. NACKs are answered by the SFU from
 // the track's shared retransmission buffer, not by a per-subscriber interceptor.
-func (e *engine) subscriberAPI(video webrtc.RTPCodecParameters) (*webrtc.API, error) {
+//
+// With bwe (a subscription to simulcast video) the video also carries
+// transport-wide sequence numbers and the subscriber sends transport-wide
+// congestion control feedback, which bwe reads through pion's congestion
+// control interceptor: the down track chooses its layer by it.
+func (e *engine) subscriberAPI(video webrtc.RTPCodecParameters, bwe *subscriberBWE) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, video); err != nil {
 		return nil, err
@@ -247,6 +254,25 @@ func (e *engine) subscriberAPI(video webrtc.RTPCodecParameters) (*webrtc.API, er
 		return nil, err
 	}
 	ir.Add(sr)
+	if bwe != nil {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, webrtc.RTPCodecTypeVideo)
+		if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+			return nil, err
+		}
+		// Registered in this order, a packet meets the header extension
+		// interceptor first (it numbers the packet) and the estimator
+		// after (it records the number).
+		cc, err := bwe.interceptorFactory()
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(cc)
+		tw, err := twcc.NewHeaderExtensionInterceptor()
+		if err != nil {
+			return nil, err
+		}
+		ir.Add(tw)
+	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.settings), webrtc.WithInterceptorRegistry(ir)), nil
 }
 

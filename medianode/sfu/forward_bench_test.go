@@ -34,7 +34,7 @@ func benchForwarder(b *testing.B, subscribers int) {
 	fw := newForwarder(webrtc.RTPCodecTypeVideo, codec, "str_CAM_bench", 512, stats, slog.New(slog.DiscardHandler))
 	w := &discardWriter{lastSeq: map[uint32]uint16{}}
 	for i := 0; i < subscribers; i++ {
-		dt := newDownTrack(fw, stats)
+		dt := newDownTrack(fw, stats, nil)
 		dt.writer, dt.ssrc, dt.pt = w, uint32(1000+i), 96
 		dt.bound.Store(true)
 		fw.addDownTrack(dt)
@@ -77,7 +77,7 @@ func TestForwardPathAllocatesNothing(t *testing.T) {
 	fw := newForwarder(webrtc.RTPCodecTypeVideo, codec, "str_CAM_allocs", 512, stats, slog.New(slog.DiscardHandler))
 	w := &discardWriter{lastSeq: map[uint32]uint16{}}
 	for i := 0; i < 10; i++ {
-		dt := newDownTrack(fw, stats)
+		dt := newDownTrack(fw, stats, nil)
 		dt.writer, dt.ssrc, dt.pt = w, uint32(2000+i), 96
 		dt.bound.Store(true)
 		fw.addDownTrack(dt)

@@ -281,17 +281,41 @@ func (s *SFU) Subscribe(ctx context.Context, req mediaapi.SubscribeRequest) (str
 	video := pub.video
 	s.mu.Unlock()
 
-	api, err := s.eng.subscriberAPI(video)
-	if err != nil {
-		return "", err
+	// A subscription to simulcast video estimates its bandwidth, to
+	// choose the layer (see downTrack).
+	var bwe *subscriberBWE
+	for _, fw := range forwarders {
+		if fw.kind == webrtc.RTPCodecTypeVideo && fw.simulcast.Load() {
+			var err error
+			if bwe, err = newSubscriberBWE(s.eng.logs); err != nil {
+				return "", err
+			}
+		}
 	}
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		return "", fmt.Errorf("create peer connection: %w", err)
+	api, err := s.eng.subscriberAPI(video, bwe)
+	if err == nil {
+		var pc *webrtc.PeerConnection
+		if pc, err = api.NewPeerConnection(webrtc.Configuration{}); err == nil {
+			return s.subscribe(ctx, req, pc, forwarders, bwe) // the peer connection closes bwe
+		}
+		err = fmt.Errorf("create peer connection: %w", err)
 	}
+	if bwe != nil {
+		_ = bwe.Close()
+	}
+	return "", err
+}
+
+// subscribe completes Subscribe once the subscriber's peer connection
+// exists: it closes pc on failure.
+func (s *SFU) subscribe(ctx context.Context, req mediaapi.SubscribeRequest, pc *webrtc.PeerConnection, forwarders []*forwarder, bwe *subscriberBWE) (string, error) {
 	sub := &subscriber{id: req.EndpointID, sessionID: req.SessionID, streamID: req.StreamID, connectionID: req.ConnectionID, pc: pc}
 	for _, fw := range forwarders {
-		dt := newDownTrack(fw, &s.stats)
+		var dtBWE *subscriberBWE
+		if fw.kind == webrtc.RTPCodecTypeVideo {
+			dtBWE = bwe
+		}
+		dt := newDownTrack(fw, &s.stats, dtBWE)
 		tr, err := pc.AddTransceiverFromTrack(dt, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly})
 		if err != nil {
 			_ = pc.Close()
@@ -317,7 +341,7 @@ func (s *SFU) Subscribe(ctx context.Context, req mediaapi.SubscribeRequest) (str
 		_ = pc.Close()
 		return "", ErrClosed
 	}
-	r = s.roomLocked(req.SessionID)
+	r := s.roomLocked(req.SessionID)
 	if r.publishers[req.StreamID] == nil { // the publisher left meanwhile
 		s.mu.Unlock()
 		_ = pc.Close()

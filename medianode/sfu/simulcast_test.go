@@ -86,7 +86,7 @@ func newSimulcastForwarder(layers int) (*forwarder, []*simulcastSource) {
 
 func bindTestDownTrack(fw *forwarder) (*downTrack, *recordingWriter) {
 	w := &recordingWriter{}
-	dt := newDownTrack(fw, fw.stats)
+	dt := newDownTrack(fw, fw.stats, nil)
 	dt.writer, dt.ssrc, dt.pt = w, 4242, 100
 	dt.bound.Store(true)
 	fw.addDownTrack(dt)
@@ -134,7 +134,8 @@ func checkContinuity(t *testing.T, pkts []rtp.Packet) []byte {
 // target's keyframe, then only that; sequence numbers, timestamps, VP8
 // picture ids and TL0PICIDX continue across every switch, a pause and a
 // publisher's reconnection; NACKs are answered from the layer each packet
-// was sent from, with the ids the subscriber saw.
+// was sent from, with the ids the subscriber saw, from the keyframe the
+// current layer started at on.
 func TestLayerSwitchesAtKeyframes(t *testing.T) {
 	fw, src := newSimulcastForwarder(3)
 	dt, w := bindTestDownTrack(fw)
@@ -208,9 +209,20 @@ func TestLayerSwitchesAtKeyframes(t *testing.T) {
 		t.Errorf("%d packets, %d at the pause: want 6 more after it", len(w.pkts), paused)
 	}
 
-	// NACKs: one packet of each run, answered from its layer with the
-	// subscriber's numbering and picture ids.
-	for _, i := range []int{1, 11, sentBeforeUp + 1, len(w.pkts) - 1} {
+	// NACKs of packets sent before the keyframe the current layer
+	// started at go unanswered: the subscriber's decoder no longer needs
+	// them (and after a downswitch for congestion, resending the higher
+	// layer's losses would prolong it).
+	for _, i := range []int{1, 11, sentBeforeUp + 1, paused - 1} {
+		n := len(w.pkts)
+		if dt.retransmit([]uint16{w.pkts[i].SequenceNumber}); len(w.pkts) != n {
+			t.Errorf("NACK of packet %d (seq %d), before the current layer's keyframe, answered", i, w.pkts[i].SequenceNumber)
+			w.pkts = w.pkts[:n]
+		}
+	}
+	// Since: answered from the layer's buffer with the subscriber's
+	// numbering and picture ids, across the publisher's reconnection.
+	for _, i := range []int{paused, paused + 1, len(w.pkts) - 1} {
 		want := w.pkts[i]
 		n := len(w.pkts)
 		dt.retransmit([]uint16{want.SequenceNumber})

@@ -14,4 +14,7 @@ type Stats struct {
 	KeyframeRequests atomic.Uint64 // PLIs sent to publishers
 	MalformedPackets atomic.Uint64
 	WriteErrors      atomic.Uint64
+	PaddingPackets   atomic.Uint64 // padding-only packets sent to subscribers (bandwidth probes)
+	Probes           atomic.Uint64 // bandwidth probes started by simulcast subscriptions
+	ProbesFailed     atomic.Uint64 // probes the path did not carry (queueing, loss)
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/chorus-rtc/chorus/shared/protocol"
@@ -205,7 +206,14 @@ func newAPI(cfg Config) (*webrtc.API, error) {
 	if err := webrtc.ConfigureSimulcastExtensionHeaders(m); err != nil {
 		return nil, err
 	}
-	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)), nil
+	// Like a browser, the participant sends transport-wide congestion
+	// control feedback for what it receives: media nodes estimate the
+	// bandwidth of simulcast subscriptions from it.
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return nil, err
+	}
+	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(ir)), nil
 }
 
 // peerConfig is the configuration of every peer connection: the STUN/TURN

@@ -88,7 +88,8 @@ function watchFirstFrame(video, connectionId, subscriber) {
   }, 10);
 }
 
-// join connects to the session with token and publishes the camera.
+// join connects to the session with token and publishes the camera
+// (options.publish false: a viewer, which only subscribes).
 // options.iceTransportPolicy ('relay': TURN only) goes to openvidu-browser's
 // advanced configuration, which it gives every RTCPeerConnection.
 async function join(token, name, debug, options) {
@@ -130,6 +131,7 @@ async function join(token, name, debug, options) {
   await session.connect(token, { clientData: name });
   demo.timings.connectedAt = Date.now();
   log('connected', session.connection.connectionId);
+  if (options && options.publish === false) return session.connection.connectionId; // a viewer
   const publisher = await OV.initPublisherAsync('local', {
     insertMode: 'APPEND', resolution: (options && options.resolution) || '640x480', frameRate: 30, mirror: false,
   });
