@@ -306,3 +306,90 @@ func TestSimulcastConstrainedSubscriber(t *testing.T) {
 		t.Errorf("the capped viewer's video froze %d times", n)
 	}
 }
+
+// encodingKbit returns what each of the publisher's encodings sent over d,
+// in kbit/s, by rid.
+func encodingKbit(publisher *pages, d time.Duration) map[string]int {
+	before := map[string]int{}
+	for _, e := range publisher.sent() {
+		before[e.RID] = e.Bytes
+	}
+	time.Sleep(d)
+	out := map[string]int{}
+	for _, e := range publisher.sent() {
+		out[e.RID] = int(float64(e.Bytes-before[e.RID]) * 8 / 1000 / d.Seconds())
+	}
+	return out
+}
+
+// waitEncodings waits until the rates of the publisher's encodings (kbit/s
+// by rid, over 2 s) satisfy ok, and returns how long that took and the
+// rates then.
+func waitEncodings(t *testing.T, publisher *pages, what string, ok func(map[string]int) bool, timeout time.Duration) (time.Duration, map[string]int) {
+	t.Helper()
+	start := time.Now()
+	var rates map[string]int
+	for time.Since(start) < timeout {
+		rates = encodingKbit(publisher, 2*time.Second)
+		t.Logf("publisher encodings (kbit/s): %v", rates)
+		if ok(rates) {
+			return time.Since(start), rates
+		}
+	}
+	t.Fatalf("the publisher's encodings never %s in %v: %v kbit/s", what, timeout, rates)
+	return 0, nil
+}
+
+// allOn: every encoding sends; upperOff: the lowest (rdiv4) only.
+func allOn(r map[string]int) bool    { return r["rdiv4"] > 0 && r["rdiv2"] > 0 && r["rdiv1"] > 0 }
+func upperOff(r map[string]int) bool { return r["rdiv4"] > 0 && r["rdiv2"] == 0 && r["rdiv1"] == 0 }
+
+// TestSimulcastPublisherCap: the node tells a simulcast publisher (by
+// REMB) to stop the encodings no subscriber needs, and lets it send them
+// again as soon as one does. The official openvidu-browser publishes its
+// 1280x720 camera alone in a session: after the hold (5 s) only its
+// 320x180 encoding is sent. A viewer joins: the cap is lifted and the
+// viewer gets 1280x720. The viewer's downlink is capped at 300 kbit/s: it
+// moves to 320x180, and the publisher, whose one subscriber needs no more,
+// stops its upper encodings again. The downlink cap is lifted: the
+// viewer's probes find room, the publisher's encodings come back one by
+// one, and the viewer climbs back to 1280x720.
+func TestSimulcastPublisherCap(t *testing.T) {
+	ns := newNetNS(t, netNSConfig{})
+	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_WEBRTC_SIMULCAST=true"}})
+	args := []string{"--unsafely-treat-insecure-origin-as-secure=" + dc.URL}
+	publisher := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args, Resolution: "1280x720"})
+	viewer := startPagesWith(t, dc, pagesOptions{NS: ns, ChromiumArgs: args, Viewer: true})
+	sid := fmt.Sprintf("pubcap_%06d", rand.IntN(1e6))
+	pubID := publisher.join(sid, 1)[0]
+	joined := time.Now()
+
+	took, _ := waitEncodings(t, publisher, "all sent", allOn, 60*time.Second)
+	t.Logf("alone in the session: all three encodings sent %v after joining", took.Round(100*time.Millisecond))
+	_, rates := waitEncodings(t, publisher, "stopped but the lowest", upperOff, 40*time.Second)
+	t.Logf("alone in the session: only the lowest encoding sends %v after joining (%v kbit/s)", time.Since(joined).Round(100*time.Millisecond), rates)
+
+	viewer.join(sid, 1)
+	w := &simulcastWatch{t: t, viewer: viewer, publisher: publisher, pubID: pubID}
+	is := func(width int) func(int) bool { return func(w int) bool { return w == width } }
+	took, _ = w.waitWidth("at 1280x720 once it subscribes", is(1280), 60*time.Second)
+	t.Logf("a viewer joins: 1280x720 decoded %v after joining", took.Round(100*time.Millisecond))
+	before, _ := viewer.received(pubID)
+
+	ns.LimitDownlink(300)
+	capAt := time.Now()
+	took, _ = w.waitWidth("at 320x180 under a 300 kbit/s downlink", is(320), 30*time.Second)
+	t.Logf("the viewer's downlink capped: 320x180 after %v", took.Round(100*time.Millisecond))
+	waitEncodings(t, publisher, "stopped but the lowest", upperOff, 40*time.Second)
+	t.Logf("its one subscriber on the lowest layer: the upper encodings stop %v after the downlink cap", time.Since(capAt).Round(100*time.Millisecond))
+
+	ns.LimitDownlink(0)
+	took, after := w.waitWidth("at 1280x720 again once the downlink cap is lifted", is(1280), 90*time.Second)
+	t.Logf("downlink cap lifted: 1280x720 again after %v", took.Round(100*time.Millisecond))
+	t.Logf("viewer's decoder from the downlink cap on: %d frames decoded, %d keyframes, %d freezes (%.1f s)",
+		after.FramesDecoded-before.FramesDecoded, after.KeyFramesDecoded-before.KeyFramesDecoded,
+		after.FreezeCount-before.FreezeCount, after.TotalFreezesDuration-before.TotalFreezesDuration)
+	if after.FramesDecoded <= before.FramesDecoded {
+		t.Errorf("no frame decoded since the downlink cap: %+v then %+v", before, after)
+	}
+}

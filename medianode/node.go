@@ -280,6 +280,10 @@ func (n *Node) metrics() *prometheus.Registry {
 	counter("padding_packets_total", "Padding-only packets sent to subscribers to probe their bandwidth.", &st.PaddingPackets)
 	counter("probes_total", "Bandwidth probes started by simulcast subscriptions before moving up a layer.", &st.Probes)
 	counter("probes_failed_total", "Bandwidth probes stopped because the subscriber's path queued or lost them.", &st.ProbesFailed)
+	counter("publisher_rembs_total", "REMBs sent to simulcast publishers to cap them to the layers their subscribers need.", &st.PublisherREMBs)
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "chorus_media_layers_capped", Help: "Simulcast layers their publishers are told not to send (no subscriber needs them).", ConstLabels: prometheus.Labels{"node": string(n.id)},
+	}, func() float64 { return float64(st.LayersCapped.Load()) }))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "chorus_media_peer_connections", Help: "Open peer connections (endpoints).", ConstLabels: prometheus.Labels{"node": string(n.id)},
 	}, func() float64 { _, e := n.sfu.Counts(); return float64(e) }))

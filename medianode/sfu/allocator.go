@@ -39,6 +39,10 @@ const (
 	probeDrain      = 500 * time.Millisecond
 	probeBackoffMax = 4 * time.Second
 	probeSettle     = 1 * time.Second
+	// demandMargin is how much more than a layer's bitrate GCC's estimate
+	// must be for the subscription to need that layer without a probe
+	// (layerCap).
+	demandMargin = 1.25
 )
 
 // nominalBitrates are the bitrates assumed for layers not yet measured,
@@ -82,6 +86,10 @@ type allocator struct {
 	// congestedOnce is set at the first congestion seen: from then on
 	// only probes move the layer up.
 	congestedOnce bool
+	// demand is the best layer the budget holds whether or not the
+	// publisher sends it (noLayer: none): what the publisher is asked to
+	// keep sending (layerCap).
+	demand int
 	// Probes and ProbeFailures count the probes started and failed.
 	probes, probeFailures int
 }
@@ -100,6 +108,9 @@ type allocation struct {
 	// best is the layer the liveness rules would forward (the best one
 	// arriving, a higher one only once stable); noLayer when none arrives.
 	best int
+	// top is the track's highest layer, and allowed the highest one the
+	// node leaves the publisher to send (layerCap; top when uncapped).
+	top, allowed int
 	// chosen is the layer chosen so far (noLayer: none, or paused), and
 	// settled whether it is the one forwarded (its keyframe came).
 	chosen  int
@@ -154,12 +165,26 @@ func (a *allocator) decide(in allocation, fb deliveryWindows) (target int, padRa
 		keep = 1 // no margin for a layer the path is already failing
 	}
 	target = a.fit(in, budget, up, keep)
-	if p := a.probe; p != nil && (target != p.from || in.best <= p.from) {
+	// The demand may follow GCC's estimate where the layer may not: a
+	// too high demand only leaves the publisher uncapped, while a too low
+	// one holds back a layer this subscription could take (GCC's estimate
+	// recovers from a passing overuse within seconds, but only a probe
+	// moves the layer up after it). A margin keeps the estimate's growth
+	// between two failed probes from lifting the cap.
+	all := in
+	all.best = max(in.top, in.best)
+	a.demand = a.fit(all, budget, max(up, budget/demandMargin), keep)
+	proven := a.fit(all, budget, up, keep) // what the layer may move up to
+	if p := a.probe; p != nil && (target != p.from || !a.probeable(in, p.to)) {
 		a.probe = nil // moved meanwhile, or the layer probed for stopped
 	}
-	if a.probe == nil && in.settled && in.best != noLayer && target < in.best && !in.now.Before(a.nextProbe) {
+	// A probe looks for the layer above the one forwarded, unless the
+	// budget already holds it, when the publisher sends it or when the
+	// node's cap holds it back: a success lifts the cap (the demand
+	// rises).
+	if next := target + 1; a.probe == nil && in.settled && in.best != noLayer && proven < next && a.probeable(in, next) && !in.now.Before(a.nextProbe) {
 		a.probes++
-		a.probe = &probe{start: in.now, from: target, to: target + 1, target: in.need[target+1] * probeHeadroom}
+		a.probe = &probe{start: in.now, from: target, to: next, target: in.need[next] * probeHeadroom}
 	}
 	if p := a.probe; p != nil {
 		padRate = p.target
@@ -169,6 +194,12 @@ func (a *allocator) decide(in allocation, fb deliveryWindows) (target int, padRa
 		padRate = max(padRate, 0)
 	}
 	return target, padRate
+}
+
+// probeable reports whether a probe for layer may run: the publisher
+// sends it (in.best) or the node's cap holds it back (above in.allowed).
+func (a *allocator) probeable(in allocation, layer int) bool {
+	return layer <= in.best || layer > in.allowed && layer <= in.top
 }
 
 // fit is the best layer up to in.best that the budget holds: the chosen

@@ -80,6 +80,11 @@ type downTrack struct {
 	// interface, a local would escape and cost an allocation per packet.
 	out rtp.Header
 
+	// demand is the best layer the subscription's budget holds, sent or
+	// not (noLayer: none): what the publisher is left to send is the
+	// highest demand of its subscriptions (layerCap).
+	demand atomic.Int32
+
 	sent     atomic.Uint64 // packets written, for tests and the endpoint listing
 	switches atomic.Uint64 // layer switches done
 	// rtt is the subscriber's round-trip time from its receiver reports.
@@ -128,6 +133,8 @@ func newDownTrack(fw *forwarder, stats *Stats, bwe *subscriberBWE) *downTrack {
 	if fw.simulcast.Load() {
 		d.cur, d.target = noLayer, noLayer
 	}
+	// Until its estimate says otherwise, a subscription needs the best.
+	d.demand.Store(fw.layerCount.Load() - 1)
 	d.padBuf[paddingPacketBytes-1] = paddingPacketBytes
 	return d
 }
@@ -236,16 +243,14 @@ func (d *downTrack) selectLayer(now time.Time) {
 	}
 	estimate := float64(d.bwe.GetTargetBitrate())
 	d.remb.observe(estimate, sent, now) // the network quality's headroom
-	states := d.fw.layerStates(now)
-	measured := make([]int, len(states))
-	for i, l := range states {
-		measured[i] = l.Bitrate
-	}
+	need, measured := d.fw.needs(now)
 	probes, failed := d.alloc.probes, d.alloc.probeFailures
 	target, padRate := d.alloc.decide(allocation{
 		now: now, estimate: estimate, best: best, chosen: cur, settled: settled,
-		need: layerNeeds(measured),
+		top: len(measured) - 1, allowed: int(d.fw.allowed.Load()),
+		need: need,
 	}, d.bwe.meter)
+	d.demand.Store(int32(d.alloc.demand))
 	d.stats.Probes.Add(uint64(d.alloc.probes - probes))
 	d.stats.ProbesFailed.Add(uint64(d.alloc.probeFailures - failed))
 	if d.alloc.probes != probes || d.alloc.probeFailures != failed {

@@ -224,6 +224,10 @@ func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.F
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
+	// The node caps a simulcast publisher's estimate with REMB to the
+	// layers its subscribers need (layerCap); libwebrtc heeds REMB with
+	// transport-cc too, as a cap.
+	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB}, webrtc.RTPCodecTypeVideo)
 	tw, err := twcc.NewSenderInterceptor()
 	if err != nil {
 		return nil, err

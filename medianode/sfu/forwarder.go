@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,17 +47,33 @@ type forwarder struct {
 	simulcast  atomic.Bool
 	layerCount atomic.Int32
 	layers     [maxLayers]layer
+	// allowed is the highest layer the node leaves the publisher to send
+	// (runLayerCap; maxLayers-1 when uncapped).
+	allowed atomic.Int32
 
 	// rateMu guards the layers' bitrate samples (layerStates).
 	rateMu sync.Mutex
 	rates  [maxLayers]rateSample
 }
 
-// rateSample is a layer's bitrate over its last sampling period.
+// rateSample is a layer's bitrate over its last sampling period, and
+// over the last liveSamples periods it was live throughout (live, a ring).
 type rateSample struct {
-	at      time.Time
-	bytes   uint64
-	bitrate int
+	at       time.Time
+	bytes    uint64
+	bitrate  int
+	live     [liveSamples]int
+	liveNext int
+}
+
+// liveSamples is how many of a layer's live bitrate samples (rateWindow
+// each) are kept: a layer counts as live up to layerTimeout after its last
+// packet, so the last samples of a layer that stopped are partly silent;
+// the highest of the last liveSamples is its bitrate.
+const liveSamples = 4
+
+func (r *rateSample) lastLive() int {
+	return slices.Max(r.live[:])
 }
 
 // rateWindow is the least period a layer's bitrate is measured over.
@@ -95,6 +112,7 @@ func newForwarder(kind webrtc.RTPCodecType, codec webrtc.RTPCodecParameters, str
 		}
 	}
 	f.layerCount.Store(1)
+	f.allowed.Store(maxLayers - 1)
 	empty := []*downTrack{}
 	f.downTracks.Store(&empty)
 	return f
@@ -252,12 +270,36 @@ func (f *forwarder) layerStates(now time.Time) []mediaapi.Layer {
 		if elapsed := now.Sub(r.at); r.at.IsZero() || elapsed >= rateWindow {
 			if !r.at.IsZero() {
 				r.bitrate = int(float64(bytes-r.bytes) * 8 / elapsed.Seconds())
+				if live[i] && now.UnixNano()-l.liveSince.Load() >= int64(elapsed) && r.bitrate > 0 {
+					r.live[r.liveNext] = r.bitrate
+					r.liveNext = (r.liveNext + 1) % liveSamples
+				}
 			}
 			r.at, r.bytes = now, bytes
 		}
 		out[i] = mediaapi.Layer{Bitrate: r.bitrate, Width: int(l.width.Load()), Height: int(l.height.Load()), Active: live[i]}
 	}
 	return out
+}
+
+// needs returns each layer's bitrate for the allocation of subscribers'
+// budgets and the publisher's cap: the highest of its last liveSamples
+// (and of the current one while it is live), so that neither the last
+// second of a layer that is stopping nor what still trickles in once it
+// stopped (retransmissions, padding) passes for its bitrate; nominal when
+// never measured (layerNeeds). It also returns the figures, for the logs.
+func (f *forwarder) needs(now time.Time) (need [maxLayers]float64, measured []int) {
+	states := f.layerStates(now)
+	measured = make([]int, len(states))
+	f.rateMu.Lock()
+	for i, l := range states {
+		measured[i] = f.rates[i].lastLive()
+		if l.Active {
+			measured[i] = max(measured[i], l.Bitrate)
+		}
+	}
+	f.rateMu.Unlock()
+	return layerNeeds(measured), measured
 }
 
 func (f *forwarder) addDownTrack(dt *downTrack) {

@@ -194,7 +194,13 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 		}
 		fw.attach(pc, remote, layer)
 	})
-	s.watchState(pc, "publisher", req.StreamID)
+	// A simulcast publisher is capped to the layers its subscribers need
+	// while this peer connection lives (layerCap).
+	var stopCap chan struct{}
+	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && fw.simulcast.Load() {
+		stopCap = make(chan struct{})
+	}
+	s.watchState(pc, "publisher", req.StreamID, stopCap)
 	answer, err := s.negotiateAnswer(ctx, pc, req.SDPOffer)
 	if err != nil {
 		_ = pc.Close()
@@ -218,6 +224,9 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	pub.pc, pub.uplink = pc, uplink
 	r.publishers[req.StreamID] = pub
 	s.mu.Unlock()
+	if stopCap != nil {
+		go forwarders[webrtc.RTPCodecTypeVideo].runLayerCap(pc, stopCap)
+	}
 	if old != nil {
 		_ = old.Close()
 	}
@@ -324,7 +333,7 @@ func (s *SFU) subscribe(ctx context.Context, req mediaapi.SubscribeRequest, pc *
 		sub.downTracks = append(sub.downTracks, dt)
 		go readSenderRTCP(tr.Sender(), dt)
 	}
-	s.watchState(pc, "subscriber", req.EndpointID)
+	s.watchState(pc, "subscriber", req.EndpointID, nil)
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		_ = pc.Close()
@@ -612,9 +621,15 @@ func (s *SFU) Counts() (sessions, endpoints int) {
 	return len(s.sessions), endpoints
 }
 
-func (s *SFU) watchState(pc *webrtc.PeerConnection, kind, id string) {
+// watchState logs pc's state changes, and closes closed (if not nil) when
+// pc closes.
+func (s *SFU) watchState(pc *webrtc.PeerConnection, kind, id string, closed chan struct{}) {
+	var once sync.Once
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("peer connection state", "kind", kind, "endpoint", id, "state", st.String())
+		if st == webrtc.PeerConnectionStateClosed && closed != nil {
+			once.Do(func() { close(closed) })
+		}
 	})
 }
 

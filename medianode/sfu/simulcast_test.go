@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -382,6 +383,9 @@ type simulcastPeer struct {
 	layers       []*webrtc.TrackLocalStaticRTP
 	midID, ridID uint8
 	mid          string
+	// remb is the last REMB the node sent (bits per second), rembs how
+	// many it sent.
+	remb, rembs atomic.Uint64
 }
 
 // publishSimulcast publishes a simulcast peer's offer on s (reconnect:
@@ -423,8 +427,15 @@ func publishSimulcast(t *testing.T, ctx context.Context, s *SFU, sid, stream str
 	}
 	go func() {
 		for {
-			if _, _, err := sender.ReadRTCP(); err != nil {
+			pkts, _, err := sender.ReadRTCP()
+			if err != nil {
 				return
+			}
+			for _, pkt := range pkts {
+				if r, ok := pkt.(*rtcp.ReceiverEstimatedMaximumBitrate); ok {
+					p.remb.Store(uint64(r.Bitrate))
+					p.rembs.Add(1)
+				}
 			}
 		}
 	}()
@@ -472,41 +483,8 @@ func TestSimulcastPublisher(t *testing.T) {
 	var peer atomic.Pointer[simulcastPeer]
 	peer.Store(publishSimulcast(t, ctx, s, sid, stream, false))
 
-	// Each encoding sends a frame every 20 ms, a keyframe every 10; a new
-	// peer starts its own numbering.
 	var stopped [3]atomic.Bool
-	sendCtx, stopSending := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		var cur *simulcastPeer
-		var srcs []*simulcastSource
-		for frame := 0; sendCtx.Err() == nil; frame++ {
-			if p := peer.Load(); p != cur {
-				cur, srcs = p, nil
-				for i := range 3 {
-					srcs = append(srcs, &simulcastSource{layer: i, seq: uint16(100*i + frame), pic: uint16(1000*i + frame)})
-				}
-			}
-			for i, tr := range cur.layers {
-				if stopped[i].Load() {
-					continue
-				}
-				src := srcs[i]
-				src.seq++
-				src.pic++
-				src.ts += 1800
-				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: src.seq, Timestamp: src.ts, Marker: true},
-					Payload: vp8Packet(true, frame%10 == 0, src.pic, 0, byte(i))}
-				_ = pkt.SetExtension(cur.midID, []byte(cur.mid))
-				_ = pkt.SetExtension(cur.ridID, []byte(tr.RID()))
-				_ = tr.WriteRTP(pkt)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	defer func() { stopSending(); wg.Wait() }()
+	defer sendSimulcast(ctx, &peer, &stopped)()
 
 	sub := subscribe(t, ctx, s, sid, "con_sub_"+stream, stream)
 	endpoint := func(id string) mediaapi.Endpoint {
@@ -554,4 +532,83 @@ func TestSimulcastPublisher(t *testing.T) {
 	if gaps > 0 {
 		t.Errorf("%d jumps in the subscriber's %d sequence numbers across the switches and the reconnection", gaps, received)
 	}
+}
+
+// sendSimulcast sends the encodings of the peer in peer, except those
+// stopped, until the returned function is called: each a frame every
+// 20 ms, a keyframe every 10; a new peer starts its own numbering.
+func sendSimulcast(ctx context.Context, peer *atomic.Pointer[simulcastPeer], stopped *[3]atomic.Bool) (stop func()) {
+	sendCtx, stopSending := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var cur *simulcastPeer
+		var srcs []*simulcastSource
+		for frame := 0; sendCtx.Err() == nil; frame++ {
+			if p := peer.Load(); p != cur {
+				cur, srcs = p, nil
+				for i := range 3 {
+					srcs = append(srcs, &simulcastSource{layer: i, seq: uint16(100*i + frame), pic: uint16(1000*i + frame)})
+				}
+			}
+			for i, tr := range cur.layers {
+				if stopped[i].Load() {
+					continue
+				}
+				src := srcs[i]
+				src.seq++
+				src.pic++
+				src.ts += 1800
+				pkt := &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: src.seq, Timestamp: src.ts, Marker: true},
+					Payload: vp8Packet(true, frame%10 == 0, src.pic, 0, byte(i))}
+				_ = pkt.SetExtension(cur.midID, []byte(cur.mid))
+				_ = pkt.SetExtension(cur.ridID, []byte(tr.RID()))
+				_ = tr.WriteRTP(pkt)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	return func() { stopSending(); wg.Wait() }
+}
+
+// TestPublisherLayerCap: a simulcast publisher nobody subscribes to is
+// told by REMB, after capHold, to send its lowest layer only; a
+// subscriber that needs the best layer lifts the cap at once.
+func TestPublisherLayerCap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := newTestSFU(t)
+	const sid, stream = "ses_C", "str_CAM_cap_con_pub"
+	var peer atomic.Pointer[simulcastPeer]
+	peer.Store(publishSimulcast(t, ctx, s, sid, stream, false))
+	var stopped [3]atomic.Bool
+	defer sendSimulcast(ctx, &peer, &stopped)()
+	p := peer.Load()
+
+	start := time.Now()
+	waitFor(t, "a REMB capping the publisher", func() bool { return p.rembs.Load() > 0 })
+	took := time.Since(start)
+	if took < capHold-capInterval {
+		t.Errorf("capped %v after publishing, before capHold (%v)", took, capHold)
+	}
+	// The lowest layer's bitrate with headroom, at least capMinBitrate.
+	if r := p.remb.Load(); r < capMinBitrate || r > 200_000 {
+		t.Errorf("REMB %d bit/s, want the lowest layer's (under 200 kbit/s)", r)
+	}
+	if n := s.Stats().LayersCapped.Load(); n != 2 {
+		t.Errorf("%d layers capped, want 2", n)
+	}
+
+	sub := subscribe(t, ctx, s, sid, "con_sub_"+stream, stream)
+	waitFor(t, "the cap to be lifted", func() bool { return p.remb.Load() > uncappedBitrate*0.99 }) // REMB rounds to its 18-bit mantissa
+	if n := s.Stats().LayersCapped.Load(); n != 0 {
+		t.Errorf("%d layers capped with a subscriber needing them all, want 0", n)
+	}
+	waitFor(t, "the subscriber to receive the best layer", func() bool { return sub.videoTag.Load() == 2 })
+
+	// The publisher leaves: its cap loop ends (goleak) and the gauge is
+	// back to 0.
+	s.Release(sid, stream)
+	waitFor(t, "no layer capped", func() bool { return s.Stats().LayersCapped.Load() == 0 })
 }

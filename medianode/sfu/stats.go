@@ -17,4 +17,8 @@ type Stats struct {
 	PaddingPackets   atomic.Uint64 // padding-only packets sent to subscribers (bandwidth probes)
 	Probes           atomic.Uint64 // bandwidth probes started by simulcast subscriptions
 	ProbesFailed     atomic.Uint64 // probes the path did not carry (queueing, loss)
+	PublisherREMBs   atomic.Uint64 // REMBs sent to simulcast publishers (layerCap)
+	// LayersCapped is the number of simulcast layers the node now tells
+	// their publishers not to send, no subscriber needing them.
+	LayersCapped atomic.Int64
 }
