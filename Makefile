@@ -79,7 +79,7 @@ test-quick:
 	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) $(REDIS_CLUSTER_PKGS)
 
 test-e2e: build web compose-images
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 35m $(E2E_PKGS)
 
 test-e2e-redis-cluster: build web
 	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
@@ -87,7 +87,7 @@ test-e2e-redis-cluster: build web
 test: deps lint build web compose-images
 	$(GO) test $(GOTEST_FLAGS) -timeout 15m $(UNIT_PKGS)
 	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) -timeout 5m $(REDIS_CLUSTER_PKGS)
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 25m $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 35m $(E2E_PKGS)
 	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
 
 # Short fuzzing runs of every fuzz target (the seed corpora also run in make test).

@@ -356,7 +356,7 @@ func upperOff(r map[string]int) bool { return r["rdiv4"] > 0 && r["rdiv2"] == 0 
 // one, and the viewer climbs back to 1280x720.
 func TestSimulcastPublisherCap(t *testing.T) {
 	ns := newNetNS(t, netNSConfig{})
-	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_WEBRTC_SIMULCAST=true"}})
+	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_WEBRTC_SIMULCAST=true", "CHORUS_MEDIA_SIMULCAST_LAYER_CAP=true"}})
 	args := []string{"--unsafely-treat-insecure-origin-as-secure=" + dc.URL}
 	publisher := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args, Resolution: "1280x720"})
 	viewer := startPagesWith(t, dc, pagesOptions{NS: ns, ChromiumArgs: args, Viewer: true})

@@ -111,6 +111,7 @@ func New(cfg Config) (*Node, error) {
 	s, err := sfu.New(sfu.Config{
 		Engine:               sfu.EngineConfig{UDPConn: conn, TCPListener: tcp, PublicIPs: mc.PublicIPs, KeepPrivateIPs: mc.AnnouncePrivateIPs},
 		RetransmissionBuffer: mc.RetransmissionBuffer,
+		CapUnusedLayers:      mc.SimulcastLayerCap,
 		Logger:               log,
 	})
 	if err != nil {

@@ -36,6 +36,9 @@ type Config struct {
 	// RetransmissionBuffer is the number of packets kept per video track (a
 	// power of two).
 	RetransmissionBuffer int
+	// CapUnusedLayers caps each simulcast publisher to the layers its
+	// subscribers need (layerCap).
+	CapUnusedLayers bool
 	// GatherTimeout bounds ICE gathering (instant with a UDP mux).
 	GatherTimeout time.Duration
 	Logger        *slog.Logger
@@ -197,7 +200,7 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	// A simulcast publisher is capped to the layers its subscribers need
 	// while this peer connection lives (layerCap).
 	var stopCap chan struct{}
-	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && fw.simulcast.Load() {
+	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && fw.simulcast.Load() && s.cfg.CapUnusedLayers {
 		stopCap = make(chan struct{})
 	}
 	s.watchState(pc, "publisher", req.StreamID, stopCap)

@@ -23,11 +23,18 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func newTestSFU(t *testing.T) *SFU {
 	t.Helper()
+	return newTestSFUWith(t, Config{})
+}
+
+// newTestSFUWith is newTestSFU with cfg (its engine's UDP socket set here).
+func newTestSFUWith(t *testing.T, cfg Config) *SFU {
+	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Engine: EngineConfig{UDPConn: conn}})
+	cfg.Engine.UDPConn = conn
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

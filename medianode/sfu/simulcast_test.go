@@ -578,7 +578,7 @@ func sendSimulcast(ctx context.Context, peer *atomic.Pointer[simulcastPeer], sto
 func TestPublisherLayerCap(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	s := newTestSFU(t)
+	s := newTestSFUWith(t, Config{CapUnusedLayers: true})
 	const sid, stream = "ses_C", "str_CAM_cap_con_pub"
 	var peer atomic.Pointer[simulcastPeer]
 	peer.Store(publishSimulcast(t, ctx, s, sid, stream, false))

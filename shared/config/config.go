@@ -357,6 +357,7 @@ type Media struct {
 	ReconcileInterval    time.Duration `mapstructure:"reconcile_interval"`
 	ReconcileGrace       time.Duration `mapstructure:"reconcile_grace"`
 	RetransmissionBuffer int           `mapstructure:"retransmission_buffer"`
+	SimulcastLayerCap    bool          `mapstructure:"simulcast_layer_cap"`
 	BatchWrites          bool          `mapstructure:"batch_writes"`
 }
 
