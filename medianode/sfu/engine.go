@@ -198,7 +198,10 @@ func (e *engine) close() error {
 // reports and transport-wide congestion control feedback so that the
 // browser's bandwidth estimation can ramp up. tap comes first, so that it
 // sees the receiver reports the report interceptor writes.
-func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.Factory) (*webrtc.API, error) {
+//
+// With remb the video also negotiates goog-remb: the node caps a
+// simulcast publisher with REMB (layerCap).
+func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.Factory, remb bool) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	if err := registerCodecs(m, video); err != nil {
 		return nil, err
@@ -224,10 +227,10 @@ func (e *engine) publisherAPI(video webrtc.RTPCodecParameters, tap interceptor.F
 	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
 		return nil, err
 	}
-	// The node caps a simulcast publisher's estimate with REMB to the
-	// layers its subscribers need (layerCap); libwebrtc heeds REMB with
-	// transport-cc too, as a cap.
-	m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB}, webrtc.RTPCodecTypeVideo)
+	// libwebrtc heeds REMB with transport-cc too, as a cap.
+	if remb {
+		m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBGoogREMB}, webrtc.RTPCodecTypeVideo)
+	}
 	tw, err := twcc.NewSenderInterceptor()
 	if err != nil {
 		return nil, err

@@ -173,7 +173,8 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	s.mu.Unlock()
 
 	uplink := newUplinkMeter()
-	api, err := s.eng.publisherAPI(pub.video, &reportTap{m: uplink})
+	capped := s.cfg.CapUnusedLayers && len(layerOf) > 1
+	api, err := s.eng.publisherAPI(pub.video, &reportTap{m: uplink}, capped)
 	if err != nil {
 		return "", err
 	}
@@ -200,7 +201,7 @@ func (s *SFU) Publish(ctx context.Context, req mediaapi.PublishRequest) (string,
 	// A simulcast publisher is capped to the layers its subscribers need
 	// while this peer connection lives (layerCap).
 	var stopCap chan struct{}
-	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && fw.simulcast.Load() && s.cfg.CapUnusedLayers {
+	if fw := forwarders[webrtc.RTPCodecTypeVideo]; fw != nil && capped {
 		stopCap = make(chan struct{})
 	}
 	s.watchState(pc, "publisher", req.StreamID, stopCap)
