@@ -4,7 +4,10 @@ GO ?= go
 BIN := bin/chorus
 GOTEST_FLAGS ?= -count=1
 # The end-to-end packages (build tag e2e) run one at a time: the machine has 2 cores.
+# They run verbose, so that CI's output shows each test's duration and the
+# figures the tests log (recovery times, layer switches).
 E2E_PKGS := ./e2e/...
+E2E_FLAGS := -tags e2e -p 1 -v
 UNIT_PKGS := ./...
 # Packages whose Redis tests run a second time on one Redis Cluster
 # (CHORUS_TEST_REDIS=cluster), and the end-to-end scenarios rerun on
@@ -79,16 +82,16 @@ test-quick:
 	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) $(REDIS_CLUSTER_PKGS)
 
 test-e2e: build web compose-images
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 35m $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) $(E2E_FLAGS) -timeout 35m $(E2E_PKGS)
 
 test-e2e-redis-cluster: build web
-	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
+	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) $(E2E_FLAGS) -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
 
 test: deps lint build web compose-images
 	$(GO) test $(GOTEST_FLAGS) -timeout 15m $(UNIT_PKGS)
 	CHORUS_TEST_REDIS=cluster $(GO) test $(GOTEST_FLAGS) -timeout 5m $(REDIS_CLUSTER_PKGS)
-	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 35m $(E2E_PKGS)
-	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) -tags e2e -p 1 -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
+	CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) $(E2E_FLAGS) -timeout 35m $(E2E_PKGS)
+	CHORUS_E2E_REDIS=cluster CHORUS_BIN=$(abspath $(BIN)) $(GO) test $(GOTEST_FLAGS) $(E2E_FLAGS) -timeout 10m -run '$(REDIS_CLUSTER_E2E)' $(E2E_PKGS)
 
 # Short fuzzing runs of every fuzz target (the seed corpora also run in make test).
 fuzz:
