@@ -86,10 +86,17 @@ type allocator struct {
 	// congestedOnce is set at the first congestion seen: from then on
 	// only probes move the layer up.
 	congestedOnce bool
-	// demand is the best layer the budget holds whether or not the
-	// publisher sends it (noLayer: none): what the publisher is asked to
-	// keep sending (layerCap).
+	// demand is the highest layer the subscription may take, whether or
+	// not the publisher sends it (noLayer: none): what the publisher is
+	// asked to keep sending (layerCap). It is the top layer until a probe
+	// fails; then the best one the budget holds, and at least the one
+	// below the layer that probe was for.
 	demand int
+	// refuted is set when a probe fails, for the layer it was for
+	// (refutedLayer), and cleared when one for that layer or a higher one
+	// succeeds.
+	refuted      bool
+	refutedLayer int
 	// Probes and ProbeFailures count the probes started and failed.
 	probes, probeFailures int
 }
@@ -165,15 +172,23 @@ func (a *allocator) decide(in allocation, fb deliveryWindows) (target int, padRa
 		keep = 1 // no margin for a layer the path is already failing
 	}
 	target = a.fit(in, budget, up, keep)
-	// The demand may follow GCC's estimate where the layer may not: a
-	// too high demand only leaves the publisher uncapped, while a too low
-	// one holds back a layer this subscription could take (GCC's estimate
-	// recovers from a passing overuse within seconds, but only a probe
-	// moves the layer up after it). A margin keeps the estimate's growth
-	// between two failed probes from lifting the cap.
+	// The demand errs high: a too high one only leaves the publisher
+	// uncapped, while a too low one holds back a layer this subscription
+	// could take, for every subscriber, until a probe finds the room and
+	// the publisher's encoder comes back (seconds). A dip in the estimate
+	// or a passing congestion is no proof that the path cannot hold a
+	// layer (they come with CPU load too); a failed probe is. So the
+	// demand stays at the top layer until a probe fails, and then does not
+	// fall below the layer under the one refuted. Above that it may follow
+	// GCC's estimate where the layer may not, with demandMargin to spare,
+	// so that the estimate's growth between two failed probes does not
+	// lift the cap.
 	all := in
 	all.best = max(in.top, in.best)
-	a.demand = a.fit(all, budget, max(up, budget/demandMargin), keep)
+	a.demand = all.best
+	if a.refuted {
+		a.demand = max(a.fit(all, budget, max(up, budget/demandMargin), keep), a.refutedLayer-1)
+	}
 	proven := a.fit(all, budget, up, keep) // what the layer may move up to
 	if p := a.probe; p != nil && (target != p.from || !a.probeable(in, p.to)) {
 		a.probe = nil // moved meanwhile, or the layer probed for stopped
@@ -235,6 +250,7 @@ func (a *allocator) judge(now time.Time, fb deliveryWindows) {
 		}
 	}()
 	fail := func() {
+		a.refuted, a.refutedLayer = true, p.to
 		a.probe, a.probeFailures = nil, a.probeFailures+1
 		a.nextProbe = now.Add(a.backoff)
 		a.backoff = min(2*a.backoff, probeBackoffMax)
@@ -259,6 +275,9 @@ func (a *allocator) judge(now time.Time, fb deliveryWindows) {
 		fail()
 	case full.Packets >= 20 && full.SentRate >= 0.8*p.target:
 		a.probe, a.floor = nil, max(a.floor, p.target)
+		if p.to >= a.refutedLayer {
+			a.refuted = false
+		}
 		a.backoff, a.nextProbe = probeBackoffMin, now.Add(probeSettle)
 	case elapsed >= 2*probeDuration:
 		// Not enough was sent or reported to tell (the publisher's

@@ -78,14 +78,18 @@ func TestLayerCap(t *testing.T) {
 	}
 }
 
-// TestDemandAndCappedProbes: a subscription's demand is the best layer
-// its budget holds, sent or not (after a congestion, GCC's estimate with
-// demandMargin to spare, or a probe); while the node's cap holds the next
-// layer back a settled subscription probes for it, and a success raises
-// its demand (which lifts the cap) without moving it to a layer that is
-// not sent yet.
+// TestDemandAndCappedProbes: a subscription's demand is the top layer
+// until a probe fails (a congestion or a dip of the estimate is no proof),
+// then the best layer its budget holds, sent or not, and at least the one
+// below the refuted layer; while the node's cap holds the next layer back a
+// settled subscription probes for it, and a success raises its demand
+// (which lifts the cap) without moving it to a layer that is not sent yet.
 func TestDemandAndCappedProbes(t *testing.T) {
 	now := time.Unix(4000, 0)
+	tick := func(in *allocation) {
+		now = now.Add(selectionInterval)
+		in.now = now
+	}
 	var a allocator
 	fb := &fixedDelivery{}
 	// A fresh subscription on a clear path needs the top layer even while
@@ -95,19 +99,38 @@ func TestDemandAndCappedProbes(t *testing.T) {
 		t.Fatalf("layer %d, demand %d; want 1 and 2", target, a.demand)
 	}
 
-	// A congested one: its demand falls with its layer.
+	// A congestion moves the layer down, not the demand.
 	a.lastEst = 10e6
 	in.estimate, in.best, in.chosen, in.settled = 600_000, 2, 1, true
-	if target, _ := a.decide(in, fb); target != 1 || a.demand != 1 {
-		t.Fatalf("after a congestion: layer %d, demand %d; want 1 and 1", target, a.demand)
+	if target, _ := a.decide(in, fb); target != 1 || a.demand != 2 {
+		t.Fatalf("after a congestion: layer %d, demand %d; want 1 and 2", target, a.demand)
 	}
+	// The probe for layer 2 fails: now the demand falls with the layer.
+	start := now
+	for a.probe == nil {
+		tick(&in)
+		a.decide(in, fb)
+		if now.Sub(start) > time.Minute {
+			t.Fatal("no probe for layer 2 in a minute")
+		}
+	}
+	fb.d = delivery{Packets: 60, SentRate: 2_750_000, DeliveredRate: 1_000_000, DelayGrowth: 100 * time.Millisecond}
+	for a.probe != nil {
+		tick(&in)
+		a.decide(in, fb)
+	}
+	fb.d = delivery{}
+	if a.demand != 1 {
+		t.Fatalf("after a failed probe for layer 2: demand %d, want 1", a.demand)
+	}
+
 	// Layer 2 is capped (not sent): after the backoff, a probe for it.
 	in.best, in.allowed = 1, 1
+	start = now
 	for a.probe == nil {
-		now = now.Add(selectionInterval)
-		in.now = now
+		tick(&in)
 		a.decide(in, fb)
-		if now.Sub(time.Unix(4000, 0)) > time.Minute {
+		if now.Sub(start) > time.Minute {
 			t.Fatal("no probe for the capped layer in a minute")
 		}
 	}
@@ -127,31 +150,41 @@ func TestDemandAndCappedProbes(t *testing.T) {
 	fb.d = delivery{Packets: 60, SentRate: 2_750_000, DeliveredRate: 2_740_000}
 	var target int
 	for a.probe != nil {
-		now = now.Add(selectionInterval)
-		in.now = now
+		tick(&in)
 		target, _ = a.decide(in, fb)
 	}
 	if target != 1 || a.demand != 2 {
 		t.Fatalf("after a clear probe: layer %d, demand %d; want 1 and 2", target, a.demand)
 	}
-	// No further probe while the demand holds layer 2.
-	for range 20 {
-		now = now.Add(selectionInterval)
-		in.now = now
+	// No further probe while the demand holds layer 2. The cap lifted,
+	// layer 2 is not back yet (the publisher's encoder takes seconds): the
+	// demand holds through a dip of the estimate meanwhile.
+	for i := range 20 {
+		tick(&in)
+		if i == 10 {
+			in.allowed, in.estimate = 2, 400_000
+		}
 		if a.decide(in, fb); a.probe != nil {
 			t.Fatal("probing again for a layer already proven")
 		}
 	}
-	// The cap lifted, layer 2 arrives: the subscription takes it.
-	in.best, in.allowed = 2, 2
-	if target, _ = a.decide(in, fb); target != 2 {
-		t.Errorf("layer %d once layer 2 arrives, want 2", target)
+	if a.demand != 2 {
+		t.Fatalf("after a dip of the estimate, demand %d; want 2 until a probe fails again", a.demand)
+	}
+	// Layer 2 arrives: the subscription takes it once a probe shows it
+	// fits (the dip reset what the last one proved).
+	in.best, in.estimate = 2, 600_000
+	for target != 2 {
+		tick(&in)
+		target, _ = a.decide(in, fb)
+		if now.Sub(start) > 2*time.Minute {
+			t.Fatal("layer 2 not taken once it arrived on a clear path")
+		}
 	}
 
-	// A passing overuse (the estimate falls, then recovers): the layer
-	// waits for a probe, the demand follows the estimate once it holds
+	// A refuted layer: the demand follows GCC's estimate once it holds
 	// the top layer with demandMargin to spare.
-	var c allocator
+	c := allocator{refuted: true, refutedLayer: 2}
 	c.lastEst = 10e6
 	in = allocation{now: now, estimate: 900_000, best: 1, chosen: 1, settled: true, top: 2, allowed: 2, need: need3}
 	if c.decide(in, fb); c.demand != 1 {
@@ -161,8 +194,8 @@ func TestDemandAndCappedProbes(t *testing.T) {
 		estimate float64
 		demand   int
 	}{{need3[2] * demandMargin * 0.99, 1}, {need3[2] * demandMargin, 2}} {
-		now = now.Add(selectionInterval)
-		in.now, in.estimate, in.best = now, tc.estimate, 2
+		tick(&in)
+		in.estimate, in.best = tc.estimate, 2
 		c.probe, c.nextProbe = nil, now.Add(time.Hour)
 		if target, _ := c.decide(in, fb); target != 1 || c.demand != tc.demand {
 			t.Errorf("estimate %.0f: layer %d, demand %d; want 1 and %d", tc.estimate, target, c.demand, tc.demand)
@@ -171,9 +204,16 @@ func TestDemandAndCappedProbes(t *testing.T) {
 	// The estimate makes the demand, not the layer: the probe for layer 2
 	// still runs.
 	c.nextProbe = time.Time{}
-	in.now = now.Add(selectionInterval)
+	tick(&in)
 	if c.decide(in, fb); c.probe == nil || c.probe.to != 2 {
 		t.Errorf("probe %+v with the demand at the top layer, want one for layer 2", c.probe)
+	}
+	// A failed probe for layer 1 from a paused subscription lowers the
+	// demand below it, whatever the estimate.
+	d := allocator{refuted: true, refutedLayer: 0}
+	in = allocation{now: now, estimate: 10_000, best: 2, chosen: noLayer, settled: true, top: 2, allowed: 2, need: need3}
+	if d.decide(in, fb); d.demand != noLayer {
+		t.Errorf("paused after a failed probe for layer 0: demand %d, want none", d.demand)
 	}
 }
 
