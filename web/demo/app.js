@@ -222,7 +222,10 @@ function peerConnections() {
   if (demo.publisher) managers.push(demo.publisher);
   if (demo.session) demo.session.streamManagers.forEach((m) => { if (!managers.includes(m)) managers.push(m); });
   return managers
-    .map((m) => ({ m, pc: m.stream && m.stream.getRTCPeerConnection ? m.stream.getRTCPeerConnection() : null }))
+    // A subscription's peer connection exists once its negotiation has
+    // begun: before that getRTCPeerConnection() throws (it reads
+    // stream.webRtcPeer.pc), so such a stream is left out for now.
+    .map((m) => ({ m, pc: m.stream && m.stream.getWebRtcPeer && m.stream.getWebRtcPeer() ? m.stream.getRTCPeerConnection() : null }))
     .filter((e) => e.pc);
 }
 
