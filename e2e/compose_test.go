@@ -89,6 +89,12 @@ var insecureClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Tr
 	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the test's own self-signed proxy
 }}
 
+// waitingClient makes the calls with ?wait=true: they answer once the
+// media node runs or is gone, which may take longer than insecureClient's
+// timeout on a busy machine (a Swarm task starting), but within the
+// proxy's request timeout (30 s).
+var waitingClient = &http.Client{Timeout: 40 * time.Second, Transport: insecureClient.Transport}
+
 func composeAPI(ctx context.Context, base, secret, method, path, body string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, base+path, strings.NewReader(body))
 	if err != nil {
@@ -96,7 +102,11 @@ func composeAPI(ctx context.Context, base, secret, method, path, body string) (i
 	}
 	req.SetBasicAuth("OPENVIDUAPP", secret)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := insecureClient.Do(req)
+	client := insecureClient
+	if strings.Contains(path, "wait=true") {
+		client = waitingClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

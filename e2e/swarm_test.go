@@ -483,18 +483,31 @@ func TestSwarmCluster(t *testing.T) {
 	// docker stack rm leaves no service (the launched node's included),
 	// container or network behind on any host (the volumes stay, as with docker compose down without -v:
 	// they hold Redis's data).
+	removed := time.Now()
 	if out, err := b.on(from, "stack", "rm", "chorus"); err != nil {
 		t.Fatalf("docker stack rm: %v\n%s", err, out)
 	}
-	waitFor(t, "nothing of the stack left on any host", 90*time.Second, func() bool {
+	// Each engine removes its tasks' containers and the stack's networks
+	// once it hears of the removal; on a host that was killed and started
+	// again that includes the containers of the tasks it ran before.
+	var left []string
+	waitFor(t, "nothing of the stack left on any host", 180*time.Second, func() bool {
+		left = left[:0]
 		for _, h := range b.hosts {
-			ps, err1 := b.on(h, "ps", "-aq")
-			nets, err2 := b.on(h, "network", "ls", "-q", "--filter", "name=chorus_")
-			if err1 != nil || err2 != nil || ps != "" || nets != "" {
-				return false
+			ps, err := b.on(h, "ps", "-a", "--format", "{{.Names}} {{.Status}}")
+			if err != nil || ps != "" {
+				left = append(left, fmt.Sprintf("%s containers: %q %v", h, ps, err))
+			}
+			nets, err := b.on(h, "network", "ls", "--filter", "name=chorus_", "--format", "{{.Name}}")
+			if err != nil || nets != "" {
+				left = append(left, fmt.Sprintf("%s networks: %q %v", h, nets, err))
 			}
 		}
-		svcs, err := b.on(from, "service", "ls", "-q")
-		return err == nil && svcs == ""
-	})
+		svcs, err := b.on(from, "service", "ls", "--format", "{{.Name}}")
+		if err != nil || svcs != "" {
+			left = append(left, fmt.Sprintf("services: %q %v", svcs, err))
+		}
+		return len(left) == 0
+	}, func() string { return strings.Join(left, "; ") })
+	t.Logf("docker stack rm: nothing left on any host after %s", time.Since(removed).Round(100*time.Millisecond))
 }
