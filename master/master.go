@@ -141,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Master, error) {
 		}),
 		api: restapi.New(restapi.Config{
 			Sessions: sessions, Secret: cfg.Cluster.Secret, PublicURL: mc.PublicURL,
-			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding,
+			ForcedVideoCodec: mc.ForcedVideoCodec, AllowTranscoding: mc.AllowTranscoding, VideoSimulcast: mc.VideoSimulcast,
 			GarbageInterval: mc.SessionsGarbageInterval, GarbageThreshold: mc.SessionsGarbageThreshold,
 			RequestTimeout: mc.RequestTimeout, Webhook: cfg.Cluster.Webhook, CDR: cfg.Cluster.CDR,
 			Recording: restapi.RecordingConfig{Enabled: cfg.Cluster.Recording.Enabled, Storage: recStorage,

@@ -70,3 +70,24 @@ func TestConfigReportsTURN(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigReportsSimulcast: OPENVIDU_WEBRTC_SIMULCAST in GET /config is
+// the master's setting (what joinRoom tells publishers), not a constant.
+func TestConfigReportsSimulcast(t *testing.T) {
+	gin.SetMode(gin.TestMode)
+	for _, on := range []bool{false, true} {
+		r := gin.New()
+		restapi.New(restapi.Config{Secret: "config-test-secret", PublicURL: "wss://video.example.org", VideoSimulcast: on}).Register(r)
+		req := httptest.NewRequest(http.MethodGet, "/openvidu/api/config", nil)
+		req.SetBasicAuth("OPENVIDUAPP", "config-test-secret")
+		rec := httptest.NewRecorder()
+		r.ServeHTTP(rec, req)
+		var got map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("status %d, %v: %s", rec.Code, err, rec.Body)
+		}
+		if got["OPENVIDU_WEBRTC_SIMULCAST"] != on {
+			t.Errorf("with VideoSimulcast %v, OPENVIDU_WEBRTC_SIMULCAST = %#v", on, got["OPENVIDU_WEBRTC_SIMULCAST"])
+		}
+	}
+}

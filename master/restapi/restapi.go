@@ -42,6 +42,10 @@ type Config struct {
 	PublicURL        string
 	ForcedVideoCodec string
 	AllowTranscoding bool
+	// VideoSimulcast is OPENVIDU_WEBRTC_SIMULCAST as /config reports it:
+	// whether publishers are told to send simulcast (joinRoom's
+	// videoSimulcast).
+	VideoSimulcast   bool
 	GarbageInterval  time.Duration
 	GarbageThreshold time.Duration
 	RequestTimeout   time.Duration
@@ -572,7 +576,7 @@ func (a *API) config(c *gin.Context) {
 	fields = fields.
 		With("OPENVIDU_STREAMS_FORCED_VIDEO_CODEC", a.cfg.ForcedVideoCodec).
 		With("OPENVIDU_STREAMS_ALLOW_TRANSCODING", a.cfg.AllowTranscoding).
-		With("OPENVIDU_WEBRTC_SIMULCAST", false).
+		With("OPENVIDU_WEBRTC_SIMULCAST", a.cfg.VideoSimulcast).
 		With("OPENVIDU_SESSIONS_GARBAGE_INTERVAL", int(a.cfg.GarbageInterval.Seconds())).
 		With("OPENVIDU_SESSIONS_GARBAGE_THRESHOLD", int(a.cfg.GarbageThreshold.Seconds())).
 		With("OPENVIDU_RECORDING", a.cfg.Recording.Enabled).
