@@ -15,13 +15,10 @@ WORKDIR /src
 # the Go toolchain's default.
 ARG GOPROXY
 ENV CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOPROXY=${GOPROXY}
-COPY go.mod go.sum ./
-RUN go mod download
-COPY . .
-RUN go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/chorus
 # The demo page's openvidu-browser bundle, from the npm registry of the build
 # environment (`npm config get registry`), checked against the sha512 of
-# web/package-lock.json whatever registry serves it.
+# web/package-lock.json whatever registry serves it. Before the sources are
+# copied, so that a change to them does not fetch it again.
 ARG NPM_REGISTRY
 ARG OPENVIDU_BROWSER=2.32.2
 ARG OPENVIDU_BROWSER_SHA512=4570a6d65351d98c00640aac63bf88affceec99fc2969be37d93a3016ddf735ec3c87348d2a15f9af17f571ae4e361045f76dac8a8558421164254aaa21ca56b
@@ -39,11 +36,22 @@ RUN if [ -z "${NPM_REGISTRY}" ]; then \
  && echo "${UPLOT_SHA512}  /tmp/uplot.tgz" | sha512sum -c - \
  && mkdir -p /out/web/node_modules/uplot \
  && tar -xzf /tmp/uplot.tgz -C /out/web/node_modules/uplot --strip-components=1 package/dist/uPlot.iife.min.js package/dist/uPlot.min.css package/LICENSE \
- && cp -r web/demo /out/web/demo \
- && cp -r web/inspector /out/web/inspector \
+ && rm /tmp/ovb.tgz /tmp/uplot.tgz \
  && mkdir -p /out/var/lib/chorus/tls /out/var/lib/chorus/turn-tls /out/tmp /out/opt/openvidu/recordings \
  && echo 'chorus:x:10001:10001:chorus:/var/lib/chorus:/nonexistent' > /out/passwd \
  && echo 'chorus:x:10001:' > /out/group
+# CHORUS_PREBUILT: the context's path of a binary built outside by the same
+# Go toolchain with these flags (docker/images.sh does, with its machine's
+# build cache); without it the modules are downloaded and the binary
+# compiled here.
+ARG CHORUS_PREBUILT=
+COPY go.mod go.sum ./
+RUN if [ -z "${CHORUS_PREBUILT}" ]; then go mod download; fi
+COPY . .
+RUN if [ -n "${CHORUS_PREBUILT}" ]; then install -D -m 0755 "${CHORUS_PREBUILT}" /out/chorus; \
+    else go build -trimpath -ldflags="-s -w" -o /out/chorus ./cmd/chorus; fi \
+ && cp -r web/demo /out/web/demo \
+ && cp -r web/inspector /out/web/inspector
 
 # The recorder (--target recorder, chorus-recorder:latest): the same binary
 # beside Debian's FFmpeg, which renders recordings; the other roles keep the
