@@ -338,7 +338,7 @@ func Keys() []Key {
 		{"media.retransmission_buffer", []string{"CHORUS_MEDIA_RETRANSMISSION_BUFFER"}, 512, []Role{RoleMedia},
 			"Packets kept per published track to answer subscribers' NACKs (power of two)."},
 		{"media.simulcast_layer_cap", []string{"CHORUS_MEDIA_SIMULCAST_LAYER_CAP"}, false, []Role{RoleMedia},
-			"Tell simulcast publishers (by REMB) to stop the layers no subscriber has needed for 5 s, and let them send them again as soon as one does. Off by default while one CI run in which it held a publisher back is not understood (ARCHITECTURE.md, \"The publisher side\")."},
+			"Tell simulcast publishers (by REMB) to stop the layers no subscriber has needed for 5 s, and let them send them again as soon as one does. Off by default: on a CPU-starved media node probes fail on the CPU's delays and the cap can hold a publisher's upper layers back (ARCHITECTURE.md, \"The publisher side\")."},
 		{"media.batch_writes", []string{"CHORUS_MEDIA_BATCH_WRITES"}, true, []Role{RoleMedia},
 			"Send queued media packets in batches, one sendmmsg system call for many (off: one sendto per packet)."},
 
