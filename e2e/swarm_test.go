@@ -138,6 +138,14 @@ func (b *swarmBed) redisPrimary(from string) string {
 	return ""
 }
 
+// sentinel runs redis-cli against the Sentinel running on host (each
+// host runs one, chorus_sentinel<i> on host i) and returns its answer.
+func (b *swarmBed) sentinel(host string, args ...string) (string, error) {
+	out, err := exec.Command("docker", "exec", host, "sh", "-c",
+		"docker exec $(docker ps -q -f name=chorus_sentinel -f status=running) redis-cli -p 26379 "+strings.Join(args, " ")).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
 // restPoller reads a session through the SDK every 200 ms until stopped:
 // each call must succeed, the SDK's retries (502/503/504, refused
 // connections) allowed.
@@ -186,7 +194,7 @@ func (r *restPoller) stop(t *testing.T) (calls, retries int64, slowest time.Dura
 
 func (b *swarmBed) logs() {
 	from := b.manager()
-	for _, svc := range []string{"master", "media", "proxy", "sentinel1", "redis1"} {
+	for _, svc := range []string{"master", "media", "proxy", "sentinel1", "sentinel2", "sentinel3", "redis1", "redis2", "redis3"} {
 		out, _ := b.on(from, "service", "logs", "--no-task-ids", "--tail", "40", "chorus_"+svc)
 		b.t.Logf("chorus_%s logs:\n%s", svc, out)
 	}
@@ -403,11 +411,34 @@ func TestSwarmCluster(t *testing.T) {
 		t.Fatalf("Redis's primary is %q: want redis1 or redis3, off the pages' entry host", primary)
 	}
 	from = b.manager(primaryHost)
+	// The Sentinels that will be left must be able to fail over: the
+	// host started again above runs its Sentinel and Redis anew (on a busy
+	// machine that takes a while after its media node), and until both
+	// Sentinels off the primary's host see a quorum, a failover cannot
+	// be authorised.
+	var quorum []string
+	quorumStart := time.Now()
+	waitFor(t, "the Sentinels off the primary's host reaching a quorum", 180*time.Second, func() bool {
+		quorum = quorum[:0]
+		ok := 0
+		for _, h := range b.hosts {
+			if h == primaryHost {
+				continue
+			}
+			out, err := b.sentinel(h, "sentinel", "ckquorum", "chorus")
+			quorum = append(quorum, fmt.Sprintf("%s: %q %v", h, out, err))
+			if err == nil && strings.HasPrefix(out, "OK") {
+				ok++
+			}
+		}
+		return ok == 2
+	}, func() string { return strings.Join(quorum, "; ") })
+	t.Logf("the Sentinels off %s see a quorum %s later: %s", primaryHost, time.Since(quorumStart).Round(100*time.Millisecond), strings.Join(quorum, "; "))
 	sessionHost := nodeOf[moved.MediaNodeID] // where the first loss moved it
 	rest = pollREST(ctx, sdk, "ses_swarm")
 	kill = time.Now()
 	docker(t, "kill", primaryHost)
-	waitFor(t, "the Sentinels promoting a replica", 60*time.Second, func() bool {
+	waitFor(t, "the Sentinels promoting a replica", 90*time.Second, func() bool {
 		p := b.redisPrimary(from)
 		return p != "" && p != primary
 	})
