@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
@@ -25,6 +27,7 @@ type rtpVideo struct {
 	TotalFreezesDuration    float64 `json:"totalFreezesDuration"` // seconds
 	PLICount                int     `json:"pliCount"`
 	QualityLimitationReason string  `json:"qualityLimitationReason"`
+	Codec                   string  `json:"codec"` // the negotiated codec's MIME type: video/VP8, video/H264
 }
 
 type pageVideoStats struct {
@@ -391,5 +394,130 @@ func TestSimulcastPublisherCap(t *testing.T) {
 		after.FreezeCount-before.FreezeCount, after.TotalFreezesDuration-before.TotalFreezesDuration)
 	if after.FramesDecoded <= before.FramesDecoded {
 		t.Errorf("no frame decoded since the downlink cap: %+v then %+v", before, after)
+	}
+}
+
+// TestSimulcastH264: simulcast with H.264 as with VP8 (the issue asks for
+// both). A session created with forcedVideoCodec H264; openvidu-browser
+// publishes its 1280x720 camera as three H.264 encodings; a viewer page
+// in a network namespace decodes 1280x720 H.264, then, its downlink
+// capped at 300 kbit/s, the 320x180 layer (a switch at an IDR of that
+// layer: H.264 has no picture ids to rewrite, but the sequence numbers and
+// timestamps are rewritten as for VP8) without a stall over 1 s, and
+// 1280x720 again once the cap is lifted.
+func TestSimulcastH264(t *testing.T) {
+	ns := newNetNS(t, netNSConfig{})
+	dc := startNetNSDev(t, ns, netNSDevConfig{Env: []string{"OPENVIDU_WEBRTC_SIMULCAST=true"}})
+	args := []string{"--unsafely-treat-insecure-origin-as-secure=" + dc.URL}
+	publisher := startPagesWith(t, dc, pagesOptions{ChromiumArgs: args, Resolution: "1280x720"})
+	viewer := startPagesWith(t, dc, pagesOptions{NS: ns, ChromiumArgs: args, Viewer: true})
+	sid := fmt.Sprintf("h264_%06d", rand.IntN(1e6))
+	var created struct{ Session string }
+	publisher.do("session "+sid+` {"forcedVideoCodec":"H264"}`, &created)
+	pubID := publisher.join(sid, 1)[0]
+	viewer.join(sid, 1)
+
+	w := &simulcastWatch{t: t, viewer: viewer, publisher: publisher, pubID: pubID}
+	is := func(width int) func(int) bool { return func(w int) bool { return w == width } }
+	took, v := w.waitWidth("at 1280x720", is(1280), 60*time.Second)
+	t.Logf("1280x720 decoded after %v, codec %s", took.Round(100*time.Millisecond), v.Codec)
+	if v.Codec != "video/H264" {
+		t.Fatalf("the viewer decodes %q, want video/H264", v.Codec)
+	}
+	rids := map[string]string{}
+	for _, e := range publisher.sent() {
+		rids[e.RID] = e.Codec
+	}
+	if len(rids) != 3 || rids["rdiv4"] != "video/H264" || rids["rdiv2"] != "video/H264" || rids["rdiv1"] != "video/H264" {
+		t.Errorf("the publisher's encodings %v, want rdiv4, rdiv2 and rdiv1 in video/H264", rids)
+	}
+
+	before, _ := viewer.received(pubID)
+	ns.LimitDownlink(300)
+	capAt := time.Now()
+	took, _ = w.waitWidth("at 320x180 under a 300 kbit/s downlink", is(320), 30*time.Second)
+	t.Logf("downlink capped at 300 kbit/s: 320x180 after %v", took.Round(100*time.Millisecond))
+	gap, widths := w.hold(10 * time.Second)
+	t.Logf("on the low layer for 10 s: longest stall %d ms, widths %v", gap, widths)
+	if gap > 1000 {
+		t.Errorf("the viewer stalled %d ms on the low layer", gap)
+	}
+	ns.LimitDownlink(0)
+	took, after := w.waitWidth("at 1280x720 again once the cap is lifted", is(1280), 60*time.Second)
+	t.Logf("cap lifted: 1280x720 again after %v", took.Round(100*time.Millisecond))
+	decoded := after.FramesDecoded - before.FramesDecoded
+	t.Logf("viewer's decoder from the cap on: %d frames decoded, %d dropped, %d keyframes, %d freezes (%.1f s) over %v",
+		decoded, after.FramesDropped-before.FramesDropped, after.KeyFramesDecoded-before.KeyFramesDecoded,
+		after.FreezeCount-before.FreezeCount, after.TotalFreezesDuration-before.TotalFreezesDuration, time.Since(capAt).Round(100*time.Millisecond))
+	if after.Codec != "video/H264" || decoded < 100 {
+		t.Errorf("after the switches the viewer decodes %q, %d frames since the cap", after.Codec, decoded)
+	}
+	if d := after.TotalFreezesDuration - before.TotalFreezesDuration; d > 5 {
+		t.Errorf("the viewer's video froze %.1f s in all", d)
+	}
+}
+
+// TestSimulcastDefault: simulcast is on unless configured off. Two
+// openvidu-browser pages publish their 640x480 cameras to each other:
+// by default GET /config says OPENVIDU_WEBRTC_SIMULCAST true and each
+// publisher sends two encodings (openvidu-browser's rdiv2 and rdiv1: two
+// layers below 960x540); with OPENVIDU_WEBRTC_SIMULCAST=false (OpenVidu
+// 2.x's default) /config says false and each sends one. Either way each
+// page decodes the other at 640x480.
+func TestSimulcastDefault(t *testing.T) {
+	tests := []struct {
+		name      string
+		env       []string
+		simulcast bool
+		rids      []string
+	}{
+		{"default", nil, true, []string{"rdiv1", "rdiv2"}},
+		{"off as in OpenVidu", []string{"OPENVIDU_WEBRTC_SIMULCAST=false"}, false, []string{""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dc := startDev(t, devOptions{Env: tt.env})
+			var cfg struct {
+				Simulcast bool `json:"OPENVIDU_WEBRTC_SIMULCAST"`
+			}
+			if err := json.Unmarshal(restCall(t, dc, "GET", "/openvidu/api/config", ""), &cfg); err != nil || cfg.Simulcast != tt.simulcast {
+				t.Errorf("GET /config: OPENVIDU_WEBRTC_SIMULCAST %v (%v), want %v", cfg.Simulcast, err, tt.simulcast)
+			}
+			pg := startPages(t, dc)
+			ids := pg.join(fmt.Sprintf("simdefault_%06d", rand.IntN(1e6)), 2)
+			pg.waitVideo(1, 60*time.Second)
+			// A subscriber starts on what arrives: the publisher's upper
+			// encoding comes on as Chrome's estimate grows.
+			start := time.Now()
+			type view struct{ rids, decoded []string }
+			views := map[string]view{}
+			waitFor(t, "both pages decoding the other at 640x480", 30*time.Second, func() bool {
+				clear(views)
+				ok := true
+				for _, page := range pg.videoStats() {
+					var v view
+					for _, video := range page.Videos {
+						for _, r := range video.RTP {
+							switch video.Kind {
+							case "publisher":
+								v.rids = append(v.rids, r.RID)
+							case "subscriber":
+								v.decoded = append(v.decoded, fmt.Sprintf("%dx%d", r.Width, r.Height))
+							}
+						}
+					}
+					slices.Sort(v.rids)
+					views[page.ConnectionID] = v
+					ok = ok && slices.Contains(ids, page.ConnectionID) && slices.Equal(v.decoded, []string{"640x480"})
+				}
+				return ok && len(views) == 2
+			}, func() string { return fmt.Sprint(views) })
+			for id, v := range views {
+				if !slices.Equal(v.rids, tt.rids) {
+					t.Errorf("page %s publishes encodings %q, want %q", id, v.rids, tt.rids)
+				}
+				t.Logf("page %s: publishes %q, decodes %v (%v after the first frames)", id, v.rids, v.decoded, time.Since(start).Round(100*time.Millisecond))
+			}
+		})
 	}
 }

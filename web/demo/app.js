@@ -275,6 +275,7 @@ async function videoStats() {
         framesDecoded: r.framesDecoded || 0, framesDropped: r.framesDropped || 0, keyFramesDecoded: r.keyFramesDecoded || 0,
         freezeCount: r.freezeCount || 0, totalFreezesDuration: r.totalFreezesDuration || 0, pliCount: r.pliCount || 0,
         qualityLimitationReason: r.qualityLimitationReason || '',
+        codec: (r.codecId && stats.get(r.codecId) && stats.get(r.codecId).mimeType) || '',
       });
     });
     out.push({ streamId: m.stream.streamId, kind: m === demo.publisher ? 'publisher' : 'subscriber',
