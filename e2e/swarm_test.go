@@ -125,15 +125,12 @@ func (b *swarmBed) tasks(from, service string) []string {
 	return strings.Split(out, "\n")
 }
 
-// redisPrimary asks the Sentinels (any answering one) which Redis is the
+// redisPrimary asks the Sentinel running on host from which Redis is the
 // primary: its name (redis1, redis2 or redis3), or "".
 func (b *swarmBed) redisPrimary(from string) string {
-	for i := 1; i <= 3; i++ {
-		out, err := exec.Command("docker", "exec", from, "sh", "-c",
-			fmt.Sprintf("docker exec $(docker ps -q -f name=chorus_sentinel%d -f status=running) redis-cli -p 26379 sentinel get-master-addr-by-name chorus", i)).Output()
-		if name, _, ok := strings.Cut(strings.TrimSpace(string(out)), "\n"); err == nil && ok {
-			return name
-		}
+	out, err := b.sentinel(from, "sentinel", "get-master-addr-by-name", "chorus")
+	if name, _, ok := strings.Cut(out, "\n"); err == nil && ok {
+		return name
 	}
 	return ""
 }
