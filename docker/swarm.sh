@@ -88,6 +88,7 @@ start_hosts() {
 
 load_images() {
 	tar=""
+	pids=""
 	for h in $(hosts); do
 		missing=""
 		for img in $IMAGES; do
@@ -103,9 +104,16 @@ load_images() {
 			docker save -o "$tar" $IMAGES
 		fi
 		step "loading$missing into $h"
-		docker exec -i "$h" docker load -q < "$tar" >/dev/null
+		# The hosts load at once: each load is one engine's work.
+		docker exec -i "$h" docker load -q < "$tar" >/dev/null &
+		pids="$pids $!"
+	done
+	failed=""
+	for pid in $pids; do
+		wait "$pid" || failed=1
 	done
 	[ -z "$tar" ] || rm -f "$tar"
+	[ -z "$failed" ] || { echo "swarm.sh: loading the images into a host failed" >&2; return 1; }
 }
 
 form_swarm() {

@@ -114,7 +114,7 @@ func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		cfg: cfg.Cluster.Proxy, http: cfg.Cluster.HTTP, secret: cfg.Cluster.Secret, log: cfg.Logger, backends: map[string]*backend{},
 		transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           (&net.Dialer{Timeout: cfg.Cluster.Proxy.DialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			ResponseHeaderTimeout: cfg.Cluster.Proxy.RequestTimeout,
 			MaxIdleConnsPerHost:   64,
 			// Below the masters' http.idle_timeout: a connection the

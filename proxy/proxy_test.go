@@ -76,7 +76,7 @@ func startProxyConfig(t *testing.T, wantHealthy bool, change func(*config.Config
 	addr := l.Addr().String()
 	l.Close()
 	cfg := &config.Config{Secret: "s", Proxy: config.Proxy{
-		Listen: addr, Masters: masters, HealthInterval: time.Hour, HealthTimeout: time.Second,
+		Listen: addr, Masters: masters, HealthInterval: time.Hour, HealthTimeout: time.Second, DialTimeout: time.Second,
 		UnhealthyAfter: 100, RequestTimeout: 300 * time.Millisecond,
 	}}
 	if change != nil {

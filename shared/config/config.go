@@ -367,6 +367,9 @@ type Proxy struct {
 	Masters        []string      `mapstructure:"masters"`
 	HealthInterval time.Duration `mapstructure:"health_interval"`
 	HealthTimeout  time.Duration `mapstructure:"health_timeout"`
+	// DialTimeout bounds the TCP handshake with a master; past it the
+	// request goes to another master (a host that is gone drops SYNs).
+	DialTimeout    time.Duration `mapstructure:"dial_timeout"`
 	UnhealthyAfter int           `mapstructure:"unhealthy_after"`
 	RequestTimeout time.Duration `mapstructure:"request_timeout"`
 	// TrustedProxies are CIDRs (or IPs) of proxies in front of the Chorus
@@ -787,6 +790,7 @@ func (c *Config) Validate(role Role) error {
 		}
 		positive(bad, "proxy.health_interval", p.HealthInterval)
 		positive(bad, "proxy.health_timeout", p.HealthTimeout)
+		positive(bad, "proxy.dial_timeout", p.DialTimeout)
 		positive(bad, "proxy.request_timeout", p.RequestTimeout)
 		if p.UnhealthyAfter < 1 {
 			bad("proxy.unhealthy_after must be at least 1, got %d", p.UnhealthyAfter)

@@ -350,6 +350,8 @@ func Keys() []Key {
 			"Interval of the active health check of every master."},
 		{"proxy.health_timeout", []string{"CHORUS_PROXY_HEALTH_TIMEOUT"}, 500 * time.Millisecond, []Role{RoleProxy},
 			"Timeout of one active health check."},
+		{"proxy.dial_timeout", []string{"CHORUS_PROXY_DIAL_TIMEOUT"}, 500 * time.Millisecond, []Role{RoleProxy},
+			"Time a master has to accept the proxy's TCP connection before the proxy tries the request on another master. The handshake is the master's kernel's work, well under a millisecond on a LAN; a master whose host is gone never answers (no reset), so this bounds what losing a host costs a request or a WebSocket reconnection."},
 		{"proxy.unhealthy_after", []string{"CHORUS_PROXY_UNHEALTHY_AFTER"}, 2, []Role{RoleProxy},
 			"Consecutive failed checks (active or passive) after which a master gets no new requests."},
 		{"proxy.request_timeout", []string{"CHORUS_PROXY_REQUEST_TIMEOUT"}, 30 * time.Second, []Role{RoleProxy},
