@@ -234,6 +234,24 @@ func TestSwarmCluster(t *testing.T) {
 		return len(nodeOf) == 3
 	}, func() string { return fmt.Sprint(nodeOf) })
 	t.Logf("Swarm of 3 hosts formed and the stack answering in %s", time.Since(start).Round(100*time.Millisecond))
+	sdk, err := openvidu.New(openvidu.Config{URL: b.url, Secret: b.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// No master was declared crashed while the stack started: a master
+	// registers before the other hosts resolve its task's name, and its
+	// peers must not take that for a crash (a nodeCrashed for a live
+	// master, DOWN in the health report for an hour).
+	if h, err := sdk.Health(ctx); err != nil {
+		t.Errorf("GET /openvidu/api/health: %v", err)
+	} else {
+		for id, n := range h.Nodes {
+			if n.Status == "DOWN" {
+				t.Errorf("master %s DOWN after the stack started: %+v", id, h)
+			}
+		}
+	}
 
 	// REST with the official client.
 	dc.node(t, "rest.cjs")
@@ -301,10 +319,6 @@ func TestSwarmCluster(t *testing.T) {
 		}
 	}
 
-	sdk, err := openvidu.New(openvidu.Config{URL: b.url, Secret: b.secret})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rest := pollREST(ctx, sdk, "ses_swarm")
 
 	// The whole third host stops: its engine, every task on it.

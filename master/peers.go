@@ -14,10 +14,18 @@ import (
 )
 
 // peerChecker checks the other masters over HTTP (their authenticated
-// /internal/v1/health) every interval. A peer that fails every check for
-// window is declared crashed (session.Service.DeclareMasterCrashed): the
-// proxies stop routing to it at once and its participants are detached so
-// they can resume elsewhere, instead of waiting for its registration to lapse.
+// /internal/v1/health) every interval. A peer that answered at least once
+// and then fails every check for window is declared crashed
+// (session.Service.DeclareMasterCrashed): the proxies stop routing to it at
+// once and its participants are detached so they can resume elsewhere,
+// instead of waiting for its registration to lapse.
+//
+// A peer that never answered is not declared by its checks: a master that
+// has just started may be registered before its address is reachable (on a
+// Swarm, a task's DNS name resolves on the other hosts a moment after the
+// task runs), and declaring it would emit a nodeCrashed for a live master.
+// Such a peer, if it is dead, is declared when its registration expires
+// (the sweeper; 3 s at the default heartbeat) rather than after window.
 type peerChecker struct {
 	store    *store.Store
 	sessions *session.Service
@@ -31,6 +39,8 @@ type peerChecker struct {
 
 	mu       sync.Mutex
 	failing  map[protocol.MasterID]time.Time // incarnation -> first failed check
+	answered map[protocol.MasterID]bool      // peers that passed a check
+	warned   map[protocol.MasterID]bool      // never-answering peers logged
 	checked  map[protocol.MasterID]bool      // peers told to the observer
 	suspects chan protocol.MasterID
 }
@@ -47,7 +57,8 @@ func newPeerChecker(st *store.Store, sessions *session.Service, self *session.In
 	return &peerChecker{
 		store: st, sessions: sessions, self: self, secret: secret, interval: interval, window: window, observer: observer, log: log,
 		client:  &http.Client{Timeout: interval},
-		failing: map[protocol.MasterID]time.Time{}, checked: map[protocol.MasterID]bool{}, suspects: make(chan protocol.MasterID, 64),
+		failing: map[protocol.MasterID]time.Time{}, answered: map[protocol.MasterID]bool{}, warned: map[protocol.MasterID]bool{},
+		checked: map[protocol.MasterID]bool{}, suspects: make(chan protocol.MasterID, 64),
 	}
 }
 
@@ -109,6 +120,8 @@ func (p *peerChecker) round(ctx context.Context, only protocol.MasterID) {
 		for inc := range p.checked {
 			if !seen[inc] {
 				delete(p.checked, inc)
+				delete(p.answered, inc)
+				delete(p.warned, inc)
 				p.observer.PeerGone(string(inc))
 			}
 		}
@@ -135,17 +148,27 @@ func (p *peerChecker) check(ctx context.Context, peer store.MasterInfo) {
 	switch {
 	case healthy:
 		delete(p.failing, peer.ID)
+		p.answered[peer.ID] = true
 	case !wasFailing:
 		p.failing[peer.ID] = now
 		first = now
 	}
-	declare := !healthy && now.Sub(first) >= p.window
+	overdue := !healthy && now.Sub(first) >= p.window
+	declare := overdue && p.answered[peer.ID]
 	if declare {
 		delete(p.failing, peer.ID)
+	}
+	warn := overdue && !declare && !p.warned[peer.ID]
+	if warn {
+		p.warned[peer.ID] = true
 	}
 	p.checked[peer.ID] = true
 	p.observer.PeerChecked(string(peer.ID), healthy)
 	p.mu.Unlock()
+	if warn {
+		p.log.Warn("peer master registered but never reachable: left to its registration's expiry", "peer", peer.ID,
+			"url", peer.InternalURL, "since", first, "err", err)
+	}
 	if declare {
 		p.log.Warn("peer master failed its health checks", "peer", peer.ID, "since", first, "err", err)
 		p.observer.PeerCrashed()

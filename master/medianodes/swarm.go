@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -235,21 +236,71 @@ func (s *Swarm) Config() SwarmConfig { return s.cfg }
 // media nodes and a UDP port of the range free on that node, and creates
 // the node's service pinned there. Swarm starts its task; the cluster waits
 // for the node to register as with any launch.
+//
+// Two launches at once (two masters answering POST /media-nodes) may pick
+// the same node and port; Swarm would leave the second task pending for
+// good (its host port in use). So once created, a service looks for one of
+// the cluster's on the same node and port created before it (by creation
+// time, then id: both launches agree on which came first) and, finding
+// one, removes itself and takes another port, up to maxPortTries times.
 func (s *Swarm) Launch(ctx context.Context, id protocol.NodeID) (string, error) {
 	node, err := s.pickNode(ctx)
 	if err != nil {
 		return "", fmt.Errorf("swarm provider: launch %s: %w", id, err)
 	}
-	port, err := s.freePort(ctx, node, id)
-	if err != nil {
-		return "", fmt.Errorf("swarm provider: launch %s on %s: %w", id, node.Description.Hostname, err)
+	yielded := map[int]bool{}
+	for try := 1; ; try++ {
+		port, err := s.freePort(ctx, node, id, yielded)
+		if err != nil {
+			return "", fmt.Errorf("swarm provider: launch %s on %s: %w", id, node.Description.Hostname, err)
+		}
+		spec := s.serviceSpec(id, node.ID, port)
+		created, err := s.engine.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+		if err != nil {
+			return "", fmt.Errorf("swarm provider: create service %s: %w", spec.Name, err)
+		}
+		rival, err := s.earlierOnPort(ctx, node, port, created.ID)
+		if err == nil && rival == "" {
+			return created.ID, nil
+		}
+		if rerr := s.engine.ServiceRemove(ctx, created.ID); rerr != nil && !cerrdefs.IsNotFound(rerr) {
+			return "", fmt.Errorf("swarm provider: remove service %s (port %d taken by %s): %w", spec.Name, port, rival, rerr)
+		}
+		if err != nil {
+			return "", fmt.Errorf("swarm provider: launch %s: %w", id, err)
+		}
+		if try == maxPortTries {
+			return "", fmt.Errorf("swarm provider: launch %s on %s: port taken by a concurrent launch %d times", id, node.Description.Hostname, try)
+		}
+		yielded[port] = true
 	}
-	spec := s.serviceSpec(id, node.ID, port)
-	created, err := s.engine.ServiceCreate(ctx, spec, swarm.ServiceCreateOptions{})
+}
+
+// maxPortTries bounds how many times a launch gives up its port to a
+// concurrent one before it fails.
+const maxPortTries = 5
+
+// earlierOnPort returns the id of a service of the cluster on node that
+// publishes port and was created before service mine (ties broken by id),
+// or "" if there is none.
+func (s *Swarm) earlierOnPort(ctx context.Context, node swarm.Node, port int, mine string) (string, error) {
+	services, err := s.engine.ServiceList(ctx, swarm.ServiceListOptions{Filters: filters.NewArgs(
+		filters.Arg("label", LabelCluster+"="+s.cfg.ClusterID), filters.Arg("label", LabelSwarmNode+"="+node.ID),
+		filters.Arg("label", LabelUDPPort+"="+strconv.Itoa(port)))})
 	if err != nil {
-		return "", fmt.Errorf("swarm provider: create service %s: %w", spec.Name, err)
+		return "", fmt.Errorf("list the services on port %d: %w", port, err)
 	}
-	return created.ID, nil
+	i := slices.IndexFunc(services, func(svc swarm.Service) bool { return svc.ID == mine })
+	if i < 0 {
+		return "", fmt.Errorf("service %s is not listed on port %d after its creation", mine, port)
+	}
+	me := services[i]
+	for _, svc := range services {
+		if svc.ID != mine && (svc.CreatedAt.Before(me.CreatedAt) || svc.CreatedAt.Equal(me.CreatedAt) && svc.ID < mine) {
+			return svc.ID, nil
+		}
+	}
+	return "", nil
 }
 
 // pickNode returns the eligible node (ready, active, carrying NodeLabel)
@@ -293,15 +344,17 @@ func (s *Swarm) pickNode(ctx context.Context) (swarm.Node, error) {
 }
 
 // freePort returns a UDP port of the range that no launched service of the
-// cluster holds on node, starting from a place that depends on id so that
-// two masters launching at once rarely try the same one.
-func (s *Swarm) freePort(ctx context.Context, node swarm.Node, id protocol.NodeID) (int, error) {
+// cluster holds on node, nor one this launch yielded, starting from a place
+// that depends on id so that two masters launching at once rarely try the
+// same one.
+func (s *Swarm) freePort(ctx context.Context, node swarm.Node, id protocol.NodeID, yielded map[int]bool) (int, error) {
 	services, err := s.engine.ServiceList(ctx, swarm.ServiceListOptions{
 		Filters: filters.NewArgs(filters.Arg("label", LabelCluster+"="+s.cfg.ClusterID), filters.Arg("label", LabelSwarmNode+"="+node.ID))})
 	if err != nil {
 		return 0, fmt.Errorf("list the cluster's services: %w", err)
 	}
 	used := map[int]bool{}
+	maps.Copy(used, yielded)
 	for _, svc := range services {
 		if p, err := strconv.Atoi(svc.Spec.Labels[LabelUDPPort]); err == nil {
 			used[p] = true

@@ -3,6 +3,7 @@ package medianodes
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -31,6 +32,10 @@ type fakeSwarm struct {
 	linger   int
 	own      *swarm.Service // the master's own service (nil: not a task)
 	ownLabel string         // its container's service label
+	created  int            // services created so far: their creation times
+	// beforeCreate, when set, runs at the start of ServiceCreate (another
+	// master's launch slipping in); it is cleared first, so it runs once.
+	beforeCreate func()
 }
 
 func newFakeSwarm(nodes ...swarm.Node) *fakeSwarm {
@@ -67,8 +72,18 @@ func (f *fakeSwarm) ServiceInspectWithRaw(_ context.Context, id string, _ swarm.
 }
 
 func (f *fakeSwarm) ServiceCreate(_ context.Context, spec swarm.ServiceSpec, _ swarm.ServiceCreateOptions) (swarm.ServiceCreateResponse, error) {
+	if hook := f.beforeCreate; hook != nil {
+		f.beforeCreate = nil
+		hook()
+	}
 	id := "svc_" + spec.Name
-	f.services[id] = swarm.Service{ID: id, Spec: spec}
+	if _, taken := f.services[id]; taken {
+		return swarm.ServiceCreateResponse{}, fmt.Errorf("name conflicts with an existing object: %s", spec.Name)
+	}
+	f.created++
+	svc := swarm.Service{ID: id, Spec: spec}
+	svc.CreatedAt = time.Unix(1_800_000_000, 0).Add(time.Duration(f.created) * time.Millisecond)
+	f.services[id] = svc
 	nodeID := strings.TrimPrefix(spec.TaskTemplate.Placement.Constraints[0], "node.id==")
 	f.tasks = append(f.tasks, swarm.Task{ServiceID: id, NodeID: nodeID, Spec: spec.TaskTemplate})
 	return swarm.ServiceCreateResponse{ID: id}, nil
@@ -212,6 +227,63 @@ func TestSwarmPortsArePerNode(t *testing.T) {
 	}
 	if _, err := s.Launch(ctx, "media_full"); err == nil || !strings.Contains(err.Error(), "in use on that node") {
 		t.Errorf("a third launch: %v, want the range full", err)
+	}
+}
+
+// TestSwarmConcurrentLaunchesTakeTwoPorts: two masters launch at once and
+// both find the same port free on the same node (one creates its service
+// between the other's choice and its creation). Both services are created;
+// the later one sees the earlier on its port, removes itself and takes
+// another, so no task is left pending on a port in use. With one port in
+// the range, the later launch fails instead of leaving a service behind.
+func TestSwarmConcurrentLaunchesTakeTwoPorts(t *testing.T) {
+	ctx := context.Background()
+	// Two node ids whose first choice in a two-port range is the same.
+	first, second := protocolNodeID(0), protocol.NodeID("")
+	for i := 1; second == ""; i++ {
+		if portOffset(protocolNodeID(i), 2) == portOffset(first, 2) {
+			second = protocolNodeID(i)
+		}
+	}
+	for _, tt := range []struct {
+		name  string
+		ports int
+		fails bool
+	}{{"two ports", 2, false}, {"one port", 1, true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeSwarm(swarmNode("n1", "a", swarm.NodeStateReady, swarm.NodeAvailabilityActive, nil))
+			cfg := swarmConfig()
+			cfg.UDPPortMax = cfg.UDPPortMin + tt.ports - 1
+			a, err := newSwarm(ctx, cfg, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := newSwarm(ctx, cfg, f)
+			var bID string
+			var bErr error
+			// b's whole launch runs after a has chosen its port, before a creates.
+			f.beforeCreate = func() { bID, bErr = b.Launch(ctx, second) }
+			aID, aErr := a.Launch(ctx, first)
+			if bErr != nil {
+				t.Fatalf("the launch that created first: %v", bErr)
+			}
+			if tt.fails {
+				if aErr == nil || !strings.Contains(aErr.Error(), "in use on that node") {
+					t.Errorf("the later launch with no port left: %v, want the range full", aErr)
+				}
+				if len(f.services) != 1 {
+					t.Errorf("services %v, want only the first launch's", slices.Collect(maps.Keys(f.services)))
+				}
+				return
+			}
+			if aErr != nil {
+				t.Fatal(aErr)
+			}
+			pa, pb := f.services[aID].Spec.Labels[LabelUDPPort], f.services[bID].Spec.Labels[LabelUDPPort]
+			if pa == pb || len(f.services) != 2 {
+				t.Errorf("ports %s and %s, %d services; want two services on two ports", pa, pb, len(f.services))
+			}
+		})
 	}
 }
 
