@@ -38,6 +38,7 @@ func newMetrics(p *Proxy) *metrics {
 	}
 	m.reg.MustRegister(m.errors,
 		counter("chorus_proxy_connect_retries_total", "Requests retried on another master because the first could not be connected to.", p.stats.ConnectRetries.Load),
+		counter("chorus_proxy_abandoned_total", "Requests and WebSockets given up because their master was found unreachable (its host lost) while they waited on it; GETs among them are retried on another master.", p.stats.Abandoned.Load),
 		counter("chorus_proxy_upstream_failures_total", "Requests a master failed after receiving them (held against it).", p.stats.UpstreamFailures.Load),
 		counter("chorus_proxy_client_cancelled_total", "Requests whose client went away before the master answered.", p.stats.ClientCancelled.Load),
 		&upstreamCollector{p: p, desc: prometheus.NewDesc("chorus_proxy_upstream_healthy",

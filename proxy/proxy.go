@@ -1,7 +1,8 @@
 // Package proxy is Chorus's public entry point (`chorus proxy`): a reverse
 // proxy balancing HTTP and WebSocket traffic over the healthy masters. It
 // checks masters actively (sub-second) and passively, retries on another
-// master a request that could not even be connected, and otherwise answers
+// master a request that could not even be connected, gives up what waits on
+// a master whose host is lost (ARCHITECTURE.md, "Docker Swarm"), and otherwise answers
 // 503 (no healthy master), 502 (the master failed mid-request) or 504 (it
 // timed out), so that clients retry. It also serves the demo page.
 package proxy
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"net/url"
 	"sort"
@@ -90,6 +92,10 @@ type Stats struct {
 	// ConnectRetries counts requests retried on another master because the
 	// first could not be connected to.
 	ConnectRetries atomic.Uint64
+	// Abandoned counts requests and WebSockets given up because their
+	// master was found unreachable while they waited on it (the GETs
+	// among them retried on another master).
+	Abandoned atomic.Uint64
 }
 
 // Stats returns the proxy's counters.
@@ -101,6 +107,75 @@ type backend struct {
 	url     *url.URL
 	healthy atomic.Bool
 	fails   atomic.Int32
+
+	mu      sync.Mutex
+	pending map[*context.CancelCauseFunc]struct{} // requests awaiting its answer
+	tunnels map[*tunnel]struct{}                  // upgraded connections (WebSockets) to it
+}
+
+// errMasterUnreachable cancels what waits on a master found unreachable
+// (its host gone: no TCP handshake completes); such a request failed, and
+// answers 502 unless it can be retried.
+var errMasterUnreachable = errors.New("master unreachable")
+
+// await registers a request waiting for the master's answer; the returned
+// func unregisters it.
+func (b *backend) await(cancel context.CancelCauseFunc) (done func()) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending == nil {
+		b.pending = map[*context.CancelCauseFunc]struct{}{}
+	}
+	b.pending[&cancel] = struct{}{}
+	return func() {
+		b.mu.Lock()
+		delete(b.pending, &cancel)
+		b.mu.Unlock()
+	}
+}
+
+// tunnel is the master's side of an upgraded connection the proxy relays.
+type tunnel struct {
+	io.ReadWriteCloser
+	b *backend
+}
+
+func (t *tunnel) Close() error {
+	t.b.mu.Lock()
+	delete(t.b.tunnels, t)
+	t.b.mu.Unlock()
+	return t.ReadWriteCloser.Close()
+}
+
+// dig registers an upgraded connection to the master.
+func (b *backend) dig(conn io.ReadWriteCloser) *tunnel {
+	t := &tunnel{ReadWriteCloser: conn, b: b}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tunnels == nil {
+		b.tunnels = map[*tunnel]struct{}{}
+	}
+	b.tunnels[t] = struct{}{}
+	return t
+}
+
+// abandon gives up on everything that waits on the master: its pending
+// requests are cancelled and its tunnels closed, so that clients learn at
+// once what they would otherwise learn from their own timeouts (a lost
+// host sends no reset: a request hangs until the SDK's attempt timeout, a
+// WebSocket until openvidu-browser's ping fails). It returns how many.
+func (b *backend) abandon() (requests, tunnels int) {
+	b.mu.Lock()
+	pending, open := b.pending, b.tunnels
+	b.pending, b.tunnels = nil, nil
+	b.mu.Unlock()
+	for cancel := range pending {
+		(*cancel)(errMasterUnreachable)
+	}
+	for t := range open {
+		_ = t.ReadWriteCloser.Close()
+	}
+	return len(pending), len(open)
 }
 
 // New builds a proxy; Run serves it. It fails on a secret unfit for where the
@@ -122,7 +197,10 @@ func New(cfg Config) (*Proxy, error) {
 			// on it would fail, and a POST is not retried).
 			IdleConnTimeout: cfg.Cluster.HTTP.IdleTimeout / 2,
 		},
-		checker:     &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout},
+		checker: &http.Client{Timeout: cfg.Cluster.Proxy.HealthTimeout, Transport: &http.Transport{
+			DialContext: (&net.Dialer{Timeout: cfg.Cluster.Proxy.DialTimeout}).DialContext, MaxIdleConnsPerHost: 2,
+			IdleConnTimeout: cfg.Cluster.HTTP.IdleTimeout / 2,
+		}},
 		demoLimiter: newRateLimiter(cfg.Cluster.Proxy.Demo.RateLimit, cfg.Cluster.Proxy.Demo.RateBurst, time.Now),
 		wsLimiter:   newConnLimiter(cfg.Cluster.Limits.WebSocketsPerIP),
 	}
@@ -227,21 +305,35 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 			return nil, errNoHealthyMaster
 		}
 		tried[b] = true
-		out := req.Clone(req.Context())
+		// Not cancelled once the answer has come: the context would
+		// end the response body and an upgraded connection with it.
+		ctx, cancel := context.WithCancelCause(req.Context())
+		out := req.Clone(ctx)
 		out.URL.Scheme, out.URL.Host = b.url.Scheme, b.url.Host
 		if body != nil {
 			out.Body = io.NopCloser(bytes.NewReader(body))
 			out.ContentLength = int64(len(body))
 		}
+		done := b.await(cancel)
 		resp, err := p.transport.RoundTrip(out)
+		done()
 		if err == nil {
+			if conn, ok := resp.Body.(io.ReadWriteCloser); ok && resp.StatusCode == http.StatusSwitchingProtocols {
+				resp.Body = b.dig(conn)
+			}
 			return resp, nil
 		}
 		if isConnectError(err) {
 			p.log.Info("master unreachable, trying another", "master", b.url.Host, "err", err)
-			p.markDown(b)
+			p.markUnreachable(b)
 			p.stats.ConnectRetries.Add(1)
 			continue
+		}
+		if errors.Is(context.Cause(ctx), errMasterUnreachable) && req.Context().Err() == nil {
+			if idempotent(req) {
+				continue // safe to send again (RFC 9110, 9.2.2)
+			}
+			return nil, fmt.Errorf("%w: %w", errMasterUnreachable, err)
 		}
 		if req.Context().Err() == nil {
 			p.stats.UpstreamFailures.Add(1)
@@ -255,6 +347,17 @@ func (p *Proxy) roundTrip(req *http.Request) (*http.Response, error) {
 }
 
 var errBodyTooLarge = errors.New("request body too large")
+
+// idempotent reports whether req may be sent again after its master was
+// lost with it (RFC 9110, 9.2.2): a GET, HEAD or OPTIONS that is not an
+// upgrade (a WebSocket's client reconnects by itself).
+func idempotent(req *http.Request) bool {
+	switch req.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return req.Header.Get("Upgrade") == ""
+	}
+	return false
+}
 
 // isConnectError reports whether err happened before the request reached the
 // master (dial refused, unreachable, timed out connecting).
@@ -274,6 +377,8 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		status = http.StatusServiceUnavailable
 	case errors.Is(err, errBodyTooLarge):
 		status = http.StatusRequestEntityTooLarge
+	case errors.Is(err, errMasterUnreachable):
+		status = http.StatusBadGateway
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		status = http.StatusGatewayTimeout
 	case errors.Is(err, context.Canceled):
@@ -319,6 +424,17 @@ func (p *Proxy) pick(tried map[*backend]bool) *backend {
 	}
 	sort.Slice(healthy, func(i, j int) bool { return healthy[i].url.String() < healthy[j].url.String() })
 	return healthy[p.next.Add(1)%uint64(len(healthy))]
+}
+
+// markUnreachable marks a master that completes no TCP handshake down, and
+// abandons what waits on it.
+func (p *Proxy) markUnreachable(b *backend) {
+	p.markDown(b)
+	if requests, tunnels := b.abandon(); requests+tunnels > 0 {
+		p.stats.Abandoned.Add(uint64(requests + tunnels))
+		p.log.Warn("master unreachable: its pending requests and WebSockets given up", "master", b.url.Host,
+			"requests", requests, "websockets", tunnels)
+	}
 }
 
 func (p *Proxy) markDown(b *backend) {
@@ -447,6 +563,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		_ = metricsSrv.Shutdown(shutdownCtx)
 	}
 	p.transport.CloseIdleConnections()
+	p.checker.CloseIdleConnections()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -528,6 +645,8 @@ func (p *Proxy) discover(ctx context.Context) {
 func (p *Proxy) check(ctx context.Context, b *backend) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.HealthTimeout)
 	defer cancel()
+	var connected atomic.Bool // a connection to the master, new or reused, was had
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { connected.Store(true) }})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.url.String()+"/chorus/health", nil)
 	resp, err := p.checker.Do(req)
 	if err == nil {
@@ -547,5 +666,14 @@ func (p *Proxy) check(ctx context.Context, b *backend) {
 			return
 		}
 		p.recordFailure(b)
+		// A failed check that could not even connect, once the master is
+		// down: its host is gone (a live master's kernel completes the
+		// handshake however busy the master; a dead process resets).
+		// The first failed check of a lost host may have hung on a
+		// kept-alive connection, which the timeout closed: the next one
+		// dials.
+		if !connected.Load() && !b.healthy.Load() {
+			p.markUnreachable(b)
+		}
 	}
 }
