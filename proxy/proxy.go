@@ -109,9 +109,13 @@ type backend struct {
 	fails   atomic.Int32
 
 	mu      sync.Mutex
-	pending map[*context.CancelCauseFunc]struct{} // requests awaiting its answer
-	tunnels map[*tunnel]struct{}                  // upgraded connections (WebSockets) to it
+	pending map[*waiter]struct{} // requests awaiting its answer
+	tunnels map[*tunnel]struct{} // upgraded connections (WebSockets) to it
 }
+
+// waiter is a request awaiting a master's answer, cancelled if the master
+// is found unreachable meanwhile.
+type waiter struct{ cancel context.CancelCauseFunc }
 
 // errMasterUnreachable cancels what waits on a master found unreachable
 // (its host gone: no TCP handshake completes); such a request failed, and
@@ -124,12 +128,13 @@ func (b *backend) await(cancel context.CancelCauseFunc) (done func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.pending == nil {
-		b.pending = map[*context.CancelCauseFunc]struct{}{}
+		b.pending = map[*waiter]struct{}{}
 	}
-	b.pending[&cancel] = struct{}{}
+	w := &waiter{cancel: cancel}
+	b.pending[w] = struct{}{}
 	return func() {
 		b.mu.Lock()
-		delete(b.pending, &cancel)
+		delete(b.pending, w)
 		b.mu.Unlock()
 	}
 }
@@ -169,8 +174,8 @@ func (b *backend) abandon() (requests, tunnels int) {
 	pending, open := b.pending, b.tunnels
 	b.pending, b.tunnels = nil, nil
 	b.mu.Unlock()
-	for cancel := range pending {
-		(*cancel)(errMasterUnreachable)
+	for w := range pending {
+		w.cancel(errMasterUnreachable)
 	}
 	for t := range open {
 		_ = t.ReadWriteCloser.Close()
